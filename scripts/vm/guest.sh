@@ -1,0 +1,66 @@
+#!/bin/bash
+# Guest stage 2, run by init inside the chroot of the host's root: writable scratch mounts,
+# module loading through kmod's modprobe over the depmod'ed Debian module tree, the emulated
+# NVDIMM as device-DAX (/dev/dax0.0) and as an ext4 -o dax mount (/mnt/pmem), ckpt.ko, then
+# the command. Writes the command's exit status and the kernel log into the run directory.
+RUN=$1
+# shellcheck source=/dev/null
+. "$RUN/env"
+exec </dev/ttyS1 >/dev/ttyS1 2>&1
+[ -z "${VM_INTERACTIVE:-}" ] || stty sane 2>/dev/null
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /mnt
+mkdir -p /dev/pts /dev/shm /run/lock
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+ip link set lo up 2>/dev/null
+
+status() { echo "$1" > "$RUN/status"; }
+die() { echo "vm: $*"; dmesg > "$RUN/dmesg"; status 126; exit 0; }
+
+mkdir -p /run/ckpt-modprobe.d
+# -C: an empty configuration, so host install hooks (ndctl load-keys, ...) do not run here.
+modprobe -C /run/ckpt-modprobe.d -d "$VM_KERNEL_DIR" -S "$VM_ABI" -a nfit nd_pmem dax_pmem device_dax ext4 $VM_MODULES ||
+  die "modprobe failed"
+
+if [ "$VM_PMEM" = 1 ]; then
+  # The NVDIMM has a label area; its namespaces persist in the backing file. Create them on a
+  # blank label area: a device-DAX namespace and an fsdax one for the ext4 -o dax mount.
+  for i in $(seq 50); do [ -e /sys/bus/nd/devices/region0 ] && break; sleep 0.1; done
+  [ -e /sys/bus/nd/devices/region0 ] || die "no NVDIMM region"
+  if ! ndctl list -N -r region0 | grep -q '"mode":"devdax"'; then
+    # A blank label area reads as one label-less namespace: initialise the labels first.
+    { ndctl disable-region region0 && ndctl init-labels -f all && ndctl enable-region region0; } \
+      >/dev/null 2>&1 || die "ndctl could not initialise the NVDIMM's labels"
+    ndctl create-namespace -r region0 -m devdax -a 2M -s "$VM_DAX_SIZE" >/dev/null ||
+      die "ndctl create-namespace devdax failed"
+  fi
+  if ! ndctl list -N -r region0 | grep -q '"mode":"fsdax"'; then
+    ndctl create-namespace -r region0 -m fsdax >/dev/null ||
+      die "ndctl create-namespace fsdax failed"
+  fi
+  for i in $(seq 50); do [ -e /dev/dax0.0 ] && ls /dev/pmem* >/dev/null 2>&1 && break; sleep 0.1; done
+  pmem=$(ls /dev/pmem* 2>/dev/null | head -n1)
+  [ -e /dev/dax0.0 ] && [ -n "$pmem" ] || die "DAX devices did not appear"
+  blkid "$pmem" >/dev/null 2>&1 || mkfs.ext4 -q -F -b 4096 "$pmem" || die "mkfs.ext4 $pmem failed"
+  mkdir -p /mnt/pmem
+  mount -o dax "$pmem" /mnt/pmem || die "mount -o dax $pmem failed"
+fi
+
+if [ -n "$VM_CKPT_KO" ]; then
+  insmod "$VM_CKPT_KO" || die "insmod $VM_CKPT_KO failed"
+fi
+
+cd "$VM_CWD" || die "no directory $VM_CWD in the guest"
+bash "$RUN/cmd"
+rc=$?
+# The module must unload cleanly once its users are gone.
+if [ -n "$VM_CKPT_KO" ] && grep -q '^ckpt ' /proc/modules; then
+  rmmod ckpt || { echo "vm: rmmod ckpt failed"; [ "$rc" -ne 0 ] || rc=127; }
+fi
+umount /mnt/pmem 2>/dev/null
+dmesg > "$RUN/dmesg"
+status "$rc"

@@ -9,9 +9,6 @@ RUN=$1
 exec </dev/ttyS1 >/dev/ttyS1 2>&1
 [ -z "${VM_INTERACTIVE:-}" ] || stty sane 2>/dev/null
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /mnt
 mkdir -p /dev/pts /dev/shm /run/lock
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm

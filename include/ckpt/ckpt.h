@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libckpt: register program state, checkpoint it incrementally and atomically, restore it after
+ * a crash. See Documentation/user-guide.md.
+ *
+ * Conventions (every call):
+ *   - Returns 0 or a non-negative value on success, -errno on failure. errno is never set and
+ *     nothing aborts on bad input (NULL handles and pointers give -EINVAL).
+ *   - Handles are opaque. ckpt_last_error() gives a human-readable reason for the last failure
+ *     of a session, naming the region or the store part concerned.
+ *   - Compiles as C11 and as C++.
+ *
+ * Thread-safety: a session (ckpt_t) may be used from several threads at once; calls are
+ * serialised internally. A checkpoint is *consistent* when every thread that writes registered
+ * memory is attached to the session (ckpt_thread_attach) and reaches safepoints
+ * (ckpt_safepoint / ckpt_hook / CKPT_HOOK): a checkpoint is taken only while every attached
+ * thread other than the caller is parked at a safepoint, so the epoch shows registered memory
+ * as it was between the attached threads' iterations. Threads that are not attached are not
+ * waited for; they must not write registered memory while a checkpoint runs.
+ */
+#ifndef CKPT_CKPT_H
+#define CKPT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CKPT_VERSION_MAJOR 0
+#define CKPT_VERSION_MINOR 1
+
+#ifdef __cplusplus
+/* C++ spells the opaque tag differently: a struct named `ckpt` would collide with the C++
+ * namespace ckpt (ckpt.hpp). Same type for the ABI: an incomplete struct behind a pointer. */
+typedef struct ckpt_session ckpt_t;
+#else
+typedef struct ckpt ckpt_t;
+#endif
+typedef struct ckpt_config ckpt_config_t;
+typedef struct ckpt_heap ckpt_heap_t;
+
+/* Which tracker finds the pages written since the last checkpoint. */
+enum ckpt_tracker_kind {
+	CKPT_TRACKER_AUTO = 0,	/* env CKPT_TRACKER if set, else module > uffd > mprotect */
+	CKPT_TRACKER_MODULE = 1,	/* ckpt.ko (/dev/ckpt with CKPT_FEATURE_TRACK) */
+	CKPT_TRACKER_UFFD = 2,	/* userfaultfd write-protect (sync), a handler thread */
+	CKPT_TRACKER_MPROTECT = 3,	/* mprotect + SIGSEGV, chaining the program's handler */
+	CKPT_TRACKER_FULL = 4,	/* no tracking: every checkpoint writes every page */
+};
+
+/* Which writer persists pages; AUTO decides from the store path (DAX or io_uring). */
+enum ckpt_writer_kind {
+	CKPT_WRITER_AUTO = 0,
+	CKPT_WRITER_DAX = 1,
+	CKPT_WRITER_URING = 2,
+};
+
+/* ckpt_config.flags */
+#define CKPT_CFG_TIMER		(1u << 0)	/* a timer thread checkpoints every interval_ms */
+#define CKPT_CFG_PARTIAL_RESTORE (1u << 1)	/* restore even if the epoch holds regions */
+						/* that are not registered (default: -ESRCH) */
+#define CKPT_CFG_FORMAT		(1u << 2)	/* format the store even if it holds one or */
+						/* other data (destroys it); default: refuse */
+
+/*
+ * Session configuration. Initialise with ckpt_config_init(), then change fields. Passing NULL
+ * to ckpt_open() means all defaults. Unknown flags or non-zero reserved fields give -EINVAL.
+ */
+struct ckpt_config {
+	uint32_t size;		/* sizeof(struct ckpt_config), set by ckpt_config_init */
+	uint32_t tracker;	/* enum ckpt_tracker_kind; default AUTO */
+	uint32_t writer;	/* enum ckpt_writer_kind; default AUTO */
+	uint32_t flags;		/* CKPT_CFG_*; default 0 */
+	uint64_t interval_ms;	/* timer period and hook interval; 0 = no time trigger */
+	uint64_t every_n;	/* ckpt_hook checkpoints every N calls; 0 = off */
+	uint64_t create_size;	/* a new file store's initial size; 0 = grow on demand */
+	uint64_t reserved[8];	/* must be zero */
+};
+
+/* Fill *cfg with the defaults. -EINVAL if cfg is NULL. */
+int ckpt_config_init(ckpt_config_t *cfg);
+
+/*
+ * Open (or create) the store at `store` and start a session.
+ * A path that does not exist becomes a file store that grows as regions are registered; a DAX
+ * device or a file without a store is formatted; a store is opened. Errors: -EBUSY the store is
+ * open in another process; -EPROTO another format version; -ENOSPC too small; -ENODEV a forced
+ * tracker or writer is not available here; -EINVAL bad config; other -errno from the system.
+ */
+int ckpt_open(const char *store, const ckpt_config_t *cfg, ckpt_t **out);
+
+/*
+ * Register [addr, addr+len) under `name` (1..200 bytes, no NUL). addr must be page-aligned and
+ * len a non-zero multiple of the page size; the memory must stay mapped read-write while it is
+ * registered. Registering a name the store already holds with another size gives -EINVAL (the
+ * program changed; nothing is restored or overwritten). -EEXIST: the name or an overlapping
+ * range is already registered in this session.
+ */
+int ckpt_register(ckpt_t *c, const char *name, void *addr, size_t len);
+
+/* Stop tracking a region (the store keeps its last committed copy). -ENOENT unknown name. */
+int ckpt_unregister(ckpt_t *c, const char *name);
+
+/*
+ * Commit one new epoch holding every registered region, atomically: after a crash at any
+ * instant the store holds the previous epoch or this one. Writes only the pages written since
+ * the previous checkpoint (plus metadata). With attached threads, waits until all others are
+ * parked at a safepoint. On error the previous epoch stays live and the pages stay due for the
+ * next checkpoint. Returns 0 or -errno.
+ */
+int ckpt_checkpoint(ckpt_t *c);
+
+/*
+ * Fill every registered region from the newest committed epoch, then run the restore hooks.
+ * 0: restored. -ENOENT: nothing committed yet (memory untouched). -ESRCH: a registered region is
+ * not in the epoch, or the epoch holds a region that is not registered (unless
+ * CKPT_CFG_PARTIAL_RESTORE); memory untouched. -EIO: damage with no intact older copy. A restore
+ * hook's negative return is returned as is. ckpt_last_error() names the region.
+ */
+int ckpt_restore(ckpt_t *c);
+
+/* Last committed epoch; 0 = none (or c is NULL). */
+uint64_t ckpt_epoch(const ckpt_t *c);
+
+/* Stop the timer, detach everything, close the store. Does not checkpoint. NULL is a no-op. */
+int ckpt_close(ckpt_t *c);
+
+/* ---- triggers ---- */
+
+/*
+ * Hook point for the program's loop: a safepoint, and a checkpoint when interval_ms has elapsed
+ * since the last one or every every_n calls (whichever is configured). Returns 1 if this call
+ * took a checkpoint, 0 if not, -errno if the checkpoint failed. Cheap when nothing is due (an
+ * atomic load, a counter, and a clock read if interval_ms is set).
+ */
+int ckpt_hook(ckpt_t *c);
+#define CKPT_HOOK(c) ((void)ckpt_hook(c))
+
+/* Start or stop the timer thread (interval_ms > 0 starts, 0 stops). */
+int ckpt_set_timer(ckpt_t *c, uint64_t interval_ms);
+
+/* ---- threads ---- */
+
+/* Attach the calling thread: checkpoints wait for it to be parked at a safepoint. A thread can
+ * be attached to one session at a time (-EBUSY). */
+int ckpt_thread_attach(ckpt_t *c);
+/* Detach the calling thread (call before it exits or blocks for long). -ENOENT if not attached. */
+int ckpt_thread_detach(ckpt_t *c);
+/* Park here if a checkpoint is waiting for this thread; returns at once otherwise. */
+int ckpt_safepoint(ckpt_t *c);
+
+/* ---- restore hooks ---- */
+
+/*
+ * Called by ckpt_restore() after every region is filled, once per hook, in registration order,
+ * with the region's current address and length. Rebuild transient state here (fds, pointers
+ * into other mappings, locks, thread ids). A negative return stops the restore and is returned.
+ */
+typedef int (*ckpt_restore_fn)(void *arg, const char *name, void *addr, size_t len);
+/* Set (or with fn NULL clear) the restore hook of a registered region. -ENOENT unknown name. */
+int ckpt_on_restore(ckpt_t *c, const char *name, ckpt_restore_fn fn, void *arg);
+
+/* ---- stats ---- */
+
+struct ckpt_session_stats {
+	uint64_t epoch;			/* last committed epoch */
+	uint64_t checkpoints;		/* committed by this session */
+	uint64_t failed_checkpoints;
+	uint64_t regions;		/* registered now */
+	uint64_t registered_bytes;
+	uint64_t pages_written;		/* pages put to the store by this session */
+	uint64_t last_pages;		/* pages of the last checkpoint */
+	uint64_t last_ns;		/* duration of the last checkpoint (stop-the-world included) */
+	uint64_t total_ns;
+	uint64_t restores;
+	uint64_t page_size;
+	char tracker[16];		/* "module", "uffd", "mprotect", "full" */
+	char writer[16];		/* "dax", "io_uring" */
+	uint64_t reserved[8];
+};
+int ckpt_get_stats(const ckpt_t *c, struct ckpt_session_stats *out);
+
+/* Reason for the last failure of a call on this session ("" if none). Valid until the next
+ * call on the session. Never NULL. */
+const char *ckpt_last_error(const ckpt_t *c);
+
+/* ---- persistent heap ---- */
+
+/*
+ * Open a persistent heap of `size` bytes (rounded up to pages) named `name`: an arena mapped at
+ * a fixed address and registered as a region, with an allocator whose metadata lives inside it,
+ * so pointers between its objects stay valid across a crash and restore.
+ * If the store holds the heap, it is mapped at its recorded address (MAP_FIXED_NOREPLACE):
+ * -EEXIST if that address is taken in this process, -EINVAL if the size differs; its contents
+ * come back with ckpt_restore(). Otherwise it is mapped at `addr_hint` (NULL: anywhere).
+ * The heap is owned by the session: ckpt_close() unmaps it.
+ */
+int ckpt_heap_open(ckpt_t *c, const char *name, size_t size, void *addr_hint, ckpt_heap_t **out);
+/* Allocate n bytes (16-byte aligned). -ENOMEM when the arena is full. Thread-safe. */
+int ckpt_heap_alloc(ckpt_heap_t *h, size_t n, void **out);
+/* Free a block from ckpt_heap_alloc; -EINVAL for a pointer that is not one. */
+int ckpt_heap_free(ckpt_heap_t *h, void *p);
+/* The heap's root pointer, kept in its metadata (NULL on a new heap). */
+int ckpt_heap_root(ckpt_heap_t *h, void **out);
+int ckpt_heap_set_root(ckpt_heap_t *h, void *root);
+/* Base address and usable size. */
+int ckpt_heap_info(ckpt_heap_t *h, void **base, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKPT_CKPT_H */

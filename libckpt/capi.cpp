@@ -1,0 +1,211 @@
+// The C API: argument checks, exception barrier (allocation failure -> -ENOMEM), and dispatch
+// to the session. Nothing here sets errno or aborts.
+#include <ckpt/ckpt.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <unistd.h>
+
+#include "session.hpp"
+
+namespace {
+
+constexpr uint32_t kKnownFlags = CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT;
+
+template <class F>
+int guard(F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (...) {
+    return -EIO;
+  }
+}
+
+bool valid_name(const char* name) {
+  if (!name) return false;
+  size_t n = strnlen(name, 201);
+  return n >= 1 && n <= 200 && strncmp(name, "@heap:", 6) != 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int ckpt_config_init(ckpt_config_t* cfg) {
+  if (!cfg) return -EINVAL;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->size = sizeof(*cfg);
+  return 0;
+}
+
+int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
+  if (!path || !*path || !out) return -EINVAL;
+  ckpt_config_t def;
+  ckpt_config_init(&def);
+  if (!cfg) cfg = &def;
+  if (cfg->size != sizeof(*cfg) || cfg->tracker > CKPT_TRACKER_FULL || cfg->writer > CKPT_WRITER_URING ||
+      (cfg->flags & ~kKnownFlags))
+    return -EINVAL;
+  for (uint64_t r : cfg->reserved)
+    if (r) return -EINVAL;
+  if ((cfg->flags & CKPT_CFG_TIMER) && !cfg->interval_ms) return -EINVAL;
+  return guard([&] {
+    auto c = std::make_unique<ckpt_session>();
+    c->cfg = *cfg;
+    c->ps = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    std::string why;
+    int ret = ckpt::make_tracker(static_cast<ckpt::TrackerKind>(cfg->tracker), &c->tracker, &why);
+    if (ret) return ret == -EINVAL ? ret : -ENODEV;
+    ckpt::store::Options o;
+    o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
+    o.create_size = cfg->create_size;
+    o.force_format = (cfg->flags & CKPT_CFG_FORMAT) != 0;
+    ret = ckpt::store::Store::open(path, o, &c->store);
+    if (ret) return ret;
+    if (c->store->page_size() != c->ps) return -EINVAL;
+    c->stats.page_size = c->ps;
+    c->stats.epoch = c->store->epoch();
+    snprintf(c->stats.tracker, sizeof(c->stats.tracker), "%s", c->tracker->name());
+    snprintf(c->stats.writer, sizeof(c->stats.writer), "%s", c->store->writer_name());
+    if (cfg->interval_ms)
+      c->next_due_ns = ckpt::now_ns() + static_cast<int64_t>(cfg->interval_ms) * 1000000;
+    if (cfg->flags & CKPT_CFG_TIMER) {
+      ret = c->set_timer(cfg->interval_ms);
+      if (ret) return ret;
+    }
+    *out = c.release();
+    return 0;
+  });
+}
+
+int ckpt_register(ckpt_t* c, const char* name, void* addr, size_t len) {
+  if (!c || !valid_name(name)) return -EINVAL;
+  return guard([&] { return c->do_register(name, addr, len); });
+}
+
+int ckpt_unregister(ckpt_t* c, const char* name) {
+  if (!c || !valid_name(name)) return -EINVAL;
+  return guard([&] {
+    std::lock_guard<std::mutex> g(c->mu);
+    return c->do_unregister_locked(name);
+  });
+}
+
+int ckpt_checkpoint(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return guard([&] { return c->checkpoint(); });
+}
+
+int ckpt_restore(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return guard([&] { return c->restore(); });
+}
+
+uint64_t ckpt_epoch(const ckpt_t* c) {
+  if (!c) return 0;
+  std::lock_guard<std::mutex> g(c->mu);
+  return c->store->epoch();
+}
+
+int ckpt_close(ckpt_t* c) {
+  if (!c) return 0;
+  return guard([&] {
+    c->detach();
+    c->set_timer(0);
+    {
+      std::lock_guard<std::mutex> g(c->mu);
+      while (!c->regions.empty()) c->do_unregister_locked(c->regions.back().name);
+      for (ckpt_heap* h : c->heaps) ckpt::heap_destroy(h);
+      c->heaps.clear();
+    }
+    delete c;
+    return 0;
+  });
+}
+
+int ckpt_hook(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return guard([&] { return c->hook(); });
+}
+
+int ckpt_set_timer(ckpt_t* c, uint64_t interval_ms) {
+  if (!c) return -EINVAL;
+  return guard([&] {
+    if (interval_ms) c->cfg.flags |= CKPT_CFG_TIMER;
+    else c->cfg.flags &= ~CKPT_CFG_TIMER;
+    return c->set_timer(interval_ms);
+  });
+}
+
+int ckpt_thread_attach(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return c->attach();
+}
+
+int ckpt_thread_detach(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return c->detach();
+}
+
+int ckpt_safepoint(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return c->safepoint();
+}
+
+int ckpt_on_restore(ckpt_t* c, const char* name, ckpt_restore_fn fn, void* arg) {
+  if (!c || !name) return -EINVAL;
+  return guard([&] {
+    std::lock_guard<std::mutex> g(c->mu);
+    ckpt::Region* r = c->find_locked(name);
+    if (!r) {
+      for (ckpt_heap* h : c->heaps)  // a heap's hook is set by its user-visible name
+        if (h->region.compare(0, 6 + strlen(name) + 1, std::string("@heap:") + name + "@") == 0)
+          r = c->find_locked(h->region);
+    }
+    if (!r) return c->set_error(-ENOENT, std::string("no region '") + name + "' is registered");
+    r->hook = fn;
+    r->hook_arg = arg;
+    return 0;
+  });
+}
+
+int ckpt_get_stats(const ckpt_t* c, struct ckpt_session_stats* out) {
+  if (!c || !out) return -EINVAL;
+  std::lock_guard<std::mutex> g(c->mu);
+  *out = c->stats;
+  out->epoch = c->store->epoch();
+  return 0;
+}
+
+const char* ckpt_last_error(const ckpt_t* c) {
+  if (!c) return "";
+  return c->err.c_str();
+}
+
+int ckpt_heap_open(ckpt_t* c, const char* name, size_t size, void* addr_hint, ckpt_heap_t** out) {
+  if (!c || !out || !name || !*name || strnlen(name, 101) > 100 || strchr(name, '@') || !size)
+    return -EINVAL;
+  return guard([&] { return ckpt::heap_open(c, name, size, addr_hint, out); });
+}
+
+int ckpt_heap_alloc(ckpt_heap_t* h, size_t n, void** out) {
+  if (!h || !out) return -EINVAL;
+  return ckpt::heap_alloc(h, n, out);
+}
+
+int ckpt_heap_free(ckpt_heap_t* h, void* p) {
+  if (!h || !p) return -EINVAL;
+  return ckpt::heap_free(h, p);
+}
+
+int ckpt_heap_info(ckpt_heap_t* h, void** base, size_t* size) {
+  if (!h) return -EINVAL;
+  if (base) *base = h->base;
+  if (size) *size = h->size;
+  return 0;
+}
+
+}  // extern "C"

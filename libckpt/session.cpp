@@ -1,0 +1,312 @@
+// The session: registering regions, checkpoints (collect -> put pages -> commit), restore,
+// the stop-the-world protocol for attached threads, hook points and the timer.
+#include "session.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace ckpt {
+
+int64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+namespace {
+// The session the calling thread is attached to (one at a time).
+thread_local ckpt_t* tls_attached = nullptr;
+}  // namespace
+
+}  // namespace ckpt
+
+using ckpt::Region;
+
+int ckpt_session::set_error(int ret, std::string msg) {
+  err = std::move(msg);
+  return ret;
+}
+
+Region* ckpt_session::find_locked(const std::string& name) {
+  for (auto& r : regions)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  if (!a || a % ps || !len || len % ps || a + len < a)
+    return set_error(-EINVAL, "region '" + name + "': address and length must be page-aligned and non-zero");
+  std::lock_guard<std::mutex> g(mu);
+  if (find_locked(name)) return set_error(-EEXIST, "region '" + name + "' is already registered");
+  for (auto& r : regions)
+    if (a < r.addr + r.len && r.addr < a + len)
+      return set_error(-EEXIST, "region '" + name + "' overlaps registered region '" + r.name + "'");
+  uint32_t sid = 0;
+  int ret = store->define_region(name, len, &sid);
+  if (ret == -EINVAL) {
+    uint64_t old = 0;
+    for (auto& ri : store->regions())
+      if (ri.name == name) old = ri.size;
+    return set_error(ret, "region '" + name + "': the store holds it with size " +
+                              std::to_string(old) + ", registered with size " + std::to_string(len));
+  }
+  if (ret) return set_error(ret, "region '" + name + "': the store refused it: " + strerror(-ret));
+  Region r;
+  r.name = name;
+  r.addr = a;
+  r.len = len;
+  r.rid = next_rid++;
+  r.sid = sid;
+  r.tracker = tracker.get();
+  ret = tracker->add(r.rid, addr, len, true);
+  if (ret == -EOPNOTSUPP && cfg.tracker == CKPT_TRACKER_AUTO && strcmp(tracker->name(), "mprotect")) {
+    // E.g. shmem without UFFD_FEATURE_WP_HUGETLBFS_SHMEM: the mprotect tracker still works.
+    if (!fallback) ckpt::make_mprotect_tracker(&fallback);
+    r.tracker = fallback.get();
+    ret = fallback->add(r.rid, addr, len, true);
+  }
+  if (ret)
+    return set_error(ret, "region '" + name + "': tracker " + tracker->name() + " refused it: " + strerror(-ret));
+  regions.push_back(std::move(r));
+  stats.regions = regions.size();
+  stats.registered_bytes += len;
+  return 0;
+}
+
+int ckpt_session::do_unregister_locked(const std::string& name) {
+  for (auto it = regions.begin(); it != regions.end(); ++it) {
+    if (it->name != name) continue;
+    int ret = it->tracker->remove(it->rid);
+    stats.registered_bytes -= it->len;
+    regions.erase(it);
+    stats.regions = regions.size();
+    return ret;
+  }
+  return set_error(-ENOENT, "no region '" + name + "' is registered");
+}
+
+// Wait until every attached thread but the caller is parked at a safepoint. If another thread
+// is already coordinating, the caller parks (if attached) until that checkpoint is done.
+void ckpt_session::world_stop() {
+  std::unique_lock<std::mutex> l(wmu);
+  bool self = ckpt::tls_attached == this;
+  while (stop.load()) {
+    if (self) {
+      parked++;
+      wcv.notify_all();
+      uint64_t g = gen;
+      wcv.wait(l, [&] { return gen != g; });
+      parked--;
+    } else {
+      wcv.wait(l, [&] { return !stop.load(); });
+    }
+  }
+  stop.store(true);
+  wcv.wait(l, [&] { return parked >= attached - (self ? 1 : 0); });
+}
+
+void ckpt_session::world_resume() {
+  std::lock_guard<std::mutex> l(wmu);
+  stop.store(false);
+  gen++;
+  wcv.notify_all();
+}
+
+int ckpt_session::safepoint() {
+  if (!stop.load(std::memory_order_acquire)) return 0;
+  std::unique_lock<std::mutex> l(wmu);
+  if (!stop.load() || ckpt::tls_attached != this) return 0;
+  parked++;
+  wcv.notify_all();
+  uint64_t g = gen;
+  wcv.wait(l, [&] { return gen != g; });
+  parked--;
+  return 0;
+}
+
+int ckpt_session::attach() {
+  std::unique_lock<std::mutex> l(wmu);
+  if (ckpt::tls_attached) return -EBUSY;
+  wcv.wait(l, [&] { return !stop.load(); });
+  attached++;
+  ckpt::tls_attached = this;
+  return 0;
+}
+
+int ckpt_session::detach() {
+  std::lock_guard<std::mutex> l(wmu);
+  if (ckpt::tls_attached != this) return -ENOENT;
+  attached--;
+  ckpt::tls_attached = nullptr;
+  wcv.notify_all();
+  return 0;
+}
+
+int ckpt_session::checkpoint() {
+  world_stop();
+  int ret;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    ret = checkpoint_locked();
+  }
+  world_resume();
+  return ret;
+}
+
+int ckpt_session::checkpoint_locked() {
+  int64_t t0 = ckpt::now_ns();
+  for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
+  int ret = 0;
+  // Collect everything first: pages taken from a tracker stay in carry until a commit succeeds.
+  for (auto& r : regions) {
+    size_t before = r.carry.size();
+    int e = r.tracker->collect(r.rid, &r.carry);
+    if (e && !ret) ret = set_error(e, "region '" + r.name + "': collect failed: " + strerror(-e));
+    if (before && r.carry.size() > before) {
+      std::sort(r.carry.begin(), r.carry.end());
+      r.carry.erase(std::unique(r.carry.begin(), r.carry.end()), r.carry.end());
+    }
+  }
+  uint64_t pages = 0;
+  if (!ret) {
+    std::unique_ptr<ckpt::store::Txn> txn;
+    ret = store->begin(&txn);
+    if (ret) set_error(ret, std::string("store: begin failed: ") + strerror(-ret));
+    for (auto& r : regions) {
+      for (uint64_t p : r.carry) {
+        if (ret) break;
+        ret = txn->put_page(r.sid, p, reinterpret_cast<const void*>(r.addr + p * ps));
+        if (ret) set_error(ret, "region '" + r.name + "': writing page " + std::to_string(p) +
+                                    " failed: " + strerror(-ret));
+        pages++;
+      }
+    }
+    if (!ret) {
+      ret = txn->commit();
+      if (ret) set_error(ret, std::string("store: commit failed: ") + strerror(-ret));
+    }
+  }
+  for (ckpt_heap* h : heaps) h->mu.unlock();
+  int64_t dt = ckpt::now_ns() - t0;
+  if (ret) {
+    stats.failed_checkpoints++;
+    return ret;
+  }
+  for (auto& r : regions) r.carry.clear();
+  stats.checkpoints++;
+  stats.pages_written += pages;
+  stats.last_pages = pages;
+  stats.last_ns = static_cast<uint64_t>(dt);
+  stats.total_ns += static_cast<uint64_t>(dt);
+  stats.epoch = store->epoch();
+  return 0;
+}
+
+int ckpt_session::restore() {
+  world_stop();
+  std::unique_lock<std::mutex> g(mu);
+  int ret = 0;
+  if (store->epoch() == 0) {
+    ret = set_error(-ENOENT, "the store holds no committed checkpoint");
+    g.unlock();
+    world_resume();
+    return ret;
+  }
+  if (!(cfg.flags & CKPT_CFG_PARTIAL_RESTORE)) {
+    std::string extra;
+    for (auto& ri : store->regions())
+      if (!find_locked(ri.name)) extra += (extra.empty() ? "'" : ", '") + ri.name + "'";
+    if (!extra.empty())
+      ret = set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
+                                  " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
+  }
+  std::string missing;
+  for (auto& r : regions) {
+    if (ret) break;
+    r.tracker->remove(r.rid);
+    ckpt::store::ReadReport rep;
+    int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
+    int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
+    r.carry.clear();
+    if (e == -ENOENT) {
+      missing += (missing.empty() ? "'" : ", '") + r.name + "'";
+    } else if (e == -EIO) {
+      std::string pages;
+      for (size_t i = 0; i < rep.damaged.size() && i < 16; i++) pages += " " + std::to_string(rep.damaged[i]);
+      ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
+    } else if (e) {
+      ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+    } else if (a) {
+      ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
+    }
+  }
+  if (!ret && !missing.empty())
+    ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing);
+  // Restore hooks run with the world stopped and the session unlocked, so they may call
+  // ckpt_register etc. for their own transient state.
+  std::vector<Region> snapshot;
+  if (!ret) {
+    stats.restores++;
+    stats.epoch = store->epoch();
+    snapshot = regions;
+  }
+  g.unlock();
+  for (auto& r : snapshot) {
+    if (!r.hook) continue;
+    int h = r.hook(r.hook_arg, r.name.c_str(), reinterpret_cast<void*>(r.addr), r.len);
+    if (h < 0) {
+      std::lock_guard<std::mutex> g2(mu);
+      ret = set_error(h, "restore hook of region '" + r.name + "' failed: " + strerror(-h));
+      break;
+    }
+  }
+  world_resume();
+  return ret;
+}
+
+int ckpt_session::hook() {
+  safepoint();
+  uint64_t n = hook_calls.fetch_add(1, std::memory_order_relaxed) + 1;
+  bool due = cfg.every_n && n % cfg.every_n == 0;
+  if (!due && cfg.interval_ms && !(cfg.flags & CKPT_CFG_TIMER)) {
+    int64_t now = ckpt::now_ns(), d = next_due_ns.load(std::memory_order_relaxed);
+    if (now >= d)
+      due = next_due_ns.compare_exchange_strong(d, now + static_cast<int64_t>(cfg.interval_ms) * 1000000);
+  }
+  if (!due) return 0;
+  int ret = checkpoint();
+  if (cfg.interval_ms) next_due_ns.store(ckpt::now_ns() + static_cast<int64_t>(cfg.interval_ms) * 1000000);
+  return ret < 0 ? ret : 1;
+}
+
+int ckpt_session::set_timer(uint64_t ms) {
+  std::unique_lock<std::mutex> l(tmu);
+  if (timer.joinable()) {
+    timer_quit = true;
+    tcv.notify_all();
+    l.unlock();
+    timer.join();
+    l.lock();
+    timer = std::thread();
+  }
+  timer_quit = false;
+  timer_ms = ms;
+  if (!ms) return 0;
+  try {
+    timer = std::thread([this] {
+      std::unique_lock<std::mutex> tl(tmu);
+      for (;;) {
+        if (tcv.wait_for(tl, std::chrono::milliseconds(timer_ms), [&] { return timer_quit; })) return;
+        tl.unlock();
+        checkpoint();  // failures are counted in stats; the next tick tries again
+        tl.lock();
+      }
+    });
+  } catch (...) {
+    return -EAGAIN;
+  }
+  return 0;
+}

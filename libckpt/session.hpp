@@ -1,0 +1,98 @@
+// libckpt internal: the session behind a ckpt_t — regions, trackers, triggers, threads.
+#pragma once
+
+#include <ckpt/ckpt.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/store.hpp"
+#include "tracker.hpp"
+
+struct ckpt_heap;
+
+namespace ckpt {
+
+struct Region {
+  std::string name;
+  uintptr_t addr = 0;
+  size_t len = 0;
+  uint32_t rid = 0;            // tracker id (session-unique)
+  uint32_t sid = 0;            // store id
+  Tracker* tracker = nullptr;  // primary, or the mprotect fallback
+  ckpt_restore_fn hook = nullptr;
+  void* hook_arg = nullptr;
+  std::vector<uint64_t> carry; // collected but not yet committed (kept across a failed commit)
+};
+
+}  // namespace ckpt
+
+struct ckpt_session {
+  ckpt_config_t cfg{};
+  size_t ps = 4096;
+  std::unique_ptr<ckpt::store::Store> store;
+  std::unique_ptr<ckpt::Tracker> tracker;
+  std::unique_ptr<ckpt::Tracker> fallback;  // auto mode: mprotect for what the primary refuses
+
+  // mu protects everything below up to the world section, and serialises store and tracker
+  // calls. Lock order: mu, then heap mutexes.
+  mutable std::mutex mu;
+  std::vector<ckpt::Region> regions;  // in registration order
+  uint32_t next_rid = 1;
+  std::vector<ckpt_heap*> heaps;
+  std::string err;
+  ckpt_session_stats stats{};
+
+  // The world: wmu protects attached/parked/gen; stop is also read without it (fast path).
+  std::mutex wmu;
+  std::condition_variable wcv;
+  int attached = 0;
+  int parked = 0;
+  uint64_t gen = 0;
+  std::atomic<bool> stop{false};
+
+  // Triggers.
+  std::atomic<uint64_t> hook_calls{0};
+  std::atomic<int64_t> next_due_ns{0};
+  std::mutex tmu;  // protects the timer fields
+  std::condition_variable tcv;
+  std::thread timer;
+  uint64_t timer_ms = 0;
+  bool timer_quit = false;
+
+  int set_error(int ret, std::string msg);
+  int do_register(const std::string& name, void* addr, size_t len);
+  int do_unregister_locked(const std::string& name);
+  int checkpoint();
+  int checkpoint_locked();
+  int restore();
+  int safepoint();
+  int hook();
+  int attach();
+  int detach();
+  int set_timer(uint64_t ms);
+  void world_stop();
+  void world_resume();
+  ckpt::Region* find_locked(const std::string& name);
+};
+
+struct ckpt_heap {
+  ckpt_t* c = nullptr;
+  std::string region;   // the store region name, "@heap:<name>@<hex address>"
+  void* base = nullptr;
+  size_t size = 0;
+  std::mutex mu;        // protects the allocator metadata in the arena
+};
+
+namespace ckpt {
+int64_t now_ns();
+int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t** out);
+void heap_destroy(ckpt_heap_t* h);
+int heap_alloc(ckpt_heap_t* h, size_t n, void** out);
+int heap_free(ckpt_heap_t* h, void* p);
+}  // namespace ckpt

@@ -1,0 +1,97 @@
+// The module tracker: ckpt.ko logs the first write to each protected page; COLLECT returns the
+// logged page addresses and re-protects exactly those pages (Documentation/ioctl-abi.md).
+#include "tracker.hpp"
+
+#include <linux/ckpt.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+namespace ckpt {
+namespace {
+
+struct Region {
+  uint64_t id;  // the module's region id
+  uintptr_t start;
+};
+
+class ModuleTracker final : public Tracker {
+ public:
+  ~ModuleTracker() override {
+    if (fd_ >= 0) close(fd_);  // closing the session drops every region
+  }
+  const char* name() const override { return "module"; }
+
+  int init() {
+    fd_ = open("/dev/" CKPT_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) return -errno;
+    struct ckpt_api a;
+    memset(&a, 0, sizeof(a));
+    a.api = CKPT_API_VERSION;
+    if (ioctl(fd_, CKPT_IOC_API, &a)) return -errno;
+    if (!(a.features & CKPT_FEATURE_TRACK)) return -ENODEV;
+    ps_ = a.page_size;
+    buf_.resize(4096);
+    return 0;
+  }
+
+  int add(uint32_t rid, void* addr, size_t len, bool dirty) override {
+    if (regions_.count(rid)) return -EEXIST;
+    struct ckpt_register r;
+    memset(&r, 0, sizeof(r));
+    r.start = reinterpret_cast<uintptr_t>(addr);
+    r.len = len;
+    r.flags = dirty ? CKPT_REGISTER_DIRTY : 0;
+    if (ioctl(fd_, CKPT_IOC_REGISTER, &r)) return -errno;
+    regions_[rid] = Region{r.id, reinterpret_cast<uintptr_t>(addr)};
+    return 0;
+  }
+
+  int remove(uint32_t rid) override {
+    auto it = regions_.find(rid);
+    if (it == regions_.end()) return -ENOENT;
+    struct ckpt_unregister u;
+    memset(&u, 0, sizeof(u));
+    u.id = it->second.id;
+    int ret = ioctl(fd_, CKPT_IOC_UNREGISTER, &u) ? -errno : 0;
+    regions_.erase(it);
+    return ret;
+  }
+
+  int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
+    auto it = regions_.find(rid);
+    if (it == regions_.end()) return -ENOENT;
+    for (;;) {
+      struct ckpt_collect c;
+      memset(&c, 0, sizeof(c));
+      c.id = it->second.id;
+      c.buf = reinterpret_cast<uintptr_t>(buf_.data());
+      c.buf_len = buf_.size() * sizeof(uint64_t);
+      if (ioctl(fd_, CKPT_IOC_COLLECT, &c)) return -errno;
+      for (uint64_t i = 0; i < c.count; i++) pages->push_back((buf_[i] - it->second.start) / ps_);
+      if (!c.remaining) return 0;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  uint64_t ps_ = 4096;
+  std::vector<uint64_t> buf_;
+  std::map<uint32_t, Region> regions_;
+};
+
+}  // namespace
+
+int make_module_tracker(std::unique_ptr<Tracker>* out) {
+  auto t = std::make_unique<ModuleTracker>();
+  int ret = t->init();
+  if (ret) return ret;
+  *out = std::move(t);
+  return 0;
+}
+
+}  // namespace ckpt

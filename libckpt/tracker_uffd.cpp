@@ -1,0 +1,214 @@
+// The userfaultfd write-protect tracker (sync mode, the only one 6.1 has): tracked pages are
+// write-protected through a userfaultfd; a write blocks the writer and queues a message; a
+// handler thread logs the page and removes the protection, which wakes the writer. Unlike
+// mprotect, writes the kernel makes on the program's behalf (read(2) into tracked memory) are
+// caught too, unless only UFFD_USER_MODE_ONLY descriptors are allowed.
+//
+// Known limits, documented in the user guide: pages are populated when a region is added
+// (6.1 cannot protect unpopulated anonymous pages), and a range zapped later by MADV_DONTNEED
+// loses its protection.
+#include "tracker.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <map>
+#include <mutex>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <thread>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+namespace ckpt {
+namespace {
+
+struct Region {
+  uintptr_t start;
+  size_t len;
+  std::vector<uint64_t> bits;
+};
+
+class UffdTracker final : public Tracker {
+ public:
+  ~UffdTracker() override {
+    if (thread_.joinable()) {
+      uint64_t one = 1;
+      (void)!write(stop_fd_, &one, sizeof(one));
+      thread_.join();
+    }
+    std::vector<uint32_t> ids;
+    for (auto& [rid, r] : regions_) ids.push_back(rid);
+    for (uint32_t rid : ids) remove(rid);
+    if (uffd_ >= 0) close(uffd_);
+    if (stop_fd_ >= 0) close(stop_fd_);
+  }
+  const char* name() const override { return "uffd"; }
+
+  int init() {
+    ps_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+    if (uffd_ < 0 && errno == EPERM)
+      uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+    if (uffd_ < 0) return -errno;
+    struct uffdio_api api;
+    memset(&api, 0, sizeof(api));
+    api.api = UFFD_API;
+    if (ioctl(uffd_, UFFDIO_API, &api)) return -errno;
+    if (!(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) return -EOPNOTSUPP;
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (stop_fd_ < 0) return -errno;
+    try {
+      thread_ = std::thread([this] { loop(); });
+    } catch (...) {
+      return -EAGAIN;
+    }
+    return 0;
+  }
+
+  int add(uint32_t rid, void* addr, size_t len, bool dirty) override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (regions_.count(rid)) return -EEXIST;
+    // Populate first: a write to an unpopulated (or zero-page) anonymous page would not fault.
+    if (madvise(addr, len, MADV_POPULATE_WRITE)) return -errno;
+    struct uffdio_register reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.range.start = reinterpret_cast<uintptr_t>(addr);
+    reg.range.len = len;
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    if (ioctl(uffd_, UFFDIO_REGISTER, &reg)) return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    Region r{reinterpret_cast<uintptr_t>(addr), len, {}};
+    size_t pages = len / ps_;
+    r.bits.assign((pages + 63) / 64, 0);
+    if (dirty) {
+      for (size_t i = 0; i < pages; i++) r.bits[i / 64] |= 1ULL << (i % 64);
+    } else {
+      int ret = protect(r.start, len, true);
+      if (ret) {
+        unregister(r.start, len);
+        return ret;
+      }
+    }
+    regions_.emplace(rid, std::move(r));
+    return 0;
+  }
+
+  int remove(uint32_t rid) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = regions_.find(rid);
+    if (it == regions_.end()) return -ENOENT;
+    protect(it->second.start, it->second.len, false);  // wakes any blocked writer
+    unregister(it->second.start, it->second.len);
+    regions_.erase(it);
+    return 0;
+  }
+
+  int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = regions_.find(rid);
+    if (it == regions_.end()) return -ENOENT;
+    Region& r = it->second;
+    int ret = 0;
+    size_t run_start = 0, run_len = 0;
+    auto flush = [&]() {
+      if (run_len) {
+        int e = protect(r.start + run_start * ps_, run_len * ps_, true);
+        if (e && !ret) ret = e;
+      }
+      run_len = 0;
+    };
+    for (size_t w = 0; w < r.bits.size(); w++) {
+      uint64_t v = r.bits[w];
+      r.bits[w] = 0;
+      while (v) {
+        size_t idx = w * 64 + static_cast<size_t>(__builtin_ctzll(v));
+        v &= v - 1;
+        pages->push_back(idx);
+        if (run_len && run_start + run_len == idx) {
+          run_len++;
+        } else {
+          flush();
+          run_start = idx;
+          run_len = 1;
+        }
+      }
+    }
+    flush();
+    return ret;
+  }
+
+ private:
+  int protect(uintptr_t start, size_t len, bool wp) {
+    struct uffdio_writeprotect p;
+    memset(&p, 0, sizeof(p));
+    p.range.start = start;
+    p.range.len = len;
+    p.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+    while (ioctl(uffd_, UFFDIO_WRITEPROTECT, &p)) {
+      if (errno != EAGAIN) return -errno;
+    }
+    return 0;
+  }
+  void unregister(uintptr_t start, size_t len) {
+    struct uffdio_range r{start, len};
+    ioctl(uffd_, UFFDIO_UNREGISTER, &r);
+  }
+
+  // The handler thread: log each write-protect fault and let the writer continue.
+  void loop() {
+    struct pollfd pfd[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    struct uffd_msg msgs[64];
+    for (;;) {
+      if (poll(pfd, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (pfd[1].revents) return;
+      ssize_t n = read(uffd_, msgs, sizeof(msgs));
+      if (n <= 0) continue;
+      std::lock_guard<std::mutex> g(mu_);
+      for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(msgs[0])); i++) {
+        if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+        uintptr_t a = msgs[i].arg.pagefault.address & ~(ps_ - 1);
+        for (auto& [rid, r] : regions_) {
+          if (a >= r.start && a < r.start + r.len) {
+            size_t idx = (a - r.start) / ps_;
+            r.bits[idx / 64] |= 1ULL << (idx % 64);
+            break;
+          }
+        }
+        // Unprotect (and wake) even if no region matched, so a writer never stays blocked.
+        protect(a, ps_, false);
+      }
+    }
+  }
+
+  int uffd_ = -1, stop_fd_ = -1;
+  size_t ps_ = 4096;
+  std::mutex mu_;  // protects regions_ (bitmaps) against the handler thread
+  std::map<uint32_t, Region> regions_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int make_uffd_tracker(std::unique_ptr<Tracker>* out) {
+  auto t = std::make_unique<UffdTracker>();
+  int ret = t->init();
+  if (ret) return ret;
+  *out = std::move(t);
+  return 0;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,120 @@
+// TEST DOUBLE, unit tests only: an in-memory ckpt::store::Store, so the session layer (regions,
+// trackers, triggers, threads, heap) can be tested before/without the real store. Linked only
+// into lib_session_double_test; every other test uses the real store (libckpt/store).
+// Semantics follow libckpt/store/store.hpp: stores live per path for the life of the process,
+// one open at a time (-EBUSY), commit is all-or-nothing, unwritten pages read as zeros.
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "store/store.hpp"
+
+namespace ckpt::store {
+namespace {
+
+constexpr size_t kPs = 4096;
+
+struct State {
+  bool open = false;
+  uint64_t epoch = 0;
+  std::vector<RegionInfo> regions;                                 // committed
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<char>> pages;  // committed
+};
+std::mutex g_mu;
+std::map<std::string, State> g_stores;
+
+class DoubleStore;
+
+class DoubleTxn final : public Txn {
+ public:
+  explicit DoubleTxn(DoubleStore* s) : s_(s) {}
+  ~DoubleTxn() override;
+  int put_page(uint32_t region, uint64_t page, const void* data) override;
+  int commit() override;
+
+  DoubleStore* s_;
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<char>> staged_;
+};
+
+class DoubleStore final : public Store {
+ public:
+  explicit DoubleStore(State* st) : st_(st), defined_(st->regions) {}
+  ~DoubleStore() override {
+    std::lock_guard<std::mutex> g(g_mu);
+    st_->open = false;
+  }
+  uint64_t epoch() const override { return st_->epoch; }
+  size_t page_size() const override { return kPs; }
+  const char* writer_name() const override { return "double"; }
+  std::vector<RegionInfo> regions() const override { return defined_; }
+  int define_region(std::string_view name, uint64_t size, uint32_t* id) override {
+    for (auto& r : defined_) {
+      if (r.name != name) continue;
+      if (r.size != size) return -EINVAL;
+      *id = r.id;
+      return 0;
+    }
+    defined_.push_back(RegionInfo{std::string(name), size, static_cast<uint32_t>(defined_.size() + 1)});
+    *id = defined_.back().id;
+    return 0;
+  }
+  int begin(std::unique_ptr<Txn>* out) override {
+    if (in_txn_) return -EBUSY;
+    in_txn_ = true;
+    *out = std::make_unique<DoubleTxn>(this);
+    return 0;
+  }
+  int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override {
+    if (!st_->epoch) return -ENOENT;
+    const RegionInfo* ri = nullptr;
+    for (auto& r : st_->regions)
+      if (r.id == region) ri = &r;
+    if (!ri) return -ENOENT;
+    if (len != ri->size) return -EINVAL;
+    memset(dst, 0, len);
+    for (auto& [k, v] : st_->pages)
+      if (k.first == region) memcpy(static_cast<char*>(dst) + k.second * kPs, v.data(), kPs);
+    if (report) report->epoch = st_->epoch;
+    return 0;
+  }
+  uint64_t read_epoch() const override { return st_->epoch; }
+  int verify(VerifyReport*, const Progress&) override { return 0; }
+  int stat(StoreStat*) const override { return -EOPNOTSUPP; }
+  const std::string& last_error() const override { return err_; }
+
+  State* st_;
+  std::vector<RegionInfo> defined_;
+  bool in_txn_ = false;
+  std::string err_;
+};
+
+DoubleTxn::~DoubleTxn() { s_->in_txn_ = false; }
+int DoubleTxn::put_page(uint32_t region, uint64_t page, const void* data) {
+  bool known = false;
+  for (auto& r : s_->defined_)
+    if (r.id == region && (page + 1) * kPs <= r.size) known = true;
+  if (!known) return -EINVAL;
+  auto& v = staged_[{region, page}];
+  v.assign(static_cast<const char*>(data), static_cast<const char*>(data) + kPs);
+  return 0;
+}
+int DoubleTxn::commit() {
+  for (auto& [k, v] : staged_) s_->st_->pages[k] = v;
+  s_->st_->regions = s_->defined_;
+  s_->st_->epoch++;
+  return 0;
+}
+
+}  // namespace
+
+int Store::open(const std::string& path, const Options&, std::unique_ptr<Store>* out) {
+  std::lock_guard<std::mutex> g(g_mu);
+  State& st = g_stores[path];
+  if (st.open) return -EBUSY;
+  st.open = true;
+  *out = std::make_unique<DoubleStore>(&st);
+  return 0;
+}
+
+}  // namespace ckpt::store

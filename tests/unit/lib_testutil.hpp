@@ -1,0 +1,118 @@
+// Helpers shared by the libckpt unit tests (lib_*_test.cc).
+//
+// Environment (the VM suite tests/e2e/vm-lib.sh sets these):
+//   CKPT_TEST_TRACKERS  comma-separated trackers to run parametrized tests with
+//                       (default: full,mprotect,uffd, plus module when /dev/ckpt tracks)
+//   CKPT_TEST_STORE     a store path to reuse (a DAX device or a file on /mnt/pmem); each test
+//                       formats it first (CKPT_CFG_FORMAT). Default: a fresh file per test.
+#pragma once
+
+#include <ckpt/ckpt.h>
+#include <gtest/gtest.h>
+#include <linux/ckpt.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <random>
+#include <string>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <vector>
+
+namespace ckpt_test {
+
+inline size_t ps() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
+inline bool module_tracks() {
+  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct ckpt_api a;
+  memset(&a, 0, sizeof(a));
+  a.api = CKPT_API_VERSION;
+  bool ok = ioctl(fd, CKPT_IOC_API, &a) == 0 && (a.features & CKPT_FEATURE_TRACK);
+  close(fd);
+  return ok;
+}
+
+inline std::vector<std::string> trackers() {
+  std::vector<std::string> out;
+  const char* env = getenv("CKPT_TEST_TRACKERS");
+  std::string s = env && *env ? env : (module_tracks() ? "full,mprotect,uffd,module" : "full,mprotect,uffd");
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t c = s.find(',', pos);
+    if (c == std::string::npos) c = s.size();
+    if (c > pos) out.push_back(s.substr(pos, c - pos));
+    pos = c + 1;
+  }
+  return out;
+}
+
+inline uint32_t tracker_kind(const std::string& t) {
+  if (t == "module") return CKPT_TRACKER_MODULE;
+  if (t == "uffd") return CKPT_TRACKER_UFFD;
+  if (t == "mprotect") return CKPT_TRACKER_MPROTECT;
+  if (t == "full") return CKPT_TRACKER_FULL;
+  return CKPT_TRACKER_AUTO;
+}
+
+// A store location for one test. The first open formats a shared store (CKPT_TEST_STORE).
+class StorePath {
+ public:
+  StorePath() {
+    const char* env = getenv("CKPT_TEST_STORE");
+    if (env && *env) {
+      path_ = env;
+      shared_ = true;
+    } else {
+      char tmpl[] = "/tmp/ckpt-test-XXXXXX";
+      dir_ = mkdtemp(tmpl);
+      path_ = dir_ + "/store";
+    }
+  }
+  ~StorePath() {
+    if (!dir_.empty()) {
+      unlink(path_.c_str());
+      rmdir(dir_.c_str());
+    }
+  }
+  const std::string& path() const { return path_; }
+  // Config flags for the first open of this test.
+  uint32_t first_flags() const { return shared_ ? CKPT_CFG_FORMAT : 0; }
+
+ private:
+  std::string path_, dir_;
+  bool shared_ = false;
+};
+
+// Page-aligned anonymous private memory.
+class Mem {
+ public:
+  explicit Mem(size_t pages) : len_(pages * ps()) {
+    p_ = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p_ == MAP_FAILED) p_ = nullptr;
+  }
+  ~Mem() {
+    if (p_) munmap(p_, len_);
+  }
+  Mem(const Mem&) = delete;
+  Mem& operator=(const Mem&) = delete;
+  unsigned char* data() const { return static_cast<unsigned char*>(p_); }
+  size_t size() const { return len_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t len_;
+};
+
+inline ckpt_config_t config(const std::string& tracker, uint32_t flags = 0) {
+  ckpt_config_t c;
+  ckpt_config_init(&c);
+  c.tracker = tracker_kind(tracker);
+  c.flags = flags;
+  return c;
+}
+
+}  // namespace ckpt_test

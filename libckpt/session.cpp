@@ -223,25 +223,38 @@ int ckpt_session::restore() {
       ret = set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
                                   " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
   }
+  // The store may fall back to an older epoch while reading (a damaged page in the newest one
+  // and an intact retained epoch): every region must then come from that older epoch, never a
+  // mix, so a pass that saw two epochs is read again.
   std::string missing;
-  for (auto& r : regions) {
-    if (ret) break;
-    r.tracker->remove(r.rid);
-    ckpt::store::ReadReport rep;
-    int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
-    int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
-    r.carry.clear();
-    if (e == -ENOENT) {
-      missing += (missing.empty() ? "'" : ", '") + r.name + "'";
-    } else if (e == -EIO) {
-      std::string pages;
-      for (size_t i = 0; i < rep.damaged.size() && i < 16; i++) pages += " " + std::to_string(rep.damaged[i]);
-      ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
-    } else if (e) {
-      ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
-    } else if (a) {
-      ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
+  for (int pass = 0; pass < 3 && !ret; pass++) {
+    missing.clear();
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (auto& r : regions) {
+      if (ret) break;
+      r.tracker->remove(r.rid);
+      ckpt::store::ReadReport rep;
+      int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
+      int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
+      r.carry.clear();
+      if (!e) {
+        lo = std::min(lo, rep.epoch);
+        hi = std::max(hi, rep.epoch);
+      }
+      if (e == -ENOENT) {
+        missing += (missing.empty() ? "'" : ", '") + r.name + "'";
+      } else if (e == -EIO) {
+        std::string pages;
+        for (size_t i = 0; i < rep.damaged.size() && i < 16; i++) pages += " " + std::to_string(rep.damaged[i]);
+        ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
+      } else if (e) {
+        ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+      } else if (a) {
+        ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
+      }
     }
+    if (ret || hi == 0 || lo == hi) break;
+    if (pass == 2) ret = set_error(-EIO, "the store changed epochs while restoring");
   }
   if (!ret && !missing.empty())
     ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing);

@@ -3,17 +3,145 @@
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H
 
+#include <linux/atomic.h>
+#include <linux/list.h>
+#include <linux/mmu_notifier.h>
 #include <linux/mutex.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 #include <linux/ckpt.h>
+
+/*
+ * A tracked range. Its dirty log is a two-level bitmap preallocated at REGISTER:
+ * l0 has one bit per page, l1 one bit per l0 word that may be non-zero. Writers (the fault
+ * hook, the mmu notifier) set the l0 bit and then the l1 bit, lock-free; COLLECT clears the l1
+ * bit and then takes the l0 word with xchg, so it costs O(dirty + pages / 4096) and a bit set
+ * concurrently is either taken now or left for the next COLLECT, never lost.
+ */
+struct ckpt_region {
+	struct list_head mm_node;	/* in ckpt_mm.regions: RCU readers, ckpt_mm.lock writers */
+	struct list_head s_node;	/* in ckpt_session.regions, under ckpt_session.lock */
+	struct rcu_head rcu;
+	u64 id;
+	unsigned long start, end;	/* [start, end), page-aligned */
+	unsigned long pages;
+	unsigned long l0_words;
+	unsigned long *l0;
+	unsigned long *l1;
+	int seen_missed;		/* ckpt_fault_missed() already folded into the log */
+	atomic64_t faults;		/* write faults logged */
+	atomic64_t invalidations;	/* pages logged by the mmu notifier */
+	/* Under ckpt_session.lock: */
+	u64 collects, collected, thp_splits;
+};
+
+/*
+ * The tracking state of one address space, shared by every session tracking it. It is the
+ * mmu notifier of that mm (mmu_notifier_get() returns the same one to every session) and is
+ * found from the fault hook through an RCU hash keyed by the mm pointer.
+ */
+struct ckpt_mm {
+	struct mmu_notifier mn;
+	struct hlist_node hnode;	/* ckpt_mm hash: RCU readers, writers hold the hash lock */
+	struct list_head regions;	/* every session's regions of this mm */
+	spinlock_t lock;		/* protects changes to @regions */
+	bool dead;			/* the mm exited (notifier release) */
+	struct mutex split_lock;	/* one THP split on our behalf at a time; */
+	struct task_struct *splitter;	/* the task doing it: its own CLEAR events are not writes */
+};
 
 /* One open file of /dev/ckpt. */
 struct ckpt_session {
 	struct mutex lock;	/* serialises ioctls of this session; protects the fields below */
 	bool api_done;		/* CKPT_IOC_API succeeded; other commands refused before */
+	bool attached;		/* CKPT_IOC_ATTACH succeeded */
+	struct mm_struct *mm;	/* the bound address space (mmgrab'ed), NULL if none */
+	struct ckpt_mm *cm;	/* its tracking state, from the first REGISTER on */
+	struct list_head regions;	/* ckpt_region.s_node, sorted by start */
+	unsigned int nr_regions;
+	u64 next_id;
+	u64 seq;		/* COLLECT calls */
+	u64 collected;		/* pages reported, all regions, also removed ones */
+	u64 old_faults;		/* faults of removed regions */
+	/* Identity for the netlink status, set at open and ATTACH. */
+	pid_t tgid;
+	char comm[TASK_COMM_LEN];
+	kuid_t uid;
+	struct list_head node;	/* ckpt_sessions, under ckpt_sessions_lock */
+	struct ckpt_restore *restore;	/* restore.c: a prepared restore, or NULL; under @lock */
 };
 
+extern struct list_head ckpt_sessions;
+extern struct mutex ckpt_sessions_lock;
+
+/* dev.c */
 int ckpt_dev_init(void);
 void ckpt_dev_exit(void);
+
+/* session.c: the ioctls */
+long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count);
+long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg);
+void ckpt_session_teardown(struct ckpt_session *s);
+void ckpt_session_sum(struct ckpt_session *s, struct ckpt_stats *st);
+
+/* log.c: the dirty bitmaps */
+struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len);
+void ckpt_region_free(struct ckpt_region *r);
+void ckpt_log_mark(struct ckpt_region *r, unsigned long first, unsigned long n);
+void ckpt_log_mark_addr(struct ckpt_region *r, unsigned long start, unsigned long end);
+unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max);
+unsigned long ckpt_log_take_bitmap(struct ckpt_region *r, unsigned long *out);
+unsigned long ckpt_log_count(struct ckpt_region *r);
+
+/* mm.c: per-mm state and the mmu notifier */
+int ckpt_mm_init(void);
+void ckpt_mm_exit(void);
+struct ckpt_mm *ckpt_mm_get(struct mm_struct *mm);
+void ckpt_mm_put(struct ckpt_mm *cm);
+struct ckpt_mm *ckpt_mm_lookup(struct mm_struct *mm);	/* RCU */
+bool ckpt_mm_tracks(struct ckpt_mm *cm, unsigned long addr);	/* RCU */
+void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end, bool fault);
+void ckpt_mm_add(struct ckpt_mm *cm, struct ckpt_region *r);
+void ckpt_mm_del(struct ckpt_mm *cm, struct ckpt_region *r);
+
+/* fault.c: the write-fault hook */
+int ckpt_fault_init(void);
+void ckpt_fault_exit(void);
+void ckpt_fault_get(void);	/* a region exists: hook armed */
+void ckpt_fault_put(void);
+int ckpt_fault_missed(void);	/* hook instances missed since load */
+
+/* pgtable.c: write-protection and TLB */
+struct ckpt_wp {
+	struct mm_struct *mm;
+	struct ckpt_mm *cm;
+	struct vm_area_struct *vma;	/* cache of the last lookup */
+	bool flush;			/* a PTE lost its write bit: flush before returning */
+	unsigned long splits;		/* huge PMDs split */
+};
+bool ckpt_vma_supported(struct vm_area_struct *vma);
+int ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
+bool ckpt_wp_page(struct ckpt_wp *w, unsigned long addr);
+void ckpt_flush_tlb_mm(struct mm_struct *mm);
+
+/* genl.c */
+int ckpt_genl_init(void);
+void ckpt_genl_exit(void);
+
+/* restore.c, dump.c: whole-process restore and dump (commands 0x10 and up) */
+#define CKPT_PROC_FEATURES (CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP)
+#define CKPT_PROC_IOCTLS                                                                      \
+	((1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)) | (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)) | \
+	 (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)))
+struct ckpt_restore;
+long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
+long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
+void ckpt_restore_free(struct ckpt_restore *r);
 
 #endif

@@ -1,14 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 /* /dev/ckpt: the misc device, one session per open file, and the ioctl dispatch. */
+#include <linux/cred.h>
 #include <linux/fs.h>
+#include <linux/io_uring.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include "ckpt.h"
 
-#define SUPPORTED_IOCTLS (1ULL << _IOC_NR(CKPT_IOC_API))
-#define SUPPORTED_FEATURES 0ULL
+#define SUPPORTED_IOCTLS                                                                      \
+	((1ULL << _IOC_NR(CKPT_IOC_API)) | (1ULL << _IOC_NR(CKPT_IOC_REGISTER)) |             \
+	 (1ULL << _IOC_NR(CKPT_IOC_UNREGISTER)) | (1ULL << _IOC_NR(CKPT_IOC_COLLECT)) |       \
+	 (1ULL << _IOC_NR(CKPT_IOC_STATS)) | (1ULL << _IOC_NR(CKPT_IOC_ATTACH)))
+#define SUPPORTED_FEATURES                                                                    \
+	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
+	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL)
+
+/* Every session, for the netlink status. */
+LIST_HEAD(ckpt_sessions);
+DEFINE_MUTEX(ckpt_sessions_lock);
 
 static bool all_zero(const __u64 *v, size_t n)
 {
@@ -25,6 +37,18 @@ static int ckpt_open(struct inode *inode, struct file *file)
 	if (!s)
 		return -ENOMEM;
 	mutex_init(&s->lock);
+	INIT_LIST_HEAD(&s->regions);
+	/* Bound to the opener's address space; kernel threads have none (-ESRCH later). */
+	if (current->mm) {
+		mmgrab(current->mm);
+		s->mm = current->mm;
+	}
+	s->tgid = task_tgid_vnr(current);
+	get_task_comm(s->comm, current);
+	s->uid = current_euid();
+	mutex_lock(&ckpt_sessions_lock);
+	list_add_tail(&s->node, &ckpt_sessions);
+	mutex_unlock(&ckpt_sessions_lock);
 	file->private_data = s;
 	return 0;
 }
@@ -33,6 +57,11 @@ static int ckpt_release(struct inode *inode, struct file *file)
 {
 	struct ckpt_session *s = file->private_data;
 
+	mutex_lock(&ckpt_sessions_lock);
+	list_del(&s->node);
+	mutex_unlock(&ckpt_sessions_lock);
+	ckpt_session_teardown(s);
+	ckpt_restore_free(s->restore);
 	mutex_destroy(&s->lock);
 	kfree(s);
 	return 0;
@@ -50,8 +79,8 @@ static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
 	if (a.api != CKPT_API_VERSION || a.features || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		ret = -EINVAL;
 	a.api = CKPT_API_VERSION;
-	a.features = SUPPORTED_FEATURES;
-	a.ioctls = SUPPORTED_IOCTLS;
+	a.features = SUPPORTED_FEATURES | CKPT_PROC_FEATURES;
+	a.ioctls = SUPPORTED_IOCTLS | CKPT_PROC_IOCTLS;
 	a.page_size = PAGE_SIZE;
 	memset(a.reserved, 0, sizeof(a.reserved));
 	if (copy_to_user(uarg, &a, sizeof(a)))
@@ -59,6 +88,50 @@ static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
 	if (!ret)
 		s->api_done = true;
 	return ret;
+}
+
+static long ioctl_track(struct ckpt_session *s, unsigned int cmd, void __user *uarg)
+{
+	u64 count;
+
+	switch (cmd) {
+	case CKPT_IOC_REGISTER:
+		return ckpt_ioc_register(s, uarg);
+	case CKPT_IOC_UNREGISTER:
+		return ckpt_ioc_unregister(s, uarg);
+	case CKPT_IOC_COLLECT:
+		return ckpt_ioc_collect(s, uarg, &count);
+	case CKPT_IOC_STATS:
+		return ckpt_ioc_stats(s, uarg);
+	case CKPT_IOC_ATTACH:
+		return ckpt_ioc_attach(s, uarg);
+	}
+	return -ENOTTY;
+}
+
+/*
+ * IORING_OP_URING_CMD: COLLECT only. The first 8 bytes of sqe->cmd hold the address of a
+ * struct ckpt_collect. COLLECT sleeps (mmap lock, session lock), so a non-blocking issue is
+ * answered -EAGAIN and io_uring reissues it from an io-wq worker, which shares the
+ * submitter's address space: the submitter does not block. cqe->res = pages or -errno.
+ */
+static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
+{
+	struct ckpt_session *s = ioucmd->file->private_data;
+	u64 uptr, count = 0;
+	long ret;
+
+	if (ioucmd->cmd_op != CKPT_IOC_COLLECT)
+		return -ENOTTY;
+	if (issue_flags & IO_URING_F_NONBLOCK)
+		return -EAGAIN;
+	uptr = READ_ONCE(*(const u64 *)ioucmd->cmd);
+	mutex_lock(&s->lock);
+	ret = s->api_done ? ckpt_ioc_collect(s, u64_to_user_ptr(uptr), &count) : -EINVAL;
+	mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	return min_t(u64, count, INT_MAX);
 }
 
 static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -75,8 +148,15 @@ static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case CKPT_IOC_API:
 		ret = ioctl_api(s, uarg);
 		break;
+	case CKPT_IOC_REGISTER:
+	case CKPT_IOC_UNREGISTER:
+	case CKPT_IOC_COLLECT:
+	case CKPT_IOC_STATS:
+	case CKPT_IOC_ATTACH:
+		ret = s->api_done ? ioctl_track(s, cmd, uarg) : -EINVAL;
+		break;
 	default:
-		ret = -ENOTTY;
+		ret = ckpt_proc_ioctl(s, cmd, arg);
 		break;
 	}
 	mutex_unlock(&s->lock);
@@ -88,6 +168,7 @@ static const struct file_operations ckpt_fops = {
 	.open = ckpt_open,
 	.release = ckpt_release,
 	.unlocked_ioctl = ckpt_ioctl,
+	.uring_cmd = ckpt_uring_cmd,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,
 };

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The dirty log of a region: a two-level bitmap, set lock-free from the fault hook and the mmu
+ * notifier (any context, including non-blockable notifier calls), taken by COLLECT.
+ *
+ * Ordering: a writer sets the l0 bit, then the l1 bit (both atomic, full barriers on x86).
+ * COLLECT clears the l1 bit, then xchg()es the l0 word. A mark racing with COLLECT either lands
+ * in the word before the xchg (taken now) or after it, in which case its l1 bit is set after
+ * COLLECT cleared it and the next COLLECT finds it. Nothing is ever lost; at worst the next
+ * COLLECT visits an empty word.
+ */
+#include <linux/bitmap.h>
+#include <linux/bitops.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include "ckpt.h"
+
+/* kvmalloc() warns above INT_MAX; 1 GiB of l0 covers 32 TiB, more than any real region. */
+#define MAX_L0_BYTES (1UL << 30)
+
+struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len)
+{
+	struct ckpt_region *r;
+	unsigned long pages = len >> PAGE_SHIFT;
+	unsigned long l0_words = BITS_TO_LONGS(pages);
+
+	if (l0_words * sizeof(long) > MAX_L0_BYTES)
+		return NULL;
+	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	if (!r)
+		return NULL;
+	r->l0 = kvzalloc(l0_words * sizeof(long), GFP_KERNEL_ACCOUNT);
+	if (!r->l0)
+		goto err_r;
+	r->l1 = kvzalloc(BITS_TO_LONGS(l0_words) * sizeof(long), GFP_KERNEL_ACCOUNT);
+	if (!r->l1)
+		goto err_l0;
+	r->start = start;
+	r->end = start + len;
+	r->pages = pages;
+	r->l0_words = l0_words;
+	INIT_LIST_HEAD(&r->mm_node);
+	INIT_LIST_HEAD(&r->s_node);
+	return r;
+
+err_l0:
+	kvfree(r->l0);
+err_r:
+	kfree(r);
+	return NULL;
+}
+
+void ckpt_region_free(struct ckpt_region *r)
+{
+	kvfree(r->l1);
+	kvfree(r->l0);
+	kfree(r);
+}
+
+/* Log pages [first, first + n) of @r. Atomic only: callable from any context. */
+void ckpt_log_mark(struct ckpt_region *r, unsigned long first, unsigned long n)
+{
+	unsigned long end = first + n;
+
+	while (first < end) {
+		unsigned long w = first / BITS_PER_LONG;
+		unsigned long b = first % BITS_PER_LONG;
+		unsigned long k = min(end - first, BITS_PER_LONG - b);
+		unsigned long mask = (k == BITS_PER_LONG ? ~0UL : ((1UL << k) - 1)) << b;
+
+		atomic_long_or(mask, (atomic_long_t *)&r->l0[w]);
+		set_bit(w, r->l1);
+		first += k;
+	}
+}
+
+/* Log the pages of [start, end) ∩ @r. */
+void ckpt_log_mark_addr(struct ckpt_region *r, unsigned long start, unsigned long end)
+{
+	start = max(start & PAGE_MASK, r->start);
+	end = min(PAGE_ALIGN(end), r->end);
+	if (start < end)
+		ckpt_log_mark(r, (start - r->start) >> PAGE_SHIFT, (end - start) >> PAGE_SHIFT);
+}
+
+/*
+ * Take up to @max logged pages, lowest first, writing their page indices to @out. Pages that
+ * do not fit stay logged. Returns the number taken.
+ */
+unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max)
+{
+	unsigned long n = 0, w;
+
+	for_each_set_bit(w, r->l1, r->l0_words) {
+		unsigned long word;
+
+		if (n == max)
+			break;
+		clear_bit(w, r->l1);
+		word = xchg(&r->l0[w], 0UL);
+		while (word) {
+			if (n == max) {
+				/* Put back what does not fit; still dirty. */
+				atomic_long_or(word, (atomic_long_t *)&r->l0[w]);
+				set_bit(w, r->l1);
+				break;
+			}
+			out[n++] = w * BITS_PER_LONG + __ffs(word);
+			word &= word - 1;
+		}
+	}
+	return n;
+}
+
+/* Take the whole log into @out (l0_words words, zeroed by the caller). Returns pages taken. */
+unsigned long ckpt_log_take_bitmap(struct ckpt_region *r, unsigned long *out)
+{
+	unsigned long n = 0, w;
+
+	for_each_set_bit(w, r->l1, r->l0_words) {
+		clear_bit(w, r->l1);
+		out[w] = xchg(&r->l0[w], 0UL);
+		n += hweight_long(out[w]);
+	}
+	return n;
+}
+
+/* Pages logged now; O(pages / 4096 + dirty words). */
+unsigned long ckpt_log_count(struct ckpt_region *r)
+{
+	unsigned long n = 0, w;
+
+	for_each_set_bit(w, r->l1, r->l0_words)
+		n += hweight_long(READ_ONCE(r->l0[w]));
+	return n;
+}

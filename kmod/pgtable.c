@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Write-protection of tracked pages and the TLB flush, with the kernel's inline page-table
+ * helpers (walk_page_range and change_protection are not exported).
+ *
+ * Callers hold the mmap lock (read for COLLECT, write for REGISTER). With it held no page
+ * table can be freed or collapsed under us; PTEs still change (faults, reclaim) and are
+ * changed under the PTE lock, as here.
+ *
+ * Only the write bit is cleared: the hardware dirty bit stays, reclaim of swap-cache pages
+ * relies on it.
+ *
+ * THP: a huge PMD is split to 4 KiB PTEs with get_user_pages_remote(FOLL_SPLIT_PMD), as
+ * uprobes does (__split_huge_pmd is not exported). The split keeps each PTE's write bit, so it
+ * is not a write; the notifier ignores the CLEAR event it raises (ckpt_mm.splitter).
+ *
+ * TLB: flush_tlb_mm_range() is not exported either. ckpt_flush_tlb_mm() bumps the mm's TLB
+ * generation (CPUs that switch to the mm later see it and flush), then IPIs the CPUs in
+ * mm_cpumask(mm) to flush everything locally with __flush_tlb_all(), which with PCID/PTI also
+ * drops the user ASID's entries. One flush per COLLECT, not per page.
+ */
+#include <linux/mm.h>
+#include <linux/huge_mm.h>
+#include <linux/hugetlb.h>
+#include <linux/pgtable.h>
+#include <linux/smp.h>
+#include <asm/tlbflush.h>
+#include "ckpt.h"
+
+bool ckpt_vma_supported(struct vm_area_struct *vma)
+{
+	return !(vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_IO | VM_PFNMAP | VM_MIXEDMAP)) &&
+	       !is_vm_hugetlb_page(vma);
+}
+
+static pmd_t *walk_pmd(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+	p4d_t *p4d;
+	pud_t *pud;
+
+	if (pgd_none(*pgd) || pgd_bad(*pgd))
+		return NULL;
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(*p4d) || p4d_bad(*p4d))
+		return NULL;
+	pud = pud_offset(p4d, addr);
+	if (pud_none(*pud) || !pud_present(*pud) || pud_trans_huge(*pud) || pud_bad(*pud))
+		return NULL;
+	return pmd_offset(pud, addr);
+}
+
+static struct vm_area_struct *wp_vma(struct ckpt_wp *w, unsigned long addr)
+{
+	if (!w->vma || addr < w->vma->vm_start || addr >= w->vma->vm_end) {
+		w->vma = find_vma(w->mm, addr);
+		if (w->vma && addr < w->vma->vm_start)
+			w->vma = NULL;
+	}
+	return w->vma;
+}
+
+/* Split the huge PMD mapping @addr. Returns false if it could not be split. */
+static bool split_pmd(struct ckpt_wp *w, unsigned long addr)
+{
+	long n;
+
+	mutex_lock(&w->cm->split_lock);
+	WRITE_ONCE(w->cm->splitter, current);
+	n = get_user_pages_remote(w->mm, addr, 1, FOLL_SPLIT_PMD | FOLL_FORCE, NULL, NULL, NULL);
+	WRITE_ONCE(w->cm->splitter, NULL);
+	mutex_unlock(&w->cm->split_lock);
+	if (n == 1)
+		w->splits++;
+	return n == 1;
+}
+
+/*
+ * A page the kernel may write without a fault: pinned for DMA (FOLL_PIN), or, for a small
+ * folio, holding more references than mappings (FOLL_GET users such as 6.1's O_DIRECT).
+ * Such pages stay logged while the condition lasts.
+ */
+static bool pte_maybe_pinned(pte_t pte)
+{
+	struct folio *folio;
+
+	if (pte_special(pte) || !pfn_valid(pte_pfn(pte)))
+		return false;
+	folio = page_folio(pte_page(pte));
+	if (folio_maybe_dma_pinned(folio))
+		return true;
+	if (folio_test_large(folio))
+		return false;
+	/*
+	 * Expected references: one per mapping, the swap cache's, and the per-CPU LRU-add batch's
+	 * while the folio is not on an LRU list yet. Anything beyond may be a get_user_pages()
+	 * reference of an I/O in flight.
+	 */
+	return folio_ref_count(folio) > page_mapcount(&folio->page) +
+					  !!folio_test_swapcache(folio) + !folio_test_lru(folio);
+}
+
+/*
+ * Write-protect the present PTEs of [addr, end) (one PMD at most). Returns false if some page
+ * there must stay logged: huge PMD that would not split, unstable PMD, or a pinned page
+ * (@sticky then gets the first such address, all pages of the range if unknown).
+ */
+static bool wp_pmd_range(struct ckpt_wp *w, unsigned long addr, unsigned long end,
+			 bool check_pins, bool *pinned)
+{
+	pmd_t *pmdp, pmd;
+	pte_t *start_pte, *ptep;
+	spinlock_t *ptl;
+	bool ok = true;
+
+	*pinned = false;
+again:
+	pmdp = walk_pmd(w->mm, addr);
+	if (!pmdp)
+		return true;	/* nothing mapped */
+	pmd = READ_ONCE(*pmdp);
+	if (pmd_none(pmd))
+		return true;
+	if (pmd_trans_huge(pmd) || pmd_devmap(pmd)) {
+		if (!split_pmd(w, addr))
+			return false;
+		goto again;
+	}
+	if (!pmd_present(pmd) || pmd_bad(pmd))
+		return false;	/* THP migration entry or garbage: keep logged */
+
+	start_pte = pte_offset_map_lock(w->mm, pmdp, addr, &ptl);
+	for (ptep = start_pte; addr < end; ptep++, addr += PAGE_SIZE) {
+		pte_t pte = ptep_get(ptep);
+
+		if (!pte_present(pte))
+			continue;	/* none/swap: a write faults anyway */
+		if (pte_write(pte)) {
+			ptep_set_wrprotect(w->mm, addr, ptep);
+			w->flush = true;
+		}
+		if (check_pins && pte_maybe_pinned(pte))
+			*pinned = ok = false;
+	}
+	pte_unmap_unlock(start_pte, ptl);
+	return ok;
+}
+
+/* Protect all of [start, end) (REGISTER). Returns 0. */
+int ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
+{
+	while (start < end) {
+		unsigned long next = min(pmd_addr_end(start, end), end);
+		bool pinned;
+
+		wp_pmd_range(w, start, next, false, &pinned);
+		start = next;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Protect one reported page (COLLECT). Returns false if the page must stay logged: outside a
+ * supported mapping (unmapped, or replaced by a shared/special one), not splittable, or
+ * possibly written by DMA without a fault.
+ */
+bool ckpt_wp_page(struct ckpt_wp *w, unsigned long addr)
+{
+	struct vm_area_struct *vma = wp_vma(w, addr);
+	bool pinned;
+
+	if (!vma || !ckpt_vma_supported(vma))
+		return false;
+	return wp_pmd_range(w, addr, addr + PAGE_SIZE, true, &pinned);
+}
+
+static void flush_local(void *unused)
+{
+	__flush_tlb_all();
+}
+
+void ckpt_flush_tlb_mm(struct mm_struct *mm)
+{
+	/*
+	 * inc_mm_tlb_gen() is hidden from modules (#ifndef MODULE in asm/tlbflush.h); this is its
+	 * body. The full barrier orders the PTE writes before the read of mm_cpumask, which is
+	 * what switch_mm_irqs_off() pairs with.
+	 */
+	atomic64_inc_return(&mm->context.tlb_gen);
+	on_each_cpu_cond_mask(NULL, flush_local, NULL, true, mm_cpumask(mm));
+}

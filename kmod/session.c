@@ -1,0 +1,543 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The tracking commands of a session: REGISTER, UNREGISTER, COLLECT, STATS, ATTACH.
+ * Every function here runs with ckpt_session.lock held (dev.c) and may sleep.
+ *
+ * Lock order: ckpt_session.lock -> mmap_lock -> ckpt_mm.split_lock -> ckpt_mm.lock.
+ * Nothing is copied to or from user memory while an mmap lock is held (the session's mm may
+ * be the caller's own, whose faults take that lock).
+ */
+#include <linux/cred.h>
+#include <linux/mm.h>
+#include <linux/mmap_lock.h>
+#include <linux/pid.h>
+#include <linux/ptrace.h>
+#include <linux/sched/coredump.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include "ckpt.h"
+
+/* Page addresses handled per mmap lock hold in array mode (the kernel buffer size). */
+#define COLLECT_CHUNK 65536UL
+
+static bool all_zero(const __u64 *v, size_t n)
+{
+	while (n--)
+		if (*v++)
+			return false;
+	return true;
+}
+
+static struct ckpt_region *find_region(struct ckpt_session *s, u64 id)
+{
+	struct ckpt_region *r;
+
+	list_for_each_entry(r, &s->regions, s_node)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+/* A reference on the session's live address space, or NULL if it exited. */
+static struct mm_struct *session_mm(struct ckpt_session *s)
+{
+	if (!s->mm || (s->cm && READ_ONCE(s->cm->dead)) || !mmget_not_zero(s->mm))
+		return NULL;
+	return s->mm;
+}
+
+/* Check that [start, end) is entirely mapped by trackable mappings (mmap lock held). */
+static int check_range(struct mm_struct *mm, unsigned long start, unsigned long end)
+{
+	while (start < end) {
+		struct vm_area_struct *vma = find_vma(mm, start);
+
+		if (!vma || vma->vm_start > start)
+			return -ENOMEM;
+		if (!ckpt_vma_supported(vma))
+			return -EOPNOTSUPP;
+		start = vma->vm_end;
+	}
+	return 0;
+}
+
+long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_register a;
+	struct ckpt_region *r, *pos;
+	struct mm_struct *mm;
+	struct ckpt_wp w = {};
+	unsigned long end;
+	long ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if ((a.flags & ~CKPT_REGISTER_DIRTY) || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+		return -EINVAL;
+	if (!a.len || (a.start | a.len) & ~PAGE_MASK || a.start + a.len < a.start ||
+	    a.start + a.len > TASK_SIZE_MAX)
+		return -EINVAL;
+	end = a.start + a.len;
+	if (s->nr_regions >= CKPT_MAX_REGIONS)
+		return -ENOSPC;
+	list_for_each_entry(pos, &s->regions, s_node)
+		if (a.start < pos->end && pos->start < end)
+			return -EEXIST;
+
+	mm = session_mm(s);
+	if (!mm)
+		return -ESRCH;
+	r = ckpt_region_alloc(a.start, a.len);
+	if (!r) {
+		ret = -ENOMEM;
+		goto out_mm;
+	}
+	if (!s->cm) {
+		struct ckpt_mm *cm = ckpt_mm_get(mm);
+
+		if (IS_ERR(cm)) {
+			ret = PTR_ERR(cm);
+			goto out_free;
+		}
+		s->cm = cm;
+	}
+	/* Armed before the page tables are touched, so no fault after REGISTER goes unseen. */
+	ckpt_fault_get();
+
+	/*
+	 * The write lock keeps out faults that passed the hook's filter before the region
+	 * existed and would make a page writable after we protected it.
+	 */
+	ret = mmap_write_lock_killable(mm);
+	if (ret)
+		goto out_hook;
+	ret = check_range(mm, a.start, end);
+	if (ret)
+		goto out_unlock;
+	r->id = ++s->next_id;
+	r->seen_missed = ckpt_fault_missed();
+	ckpt_mm_add(s->cm, r);
+	if (a.flags & CKPT_REGISTER_DIRTY)
+		ckpt_log_mark(r, 0, r->pages);
+	w.mm = mm;
+	w.cm = s->cm;
+	ckpt_wp_range(&w, a.start, end);
+	mmap_write_unlock(mm);
+	if (w.flush)
+		ckpt_flush_tlb_mm(mm);
+	r->thp_splits = w.splits;
+
+	/* Keep the session's list sorted by address: COLLECT of id 0 reports in that order. */
+	list_for_each_entry(pos, &s->regions, s_node)
+		if (pos->start > r->start)
+			break;
+	list_add_tail(&r->s_node, &pos->s_node);
+	s->nr_regions++;
+	mmput(mm);
+
+	a.id = r->id;
+	if (put_user(a.id, &((struct ckpt_register __user *)uarg)->id))
+		return -EFAULT;	/* the region exists; the caller can still UNREGISTER it */
+	return 0;
+
+out_unlock:
+	mmap_write_unlock(mm);
+out_hook:
+	ckpt_fault_put();
+out_free:
+	ckpt_region_free(r);
+out_mm:
+	mmput(mm);
+	return ret;
+}
+
+/* Unlink regions from the fault hook's view, wait for readers, free them. */
+static void remove_regions(struct ckpt_session *s, struct list_head *list)
+{
+	struct ckpt_region *r, *tmp;
+
+	if (list_empty(list))
+		return;
+	list_for_each_entry(r, list, s_node)
+		ckpt_mm_del(s->cm, r);
+	synchronize_rcu();
+	list_for_each_entry_safe(r, tmp, list, s_node) {
+		list_del(&r->s_node);
+		s->old_faults += atomic64_read(&r->faults);
+		s->nr_regions--;
+		ckpt_region_free(r);
+		ckpt_fault_put();
+	}
+}
+
+long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_unregister a;
+	struct ckpt_region *r;
+	LIST_HEAD(list);
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (a.flags || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+		return -EINVAL;
+	r = find_region(s, a.id);
+	if (!r)
+		return -ENOENT;
+	list_move(&r->s_node, &list);
+	remove_regions(s, &list);
+	return 0;
+}
+
+void ckpt_session_teardown(struct ckpt_session *s)
+{
+	LIST_HEAD(list);
+
+	list_splice_init(&s->regions, &list);
+	remove_regions(s, &list);
+	if (s->cm)
+		ckpt_mm_put(s->cm);
+	if (s->mm)
+		mmdrop(s->mm);
+}
+
+/* Fold missed hook instances into the log: every page of the region counts as written. */
+static void check_missed(struct ckpt_region *r)
+{
+	int missed = ckpt_fault_missed();
+
+	if (missed != r->seen_missed) {
+		r->seen_missed = missed;
+		ckpt_log_mark(r, 0, r->pages);
+	}
+}
+
+/* Re-log the pages of @addrs that belong to the session's regions (a failed copy-out). */
+static void relog(struct ckpt_session *s, const u64 *addrs, unsigned long n)
+{
+	struct ckpt_region *r = NULL;
+
+	while (n--) {
+		unsigned long a = *addrs++;
+
+		if (!r || a < r->start || a >= r->end)
+			list_for_each_entry(r, &s->regions, s_node)
+				if (a >= r->start && a < r->end)
+					break;
+		ckpt_log_mark_addr(r, a, a + PAGE_SIZE);
+	}
+}
+
+/* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
+static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
+			  struct ckpt_region *only)
+{
+	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK);
+	u64 __user *ubuf = u64_to_user_ptr(a->buf);
+	struct ckpt_region *r;
+	u64 *kbuf = NULL;
+	long ret = 0;
+
+	if (chunk) {
+		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL);
+		if (!kbuf)
+			return -ENOMEM;
+	}
+	list_for_each_entry(r, &s->regions, s_node) {
+		if (only && r != only)
+			continue;
+		check_missed(r);
+		r->collects++;
+		while (room) {
+			struct ckpt_wp w = { .mm = mm, .cm = s->cm };
+			unsigned long n, i;
+
+			mmap_read_lock(mm);
+			n = ckpt_log_take(r, kbuf, min(room, chunk));
+			for (i = 0; i < n; i++) {
+				unsigned long addr = r->start + (kbuf[i] << PAGE_SHIFT);
+
+				kbuf[i] = addr;
+				if (!ckpt_wp_page(&w, addr))
+					ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
+			}
+			mmap_read_unlock(mm);
+			if (w.flush)
+				ckpt_flush_tlb_mm(mm);
+			r->thp_splits += w.splits;
+			if (!n)
+				break;
+			if (copy_to_user(ubuf + a->count, kbuf, n * sizeof(u64))) {
+				relog(s, kbuf, n);
+				ret = -EFAULT;
+				goto out;
+			}
+			a->count += n;
+			room -= n;
+			r->collected += n;
+			if (n < min(room + n, chunk))
+				break;	/* log drained */
+		}
+	}
+out:
+	kvfree(kbuf);
+	return ret;
+}
+
+static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
+			   struct ckpt_region *r)
+{
+	unsigned long bytes = r->l0_words * sizeof(long);
+	struct ckpt_wp w = { .mm = mm, .cm = s->cm };
+	unsigned long *kbm, wi;
+	long ret = 0;
+
+	if (a->buf_len < bytes)
+		return -EINVAL;
+	kbm = kvzalloc(bytes, GFP_KERNEL);
+	if (!kbm)
+		return -ENOMEM;
+	check_missed(r);
+	r->collects++;
+	mmap_read_lock(mm);
+	a->count = ckpt_log_take_bitmap(r, kbm);
+	for (wi = 0; wi < r->l0_words; wi++) {
+		unsigned long word = kbm[wi];
+
+		while (word) {
+			unsigned long idx = wi * BITS_PER_LONG + __ffs(word);
+
+			word &= word - 1;
+			if (!ckpt_wp_page(&w, r->start + (idx << PAGE_SHIFT)))
+				ckpt_log_mark(r, idx, 1);
+		}
+	}
+	mmap_read_unlock(mm);
+	if (w.flush)
+		ckpt_flush_tlb_mm(mm);
+	r->thp_splits += w.splits;
+	if (copy_to_user(u64_to_user_ptr(a->buf), kbm, bytes)) {
+		for (wi = 0; wi < r->l0_words; wi++)
+			if (kbm[wi]) {
+				atomic_long_or(kbm[wi], (atomic_long_t *)&r->l0[wi]);
+				set_bit(wi, r->l1);
+			}
+		a->count = 0;
+		ret = -EFAULT;
+	} else {
+		r->collected += a->count;
+	}
+	kvfree(kbm);
+	return ret;
+}
+
+/* PEEK: report without taking. Array mode only reports the first pages that fit. */
+static long collect_peek(struct ckpt_session *s, struct ckpt_collect *a, struct ckpt_region *only)
+{
+	unsigned long room = a->buf_len / sizeof(u64);
+	u64 __user *ubuf = u64_to_user_ptr(a->buf);
+	bool bitmap = a->flags & CKPT_COLLECT_BITMAP;
+	struct ckpt_region *r;
+
+	list_for_each_entry(r, &s->regions, s_node) {
+		unsigned long wi;
+
+		if (only && r != only)
+			continue;
+		check_missed(r);
+		if (bitmap) {
+			if (a->buf_len < r->l0_words * sizeof(long))
+				return -EINVAL;
+			if (clear_user(ubuf, r->l0_words * sizeof(long)))
+				return -EFAULT;
+		}
+		for_each_set_bit(wi, r->l1, r->l0_words) {
+			unsigned long word = READ_ONCE(r->l0[wi]);
+
+			if (bitmap) {
+				if (word && put_user(word, ubuf + wi))
+					return -EFAULT;
+				a->count += hweight_long(word);
+				continue;
+			}
+			while (word && room) {
+				u64 addr = r->start + ((wi * BITS_PER_LONG + __ffs(word)) << PAGE_SHIFT);
+
+				word &= word - 1;
+				if (put_user(addr, ubuf + a->count))
+					return -EFAULT;
+				a->count++;
+				room--;
+			}
+		}
+	}
+	return 0;
+}
+
+long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
+{
+	struct ckpt_collect a;
+	struct ckpt_region *r = NULL;
+	struct mm_struct *mm;
+	long ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)) ||
+	    !all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || a.count || a.remaining || a.seq)
+		return -EINVAL;
+	if (!(a.flags & CKPT_COLLECT_BITMAP) && (a.buf_len % sizeof(u64)))
+		return -EINVAL;
+	if ((a.flags & CKPT_COLLECT_BITMAP) && !a.id)
+		return -EINVAL;
+	if (a.id) {
+		r = find_region(s, a.id);
+		if (!r)
+			return -ENOENT;
+	}
+	mm = session_mm(s);
+	if (!mm)
+		return -ESRCH;
+
+	if (a.flags & CKPT_COLLECT_PEEK)
+		ret = collect_peek(s, &a, r);
+	else if (a.flags & CKPT_COLLECT_BITMAP)
+		ret = collect_bitmap(s, mm, &a, r);
+	else
+		ret = collect_array(s, mm, &a, r);
+	mmput(mm);
+	if (ret)
+		return ret;
+	if (!(a.flags & CKPT_COLLECT_PEEK)) {
+		s->seq++;
+		s->collected += a.count;
+	}
+	a.seq = s->seq;
+	a.remaining = 0;
+	list_for_each_entry(r, &s->regions, s_node)
+		if (!a.id || r->id == a.id)
+			a.remaining += ckpt_log_count(r);
+	if (copy_to_user(uarg, &a, sizeof(a)))
+		return -EFAULT;
+	*count = a.count;
+	return 0;
+}
+
+static void region_sum(struct ckpt_region *r, struct ckpt_stats *st)
+{
+	st->regions++;
+	st->pages += r->pages;
+	st->dirty += ckpt_log_count(r);
+	st->faults += atomic64_read(&r->faults);
+	st->collected += r->collected;
+	st->thp_splits += r->thp_splits;
+	st->invalidations += atomic64_read(&r->invalidations);
+}
+
+/* Session totals (id 0 of STATS, and the netlink status). */
+void ckpt_session_sum(struct ckpt_session *s, struct ckpt_stats *st)
+{
+	struct ckpt_region *r;
+
+	list_for_each_entry(r, &s->regions, s_node)
+		region_sum(r, st);
+	st->faults += s->old_faults;
+	st->collects = s->seq;
+	st->collected = s->collected;
+}
+
+long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_stats st;
+	u64 id;
+
+	if (copy_from_user(&st, uarg, sizeof(st)))
+		return -EFAULT;
+	if (st.flags || !all_zero(st.reserved, ARRAY_SIZE(st.reserved)))
+		return -EINVAL;
+	id = st.id;
+	memset(&st, 0, sizeof(st));
+	st.id = id;
+	if (id) {
+		struct ckpt_region *r = find_region(s, id);
+
+		if (!r)
+			return -ENOENT;
+		region_sum(r, &st);
+		st.collects = r->collects;
+	} else {
+		ckpt_session_sum(s, &st);
+	}
+	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+/*
+ * May the caller bind a session to @task? The core of __ptrace_may_access() (not exported):
+ * its tracer, or CAP_SYS_PTRACE in the target's user namespace, or the same uids and gids
+ * with a dumpable target. LSM hooks (Yama's ptrace_scope) are not consulted.
+ */
+static bool may_attach(struct task_struct *task, struct mm_struct *mm)
+{
+	const struct cred *me = current_cred(), *tcred;
+	bool ok;
+
+	rcu_read_lock();
+	if (ptrace_parent(task) == current) {
+		rcu_read_unlock();
+		return true;
+	}
+	tcred = __task_cred(task);
+	ok = uid_eq(me->uid, tcred->euid) && uid_eq(me->uid, tcred->suid) &&
+	     uid_eq(me->uid, tcred->uid) && gid_eq(me->gid, tcred->egid) &&
+	     gid_eq(me->gid, tcred->sgid) && gid_eq(me->gid, tcred->gid) &&
+	     get_dumpable(mm) == SUID_DUMP_USER;
+	if (!ok)
+		ok = ns_capable(tcred->user_ns, CAP_SYS_PTRACE);
+	rcu_read_unlock();
+	return ok;
+}
+
+long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_attach a;
+	struct task_struct *task;
+	struct mm_struct *mm;
+	struct pid *pid;
+	long ret = 0;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (a.flags || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || !a.pid || a.pid > INT_MAX)
+		return -EINVAL;
+	if (s->attached || s->nr_regions || s->cm)
+		return -EBUSY;
+	pid = find_get_pid(a.pid);
+	if (!pid)
+		return -ESRCH;
+	task = get_pid_task(pid, PIDTYPE_PID);
+	put_pid(pid);
+	if (!task)
+		return -ESRCH;
+	mm = get_task_mm(task);
+	if (!mm) {
+		ret = -ESRCH;
+		goto out_task;
+	}
+	if (!may_attach(task, mm)) {
+		ret = -EPERM;
+		goto out_mm;
+	}
+	mmgrab(mm);
+	if (s->mm)
+		mmdrop(s->mm);
+	s->mm = mm;
+	s->attached = true;
+	s->tgid = task_tgid_vnr(task);
+	get_task_comm(s->comm, task);
+	s->uid = task_euid(task);
+out_mm:
+	mmput(mm);
+out_task:
+	put_task_struct(task);
+	return ret;
+}

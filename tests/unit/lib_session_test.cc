@@ -539,3 +539,18 @@ TEST(MprotectDeathTest, UnhandledFaultStillKills) {
 }
 
 }  // namespace
+
+namespace {
+// Used by tests/e2e/vm-lib.sh to tell whether the module tracker can run here.
+TEST(Module, Tracks) {
+  if (!module_tracks()) {
+    if (getenv("CKPT_REQUIRE_MODULE")) GTEST_FAIL() << "/dev/ckpt missing or without CKPT_FEATURE_TRACK";
+    GTEST_SKIP() << "/dev/ckpt missing or without CKPT_FEATURE_TRACK (host)";
+  }
+  ckpt_test::StorePath sp;
+  ckpt_config_t cfg = config("module", sp.first_flags());
+  ckpt_t* c = nullptr;
+  ASSERT_EQ(ckpt_open(sp.path().c_str(), &cfg, &c), 0);
+  ckpt_close(c);
+}
+}  // namespace

@@ -1,0 +1,71 @@
+#!/bin/bash
+# libckpt in the VM: the host's GoogleTest suites again, with the module tracker and the DAX
+# writer (device-DAX /dev/dax0.0 and a file on the -o dax mount /mnt/pmem), plus the io_uring
+# writer with the module tracker, the kill -9 campaign on DAX, and the C program.
+# Run by tests/vm/run-all (or: scripts/vm/run -- tests/e2e/vm-lib.sh). Prints TAP.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$top/build/cmake/tests/unit
+n=0 pass=0 fail=0 skip=0
+
+tap() {  # tap STATUS DESCRIPTION   (STATUS: 0 pass, 4 skip, else fail)
+  n=$((n + 1))
+  case $1 in
+    0) pass=$((pass + 1)); echo "ok $n - $2" ;;
+    4) skip=$((skip + 1)); echo "ok $n - $2 # SKIP ${3:-}" ;;
+    *) fail=$((fail + 1)); echo "not ok $n - $2" ;;
+  esac
+}
+
+run() {  # run DESCRIPTION ENV... -- PROGRAM ARGS...
+  local desc=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  if [ ! -x "$1" ]; then tap 1 "$desc ($1 not built)"; return; fi
+  local out
+  out=$(env "${envs[@]}" "$@" 2>&1)
+  local rc=$?
+  printf '%s\n' "$out" | grep -E '^\[ *(FAILED|crash) *\]|Failure|error:' | sed 's/^/# /' | head -n 40
+  tap $rc "$desc"
+}
+
+echo "TAP version 13"
+echo "1..12"
+
+module=0
+if [ -x "$bin/lib_session_test" ] && \
+   env CKPT_REQUIRE_MODULE=1 "$bin/lib_session_test" --gtest_filter='Module.Tracks' >/dev/null 2>&1; then
+  module=1
+fi
+gt="--gtest_brief=1"
+dax=/dev/dax0.0 pmemfile=/mnt/pmem/lib-store
+
+for store in "$dax" "$pmemfile"; do
+  if [ $module -eq 1 ]; then
+    run "session suite, module tracker, store $store" CKPT_TEST_TRACKERS=module CKPT_TEST_STORE=$store -- \
+      "$bin/lib_session_test" $gt --gtest_filter='Trackers/*'
+  else
+    tap 4 "session suite, module tracker, store $store" "ckpt.ko has no CKPT_FEATURE_TRACK"
+  fi
+  run "session suite, userspace trackers, store $store" CKPT_TEST_TRACKERS=uffd,mprotect,full CKPT_TEST_STORE=$store -- \
+    "$bin/lib_session_test" $gt
+  run "persistent heap, store $store" CKPT_TEST_STORE=$store -- "$bin/lib_heap_test" $gt
+done
+run "C++ API, store $dax" CKPT_TEST_STORE=$dax -- "$bin/lib_cxx_test" $gt
+run "C API from C11, store $dax" -- "$bin/capi_c11_test" "$dax"
+if [ $module -eq 1 ]; then
+  run "session suite, module tracker, io_uring writer" CKPT_TEST_TRACKERS=module -- \
+    "$bin/lib_session_test" $gt --gtest_filter='Trackers/*'
+  run "kill -9 campaign, module tracker, store $pmemfile" CKPT_TEST_TRACKERS=module CKPT_CRASH_ROUNDS=60 \
+    CKPT_TEST_STORE=$pmemfile -- "$bin/lib_crash_test" $gt
+  run "kill -9 campaign, module tracker, store $dax" CKPT_TEST_TRACKERS=module CKPT_CRASH_ROUNDS=40 \
+    CKPT_TEST_STORE=$dax -- "$bin/lib_crash_test" $gt
+else
+  tap 4 "session suite, module tracker, io_uring writer" "ckpt.ko has no CKPT_FEATURE_TRACK"
+  tap 4 "kill -9 campaign, module tracker, store $pmemfile" "ckpt.ko has no CKPT_FEATURE_TRACK"
+  tap 4 "kill -9 campaign, module tracker, store $dax" "ckpt.ko has no CKPT_FEATURE_TRACK"
+fi
+rm -f "$pmemfile"
+echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
+[ $fail -eq 0 ]

@@ -1,0 +1,82 @@
+// Kill -9 campaign: a child checkpoints a deterministic state in a loop and is killed at random
+// instants; after each kill this process opens the store, restores, and checks the restored
+// state against the oracle (lib_crash_model.hpp). Per tracker; the kills add up to >= 200.
+//   CKPT_CRASH_ROUNDS  overrides the rounds per tracker (default: 200 split over the trackers)
+#include <csignal>
+#include <random>
+#include <sys/wait.h>
+
+#include "lib_crash_model.hpp"
+#include "lib_testutil.hpp"
+
+using namespace ckpt_test;
+
+namespace {
+
+class Crash : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Crash, KillNineAtRandomInstantsRestoresAnEpoch) {
+  std::vector<std::string> ts = trackers();
+  int rounds = static_cast<int>((200 + ts.size() - 1) / ts.size());
+  if (const char* e = getenv("CKPT_CRASH_ROUNDS")) rounds = atoi(e);
+  StorePath sp;
+  setenv("CKPT_TRACKER", GetParam().c_str(), 1);
+  if (sp.first_flags()) {  // a shared store (VM): start it empty
+    ckpt_config_t cfg;
+    ckpt_config_init(&cfg);
+    cfg.flags = CKPT_CFG_FORMAT;
+    ckpt_t* c = nullptr;
+    ASSERT_EQ(ckpt_open(sp.path().c_str(), &cfg, &c), 0);
+    ckpt_close(c);
+  }
+  std::mt19937_64 rng(std::hash<std::string>()(GetParam()) ^ 0x5eed);
+  uint64_t last_n = 0, progressed = 0;
+  int killed = 0;
+  for (int round = 0; round < rounds; round++) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      execl(CKPT_CRASH_CHILD, CKPT_CRASH_CHILD, sp.path().c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Random instant: sometimes during start-up and restore, mostly during checkpoints.
+    usleep(static_cast<useconds_t>(rng() % 5 == 0 ? rng() % 3000 : 3000 + rng() % 40000));
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status)) FAIL() << "child exited by itself with " << WEXITSTATUS(status) << " in round " << round;
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    killed++;
+
+    crash_model::State st;
+    int r = st.open(sp.path().c_str());
+    ASSERT_EQ(r, 0) << "round " << round << ": open after kill: " << strerror(-r);
+    r = ckpt_restore(st.c);
+    if (r == -ENOENT) {
+      ASSERT_EQ(last_n, 0u) << "round " << round << ": committed state vanished";
+      st.close();
+      continue;
+    }
+    ASSERT_EQ(r, 0) << "round " << round << ": " << ckpt_last_error(st.c);
+    std::string why;
+    ASSERT_TRUE(st.verify(&why)) << "round " << round << ": " << why;
+    ASSERT_GE(st.n(), last_n) << "round " << round << ": went back in time";
+    if (st.n() > last_n) progressed++;
+    last_n = st.n();
+    st.close();
+  }
+  unsetenv("CKPT_TRACKER");
+  EXPECT_EQ(killed, rounds);
+  // The campaign is only meaningful if children got to commit between kills.
+  EXPECT_GT(progressed, static_cast<uint64_t>(rounds / 4)) << "final n " << last_n;
+  RecordProperty("kills", killed);
+  RecordProperty("iterations", static_cast<int>(last_n));
+  printf("[ crash    ] tracker %s: %d kills, %llu iterations committed, progress in %llu rounds\n",
+         GetParam().c_str(), killed, static_cast<unsigned long long>(last_n),
+         static_cast<unsigned long long>(progressed));
+}
+
+INSTANTIATE_TEST_SUITE_P(Trackers, Crash, ::testing::ValuesIn(trackers()),
+                         [](const auto& i) { return i.param; });
+
+}  // namespace

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +24,16 @@ enum class Writer { kAuto, kDax, kUring };
 struct Options {
   Writer writer = Writer::kAuto;  // kAuto: device-DAX or a MAP_SYNC-capable file -> DAX, else io_uring
   uint64_t create_size = 0;       // file stores: initial size when created (0 = grow on demand)
+  // Added by the store (defaults keep the meaning above):
+  // Format even when the path holds a store or other data (destroys it). Default false: a
+  // device or file with neither a store nor blank header blocks is refused (-EINVAL), a damaged
+  // store is refused (-EUCLEAN), never reformatted behind the user's back.
+  bool force_format = false;
+  // If set, receives a one-line human-readable reason when open() fails.
+  std::string* why = nullptr;
+  // Write a full page-map snapshot after this many delta epochs (0 = automatic: after 64, or
+  // when the deltas hold as many metadata blocks as the snapshot). Tests use small values.
+  uint32_t snapshot_every = 0;
 };
 
 struct RegionInfo {
@@ -36,7 +47,52 @@ struct ReadReport {
   uint64_t epoch = 0;            // epoch the data came from
   uint64_t pages_read = 0;
   std::vector<uint64_t> damaged; // page indices whose checksum failed in every retained epoch
+                                 // (on -EIO: the pages of this region that could not be restored)
 };
+
+// --- Added by the store for ckpt-tool (inspect / verify / stat) and benchmarks. ---
+
+struct EpochInfo {         // one epoch in the live epoch's metadata chain (oldest first)
+  uint64_t epoch = 0;
+  bool snapshot = false;   // a full page-map snapshot (replay starts here)
+  uint64_t pages = 0;      // page entries in the record (delta: pages written in that epoch)
+  uint64_t meta_blocks = 0;
+  uint64_t regions = 0;    // region definitions in the record
+};
+
+struct StoreStat {
+  std::string writer;          // "dax" or "io_uring"
+  std::string path;
+  std::string uuid;            // 36-char text form
+  uint32_t format_major = 0, format_minor = 0;
+  uint64_t block_size = 0;     // == page_size()
+  uint64_t total_blocks = 0;   // store size in blocks
+  uint64_t free_blocks = 0;    // not referenced by the live or the retained epoch
+  uint64_t live_data_blocks = 0;
+  uint64_t retained_only_blocks = 0;  // data + metadata kept only for the fallback epoch
+  uint64_t meta_blocks = 0;    // metadata blocks of the live chain
+  bool growable = false;       // a file store that grows on demand
+  uint64_t epoch = 0;          // newest committed epoch
+  uint64_t read_epoch = 0;     // epoch reads come from (== epoch unless it fell back)
+  uint64_t retained_epoch = 0; // the older epoch kept restorable, 0 = none
+  std::vector<EpochInfo> chain;
+};
+
+struct DamagedPage {
+  uint32_t region = 0;
+  uint64_t page = 0;
+  uint64_t epoch = 0;          // epoch whose copy failed
+};
+
+struct VerifyReport {
+  uint64_t pages_checked = 0;
+  uint64_t newest_intact_epoch = 0;  // newest retained epoch whose every page verifies (0: none)
+  bool meta_fell_back = false;       // the newest epoch's metadata was damaged at open
+  std::vector<DamagedPage> damaged;  // every page whose checksum failed, in every retained epoch
+};
+
+// Called during verify with (pages done, pages total); return false to cancel (-ECANCELED).
+using Progress = std::function<bool(uint64_t done, uint64_t total)>;
 
 class Txn {
  public:
@@ -75,7 +131,22 @@ class Store {
   // Read a region as of the newest committed epoch that verifies, into dst (len == region
   // size, else -EINVAL). Pages never written read as zeros. -ENOENT: nothing committed or no
   // such region. -EIO: damage with no intact older copy (report->damaged says which pages).
+  //
+  // Store note (fallback, never a mix): all reads come from read_epoch(). When a page of the
+  // newest epoch fails its checksum and the retained older epoch verifies completely, the whole
+  // store switches to the older epoch (read_epoch() and report->epoch drop) and the next commit
+  // builds on it. A caller that read other regions before the switch must read them again
+  // (compare report->epoch across calls). report may be null.
   virtual int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) = 0;
+
+  // --- Added by the store. ---
+  virtual uint64_t read_epoch() const = 0;     // epoch read_region() serves, 0 = none
+  // Check every page checksum of every retained epoch. 0 when the read epoch verifies
+  // completely; -EIO when something is damaged (report says what); -ECANCELED by progress.
+  virtual int verify(VerifyReport* report, const Progress& progress = {}) = 0;
+  virtual int stat(StoreStat* out) const = 0;
+  // The reason of the last failing call, for messages ("" if none).
+  virtual const std::string& last_error() const = 0;
 };
 
 }  // namespace ckpt::store

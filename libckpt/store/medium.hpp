@@ -1,0 +1,72 @@
+// libckpt store: the medium, the one seam every store write, flush and fence goes through.
+//
+// The store core (store.cpp) never touches a file descriptor or a mapping: it calls write()
+// for bytes that must reach the medium and barrier() for a durability point. The persistence
+// model every medium implements, and the crash tests replay (crash.hpp):
+//   - write(off, src, len) copies src away before it returns; the bytes may reach the medium
+//     in any order and in pieces of tear_unit() bytes, or not at all, until the next barrier().
+//   - barrier() returns 0 only when every earlier write is durable.
+// Offsets and lengths of writes are multiples of tear_unit() (the store writes whole blocks).
+//
+// Implementations: DAX (libpmem2 non-temporal copies + drain), io_uring (batched fixed-buffer
+// writes + IORING_OP_FSYNC), memory (fuzzing), and the Recorder decorator (crash tests).
+// Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store.hpp"
+
+namespace ckpt::store {
+
+class Medium {
+ public:
+  virtual ~Medium() = default;
+  virtual const char* name() const = 0;   // "dax", "io_uring", "memory"
+  virtual uint64_t size() const = 0;      // bytes usable
+  virtual bool growable() const = 0;
+  // Grow to at least new_size bytes (durable once the next barrier() returns). -ENOSPC.
+  virtual int grow(uint64_t new_size) = 0;
+  virtual int read(uint64_t off, void* dst, size_t len) = 0;
+  virtual int write(uint64_t off, const void* src, size_t len) = 0;
+  virtual int barrier() = 0;
+  virtual size_t tear_unit() const = 0;   // 8 for DAX, 512 for a block device or file
+  // The medium's bytes, when it is mapped (DAX, memory); null otherwise. Reads only.
+  virtual const uint8_t* mapping() const { return nullptr; }
+};
+
+struct MediumInfo {
+  bool created = false;   // the path did not exist: a new growing file store
+  bool device = false;    // a device node (DAX or block): formatted when it holds no store
+  std::string path;
+};
+
+// Open (or create) the medium for `path` as Options says, taking the exclusive lock
+// (-EBUSY when another process holds it). Writer choice: a device-DAX node, or a regular file
+// that maps with MAP_SYNC -> DAX; anything else -> io_uring. Writer::kDax on a non-DAX path:
+// -EOPNOTSUPP.
+int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
+                MediumInfo* info, std::string* why);
+
+// The writers, on an open, locked descriptor: on success the medium owns (and closes) it; on
+// failure it stays the caller's. io_uring: `direct` when the descriptor has O_DIRECT.
+int uring_medium(int fd, bool growable, bool direct, uint64_t size, std::unique_ptr<Medium>* out,
+                 std::string* why);
+// DAX: maps the whole device or file with libpmem2; -EOPNOTSUPP when it is not DAX (no
+// MAP_SYNC, so only page-granular persistence).
+int dax_medium(int fd, bool growable, std::unique_ptr<Medium>* out, std::string* why);
+
+// A medium over a byte image in memory (grows when `growable`); for fuzzing and tests.
+std::unique_ptr<Medium> memory_medium(std::vector<uint8_t> image, bool growable,
+                                      size_t tear_unit = 8);
+
+// Open the store on an already-open medium (the seam for tests: wrap a real medium in a
+// Recorder, then open the store on it).
+int open_on_medium(std::unique_ptr<Medium> medium, const MediumInfo& info, const Options& opts,
+                   std::unique_ptr<Store>* out);
+
+}  // namespace ckpt::store

@@ -1,0 +1,1158 @@
+// libckpt store: the core — open/format, metadata replay, copy-on-write allocation, the
+// commit protocol, reads with checksum verification and fallback. Every byte it persists goes
+// through Medium::write and every durability point through Medium::barrier (medium.hpp).
+//
+// In memory the store keeps:
+//   regions_   every region with its page map as of the read epoch (live_), plus definitions
+//              pending for the next commit
+//   undo_      for each page whose block differs in the retained epoch, the retained ref: the
+//              retained epoch's map is regions_ with undo_ applied (O(dirty) per commit)
+//   used_      a bitmap of blocks referenced by the newest committed epoch, the retained epoch,
+//              or the open transaction; nothing else is ever overwritten
+// Commit of epoch E+1: data blocks (written by put_page) and metadata blocks (a delta record,
+// or a full snapshot) go to free blocks -> barrier -> the commit record into slot (E+1) % 2 ->
+// barrier. The record names both E+1 and E (the retained epoch), so either is rebuilt from it.
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "format.hpp"
+#include "medium.hpp"
+
+namespace ckpt::store {
+namespace {
+
+using namespace fmt;
+
+constexpr uint32_t kMaxRegionId = (1u << 30) - 1;
+constexpr uint64_t kMaxChainRecords = 64;
+
+struct PageRef {
+  uint64_t block = 0;  // 0: never written (reads as zeros)
+  uint64_t hash = 0;
+};
+
+struct Region {
+  std::string name;
+  uint64_t size = 0;
+  uint32_t id = 0;
+  uint64_t epoch = 0;  // epoch that defined it; 0 = defined since, not committed yet
+  std::vector<PageRef> pages;
+};
+
+struct Chain {  // one epoch's metadata chain
+  EpochRef ref{};
+  std::vector<uint64_t> meta;      // every metadata block of the chain
+  std::vector<EpochInfo> records;  // snapshot first
+  uint64_t delta_meta = 0;         // metadata blocks in delta records
+};
+
+inline uint64_t page_key(uint32_t r, uint64_t p) { return (uint64_t(r) << 34) | p; }
+inline uint32_t key_region(uint64_t k) { return static_cast<uint32_t>(k >> 34); }
+inline uint64_t key_page(uint64_t k) { return k & ((1ull << 34) - 1); }
+
+class Block {  // one 4 KiB, aligned buffer
+ public:
+  Block() : p_(static_cast<uint8_t*>(::operator new(kBlockSize, std::align_val_t(4096)))) {
+    std::memset(p_, 0, kBlockSize);
+  }
+  ~Block() { ::operator delete(p_, std::align_val_t(4096)); }
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+  uint8_t* data() { return p_; }
+
+ private:
+  uint8_t* p_;
+};
+
+std::string uuid_text(const uint8_t u[16]) {
+  char s[40];
+  snprintf(s, sizeof(s), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+           u[13], u[14], u[15]);
+  return s;
+}
+
+class StoreImpl;
+
+class TxnImpl final : public Txn {
+ public:
+  explicit TxnImpl(StoreImpl* s) : s_(s) {}
+  ~TxnImpl() override;
+  int put_page(uint32_t region, uint64_t page, const void* data) override;
+  int commit() override;
+
+  struct Pending {
+    uint32_t region;
+    uint64_t page;
+    PageRef ref;
+  };
+  StoreImpl* s_;
+  std::vector<Pending> pages_;
+  std::unordered_map<uint64_t, size_t> index_;
+  std::vector<uint64_t> allocated_;  // released unless committed
+  int err_ = 0;                      // sticky: a failed put_page fails the commit
+  bool done_ = false;
+};
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(std::unique_ptr<Medium> m, MediumInfo info, const Options& o)
+      : m_(std::move(m)), info_(std::move(info)), opts_(o) {}
+
+  int open_or_format(std::string* why);
+
+  uint64_t epoch() const override { return committed_; }
+  size_t page_size() const override { return kBlockSize; }
+  const char* writer_name() const override { return m_->name(); }
+  std::vector<RegionInfo> regions() const override;
+  int define_region(std::string_view name, uint64_t size, uint32_t* id) override;
+  int begin(std::unique_ptr<Txn>* out) override;
+  int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
+  uint64_t read_epoch() const override { return live_.ref.epoch; }
+  int verify(VerifyReport* report, const Progress& progress) override;
+  int stat(StoreStat* out) const override;
+  const std::string& last_error() const override { return err_; }
+
+ private:
+  friend class TxnImpl;
+
+  int set_err(int e, std::string msg) {
+    err_ = std::move(msg);
+    return e;
+  }
+
+  // open
+  int format(std::string* why);
+  int load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>* regions,
+                 std::string* why);
+  int load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* chain,
+                  std::vector<Region>* regions, uint64_t* prev, std::string* why);
+  void rebuild_used();
+  int repair_super(int bad);
+
+  // allocation
+  bool is_used(uint64_t b) const { return b < total_ && (used_[b >> 6] >> (b & 63)) & 1; }
+  void mark(uint64_t b) {
+    if (b < total_ && !is_used(b)) {
+      used_[b >> 6] |= 1ull << (b & 63);
+      nused_++;
+    }
+  }
+  void unmark(uint64_t b) {
+    if (b >= kFirstDataBlock && is_used(b)) {
+      used_[b >> 6] &= ~(1ull << (b & 63));
+      nused_--;
+    }
+  }
+  int alloc(uint64_t* out);
+  int grow_blocks(uint64_t want_total);
+
+  // commit
+  int commit(TxnImpl* t);
+  void abort(TxnImpl* t);
+
+  // reads
+  int read_pages(const Region& r, const std::vector<PageRef>* pages, void* dst,
+                 std::vector<uint64_t>* damaged, uint64_t* nread);
+  bool page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint8_t* scratch);
+  PageRef retained_ref(const Region& r, uint64_t page) const {
+    auto it = undo_.find(page_key(r.id, page));
+    return it == undo_.end() ? r.pages[page] : it->second;
+  }
+  bool in_retained(const Region& r) const {
+    return ret_.ref.epoch != 0 && r.epoch != 0 && r.epoch <= ret_.ref.epoch;
+  }
+  bool retained_intact(uint8_t* scratch);
+  void switch_to_retained();
+
+  std::unique_ptr<Medium> m_;
+  MediumInfo info_;
+  Options opts_;
+  SuperBlock sb_{};
+  uint64_t key_ = 0;
+  uint64_t total_ = 0;  // blocks in the medium
+
+  std::vector<Region> regions_;  // index = id - 1
+  std::unordered_map<std::string, uint32_t> by_name_;
+  uint64_t committed_ = 0;  // newest committed epoch on the medium
+  Chain live_;              // the epoch regions_ holds (the read epoch)
+  Chain ret_;               // the retained older epoch, ref.epoch == 0: none
+  std::unordered_map<uint64_t, PageRef> undo_;
+  bool fell_back_ = false, meta_fell_back_ = false, rebuild_after_commit_ = false;
+
+  std::vector<uint64_t> used_;
+  uint64_t nused_ = 0;
+  uint64_t cursor_ = kFirstDataBlock;
+  TxnImpl* txn_ = nullptr;
+  bool broken_ = false;  // a commit record write failed: the medium's state is unknown
+  std::string err_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// open / format / replay
+
+int StoreImpl::open_or_format(std::string* why) {
+  total_ = m_->size() / kBlockSize;
+  Block hdr[4];
+  for (int i = 0; i < 4; i++) {  // what there is of them: a short medium reads as zeros beyond
+    const uint64_t off = uint64_t(i) * kBlockSize;
+    if (off >= m_->size()) break;
+    int r = m_->read(off, hdr[i].data(), std::min<uint64_t>(kBlockSize, m_->size() - off));
+    if (r) {
+      *why = "cannot read the store header";
+      return r;
+    }
+  }
+  const char* w0 = "";
+  const char* w1 = "";
+  int s0 = check_super(hdr[0].data(), &w0);
+  int s1 = check_super(hdr[1].data(), &w1);
+  bool have_commit = false;
+  for (int i = 2; i < 4; i++) {
+    uint64_t magic;
+    std::memcpy(&magic, hdr[i].data(), 8);
+    have_commit |= magic == kCommitMagic;
+  }
+  bool fmt_needed = false;
+  if (opts_.force_format) {
+    fmt_needed = true;
+  } else if (s0 == 0 || s1 == 0) {
+    // fall through to open
+  } else if (s0 == -EPROTO || s1 == -EPROTO) {
+    *why = std::string("refusing the store: ") + (s0 == -EPROTO ? w0 : w1);
+    return -EPROTO;
+  } else if (s0 == -EUCLEAN || s1 == -EUCLEAN) {
+    // Magic but no valid copy: a format cut short (nothing was ever committed) is formatted
+    // again; a store that committed something is damaged and kept as it is.
+    if (have_commit) {
+      *why = std::string("both superblocks are damaged: ") + w0;
+      return -EUCLEAN;
+    }
+    fmt_needed = true;
+  } else {
+    bool blank = true;
+    for (int i = 0; i < 4 && blank; i++)
+      for (size_t j = 0; j < kBlockSize; j++)
+        if (hdr[i].data()[j]) {
+          blank = false;
+          break;
+        }
+    if (!blank && !info_.device && !info_.created) {
+      *why = "not a ckpt store, and not blank: refusing to overwrite it (force_format formats)";
+      return -EINVAL;
+    }
+    fmt_needed = true;
+  }
+  const uint64_t min_blocks = kFirstDataBlock + 2;
+  if (fmt_needed && total_ < min_blocks && m_->growable()) {
+    int r = grow_blocks(min_blocks);
+    if (r) {
+      *why = "cannot grow the file to hold a store";
+      return r;
+    }
+  }
+  if (total_ < min_blocks) {
+    *why = fmt_needed ? "too small for a store (needs at least 6 blocks of 4 KiB)"
+                      : "truncated: smaller than a store's header";
+    return fmt_needed ? -ENOSPC : -EUCLEAN;
+  }
+  if (fmt_needed) return format(why);
+
+  std::memcpy(&sb_, hdr[s0 == 0 ? 0 : 1].data(), sizeof(sb_));
+  key_ = store_key(sb_.uuid);
+  used_.assign((total_ + 63) / 64, 0);
+  if (s0 != 0 || s1 != 0) {
+    int r = repair_super(s0 != 0 ? 0 : 1);
+    if (r) {
+      *why = "cannot rewrite the damaged superblock copy";
+      return r;
+    }
+  }
+
+  // The newest valid commit record is the live epoch.
+  CommitRecord cr{};
+  bool found = false;
+  for (int i = 0; i < 2; i++) {
+    const char* w = "";
+    if (check_commit(hdr[2 + i].data(), sb_.uuid, &w) != 0) continue;
+    CommitRecord c;
+    std::memcpy(&c, hdr[2 + i].data(), sizeof(c));
+    if (c.epoch % 2 != uint64_t(i)) continue;  // a record always sits in slot epoch % 2
+    if (!found || c.epoch > cr.epoch) cr = c;
+    found = true;
+  }
+  if (!found) {  // formatted, nothing committed (or the first commit was cut)
+    rebuild_used();
+    return 0;
+  }
+  committed_ = cr.epoch;
+
+  std::string w;
+  int r = load_chain(cr.live, &live_, &regions_, &w);
+  if (r == -ENOMEM) {
+    *why = "out of memory loading the store";
+    return r;
+  }
+  if (r) {
+    // The newest epoch's metadata is damaged: the retained epoch is intact by construction
+    // (its blocks were never reused), so it becomes the read epoch.
+    live_ = Chain{};
+    regions_.clear();
+    std::string w2;
+    if (cr.retained.epoch == 0 || load_chain(cr.retained, &live_, &regions_, &w2) != 0) {
+      *why = "epoch " + std::to_string(cr.epoch) + " metadata damaged (" + w + ")" +
+             (cr.retained.epoch ? ", and the retained epoch's too (" + w2 + ")"
+                                : ", and no older epoch is retained");
+      return -EUCLEAN;
+    }
+    meta_fell_back_ = fell_back_ = true;
+    rebuild_after_commit_ = true;
+    err_ = "epoch " + std::to_string(cr.epoch) + " metadata damaged (" + w + "); reading epoch " +
+           std::to_string(cr.retained.epoch);
+  } else if (cr.retained.epoch != 0) {
+    // Rebuild the retained map and keep only where it differs from the live one.
+    std::vector<Region> old;
+    std::string w2;
+    Chain rc;
+    if (load_chain(cr.retained, &rc, &old, &w2) == 0) {
+      ret_ = std::move(rc);
+      for (const Region& o : old) {
+        const Region& l = regions_[o.id - 1];
+        for (uint64_t p = 0; p < o.pages.size(); p++)
+          if (o.pages[p].block != l.pages[p].block || o.pages[p].hash != l.pages[p].hash)
+            undo_[page_key(o.id, p)] = o.pages[p];
+      }
+      for (const Region& l : regions_) {
+        if (l.epoch <= ret_.ref.epoch) continue;
+        for (uint64_t p = 0; p < l.pages.size(); p++)
+          if (l.pages[p].block) undo_[page_key(l.id, p)] = PageRef{};
+      }
+    }
+    // else: the retained epoch cannot be rebuilt; the live one still opens, without fallback.
+  }
+  for (const Region& reg : regions_) by_name_[reg.name] = reg.id;
+  rebuild_used();
+  return 0;
+}
+
+int StoreImpl::format(std::string* why) {
+  // Commit slots first, superblocks last: until both superblocks are in place the store has
+  // no commit record and a cut format is simply formatted again.
+  std::memset(&sb_, 0, sizeof(sb_));
+  sb_.magic = kSuperMagic;
+  sb_.major = kFormatMajor;
+  sb_.minor = kFormatMinor;
+  sb_.block_size = kBlockSize;
+  sb_.flags = m_->growable() ? kSbGrowable : 0;
+  if (getrandom(sb_.uuid, sizeof(sb_.uuid), 0) != sizeof(sb_.uuid)) {
+    *why = "getrandom failed";
+    return -EIO;
+  }
+  sb_.uuid[6] = (sb_.uuid[6] & 0x0f) | 0x40;  // RFC 4122 version 4
+  sb_.uuid[8] = (sb_.uuid[8] & 0x3f) | 0x80;
+  sb_.commit_block[0] = kCommitBlock[0];
+  sb_.commit_block[1] = kCommitBlock[1];
+  sb_.first_data_block = kFirstDataBlock;
+  sb_.created_blocks = total_;
+  sb_.created_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+  seal_super(&sb_);
+  key_ = store_key(sb_.uuid);
+  Block zero, sb;
+  std::memcpy(sb.data(), &sb_, sizeof(sb_));
+  int r = m_->write(kCommitBlock[0] * kBlockSize, zero.data(), kBlockSize);
+  if (!r) r = m_->write(kCommitBlock[1] * kBlockSize, zero.data(), kBlockSize);
+  if (!r) r = m_->barrier();
+  if (!r) r = m_->write(kSuperBlock[0] * kBlockSize, sb.data(), kBlockSize);
+  if (!r) r = m_->write(kSuperBlock[1] * kBlockSize, sb.data(), kBlockSize);
+  if (!r) r = m_->barrier();
+  if (r) {
+    *why = "cannot write the new store's header";
+    return r;
+  }
+  used_.assign((total_ + 63) / 64, 0);
+  rebuild_used();
+  return 0;
+}
+
+int StoreImpl::repair_super(int bad) {
+  Block b;
+  std::memcpy(b.data(), &sb_, sizeof(sb_));
+  int r = m_->write(kSuperBlock[bad] * kBlockSize, b.data(), kBlockSize);
+  return r ? r : m_->barrier();
+}
+
+// Read one record (a snapshot or a delta: a list of metadata blocks) and apply its entries.
+int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* chain,
+                           std::vector<Region>* regions, uint64_t* prev, std::string* why) {
+  Block b;
+  EpochInfo info;
+  info.epoch = epoch;
+  info.snapshot = kind == kSnapshot;
+  uint64_t block = head;
+  for (uint32_t index = 0;; index++) {
+    if (block < kFirstDataBlock || block >= total_ || index > total_) {
+      *why = "metadata block out of range (truncated store?)";
+      return -EUCLEAN;
+    }
+    if (m_->read(block * kBlockSize, b.data(), kBlockSize) != 0) {
+      *why = "cannot read a metadata block";
+      return -EUCLEAN;
+    }
+    const char* w = "";
+    if (check_meta(b.data(), key_, &w) != 0) {
+      *why = w;
+      return -EUCLEAN;
+    }
+    MetaHeader h;
+    std::memcpy(&h, b.data(), sizeof(h));
+    if (h.epoch != epoch || h.kind != kind || h.index != index) {
+      *why = "metadata block of another epoch or record";
+      return -EUCLEAN;
+    }
+    if (index == 0) *prev = h.prev_record;
+    chain->meta.push_back(block);
+    info.meta_blocks++;
+    const uint8_t* slot = b.data() + sizeof(MetaHeader);
+    for (uint32_t i = 0; i < h.nslots; i++, slot += kSlot) {
+      uint16_t type;
+      std::memcpy(&type, slot, 2);
+      if (type == kRegionEntry) {
+        RegionEntry e;
+        std::memcpy(&e, slot, sizeof(e));
+        const uint32_t name_slots = (e.name_len + kSlot - 1) / kSlot;
+        if (e.name_len == 0 || e.name_len > kMaxName || i + name_slots >= h.nslots ||
+            e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes || e.region == 0 ||
+            e.region > kMaxRegionId || e.epoch == 0 || e.epoch > epoch) {
+          *why = "invalid region entry";
+          return -EUCLEAN;
+        }
+        std::string name(reinterpret_cast<const char*>(slot + kSlot), e.name_len);
+        if (name.find('\0') != std::string::npos) {
+          *why = "invalid region name";
+          return -EUCLEAN;
+        }
+        i += name_slots;
+        slot += kSlot * name_slots;
+        info.regions++;
+        if (e.region <= regions->size()) {  // known: a snapshot repeats every definition
+          const Region& r = (*regions)[e.region - 1];
+          if (r.name != name || r.size != e.size || r.epoch != e.epoch) {
+            *why = "region redefined differently";
+            return -EUCLEAN;
+          }
+          continue;
+        }
+        if (e.region != regions->size() + 1) {
+          *why = "region ids not dense";
+          return -EUCLEAN;
+        }
+        // Every region page must fit the store once (define_region enforces it), which also
+        // bounds the memory a forged size could make us allocate.
+        uint64_t pages = e.size / kBlockSize, sum = pages;
+        for (const Region& r : *regions) sum += r.pages.size();
+        if (sum > total_) {
+          *why = "regions larger than the store";
+          return -EUCLEAN;
+        }
+        Region r;
+        r.name = std::move(name);
+        r.size = e.size;
+        r.id = e.region;
+        r.epoch = e.epoch;
+        r.pages.resize(pages);
+        regions->push_back(std::move(r));
+      } else if (type == kPageEntry) {
+        PageEntry e;
+        std::memcpy(&e, slot, sizeof(e));
+        if (e.region == 0 || e.region > regions->size() ||
+            e.page >= (*regions)[e.region - 1].pages.size() || e.block < kFirstDataBlock ||
+            e.block >= (1ull << 48)) {
+          *why = "invalid page entry";
+          return -EUCLEAN;
+        }
+        (*regions)[e.region - 1].pages[e.page] = PageRef{e.block, e.hash};
+        info.pages++;
+      } else {
+        *why = "unknown metadata entry";
+        return -EUCLEAN;
+      }
+    }
+    if (h.next == 0) break;
+    block = h.next;
+  }
+  chain->records.push_back(info);
+  if (kind == kDelta) chain->delta_meta += info.meta_blocks;
+  return 0;
+}
+
+int StoreImpl::load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>* regions,
+                          std::string* why) try {
+  chain->ref = ref;
+  chain->meta.clear();
+  chain->records.clear();
+  chain->delta_meta = 0;
+  regions->clear();
+  if (ref.epoch == 0 || ref.snap_epoch == 0 || ref.snap_epoch > ref.epoch ||
+      (ref.delta_head == 0) != (ref.snap_epoch == ref.epoch) ||
+      ref.chain_records > kMaxChainRecords * 4) {
+    *why = "epoch reference inconsistent";
+    return -EUCLEAN;
+  }
+  // Delta heads, newest first, found through prev_record; each record is read once below.
+  std::vector<std::pair<uint64_t, uint64_t>> deltas;  // (head, epoch)
+  {
+    Block b;
+    uint64_t head = ref.delta_head, epoch = ref.epoch;
+    while (head != 0) {
+      if (deltas.size() >= ref.chain_records || head < kFirstDataBlock || head >= total_) {
+        *why = "delta chain longer than recorded or out of range";
+        return -EUCLEAN;
+      }
+      if (m_->read(head * kBlockSize, b.data(), kBlockSize) != 0) {
+        *why = "cannot read a metadata block";
+        return -EUCLEAN;
+      }
+      const char* w = "";
+      if (check_meta(b.data(), key_, &w) != 0) {
+        *why = w;
+        return -EUCLEAN;
+      }
+      MetaHeader h;
+      std::memcpy(&h, b.data(), sizeof(h));
+      if (h.kind != kDelta || h.index != 0 || h.epoch <= ref.snap_epoch || h.epoch > epoch ||
+          (!deltas.empty() && h.epoch >= deltas.back().second)) {
+        *why = "delta chain out of order";
+        return -EUCLEAN;
+      }
+      if (deltas.empty() && h.epoch != ref.epoch) {
+        *why = "newest delta is not the epoch's";
+        return -EUCLEAN;
+      }
+      deltas.emplace_back(head, h.epoch);
+      epoch = h.epoch;
+      head = h.prev_record;
+    }
+    if (deltas.size() != ref.chain_records) {
+      *why = "delta chain shorter than recorded";
+      return -EUCLEAN;
+    }
+  }
+  uint64_t prev = 0;
+  int r = load_record(ref.snap_head, ref.snap_epoch, kSnapshot, chain, regions, &prev, why);
+  if (r) return r;
+  for (auto it = deltas.rbegin(); it != deltas.rend(); ++it) {
+    r = load_record(it->first, it->second, kDelta, chain, regions, &prev, why);
+    if (r) return r;
+  }
+  uint64_t npages = 0;
+  for (const Region& reg : *regions)
+    for (const PageRef& p : reg.pages) npages += p.block != 0;
+  if (regions->size() != ref.nregions || npages != ref.npages ||
+      chain->meta.size() != ref.meta_blocks) {
+    *why = "epoch totals do not match its records";
+    return -EUCLEAN;
+  }
+  return 0;
+} catch (const std::bad_alloc&) {
+  *why = "out of memory";
+  return -ENOMEM;
+}
+
+void StoreImpl::rebuild_used() {
+  used_.assign((total_ + 63) / 64, 0);
+  nused_ = 0;
+  for (uint64_t b = 0; b < kFirstDataBlock; b++) mark(b);
+  for (uint64_t b : live_.meta) mark(b);
+  for (uint64_t b : ret_.meta) mark(b);
+  for (const Region& r : regions_)
+    for (const PageRef& p : r.pages) mark(p.block);
+  for (const auto& [k, ref] : undo_) mark(ref.block);
+  if (txn_) {
+    for (uint64_t b : txn_->allocated_) mark(b);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// allocation
+
+int StoreImpl::grow_blocks(uint64_t want_total) {
+  if (!m_->growable()) return -ENOSPC;
+  // Grow by a quarter at least, so a growing store does not call fallocate per page.
+  uint64_t n = std::max({want_total, total_ + total_ / 4, total_ + 256});
+  int r = m_->grow(n * kBlockSize);
+  if (r) return r;
+  total_ = m_->size() / kBlockSize;
+  used_.resize((total_ + 63) / 64, 0);
+  return 0;
+}
+
+int StoreImpl::alloc(uint64_t* out) {
+  for (int pass = 0; pass < 2; pass++) {
+    // Next fit from the cursor, a word at a time: consecutive allocations get consecutive
+    // blocks, which the writers merge into larger I/O.
+    for (int wrap = 0; wrap < 2; wrap++) {
+      uint64_t b = wrap ? kFirstDataBlock : cursor_;
+      while (b < total_) {
+        uint64_t w = used_[b >> 6] | ((1ull << (b & 63)) - 1);
+        if (w == ~0ull) {
+          b = (b | 63) + 1;
+          continue;
+        }
+        b = (b & ~63ull) + static_cast<uint64_t>(__builtin_ctzll(~w));
+        if (b >= total_) break;
+        mark(b);
+        cursor_ = b + 1;
+        *out = b;
+        return 0;
+      }
+    }
+    if (pass == 0) {
+      int r = grow_blocks(total_ + 1);
+      if (r) return r;
+    }
+  }
+  return -ENOSPC;
+}
+
+// ---------------------------------------------------------------------------------------------
+// regions and transactions
+
+std::vector<RegionInfo> StoreImpl::regions() const {
+  std::vector<RegionInfo> v;
+  for (const Region& r : regions_) v.push_back({r.name, r.size, r.id});
+  return v;
+}
+
+int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id) try {
+  if (name.empty() || name.size() > kMaxName || name.find('\0') != std::string_view::npos)
+    return set_err(-EINVAL, "region name must be 1..255 bytes without NUL");
+  auto it = by_name_.find(std::string(name));
+  if (it != by_name_.end()) {
+    const Region& r = regions_[it->second - 1];
+    if (r.size != size)
+      return set_err(-EINVAL, "region '" + r.name + "' has size " + std::to_string(r.size) +
+                                  " in the store, not " + std::to_string(size));
+    if (id) *id = r.id;
+    return 0;
+  }
+  if (size == 0 || size % kBlockSize || size > kMaxRegionBytes)
+    return set_err(-EINVAL, "region size must be a non-zero multiple of 4096, at most 64 TiB");
+  if (regions_.size() >= kMaxRegionId) return set_err(-ENOSPC, "too many regions");
+  uint64_t pages = size / kBlockSize, sum = pages;
+  for (const Region& r : regions_) sum += r.pages.size();
+  // Room for one full copy of every region plus its metadata; copy-on-write needs more as
+  // pages change, which a growing store adds on demand and a fixed one reports at commit.
+  uint64_t meta = 2 * ((sum + regions_.size() * 9 + 9) / kSlotsPerBlock + 1);
+  uint64_t need = kFirstDataBlock + sum + meta;
+  if (need > total_) {
+    int r = grow_blocks(need);
+    if (r)
+      return set_err(-ENOSPC, "store too small for region '" + std::string(name) + "' (" +
+                                  std::to_string(need * kBlockSize) + " bytes needed, " +
+                                  std::to_string(total_ * kBlockSize) + " available)");
+  }
+  Region r;
+  r.name = std::string(name);
+  r.size = size;
+  r.id = static_cast<uint32_t>(regions_.size() + 1);
+  r.pages.resize(pages);
+  regions_.push_back(std::move(r));
+  by_name_[regions_.back().name] = regions_.back().id;
+  if (id) *id = regions_.back().id;
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
+int StoreImpl::begin(std::unique_ptr<Txn>* out) {
+  if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
+  if (txn_) return set_err(-EBUSY, "a checkpoint is already in progress");
+  auto t = std::make_unique<TxnImpl>(this);
+  txn_ = t.get();
+  *out = std::move(t);
+  return 0;
+}
+
+TxnImpl::~TxnImpl() {
+  if (!done_) s_->abort(this);
+}
+
+int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) try {
+  if (done_) return -EINVAL;
+  if (err_) return err_;
+  if (s_->broken_) return -EIO;
+  if (region == 0 || region > s_->regions_.size() ||
+      page >= s_->regions_[region - 1].pages.size() || !data)
+    return s_->set_err(-EINVAL, "put_page: no such region or page");
+  const uint64_t key = page_key(region, page);
+  PageRef ref;
+  ref.hash = page_hash(data, s_->key_, region, page);
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    ref.block = pages_[it->second].ref.block;  // written twice: the block is still ours
+  } else {
+    int r = s_->alloc(&ref.block);
+    if (r) {
+      err_ = r;
+      return s_->set_err(r, "store full: no free block for page " + std::to_string(page));
+    }
+    allocated_.push_back(ref.block);
+  }
+  int r = s_->m_->write(ref.block * kBlockSize, data, kBlockSize);
+  if (r) {
+    err_ = r;
+    return s_->set_err(r, "writing a page failed");
+  }
+  if (it != index_.end()) {
+    pages_[it->second].ref = ref;
+  } else {
+    index_.emplace(key, pages_.size());
+    pages_.push_back({region, page, ref});
+  }
+  return 0;
+} catch (const std::bad_alloc&) {
+  err_ = -ENOMEM;
+  return -ENOMEM;
+}
+
+int TxnImpl::commit() {
+  if (done_) return -EINVAL;
+  int r = err_ ? err_ : s_->commit(this);
+  if (r) s_->abort(this);
+  done_ = true;
+  return r;
+}
+
+void StoreImpl::abort(TxnImpl* t) {
+  if (txn_ != t) return;
+  for (uint64_t b : t->allocated_) unmark(b);
+  t->allocated_.clear();
+  t->done_ = true;
+  txn_ = nullptr;
+}
+
+// The commit protocol (Documentation/store-format.md, "Commit").
+int StoreImpl::commit(TxnImpl* t) try {
+  if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
+  const uint64_t epoch = committed_ + 1;
+  const bool snapshot = live_.ref.epoch == 0 ||
+                        live_.ref.chain_records + 1 > (opts_.snapshot_every
+                                                           ? opts_.snapshot_every
+                                                           : kMaxChainRecords) ||
+                        live_.delta_meta + 1 > std::max<uint64_t>(16, live_.ref.meta_blocks -
+                                                                          live_.delta_meta);
+
+  // Entries: region definitions first (a snapshot repeats them all), then pages.
+  std::vector<std::vector<uint8_t>> entries;  // each: one or more 32-byte slots, kept together
+  auto add_region = [&](const Region& r) {
+    std::vector<uint8_t> e(kSlot * (1 + (r.name.size() + kSlot - 1) / kSlot), 0);
+    RegionEntry re{};
+    re.type = kRegionEntry;
+    re.name_len = static_cast<uint16_t>(r.name.size());
+    re.region = r.id;
+    re.size = r.size;
+    re.epoch = r.epoch ? r.epoch : epoch;
+    std::memcpy(e.data(), &re, sizeof(re));
+    std::memcpy(e.data() + kSlot, r.name.data(), r.name.size());
+    entries.push_back(std::move(e));
+  };
+  auto add_page = [&](uint32_t region, uint64_t page, const PageRef& ref) {
+    std::vector<uint8_t> e(kSlot);
+    PageEntry pe{kPageEntry, 0, region, page, ref.block, ref.hash};
+    std::memcpy(e.data(), &pe, sizeof(pe));
+    entries.push_back(std::move(e));
+  };
+  uint64_t npages = 0;
+  for (const Region& r : regions_)
+    if (snapshot || r.epoch == 0) add_region(r);
+  if (snapshot) {
+    for (const Region& r : regions_)
+      for (uint64_t p = 0; p < r.pages.size(); p++) {
+        auto it = t->index_.find(page_key(r.id, p));
+        const PageRef& ref = it != t->index_.end() ? t->pages_[it->second].ref : r.pages[p];
+        if (ref.block) add_page(r.id, p, ref);
+      }
+  } else {
+    for (const auto& pg : t->pages_) add_page(pg.region, pg.page, pg.ref);
+  }
+  for (const Region& r : regions_)
+    for (uint64_t p = 0; p < r.pages.size(); p++) {
+      auto it = t->index_.find(page_key(r.id, p));
+      npages += (it != t->index_.end() ? t->pages_[it->second].ref : r.pages[p]).block != 0;
+    }
+
+  // Pack entries into blocks, never splitting one entry.
+  std::vector<std::vector<const std::vector<uint8_t>*>> blocks(1);
+  size_t used_slots = 0;
+  for (const auto& e : entries) {
+    size_t n = e.size() / kSlot;
+    if (used_slots + n > kSlotsPerBlock) {
+      blocks.emplace_back();
+      used_slots = 0;
+    }
+    blocks.back().push_back(&e);
+    used_slots += n;
+  }
+  std::vector<uint64_t> where(blocks.size());
+  for (auto& b : where) {
+    int r = alloc(&b);
+    if (r) return set_err(r, "store full: no room for the checkpoint's metadata");
+    t->allocated_.push_back(b);
+  }
+  Block buf;
+  for (size_t i = 0; i < blocks.size(); i++) {
+    std::memset(buf.data(), 0, kBlockSize);
+    MetaHeader h{};
+    h.magic = kMetaMagic;
+    h.store_key = key_;
+    h.epoch = epoch;
+    h.kind = snapshot ? kSnapshot : kDelta;
+    h.next = i + 1 < blocks.size() ? where[i + 1] : 0;
+    h.prev_record = (i == 0 && !snapshot) ? live_.ref.delta_head : 0;
+    h.index = static_cast<uint32_t>(i);
+    uint8_t* slot = buf.data() + sizeof(MetaHeader);
+    for (const auto* e : blocks[i]) {
+      std::memcpy(slot, e->data(), e->size());
+      slot += e->size();
+      h.nslots += static_cast<uint32_t>(e->size() / kSlot);
+    }
+    std::memcpy(buf.data(), &h, sizeof(h));
+    seal_meta(buf.data());
+    int r = m_->write(where[i] * kBlockSize, buf.data(), kBlockSize);
+    if (r) return set_err(r, "writing checkpoint metadata failed");
+  }
+  // Durability point 1: pages and metadata on the medium before anything points at them.
+  int r = m_->barrier();
+  if (r) return set_err(r, "flushing the checkpoint failed");
+
+  CommitRecord cr{};
+  cr.magic = kCommitMagic;
+  std::memcpy(cr.uuid, sb_.uuid, 16);
+  cr.epoch = epoch;
+  cr.total_blocks = total_;
+  EpochRef& l = cr.live;
+  l.epoch = epoch;
+  l.snap_epoch = snapshot ? epoch : live_.ref.snap_epoch;
+  l.snap_head = snapshot ? where[0] : live_.ref.snap_head;
+  l.delta_head = snapshot ? 0 : where[0];
+  l.chain_records = snapshot ? 0 : live_.ref.chain_records + 1;
+  l.meta_blocks = (snapshot ? 0 : live_.meta.size()) + where.size();
+  l.nregions = regions_.size();
+  l.npages = npages;
+  cr.retained = live_.ref;
+  seal_commit(&cr);
+  std::memset(buf.data(), 0, kBlockSize);
+  std::memcpy(buf.data(), &cr, sizeof(cr));
+  // Durability point 2: the record. A torn record fails its checksum and the other slot (the
+  // previous epoch) is live; once the barrier returns, this epoch is.
+  r = m_->write(kCommitBlock[epoch % 2] * kBlockSize, buf.data(), kBlockSize);
+  if (!r) r = m_->barrier();
+  if (r) {
+    broken_ = true;  // the record may or may not have reached the medium
+    return set_err(r, "writing the commit record failed; reopen the store");
+  }
+
+  // In memory: the old retained epoch's own blocks become free; live becomes retained.
+  std::vector<uint64_t> freed;
+  for (const auto& [k, ref] : undo_)
+    if (ref.block) freed.push_back(ref.block);
+  {
+    std::unordered_set<uint64_t> live_meta(live_.meta.begin(), live_.meta.end());
+    for (uint64_t b : ret_.meta)
+      if (!live_meta.count(b)) freed.push_back(b);
+  }
+  std::unordered_map<uint64_t, PageRef> undo;
+  undo.reserve(t->pages_.size());
+  for (const auto& pg : t->pages_) {
+    Region& reg = regions_[pg.region - 1];
+    undo[page_key(pg.region, pg.page)] = reg.pages[pg.page];
+    reg.pages[pg.page] = pg.ref;
+  }
+  for (Region& reg : regions_)
+    if (reg.epoch == 0) reg.epoch = epoch;
+  Chain next;
+  next.ref = l;
+  if (!snapshot) {
+    next.meta = live_.meta;
+    next.records = live_.records;
+    next.delta_meta = live_.delta_meta + where.size();
+  }
+  next.meta.insert(next.meta.end(), where.begin(), where.end());
+  EpochInfo info;
+  info.epoch = epoch;
+  info.snapshot = snapshot;
+  info.meta_blocks = where.size();
+  for (const auto& e : entries) {
+    uint16_t type;
+    std::memcpy(&type, e.data(), 2);
+    (type == kPageEntry ? info.pages : info.regions)++;
+  }
+  next.records.push_back(info);
+  ret_ = std::move(live_);
+  live_ = std::move(next);
+  undo_ = std::move(undo);
+  committed_ = epoch;
+  t->allocated_.clear();
+  txn_ = nullptr;
+  if (rebuild_after_commit_) {
+    rebuild_after_commit_ = false;
+    rebuild_used();
+  } else {
+    for (uint64_t b : freed) unmark(b);
+  }
+  err_.clear();
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory during commit");
+}
+
+// ---------------------------------------------------------------------------------------------
+// reads, fallback, verify
+
+bool StoreImpl::page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint8_t* scratch) {
+  if (ref.block == 0) return true;
+  const uint8_t* src;
+  const uint8_t* map = m_->mapping();
+  if (map && ref.block < total_) {
+    src = map + ref.block * kBlockSize;
+  } else {
+    if (ref.block >= total_ || m_->read(ref.block * kBlockSize, scratch, kBlockSize) != 0)
+      return false;
+    src = scratch;
+  }
+  return kFuzzing || page_hash(src, key_, region, page) == ref.hash;
+}
+
+// Read a region's pages into dst (len == size), reading runs of consecutive blocks at once.
+int StoreImpl::read_pages(const Region& r, const std::vector<PageRef>* pages, void* dst,
+                          std::vector<uint64_t>* damaged, uint64_t* nread) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto& pg = *pages;
+  const uint64_t n = pg.size();
+  for (uint64_t p = 0; p < n;) {
+    if (pg[p].block == 0) {
+      std::memset(d + p * kBlockSize, 0, kBlockSize);
+      p++;
+      continue;
+    }
+    uint64_t q = p + 1;
+    while (q < n && q - p < 256 && pg[q].block == pg[q - 1].block + 1) q++;
+    const uint64_t first = pg[p].block;
+    bool ok = first + (q - p) <= total_ &&
+              m_->read(first * kBlockSize, d + p * kBlockSize, (q - p) * kBlockSize) == 0;
+    for (uint64_t i = p; i < q; i++) {
+      uint8_t* page = d + i * kBlockSize;
+      if (!ok) {
+        // Retry page by page: only the pages past the end or unreadable are damaged.
+        if (pg[i].block >= total_ || m_->read(pg[i].block * kBlockSize, page, kBlockSize)) {
+          std::memset(page, 0, kBlockSize);
+          damaged->push_back(i);
+          continue;
+        }
+      }
+      (*nread)++;
+      if (!kFuzzing && page_hash(page, key_, r.id, i) != pg[i].hash) damaged->push_back(i);
+    }
+    p = q;
+  }
+  return 0;
+}
+
+bool StoreImpl::retained_intact(uint8_t* scratch) {
+  for (const Region& r : regions_) {
+    if (!in_retained(r)) continue;
+    for (uint64_t p = 0; p < r.pages.size(); p++)
+      if (!page_ok(retained_ref(r, p), r.id, p, scratch)) return false;
+  }
+  return true;
+}
+
+void StoreImpl::switch_to_retained() {
+  for (const auto& [k, ref] : undo_) {
+    Region& r = regions_[key_region(k) - 1];
+    if (key_page(k) < r.pages.size()) r.pages[key_page(k)] = ref;
+  }
+  for (Region& r : regions_)
+    if (r.epoch > ret_.ref.epoch) {  // defined in the abandoned epoch: pending again
+      r.epoch = 0;
+      std::fill(r.pages.begin(), r.pages.end(), PageRef{});
+    }
+  live_ = std::move(ret_);
+  ret_ = Chain{};
+  undo_.clear();
+  fell_back_ = true;
+  rebuild_after_commit_ = true;  // the abandoned epoch's blocks stay protected until then
+}
+
+int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) try {
+  ReadReport local;
+  if (!report) report = &local;
+  *report = ReadReport{};
+  if (live_.ref.epoch == 0) return set_err(-ENOENT, "nothing committed yet");
+  if (region == 0 || region > regions_.size() || regions_[region - 1].epoch == 0)
+    return set_err(-ENOENT, "no such region in the committed epoch");
+  const Region& r = regions_[region - 1];
+  if (len != r.size || !dst)
+    return set_err(-EINVAL, "region '" + r.name + "' is " + std::to_string(r.size) +
+                                " bytes in the store, not " + std::to_string(len));
+  report->epoch = live_.ref.epoch;
+  int rc = read_pages(r, &r.pages, dst, &report->damaged, &report->pages_read);
+  if (rc) return rc;
+  if (report->damaged.empty()) return 0;
+
+  // Damage in the read epoch: fall back to the retained epoch as a whole, never page by page.
+  Block scratch;
+  if (ret_.ref.epoch != 0 && retained_intact(scratch.data())) {
+    const uint64_t from = live_.ref.epoch;
+    switch_to_retained();
+    err_ = "epoch " + std::to_string(from) + " damaged; fell back to epoch " +
+           std::to_string(live_.ref.epoch);
+    std::string note = err_;
+    rc = read_region(region, dst, len, report);
+    if (rc == 0) err_ = note;
+    return rc;
+  }
+  std::string list;
+  for (size_t i = 0; i < report->damaged.size() && i < 8; i++)
+    list += (i ? "," : "") + std::to_string(report->damaged[i]);
+  return set_err(-EIO, "region '" + r.name + "': " + std::to_string(report->damaged.size()) +
+                           " damaged page(s) (" + list +
+                           (report->damaged.size() > 8 ? ",..." : "") +
+                           ") and no intact older epoch");
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
+int StoreImpl::verify(VerifyReport* report, const Progress& progress) try {
+  VerifyReport local;
+  if (!report) report = &local;
+  *report = VerifyReport{};
+  report->meta_fell_back = meta_fell_back_;
+  uint64_t total = 0, done = 0;
+  for (const Region& r : regions_)
+    if (r.epoch != 0)
+      for (const PageRef& p : r.pages) total += p.block != 0;
+  for (const auto& [k, ref] : undo_) total += ref.block != 0;
+  Block scratch;
+  bool live_ok = true, ret_ok = ret_.ref.epoch != 0;
+  std::unordered_set<uint64_t> bad_live;
+  for (const Region& r : regions_) {
+    if (r.epoch == 0) continue;
+    for (uint64_t p = 0; p < r.pages.size(); p++) {
+      if (!r.pages[p].block) continue;
+      if (!page_ok(r.pages[p], r.id, p, scratch.data())) {
+        live_ok = false;
+        bad_live.insert(page_key(r.id, p));
+        report->damaged.push_back({r.id, p, live_.ref.epoch});
+      }
+      report->pages_checked++;
+      if (progress && (++done % 1024) == 0 && !progress(done, total))
+        return set_err(-ECANCELED, "verify cancelled");
+    }
+  }
+  if (ret_ok) {
+    for (const Region& r : regions_) {
+      if (!in_retained(r)) continue;
+      for (uint64_t p = 0; p < r.pages.size(); p++) {
+        auto it = undo_.find(page_key(r.id, p));
+        if (it == undo_.end()) {  // shared with the live epoch: same block, same verdict
+          if (bad_live.count(page_key(r.id, p))) {
+            ret_ok = false;
+            report->damaged.push_back({r.id, p, ret_.ref.epoch});
+          }
+          continue;
+        }
+        if (!it->second.block) continue;
+        if (!page_ok(it->second, r.id, p, scratch.data())) {
+          ret_ok = false;
+          report->damaged.push_back({r.id, p, ret_.ref.epoch});
+        }
+        report->pages_checked++;
+        if (progress && (++done % 1024) == 0 && !progress(done, total))
+          return set_err(-ECANCELED, "verify cancelled");
+      }
+    }
+  }
+  if (progress) progress(total, total);
+  report->newest_intact_epoch = live_ok ? live_.ref.epoch : ret_ok ? ret_.ref.epoch : 0;
+  if (live_.ref.epoch == 0) report->newest_intact_epoch = 0;
+  if (!live_ok)
+    return set_err(-EIO, std::to_string(report->damaged.size()) + " damaged page copies");
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
+int StoreImpl::stat(StoreStat* out) const {
+  StoreStat s;
+  s.writer = m_->name();
+  s.path = info_.path;
+  s.uuid = uuid_text(sb_.uuid);
+  s.format_major = sb_.major;
+  s.format_minor = sb_.minor;
+  s.block_size = kBlockSize;
+  s.total_blocks = total_;
+  s.free_blocks = total_ - nused_;
+  for (const Region& r : regions_)
+    for (const PageRef& p : r.pages) s.live_data_blocks += p.block != 0;
+  for (const auto& [k, ref] : undo_) s.retained_only_blocks += ref.block != 0;
+  {
+    std::unordered_set<uint64_t> live_meta(live_.meta.begin(), live_.meta.end());
+    for (uint64_t b : ret_.meta) s.retained_only_blocks += !live_meta.count(b);
+  }
+  s.meta_blocks = live_.meta.size();
+  s.growable = m_->growable();
+  s.epoch = committed_;
+  s.read_epoch = live_.ref.epoch;
+  s.retained_epoch = ret_.ref.epoch;
+  s.chain = live_.records;
+  *out = std::move(s);
+  return 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+int open_on_medium(std::unique_ptr<Medium> medium, const MediumInfo& info, const Options& opts,
+                   std::unique_ptr<Store>* out) try {
+  auto s = std::make_unique<StoreImpl>(std::move(medium), info, opts);
+  std::string why;
+  int r = s->open_or_format(&why);
+  if (r) {
+    if (opts.why) *opts.why = info.path + ": " + why;
+    return r;
+  }
+  *out = std::move(s);
+  return 0;
+} catch (const std::bad_alloc&) {
+  if (opts.why) *opts.why = "out of memory";
+  return -ENOMEM;
+}
+
+int Store::open(const std::string& path, const Options& opts, std::unique_ptr<Store>* out) {
+  std::unique_ptr<Medium> m;
+  MediumInfo info;
+  std::string why;
+  int r = open_medium(path, opts, &m, &info, &why);
+  if (r) {
+    if (opts.why) *opts.why = why;
+    return r;
+  }
+  r = open_on_medium(std::move(m), info, opts, out);
+  if (r && info.created) unlink(path.c_str());
+  return r;
+}
+
+}  // namespace ckpt::store

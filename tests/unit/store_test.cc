@@ -1,0 +1,491 @@
+// The store on the host: the io_uring writer on regular files in /tmp, epochs, incremental
+// writes, snapshot compaction, fallback to the retained epoch, and every clear error
+// (-EBUSY across processes, -EPROTO, -ENOSPC on a full file system, -EINVAL, -EUCLEAN).
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <csignal>
+
+#include "crash.hpp"
+#include "format.hpp"
+#include "medium.hpp"
+#include "store_util.hpp"
+
+using namespace store_test;
+using namespace ckpt::store;
+
+namespace {
+
+std::unique_ptr<Store> must_open(const std::string& path, Options o = {}) {
+  std::unique_ptr<Store> s;
+  std::string why;
+  o.why = &why;
+  int r = Store::open(path, o, &s);
+  EXPECT_EQ(0, r) << why;
+  return s;
+}
+
+void expect_contents(Store& s, const Contents& want) {
+  Contents got;
+  ASSERT_EQ(0, read_all(s, &got)) << s.last_error();
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, bytes] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TRUE(got[name] == bytes) << "region " << name << " differs";
+  }
+}
+
+TEST(Store, MissingPathBecomesGrowingIoUringFileStore) {
+  TempDir d;
+  const std::string p = d.file("s");
+  auto s = must_open(p);
+  ASSERT_TRUE(s);
+  EXPECT_STREQ("io_uring", s->writer_name());
+  EXPECT_EQ(0u, s->epoch());
+  EXPECT_EQ(4096u, s->page_size());
+  uint32_t id;
+  ASSERT_EQ(0, s->define_region("a", 64 * 4096, &id));
+  std::vector<uint8_t> buf(64 * 4096);
+  EXPECT_EQ(-ENOENT, s->read_region(id, buf.data(), buf.size(), nullptr));  // nothing committed
+
+  Contents oracle;
+  ASSERT_EQ(0, checkpoint(*s, {{"a", 64 * 4096}, {"b", 2 * 4096}},
+                          {{"a", 0, 1}, {"a", 63, 2}, {"b", 1, 3}}, &oracle));
+  EXPECT_EQ(1u, s->epoch());
+  expect_contents(*s, oracle);
+  s.reset();
+
+  s = must_open(p);
+  EXPECT_EQ(1u, s->epoch());
+  auto regs = s->regions();
+  ASSERT_EQ(2u, regs.size());
+  EXPECT_EQ("a", regs[0].name);
+  EXPECT_EQ(64u * 4096, regs[0].size);
+  expect_contents(*s, oracle);
+  StoreStat st;
+  ASSERT_EQ(0, s->stat(&st));
+  EXPECT_EQ(3u, st.live_data_blocks);
+  EXPECT_TRUE(st.growable);
+  EXPECT_EQ(1u, st.format_major);
+}
+
+TEST(Store, CheckpointWritesOnlyDirtyPagesPlusSmallMetadata) {
+  TempDir d;
+  std::unique_ptr<Medium> m;
+  MediumInfo info;
+  std::string why;
+  ASSERT_EQ(0, open_medium(d.file("s"), {}, &m, &info, &why)) << why;
+  auto rec = std::make_unique<Recorder>(std::move(m));
+  Recorder* r = rec.get();
+  std::unique_ptr<Store> s;
+  ASSERT_EQ(0, open_on_medium(std::move(rec), info, {}, &s));
+  Contents oracle;
+  std::vector<Write> all;
+  for (uint64_t p = 0; p < 1024; p++) all.push_back({"big", p, p});
+  ASSERT_EQ(0, checkpoint(*s, {{"big", 1024 * 4096}}, all, &oracle));  // 4 MiB, all written
+  for (uint64_t dirty : {1u, 10u, 100u}) {
+    r->clear();
+    r->start();
+    std::vector<Write> w;
+    for (uint64_t i = 0; i < dirty; i++) w.push_back({"big", i * 7 % 1024, 1000 + i});
+    ASSERT_EQ(0, checkpoint(*s, {}, w, &oracle));
+    r->stop();
+    uint64_t bytes = 0, barriers = 0;
+    for (const auto& op : r->ops()) {
+      bytes += op.bytes.size();
+      barriers += op.kind == CrashOp::kBarrier;
+    }
+    // dirty pages + ceil(dirty / 126) delta blocks + one commit record, two durability points.
+    const uint64_t meta = (dirty + fmt::kSlotsPerBlock - 1) / fmt::kSlotsPerBlock;
+    EXPECT_EQ((dirty + meta + 1) * 4096, bytes) << dirty << " dirty pages";
+    EXPECT_EQ(2u, barriers);
+  }
+  s.reset();
+  s = must_open(d.file("s"));
+  expect_contents(*s, oracle);
+}
+
+TEST(Store, ManyEpochsWithSnapshotCompactionStayBoundedAndCorrect) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Options o;
+  o.snapshot_every = 3;
+  auto s = must_open(p, o);
+  Contents oracle;
+  std::mt19937_64 rng(42);
+  for (int e = 1; e <= 40; e++) {
+    std::vector<Write> w;
+    for (int i = 0; i < 20; i++) w.push_back({"r", rng() % 128, rng()});
+    std::map<std::string, uint64_t> defs{{"r", 128 * 4096}};
+    if (e == 7) defs["late"] = 4 * 4096;
+    if (e >= 7) w.push_back({"late", rng() % 4, rng()});
+    ASSERT_EQ(0, checkpoint(*s, defs, w, &oracle)) << s->last_error();
+    if (e % 5 == 0) {
+      s.reset();
+      s = must_open(p, o);
+      ASSERT_EQ(uint64_t(e), s->epoch());
+      expect_contents(*s, oracle);
+      VerifyReport vr;
+      EXPECT_EQ(0, s->verify(&vr));
+      EXPECT_EQ(uint64_t(e), vr.newest_intact_epoch);
+      EXPECT_TRUE(vr.damaged.empty());
+      StoreStat st;
+      ASSERT_EQ(0, s->stat(&st));
+      ASSERT_FALSE(st.chain.empty());
+      EXPECT_TRUE(st.chain.front().snapshot);
+      EXPECT_LE(st.chain.size(), 4u);  // a snapshot and at most 3 deltas
+      EXPECT_EQ(uint64_t(e - 1), st.retained_epoch);
+      // Space is reused: live + retained + metadata, never one copy per epoch.
+      EXPECT_LT(st.total_blocks, 1024u) << "store grew to " << st.total_blocks << " blocks";
+    }
+  }
+}
+
+TEST(Store, RegionNamesAndSizesAreChecked) {
+  TempDir d;
+  auto s = must_open(d.file("s"));
+  uint32_t id, id2;
+  ASSERT_EQ(0, s->define_region("x", 8192, &id));
+  EXPECT_EQ(0, s->define_region("x", 8192, &id2));
+  EXPECT_EQ(id, id2);
+  EXPECT_EQ(-EINVAL, s->define_region("x", 4096, &id2));
+  EXPECT_NE(std::string::npos, s->last_error().find("8192"));
+  EXPECT_EQ(-EINVAL, s->define_region("", 4096, &id2));
+  EXPECT_EQ(-EINVAL, s->define_region(std::string(256, 'n'), 4096, &id2));
+  EXPECT_EQ(-EINVAL, s->define_region(std::string("a\0b", 3), 4096, &id2));
+  EXPECT_EQ(-EINVAL, s->define_region("y", 100, &id2));
+  EXPECT_EQ(-EINVAL, s->define_region("y", 0, &id2));
+  Contents oracle;
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"x", 1, 9}}, &oracle));
+  std::vector<uint8_t> buf(3 * 4096);
+  EXPECT_EQ(-EINVAL, s->read_region(id, buf.data(), 3 * 4096, nullptr));
+  EXPECT_EQ(-ENOENT, s->read_region(77, buf.data(), 4096, nullptr));
+  std::unique_ptr<Txn> t, t2;
+  ASSERT_EQ(0, s->begin(&t));
+  EXPECT_EQ(-EBUSY, s->begin(&t2));
+  EXPECT_EQ(-EINVAL, t->put_page(id, 2, buf.data()));
+  EXPECT_EQ(-EINVAL, t->put_page(99, 0, buf.data()));
+  t.reset();  // abandoned: nothing committed, blocks released
+  EXPECT_EQ(1u, s->epoch());
+  ASSERT_EQ(0, s->begin(&t));
+  ASSERT_EQ(0, t->commit());  // an empty checkpoint is still an epoch
+  EXPECT_EQ(2u, s->epoch());
+  EXPECT_EQ(-EINVAL, t->commit());
+}
+
+TEST(Store, AbortedCheckpointReleasesItsBlocks) {
+  TempDir d;
+  auto s = must_open(d.file("s"));
+  Contents oracle;
+  ASSERT_EQ(0, checkpoint(*s, {{"r", 64 * 4096}}, {{"r", 0, 1}}, &oracle));
+  StoreStat before, after;
+  ASSERT_EQ(0, s->stat(&before));
+  {
+    std::unique_ptr<Txn> t;
+    ASSERT_EQ(0, s->begin(&t));
+    auto p = page_of(5);
+    for (uint64_t i = 0; i < 32; i++) ASSERT_EQ(0, t->put_page(1, i, p.data()));
+  }
+  ASSERT_EQ(0, s->stat(&after));
+  EXPECT_EQ(before.free_blocks, after.free_blocks);
+  expect_contents(*s, oracle);
+}
+
+// Two processes: the child holds the store open, the parent is refused, then may open it.
+TEST(Store, SecondOpenerInAnotherProcessGetsEbusy) {
+  TempDir d;
+  const std::string p = d.file("s");
+  { auto s = must_open(p); }
+  int ready[2], done[2];
+  ASSERT_EQ(0, pipe(ready));
+  ASSERT_EQ(0, pipe(done));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::unique_ptr<Store> s;
+    int r = Store::open(p, {}, &s);
+    char c = r == 0 ? 'y' : 'n';
+    (void)!write(ready[1], &c, 1);
+    (void)!read(done[0], &c, 1);
+    _exit(r == 0 ? 0 : 1);
+  }
+  char c = 0;
+  ASSERT_EQ(1, read(ready[0], &c, 1));
+  ASSERT_EQ('y', c);
+  std::unique_ptr<Store> s;
+  std::string why;
+  Options o;
+  o.why = &why;
+  EXPECT_EQ(-EBUSY, Store::open(p, o, &s));
+  EXPECT_NE(std::string::npos, why.find("another process")) << why;
+  // The same process opening twice is refused too (the lock is per open file).
+  c = 'x';
+  ASSERT_EQ(1, write(done[1], &c, 1));
+  int status;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  EXPECT_EQ(0, WEXITSTATUS(status));
+  auto s1 = must_open(p);
+  EXPECT_EQ(-EBUSY, Store::open(p, {}, &s));
+}
+
+void patch_super(const std::string& p, void (*f)(fmt::SuperBlock*)) {
+  auto img = read_file(p);
+  for (uint64_t b : fmt::kSuperBlock) {
+    fmt::SuperBlock sb;
+    std::memcpy(&sb, &img[b * 4096], sizeof(sb));
+    f(&sb);
+    fmt::seal_super(&sb);
+    std::memcpy(&img[b * 4096], &sb, sizeof(sb));
+  }
+  ASSERT_TRUE(write_file(p, img));
+}
+
+TEST(Store, OtherFormatVersionIsEproto) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents oracle;
+  {
+    auto s = must_open(p);
+    ASSERT_EQ(0, checkpoint(*s, {{"r", 4096}}, {{"r", 0, 1}}, &oracle));
+  }
+  const auto good = read_file(p);
+  patch_super(p, [](fmt::SuperBlock* sb) { sb->major = 2; });
+  std::unique_ptr<Store> s;
+  std::string why;
+  Options o;
+  o.why = &why;
+  EXPECT_EQ(-EPROTO, Store::open(p, o, &s));
+  EXPECT_NE(std::string::npos, why.find("version")) << why;
+  EXPECT_TRUE(read_file(p) == std::vector<uint8_t>(read_file(p)));  // untouched below
+  patch_super(p, [](fmt::SuperBlock* sb) {
+    sb->major = 1;
+    sb->incompat = 1ull << 40;
+  });
+  EXPECT_EQ(-EPROTO, Store::open(p, o, &s));
+  // Nothing was lost: with the version restored, the data is there.
+  ASSERT_TRUE(write_file(p, good));
+  s = must_open(p);
+  expect_contents(*s, oracle);
+}
+
+TEST(Store, NonStoreFileIsRefusedNotOverwritten) {
+  TempDir d;
+  const std::string p = d.file("notes.txt");
+  std::vector<uint8_t> text(10000, 'x');
+  ASSERT_TRUE(write_file(p, text));
+  std::unique_ptr<Store> s;
+  EXPECT_EQ(-EINVAL, Store::open(p, {}, &s));
+  EXPECT_TRUE(read_file(p) == text);
+  EXPECT_EQ(-EISDIR, Store::open(d.path(), {}, &s));
+  EXPECT_EQ(-ENOENT, Store::open(d.file("no/such/dir/s"), {}, &s));
+  EXPECT_EQ(-EINVAL, Store::open("", {}, &s));
+  Options f;
+  f.force_format = true;
+  EXPECT_EQ(0, Store::open(p, f, &s));
+}
+
+TEST(Store, DamagedBothSuperblocksIsEucleanAndKept) {
+  TempDir d;
+  const std::string p = d.file("s");
+  {
+    auto s = must_open(p);
+    Contents oracle;
+    ASSERT_EQ(0, checkpoint(*s, {{"r", 4096}}, {{"r", 0, 1}}, &oracle));
+  }
+  auto img = read_file(p);
+  img[40] ^= 1;
+  img[4096 + 40] ^= 1;
+  ASSERT_TRUE(write_file(p, img));
+  std::unique_ptr<Store> s;
+  EXPECT_EQ(-EUCLEAN, Store::open(p, {}, &s));
+  EXPECT_TRUE(read_file(p) == img);
+  // One good copy is enough, and the bad one is repaired.
+  img[4096 + 40] ^= 1;
+  ASSERT_TRUE(write_file(p, img));
+  s = must_open(p);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(1u, s->epoch());
+  s.reset();
+  auto fixed = read_file(p);
+  EXPECT_EQ(0, std::memcmp(&fixed[0], &fixed[4096], 128));
+}
+
+// The page blocks of one region in the read epoch, from the store's own metadata.
+TEST(Store, DamagedPageFallsBackToRetainedEpochAsAWhole) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents e1, e2;
+  {
+    auto s = must_open(p);
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4 * 4096}, {"b", 4 * 4096}},
+                            {{"a", 0, 1}, {"a", 1, 2}, {"b", 0, 3}}, &e1));
+    e2 = e1;
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 1, 20}, {"b", 0, 30}}, &e2));
+  }
+  // Find epoch 2's copy of a[1] by its bytes, and flip one bit of it.
+  auto img = read_file(p);
+  auto want = page_of(20);
+  size_t at = 0;
+  for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096)
+    if (std::memcmp(&img[off], want.data(), 4096) == 0) at = off;
+  ASSERT_NE(0u, at);
+  img[at + 100] ^= 0x10;
+  ASSERT_TRUE(write_file(p, img));
+
+  auto s = must_open(p);
+  EXPECT_EQ(2u, s->epoch());
+  VerifyReport vr;
+  EXPECT_EQ(-EIO, s->verify(&vr));
+  ASSERT_EQ(1u, vr.damaged.size());
+  EXPECT_EQ(1u, vr.damaged[0].page);
+  EXPECT_EQ(2u, vr.damaged[0].epoch);
+  EXPECT_EQ(1u, vr.newest_intact_epoch);
+  // Region b (undamaged in epoch 2) would read as epoch 2, but the store must not mix: region
+  // a's damage switches everything to epoch 1, and b read before must be read again.
+  std::vector<uint8_t> buf(4 * 4096);
+  ReadReport rep;
+  ASSERT_EQ(0, s->read_region(1, buf.data(), buf.size(), &rep));
+  EXPECT_EQ(1u, rep.epoch);
+  EXPECT_TRUE(buf == e1["a"]);
+  EXPECT_EQ(1u, s->read_epoch());
+  ASSERT_EQ(0, s->read_region(2, buf.data(), buf.size(), &rep));
+  EXPECT_EQ(1u, rep.epoch);
+  EXPECT_TRUE(buf == e1["b"]);
+  // The next checkpoint builds on epoch 1.
+  Contents e3 = e1;
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"b", 3, 40}}, &e3));
+  EXPECT_EQ(3u, s->epoch());
+  s.reset();
+  s = must_open(p);
+  expect_contents(*s, e3);
+  EXPECT_EQ(0, s->verify(&vr));
+}
+
+TEST(Store, DamageWithNoIntactCopyIsEioNamingThePages) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents e1;
+  {
+    auto s = must_open(p);
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 8 * 4096}}, {{"a", 2, 1}, {"a", 5, 2}, {"a", 6, 3}}, &e1));
+  }
+  auto img = read_file(p);
+  for (uint64_t seed : {2, 3}) {
+    auto want = page_of(seed);
+    for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096)
+      if (std::memcmp(&img[off], want.data(), 4096) == 0) img[off + 7] ^= 1;
+  }
+  ASSERT_TRUE(write_file(p, img));
+  auto s = must_open(p);
+  std::vector<uint8_t> buf(8 * 4096);
+  ReadReport rep;
+  EXPECT_EQ(-EIO, s->read_region(1, buf.data(), buf.size(), &rep));
+  EXPECT_EQ((std::vector<uint64_t>{5, 6}), rep.damaged);
+  EXPECT_NE(std::string::npos, s->last_error().find("5,6")) << s->last_error();
+}
+
+TEST(Store, DamagedNewestMetadataOpensTheRetainedEpoch) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents e1, e2;
+  {
+    auto s = must_open(p);
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4 * 4096}}, {{"a", 0, 1}}, &e1));
+    e2 = e1;
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 1, 2}}, &e2));
+  }
+  auto img = read_file(p);
+  fmt::CommitRecord cr;
+  std::memcpy(&cr, &img[fmt::kCommitBlock[0] * 4096], sizeof(cr));  // epoch 2 is in slot 0
+  ASSERT_EQ(2u, cr.epoch);
+  img[cr.live.delta_head * 4096 + 200] ^= 1;
+  ASSERT_TRUE(write_file(p, img));
+  auto s = must_open(p);
+  EXPECT_EQ(2u, s->epoch());
+  EXPECT_EQ(1u, s->read_epoch());
+  expect_contents(*s, e1);
+  VerifyReport vr;
+  EXPECT_EQ(0, s->verify(&vr));
+  EXPECT_TRUE(vr.meta_fell_back);
+}
+
+// A store on a file system that fills up: clear -ENOSPC, and the committed epoch survives.
+// Runs in a child with its own mount namespace and a 1 MiB tmpfs; where mounting is not
+// allowed it uses RLIMIT_FSIZE instead (the same "no more room" to the store).
+TEST(Store, FullFileSystemIsEnospcAndKeepsThePreviousEpoch) {
+  TempDir d;
+  const std::string dir = d.file("small");
+  ASSERT_EQ(0, mkdir(dir.c_str(), 0700));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    bool tmpfs = unshare(CLONE_NEWNS) == 0 &&
+                 mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+                 mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1536k") == 0;
+    if (!tmpfs) {
+      signal(SIGXFSZ, SIG_IGN);
+      rlimit rl{1536 * 1024, 1536 * 1024};
+      setrlimit(RLIMIT_FSIZE, &rl);
+    }
+    const std::string p = dir + "/s";
+    std::unique_ptr<Store> s;
+    if (Store::open(p, {}, &s)) _exit(10);
+    uint32_t id;
+    if (s->define_region("huge", 64ull << 20, &id) != -ENOSPC) _exit(11);  // does not fit
+    if (s->define_region("r", 200 * 4096, &id)) _exit(12);
+    Contents oracle;
+    std::vector<Write> w;
+    for (uint64_t i = 0; i < 200; i++) w.push_back({"r", i, i});
+    if (checkpoint(*s, {}, w, &oracle)) _exit(13);  // ~800 KiB: fits
+    // Rewriting all 200 pages needs another 800 KiB next to the live copy: it does not fit.
+    Contents attempt = oracle;
+    for (auto& x : w) x.seed += 1000;
+    int r = checkpoint(*s, {}, w, &attempt);
+    if (r != -ENOSPC) _exit(14);
+    if (s->epoch() != 1) _exit(15);
+    s.reset();
+    if (Store::open(p, {}, &s)) _exit(16);
+    Contents got;
+    if (read_all(*s, &got) || got != oracle) _exit(17);
+    VerifyReport vr;
+    if (s->verify(&vr)) _exit(18);
+    // A smaller checkpoint still fits and commits.
+    if (checkpoint(*s, {}, {{"r", 0, 77}}, &oracle)) _exit(19);
+    _exit(tmpfs ? 0 : 1);
+  }
+  int status;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_LE(WEXITSTATUS(status), 1) << "child failed at step " << WEXITSTATUS(status);
+  if (WEXITSTATUS(status) == 1) std::cout << "[ note ] used RLIMIT_FSIZE, not a tmpfs\n";
+}
+
+TEST(Store, FixedSizeStoreTooSmallOrFullIsEnospc) {
+  // A fixed-size medium (like a DAX device): no growing.
+  std::unique_ptr<Store> s;
+  MediumInfo info;
+  info.device = true;
+  EXPECT_EQ(-ENOSPC, open_on_medium(memory_medium(std::vector<uint8_t>(4 * 4096), false), info,
+                                    {}, &s));
+  ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {},
+                              &s));
+  uint32_t id;
+  EXPECT_EQ(-ENOSPC, s->define_region("big", 64 * 4096, &id));
+  ASSERT_EQ(0, s->define_region("r", 24 * 4096, &id));
+  Contents oracle;
+  std::vector<Write> w;
+  for (uint64_t i = 0; i < 24; i++) w.push_back({"r", i, i});
+  ASSERT_EQ(0, checkpoint(*s, {}, w, &oracle));
+  for (auto& x : w) x.seed += 100;
+  Contents o2 = oracle;
+  ASSERT_EQ(0, checkpoint(*s, {}, w, &o2));  // 2 copies + metadata fit in 60 blocks
+  Contents o3 = o2;
+  for (auto& x : w) x.seed += 100;
+  EXPECT_EQ(-ENOSPC, checkpoint(*s, {}, w, &o3));  // a third copy does not
+  EXPECT_EQ(2u, s->epoch());
+  expect_contents(*s, o2);
+}
+
+}  // namespace

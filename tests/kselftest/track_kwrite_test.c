@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Writes the kernel makes for the process, without a CPU write fault in user mode:
+ * read(2) into tracked memory (copy_to_user), process_vm_writev from another process (GUP on
+ * a remote mm), and an O_DIRECT read from a block device (GUP, then the driver writes the
+ * pages by their kernel address) - also while another thread collects.
+ *
+ * The O_DIRECT source is /dev/pmem0 itself, read at the physical offset (FIEMAP) of a file
+ * written on the ext4 -o dax mount on it: a real direct block read, without writing to the
+ * mounted device.
+ */
+#include <dirent.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "track_util.h"
+#include "kselftest_harness.h"
+
+#define NP 64
+
+static long collect_mask(int fd, long id, char *base, unsigned char *rep, size_t pages)
+{
+	uint64_t out[4096];
+	long n = ck_collect(fd, id, out, 4096, 0, NULL);
+
+	memset(rep, 0, pages);
+	for (long i = 0; i < n; i++)
+		rep[(out[i] - (uintptr_t)base) / PAGE] = 1;
+	return n;
+}
+
+FIXTURE(k) {
+	int fd;
+	long id;
+	char *m;
+	unsigned char rep[NP];
+};
+
+FIXTURE_SETUP(k)
+{
+	self->fd = ck_open();
+	ASSERT_LE(0, self->fd);
+	self->m = ck_map(NP * PAGE, PAGE);
+	ASSERT_NE(NULL, self->m);
+	madvise(self->m, NP * PAGE, MADV_NOHUGEPAGE);
+	memset(self->m, 0x11, NP * PAGE);
+	self->id = ck_register(self->fd, self->m, NP * PAGE, 0);
+	ASSERT_LT(0, self->id);
+}
+
+FIXTURE_TEARDOWN(k)
+{
+	close(self->fd);
+	munmap(self->m, NP * PAGE);
+}
+
+TEST_F(k, read_syscall)
+{
+	int p[2];
+	char data[3 * PAGE];
+
+	memset(data, 0x77, sizeof(data));
+	ASSERT_EQ(0, pipe(p));
+	ASSERT_EQ(sizeof(data), write(p[1], data, sizeof(data)));
+	/* Pages 10..13: a read that starts mid-page and ends mid-page. */
+	ASSERT_EQ(sizeof(data), read(p[0], self->m + 10 * PAGE + 100, sizeof(data)));
+	ASSERT_EQ(4, collect_mask(self->fd, self->id, self->m, self->rep, NP));
+	for (int i = 10; i < 14; i++)
+		ASSERT_TRUE(self->rep[i]);
+	close(p[0]);
+	close(p[1]);
+}
+
+TEST_F(k, process_vm_writev_from_child)
+{
+	char data[2 * PAGE];
+	pid_t parent = getpid(), child;
+	int status;
+
+	memset(data, 0x55, sizeof(data));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (!child) {
+		struct iovec l = { data, sizeof(data) };
+		struct iovec r = { self->m + 30 * PAGE, sizeof(data) };
+
+		_exit(process_vm_writev(parent, &l, 1, &r, 1, 0) == sizeof(data) ? 0 : 1);
+	}
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	ASSERT_EQ(0, status);
+	ASSERT_EQ(0x55, self->m[30 * PAGE]);
+	ASSERT_EQ(2, collect_mask(self->fd, self->id, self->m, self->rep, NP));
+	ASSERT_TRUE(self->rep[30] && self->rep[31]);
+}
+
+/* A file on /mnt/pmem filled with @byte; returns its physical offset on the pmem device. */
+static long long pmem_file(const char *path, int byte, size_t len)
+{
+	char *buf = malloc(len);
+	char fm_buf[sizeof(struct fiemap) + sizeof(struct fiemap_extent)];
+	struct fiemap *fm = (struct fiemap *)fm_buf;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	long long phys = -1;
+
+	if (fd < 0 || !buf)
+		goto out;
+	memset(buf, byte, len);
+	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
+		goto out;
+	memset(fm_buf, 0, sizeof(fm_buf));
+	fm->fm_length = len;
+	fm->fm_flags = FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = 1;
+	if (ioctl(fd, FS_IOC_FIEMAP, fm) || fm->fm_mapped_extents != 1 ||
+	    fm->fm_extents[0].fe_length < len)
+		goto out;
+	phys = fm->fm_extents[0].fe_physical;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return phys;
+}
+
+static int open_pmem_direct(void)
+{
+	DIR *d = opendir("/dev");
+	struct dirent *e;
+	char path[300];
+	int fd = -1;
+
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, "pmem", 4)) {
+			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+			fd = open(path, O_RDONLY | O_DIRECT);
+			break;
+		}
+	if (d)
+		closedir(d);
+	return fd;
+}
+
+TEST_F(k, o_direct_read)
+{
+	long long phys = pmem_file("/mnt/pmem/track_odirect", 0x66, 8 * PAGE);
+	int dfd = open_pmem_direct();
+
+	if (phys < 0 || dfd < 0)
+		SKIP(return, "no /mnt/pmem file or /dev/pmem* for O_DIRECT");
+	ASSERT_EQ(8 * PAGE, pread(dfd, self->m + 40 * PAGE, 8 * PAGE, phys));
+	ASSERT_EQ(0x66, self->m[47 * PAGE + 4095]);
+	ASSERT_EQ(8, collect_mask(self->fd, self->id, self->m, self->rep, NP));
+	for (int i = 40; i < 48; i++)
+		ASSERT_TRUE(self->rep[i]);
+	close(dfd);
+	unlink("/mnt/pmem/track_odirect");
+}
+
+struct dio {
+	int dfd;
+	long long phys[2];
+	char *dst;
+	atomic_int stop;
+	atomic_long reads;
+};
+
+static void *dio_loop(void *arg)
+{
+	struct dio *d = arg;
+
+	while (!atomic_load(&d->stop)) {
+		/* Alternate the two files: every read changes the bytes. */
+		if (pread(d->dfd, d->dst, 16 * PAGE, d->phys[atomic_load(&d->reads) & 1]) != 16 * PAGE)
+			return (void *)1;
+		atomic_fetch_add(&d->reads, 1);
+	}
+	return NULL;
+}
+
+/* O_DIRECT reads in flight while COLLECT runs: no lost write once the reads stop. */
+TEST_F(k, o_direct_races_collect)
+{
+	struct dio d = { .dfd = open_pmem_direct(), .dst = self->m + 16 * PAGE };
+	char copy[NP * PAGE];
+	uint64_t out[NP];
+	pthread_t th;
+	void *ret;
+
+	d.phys[0] = pmem_file("/mnt/pmem/track_dio0", 0xa0, 16 * PAGE);
+	d.phys[1] = pmem_file("/mnt/pmem/track_dio1", 0xb1, 16 * PAGE);
+	if (d.phys[0] < 0 || d.phys[1] < 0 || d.dfd < 0)
+		SKIP(return, "no /mnt/pmem file or /dev/pmem* for O_DIRECT");
+	memcpy(copy, self->m, sizeof(copy));
+	ASSERT_EQ(0, pthread_create(&th, NULL, dio_loop, &d));
+	for (int e = 0; e < 400 || (atomic_load(&d.reads) < 300 && e < 200000); e++) {
+		long n = ck_collect(self->fd, self->id, out, NP, 0, NULL);
+
+		ASSERT_LE(0, n);
+		for (long i = 0; i < n; i++)
+			memcpy(copy + (out[i] - (uintptr_t)self->m), (void *)(uintptr_t)out[i], PAGE);
+	}
+	atomic_store(&d.stop, 1);
+	pthread_join(th, &ret);
+	ASSERT_EQ(NULL, ret);
+	long n = ck_collect(self->fd, self->id, out, NP, 0, NULL);
+
+	for (long i = 0; i < n; i++)
+		memcpy(copy + (out[i] - (uintptr_t)self->m), (void *)(uintptr_t)out[i], PAGE);
+	TH_LOG("%ld O_DIRECT reads raced the collects", atomic_load(&d.reads));
+	ASSERT_LE(300, atomic_load(&d.reads));
+	for (int p = 0; p < NP; p++) {
+		int same = !memcmp(copy + p * PAGE, self->m + p * PAGE, PAGE);
+
+		ASSERT_TRUE(same) TH_LOG("page %d: an O_DIRECT write was lost", p);
+	}
+	close(d.dfd);
+	unlink("/mnt/pmem/track_dio0");
+	unlink("/mnt/pmem/track_dio1");
+}
+
+TEST_HARNESS_MAIN

@@ -20,5 +20,7 @@ enum Exit : int {
 using Runner = std::function<int()>;
 
 void add_stat(CLI::App& app, Runner& run);
+void add_dump(CLI::App& app, Runner& run);     // dump.cpp
+void add_restore(CLI::App& app, Runner& run);  // restore.cpp
 
 }  // namespace ckpt_tool

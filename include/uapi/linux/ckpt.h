@@ -241,4 +241,189 @@ enum ckpt_genl_attr {
 };
 #define CKPT_GENL_A_MAX (__CKPT_GENL_A_MAX - 1)
 
+/*
+ * ======================================================================================
+ * Whole-process dump and restore (ckpt-tool dump / restore; Documentation/whole-process.md).
+ * Commands 0x10 and up. Same conventions as above: __u64 fields, reserved must be zero,
+ * unknown flags rejected, CKPT_IOC_API first.
+ * ======================================================================================
+ */
+#define CKPT_FEATURE_RESTORE	(1ULL << 5)	/* RESTORE_PREPARE / RESTORE_COMMIT */
+#define CKPT_FEATURE_DUMP	(1ULL << 6)	/* DUMP_TASK */
+
+/* struct ckpt_restore_vma.flags */
+#define CKPT_VMA_FILE		(1ULL << 0)	/* private mapping of @fd at @pgoff, else anonymous */
+#define CKPT_VMA_SHARED		(1ULL << 1)	/* MAP_SHARED (anonymous only) */
+#define CKPT_VMA_GROWSDOWN	(1ULL << 2)	/* MAP_GROWSDOWN (a stack) */
+
+/**
+ * struct ckpt_restore_vma - one mapping RESTORE_COMMIT creates
+ * @start:  page-aligned address.
+ * @len:    non-zero multiple of the page size; [start, start + len) below TASK_SIZE.
+ * @prot:   PROT_READ | PROT_WRITE | PROT_EXEC, the final protection.
+ * @flags:  CKPT_VMA_*.
+ * @fd:     CKPT_VMA_FILE: a regular file the caller opened for reading (its permissions are
+ *          the caller's: the kernel maps it as mmap(2) would, LSM checks included); else 0.
+ * @pgoff:  CKPT_VMA_FILE: page-aligned file offset in bytes; else 0.
+ * @reserved: must be zero.
+ */
+struct ckpt_restore_vma {
+	__u64 start;
+	__u64 len;
+	__u64 prot;
+	__u64 flags;
+	__u64 fd;
+	__u64 pgoff;
+	__u64 reserved[2];
+};
+
+/**
+ * struct ckpt_restore_run - page contents: @len bytes of the data file at @data_off go to
+ * @addr. @addr, @len and @data_off are page-aligned, @len > 0, the range lies inside one
+ * vma of the request and inside the data file. Read-only or PROT_NONE private mappings are
+ * written as ptrace would (FOLL_FORCE, the pages become private copies).
+ */
+struct ckpt_restore_run {
+	__u64 addr;
+	__u64 len;
+	__u64 data_off;
+};
+
+/**
+ * struct ckpt_regs - general registers, in the order of struct user_regs_struct (x86-64).
+ * On RESTORE_COMMIT: cs must be __USER_CS (0x33), ss __USER_DS (0x2b), ds/es 0 or __USER_DS,
+ * fs/gs selectors 0, ip below TASK_SIZE; only the eflags bits ptrace may change are taken;
+ * fs_base/gs_base are ignored (the caller sets them with arch_prctl before COMMIT);
+ * orig_ax is ignored (the task returns with no syscall to restart).
+ */
+struct ckpt_regs {
+	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+	__u64 fs_base, gs_base, ds, es, fs, gs;
+};
+
+/* struct ckpt_restore_prepare.flags */
+#define CKPT_RESTORE_STATUS_FD	(1ULL << 0)	/* report COMMIT's outcome on @status_fd */
+
+#define CKPT_RESTORE_MAX_VMAS	65530		/* the default vm.max_map_count */
+#define CKPT_RESTORE_MAX_RUNS	(1ULL << 22)
+
+/**
+ * struct ckpt_restore_prepare - CKPT_IOC_RESTORE_PREPARE (_IOW): stage a restore of the
+ * caller's own process
+ * @flags:     CKPT_RESTORE_*.
+ * @self_fd:   the fd of this /dev/ckpt file in the caller; COMMIT closes it.
+ * @vmas, @nr_vmas: user pointer to @nr_vmas struct ckpt_restore_vma, sorted by start,
+ *             not overlapping each other nor [@keep_start, @keep_end); 1..CKPT_RESTORE_MAX_VMAS.
+ * @runs, @nr_runs: user pointer to @nr_runs struct ckpt_restore_run; 0..CKPT_RESTORE_MAX_RUNS.
+ * @data_fd:   regular file open for reading that holds the runs' bytes.
+ * @status_fd: with CKPT_RESTORE_STATUS_FD, a file open for writing (a pipe to the parent):
+ *             COMMIT writes one __s64 there (0, or -errno when it failed past the point of no
+ *             return) and closes the fd; else 0.
+ * @keep_start, @keep_end: the caller's [vvar] + [vdso] mappings, exactly (already moved to the
+ *             image's addresses by the caller); kept by COMMIT. Both 0: keep nothing.
+ * @start_code .. @env_end: the mm_struct fields of the image (/proc/PID/stat), each below
+ *             TASK_SIZE, each start <= its end; @start_brk <= @brk.
+ * @regs:      the registers the task resumes with; COMMIT returns @regs.ax.
+ * @sigmask:   the blocked signal set (bit n-1 = signal n); SIGKILL/SIGSTOP are dropped.
+ * @clear_child_tid, @robust_list, @rseq, @rseq_sig: as set_tid_address(2),
+ *             set_robust_list(2) and rseq(2) would set them (0: none). @rseq is 32-byte aligned.
+ * @reserved:  must be zero.
+ *
+ * Files are taken (fget) at PREPARE: the caller may close its fds afterwards. A second PREPARE
+ * replaces the first. Nothing changes in the caller until COMMIT.
+ * Errors: -EINVAL malformed request (unaligned, overlapping, out of range, bad flags/
+ * reserved/registers, no handshake); -EBADF an fd is not open or not open for reading
+ * (writing for @status_fd); -EACCES a mapped or data file is not a regular file; -E2BIG too many
+ * vmas or runs; -ENOMEM; -EFAULT.
+ */
+struct ckpt_restore_prepare {
+	__u64 flags;
+	__u64 self_fd;
+	__u64 vmas;
+	__u64 nr_vmas;
+	__u64 runs;
+	__u64 nr_runs;
+	__u64 data_fd;
+	__u64 status_fd;
+	__u64 keep_start;
+	__u64 keep_end;
+	__u64 start_code, end_code, start_data, end_data;
+	__u64 start_brk, brk, start_stack;
+	__u64 arg_start, arg_end, env_start, env_end;
+	struct ckpt_regs regs;
+	__u64 sigmask;
+	__u64 clear_child_tid;
+	__u64 robust_list;
+	__u64 rseq;
+	__u64 rseq_sig;
+	__u64 reserved[8];
+};
+
+/*
+ * CKPT_IOC_RESTORE_COMMIT (_IO, arg must be 0): carry out the prepared restore on the calling
+ * task, which must be the one that prepared it and the only thread of its process. Every
+ * mapping except the kept [vvar]/[vdso] is unmapped, the image's mappings are created and
+ * filled from the data file, the mm fields, signal mask, clear_child_tid, robust list and rseq
+ * are set, the general registers are written, and the call "returns" into the image's context
+ * with rax = regs.ax (no syscall restart). fs/gs base and the FPU/AVX state are the caller's
+ * (set them just before the call, from code that no longer needs TLS).
+ * Before the point of no return: -EINVAL nothing prepared / other task / extra arg; -EBUSY
+ * the process has other threads. After it, a failure (no memory, a mapping refused by the
+ * kernel or an LSM, a short read of the data file) is written to @status_fd and the task is
+ * killed with SIGKILL: the address space is gone, there is nothing to return to.
+ */
+
+/**
+ * struct ckpt_sigaction - one signal's disposition as the kernel holds it
+ * @handler: sa_handler (SIG_DFL 0, SIG_IGN 1, or an address).
+ * @flags: sa_flags.  @restorer: sa_restorer.  @mask: sa_mask (bit n-1 = signal n).
+ */
+struct ckpt_sigaction {
+	__u64 handler;
+	__u64 flags;
+	__u64 restorer;
+	__u64 mask;
+};
+
+#define CKPT_NSIG	64
+
+/**
+ * struct ckpt_dump_task - CKPT_IOC_DUMP_TASK (_IOWR): read what ptrace does not show of a
+ * task the caller traces (PTRACE_SEIZE'd by this thread and in a ptrace stop)
+ * @pid:      in: the task's tid in the caller's pid namespace.
+ * @flags:    in: must be 0.
+ * @actions:  in: user pointer to CKPT_NSIG struct ckpt_sigaction (entry n-1 = signal n),
+ *            filled from the task's signal handlers (shared by its thread group); 0 = skip.
+ * @clear_child_tid, @robust_list, @robust_list_len: out, per thread.
+ * @sas_ss_sp, @sas_ss_size, @sas_ss_flags: out: the alternate signal stack (per thread).
+ * @blocked:  out: the blocked signal set (per thread).
+ * @start_brk, @brk: out: the process's heap bounds (brk is not in /proc/PID/stat).
+ * @rseq, @rseq_sig: out.
+ * @reserved: must be zero.
+ * Errors: -ESRCH no such task or it exited; -EPERM the caller is not its tracer or it is not
+ * stopped; -EINVAL; -EFAULT.
+ */
+struct ckpt_dump_task {
+	__u64 pid;
+	__u64 flags;
+	__u64 actions;
+	__u64 clear_child_tid;
+	__u64 robust_list;
+	__u64 robust_list_len;
+	__u64 sas_ss_sp;
+	__u64 sas_ss_size;
+	__u64 sas_ss_flags;
+	__u64 blocked;
+	__u64 start_brk;
+	__u64 brk;
+	__u64 rseq;
+	__u64 rseq_sig;
+	__u64 reserved[6];
+};
+
+#define CKPT_IOC_RESTORE_PREPARE _IOW(CKPT_IOC_MAGIC, 0x10, struct ckpt_restore_prepare)
+#define CKPT_IOC_RESTORE_COMMIT	_IO(CKPT_IOC_MAGIC, 0x11)
+#define CKPT_IOC_DUMP_TASK	_IOWR(CKPT_IOC_MAGIC, 0x18, struct ckpt_dump_task)
+
 #endif /* _UAPI_LINUX_CKPT_H */

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CKPT_IOC_DUMP_TASK: the per-task state ptrace does not show (signal handlers, the alternate
+ * signal stack, clear_child_tid, the robust list head, rseq, the heap bounds), read for a
+ * task the caller has stopped under ptrace. This is what CRIU injects a parasite for.
+ *
+ * Permission is the ptrace relationship itself: the caller must be the task's tracer and the
+ * task must sit in a ptrace stop, so the fields cannot change while they are read and the
+ * caller could read (and change) far more through ptrace anyway.
+ */
+#include <linux/futex.h>
+#include <linux/pid.h>
+#include <linux/ptrace.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include "ckpt.h"
+
+static bool all_zero(const __u64 *v, size_t n)
+{
+	while (n--)
+		if (*v++)
+			return false;
+	return true;
+}
+
+/* The handlers of @t's thread group into @out (CKPT_NSIG entries). */
+static int read_actions(struct task_struct *t, struct ckpt_sigaction *out)
+{
+	struct sighand_struct *sighand;
+	int i;
+
+	/*
+	 * sighand is freed by RCU (SLAB_TYPESAFE_BY_RCU) and cleared under its lock when the
+	 * task exits: lock it, then check it is still the task's (__lock_task_sighand is not
+	 * exported).
+	 */
+	rcu_read_lock();
+	sighand = rcu_dereference(t->sighand);
+	if (!sighand) {
+		rcu_read_unlock();
+		return -ESRCH;
+	}
+	spin_lock_irq(&sighand->siglock);
+	if (sighand != rcu_access_pointer(t->sighand)) {
+		spin_unlock_irq(&sighand->siglock);
+		rcu_read_unlock();
+		return -ESRCH;
+	}
+	for (i = 0; i < CKPT_NSIG && i < _NSIG; i++) {
+		const struct sigaction *sa = &sighand->action[i].sa;
+
+		out[i].handler = (unsigned long)sa->sa_handler;
+		out[i].flags = sa->sa_flags;
+		out[i].restorer = (unsigned long)sa->sa_restorer;
+		out[i].mask = sa->sa_mask.sig[0];
+	}
+	spin_unlock_irq(&sighand->siglock);
+	rcu_read_unlock();
+	return 0;
+}
+
+static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_sigaction *actions = NULL;
+	struct ckpt_dump_task d;
+	struct task_struct *t;
+	struct mm_struct *mm;
+	long ret;
+
+	if (copy_from_user(&d, uarg, sizeof(d)))
+		return -EFAULT;
+	if (d.flags || !all_zero(d.reserved, ARRAY_SIZE(d.reserved)) || !d.pid || d.pid > INT_MAX)
+		return -EINVAL;
+
+	rcu_read_lock();
+	t = pid_task(find_vpid(d.pid), PIDTYPE_PID);
+	if (t)
+		get_task_struct(t);
+	rcu_read_unlock();
+	if (!t)
+		return -ESRCH;
+
+	ret = -EPERM;
+	rcu_read_lock();
+	if (!t->ptrace || rcu_dereference(t->parent) != current || !task_is_traced(t)) {
+		rcu_read_unlock();
+		goto out;
+	}
+	rcu_read_unlock();
+
+	if (d.actions) {
+		ret = -ENOMEM;
+		actions = kcalloc(CKPT_NSIG, sizeof(*actions), GFP_KERNEL);
+		if (!actions)
+			goto out;
+		ret = read_actions(t, actions);
+		if (ret)
+			goto out;
+	}
+
+	/* The task is stopped: these per-thread fields are stable. */
+	d.clear_child_tid = (unsigned long)t->clear_child_tid;
+	d.robust_list = (unsigned long)t->robust_list;
+	d.robust_list_len = t->robust_list ? sizeof(*t->robust_list) : 0;
+	d.sas_ss_sp = t->sas_ss_sp;
+	d.sas_ss_size = t->sas_ss_size;
+	d.sas_ss_flags = t->sas_ss_flags;
+	d.blocked = t->blocked.sig[0];
+#ifdef CONFIG_RSEQ
+	d.rseq = (unsigned long)t->rseq;
+	d.rseq_sig = t->rseq_sig;
+#endif
+	ret = -ESRCH;
+	mm = get_task_mm(t);
+	if (!mm)
+		goto out;
+	mmap_read_lock(mm);
+	d.start_brk = mm->start_brk;
+	d.brk = mm->brk;
+	mmap_read_unlock(mm);
+	mmput(mm);
+
+	ret = -EFAULT;
+	if (actions && copy_to_user(u64_to_user_ptr(d.actions), actions,
+				    CKPT_NSIG * sizeof(*actions)))
+		goto out;
+	if (copy_to_user(uarg, &d, sizeof(d)))
+		goto out;
+	ret = 0;
+out:
+	kfree(actions);
+	put_task_struct(t);
+	return ret;
+}
+
+long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg)
+{
+	if (cmd == CKPT_IOC_DUMP_TASK)
+		return ioc_dump_task(s, (void __user *)arg);
+	return -ENOTTY;
+}

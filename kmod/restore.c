@@ -1,0 +1,570 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Whole-process restore without a parasite: CKPT_IOC_RESTORE_PREPARE stages the image's
+ * layout, CKPT_IOC_RESTORE_COMMIT replaces the calling task's address space with it and
+ * returns to user space straight into the image's registers.
+ *
+ * PREPARE validates everything and copies it into the session, taking references on the
+ * files, so that COMMIT has nothing left to check that could fail before it starts tearing
+ * down the caller's mappings. Once it has started, there is no user context to return to: a
+ * failure is reported on the status fd and the task is killed.
+ *
+ * Locking: the prepared state hangs off ckpt_session.restore and is protected by
+ * ckpt_session.lock, which dev.c holds around every ioctl. COMMIT calls vm_munmap()/vm_mmap(),
+ * which take the mmap lock themselves; it takes the mmap lock only to walk the VMAs and to set
+ * the mm fields.
+ */
+#include <linux/file.h>
+#include <linux/fdtable.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/ptrace.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task_stack.h>
+#include <linux/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <asm/ptrace.h>
+#include <asm/segment.h>
+#include "ckpt.h"
+
+/* The eflags bits user space may set (as PTRACE_SETREGS allows). */
+#define CKPT_FLAG_MASK                                                                         \
+	(X86_EFLAGS_CF | X86_EFLAGS_PF | X86_EFLAGS_AF | X86_EFLAGS_ZF | X86_EFLAGS_SF |      \
+	 X86_EFLAGS_TF | X86_EFLAGS_DF | X86_EFLAGS_OF | X86_EFLAGS_RF | X86_EFLAGS_AC)
+
+#define CKPT_BOUNCE	(256 * 1024)	/* bytes read from the data file per step */
+
+struct ckpt_restore {
+	struct task_struct *task;	/* the task that prepared (not referenced: compared only) */
+	struct mm_struct *mm;		/* its mm at PREPARE (compared only) */
+	struct ckpt_restore_prepare req;
+	struct ckpt_restore_vma *vmas;
+	struct file **files;		/* per vma, NULL for anonymous */
+	struct ckpt_restore_run *runs;
+	struct file *data;
+	struct file *status;		/* NULL without CKPT_RESTORE_STATUS_FD */
+};
+
+static bool all_zero(const __u64 *v, size_t n)
+{
+	while (n--)
+		if (*v++)
+			return false;
+	return true;
+}
+
+void ckpt_restore_free(struct ckpt_restore *r)
+{
+	u64 i;
+
+	if (!r)
+		return;
+	if (r->files) {
+		for (i = 0; i < r->req.nr_vmas; i++)
+			if (r->files[i])
+				fput(r->files[i]);
+		kvfree(r->files);
+	}
+	kvfree(r->vmas);
+	kvfree(r->runs);
+	if (r->data)
+		fput(r->data);
+	if (r->status)
+		fput(r->status);
+	kfree(r);
+}
+
+static bool user_range_ok(u64 start, u64 len)
+{
+	return PAGE_ALIGNED(start) && PAGE_ALIGNED(len) && len && start + len > start &&
+	       start + len <= TASK_SIZE_MAX;
+}
+
+/* A file the kernel may read (or write, @mode FMODE_WRITE) for the caller; -errno else. */
+static struct file *get_file_fd(u64 fd, fmode_t mode, bool regular)
+{
+	struct file *f;
+
+	if (fd > INT_MAX)
+		return ERR_PTR(-EBADF);
+	f = fget(fd);
+	if (!f)
+		return ERR_PTR(-EBADF);
+	if (!(f->f_mode & mode)) {
+		fput(f);
+		return ERR_PTR(-EBADF);
+	}
+	if (regular && !S_ISREG(file_inode(f)->i_mode)) {
+		fput(f);
+		return ERR_PTR(-EACCES);
+	}
+	return f;
+}
+
+static int check_regs(const struct ckpt_regs *g)
+{
+	if (g->cs != __USER_CS || g->ss != __USER_DS)
+		return -EINVAL;
+	if ((g->ds && g->ds != __USER_DS) || (g->es && g->es != __USER_DS) || g->fs || g->gs)
+		return -EINVAL;
+	if (g->ip >= TASK_SIZE_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static int check_mm_fields(const struct ckpt_restore_prepare *p)
+{
+	const __u64 *v = &p->start_code;
+	int i;
+
+	/* start_code .. env_end are 11 consecutive fields. */
+	for (i = 0; i < 11; i++)
+		if (v[i] >= TASK_SIZE_MAX)
+			return -EINVAL;
+	if (p->start_code > p->end_code || p->start_data > p->end_data ||
+	    p->start_brk > p->brk || p->arg_start > p->arg_end || p->env_start > p->env_end)
+		return -EINVAL;
+	return 0;
+}
+
+/* The VMAs of [start, end) in the caller must be exactly its [vvar] and [vdso]. */
+static int check_keep(struct mm_struct *mm, u64 start, u64 end)
+{
+	struct vm_area_struct *vma;
+	unsigned long addr = start;
+	bool vdso_in = false;
+	int ret = 0;
+
+	if (!start && !end)
+		return 0;
+	if (!PAGE_ALIGNED(start) || !PAGE_ALIGNED(end) || start >= end || end > TASK_SIZE_MAX)
+		return -EINVAL;
+	mmap_read_lock(mm);
+	while (addr < end) {
+		const char *name;
+
+		vma = find_vma(mm, addr);
+		if (!vma || vma->vm_start != addr || vma->vm_end > end) {
+			ret = -EINVAL;
+			break;
+		}
+		name = vma->vm_ops && vma->vm_ops->name ? vma->vm_ops->name(vma) : NULL;
+		if (!name || (strcmp(name, "[vdso]") && strcmp(name, "[vvar]"))) {
+			ret = -EINVAL;
+			break;
+		}
+		if ((unsigned long)mm->context.vdso >= vma->vm_start &&
+		    (unsigned long)mm->context.vdso < vma->vm_end)
+			vdso_in = true;
+		addr = vma->vm_end;
+	}
+	mmap_read_unlock(mm);
+	if (!ret && !vdso_in)
+		ret = -EINVAL;
+	return ret;
+}
+
+/* Index of the vma holding [addr, addr + len), or -1. vmas are sorted and disjoint. */
+static long find_vma_idx(const struct ckpt_restore *r, u64 addr, u64 len)
+{
+	long lo = 0, hi = (long)r->req.nr_vmas - 1;
+
+	while (lo <= hi) {
+		long mid = lo + (hi - lo) / 2;
+		const struct ckpt_restore_vma *v = &r->vmas[mid];
+
+		if (addr < v->start)
+			hi = mid - 1;
+		else if (addr >= v->start + v->len)
+			lo = mid + 1;
+		else
+			return addr + len <= v->start + v->len ? mid : -1;
+	}
+	return -1;
+}
+
+static int prepare_vmas(struct ckpt_restore *r)
+{
+	const struct ckpt_restore_prepare *p = &r->req;
+	u64 i, prev_end = 0;
+
+	for (i = 0; i < p->nr_vmas; i++) {
+		const struct ckpt_restore_vma *v = &r->vmas[i];
+		struct file *f;
+
+		if (!user_range_ok(v->start, v->len) || v->start < prev_end)
+			return -EINVAL;
+		if (v->prot & ~(u64)(PROT_READ | PROT_WRITE | PROT_EXEC))
+			return -EINVAL;
+		if (v->flags & ~(CKPT_VMA_FILE | CKPT_VMA_SHARED | CKPT_VMA_GROWSDOWN))
+			return -EINVAL;
+		if (!all_zero(v->reserved, ARRAY_SIZE(v->reserved)))
+			return -EINVAL;
+		/* Overlapping the kept vdso would make vm_mmap replace it. */
+		if (p->keep_end && v->start < p->keep_end && v->start + v->len > p->keep_start)
+			return -EINVAL;
+		prev_end = v->start + v->len;
+		if (!(v->flags & CKPT_VMA_FILE)) {
+			if (v->fd || v->pgoff)
+				return -EINVAL;
+			/* A shared anonymous page that is not writable could not be filled. */
+			if ((v->flags & CKPT_VMA_SHARED) && !(v->prot & PROT_WRITE))
+				return -EINVAL;
+			continue;
+		}
+		if ((v->flags & CKPT_VMA_SHARED) || !PAGE_ALIGNED(v->pgoff) ||
+		    v->pgoff + v->len < v->pgoff)
+			return -EINVAL;
+		f = get_file_fd(v->fd, FMODE_READ, true);
+		if (IS_ERR(f))
+			return PTR_ERR(f);
+		r->files[i] = f;
+	}
+	return 0;
+}
+
+static int prepare_runs(struct ckpt_restore *r)
+{
+	loff_t size = i_size_read(file_inode(r->data));
+	u64 i;
+
+	for (i = 0; i < r->req.nr_runs; i++) {
+		const struct ckpt_restore_run *run = &r->runs[i];
+
+		if (!user_range_ok(run->addr, run->len) || !PAGE_ALIGNED(run->data_off))
+			return -EINVAL;
+		if (run->data_off + run->len < run->data_off || run->data_off + run->len > size)
+			return -EINVAL;
+		if (find_vma_idx(r, run->addr, run->len) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_restore *r;
+	struct ckpt_restore_prepare *p;
+	struct file *self;
+	long ret;
+
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	p = &r->req;
+	ret = -EFAULT;
+	if (copy_from_user(p, uarg, sizeof(*p)))
+		goto out_free;
+	ret = -EINVAL;
+	if (p->flags & ~CKPT_RESTORE_STATUS_FD || !all_zero(p->reserved, ARRAY_SIZE(p->reserved)))
+		goto out_free;
+	if (!(p->flags & CKPT_RESTORE_STATUS_FD) && p->status_fd)
+		goto out_free;
+	if (!current->mm || check_regs(&p->regs) || check_mm_fields(p))
+		goto out_free;
+	if (p->rseq && (!IS_ALIGNED(p->rseq, 32) || p->rseq >= TASK_SIZE_MAX))
+		goto out_free;
+	if (p->clear_child_tid >= TASK_SIZE_MAX || p->robust_list >= TASK_SIZE_MAX ||
+	    p->rseq_sig > U32_MAX)
+		goto out_free;
+	ret = -E2BIG;
+	if (!p->nr_vmas || p->nr_vmas > CKPT_RESTORE_MAX_VMAS || p->nr_runs > CKPT_RESTORE_MAX_RUNS)
+		goto out_free;
+
+	/* The fd must name this very file: COMMIT closes it. */
+	ret = -EINVAL;
+	if (p->self_fd > INT_MAX)
+		goto out_free;
+	self = fget(p->self_fd);
+	if (!self)
+		goto out_free;
+	if (self->private_data != s) {
+		fput(self);
+		goto out_free;
+	}
+	fput(self);
+
+	ret = check_keep(current->mm, p->keep_start, p->keep_end);
+	if (ret)
+		goto out_free;
+
+	ret = -ENOMEM;
+	r->vmas = kvmalloc_array(p->nr_vmas, sizeof(*r->vmas), GFP_KERNEL);
+	r->files = kvcalloc(p->nr_vmas, sizeof(*r->files), GFP_KERNEL);
+	if (!r->vmas || !r->files)
+		goto out_free;
+	if (p->nr_runs) {
+		r->runs = kvmalloc_array(p->nr_runs, sizeof(*r->runs), GFP_KERNEL);
+		if (!r->runs)
+			goto out_free;
+	}
+	ret = -EFAULT;
+	if (copy_from_user(r->vmas, u64_to_user_ptr(p->vmas), p->nr_vmas * sizeof(*r->vmas)))
+		goto out_free;
+	if (p->nr_runs &&
+	    copy_from_user(r->runs, u64_to_user_ptr(p->runs), p->nr_runs * sizeof(*r->runs)))
+		goto out_free;
+
+	ret = prepare_vmas(r);
+	if (ret)
+		goto out_free;
+	r->data = get_file_fd(p->data_fd, FMODE_READ, true);
+	if (IS_ERR(r->data)) {
+		ret = PTR_ERR(r->data);
+		r->data = NULL;
+		goto out_free;
+	}
+	ret = prepare_runs(r);
+	if (ret)
+		goto out_free;
+	if (p->flags & CKPT_RESTORE_STATUS_FD) {
+		r->status = get_file_fd(p->status_fd, FMODE_WRITE, false);
+		if (IS_ERR(r->status)) {
+			ret = PTR_ERR(r->status);
+			r->status = NULL;
+			goto out_free;
+		}
+	}
+
+	r->task = current;
+	r->mm = current->mm;
+	ckpt_restore_free(s->restore);
+	s->restore = r;
+	return 0;
+
+out_free:
+	ckpt_restore_free(r);
+	return ret;
+}
+
+/* Unmap every mapping of the caller but [keep_start, keep_end). */
+static int unmap_all(struct mm_struct *mm, u64 keep_start, u64 keep_end)
+{
+	struct vm_area_struct *vma;
+	unsigned long (*ranges)[2];
+	int n = 0, max, i, ret = 0;
+
+	mmap_read_lock(mm);
+	max = mm->map_count;
+	mmap_read_unlock(mm);
+	/* A few spare slots: nothing else runs in this mm, but be safe against growth. */
+	ranges = kvmalloc_array(max + 8, sizeof(*ranges), GFP_KERNEL);
+	if (!ranges)
+		return -ENOMEM;
+	mmap_read_lock(mm);
+	{
+		VMA_ITERATOR(vmi, mm, 0);
+
+		for_each_vma(vmi, vma) {
+			if (vma->vm_start >= keep_start && vma->vm_end <= keep_end)
+				continue;
+			if (n == max + 8)
+				break;
+			ranges[n][0] = vma->vm_start;
+			ranges[n][1] = vma->vm_end;
+			n++;
+		}
+	}
+	mmap_read_unlock(mm);
+	for (i = 0; i < n && !ret; i++)
+		ret = vm_munmap(ranges[i][0], ranges[i][1] - ranges[i][0]);
+	kvfree(ranges);
+	return ret;
+}
+
+static int map_all(struct ckpt_restore *r)
+{
+	u64 i;
+
+	for (i = 0; i < r->req.nr_vmas; i++) {
+		const struct ckpt_restore_vma *v = &r->vmas[i];
+		unsigned long flags = MAP_FIXED_NOREPLACE, addr;
+
+		flags |= v->flags & CKPT_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE;
+		if (!(v->flags & CKPT_VMA_FILE))
+			flags |= MAP_ANONYMOUS;
+		if (v->flags & CKPT_VMA_GROWSDOWN)
+			flags |= MAP_GROWSDOWN;
+		addr = vm_mmap(r->files[i], v->start, v->len, v->prot, flags, v->pgoff);
+		if (IS_ERR_VALUE(addr))
+			return (int)addr;
+		if (addr != v->start)
+			return -EEXIST;
+	}
+	return 0;
+}
+
+static int fill_all(struct ckpt_restore *r)
+{
+	void *buf;
+	u64 i;
+	int ret = 0;
+
+	buf = kvmalloc(CKPT_BOUNCE, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < r->req.nr_runs && !ret; i++) {
+		const struct ckpt_restore_run *run = &r->runs[i];
+		const struct ckpt_restore_vma *v = &r->vmas[find_vma_idx(r, run->addr, run->len)];
+		loff_t pos = run->data_off;
+		u64 done = 0;
+
+		while (done < run->len) {
+			size_t n = min_t(u64, run->len - done, CKPT_BOUNCE);
+			unsigned long addr = run->addr + done;
+			ssize_t got;
+
+			got = kernel_read(r->data, buf, n, &pos);
+			if (got != n) {
+				ret = got < 0 ? (int)got : -EIO;
+				break;
+			}
+			if (v->prot & PROT_WRITE) {
+				if (copy_to_user((void __user *)addr, buf, n)) {
+					ret = -EFAULT;
+					break;
+				}
+			} else if (access_process_vm(current, addr, buf, n,
+						     FOLL_FORCE | FOLL_WRITE) != n) {
+				ret = -EFAULT;
+				break;
+			}
+			done += n;
+			cond_resched();
+			if (fatal_signal_pending(current)) {
+				ret = -EINTR;
+				break;
+			}
+		}
+	}
+	kvfree(buf);
+	return ret;
+}
+
+static void set_mm_fields(struct mm_struct *mm, const struct ckpt_restore_prepare *p)
+{
+	/* As prctl(PR_SET_MM_MAP) does: mmap lock for the layout fields, arg_lock for all. */
+	mmap_write_lock(mm);
+	spin_lock(&mm->arg_lock);
+	mm->start_code = p->start_code;
+	mm->end_code = p->end_code;
+	mm->start_data = p->start_data;
+	mm->end_data = p->end_data;
+	mm->start_brk = p->start_brk;
+	mm->brk = p->brk;
+	mm->start_stack = p->start_stack;
+	mm->arg_start = p->arg_start;
+	mm->arg_end = p->arg_end;
+	mm->env_start = p->env_start;
+	mm->env_end = p->env_end;
+	spin_unlock(&mm->arg_lock);
+	mmap_write_unlock(mm);
+}
+
+static void set_regs(struct pt_regs *regs, const struct ckpt_regs *g)
+{
+	regs->r15 = g->r15;
+	regs->r14 = g->r14;
+	regs->r13 = g->r13;
+	regs->r12 = g->r12;
+	regs->bp = g->bp;
+	regs->bx = g->bx;
+	regs->r11 = g->r11;
+	regs->r10 = g->r10;
+	regs->r9 = g->r9;
+	regs->r8 = g->r8;
+	regs->cx = g->cx;
+	regs->dx = g->dx;
+	regs->si = g->si;
+	regs->di = g->di;
+	regs->ip = g->ip;
+	regs->sp = g->sp;
+	regs->cs = __USER_CS;
+	regs->ss = __USER_DS;
+	regs->flags = (regs->flags & ~CKPT_FLAG_MASK) | (g->flags & CKPT_FLAG_MASK);
+	/* No syscall in flight: the exit path must not apply restart logic to this one. */
+	regs->orig_ax = -1;
+	/* ax is set from our return value by the syscall exit path. */
+}
+
+static void report_status(struct ckpt_restore *r, s64 status)
+{
+	loff_t pos = 0;
+
+	if (r->status)
+		kernel_write(r->status, &status, sizeof(status), &pos);
+}
+
+static long ioc_commit(struct ckpt_session *s, unsigned long arg)
+{
+	struct ckpt_restore *r = s->restore;
+	struct mm_struct *mm = current->mm;
+	const struct ckpt_restore_prepare *p;
+	sigset_t blocked;
+	long ret;
+
+	if (arg || !r || r->task != current || r->mm != mm)
+		return -EINVAL;
+	if (get_nr_threads(current) != 1)
+		return -EBUSY;
+	p = &r->req;
+
+	/* Point of no return. Stop the kernel writing into the old rseq area first. */
+	current->rseq = NULL;
+	current->rseq_sig = 0;
+	ret = unmap_all(mm, p->keep_start, p->keep_end);
+	if (!ret)
+		ret = map_all(r);
+	if (!ret)
+		ret = fill_all(r);
+	if (ret) {
+		pr_info_ratelimited("ckpt: restore of pid %d failed after the point of no return: %ld\n",
+				    task_pid_nr(current), ret);
+		report_status(r, ret);
+		force_sig(SIGKILL);
+		s->restore = NULL;
+		ckpt_restore_free(r);
+		return ret;
+	}
+	set_mm_fields(mm, p);
+	set_regs(current_pt_regs(), &p->regs);
+
+	siginitset(&blocked, p->sigmask & ~(sigmask(SIGKILL) | sigmask(SIGSTOP)));
+	sigprocmask(SIG_SETMASK, &blocked, NULL);
+	current->clear_child_tid = u64_to_user_ptr(p->clear_child_tid);
+	current->robust_list = u64_to_user_ptr(p->robust_list);
+	current->rseq = u64_to_user_ptr(p->rseq);
+	current->rseq_sig = p->rseq_sig;
+	/* Refresh cpu_id & co. in the restored rseq area on the way out. */
+	rseq_set_notify_resume(current);
+
+	report_status(r, 0);
+	if (r->status)
+		close_fd(p->status_fd);
+	ret = (long)p->regs.ax;
+	s->restore = NULL;
+	ckpt_restore_free(r);
+	/*
+	 * Our own fd goes last. The file is not released under us: the final fput of a user
+	 * task is deferred to task work, which runs on the way back to user space.
+	 */
+	close_fd(p->self_fd);
+	return ret;
+}
+
+/* The whole-process commands (0x10 and up), from dev.c's dispatch, under s->lock. */
+long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg)
+{
+	switch (cmd) {
+	case CKPT_IOC_RESTORE_PREPARE:
+		return s->api_done ? ioc_prepare(s, (void __user *)arg) : -EINVAL;
+	case CKPT_IOC_RESTORE_COMMIT:
+		return s->api_done ? ioc_commit(s, arg) : -EINVAL;
+	case CKPT_IOC_DUMP_TASK:
+		return s->api_done ? ckpt_dump_ioctl(s, cmd, arg) : -EINVAL;
+	}
+	return -ENOTTY;
+}

@@ -1,0 +1,544 @@
+// ckpt-tool dump: checkpoint a running process into a whole-process image (image.hpp).
+//
+// Everything user space can read is read from user space: ptrace (PTRACE_SEIZE +
+// PTRACE_INTERRUPT for a stop, GETREGS, GETREGSET NT_X86_XSTATE), /proc/PID/{maps,pagemap,mem,
+// fd,fdinfo,cwd,stat,status}. What only the kernel knows (signal handlers, sigaltstack,
+// clear_child_tid, robust list, rseq, brk) comes from ckpt.ko's CKPT_IOC_DUMP_TASK, so no code
+// is injected into the target.
+#include <fcntl.h>
+#include <linux/ckpt.h>
+#include <linux/elf.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cmd.hpp"
+#include "image.hpp"
+#include "proc.hpp"
+
+namespace ckpt_tool {
+namespace {
+
+using namespace image;
+
+constexpr long kERESTARTSYS = 512, kERESTARTNOINTR = 513, kERESTARTNOHAND = 514,
+               kERESTART_RESTARTBLOCK = 516;
+
+// A failure with the reason for the user; dump stops and the process is let go.
+struct Error {
+  int code;  // exit status
+  std::string msg;
+};
+
+std::string errstr(int neg) { return strerror(-neg); }
+
+// Holds the ptrace stop; lets the process continue unless told to kill it.
+class Seized {
+ public:
+  explicit Seized(int pid) : pid_(pid) {}
+  ~Seized() {
+    if (active_) ptrace(PTRACE_DETACH, pid_, nullptr, nullptr);
+  }
+  int pid() const { return pid_; }
+  void set_active() { active_ = true; }
+  void detach() {
+    if (active_) ptrace(PTRACE_DETACH, pid_, nullptr, nullptr);
+    active_ = false;
+  }
+  void kill_it() {
+    if (!active_) return;
+    ::kill(pid_, SIGKILL);
+    int st;
+    while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+    }
+    active_ = false;
+  }
+
+ private:
+  int pid_;
+  bool active_ = false;
+};
+
+void seize_and_stop(Seized& s) {
+  int pid = s.pid();
+  if (ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) < 0) {
+    if (errno == EPERM)
+      throw Error{kFailed, "not allowed to ptrace " + std::to_string(pid) +
+                               ": dump needs the same user (and a dumpable process) or "
+                               "CAP_SYS_PTRACE; see also /proc/sys/kernel/yama/ptrace_scope"};
+    throw Error{kFailed, "ptrace(SEIZE) " + std::to_string(pid) + ": " + strerror(errno)};
+  }
+  s.set_active();
+  if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
+    throw Error{kFailed, std::string("ptrace(INTERRUPT): ") + strerror(errno)};
+  for (;;) {
+    int st;
+    if (waitpid(pid, &st, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      throw Error{kFailed, std::string("waitpid: ") + strerror(errno)};
+    }
+    if (WIFEXITED(st) || WIFSIGNALED(st)) throw Error{kFailed, "the process exited"};
+    if (!WIFSTOPPED(st)) continue;
+    if ((st >> 16) == PTRACE_EVENT_STOP) return;
+    // A signal-delivery stop came first: deliver it and wait for our interrupt.
+    if (ptrace(PTRACE_CONT, pid, nullptr, (void*)(long)WSTOPSIG(st)) < 0)
+      throw Error{kFailed, std::string("ptrace(CONT): ") + strerror(errno)};
+  }
+}
+
+void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
+  user_regs_struct ur;
+  if (ptrace(PTRACE_GETREGS, tid, nullptr, &ur) < 0)
+    throw Error{kFailed, std::string("ptrace(GETREGS): ") + strerror(errno)};
+  static_assert(sizeof(ur) == sizeof(Regs));
+  std::memcpy(&t->regs, &ur, sizeof(ur));
+  t->tid = uint64_t(tid);
+  // Stopped inside a syscall that will be restarted: restart it after restore as the kernel
+  // would have (what CRIU does). A restart_block cannot move to another process: -EINTR.
+  Regs& g = t->regs;
+  if (int64_t(g.orig_ax) >= 0) {
+    switch (-int64_t(g.ax)) {
+      case kERESTARTSYS:
+      case kERESTARTNOINTR:
+      case kERESTARTNOHAND:
+        g.ax = g.orig_ax;
+        g.ip -= 2;
+        break;
+      case kERESTART_RESTARTBLOCK:
+        g.ax = uint64_t(-EINTR);
+        break;
+    }
+  }
+  alignas(64) static uint8_t xbuf[kMaxXsave];
+  iovec iov{xbuf, sizeof(xbuf)};
+  if (ptrace(PTRACE_GETREGSET, tid, (void*)NT_X86_XSTATE, &iov) < 0)
+    throw Error{kFailed, std::string("ptrace(GETREGSET, NT_X86_XSTATE): ") + strerror(errno) +
+                             " (a CPU with XSAVE is required)"};
+  t->xsave.assign(xbuf, xbuf + iov.iov_len);
+
+  ckpt_sigaction acts[CKPT_NSIG];
+  ckpt_dump_task d{};
+  d.pid = uint64_t(tid);
+  d.actions = uint64_t(uintptr_t(acts));
+  if (ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d) < 0)
+    throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};
+  for (int i = 0; i < kNsig; i++)
+    img->actions[i] = {acts[i].handler, acts[i].flags, acts[i].restorer, acts[i].mask};
+  t->sigmask = d.blocked;
+  t->clear_child_tid = d.clear_child_tid;
+  t->robust_list = d.robust_list;
+  t->sas_sp = d.sas_ss_sp;
+  t->sas_size = d.sas_ss_size;
+  t->sas_flags = d.sas_ss_flags;
+  t->rseq = d.rseq;
+  t->rseq_sig = d.rseq_sig;
+  img->start_brk = d.start_brk;
+  img->brk = d.brk;
+}
+
+int open_module() {
+  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    throw Error{kUnavailable, std::string("/dev/ckpt: ") + strerror(errno) +
+                                  " (load ckpt.ko; see Documentation/admin-guide.md)"};
+  ckpt_api a{};
+  a.api = CKPT_API_VERSION;
+  if (ioctl(fd, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_DUMP)) {
+    close(fd);
+    throw Error{kUnavailable, "this ckpt.ko does not offer CKPT_FEATURE_DUMP"};
+  }
+  return fd;
+}
+
+FileId file_id(const std::string& path, uint64_t expect_ino, const std::string& what) {
+  struct stat st;
+  if (stat(path.c_str(), &st) < 0)
+    throw Error{kFailed, what + " " + path + ": " + strerror(errno)};
+  if (!S_ISREG(st.st_mode)) throw Error{kFailed, what + " " + path + " is not a regular file"};
+  if (expect_ino && st.st_ino != expect_ino)
+    throw Error{kFailed, what + " " + path +
+                             " is not the file the process has (another mount namespace?)"};
+  return FileId{path, uint64_t(st.st_ino), uint64_t(st.st_size),
+                uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec)};
+}
+
+bool ends_with(const std::string& s, const char* suffix) {
+  size_t n = strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+void read_stat_fields(int pid, Image* img) {
+  std::string st;
+  if (int e = proc::read_file("/proc/" + std::to_string(pid) + "/stat", &st); e)
+    throw Error{kFailed, "/proc/PID/stat: " + errstr(e)};
+  size_t rp = st.rfind(')');
+  if (rp == std::string::npos) throw Error{kFailed, "unexpected /proc/PID/stat"};
+  std::vector<uint64_t> f;  // f[0] is field 3 (state)
+  const char* p = st.c_str() + rp + 2;
+  while (*p) {
+    char* end;
+    f.push_back(strtoull(p, &end, 10));
+    if (end == p) {  // the state letter
+      while (*p && *p != ' ') p++;
+    } else {
+      p = end;
+    }
+    while (*p == ' ' || *p == '\n') p++;
+  }
+  auto field = [&](size_t n) { return n - 3 < f.size() ? f[n - 3] : 0; };
+  if (f.size() < 51 - 2) throw Error{kFailed, "/proc/PID/stat lacks the mm fields"};
+  img->start_code = field(26);
+  img->end_code = field(27);
+  img->start_stack = field(28);
+  img->start_data = field(45);
+  img->end_data = field(46);
+  img->arg_start = field(48);
+  img->arg_end = field(49);
+  img->env_start = field(50);
+  img->env_end = field(51);
+}
+
+void read_process(int pid, Image* img) {
+  std::string base = "/proc/" + std::to_string(pid);
+  img->pid = uint64_t(pid);
+  std::string s;
+  if (proc::read_file(base + "/comm", &s) == 0) {
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    img->comm = s.substr(0, 15);
+  }
+  if (int e = proc::read_link(base + "/cwd", &img->cwd); e)
+    throw Error{kFailed, "cwd: " + errstr(e)};
+  if (ends_with(img->cwd, " (deleted)"))
+    throw Error{kFailed, "the working directory " + img->cwd + " is not supported"};
+  proc::read_link(base + "/exe", &img->exe);
+  if (proc::read_file(base + "/status", &s) == 0) {
+    size_t p = s.find("Umask:\t");
+    if (p != std::string::npos) img->umask = strtoull(s.c_str() + p + 7, nullptr, 8);
+  }
+  read_stat_fields(pid, img);
+}
+
+void read_fds(int pid, Image* img) {
+  std::string base = "/proc/" + std::to_string(pid);
+  std::vector<int> fds;
+  if (int e = proc::list_fds(pid, &fds); e) throw Error{kFailed, "fd list: " + errstr(e)};
+  for (int n : fds) {
+    std::string fdp = base + "/fd/" + std::to_string(n), link, info;
+    if (proc::read_link(fdp, &link)) continue;  // closed meanwhile
+    struct stat st;
+    if (stat(fdp.c_str(), &st) < 0) throw Error{kFailed, "fd " + std::to_string(n) + ": " + strerror(errno)};
+    if (int e = proc::read_file(base + "/fdinfo/" + std::to_string(n), &info); e)
+      throw Error{kFailed, "fdinfo: " + errstr(e)};
+    Fd f;
+    f.fd = uint64_t(n);
+    size_t p = info.find("pos:");
+    if (p != std::string::npos) f.pos = strtoull(info.c_str() + p + 4, nullptr, 10);
+    p = info.find("flags:");
+    if (p != std::string::npos) f.flags = strtoull(info.c_str() + p + 6, nullptr, 8);
+    f.cloexec = f.flags & O_CLOEXEC;
+    f.flags &= ~uint64_t(O_CLOEXEC);
+    static const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
+    bool device = false;
+    for (const char* d : kDevices) device |= link == d;
+    if (S_ISREG(st.st_mode) && !link.empty() && link[0] == '/' && !ends_with(link, " (deleted)")) {
+      f.kind = kFdRegular;
+      f.file = file_id(link, st.st_ino, "open file");
+    } else if (S_ISCHR(st.st_mode) && device) {
+      f.kind = kFdDevice;
+      f.file = FileId{link, 0, 0, 0};
+    } else if (n <= 2 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+      f.kind = kFdInherit;  // tty, pipe, socket on stdio: the restorer's own stdio
+    } else {
+      throw Error{kFailed, "fd " + std::to_string(n) + " (" + link +
+                               ") is not supported: only regular files, /dev/null-like devices "
+                               "and stdio are (see Documentation/whole-process.md)"};
+    }
+    img->fds.push_back(std::move(f));
+  }
+}
+
+// Which pages of a mapping hold data the restore must write: read from pagemap.
+void select_pages(int pagemap_fd, const Vma& v, std::vector<Run>* runs) {
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
+  uint64_t pages = (v.end - v.start) / kPage;
+  std::vector<uint64_t> ent(std::min<uint64_t>(pages, 65536));
+  uint64_t run_start = 0, run_len = 0;
+  for (uint64_t i = 0; i < pages;) {
+    uint64_t n = std::min<uint64_t>(pages - i, ent.size());
+    ssize_t got = pread(pagemap_fd, ent.data(), n * 8, off_t((v.start / kPage + i) * 8));
+    if (got != ssize_t(n * 8)) throw Error{kFailed, std::string("pagemap: ") + strerror(errno)};
+    for (uint64_t k = 0; k < n; k++) {
+      uint64_t e = ent[k];
+      bool want;
+      if (v.kind == kSharedAnon)
+        want = true;
+      else if (v.kind == kFile)
+        want = (e & kSwapped) || ((e & kPresent) && !(e & kFilePage));
+      else
+        want = e & (kPresent | kSwapped);
+      uint64_t off = (i + k) * kPage;
+      if (want && run_len && run_start + run_len == off) {
+        run_len += kPage;
+      } else if (want) {
+        if (run_len) runs->push_back({run_start, run_len, 0});
+        run_start = off;
+        run_len = kPage;
+      }
+    }
+    i += n;
+  }
+  if (run_len) runs->push_back({run_start, run_len, 0});
+}
+
+void read_vmas(int pid, Image* img) {
+  std::vector<proc::MapsLine> maps;
+  if (int e = proc::read_maps(pid, &maps); e) throw Error{kFailed, "maps: " + errstr(e)};
+  uint64_t vvar_end = 0;
+  for (const auto& m : maps) {
+    std::string where = "mapping " + m.path + " at 0x" +
+                        [](uint64_t a) { char b[32]; snprintf(b, sizeof b, "%" PRIx64, a); return std::string(b); }(m.start);
+    if (m.path == "[vsyscall]") continue;
+    if (m.path == "[vvar]") {
+      img->vvar_start = m.start;
+      vvar_end = m.end;
+      continue;
+    }
+    if (m.path == "[vdso]") {
+      img->vdso_start = m.start;
+      img->vdso_end = m.end;
+      continue;
+    }
+    Vma v;
+    v.start = m.start;
+    v.end = m.end;
+    v.prot = (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) |
+             (m.perms[2] == 'x' ? PROT_EXEC : 0);
+    bool shared = m.perms[3] == 's';
+    if (shared) {
+      if (m.path != "/dev/zero (deleted)" && !m.path.empty())
+        throw Error{kFailed, where + ": shared file mappings (and System V / memfd shared "
+                                     "memory) are not supported"};
+      if (!(v.prot & PROT_WRITE))
+        throw Error{kFailed, where + ": read-only shared anonymous memory is not supported"};
+      v.kind = kSharedAnon;
+    } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" ||
+               m.path.rfind("[anon:", 0) == 0) {
+      v.kind = kAnon;
+      v.growsdown = m.path == "[stack]";
+    } else if (m.path[0] == '[') {
+      throw Error{kFailed, where + " is not supported"};
+    } else {
+      if (ends_with(m.path, " (deleted)"))
+        throw Error{kFailed, where + ": the mapped file was deleted; not supported"};
+      v.kind = kFile;
+      v.pgoff = m.offset;
+      v.file = file_id(m.path, m.ino, "mapped file");
+    }
+    img->vmas.push_back(std::move(v));
+  }
+  if (img->vdso_start && (!img->vvar_start || vvar_end != img->vdso_start))
+    throw Error{kFailed, "unexpected layout: [vvar] is not directly below [vdso]"};
+}
+
+struct Written {
+  uint64_t pages = 0;
+};
+
+// Page data: every run of every mapping, in order, from /proc/PID/mem to the image.
+void write_data(int pid, int out, Image* img, Written* w) {
+  std::string base = "/proc/" + std::to_string(pid);
+  int pm = open((base + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
+  int mem = open((base + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (pm < 0 || mem < 0) {
+    int e = errno;
+    if (pm >= 0) close(pm);
+    if (mem >= 0) close(mem);
+    throw Error{kFailed, base + "/{pagemap,mem}: " + strerror(e)};
+  }
+  std::unique_ptr<int, void (*)(int*)> guard(new int[2]{pm, mem}, [](int* p) {
+    close(p[0]);
+    close(p[1]);
+    delete[] p;
+  });
+  constexpr size_t kBuf = 1 << 20;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
+  uint64_t off = kHeaderSize;
+  if (img->vdso_start) {
+    std::vector<uint8_t> vd(img->vdso_end - img->vdso_start);
+    if (pread(mem, vd.data(), vd.size(), off_t(img->vdso_start)) != ssize_t(vd.size()))
+      throw Error{kFailed, std::string("reading the vdso: ") + strerror(errno)};
+    img->vdso_hash = hash(vd.data(), vd.size());
+  }
+  for (auto& v : img->vmas) {
+    select_pages(pm, v, &v.runs);
+    XXH64_state_t* st = XXH64_createState();
+    XXH64_reset(st, 0);
+    for (auto& r : v.runs) {
+      r.data_off = off;
+      for (uint64_t done = 0; done < r.len;) {
+        size_t n = size_t(std::min<uint64_t>(r.len - done, kBuf));
+        ssize_t got = pread(mem, buf.get(), n, off_t(v.start + r.offset + done));
+        if (got != ssize_t(n)) {
+          XXH64_freeState(st);
+          throw Error{kFailed, std::string("reading process memory: ") +
+                                   (got < 0 ? strerror(errno) : "short read")};
+        }
+        XXH64_update(st, buf.get(), n);
+        for (size_t put = 0; put < n;) {
+          ssize_t k = pwrite(out, buf.get() + put, n - put, off_t(off + done + put));
+          if (k <= 0) {
+            XXH64_freeState(st);
+            throw Error{kFailed, std::string("writing the image: ") + strerror(errno)};
+          }
+          put += size_t(k);
+        }
+        done += n;
+      }
+      off += r.len;
+      w->pages += r.len / kPage;
+    }
+    v.data_hash = XXH64_digest(st);
+    XXH64_freeState(st);
+  }
+}
+
+void pwrite_all(int fd, const void* p, size_t n, uint64_t off) {
+  const auto* c = static_cast<const uint8_t*>(p);
+  while (n) {
+    ssize_t k = pwrite(fd, c, n, off_t(off));
+    if (k <= 0) throw Error{kFailed, std::string("writing the image: ") + strerror(errno)};
+    c += k;
+    n -= size_t(k);
+    off += uint64_t(k);
+  }
+}
+
+int do_dump(const std::string& store, int pid, bool leave_running) {
+  auto t0 = std::chrono::steady_clock::now();
+  struct stat sst;
+  if (stat(store.c_str(), &sst) == 0 && !S_ISREG(sst.st_mode))
+    throw Error{kUsage, "--store " + store +
+                            ": whole-process images are files for now (not devices; see "
+                            "Documentation/whole-process.md)"};
+  std::vector<int> tasks;
+  if (int e = proc::list_tasks(pid, &tasks); e)
+    throw Error{kFailed, "process " + std::to_string(pid) + ": " + errstr(e)};
+  if (tasks.size() != 1)
+    throw Error{kFailed, "process " + std::to_string(pid) + " has " +
+                             std::to_string(tasks.size()) +
+                             " threads: multi-threaded processes are not supported yet"};
+  int ckpt_fd = open_module();
+  std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
+    close(*p);
+    delete p;
+  });
+
+  Seized seized(pid);
+  seize_and_stop(seized);
+  if (int e = proc::list_tasks(pid, &tasks); e || tasks.size() != 1)
+    throw Error{kFailed, "the process started threads: multi-threaded processes are not "
+                         "supported yet"};
+  Image img;
+  img.threads.emplace_back();
+  read_thread(pid, ckpt_fd, &img, &img.threads[0]);
+  read_process(pid, &img);
+  read_fds(pid, &img);
+  read_vmas(pid, &img);
+
+  std::string tmp = store + ".tmp." + std::to_string(getpid());
+  int out = open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (out < 0) throw Error{kFailed, tmp + ": " + strerror(errno)};
+  Written w;
+  try {
+    write_data(pid, out, &img, &w);
+    uint64_t data_end = kHeaderSize + w.pages * kPage;
+    std::vector<uint8_t> meta = encode_meta(img);
+    // Check what we wrote the way restore will read it: a bug here must not make an image.
+    Image check;
+    std::string why;
+    if (decode_meta(meta, data_end, &check, &why))
+      throw Error{kFailed, "internal error, the image does not validate: " + why};
+    pwrite_all(out, meta.data(), meta.size(), data_end);
+    Header h;
+    h.data_len = data_end - kHeaderSize;
+    h.meta_off = data_end;
+    h.meta_len = meta.size();
+    h.meta_hash = hash(meta.data(), meta.size());
+    std::vector<uint8_t> hb = encode_header(h);
+    pwrite_all(out, hb.data(), hb.size(), 0);
+    if (fsync(out) < 0) throw Error{kFailed, std::string("fsync: ") + strerror(errno)};
+  } catch (...) {
+    close(out);
+    unlink(tmp.c_str());
+    throw;
+  }
+  close(out);
+  if (rename(tmp.c_str(), store.c_str()) < 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    throw Error{kFailed, "rename to " + store + ": " + strerror(e)};
+  }
+  std::string dir = store.find('/') == std::string::npos ? "." : store.substr(0, store.rfind('/'));
+  if (dir.empty()) dir = "/";
+  if (int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  if (leave_running)
+    seized.detach();
+  else
+    seized.kill_it();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr,
+               "ckpt-tool dump: pid %d: %zu mappings, %" PRIu64 " pages (%.1f MiB) in %.3f s; %s\n",
+               pid, img.vmas.size(), w.pages, double(w.pages * kPage) / (1 << 20), secs,
+               leave_running ? "left running" : "killed");
+  return kOk;
+}
+
+}  // namespace
+
+void add_dump(CLI::App& app, Runner& run) {
+  struct Opts {
+    std::string store;
+    int pid = 0;
+    bool leave_running = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* sub = app.add_subcommand(
+      "dump", "Checkpoint a running process (memory, registers, files) into an image; the "
+              "process is killed afterwards unless --leave-running");
+  sub->add_option("--store", o->store, "image file to write (replaced atomically)")->required();
+  sub->add_option("pid", o->pid, "process to dump (you must be allowed to ptrace it)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--leave-running", o->leave_running, "let the process continue after the dump");
+  sub->callback([&run, o] {
+    run = [o] {
+      try {
+        return do_dump(o->store, o->pid, o->leave_running);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "ckpt-tool dump: %s\n", e.msg.c_str());
+        return e.code;
+      }
+    };
+  });
+}
+
+}  // namespace ckpt_tool

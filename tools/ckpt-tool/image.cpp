@@ -1,0 +1,403 @@
+// ckpt-tool: encoding and validation of the whole-process image (image.hpp).
+#include "image.hpp"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace ckpt_tool::image {
+namespace {
+
+constexpr uint64_t kMetaMagic = 0x4154454d504b4331ULL;  // "1CKPMETA"
+constexpr uint64_t kUserCs = 0x33, kUserDs = 0x2b;
+
+class Writer {
+ public:
+  void u64(uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = uint8_t(v >> (8 * i));
+    out_.insert(out_.end(), b, b + 8);
+  }
+  void bytes(const void* p, size_t n) {
+    u64(n);
+    const auto* c = static_cast<const uint8_t*>(p);
+    out_.insert(out_.end(), c, c + n);
+  }
+  void str(const std::string& s) { bytes(s.data(), s.size()); }
+  std::vector<uint8_t> take() { return std::move(out_); }
+
+ private:
+  std::vector<uint8_t> out_;
+};
+
+// Bounds-checked reader: after the first failure every read returns 0 / empty and ok() is false.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
+  bool ok() const { return ok_; }
+  size_t left() const { return in_.size() - pos_; }
+  const std::string& why() const { return why_; }
+  bool fail(const std::string& why) {
+    if (ok_) why_ = why;
+    ok_ = false;
+    return false;
+  }
+  uint64_t u64() {
+    if (!ok_ || left() < 8) return fail("truncated metadata"), 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= uint64_t(in_[pos_ + i]) << (8 * i);
+    pos_ += 8;
+    return v;
+  }
+  bool boolean() {
+    uint64_t v = u64();
+    if (v > 1) fail("bad boolean");
+    return v == 1;
+  }
+  // A count of items each at least min_size bytes long, at most max.
+  uint64_t count(size_t min_size, size_t max, const char* what) {
+    uint64_t n = u64();
+    if (ok_ && (n > max || n * min_size > left()))
+      fail(std::string("implausible number of ") + what);
+    return ok_ ? n : 0;
+  }
+  std::vector<uint8_t> bytes(size_t max) {
+    uint64_t n = u64();
+    if (!ok_) return {};
+    if (n > max || n > left()) return fail("bad length"), std::vector<uint8_t>{};
+    std::vector<uint8_t> v(in_.begin() + pos_, in_.begin() + pos_ + n);
+    pos_ += n;
+    return v;
+  }
+  std::string str() {
+    auto v = bytes(kMaxString);
+    std::string s(v.begin(), v.end());
+    if (s.find('\0') != std::string::npos) fail("NUL in a string");
+    return s;
+  }
+
+ private:
+  std::span<const uint8_t> in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+  std::string why_;
+};
+
+bool aligned(uint64_t v) { return v % kPage == 0; }
+
+void put_file(Writer& w, const FileId& f) {
+  w.str(f.path);
+  w.u64(f.ino);
+  w.u64(f.size);
+  w.u64(f.mtime_ns);
+}
+
+FileId get_file(Reader& r) {
+  FileId f;
+  f.path = r.str();
+  f.ino = r.u64();
+  f.size = r.u64();
+  f.mtime_ns = r.u64();
+  if (r.ok() && (f.path.empty() || f.path[0] != '/')) r.fail("file path is not absolute");
+  return f;
+}
+
+void put_regs(Writer& w, const Regs& g) {
+  const uint64_t* v = &g.r15;
+  for (int i = 0; i < 27; i++) w.u64(v[i]);
+}
+
+void get_regs(Reader& r, Regs* g) {
+  uint64_t* v = &g->r15;
+  for (int i = 0; i < 27; i++) v[i] = r.u64();
+  if (!r.ok()) return;
+  if (g->cs != kUserCs || g->ss != kUserDs) r.fail("thread registers: not a 64-bit user context");
+  else if ((g->ds && g->ds != kUserDs) || (g->es && g->es != kUserDs) || g->fs || g->gs)
+    r.fail("thread registers: unexpected segment selectors");
+  else if (g->ip >= kUserTop || g->fs_base >= kUserTop || g->gs_base >= kUserTop)
+    r.fail("thread registers: address outside user space");
+}
+
+// The XSAVE header must be one XRSTOR accepts in standard form: no compaction, reserved zero.
+bool xsave_ok(const std::vector<uint8_t>& x) {
+  if (x.size() < kMinXsave) return false;
+  uint32_t mxcsr;
+  std::memcpy(&mxcsr, x.data() + 24, 4);
+  if (mxcsr & 0xffff0000u) return false;
+  for (size_t i = 512 + 8; i < 512 + 64; i++)
+    if (x[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+uint64_t hash(const void* p, size_t n, uint64_t seed) { return XXH64(p, n, seed); }
+
+std::vector<uint8_t> encode_meta(const Image& img) {
+  Writer w;
+  w.u64(kMetaMagic);
+  w.u64(img.pid);
+  w.str(img.comm);
+  w.str(img.cwd);
+  w.str(img.exe);
+  w.u64(img.umask);
+  for (uint64_t v : {img.start_code, img.end_code, img.start_data, img.end_data, img.start_brk,
+                     img.brk, img.start_stack, img.arg_start, img.arg_end, img.env_start,
+                     img.env_end})
+    w.u64(v);
+  for (const auto& a : img.actions) {
+    w.u64(a.handler);
+    w.u64(a.flags);
+    w.u64(a.restorer);
+    w.u64(a.mask);
+  }
+  w.u64(img.vvar_start);
+  w.u64(img.vdso_start);
+  w.u64(img.vdso_end);
+  w.u64(img.vdso_hash);
+  w.u64(img.threads.size());
+  for (const auto& t : img.threads) {
+    w.u64(t.tid);
+    put_regs(w, t.regs);
+    w.bytes(t.xsave.data(), t.xsave.size());
+    for (uint64_t v : {t.sigmask, t.clear_child_tid, t.robust_list, t.sas_sp, t.sas_size,
+                       t.sas_flags, t.rseq, t.rseq_sig})
+      w.u64(v);
+  }
+  w.u64(img.vmas.size());
+  for (const auto& v : img.vmas) {
+    for (uint64_t x : {v.start, v.end, v.prot, v.kind, uint64_t(v.growsdown), v.pgoff}) w.u64(x);
+    if (v.kind == kFile) put_file(w, v.file);
+    w.u64(v.runs.size());
+    for (const auto& r : v.runs) {
+      w.u64(r.offset);
+      w.u64(r.len);
+      w.u64(r.data_off);
+    }
+    w.u64(v.data_hash);
+  }
+  w.u64(img.fds.size());
+  for (const auto& f : img.fds) {
+    for (uint64_t x : {f.fd, f.kind, f.flags, f.pos, uint64_t(f.cloexec)}) w.u64(x);
+    if (f.kind != kFdInherit) put_file(w, f.file);
+  }
+  w.u64(kMetaMagic);
+  return w.take();
+}
+
+int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* out, std::string* why) {
+  Reader r(meta);
+  Image img;
+  auto fail = [&](const std::string& m) {
+    r.fail(m);
+    if (why) *why = "corrupted image: " + r.why();
+    return -EBADMSG;
+  };
+  if (r.u64() != kMetaMagic) return fail("metadata magic");
+  img.pid = r.u64();
+  img.comm = r.str();
+  img.cwd = r.str();
+  img.exe = r.str();
+  img.umask = r.u64();
+  if (r.ok() && (img.pid == 0 || img.pid > (1u << 22) || img.umask > 0777 || img.comm.size() > 15))
+    return fail("process fields out of range");
+  if (r.ok() && (img.cwd.empty() || img.cwd[0] != '/')) return fail("cwd is not absolute");
+  uint64_t* mm[] = {&img.start_code, &img.end_code, &img.start_data, &img.end_data,
+                    &img.start_brk,  &img.brk,      &img.start_stack, &img.arg_start,
+                    &img.arg_end,    &img.env_start, &img.env_end};
+  for (auto* p : mm) *p = r.u64();
+  for (auto* p : mm)
+    if (r.ok() && *p >= kUserTop) return fail("mm field outside user space");
+  if (r.ok() && (img.start_code > img.end_code || img.start_data > img.end_data ||
+                 img.start_brk > img.brk || img.arg_start > img.arg_end ||
+                 img.env_start > img.env_end))
+    return fail("mm fields out of order");
+  for (auto& a : img.actions) {
+    a.handler = r.u64();
+    a.flags = r.u64();
+    a.restorer = r.u64();
+    a.mask = r.u64();
+    if (r.ok() && (a.handler >= kUserTop || a.restorer >= kUserTop || a.flags > 0xffffffffu))
+      return fail("signal action out of range");
+  }
+  img.vvar_start = r.u64();
+  img.vdso_start = r.u64();
+  img.vdso_end = r.u64();
+  img.vdso_hash = r.u64();
+  if (r.ok() && (img.vvar_start || img.vdso_start || img.vdso_end)) {
+    if (!aligned(img.vvar_start) || !aligned(img.vdso_start) || !aligned(img.vdso_end) ||
+        img.vvar_start >= img.vdso_start || img.vdso_start >= img.vdso_end ||
+        img.vdso_end > kUserTop || img.vdso_end - img.vvar_start > 64 * kPage)
+      return fail("vdso/vvar placement");
+  }
+
+  uint64_t nt = r.count(8 * 40, kMaxThreads, "threads");
+  if (r.ok() && nt == 0) return fail("no threads");
+  for (uint64_t i = 0; i < nt && r.ok(); i++) {
+    Thread t;
+    t.tid = r.u64();
+    get_regs(r, &t.regs);
+    t.xsave = r.bytes(kMaxXsave);
+    if (r.ok() && !xsave_ok(t.xsave)) return fail("thread FPU state is not a valid XSAVE image");
+    for (uint64_t* p : {&t.sigmask, &t.clear_child_tid, &t.robust_list, &t.sas_sp, &t.sas_size,
+                        &t.sas_flags, &t.rseq, &t.rseq_sig})
+      *p = r.u64();
+    if (r.ok() && (t.clear_child_tid >= kUserTop || t.robust_list >= kUserTop ||
+                   t.sas_sp >= kUserTop || t.sas_size >= kUserTop || t.rseq >= kUserTop ||
+                   (t.rseq % 32) || t.rseq_sig > 0xffffffffu || t.sas_flags > 0xffffffffu))
+      return fail("thread fields out of range");
+    img.threads.push_back(std::move(t));
+  }
+
+  uint64_t nv = r.count(8 * 8, kMaxVmas, "mappings");
+  uint64_t prev_end = 0, total_runs = 0;
+  // Runs may not share data: data_off must be increasing across the whole image.
+  uint64_t data_next = kHeaderSize;
+  for (uint64_t i = 0; i < nv && r.ok(); i++) {
+    Vma v;
+    v.start = r.u64();
+    v.end = r.u64();
+    v.prot = r.u64();
+    v.kind = r.u64();
+    uint64_t gd = r.u64();
+    v.pgoff = r.u64();
+    if (!r.ok()) break;
+    if (!aligned(v.start) || !aligned(v.end) || v.start >= v.end || v.end > kUserTop ||
+        v.start < prev_end)
+      return fail("mapping bounds or order");
+    if (img.vdso_end && v.start < img.vdso_end && v.end > img.vvar_start)
+      return fail("mapping overlaps the vdso");
+    if (v.prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return fail("mapping prot");
+    if (v.kind > kSharedAnon || gd > 1) return fail("mapping kind");
+    v.growsdown = gd;
+    if (v.kind == kSharedAnon && !(v.prot & PROT_WRITE)) return fail("read-only shared mapping");
+    if (v.kind == kFile) {
+      if (!aligned(v.pgoff) || v.pgoff + (v.end - v.start) < v.pgoff)
+        return fail("file mapping offset");
+      v.file = get_file(r);
+    } else if (v.pgoff) {
+      return fail("anonymous mapping with an offset");
+    }
+    prev_end = v.end;
+    uint64_t nr = r.count(24, kMaxRuns, "runs");
+    total_runs += nr;
+    if (total_runs > kMaxRuns) return fail("too many runs");
+    uint64_t prev = 0;
+    for (uint64_t k = 0; k < nr && r.ok(); k++) {
+      Run run{r.u64(), r.u64(), r.u64()};
+      if (!r.ok()) break;
+      if (!aligned(run.offset) || !aligned(run.len) || !aligned(run.data_off) || !run.len ||
+          run.offset < prev || run.offset + run.len < run.offset ||
+          run.offset + run.len > v.end - v.start)
+        return fail("page run outside its mapping");
+      if (run.data_off < data_next || run.data_off + run.len < run.data_off ||
+          run.data_off + run.len > data_len)
+        return fail("page run outside the data area");
+      prev = run.offset + run.len;
+      data_next = run.data_off + run.len;
+      v.runs.push_back(run);
+    }
+    v.data_hash = r.u64();
+    img.vmas.push_back(std::move(v));
+  }
+  if (r.ok() && nv == 0) return fail("no mappings");
+
+  uint64_t nf = r.count(8 * 5, kMaxFiles, "files");
+  uint64_t prev_fd = 0;
+  for (uint64_t i = 0; i < nf && r.ok(); i++) {
+    Fd f;
+    f.fd = r.u64();
+    f.kind = r.u64();
+    f.flags = r.u64();
+    f.pos = r.u64();
+    uint64_t ce = r.u64();
+    if (!r.ok()) break;
+    if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > kFdDevice || ce > 1 ||
+        f.flags > 0xffffffffu || f.pos > uint64_t(INT64_MAX))
+      return fail("file descriptor fields");
+    if (f.kind == kFdInherit && f.fd > 2) return fail("inherited descriptor above 2");
+    f.cloexec = ce;
+    prev_fd = f.fd;
+    if (f.kind != kFdInherit) f.file = get_file(r);
+    img.fds.push_back(std::move(f));
+  }
+  if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
+  if (r.ok() && r.left()) return fail("trailing bytes after the metadata");
+  if (!r.ok()) return fail(r.why());
+  *out = std::move(img);
+  return 0;
+}
+
+std::vector<uint8_t> encode_header(const Header& h) {
+  std::vector<uint8_t> b(kHeaderSize, 0);
+  std::memcpy(b.data(), kMagic, 8);
+  auto put = [&](size_t off, uint64_t v) { std::memcpy(b.data() + off, &v, 8); };
+  put(8, uint64_t(h.major) | uint64_t(h.minor) << 32);
+  put(16, h.data_off);
+  put(24, h.data_len);
+  put(32, h.meta_off);
+  put(40, h.meta_len);
+  put(48, h.meta_hash);
+  put(56, hash(b.data(), 56));
+  return b;
+}
+
+int decode_header(std::span<const uint8_t> b, uint64_t file_size, Header* h, std::string* why) {
+  auto bad = [&](const char* m) {
+    if (why) *why = m;
+    return -EBADMSG;
+  };
+  if (b.size() < 64 || std::memcmp(b.data(), kMagic, 8))
+    return bad("not a ckpt process image (bad magic)");
+  auto get = [&](size_t off) {
+    uint64_t v;
+    std::memcpy(&v, b.data() + off, 8);
+    return v;
+  };
+  if (get(56) != hash(b.data(), 56)) return bad("corrupted image: header checksum");
+  uint64_t ver = get(8);
+  h->major = uint32_t(ver);
+  h->minor = uint32_t(ver >> 32);
+  if (h->major != kVersionMajor) {
+    if (why) *why = "image format version " + std::to_string(h->major) + " is not supported";
+    return -EPROTO;
+  }
+  h->data_off = get(16);
+  h->data_len = get(24);
+  h->meta_off = get(32);
+  h->meta_len = get(40);
+  h->meta_hash = get(48);
+  if (h->data_off != kHeaderSize || !aligned(h->data_len) ||
+      h->meta_off != h->data_off + h->data_len || h->meta_len > (1ULL << 31) ||
+      h->meta_off + h->meta_len != file_size)
+    return bad("corrupted image: sizes do not match the file (truncated?)");
+  return 0;
+}
+
+int read_image(int fd, Header* h, Image* img, std::string* why) {
+  struct stat st;
+  if (fstat(fd, &st)) return *why = std::string("stat: ") + strerror(errno), -errno;
+  if (!S_ISREG(st.st_mode)) return *why = "not a regular file", -EINVAL;
+  std::vector<uint8_t> b(kHeaderSize);
+  ssize_t n = pread(fd, b.data(), b.size(), 0);
+  if (n < 0) return *why = std::string("read: ") + strerror(errno), -errno;
+  b.resize(size_t(n));
+  if (int e = decode_header(b, uint64_t(st.st_size), h, why); e) return e;
+  std::vector<uint8_t> meta(h->meta_len);
+  size_t got = 0;
+  while (got < meta.size()) {
+    n = pread(fd, meta.data() + got, meta.size() - got, off_t(h->meta_off + got));
+    if (n < 0) return *why = std::string("read: ") + strerror(errno), -errno;
+    if (n == 0) return *why = "corrupted image: truncated metadata", -EBADMSG;
+    got += size_t(n);
+  }
+  if (hash(meta.data(), meta.size()) != h->meta_hash)
+    return *why = "corrupted image: metadata checksum", -EBADMSG;
+  return decode_meta(meta, h->data_off + h->data_len, img, why);
+}
+
+}  // namespace ckpt_tool::image

@@ -1,0 +1,145 @@
+// ckpt-tool: the whole-process image (what `dump` writes and `restore` reads).
+//
+// File layout (Documentation/whole-process.md has the byte-level description):
+//   [0, 4096)              header: magic "CKPTPIMG", version, where the metadata and the page
+//                          data are, the metadata's xxh64, and the header's own xxh64
+//   [4096, data_end)       page data, page-aligned runs, referenced by the metadata
+//   [meta_off, +meta_len)  metadata: process, threads, mappings, files (little-endian)
+//
+// An image is written to "<path>.tmp.<pid>", fsync'ed and renamed over <path>: after a crash
+// the path holds the old image or the new one, never a mix.
+//
+// decode() validates everything a restore relies on (bounds, alignment, ordering, sizes,
+// register values the kernel would refuse) and returns -EBADMSG with a reason for anything
+// else; it never reads outside its input. Not thread-safe (plain values).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ckpt_tool::image {
+
+inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'I', 'M', 'G'};
+inline constexpr uint32_t kVersionMajor = 1;
+inline constexpr uint32_t kVersionMinor = 0;
+inline constexpr uint64_t kPage = 4096;
+inline constexpr uint64_t kHeaderSize = 4096;
+inline constexpr uint64_t kUserTop = 0x00007ffffffff000ULL;  // x86-64 TASK_SIZE_MAX, 4-level
+inline constexpr size_t kMaxString = 4096;
+inline constexpr size_t kMaxXsave = 64 * 1024;
+inline constexpr size_t kMinXsave = 576;  // legacy area (512) + XSAVE header (64)
+inline constexpr size_t kMaxThreads = 1024;
+inline constexpr size_t kMaxVmas = 65530;
+inline constexpr size_t kMaxRuns = 1 << 22;
+inline constexpr size_t kMaxFiles = 65536;
+inline constexpr int kNsig = 64;
+
+// struct user_regs_struct order (x86-64).
+struct Regs {
+  uint64_t r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+  uint64_t ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+  uint64_t fs_base, gs_base, ds, es, fs, gs;
+};
+static_assert(sizeof(Regs) == 27 * 8);
+
+struct SigAction {
+  uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
+};
+
+struct Thread {
+  uint64_t tid = 0;
+  Regs regs{};
+  std::vector<uint8_t> xsave;  // NT_X86_XSTATE, standard (non-compacted) format
+  uint64_t sigmask = 0;
+  uint64_t clear_child_tid = 0, robust_list = 0;
+  uint64_t sas_sp = 0, sas_size = 0, sas_flags = 0;
+  uint64_t rseq = 0, rseq_sig = 0;
+};
+
+// A run of pages whose bytes are in the image: [vma.start + offset, + len) <- data[data_off].
+struct Run {
+  uint64_t offset = 0;    // from the vma's start, page-aligned
+  uint64_t len = 0;       // page multiple, > 0
+  uint64_t data_off = 0;  // file offset, page-aligned
+};
+
+enum VmaKind : uint64_t {
+  kAnon = 0,        // private anonymous (heap, stack, malloc arenas, ...)
+  kFile = 1,        // private file mapping; runs hold the pages the process wrote
+  kSharedAnon = 2,  // MAP_SHARED|MAP_ANONYMOUS; runs hold every page
+};
+
+// A file the restore must find unchanged.
+struct FileId {
+  std::string path;
+  uint64_t ino = 0, size = 0, mtime_ns = 0;
+};
+
+struct Vma {
+  uint64_t start = 0, end = 0;
+  uint64_t prot = 0;  // PROT_*
+  uint64_t kind = kAnon;
+  bool growsdown = false;
+  uint64_t pgoff = 0;  // kFile: byte offset
+  FileId file;         // kFile
+  std::vector<Run> runs;
+  uint64_t data_hash = 0;  // xxh64 of the runs' bytes, in order
+};
+
+// An open file descriptor.
+enum FdKind : uint64_t {
+  kFdInherit = 0,  // 0-2 that are a tty, pipe or socket: the restore gives its own
+  kFdRegular = 1,  // a regular file, reopened by path at its offset with its flags
+  kFdDevice = 2,   // /dev/null, /dev/zero, /dev/random, /dev/urandom: reopened by path
+};
+
+struct Fd {
+  uint64_t fd = 0;
+  uint64_t kind = kFdInherit;
+  uint64_t flags = 0;  // open(2) flags from fdinfo (O_ACCMODE, O_APPEND, O_NONBLOCK, ...)
+  uint64_t pos = 0;
+  bool cloexec = false;
+  FileId file;
+};
+
+struct Image {
+  uint64_t pid = 0;
+  std::string comm, cwd, exe;
+  uint64_t umask = 022;
+  // mm fields, in struct ckpt_restore_prepare order.
+  uint64_t start_code = 0, end_code = 0, start_data = 0, end_data = 0;
+  uint64_t start_brk = 0, brk = 0, start_stack = 0;
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+  SigAction actions[kNsig];
+  // [vvar] directly below [vdso]; all 0 if the process had none.
+  uint64_t vvar_start = 0, vdso_start = 0, vdso_end = 0;
+  uint64_t vdso_hash = 0;  // xxh64 of the vdso's bytes: same kernel or refuse
+  std::vector<Thread> threads;
+  std::vector<Vma> vmas;
+  std::vector<Fd> fds;
+};
+
+// Metadata only (no header, no page data).
+std::vector<uint8_t> encode_meta(const Image& img);
+// Validate and decode metadata; data_len bounds every run. 0 or -EBADMSG with *why set.
+int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* img, std::string* why);
+
+struct Header {
+  uint32_t major = kVersionMajor, minor = kVersionMinor;
+  uint64_t data_off = kHeaderSize, data_len = 0;
+  uint64_t meta_off = 0, meta_len = 0, meta_hash = 0;
+};
+// The 4096-byte header block.
+std::vector<uint8_t> encode_header(const Header& h);
+// 0, -EBADMSG (damaged / not an image), or -EPROTO (another major version). file_size bounds it.
+int decode_header(std::span<const uint8_t> block, uint64_t file_size, Header* h, std::string* why);
+
+// Read a whole image's header and metadata from an open file. -errno, *why set on failure.
+int read_image(int fd, Header* h, Image* img, std::string* why);
+
+uint64_t hash(const void* p, size_t n, uint64_t seed = 0);
+
+}  // namespace ckpt_tool::image

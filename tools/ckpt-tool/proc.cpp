@@ -1,0 +1,91 @@
+// ckpt-tool: /proc readers (proc.hpp).
+#include "proc.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+
+namespace ckpt_tool::proc {
+namespace {
+
+std::string base(int pid) { return pid ? "/proc/" + std::to_string(pid) : std::string("/proc/self"); }
+
+int list_dir_numbers(const std::string& dir, std::vector<int>* out) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -errno;
+  out->clear();
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long v = strtol(e->d_name, &end, 10);
+    if (*e->d_name && !*end && v >= 0) out->push_back(int(v));
+  }
+  closedir(d);
+  std::sort(out->begin(), out->end());
+  return 0;
+}
+
+}  // namespace
+
+int read_file(const std::string& path, std::string* out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  out->clear();
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      return -e;
+    }
+    if (n == 0) break;
+    out->append(buf, size_t(n));
+  }
+  close(fd);
+  return 0;
+}
+
+int read_link(const std::string& path, std::string* out) {
+  char buf[8192];
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) return -errno;
+  if (size_t(n) == sizeof(buf)) return -ENAMETOOLONG;
+  out->assign(buf, size_t(n));
+  return 0;
+}
+
+int read_maps(int pid, std::vector<MapsLine>* out) {
+  std::string text;
+  if (int e = read_file(base(pid) + "/maps", &text); e) return e;
+  out->clear();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    MapsLine m;
+    char perms[8] = {};
+    unsigned maj, min;
+    int used = 0;
+    if (sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
+               &m.start, &m.end, perms, &m.offset, &maj, &min, &m.ino, &used) < 7)
+      return -EINVAL;
+    m.perms = perms;
+    m.path = line.substr(size_t(used));
+    out->push_back(std::move(m));
+  }
+  return 0;
+}
+
+int list_fds(int pid, std::vector<int>* out) { return list_dir_numbers(base(pid) + "/fd", out); }
+
+int list_tasks(int pid, std::vector<int>* out) { return list_dir_numbers(base(pid) + "/task", out); }
+
+}  // namespace ckpt_tool::proc

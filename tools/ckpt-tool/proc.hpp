@@ -1,0 +1,33 @@
+// ckpt-tool: small readers of /proc for dump and restore. Errors are -errno, never errno.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckpt_tool::proc {
+
+struct MapsLine {
+  uint64_t start = 0, end = 0;
+  std::string perms;  // "rwxp"
+  uint64_t offset = 0;
+  uint64_t ino = 0;
+  std::string path;   // "" for anonymous, "[heap]", "/usr/lib/...", "... (deleted)"
+};
+
+// Parse /proc/<pid>/maps (pid 0: self). 0 or -errno.
+int read_maps(int pid, std::vector<MapsLine>* out);
+
+// Whole small file (procfs, sysfs) as a string. 0 or -errno.
+int read_file(const std::string& path, std::string* out);
+
+// readlink(2) into a string. 0 or -errno.
+int read_link(const std::string& path, std::string* out);
+
+// Every fd number open in /proc/<pid>/fd, ascending. 0 or -errno.
+int list_fds(int pid, std::vector<int>* out);
+
+// Every tid in /proc/<pid>/task. 0 or -errno.
+int list_tasks(int pid, std::vector<int>* out);
+
+}  // namespace ckpt_tool::proc

@@ -1,0 +1,486 @@
+// ckpt-tool restore: recreate a process from a whole-process image, through ckpt.ko.
+//
+// The tool checks the image (checksums, files unchanged, same kernel vdso, CPU features) and
+// forks. The child turns itself into the image: it sets what a process can set on itself
+// (working directory, open files, umask, name, signal handlers, alternate stack), moves its
+// [vvar]/[vdso] to the image's addresses, hands the layout to CKPT_IOC_RESTORE_PREPARE, then
+// from one asm block (no libc: TLS goes away with the fs base) sets fs/gs base, loads the
+// image's FPU/AVX state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which replaces the
+// address space and returns into the image's registers. The outcome comes back on a pipe.
+// The restored process runs with the caller's credentials and a new PID.
+#include <cpuid.h>
+#include <fcntl.h>
+#include <linux/ckpt.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cmd.hpp"
+#include "image.hpp"
+#include "proc.hpp"
+
+namespace ckpt_tool {
+namespace {
+
+using namespace image;
+
+struct Error {
+  int code;
+  std::string msg;
+};
+
+uint64_t xgetbv0() {
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return uint64_t(hi) << 32 | lo;
+}
+
+bool has_xsave() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c & bit_OSXSAVE) != 0;
+}
+
+struct Vdso {
+  uint64_t vvar_start = 0, vvar_end = 0, vdso_start = 0, vdso_end = 0;
+};
+
+int own_vdso(Vdso* v) {
+  std::vector<proc::MapsLine> maps;
+  if (int e = proc::read_maps(0, &maps); e) return e;
+  for (const auto& m : maps) {
+    if (m.path == "[vvar]") v->vvar_start = m.start, v->vvar_end = m.end;
+    if (m.path == "[vdso]") v->vdso_start = m.start, v->vdso_end = m.end;
+  }
+  return 0;
+}
+
+uint64_t mtime_ns(const struct stat& st) {
+  return uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec);
+}
+
+// Everything that can be refused before anything is started.
+void check_image(int fd, const Image& img, bool verify_data) {
+  if (img.threads.size() != 1)
+    throw Error{kFailed, "the image has " + std::to_string(img.threads.size()) +
+                             " threads: multi-threaded restore is not supported yet"};
+  if (verify_data) {
+    constexpr size_t kBuf = 1 << 20;
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
+    for (const auto& v : img.vmas) {
+      XXH64_state_t* st = XXH64_createState();
+      XXH64_reset(st, 0);
+      for (const auto& r : v.runs)
+        for (uint64_t done = 0; done < r.len;) {
+          size_t n = size_t(std::min<uint64_t>(r.len - done, kBuf));
+          if (pread(fd, buf.get(), n, off_t(r.data_off + done)) != ssize_t(n)) {
+            XXH64_freeState(st);
+            throw Error{kFailed, "corrupted image: short page data"};
+          }
+          XXH64_update(st, buf.get(), n);
+          done += n;
+        }
+      uint64_t h = XXH64_digest(st);
+      XXH64_freeState(st);
+      if (h != v.data_hash) {
+        char where[64];
+        snprintf(where, sizeof where, "0x%" PRIx64, v.start);
+        throw Error{kFailed, std::string("corrupted image: page data of the mapping at ") +
+                                 where + " fails its checksum"};
+      }
+    }
+  }
+  auto same_file = [](const FileId& f, bool exact, const std::string& what) {
+    struct stat st;
+    if (stat(f.path.c_str(), &st) < 0)
+      throw Error{kFailed, what + " " + f.path + ": " + strerror(errno)};
+    if (!S_ISREG(st.st_mode) || st.st_ino != f.ino ||
+        (exact && (uint64_t(st.st_size) != f.size || mtime_ns(st) != f.mtime_ns)))
+      throw Error{kFailed, what + " " + f.path +
+                               " changed on disk since the dump; the image does not fit"};
+  };
+  for (const auto& v : img.vmas)
+    if (v.kind == kFile) same_file(v.file, true, "mapped file");
+  for (const auto& f : img.fds)
+    if (f.kind == kFdRegular) same_file(f.file, false, "open file");
+
+  Vdso own;
+  if (int e = own_vdso(&own); e) throw Error{kFailed, "/proc/self/maps: " + std::string(strerror(-e))};
+  if (img.vdso_start) {
+    if (!own.vdso_start || own.vvar_end != own.vdso_start ||
+        own.vvar_end - own.vvar_start != img.vdso_start - img.vvar_start ||
+        own.vdso_end - own.vdso_start != img.vdso_end - img.vdso_start ||
+        hash(reinterpret_cast<const void*>(own.vdso_start), own.vdso_end - own.vdso_start) !=
+            img.vdso_hash)
+      throw Error{kFailed, "the image's vdso differs from this kernel's: it was dumped under "
+                           "another kernel; not supported"};
+  }
+  if (!has_xsave()) throw Error{kFailed, "this CPU/kernel has no XSAVE; not supported"};
+  uint64_t bv;
+  std::memcpy(&bv, img.threads[0].xsave.data() + 512, 8);
+  if (bv & ~xgetbv0())
+    throw Error{kFailed, "the image uses CPU state (XCR0 features 0x" + [&] {
+                  char b[32];
+                  snprintf(b, sizeof b, "%" PRIx64, bv & ~xgetbv0());
+                  return std::string(b);
+                }() + ") this CPU does not enable"};
+  for (int i = 2; i < 64; i++) {
+    if (!(bv & (1ull << i))) continue;
+    unsigned a, b, c, d;
+    __cpuid_count(0xd, i, a, b, c, d);
+    if (uint64_t(a) + b > img.threads[0].xsave.size())
+      throw Error{kFailed, "corrupted image: FPU state shorter than its components"};
+  }
+}
+
+// --- The child. Errors go to the status pipe as (s64 1, text); then _exit(1). ---
+
+int g_status = -1;
+
+[[noreturn]] void die(const std::string& msg) {
+  int64_t one = 1;
+  if (write(g_status, &one, sizeof(one)) == sizeof(one))
+    (void)!write(g_status, msg.data(), msg.size());
+  _exit(1);
+}
+
+int move_high(int fd, int floor) {
+  int n = fcntl(fd, F_DUPFD, floor);
+  if (n < 0) die(std::string("F_DUPFD: ") + strerror(errno));
+  close(fd);
+  return n;
+}
+
+struct KSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+void set_signals(const Image& img, const Thread& t) {
+  for (int sig = 1; sig <= kNsig; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    const SigAction& a = img.actions[sig - 1];
+    KSigaction k{a.handler, a.flags, a.restorer, a.mask};
+    if (syscall(SYS_rt_sigaction, sig, &k, nullptr, 8) < 0)
+      die("restoring the handler of signal " + std::to_string(sig) + ": " + strerror(errno));
+  }
+  if (t.sas_size) {
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(t.sas_sp);
+    ss.ss_size = t.sas_size;
+    ss.ss_flags = int(t.sas_flags & (1u << 31));  // SS_AUTODISARM
+    if (syscall(SYS_sigaltstack, &ss, nullptr) < 0)
+      die(std::string("restoring the alternate signal stack: ") + strerror(errno));
+  }
+}
+
+void set_fds(const Image& img, std::vector<int*> helpers) {
+  int floor = 3;
+  for (const auto& f : img.fds) floor = std::max(floor, int(f.fd) + 1);
+  for (int* h : helpers) *h = move_high(*h, floor);
+  std::vector<bool> keep(size_t(floor) + 1, false);
+  for (const auto& f : img.fds) {
+    keep[f.fd] = true;
+    if (f.kind == kFdInherit) continue;
+    int fl = int(f.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+    int fd = open(f.file.path.c_str(), fl | O_CLOEXEC);
+    if (fd < 0) die("reopening fd " + std::to_string(f.fd) + " (" + f.file.path + "): " + strerror(errno));
+    if (f.kind == kFdRegular && lseek(fd, off_t(f.pos), SEEK_SET) < 0)
+      die("seeking fd " + std::to_string(f.fd) + ": " + strerror(errno));
+    if (fd != int(f.fd)) {
+      if (dup2(fd, int(f.fd)) < 0) die(std::string("dup2: ") + strerror(errno));
+      close(fd);
+    }
+    if (!f.cloexec) fcntl(int(f.fd), F_SETFD, 0);
+  }
+  // Everything else the restorer had open goes, but our helpers.
+  std::vector<int> open_fds;
+  proc::list_fds(0, &open_fds);
+  for (int fd : open_fds) {
+    bool helper = false;
+    for (int* h : helpers) helper |= *h == fd;
+    if (helper || (fd < floor && keep[size_t(fd)])) continue;
+    close(fd);
+  }
+}
+
+void move_vdso(const Image& img, Vdso* own) {
+  if (!img.vdso_start || own->vvar_start == img.vvar_start) return;
+  uint64_t vvar_len = own->vvar_end - own->vvar_start, vdso_len = own->vdso_end - own->vdso_start;
+  // Park both in a fresh spot first, so that moving one can never land on the other.
+  void* tmp = mmap(nullptr, vvar_len + vdso_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (tmp == MAP_FAILED) die(std::string("mmap: ") + strerror(errno));
+  auto mv = [](uint64_t from, uint64_t len, uint64_t to) {
+    if (mremap(reinterpret_cast<void*>(from), len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+               reinterpret_cast<void*>(to)) == MAP_FAILED)
+      die(std::string("moving the vdso: ") + strerror(errno));
+  };
+  uint64_t t = reinterpret_cast<uint64_t>(tmp);
+  mv(own->vvar_start, vvar_len, t);
+  mv(own->vdso_start, vdso_len, t + vvar_len);
+  std::vector<proc::MapsLine> maps;
+  proc::read_maps(0, &maps);
+  for (const auto& m : maps)
+    if (m.start < img.vdso_end && m.end > img.vvar_start)
+      die("the image's vdso address is in use in the restorer (an ASLR collision); run the "
+          "restore again");
+  mv(t, vvar_len, img.vvar_start);
+  mv(t + vvar_len, vdso_len, img.vdso_start);
+}
+
+alignas(64) uint8_t g_xsave[kMaxXsave];
+
+[[noreturn]] void jump(uint64_t fs, uint64_t gs, uint64_t rfbm, int ckpt_fd) {
+  register uint64_t r8 asm("r8") = fs;
+  register uint64_t r9 asm("r9") = gs;
+  register uint8_t* r10 asm("r10") = g_xsave;
+  register uint64_t r12 asm("r12") = rfbm;
+  register uint64_t r13 asm("r13") = uint64_t(ckpt_fd);
+  // From here on no TLS (fs changes), no vector registers (xrstor), no stack protector: one
+  // block of raw syscalls. If COMMIT returns an error, exit_group(99).
+  asm volatile(
+      "mov $158, %%eax\n\t"  // arch_prctl(ARCH_SET_FS, fs)
+      "mov $0x1002, %%edi\n\t"
+      "mov %%r8, %%rsi\n\t"
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 9f\n\t"
+      "mov $158, %%eax\n\t"  // arch_prctl(ARCH_SET_GS, gs)
+      "mov $0x1001, %%edi\n\t"
+      "mov %%r9, %%rsi\n\t"
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 9f\n\t"
+      "mov %%r12, %%rax\n\t"
+      "mov %%r12, %%rdx\n\t"
+      "shr $32, %%rdx\n\t"
+      "xrstor64 (%%r10)\n\t"
+      "mov $16, %%eax\n\t"  // ioctl(ckpt_fd, CKPT_IOC_RESTORE_COMMIT, 0)
+      "mov %%r13, %%rdi\n\t"
+      "mov %[cmd], %%esi\n\t"
+      "xor %%edx, %%edx\n\t"
+      "syscall\n\t"
+      "9:\n\t"
+      "mov $231, %%eax\n\t"  // exit_group(99)
+      "mov $99, %%edi\n\t"
+      "syscall\n\t"
+      "ud2\n\t"
+      :
+      : "r"(r8), "r"(r9), "r"(r10), "r"(r12), "r"(r13), [cmd] "i"(CKPT_IOC_RESTORE_COMMIT)
+      : "rax", "rcx", "rdx", "rsi", "rdi", "r11", "memory");
+  __builtin_unreachable();
+}
+
+[[noreturn]] void child(const std::string& store, const Image& img, int status_w) {
+  g_status = status_w;
+  const Thread& t = img.threads[0];
+  // No signal may run a handler of the image before the image is there.
+  uint64_t all = ~0ull;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
+
+  int ckpt = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+  if (ckpt < 0) die(std::string("/dev/ckpt: ") + strerror(errno) + " (is ckpt.ko loaded?)");
+  ckpt_api a{};
+  a.api = CKPT_API_VERSION;
+  if (ioctl(ckpt, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_RESTORE))
+    die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
+  int data = open(store.c_str(), O_RDONLY | O_CLOEXEC);
+  if (data < 0) die(store + ": " + strerror(errno));
+  std::vector<int> vfd(img.vmas.size(), -1);
+  for (size_t i = 0; i < img.vmas.size(); i++) {
+    if (img.vmas[i].kind != kFile) continue;
+    vfd[i] = open(img.vmas[i].file.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (vfd[i] < 0) die(img.vmas[i].file.path + ": " + strerror(errno));
+  }
+  std::vector<int*> helpers = {&ckpt, &data, &g_status};
+  for (int& fd : vfd)
+    if (fd >= 0) helpers.push_back(&fd);
+  set_fds(img, helpers);
+
+  if (chdir(img.cwd.c_str()) < 0) die("working directory " + img.cwd + ": " + strerror(errno));
+  umask(mode_t(img.umask));
+  prctl(PR_SET_NAME, img.comm.c_str(), 0, 0, 0);
+  set_signals(img, t);
+
+  Vdso own;
+  if (own_vdso(&own)) die("/proc/self/maps");
+  move_vdso(img, &own);
+
+  std::vector<ckpt_restore_vma> vmas;
+  std::vector<ckpt_restore_run> runs;
+  for (size_t i = 0; i < img.vmas.size(); i++) {
+    const Vma& v = img.vmas[i];
+    ckpt_restore_vma k{};
+    k.start = v.start;
+    k.len = v.end - v.start;
+    k.prot = v.prot;
+    k.flags = (v.kind == kFile ? CKPT_VMA_FILE : 0) | (v.kind == kSharedAnon ? CKPT_VMA_SHARED : 0) |
+              (v.growsdown ? CKPT_VMA_GROWSDOWN : 0);
+    if (v.kind == kFile) {
+      k.fd = uint64_t(vfd[i]);
+      k.pgoff = v.pgoff;
+    }
+    vmas.push_back(k);
+    for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, r.data_off});
+  }
+  ckpt_restore_prepare p{};
+  p.flags = CKPT_RESTORE_STATUS_FD;
+  p.self_fd = uint64_t(ckpt);
+  p.vmas = uint64_t(uintptr_t(vmas.data()));
+  p.nr_vmas = vmas.size();
+  p.runs = uint64_t(uintptr_t(runs.data()));
+  p.nr_runs = runs.size();
+  p.data_fd = uint64_t(data);
+  p.status_fd = uint64_t(g_status);
+  if (img.vdso_start) {
+    p.keep_start = img.vvar_start;
+    p.keep_end = img.vdso_end;
+  }
+  p.start_code = img.start_code;
+  p.end_code = img.end_code;
+  p.start_data = img.start_data;
+  p.end_data = img.end_data;
+  p.start_brk = img.start_brk;
+  p.brk = img.brk;
+  p.start_stack = img.start_stack;
+  p.arg_start = img.arg_start;
+  p.arg_end = img.arg_end;
+  p.env_start = img.env_start;
+  p.env_end = img.env_end;
+  static_assert(sizeof(p.regs) == sizeof(t.regs));
+  std::memcpy(&p.regs, &t.regs, sizeof(p.regs));
+  p.sigmask = t.sigmask;
+  p.clear_child_tid = t.clear_child_tid;
+  p.robust_list = t.robust_list;
+  p.rseq = t.rseq;
+  p.rseq_sig = t.rseq_sig;
+  if (ioctl(ckpt, CKPT_IOC_RESTORE_PREPARE, &p) < 0) {
+    int e = errno;
+    const char* hint = e == EINVAL ? " (the image's layout or registers were refused)"
+                       : e == EACCES ? " (a mapped file is not a regular file)"
+                                     : "";
+    die(std::string("ckpt.ko RESTORE_PREPARE: ") + strerror(e) + hint);
+  }
+  // The kernel holds its own references now.
+  close(data);
+  for (int fd : vfd)
+    if (fd >= 0) close(fd);
+
+  std::memset(g_xsave, 0, sizeof(g_xsave));
+  std::memcpy(g_xsave, t.xsave.data(), t.xsave.size());
+  jump(t.regs.fs_base, t.regs.gs_base, xgetbv0(), ckpt);
+}
+
+int do_restore(const std::string& store, bool wait_exit, bool verify) {
+  auto t0 = std::chrono::steady_clock::now();
+  int fd = open(store.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw Error{errno == ENOENT ? kUnavailable : kFailed, store + ": " + strerror(errno)};
+  Header h;
+  Image img;
+  std::string why;
+  int e = read_image(fd, &h, &img, &why);
+  if (e) {
+    close(fd);
+    throw Error{kFailed, store + ": " + why};
+  }
+  try {
+    check_image(fd, img, verify);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
+
+  int pfd[2];
+  if (pipe(pfd) < 0) throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) throw Error{kFailed, std::string("fork: ") + strerror(errno)};
+  if (pid == 0) {
+    close(pfd[0]);
+    child(store, img, pfd[1]);
+  }
+  close(pfd[1]);
+  int64_t st = 0;
+  size_t got = 0;
+  while (got < sizeof(st)) {
+    ssize_t n = read(pfd[0], reinterpret_cast<char*>(&st) + got, sizeof(st) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  std::string msg;
+  if (got == sizeof(st) && st == 1) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(pfd[0], buf, sizeof buf)) > 0) msg.append(buf, size_t(n));
+  }
+  close(pfd[0]);
+  if (got != sizeof(st) || st != 0) {
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    if (got == sizeof(st) && st == 1) throw Error{kFailed, msg};
+    if (got == sizeof(st))
+      throw Error{kFailed, std::string("the kernel failed the restore past the point of no "
+                                       "return: ") + strerror(int(-st))};
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 99)
+      throw Error{kFailed, "ckpt.ko refused RESTORE_COMMIT"};
+    throw Error{kFailed, "the restorer died before the restore (wait status " +
+                             std::to_string(ws) + ")"};
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " restored as pid %d in %.3f s\n",
+               img.pid, pid, secs);
+  if (!wait_exit) return kOk;
+  int ws;
+  while (waitpid(pid, &ws, 0) < 0)
+    if (errno != EINTR) throw Error{kFailed, std::string("waitpid: ") + strerror(errno)};
+  if (WIFEXITED(ws)) return WEXITSTATUS(ws);
+  return 128 + WTERMSIG(ws);
+}
+
+}  // namespace
+
+void add_restore(CLI::App& app, Runner& run) {
+  struct Opts {
+    std::string store;
+    bool wait = false;
+    bool no_verify = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* sub = app.add_subcommand(
+      "restore", "Recreate a process from an image (new PID, the caller's credentials)");
+  sub->add_option("--store", o->store, "image file written by dump")->required();
+  sub->add_flag("--wait", o->wait,
+                "wait for the restored process and exit with its status (128+N if killed by "
+                "signal N)");
+  sub->add_flag("--no-verify", o->no_verify, "skip checking the page data checksums");
+  sub->callback([&run, o] {
+    run = [o] {
+      try {
+        return do_restore(o->store, o->wait, !o->no_verify);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "ckpt-tool restore: %s\n", e.msg.c_str());
+        return e.code;
+      }
+    };
+  });
+}
+
+}  // namespace ckpt_tool

@@ -5,7 +5,7 @@
 # Run by tests/vm/run-all (or: scripts/vm/run -- tests/e2e/vm-lib.sh). Prints TAP.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=$top/build/cmake/tests/unit
+bin=${CKPT_LIB_TEST_BIN:-$top/build/cmake/tests/unit}   # override to test another build
 n=0 pass=0 fail=0 skip=0
 
 tap() {  # tap STATUS DESCRIPTION   (STATUS: 0 pass, 4 skip, else fail)

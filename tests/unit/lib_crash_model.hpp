@@ -50,13 +50,15 @@ struct State {
     if (meta == MAP_FAILED || data == MAP_FAILED) return -ENOMEM;
     if ((r = ckpt_register(c, "meta", meta, kPs))) return r;
     if ((r = ckpt_register(c, "data", data, kPages * kPs))) return r;
-    return ckpt_heap_open(c, "list", 4 << 20, nullptr, &heap);
+    return ckpt_heap_open(c, "list", 1 << 20, nullptr, &heap);
   }
   void close() {
     ckpt_close(c);
-    munmap(meta, kPs);
-    munmap(data, kPages * kPs);
+    if (meta && meta != MAP_FAILED) munmap(meta, kPs);
+    if (data && data != MAP_FAILED) munmap(data, kPages * kPs);
     c = nullptr;
+    meta = data = nullptr;
+    heap = nullptr;
   }
   uint64_t n() const { return meta[0]; }
 

@@ -25,7 +25,7 @@
 
 static const char *zdtm_name, *zdtm_ready_path, *zdtm_go_path;
 
-static void zdtm_init(int argc, char **argv)
+static inline void zdtm_init(int argc, char **argv)
 {
 	const char *slash = strrchr(argv[0], '/');
 
@@ -39,7 +39,7 @@ static void zdtm_init(int argc, char **argv)
 	setvbuf(stdout, NULL, _IONBF, 0);
 }
 
-static void zdtm_ready(void)
+static inline void zdtm_ready(void)
 {
 	int fd = open(zdtm_ready_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
 
@@ -51,12 +51,12 @@ static void zdtm_ready(void)
 }
 
 /* Non-blocking check whether the harness said go. */
-static int zdtm_go(void)
+static inline int zdtm_go(void)
 {
 	return access(zdtm_go_path, F_OK) == 0;
 }
 
-static void zdtm_msleep(long ms)
+static inline void zdtm_msleep(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -64,19 +64,19 @@ static void zdtm_msleep(long ms)
 		;
 }
 
-static void zdtm_wait_go(void)
+static inline void zdtm_wait_go(void)
 {
 	while (!zdtm_go())
 		zdtm_msleep(10);
 }
 
-static int zdtm_pass(void)
+static inline int zdtm_pass(void)
 {
 	printf("PASS %s\n", zdtm_name);
 	return 0;
 }
 
-__attribute__((format(printf, 1, 2))) static int zdtm_fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static inline int zdtm_fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -88,7 +88,7 @@ __attribute__((format(printf, 1, 2))) static int zdtm_fail(const char *fmt, ...)
 	return 1;
 }
 
-__attribute__((format(printf, 1, 2))) static int zdtm_skip(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static inline int zdtm_skip(const char *fmt, ...)
 {
 	va_list ap;
 

@@ -206,7 +206,8 @@ void set_fds(const Image& img, std::vector<int*> helpers) {
       if (dup2(fd, int(f.fd)) < 0) die(std::string("dup2: ") + strerror(errno));
       close(fd);
     }
-    if (!f.cloexec) fcntl(int(f.fd), F_SETFD, 0);
+    if (fcntl(int(f.fd), F_SETFD, f.cloexec ? FD_CLOEXEC : 0) < 0)
+      die(std::string("F_SETFD: ") + strerror(errno));
   }
   // Everything else the restorer had open goes, but our helpers.
   std::vector<int> open_fds;

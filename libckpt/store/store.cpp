@@ -753,57 +753,62 @@ int StoreImpl::commit(TxnImpl* t) try {
                         live_.delta_meta + 1 > std::max<uint64_t>(16, live_.ref.meta_blocks -
                                                                           live_.delta_meta);
 
-  // Entries: region definitions first (a snapshot repeats them all), then pages.
-  std::vector<std::vector<uint8_t>> entries;  // each: one or more 32-byte slots, kept together
+  // Entries: region definitions first (a snapshot repeats them all), then pages, packed into
+  // block payloads as they come (an entry never straddles two blocks).
+  struct Payload {
+    std::vector<uint8_t> bytes;
+    uint32_t nslots = 0;
+  };
+  std::vector<Payload> blocks;
+  uint64_t n_region_entries = 0, n_page_entries = 0;
+  auto slot_for = [&](size_t n) -> uint8_t* {
+    if (blocks.empty() || blocks.back().nslots + n > kSlotsPerBlock) {
+      blocks.emplace_back();
+      blocks.back().bytes.assign(kSlotsPerBlock * kSlot, 0);
+    }
+    Payload& b = blocks.back();
+    uint8_t* at = b.bytes.data() + size_t(b.nslots) * kSlot;
+    b.nslots += static_cast<uint32_t>(n);
+    return at;
+  };
   auto add_region = [&](const Region& r) {
-    std::vector<uint8_t> e(kSlot * (1 + (r.name.size() + kSlot - 1) / kSlot), 0);
     RegionEntry re{};
     re.type = kRegionEntry;
     re.name_len = static_cast<uint16_t>(r.name.size());
     re.region = r.id;
     re.size = r.size;
     re.epoch = r.epoch ? r.epoch : epoch;
-    std::memcpy(e.data(), &re, sizeof(re));
-    std::memcpy(e.data() + kSlot, r.name.data(), r.name.size());
-    entries.push_back(std::move(e));
+    uint8_t* at = slot_for(1 + (r.name.size() + kSlot - 1) / kSlot);
+    std::memcpy(at, &re, sizeof(re));
+    std::memcpy(at + kSlot, r.name.data(), r.name.size());
+    n_region_entries++;
   };
   auto add_page = [&](uint32_t region, uint64_t page, const PageRef& ref) {
-    std::vector<uint8_t> e(kSlot);
     PageEntry pe{kPageEntry, 0, region, page, ref.block, ref.hash};
-    std::memcpy(e.data(), &pe, sizeof(pe));
-    entries.push_back(std::move(e));
+    std::memcpy(slot_for(1), &pe, sizeof(pe));
+    n_page_entries++;
   };
-  uint64_t npages = 0;
   for (const Region& r : regions_)
     if (snapshot || r.epoch == 0) add_region(r);
+  // Pages mapped as of the new epoch: the read epoch's count plus pages written for the first
+  // time (O(dirty); the snapshot below is the only O(mapped) step, amortised by the policy).
+  uint64_t npages = live_.ref.npages;
+  for (const auto& pg : t->pages_) npages += regions_[pg.region - 1].pages[pg.page].block == 0;
   if (snapshot) {
     for (const Region& r : regions_)
       for (uint64_t p = 0; p < r.pages.size(); p++) {
-        auto it = t->index_.find(page_key(r.id, p));
-        const PageRef& ref = it != t->index_.end() ? t->pages_[it->second].ref : r.pages[p];
-        if (ref.block) add_page(r.id, p, ref);
+        const PageRef* ref = &r.pages[p];
+        if (!t->index_.empty()) {
+          auto it = t->index_.find(page_key(r.id, p));
+          if (it != t->index_.end()) ref = &t->pages_[it->second].ref;
+        }
+        if (ref->block) add_page(r.id, p, *ref);
       }
   } else {
     for (const auto& pg : t->pages_) add_page(pg.region, pg.page, pg.ref);
   }
-  for (const Region& r : regions_)
-    for (uint64_t p = 0; p < r.pages.size(); p++) {
-      auto it = t->index_.find(page_key(r.id, p));
-      npages += (it != t->index_.end() ? t->pages_[it->second].ref : r.pages[p]).block != 0;
-    }
+  if (blocks.empty()) slot_for(0);  // an empty epoch still has its (empty) record
 
-  // Pack entries into blocks, never splitting one entry.
-  std::vector<std::vector<const std::vector<uint8_t>*>> blocks(1);
-  size_t used_slots = 0;
-  for (const auto& e : entries) {
-    size_t n = e.size() / kSlot;
-    if (used_slots + n > kSlotsPerBlock) {
-      blocks.emplace_back();
-      used_slots = 0;
-    }
-    blocks.back().push_back(&e);
-    used_slots += n;
-  }
   std::vector<uint64_t> where(blocks.size());
   for (auto& b : where) {
     int r = alloc(&b);
@@ -812,22 +817,17 @@ int StoreImpl::commit(TxnImpl* t) try {
   }
   Block buf;
   for (size_t i = 0; i < blocks.size(); i++) {
-    std::memset(buf.data(), 0, kBlockSize);
     MetaHeader h{};
     h.magic = kMetaMagic;
     h.store_key = key_;
     h.epoch = epoch;
     h.kind = snapshot ? kSnapshot : kDelta;
+    h.nslots = blocks[i].nslots;
     h.next = i + 1 < blocks.size() ? where[i + 1] : 0;
     h.prev_record = (i == 0 && !snapshot) ? live_.ref.delta_head : 0;
     h.index = static_cast<uint32_t>(i);
-    uint8_t* slot = buf.data() + sizeof(MetaHeader);
-    for (const auto* e : blocks[i]) {
-      std::memcpy(slot, e->data(), e->size());
-      slot += e->size();
-      h.nslots += static_cast<uint32_t>(e->size() / kSlot);
-    }
     std::memcpy(buf.data(), &h, sizeof(h));
+    std::memcpy(buf.data() + sizeof(h), blocks[i].bytes.data(), blocks[i].bytes.size());
     seal_meta(buf.data());
     int r = m_->write(where[i] * kBlockSize, buf.data(), kBlockSize);
     if (r) return set_err(r, "writing checkpoint metadata failed");
@@ -893,11 +893,8 @@ int StoreImpl::commit(TxnImpl* t) try {
   info.epoch = epoch;
   info.snapshot = snapshot;
   info.meta_blocks = where.size();
-  for (const auto& e : entries) {
-    uint16_t type;
-    std::memcpy(&type, e.data(), 2);
-    (type == kPageEntry ? info.pages : info.regions)++;
-  }
+  info.pages = n_page_entries;
+  info.regions = n_region_entries;
   next.records.push_back(info);
   ret_ = std::move(live_);
   live_ = std::move(next);

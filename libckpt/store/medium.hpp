@@ -52,6 +52,10 @@ struct MediumInfo {
 int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
                 MediumInfo* info, std::string* why);
 
+// Release the store lock held on `fd` (its process-wide registration) and close it. Every
+// medium closes its descriptor through this.
+void close_locked(int fd);
+
 // The writers, on an open, locked descriptor: on success the medium owns (and closes) it; on
 // failure it stays the caller's. io_uring: `direct` when the descriptor has O_DIRECT.
 int uring_medium(int fd, bool growable, bool direct, uint64_t size, std::unique_ptr<Medium>* out,

@@ -32,7 +32,7 @@ class DaxMedium final : public Medium {
   DaxMedium(int fd, bool growable) : fd_(fd), growable_(growable) {}
   ~DaxMedium() override {
     unmap();
-    if (fd_ >= 0) close(fd_);
+    if (fd_ >= 0) close_locked(fd_);
   }
   void disown_fd() { fd_ = -1; }
 

@@ -40,7 +40,7 @@ class UringMedium final : public Medium {
     }
     std::free(staging_);
     std::free(bounce_);
-    if (fd_ >= 0) close(fd_);
+    if (fd_ >= 0) close_locked(fd_);
   }
 
   int init(std::string* why) {

@@ -131,7 +131,12 @@ static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
-	return min_t(u64, count, INT_MAX);
+	/*
+	 * 6.1's io_uring_cmd() only handles a negative return or -EIOCBQUEUED: a positive value
+	 * would be taken for an issue error. Post the count ourselves.
+	 */
+	io_uring_cmd_done(ioucmd, min_t(u64, count, INT_MAX), 0, issue_flags);
+	return -EIOCBQUEUED;
 }
 
 static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)

@@ -943,8 +943,11 @@ int StoreImpl::read_pages(const Region& r, const std::vector<PageRef>* pages, vo
       p++;
       continue;
     }
+    // Runs of consecutive blocks are read at once through a file; from a mapping each page is
+    // copied and hashed while it is still in L1.
+    const uint64_t max_run = m_->mapping() ? 1 : 64;
     uint64_t q = p + 1;
-    while (q < n && q - p < 256 && pg[q].block == pg[q - 1].block + 1) q++;
+    while (q < n && q - p < max_run && pg[q].block == pg[q - 1].block + 1) q++;
     const uint64_t first = pg[p].block;
     bool ok = first + (q - p) <= total_ &&
               m_->read(first * kBlockSize, d + p * kBlockSize, (q - p) * kBlockSize) == 0;

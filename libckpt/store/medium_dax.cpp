@@ -71,6 +71,9 @@ class DaxMedium final : public Medium {
       int e = errno;
       return e == EFBIG ? -ENOSPC : -e;
     }
+    // The new size must be durable before blocks past the old end are referenced; MAP_SYNC
+    // covers the blocks a write faults in, this covers i_size.
+    if (fdatasync(fd_) != 0) return -errno;
     unmap();
     return map(nullptr);
   }

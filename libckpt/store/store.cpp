@@ -746,10 +746,11 @@ void StoreImpl::abort(TxnImpl* t) {
 int StoreImpl::commit(TxnImpl* t) try {
   if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
   const uint64_t epoch = committed_ + 1;
-  const bool snapshot = live_.ref.epoch == 0 ||
-                        live_.ref.chain_records + 1 > (opts_.snapshot_every
-                                                           ? opts_.snapshot_every
-                                                           : kMaxChainRecords) ||
+  // The reader accepts chains of up to 4 * kMaxChainRecords records, whatever the options.
+  const uint64_t max_chain =
+      opts_.snapshot_every ? std::min<uint64_t>(opts_.snapshot_every, 4 * kMaxChainRecords)
+                           : kMaxChainRecords;
+  const bool snapshot = live_.ref.epoch == 0 || live_.ref.chain_records + 1 > max_chain ||
                         live_.delta_meta + 1 > std::max<uint64_t>(16, live_.ref.meta_blocks -
                                                                           live_.delta_meta);
 

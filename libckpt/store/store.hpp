@@ -126,6 +126,10 @@ class Store {
   virtual int define_region(std::string_view name, uint64_t size, uint32_t* id) = 0;
 
   // Begin a checkpoint; one at a time (-EBUSY otherwise).
+  // Store note: destroying a Txn without commit() abandons it (its blocks are free again); a Txn
+  // must not outlive its Store. After a failed commit the previous epoch is live; put_page
+  // errors (-ENOSPC: store or file system full) make commit() return the same error.
+  // Timing begin + N x put_page + commit is the persist cost of N pages (for benchmarks).
   virtual int begin(std::unique_ptr<Txn>* out) = 0;
 
   // Read a region as of the newest committed epoch that verifies, into dst (len == region

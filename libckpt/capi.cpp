@@ -63,7 +63,10 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
     o.create_size = cfg->create_size;
     o.force_format = (cfg->flags & CKPT_CFG_FORMAT) != 0;
-    ret = ckpt::store::Store::open(path, o, &c->store);
+    // -EINTR: a pending io_uring task-work notification interrupts e.g. fallocate on tmpfs
+    // (signal_pending() is true without any signal); opening again is safe.
+    for (int i = 0; i < 100; i++)
+      if ((ret = ckpt::store::Store::open(path, o, &c->store)) != -EINTR) break;
     if (ret) return ret;
     if (c->store->page_size() != c->ps) return -EINVAL;
     c->stats.page_size = c->ps;

@@ -45,7 +45,9 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
     if (a < r.addr + r.len && r.addr < a + len)
       return set_error(-EEXIST, "region '" + name + "' overlaps registered region '" + r.name + "'");
   uint32_t sid = 0;
-  int ret = store->define_region(name, len, &sid);
+  int ret;
+  for (int i = 0; i < 100; i++)  // -EINTR: see ckpt_open; defining again is safe
+    if ((ret = store->define_region(name, len, &sid)) != -EINTR) break;
   if (ret == -EINVAL) {
     uint64_t old = 0;
     for (auto& ri : store->regions())

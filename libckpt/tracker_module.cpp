@@ -14,6 +14,15 @@
 namespace ckpt {
 namespace {
 
+// ioctl, again while it is interrupted (-EINTR leaves the session unchanged).
+int xioctl(int fd, unsigned long cmd, void* arg) {
+  for (int i = 0; i < 1000; i++) {
+    if (ioctl(fd, cmd, arg) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+  return -EINTR;
+}
+
 struct Region {
   uint64_t id;  // the module's region id
   uintptr_t start;
@@ -32,7 +41,7 @@ class ModuleTracker final : public Tracker {
     struct ckpt_api a;
     memset(&a, 0, sizeof(a));
     a.api = CKPT_API_VERSION;
-    if (ioctl(fd_, CKPT_IOC_API, &a)) return -errno;
+    if (int e = xioctl(fd_, CKPT_IOC_API, &a)) return e;
     if (!(a.features & CKPT_FEATURE_TRACK)) return -ENODEV;
     ps_ = a.page_size;
     buf_.resize(4096);
@@ -46,7 +55,7 @@ class ModuleTracker final : public Tracker {
     r.start = reinterpret_cast<uintptr_t>(addr);
     r.len = len;
     r.flags = dirty ? CKPT_REGISTER_DIRTY : 0;
-    if (ioctl(fd_, CKPT_IOC_REGISTER, &r)) return -errno;
+    if (int e = xioctl(fd_, CKPT_IOC_REGISTER, &r)) return e;
     regions_[rid] = Region{r.id, reinterpret_cast<uintptr_t>(addr)};
     return 0;
   }
@@ -57,7 +66,7 @@ class ModuleTracker final : public Tracker {
     struct ckpt_unregister u;
     memset(&u, 0, sizeof(u));
     u.id = it->second.id;
-    int ret = ioctl(fd_, CKPT_IOC_UNREGISTER, &u) ? -errno : 0;
+    int ret = xioctl(fd_, CKPT_IOC_UNREGISTER, &u);
     regions_.erase(it);
     return ret;
   }
@@ -71,7 +80,7 @@ class ModuleTracker final : public Tracker {
       c.id = it->second.id;
       c.buf = reinterpret_cast<uintptr_t>(buf_.data());
       c.buf_len = buf_.size() * sizeof(uint64_t);
-      if (ioctl(fd_, CKPT_IOC_COLLECT, &c)) return -errno;
+      if (int e = xioctl(fd_, CKPT_IOC_COLLECT, &c)) return e;
       for (uint64_t i = 0; i < c.count; i++) pages->push_back((buf_[i] - it->second.start) / ps_);
       if (!c.remaining) return 0;
     }

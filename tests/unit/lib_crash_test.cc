@@ -1,7 +1,9 @@
 // Kill -9 campaign: a child checkpoints a deterministic state in a loop and is killed at random
 // instants; after each kill this process opens the store, restores, and checks the restored
 // state against the oracle (lib_crash_model.hpp). Per tracker; the kills add up to >= 200.
-//   CKPT_CRASH_ROUNDS  overrides the rounds per tracker (default: 200 split over the trackers)
+//   CKPT_CRASH_ROUNDS     overrides the rounds per tracker (default: 200 split over the trackers)
+//   CKPT_CRASH_WINDOW_MS  "MIN,MAX": the child lives a random time in [MIN, MAX) ms (default
+//                         10,100; 1 in 5 rounds uses [0, MIN) to hit start-up and restore)
 #include <csignal>
 #include <random>
 #include <sys/wait.h>
@@ -19,6 +21,9 @@ TEST_P(Crash, KillNineAtRandomInstantsRestoresAnEpoch) {
   std::vector<std::string> ts = trackers();
   int rounds = static_cast<int>((200 + ts.size() - 1) / ts.size());
   if (const char* e = getenv("CKPT_CRASH_ROUNDS")) rounds = atoi(e);
+  unsigned lo = 10, hi = 100;
+  if (const char* e = getenv("CKPT_CRASH_WINDOW_MS")) sscanf(e, "%u,%u", &lo, &hi);
+  ASSERT_LT(lo, hi);
   StorePath sp;
   setenv("CKPT_TRACKER", GetParam().c_str(), 1);
   if (sp.first_flags()) {  // a shared store (VM): start it empty
@@ -40,7 +45,7 @@ TEST_P(Crash, KillNineAtRandomInstantsRestoresAnEpoch) {
       _exit(127);
     }
     // Random instant: sometimes during start-up and restore, mostly during checkpoints.
-    usleep(static_cast<useconds_t>(rng() % 5 == 0 ? rng() % 10000 : 10000 + rng() % 90000));
+    usleep(static_cast<useconds_t>(rng() % 5 == 0 ? rng() % (lo * 1000 + 1) : lo * 1000 + rng() % ((hi - lo) * 1000)));
     kill(pid, SIGKILL);
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);

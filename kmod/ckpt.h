@@ -138,7 +138,7 @@ void ckpt_genl_exit(void);
 #define CKPT_PROC_FEATURES (CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP)
 #define CKPT_PROC_IOCTLS                                                                      \
 	((1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)) | (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)) | \
-	 (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)))
+	 (1ULL << _IOC_NR(CKPT_IOC_RESTORE_THREAD)) | (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)))
 struct ckpt_restore;
 long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
 long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);

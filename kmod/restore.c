@@ -19,6 +19,7 @@
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
+#include <linux/refcount.h>
 #include <linux/ptrace.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -26,6 +27,7 @@
 #include <linux/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/wait.h>
 #include <asm/ptrace.h>
 #include <asm/segment.h>
 #include "ckpt.h"
@@ -37,7 +39,44 @@
 
 #define CKPT_BOUNCE	(256 * 1024)	/* bytes read from the data file per step */
 
+/*
+ * The rendezvous of one restore with the helper threads of its process. Helper threads come
+ * in through their own sessions (dev.c holds a session's lock for the whole ioctl, so they
+ * cannot sleep on the main thread's) and find it by their mm.
+ */
+struct ckpt_rdv {
+	struct list_head node;		/* in ckpt_rdvs while its restore is prepared */
+	refcount_t ref;			/* the restore's, plus one per parked thread */
+	struct mm_struct *mm;		/* compared only */
+	wait_queue_head_t wq;		/* parked threads wait for @state != 0 */
+	int parked;			/* threads sleeping in RESTORE_THREAD */
+	int state;			/* 0 pending, 1 address space ready, -errno failed */
+};
+
+/* Protects ckpt_rdvs and every ckpt_rdv's @parked and @state. */
+static DEFINE_SPINLOCK(ckpt_rdv_lock);
+static LIST_HEAD(ckpt_rdvs);
+
+static void rdv_put(struct ckpt_rdv *v)
+{
+	if (refcount_dec_and_test(&v->ref))
+		kfree(v);
+}
+
+/* Leave the list; parked threads are woken with @state (kept if already decided). */
+static void rdv_finish(struct ckpt_rdv *v, int state)
+{
+	spin_lock(&ckpt_rdv_lock);
+	if (!list_empty(&v->node))
+		list_del_init(&v->node);
+	if (!v->state)
+		v->state = state;
+	spin_unlock(&ckpt_rdv_lock);
+	wake_up_all(&v->wq);
+}
+
 struct ckpt_restore {
+	struct ckpt_rdv *rdv;
 	struct task_struct *task;	/* the task that prepared (not referenced: compared only) */
 	struct mm_struct *mm;		/* its mm at PREPARE (compared only) */
 	struct ckpt_restore_prepare req;
@@ -62,6 +101,10 @@ void ckpt_restore_free(struct ckpt_restore *r)
 
 	if (!r)
 		return;
+	if (r->rdv) {
+		rdv_finish(r->rdv, -ECANCELED);
+		rdv_put(r->rdv);
+	}
 	if (r->files) {
 		for (i = 0; i < r->req.nr_vmas; i++)
 			if (r->files[i])
@@ -329,10 +372,21 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 		}
 	}
 
+	ret = -ENOMEM;
+	r->rdv = kzalloc(sizeof(*r->rdv), GFP_KERNEL);
+	if (!r->rdv)
+		goto out_free;
+	refcount_set(&r->rdv->ref, 1);
+	INIT_LIST_HEAD(&r->rdv->node);
+	r->rdv->mm = current->mm;
+	init_waitqueue_head(&r->rdv->wq);
 	r->task = current;
 	r->mm = current->mm;
 	ckpt_restore_free(s->restore);
 	s->restore = r;
+	spin_lock(&ckpt_rdv_lock);
+	list_add(&r->rdv->node, &ckpt_rdvs);
+	spin_unlock(&ckpt_rdv_lock);
 	return 0;
 
 out_free:
@@ -490,6 +544,90 @@ static void set_regs(struct pt_regs *regs, const struct ckpt_regs *g)
 	/* ax is set from our return value by the syscall exit path. */
 }
 
+/* What each restored thread sets on itself on the way out. */
+static void set_thread_state(u64 mask, u64 ctid, u64 robust, u64 rseq, u64 rseq_sig)
+{
+	sigset_t blocked;
+
+	siginitset(&blocked, mask & ~(sigmask(SIGKILL) | sigmask(SIGSTOP)));
+	sigprocmask(SIG_SETMASK, &blocked, NULL);
+	current->clear_child_tid = u64_to_user_ptr(ctid);
+	current->robust_list = u64_to_user_ptr(robust);
+	current->rseq = u64_to_user_ptr(rseq);
+	current->rseq_sig = rseq_sig;
+	/* Refresh cpu_id & co. in the restored rseq area on the way out. */
+	rseq_set_notify_resume(current);
+}
+
+static bool thread_fields_ok(u64 ctid, u64 robust, u64 rseq, u64 rseq_sig)
+{
+	return ctid < TASK_SIZE_MAX && robust < TASK_SIZE_MAX && rseq < TASK_SIZE_MAX &&
+	       IS_ALIGNED(rseq, 32) && rseq_sig <= U32_MAX;
+}
+
+/* The fd must name this very file (it is closed on success). */
+static bool is_self_fd(struct ckpt_session *s, u64 fd)
+{
+	struct file *f;
+	bool ok;
+
+	if (fd > INT_MAX)
+		return false;
+	f = fget(fd);
+	if (!f)
+		return false;
+	ok = f->private_data == s;
+	fput(f);
+	return ok;
+}
+
+static long ioc_thread(struct ckpt_session *s, void __user *uarg)
+{
+	struct ckpt_restore_thread t;
+	struct ckpt_rdv *v = NULL, *it;
+	int state;
+	long ret;
+
+	if (copy_from_user(&t, uarg, sizeof(t)))
+		return -EFAULT;
+	if (t.flags || !all_zero(t.reserved, ARRAY_SIZE(t.reserved)) || check_regs(&t.regs) ||
+	    !thread_fields_ok(t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig) ||
+	    !is_self_fd(s, t.self_fd) || !current->mm)
+		return -EINVAL;
+
+	spin_lock(&ckpt_rdv_lock);
+	list_for_each_entry(it, &ckpt_rdvs, node) {
+		if (it->mm == current->mm && !it->state) {
+			v = it;
+			refcount_inc(&v->ref);
+			v->parked++;
+			break;
+		}
+	}
+	spin_unlock(&ckpt_rdv_lock);
+	if (!v)
+		return -ENOENT;
+
+	/* The old rseq area is about to disappear: nothing may write there meanwhile. */
+	current->rseq = NULL;
+	current->rseq_sig = 0;
+	ret = wait_event_killable(v->wq, READ_ONCE(v->state) != 0);
+	spin_lock(&ckpt_rdv_lock);
+	v->parked--;
+	state = v->state;
+	spin_unlock(&ckpt_rdv_lock);
+	rdv_put(v);
+	if (ret)
+		return -EINTR;
+	if (state < 0)
+		return state;
+
+	set_regs(current_pt_regs(), &t.regs);
+	set_thread_state(t.sigmask, t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig);
+	close_fd(t.self_fd);
+	return (long)t.regs.ax;
+}
+
 static void report_status(struct ckpt_restore *r, s64 status)
 {
 	loff_t pos = 0;
@@ -503,13 +641,16 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	struct ckpt_restore *r = s->restore;
 	struct mm_struct *mm = current->mm;
 	const struct ckpt_restore_prepare *p;
-	sigset_t blocked;
 	long ret;
 
-	if (arg || !r || r->task != current || r->mm != mm)
+	if ((arg & ~CKPT_COMMIT_CHECK) || !r || r->task != current || r->mm != mm)
 		return -EINVAL;
-	if (get_nr_threads(current) != 1)
-		return -EBUSY;
+	/* Every other thread must sleep in RESTORE_THREAD, away from user memory. */
+	spin_lock(&ckpt_rdv_lock);
+	ret = r->rdv->parked == get_nr_threads(current) - 1 ? 0 : -EBUSY;
+	spin_unlock(&ckpt_rdv_lock);
+	if (ret || arg == CKPT_COMMIT_CHECK)
+		return ret;
 	p = &r->req;
 
 	/* Point of no return. Stop the kernel writing into the old rseq area first. */
@@ -525,6 +666,7 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 				    task_pid_nr(current), ret);
 		report_status(r, ret);
 		force_sig(SIGKILL);
+		rdv_finish(r->rdv, (int)ret);
 		s->restore = NULL;
 		ckpt_restore_free(r);
 		return ret;
@@ -532,15 +674,9 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	set_mm_fields(mm, p);
 	set_regs(current_pt_regs(), &p->regs);
 
-	siginitset(&blocked, p->sigmask & ~(sigmask(SIGKILL) | sigmask(SIGSTOP)));
-	sigprocmask(SIG_SETMASK, &blocked, NULL);
-	current->clear_child_tid = u64_to_user_ptr(p->clear_child_tid);
-	current->robust_list = u64_to_user_ptr(p->robust_list);
-	current->rseq = u64_to_user_ptr(p->rseq);
-	current->rseq_sig = p->rseq_sig;
-	/* Refresh cpu_id & co. in the restored rseq area on the way out. */
-	rseq_set_notify_resume(current);
+	set_thread_state(p->sigmask, p->clear_child_tid, p->robust_list, p->rseq, p->rseq_sig);
 
+	rdv_finish(r->rdv, 1);
 	report_status(r, 0);
 	if (r->status)
 		close_fd(p->status_fd);
@@ -563,6 +699,8 @@ long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg
 		return s->api_done ? ioc_prepare(s, (void __user *)arg) : -EINVAL;
 	case CKPT_IOC_RESTORE_COMMIT:
 		return s->api_done ? ioc_commit(s, arg) : -EINVAL;
+	case CKPT_IOC_RESTORE_THREAD:
+		return s->api_done ? ioc_thread(s, (void __user *)arg) : -EINVAL;
 	case CKPT_IOC_DUMP_TASK:
 		return s->api_done ? ckpt_dump_ioctl(s, cmd, arg) : -EINVAL;
 	}

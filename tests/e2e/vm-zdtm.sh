@@ -38,7 +38,7 @@ one() {
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     sed 's/^/# /' "$out"; tap 1 "$t" "never became ready"; return
   fi
-  if ! "$tool" dump --store "$img" $pid 2>"$d/dump.err"; then
+  if ! timeout 300 "$tool" dump --store "$img" $pid 2>"$d/dump.err"; then
     sed 's/^/# /' "$d/dump.err" "$out"
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     tap 1 "$t" "dump failed"; return
@@ -51,15 +51,24 @@ one() {
   local rpid=$!
   sleep 0.2
   touch "$d/go"
-  wait $rpid
-  local rc=$?
+  # A restored process that hangs must not hang the suite.
+  local i rc=124
+  for ((i = 0; i < 1200; i++)); do
+    if ! kill -0 $rpid 2>/dev/null; then wait $rpid; rc=$?; break; fi
+    sleep 0.1
+  done
+  if [ $rc = 124 ]; then
+    local np; np=$(sed -n 's/.*restored as pid \([0-9]*\).*/\1/p' "$d/restore.err")
+    [ -n "$np" ] && kill -9 "$np" 2>/dev/null
+    wait $rpid 2>/dev/null
+  fi
   sed 's/^/# /' "$d/restore.err" "$out"
   if [ $rc = 4 ] && grep -q "^SKIP" "$out"; then
     tap 4 "$t" "$(grep -m1 '^SKIP' "$out")"
   elif [ $rc = 0 ] && grep -q "^PASS $t" "$out"; then
     tap 0 "$t"
   else
-    tap 1 "$t" "exit $rc"
+    tap 1 "$t" "exit $rc$([ $rc = 124 ] && echo ' (timed out)')"
   fi
   rm -rf "$d"
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -48,48 +49,52 @@ struct Error {
 
 std::string errstr(int neg) { return strerror(-neg); }
 
-// Holds the ptrace stop; lets the process continue unless told to kill it.
+// Holds the ptrace stop of every thread; lets the process continue unless told to kill it.
 class Seized {
  public:
   explicit Seized(int pid) : pid_(pid) {}
-  ~Seized() {
-    if (active_) ptrace(PTRACE_DETACH, pid_, nullptr, nullptr);
-  }
+  ~Seized() { detach(); }
   int pid() const { return pid_; }
-  void set_active() { active_ = true; }
+  const std::vector<int>& tids() const { return tids_; }
+  bool has(int tid) const { return std::find(tids_.begin(), tids_.end(), tid) != tids_.end(); }
+  void add(int tid) { tids_.push_back(tid); }
   void detach() {
-    if (active_) ptrace(PTRACE_DETACH, pid_, nullptr, nullptr);
-    active_ = false;
+    for (int t : tids_) ptrace(PTRACE_DETACH, t, nullptr, nullptr);
+    tids_.clear();
   }
   void kill_it() {
-    if (!active_) return;
+    if (tids_.empty()) return;
     ::kill(pid_, SIGKILL);
-    int st;
-    while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+    // The leader is reported only after every other thread was reaped: it goes last.
+    std::stable_partition(tids_.begin(), tids_.end(), [this](int t) { return t != pid_; });
+    for (int t : tids_) {
+      int st;
+      while (waitpid(t, &st, __WALL) < 0 && errno == EINTR) {
+      }
     }
-    active_ = false;
+    tids_.clear();
   }
 
  private:
   int pid_;
-  bool active_ = false;
+  std::vector<int> tids_;
 };
 
-void seize_and_stop(Seized& s) {
-  int pid = s.pid();
-  if (ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) < 0) {
+void stop_one(Seized& s, int tid) {
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) < 0) {
+    if (errno == ESRCH && tid != s.pid()) return;  // a thread that just exited
     if (errno == EPERM)
-      throw Error{kFailed, "not allowed to ptrace " + std::to_string(pid) +
+      throw Error{kFailed, "not allowed to ptrace " + std::to_string(s.pid()) +
                                ": dump needs the same user (and a dumpable process) or "
                                "CAP_SYS_PTRACE; see also /proc/sys/kernel/yama/ptrace_scope"};
-    throw Error{kFailed, "ptrace(SEIZE) " + std::to_string(pid) + ": " + strerror(errno)};
+    throw Error{kFailed, "ptrace(SEIZE) " + std::to_string(tid) + ": " + strerror(errno)};
   }
-  s.set_active();
-  if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) < 0)
+  s.add(tid);
+  if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0)
     throw Error{kFailed, std::string("ptrace(INTERRUPT): ") + strerror(errno)};
   for (;;) {
     int st;
-    if (waitpid(pid, &st, __WALL) < 0) {
+    if (waitpid(tid, &st, __WALL) < 0) {
       if (errno == EINTR) continue;
       throw Error{kFailed, std::string("waitpid: ") + strerror(errno)};
     }
@@ -97,8 +102,25 @@ void seize_and_stop(Seized& s) {
     if (!WIFSTOPPED(st)) continue;
     if ((st >> 16) == PTRACE_EVENT_STOP) return;
     // A signal-delivery stop came first: deliver it and wait for our interrupt.
-    if (ptrace(PTRACE_CONT, pid, nullptr, (void*)(long)WSTOPSIG(st)) < 0)
+    if (ptrace(PTRACE_CONT, tid, nullptr, (void*)(long)WSTOPSIG(st)) < 0)
       throw Error{kFailed, std::string("ptrace(CONT): ") + strerror(errno)};
+  }
+}
+
+// Stop every thread; threads created meanwhile are caught by listing again until stable.
+void seize_and_stop(Seized& s) {
+  for (int round = 0;; round++) {
+    std::vector<int> tasks;
+    if (int e = proc::list_tasks(s.pid(), &tasks); e)
+      throw Error{kFailed, "process " + std::to_string(s.pid()) + ": " + errstr(e)};
+    bool added = false;
+    for (int t : tasks)
+      if (!s.has(t)) {
+        stop_one(s, t);
+        added = true;
+      }
+    if (!added) return;
+    if (round > 1000) throw Error{kFailed, "the process keeps creating threads"};
   }
 }
 
@@ -436,13 +458,8 @@ int do_dump(const std::string& store, int pid, bool leave_running) {
     throw Error{kUsage, "--store " + store +
                             ": whole-process images are files for now (not devices; see "
                             "Documentation/whole-process.md)"};
-  std::vector<int> tasks;
-  if (int e = proc::list_tasks(pid, &tasks); e)
-    throw Error{kFailed, "process " + std::to_string(pid) + ": " + errstr(e)};
-  if (tasks.size() != 1)
-    throw Error{kFailed, "process " + std::to_string(pid) + " has " +
-                             std::to_string(tasks.size()) +
-                             " threads: multi-threaded processes are not supported yet"};
+  if (kill(pid, 0) < 0 && errno == ESRCH)
+    throw Error{kFailed, "no process " + std::to_string(pid)};
   int ckpt_fd = open_module();
   std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
     close(*p);
@@ -451,12 +468,17 @@ int do_dump(const std::string& store, int pid, bool leave_running) {
 
   Seized seized(pid);
   seize_and_stop(seized);
-  if (int e = proc::list_tasks(pid, &tasks); e || tasks.size() != 1)
-    throw Error{kFailed, "the process started threads: multi-threaded processes are not "
-                         "supported yet"};
+  if (seized.tids().size() > kMaxThreads)
+    throw Error{kFailed, "more than " + std::to_string(kMaxThreads) + " threads"};
   Image img;
-  img.threads.emplace_back();
-  read_thread(pid, ckpt_fd, &img, &img.threads[0]);
+  // The thread group leader first: restore turns it into the main thread.
+  std::vector<int> order = seized.tids();
+  std::stable_partition(order.begin(), order.end(), [pid](int t) { return t == pid; });
+  if (order.empty() || order[0] != pid) throw Error{kFailed, "the main thread has exited"};
+  for (int tid : order) {
+    img.threads.emplace_back();
+    read_thread(tid, ckpt_fd, &img, &img.threads.back());
+  }
   read_process(pid, &img);
   read_fds(pid, &img);
   read_vmas(pid, &img);
@@ -506,8 +528,9 @@ int do_dump(const std::string& store, int pid, bool leave_running) {
     seized.kill_it();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,
-               "ckpt-tool dump: pid %d: %zu mappings, %" PRIu64 " pages (%.1f MiB) in %.3f s; %s\n",
-               pid, img.vmas.size(), w.pages, double(w.pages * kPage) / (1 << 20), secs,
+               "ckpt-tool dump: pid %d: %zu threads, %zu mappings, %" PRIu64
+               " pages (%.1f MiB) in %.3f s; %s\n",
+               pid, img.threads.size(), img.vmas.size(), w.pages, double(w.pages * kPage) / (1 << 20), secs,
                leave_running ? "left running" : "killed");
   return kOk;
 }

@@ -10,6 +10,7 @@
 // The restored process runs with the caller's credentials and a new PID.
 #include <cpuid.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/ckpt.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -75,11 +76,10 @@ uint64_t mtime_ns(const struct stat& st) {
   return uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec);
 }
 
+void check_xsave(const std::vector<uint8_t>& xsave);
+
 // Everything that can be refused before anything is started.
 void check_image(int fd, const Image& img, bool verify_data) {
-  if (img.threads.size() != 1)
-    throw Error{kFailed, "the image has " + std::to_string(img.threads.size()) +
-                             " threads: multi-threaded restore is not supported yet"};
   if (verify_data) {
     constexpr size_t kBuf = 1 << 20;
     std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
@@ -132,8 +132,12 @@ void check_image(int fd, const Image& img, bool verify_data) {
                            "another kernel; not supported"};
   }
   if (!has_xsave()) throw Error{kFailed, "this CPU/kernel has no XSAVE; not supported"};
+  for (const auto& t : img.threads) check_xsave(t.xsave);
+}
+
+void check_xsave(const std::vector<uint8_t>& xsave) {
   uint64_t bv;
-  std::memcpy(&bv, img.threads[0].xsave.data() + 512, 8);
+  std::memcpy(&bv, xsave.data() + 512, 8);
   if (bv & ~xgetbv0())
     throw Error{kFailed, "the image uses CPU state (XCR0 features 0x" + [&] {
                   char b[32];
@@ -144,7 +148,7 @@ void check_image(int fd, const Image& img, bool verify_data) {
     if (!(bv & (1ull << i))) continue;
     unsigned a, b, c, d;
     __cpuid_count(0xd, i, a, b, c, d);
-    if (uint64_t(a) + b > img.threads[0].xsave.size())
+    if (uint64_t(a) + b > xsave.size())
       throw Error{kFailed, "corrupted image: FPU state shorter than its components"};
   }
 }
@@ -171,21 +175,13 @@ struct KSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-void set_signals(const Image& img, const Thread& t) {
+void set_signals(const Image& img) {
   for (int sig = 1; sig <= kNsig; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     const SigAction& a = img.actions[sig - 1];
     KSigaction k{a.handler, a.flags, a.restorer, a.mask};
     if (syscall(SYS_rt_sigaction, sig, &k, nullptr, 8) < 0)
       die("restoring the handler of signal " + std::to_string(sig) + ": " + strerror(errno));
-  }
-  if (t.sas_size) {
-    stack_t ss{};
-    ss.ss_sp = reinterpret_cast<void*>(t.sas_sp);
-    ss.ss_size = t.sas_size;
-    ss.ss_flags = int(t.sas_flags & (1u << 31));  // SS_AUTODISARM
-    if (syscall(SYS_sigaltstack, &ss, nullptr) < 0)
-      die(std::string("restoring the alternate signal stack: ") + strerror(errno));
   }
 }
 
@@ -244,16 +240,25 @@ void move_vdso(const Image& img, Vdso* own) {
   mv(t + vvar_len, vdso_len, img.vdso_start);
 }
 
-alignas(64) uint8_t g_xsave[kMaxXsave];
+// One thread's XSAVE image, aligned for XRSTOR.
+struct alignas(64) Xsave {
+  uint8_t b[kMaxXsave];
+};
 
-[[noreturn]] void jump(uint64_t fs, uint64_t gs, uint64_t rfbm, int ckpt_fd) {
+// Set fs/gs base, load the FPU/AVX state, and enter ckpt.ko with ioctl(fd, cmd, arg), which
+// returns into the image's registers. If anything fails, exit_group(code).
+[[noreturn]] void jump(uint64_t fs, uint64_t gs, const Xsave* xs, uint64_t rfbm, int fd,
+                       unsigned long cmd, uint64_t arg, int code) {
   register uint64_t r8 asm("r8") = fs;
   register uint64_t r9 asm("r9") = gs;
-  register uint8_t* r10 asm("r10") = g_xsave;
+  register const Xsave* r10 asm("r10") = xs;
   register uint64_t r12 asm("r12") = rfbm;
-  register uint64_t r13 asm("r13") = uint64_t(ckpt_fd);
+  register uint64_t r13 asm("r13") = uint64_t(fd);
+  register uint64_t r14 asm("r14") = cmd;
+  register uint64_t r15 asm("r15") = arg;
+  register uint64_t rbx asm("rbx") = uint64_t(code);
   // From here on no TLS (fs changes), no vector registers (xrstor), no stack protector: one
-  // block of raw syscalls. If COMMIT returns an error, exit_group(99).
+  // block of raw syscalls.
   asm volatile(
       "mov $158, %%eax\n\t"  // arch_prctl(ARCH_SET_FS, fs)
       "mov $0x1002, %%edi\n\t"
@@ -271,20 +276,62 @@ alignas(64) uint8_t g_xsave[kMaxXsave];
       "mov %%r12, %%rdx\n\t"
       "shr $32, %%rdx\n\t"
       "xrstor64 (%%r10)\n\t"
-      "mov $16, %%eax\n\t"  // ioctl(ckpt_fd, CKPT_IOC_RESTORE_COMMIT, 0)
+      "mov $16, %%eax\n\t"  // ioctl(fd, cmd, arg)
       "mov %%r13, %%rdi\n\t"
-      "mov %[cmd], %%esi\n\t"
-      "xor %%edx, %%edx\n\t"
+      "mov %%r14, %%rsi\n\t"
+      "mov %%r15, %%rdx\n\t"
       "syscall\n\t"
       "9:\n\t"
-      "mov $231, %%eax\n\t"  // exit_group(99)
-      "mov $99, %%edi\n\t"
+      "mov $231, %%eax\n\t"  // exit_group(code)
+      "mov %%rbx, %%rdi\n\t"
       "syscall\n\t"
       "ud2\n\t"
       :
-      : "r"(r8), "r"(r9), "r"(r10), "r"(r12), "r"(r13), [cmd] "i"(CKPT_IOC_RESTORE_COMMIT)
+      : "r"(r8), "r"(r9), "r"(r10), "r"(r12), "r"(r13), "r"(r14), "r"(r15), "r"(rbx)
       : "rax", "rcx", "rdx", "rsi", "rdi", "r11", "memory");
   __builtin_unreachable();
+}
+
+void set_altstack(const Thread& t) {
+  if (!t.sas_size) return;
+  stack_t ss{};
+  ss.ss_sp = reinterpret_cast<void*>(t.sas_sp);
+  ss.ss_size = t.sas_size;
+  ss.ss_flags = int(t.sas_flags & (1u << 31));  // SS_AUTODISARM
+  if (syscall(SYS_sigaltstack, &ss, nullptr) < 0)
+    die(std::string("restoring the alternate signal stack: ") + strerror(errno));
+}
+
+// A helper thread: becomes one of the image's threads.
+struct Helper {
+  const Thread* t = nullptr;
+  int fd = -1;  // its own /dev/ckpt session
+  ckpt_restore_thread req{};
+  Xsave* xs = nullptr;
+};
+
+void* helper_main(void* arg) {
+  auto* h = static_cast<Helper*>(arg);
+  set_altstack(*h->t);
+  std::memcpy(&h->req.regs, &h->t->regs, sizeof(h->req.regs));
+  h->req.sigmask = h->t->sigmask;
+  h->req.clear_child_tid = h->t->clear_child_tid;
+  h->req.robust_list = h->t->robust_list;
+  h->req.rseq = h->t->rseq;
+  h->req.rseq_sig = h->t->rseq_sig;
+  h->req.self_fd = uint64_t(h->fd);
+  jump(h->t->regs.fs_base, h->t->regs.gs_base, h->xs, xgetbv0(), h->fd, CKPT_IOC_RESTORE_THREAD,
+       uint64_t(uintptr_t(&h->req)), 98);
+}
+
+int open_session() {
+  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+  if (fd < 0) die(std::string("/dev/ckpt: ") + strerror(errno) + " (is ckpt.ko loaded?)");
+  ckpt_api a{};
+  a.api = CKPT_API_VERSION;
+  if (ioctl(fd, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_RESTORE))
+    die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
+  return fd;
 }
 
 [[noreturn]] void child(const std::string& store, const Image& img, int status_w) {
@@ -294,12 +341,15 @@ alignas(64) uint8_t g_xsave[kMaxXsave];
   uint64_t all = ~0ull;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
 
-  int ckpt = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
-  if (ckpt < 0) die(std::string("/dev/ckpt: ") + strerror(errno) + " (is ckpt.ko loaded?)");
-  ckpt_api a{};
-  a.api = CKPT_API_VERSION;
-  if (ioctl(ckpt, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_RESTORE))
-    die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
+  int ckpt = open_session();
+  std::vector<Helper> helpers_(img.threads.size() - 1);
+  for (size_t i = 0; i < helpers_.size(); i++) {
+    helpers_[i].t = &img.threads[i + 1];
+    helpers_[i].fd = open_session();
+    helpers_[i].xs = new Xsave;
+    std::memset(helpers_[i].xs, 0, sizeof(Xsave));
+    std::memcpy(helpers_[i].xs->b, img.threads[i + 1].xsave.data(), img.threads[i + 1].xsave.size());
+  }
   int data = open(store.c_str(), O_RDONLY | O_CLOEXEC);
   if (data < 0) die(store + ": " + strerror(errno));
   std::vector<int> vfd(img.vmas.size(), -1);
@@ -311,12 +361,13 @@ alignas(64) uint8_t g_xsave[kMaxXsave];
   std::vector<int*> helpers = {&ckpt, &data, &g_status};
   for (int& fd : vfd)
     if (fd >= 0) helpers.push_back(&fd);
+  for (auto& h : helpers_) helpers.push_back(&h.fd);
   set_fds(img, helpers);
 
   if (chdir(img.cwd.c_str()) < 0) die("working directory " + img.cwd + ": " + strerror(errno));
   umask(mode_t(img.umask));
   prctl(PR_SET_NAME, img.comm.c_str(), 0, 0, 0);
-  set_signals(img, t);
+  set_signals(img);
 
   Vdso own;
   if (own_vdso(&own)) die("/proc/self/maps");
@@ -382,9 +433,23 @@ alignas(64) uint8_t g_xsave[kMaxXsave];
   for (int fd : vfd)
     if (fd >= 0) close(fd);
 
-  std::memset(g_xsave, 0, sizeof(g_xsave));
-  std::memcpy(g_xsave, t.xsave.data(), t.xsave.size());
-  jump(t.regs.fs_base, t.regs.gs_base, xgetbv0(), ckpt);
+  // The other threads park in the kernel; COMMIT wants them all there.
+  for (auto& h : helpers_) {
+    pthread_t th;
+    if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
+      die(std::string("creating a thread: ") + strerror(e));
+  }
+  for (int i = 0;; i++) {
+    int e = ioctl(ckpt, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK);
+    if (e == 0) break;
+    if (errno != EBUSY) die(std::string("ckpt.ko RESTORE_COMMIT check: ") + strerror(errno));
+    if (i > 30000) die("the helper threads did not park in ckpt.ko within 30 s");
+    usleep(1000);
+  }
+  set_altstack(t);
+  static Xsave xs;
+  std::memcpy(xs.b, t.xsave.data(), t.xsave.size());
+  jump(t.regs.fs_base, t.regs.gs_base, &xs, xgetbv0(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
 }
 
 int do_restore(const std::string& store, bool wait_exit, bool verify) {
@@ -442,6 +507,8 @@ int do_restore(const std::string& store, bool wait_exit, bool verify) {
                                        "return: ") + strerror(int(-st))};
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == 99)
       throw Error{kFailed, "ckpt.ko refused RESTORE_COMMIT"};
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 98)
+      throw Error{kFailed, "ckpt.ko refused RESTORE_THREAD"};
     throw Error{kFailed, "the restorer died before the restore (wait status " +
                              std::to_string(ws) + ")"};
   }

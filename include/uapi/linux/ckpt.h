@@ -360,16 +360,49 @@ struct ckpt_restore_prepare {
 	__u64 reserved[8];
 };
 
+/**
+ * struct ckpt_restore_thread - CKPT_IOC_RESTORE_THREAD (_IOW): park a helper thread for a
+ * multi-threaded restore
+ * @regs, @sigmask, @clear_child_tid, @robust_list, @rseq, @rseq_sig: this thread's state, as
+ *            in struct ckpt_restore_prepare.
+ * @self_fd:  this thread's own /dev/ckpt fd (one session per thread): closed on success.
+ * @flags:    must be 0.
+ * @reserved: must be zero.
+ *
+ * Called by every thread but the one that prepares, on its own session, after the PREPARE of
+ * the main thread (same address space). The thread sleeps in the kernel until the main thread's
+ * COMMIT has replaced the address space, then returns straight into @regs with rax = @regs.ax,
+ * like COMMIT. Set fs/gs base and FPU state before the call, as for COMMIT.
+ * Errors (before sleeping): -ENOENT no restore prepared in this address space; -EINVAL; -EFAULT.
+ * While sleeping: -EINTR if the process is killed (a failed COMMIT kills it).
+ */
+struct ckpt_restore_thread {
+	struct ckpt_regs regs;
+	__u64 sigmask;
+	__u64 clear_child_tid;
+	__u64 robust_list;
+	__u64 rseq;
+	__u64 rseq_sig;
+	__u64 self_fd;
+	__u64 flags;
+	__u64 reserved[5];
+};
+
+/* CKPT_IOC_RESTORE_COMMIT arg */
+#define CKPT_COMMIT_CHECK	1ULL	/* only say whether COMMIT could start: 0, or -EBUSY while */
+					/* not every other thread is parked in RESTORE_THREAD */
+
 /*
- * CKPT_IOC_RESTORE_COMMIT (_IO, arg must be 0): carry out the prepared restore on the calling
- * task, which must be the one that prepared it and the only thread of its process. Every
+ * CKPT_IOC_RESTORE_COMMIT (_IO, arg 0 or CKPT_COMMIT_CHECK): carry out the prepared restore on
+ * the calling task, which must be the one that prepared it; every other thread of its process
+ * must be parked in CKPT_IOC_RESTORE_THREAD (they resume with their own registers). Every
  * mapping except the kept [vvar]/[vdso] is unmapped, the image's mappings are created and
  * filled from the data file, the mm fields, signal mask, clear_child_tid, robust list and rseq
  * are set, the general registers are written, and the call "returns" into the image's context
  * with rax = regs.ax (no syscall restart). fs/gs base and the FPU/AVX state are the caller's
  * (set them just before the call, from code that no longer needs TLS).
- * Before the point of no return: -EINVAL nothing prepared / other task / extra arg; -EBUSY
- * the process has other threads. After it, a failure (no memory, a mapping refused by the
+ * Before the point of no return: -EINVAL nothing prepared / other task / bad arg; -EBUSY
+ * not every other thread of the process is parked in RESTORE_THREAD. After it, a failure (no memory, a mapping refused by the
  * kernel or an LSM, a short read of the data file) is written to @status_fd and the task is
  * killed with SIGKILL: the address space is gone, there is nothing to return to.
  */
@@ -424,6 +457,7 @@ struct ckpt_dump_task {
 
 #define CKPT_IOC_RESTORE_PREPARE _IOW(CKPT_IOC_MAGIC, 0x10, struct ckpt_restore_prepare)
 #define CKPT_IOC_RESTORE_COMMIT	_IO(CKPT_IOC_MAGIC, 0x11)
+#define CKPT_IOC_RESTORE_THREAD	_IOW(CKPT_IOC_MAGIC, 0x12, struct ckpt_restore_thread)
 #define CKPT_IOC_DUMP_TASK	_IOWR(CKPT_IOC_MAGIC, 0x18, struct ckpt_dump_task)
 
 #endif /* _UAPI_LINUX_CKPT_H */

@@ -5,6 +5,7 @@
  * and ATTACH to another process: allowed for the same user on a dumpable target, refused
  * otherwise.
  */
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>

@@ -25,6 +25,16 @@ run() {  # run DESCRIPTION PROGRAM ARGS...
   tap $rc "$desc"
 }
 
+# A loop device for the io_uring writer on a block device (StoreBlockDevice.*).
+kdir=$top/build/cache/kernel-$(uname -r)
+modprobe -C /run/ckpt-modprobe.d -d "$kdir" -S "$(uname -r)" loop 2>/dev/null
+truncate -s 8M /tmp/store-blk.img
+if loopdev=$(losetup -f --show /tmp/store-blk.img 2>/dev/null); then
+  export CKPT_STORE_BLOCKDEV=$loopdev
+else
+  echo "# no loop device: StoreBlockDevice fails"
+fi
+
 echo "TAP version 13"
 tests=""
 if [ -x "$bin/store_dax_test" ]; then
@@ -39,5 +49,6 @@ done
 run "store suite in the guest (io_uring on tmpfs)" "$bin/store_test"
 run "store crash enumeration in the guest (exhaustive ones)" "$bin/store_crash_test" --gtest_filter='-*Sampled*'
 
+[ -z "${loopdev:-}" ] || losetup -d "$loopdev"
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 [ "$fail" -eq 0 ]

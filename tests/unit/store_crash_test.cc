@@ -176,6 +176,83 @@ TEST(StoreCrash, SnapshotCompactionExhaustive) {
   run(sc);
 }
 
+// A store whose newest epoch (2) has a damaged page falls back to epoch 1 when read, and the
+// next checkpoint (3) builds on epoch 1. Until 3 is durable, a crash must leave epoch 2's
+// record with epoch 1 intact behind it (the blocks of the abandoned epoch 2 and of epoch 1 are
+// both protected); after it, epoch 3. Enumerated exhaustively.
+TEST(StoreCrash, CheckpointAfterFallbackExhaustive) {
+  TempDir d;
+  const std::string path = d.file("store"), img_file = d.file("image");
+  Contents e1, e2;
+  {
+    std::unique_ptr<Store> s;
+    ASSERT_EQ(0, Store::open(path, {}, &s));
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4 * 4096}}, {{"a", 0, 1}, {"a", 1, 2}}, &e1));
+    e2 = e1;
+    ASSERT_EQ(0, checkpoint(*s, {{"late", 4096}}, {{"a", 1, 3}, {"late", 0, 4}}, &e2));
+  }
+  auto img = read_file(path);
+  const auto bad = page_of(3);
+  for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096)
+    if (std::memcmp(&img[off], bad.data(), 4096) == 0) img[off + 1] ^= 4;
+  ASSERT_TRUE(write_file(path, img));
+
+  std::unique_ptr<Medium> m;
+  MediumInfo info;
+  std::string why;
+  ASSERT_EQ(0, open_medium(path, {}, &m, &info, &why)) << why;
+  const auto before = read_file(path);
+  auto rec = std::make_unique<Recorder>(std::move(m));
+  Recorder* r = rec.get();
+  std::unique_ptr<Store> s;
+  ASSERT_EQ(0, open_on_medium(std::move(rec), info, {}, &s));
+  Contents got;
+  ASSERT_EQ(0, read_all(*s, &got));  // falls back
+  ASSERT_EQ(1u, s->read_epoch());
+  ASSERT_TRUE(got == e1);
+  r->start();
+  Contents e3 = e1;
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 2, 5}, {"a", 3, 6}}, &e3));
+  r->stop();
+  const auto ops = r->ops();  // the recorder belongs to the store
+  const size_t unit = r->tear_unit();
+  s.reset();
+
+  size_t states = 0, olds = 0, news = 0;
+  for (size_t prefix = 0; prefix <= ops.size(); prefix++) {
+    const size_t n = pending_writes(ops, prefix).size();
+    ASSERT_LE(n, 10u);
+    for (uint64_t mask = 0; mask < (1ull << n); mask++) {
+      for (int torn = -1; torn < int(n); torn++) {
+        CrashState cs{prefix, std::vector<Fate>(n), mask * 7 + prefix};
+        for (size_t i = 0; i < n; i++) cs.fate[i] = (mask >> i) & 1 ? Fate::kWhole : Fate::kLost;
+        if (torn >= 0) cs.fate[torn] = Fate::kTornRandom;
+        ASSERT_TRUE(write_file(img_file, crash_image(before, ops, cs, unit)));
+        std::unique_ptr<Store> t;
+        ASSERT_EQ(0, Store::open(img_file, {}, &t));
+        ASSERT_EQ(0, read_all(*t, &got)) << t->last_error();
+        if (t->epoch() == 2) {
+          ASSERT_EQ(1u, t->read_epoch()) << "prefix " << prefix;
+          ASSERT_TRUE(got == e1) << "prefix " << prefix;
+          olds++;
+        } else {
+          ASSERT_EQ(3u, t->epoch()) << "prefix " << prefix;
+          ASSERT_EQ(3u, t->read_epoch());
+          ASSERT_TRUE(got == e3) << "prefix " << prefix;
+          VerifyReport vr;
+          ASSERT_EQ(0, t->verify(&vr)) << "prefix " << prefix;
+          news++;
+        }
+        states++;
+      }
+    }
+  }
+  EXPECT_GT(olds, 0u);
+  EXPECT_GT(news, 0u);
+  std::cout << "[ crash ] after fallback: " << ops.size() << " operations, " << states
+            << " states: " << olds << " old, " << news << " new\n";
+}
+
 TEST(StoreCrash, BigCheckpointWithGrowthSampled) {
   Scenario sc;
   std::vector<Write> first;

@@ -20,7 +20,10 @@ enum Exit : int {
 using Runner = std::function<int()>;
 
 void add_stat(CLI::App& app, Runner& run);
+void add_inspect(CLI::App& app, Runner& run);  // inspect.cpp
+void add_verify(CLI::App& app, Runner& run);   // verify.cpp
 void add_dump(CLI::App& app, Runner& run);     // dump.cpp
 void add_restore(CLI::App& app, Runner& run);  // restore.cpp
+void add_run(CLI::App& app, Runner& run);      // run.cpp
 
 }  // namespace ckpt_tool

@@ -32,6 +32,7 @@
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
+#include "wp.hpp"
 
 namespace ckpt_tool {
 namespace {
@@ -451,7 +452,8 @@ void pwrite_all(int fd, const void* p, size_t n, uint64_t off) {
   }
 }
 
-int do_dump(const std::string& store, int pid, bool leave_running) {
+int do_dump(const std::string& store, int pid, bool leave_running, wp::DumpStats* stats,
+            bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
   struct stat sst;
   if (stat(store.c_str(), &sst) == 0 && !S_ISREG(sst.st_mode))
@@ -527,7 +529,9 @@ int do_dump(const std::string& store, int pid, bool leave_running) {
   else
     seized.kill_it();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr,
+  if (stats) *stats = {img.threads.size(), img.vmas.size(), w.pages, secs};
+  if (!quiet)
+    std::fprintf(stderr,
                "ckpt-tool dump: pid %d: %zu threads, %zu mappings, %" PRIu64
                " pages (%.1f MiB) in %.3f s; %s\n",
                pid, img.threads.size(), img.vmas.size(), w.pages, double(w.pages * kPage) / (1 << 20), secs,
@@ -536,6 +540,16 @@ int do_dump(const std::string& store, int pid, bool leave_running) {
 }
 
 }  // namespace
+
+int wp::dump(const std::string& store, pid_t pid, bool leave_running, DumpStats* stats,
+             std::string* why) {
+  try {
+    return do_dump(store, pid, leave_running, stats, true);
+  } catch (const Error& e) {
+    *why = e.msg;
+    return e.code;
+  }
+}
 
 void add_dump(CLI::App& app, Runner& run) {
   struct Opts {
@@ -555,7 +569,7 @@ void add_dump(CLI::App& app, Runner& run) {
   sub->callback([&run, o] {
     run = [o] {
       try {
-        return do_dump(o->store, o->pid, o->leave_running);
+        return do_dump(o->store, o->pid, o->leave_running, nullptr, false);
       } catch (const Error& e) {
         std::fprintf(stderr, "ckpt-tool dump: %s\n", e.msg.c_str());
         return e.code;

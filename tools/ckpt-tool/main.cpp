@@ -11,8 +11,11 @@ int main(int argc, char** argv) {
       "is missing (module not loaded, store not found).");
   ckpt_tool::Runner run;
   ckpt_tool::add_stat(app, run);
+  ckpt_tool::add_inspect(app, run);
+  ckpt_tool::add_verify(app, run);
   ckpt_tool::add_dump(app, run);
   ckpt_tool::add_restore(app, run);
+  ckpt_tool::add_run(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

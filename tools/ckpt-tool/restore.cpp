@@ -35,6 +35,7 @@
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
+#include "wp.hpp"
 
 namespace ckpt_tool {
 namespace {
@@ -452,7 +453,7 @@ int open_session() {
   jump(t.regs.fs_base, t.regs.gs_base, &xs, xgetbv0(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
 }
 
-int do_restore(const std::string& store, bool wait_exit, bool verify) {
+int do_restore(const std::string& store, bool verify, pid_t* out_pid, bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
   int fd = open(store.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -513,9 +514,14 @@ int do_restore(const std::string& store, bool wait_exit, bool verify) {
                              std::to_string(ws) + ")"};
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " restored as pid %d in %.3f s\n",
-               img.pid, pid, secs);
-  if (!wait_exit) return kOk;
+  if (!quiet)
+    std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " restored as pid %d in %.3f s\n",
+                 img.pid, pid, secs);
+  *out_pid = pid;
+  return kOk;
+}
+
+int wait_child(pid_t pid) {
   int ws;
   while (waitpid(pid, &ws, 0) < 0)
     if (errno != EINTR) throw Error{kFailed, std::string("waitpid: ") + strerror(errno)};
@@ -525,11 +531,21 @@ int do_restore(const std::string& store, bool wait_exit, bool verify) {
 
 }  // namespace
 
+int wp::restore(const std::string& store, bool verify, pid_t* pid, std::string* why) {
+  try {
+    return do_restore(store, verify, pid, true);
+  } catch (const Error& e) {
+    *why = e.msg;
+    return e.code;
+  }
+}
+
 void add_restore(CLI::App& app, Runner& run) {
   struct Opts {
     std::string store;
     bool wait = false;
     bool no_verify = false;
+    unsigned interval = 0;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
@@ -539,10 +555,17 @@ void add_restore(CLI::App& app, Runner& run) {
                 "wait for the restored process and exit with its status (128+N if killed by "
                 "signal N)");
   sub->add_flag("--no-verify", o->no_verify, "skip checking the page data checksums");
+  sub->add_option("--interval", o->interval,
+                  "keep checkpointing the restored process into the same image every MS "
+                  "milliseconds, as `run` does (implies --wait)");
   sub->callback([&run, o] {
     run = [o] {
       try {
-        return do_restore(o->store, o->wait, !o->no_verify);
+        pid_t pid = 0;
+        int rc = do_restore(o->store, !o->no_verify, &pid, false);
+        if (rc != kOk) return rc;
+        if (o->interval) return wp::supervise(o->store, pid, o->interval);
+        return o->wait ? wait_child(pid) : int(kOk);
       } catch (const Error& e) {
         std::fprintf(stderr, "ckpt-tool restore: %s\n", e.msg.c_str());
         return e.code;

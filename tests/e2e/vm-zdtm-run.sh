@@ -1,0 +1,72 @@
+#!/bin/bash
+# `ckpt-tool run` of a long computation (tests/zdtm/longcalc.c), killed with SIGKILL and
+# resumed with `ckpt-tool restore --interval` again and again until it finishes; it must end
+# with the right answer. Prints TAP and a kselftest "# Totals:" line.
+#   tests/e2e/vm-zdtm-run.sh [KILLS] [STEPS]
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+prog=$top/build/cmake/zdtm-run/longcalc
+tool=$top/build/cmake/bin/ckpt-tool
+kills=${1:-3} steps=${2:-300} interval=300
+n=0 pass=0 fail=0
+
+tap() {
+  n=$((n + 1))
+  if [ "$1" = 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"; else
+    fail=$((fail + 1)); echo "not ok $n - $2${3:+ # $3}"; fi
+}
+
+pid_of() {  # the program's pid from a run/restore log
+  sed -n 's/.*\(started\|restored as\) pid \([0-9]*\).*/\2/p; s/.*resumed as pid \([0-9]*\).*/\1/p' "$1" | tail -1
+}
+
+echo "TAP version 13"
+echo "1..$((kills + 2))"
+if [ ! -x "$prog" ] || [ ! -x "$tool" ]; then
+  tap 1 "built"; echo "# Totals: pass:$pass fail:$((fail + kills + 1)) xfail:0 xpass:0 skip:0 error:0"
+  exit 1
+fi
+d=$(mktemp -d /tmp/zrun.XXXXXX)
+img=$d/img out=$d/out
+"$tool" run --interval $interval --store "$img" -- "$prog" "$steps" >"$out" 2>"$d/log.0" &
+sup=$!
+for ((k = 1; k <= kills; k++)); do
+  # Let it make progress and take a few checkpoints, then kill it.
+  sleep 4
+  pid=$(pid_of "$d/log.$((k - 1))")
+  if [ -z "$pid" ] || ! kill -9 "$pid" 2>/dev/null; then
+    sed 's/^/# /' "$d/log.$((k - 1))"
+    tap 1 "kill $k" "no program to kill (finished too early? pid '$pid')"
+    continue
+  fi
+  wait $sup
+  rc=$?
+  grep -c "checkpoint" "$d/log.$((k - 1))" | sed 's/^/# checkpoints before kill: /'
+  "$tool" restore --store "$img" --interval $interval >/dev/null 2>"$d/log.$k" &
+  sup=$!
+  for ((i = 0; i < 300; i++)); do
+    [ -n "$(pid_of "$d/log.$k")" ] && break
+    kill -0 $sup 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ $rc = 137 ] && [ -n "$(pid_of "$d/log.$k")" ]; then
+    tap 0 "kill -9 $k and restore ($(sed -n 's/.*\(restored as pid [0-9]* in [0-9.]* s\).*/\1/p' "$d/log.$k"))"
+  else
+    sed 's/^/# /' "$d/log.$k"; tap 1 "kill -9 $k and restore" "supervisor exit $rc"
+  fi
+done
+# Let it finish (bounded).
+for ((i = 0; i < 3000; i++)); do kill -0 $sup 2>/dev/null || break; sleep 0.1; done
+if kill -0 $sup 2>/dev/null; then
+  kill -9 "$(pid_of "$d/log.$kills")" 2>/dev/null
+  tap 1 "finished" "still running after 300 s"
+else
+  wait $sup; rc=$?
+  sed 's/^/# /' "$d/log.$kills" | tail -3
+  tap $rc "the computation finished after $kills kills (exit $rc)"
+fi
+sed 's/^/# /' "$out"
+if grep -q "^RESULT OK" "$out"; then tap 0 "right answer"; else tap 1 "right answer"; fi
+rm -rf "$d"
+echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:0 error:0"
+[ $fail = 0 ]

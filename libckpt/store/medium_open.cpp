@@ -146,6 +146,7 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
   if (!S_ISREG(st.st_mode)) return fail_locked(-EINVAL, "neither a regular file nor a device");
 
   uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size == 0 && opts.no_modify) return fail_locked(-ENODATA, "an empty file holds no ckpt store");
   if (size == 0) {
     // A new (or empty) file store: give it its initial size before anything maps it.
     uint64_t want = std::max<uint64_t>(opts.create_size, kMinFileStore);

@@ -253,6 +253,10 @@ int StoreImpl::open_or_format(std::string* why) {
     fmt_needed = true;
   }
   const uint64_t min_blocks = kFirstDataBlock + 2;
+  if (fmt_needed && opts_.no_modify) {
+    *why = "holds no ckpt store";
+    return -ENODATA;
+  }
   if (fmt_needed && total_ < min_blocks && m_->growable()) {
     int r = grow_blocks(min_blocks);
     if (r) {
@@ -270,7 +274,7 @@ int StoreImpl::open_or_format(std::string* why) {
   std::memcpy(&sb_, hdr[s0 == 0 ? 0 : 1].data(), sizeof(sb_));
   key_ = store_key(sb_.uuid);
   used_.assign((total_ + 63) / 64, 0);
-  if (s0 != 0 || s1 != 0) {
+  if ((s0 != 0 || s1 != 0) && !opts_.no_modify) {
     int r = repair_super(s0 != 0 ? 0 : 1);
     if (r) {
       *why = "cannot rewrite the damaged superblock copy";
@@ -1146,6 +1150,10 @@ int Store::open(const std::string& path, const Options& opts, std::unique_ptr<St
   std::unique_ptr<Medium> m;
   MediumInfo info;
   std::string why;
+  if (opts.no_modify && access(path.c_str(), F_OK) != 0) {
+    if (opts.why) *opts.why = path + ": no such store";
+    return -ENOENT;
+  }
   int r = open_medium(path, opts, &m, &info, &why);
   if (r) {
     if (opts.why) *opts.why = why;

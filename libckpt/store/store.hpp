@@ -29,6 +29,10 @@ struct Options {
   // device or file with neither a store nor blank header blocks is refused (-EINVAL), a damaged
   // store is refused (-EUCLEAN), never reformatted behind the user's back.
   bool force_format = false;
+  // Inspection (ckpt-tool inspect/verify): never create, format or repair anything. A missing
+  // path gives -ENOENT, a path that holds no store -ENODATA. The lock is still taken (-EBUSY
+  // while a program has the store open), so what is read is a committed state.
+  bool no_modify = false;
   // If set, receives a one-line human-readable reason when open() fails.
   std::string* why = nullptr;
   // Write a full page-map snapshot after this many delta epochs (0 = automatic: after 64, or

@@ -1,0 +1,183 @@
+// ckpt-tool inspect / verify against real stores made with libckpt: output, --json, exit
+// statuses, damage named exactly, and that inspection never creates or modifies anything.
+#include <ckpt/ckpt.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Out {
+  int status;
+  std::string out, err;
+};
+
+Out tool(const std::string& args) {
+  char ef[] = "/tmp/ckpt-tool-test-err.XXXXXX";
+  int efd = mkstemp(ef);
+  std::string cmd = std::string(CKPT_TOOL) + " " + args + " 2>" + ef;
+  FILE* p = popen(cmd.c_str(), "r");
+  Out o{};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  int st = pclose(p);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream e(ef);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  o.err = ss.str();
+  close(efd);
+  unlink(ef);
+  return o;
+}
+
+std::string read_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+constexpr size_t kPage = 4096, kPages = 8;
+
+// Fills a page with a marker unique to (region, page, version), so the test can find its
+// bytes in the store file.
+void fill(char* page, char region, size_t i, int version) {
+  char m[32];
+  int n = std::snprintf(m, sizeof m, "<%c%zu-v%d>", region, i, version);
+  for (size_t o = 0; o + n <= kPage; o += n) std::memcpy(page + o, m, n);
+}
+
+class ToolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char d[] = "/tmp/ckpt-tool-test.XXXXXX";
+    ASSERT_NE(mkdtemp(d), nullptr);
+    dir_ = d;
+    store_ = dir_ + "/s.store";
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  // Two regions, two epochs: epoch 2 rewrites page 3 of region A only.
+  void make_store() {
+    ckpt_config_t cfg;
+    ckpt_config_init(&cfg);
+    cfg.tracker = CKPT_TRACKER_FULL;
+    ckpt_t* c;
+    ASSERT_EQ(0, ckpt_open(store_.c_str(), &cfg, &c));
+    auto* a = static_cast<char*>(mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* b = static_cast<char*>(mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    for (size_t i = 0; i < kPages; i++) fill(a + i * kPage, 'A', i, 1), fill(b + i * kPage, 'B', i, 1);
+    ASSERT_EQ(0, ckpt_register(c, "alpha", a, kPages * kPage));
+    ASSERT_EQ(0, ckpt_register(c, "beta", b, kPages * kPage));
+    ASSERT_EQ(0, ckpt_checkpoint(c));
+    fill(a + 3 * kPage, 'A', 3, 2);
+    ASSERT_EQ(0, ckpt_checkpoint(c));
+    ASSERT_EQ(2u, ckpt_epoch(c));
+    ASSERT_EQ(0, ckpt_close(c));
+    munmap(a, kPages * kPage);
+    munmap(b, kPages * kPage);
+  }
+
+  std::string dir_, store_;
+};
+
+TEST_F(ToolTest, InspectShowsEpochsAndRegions) {
+  make_store();
+  std::string before = read_file(store_);
+  Out o = tool("inspect " + store_);
+  ASSERT_EQ(0, o.status) << o.err;
+  EXPECT_NE(o.out.find("epoch     2"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("alpha"), std::string::npos);
+  EXPECT_NE(o.out.find("beta"), std::string::npos);
+  EXPECT_NE(o.out.find("io_uring"), std::string::npos);
+
+  Out j = tool("inspect --json " + store_);
+  ASSERT_EQ(0, j.status) << j.err;
+  auto js = nlohmann::json::parse(j.out);
+  EXPECT_EQ(2u, js["epoch"].get<uint64_t>());
+  ASSERT_EQ(2u, js["regions"].size());
+  EXPECT_EQ(kPages, js["regions"][0]["pages"].get<uint64_t>());
+  EXPECT_EQ(1u, js["retained_epoch"].get<uint64_t>());
+  EXPECT_EQ(before, read_file(store_)) << "inspect modified the store";
+}
+
+TEST_F(ToolTest, VerifyOkThenNamesTheDamagedPage) {
+  make_store();
+  Out ok = tool("verify " + store_);
+  EXPECT_EQ(0, ok.status) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("ok"), std::string::npos);
+
+  // Corrupt epoch 2's copy of alpha page 3: one byte of its marker run.
+  std::string img = read_file(store_);
+  size_t at = img.find("<A3-v2>");
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(std::string::npos, img.find("<A3-v2>", at + kPage)) << "the page is stored once";
+  {
+    std::fstream f(store_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at + 100));
+    f.put('X');
+  }
+  Out bad = tool("verify --json " + store_);
+  EXPECT_EQ(1, bad.status) << bad.out << bad.err;
+  auto js = nlohmann::json::parse(bad.out);
+  EXPECT_FALSE(js["restorable"].get<bool>());
+  ASSERT_EQ(1u, js["damaged"].size()) << bad.out;
+  EXPECT_EQ("alpha", js["damaged"][0]["region"].get<std::string>());
+  EXPECT_EQ(3u, js["damaged"][0]["page"].get<uint64_t>());
+  EXPECT_EQ(2u, js["damaged"][0]["epoch"].get<uint64_t>());
+  // The retained epoch 1 is intact, and the human output says restore falls back to it.
+  EXPECT_EQ(1u, js["restores_epoch"].get<uint64_t>());
+  Out human = tool("verify " + store_);
+  EXPECT_EQ(1, human.status);
+  EXPECT_NE(human.out.find("region alpha page 3"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("epoch 1 is intact"), std::string::npos) << human.out;
+}
+
+TEST_F(ToolTest, NothingThereIsAClearErrorAndNothingIsCreated) {
+  Out o = tool("inspect " + store_);
+  EXPECT_EQ(3, o.status);
+  EXPECT_NE(o.err.find("no such store"), std::string::npos) << o.err;
+  struct stat st;
+  EXPECT_NE(0, stat(store_.c_str(), &st)) << "inspect created the store";
+
+  { std::ofstream f(store_); f << "not a store"; }
+  Out v = tool("verify " + store_);
+  EXPECT_EQ(3, v.status);
+  EXPECT_NE(v.err.find("holds no ckpt store"), std::string::npos) << v.err;
+  EXPECT_EQ("not a store", read_file(store_));
+}
+
+TEST_F(ToolTest, BusyStoreIsRefusedClearly) {
+  make_store();
+  ckpt_t* c;
+  ASSERT_EQ(0, ckpt_open(store_.c_str(), nullptr, &c));
+  Out o = tool("inspect " + store_);
+  EXPECT_EQ(3, o.status);
+  EXPECT_NE(o.err.find("a program has it open"), std::string::npos) << o.err;
+  ckpt_close(c);
+  EXPECT_EQ(0, tool("inspect " + store_).status);
+}
+
+TEST_F(ToolTest, UsageErrors) {
+  EXPECT_EQ(2, tool("").status);
+  EXPECT_EQ(2, tool("inspect").status);
+  EXPECT_EQ(2, tool("frobnicate").status);
+  Out h = tool("verify --help");
+  EXPECT_EQ(0, h.status);
+  EXPECT_NE(h.out.find("restorable"), std::string::npos);
+}
+
+}  // namespace

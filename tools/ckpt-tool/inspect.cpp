@@ -1,0 +1,139 @@
+// ckpt-tool inspect STORE: what a store holds — medium and writer, format, epochs and what each
+// wrote, regions, free space. Opens the store without modifying it.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "store_open.hpp"
+
+namespace ckpt_tool {
+
+std::string human_bytes(unsigned long long b) {
+  static const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, u++;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+  return buf;
+}
+
+int open_for_inspection(const char* who, const std::string& path,
+                        std::unique_ptr<ckpt::store::Store>* out) {
+  ckpt::store::Options o;
+  std::string why;
+  o.no_modify = true;
+  o.why = &why;
+  int r = ckpt::store::Store::open(path, o, out);
+  if (r == 0) return 0;
+  const char* hint = "";
+  if (r == -EBUSY) hint = " (a program has it open; inspect it after it stops)";
+  if (r == -EACCES || r == -EPERM) hint = " (permission denied)";
+  // The store's reason usually names the error already; add it only when it doesn't.
+  std::string msg = why.empty() ? path : why;
+  const char* es = std::strerror(-r);
+  if (msg.size() < std::strlen(es) || msg.compare(msg.size() - std::strlen(es), std::string::npos, es))
+    msg += std::string(": ") + es;
+  std::fprintf(stderr, "ckpt-tool %s: %s%s\n", who, msg.c_str(), hint);
+  return (r == -EUCLEAN || r == -EIO || r == -EPROTO) ? int(kFailed) : int(kUnavailable);
+}
+
+namespace {
+
+int inspect(const std::string& path, bool json) {
+  std::unique_ptr<ckpt::store::Store> s;
+  if (int rc = open_for_inspection("inspect", path, &s)) return rc;
+  ckpt::store::StoreStat st;
+  if (int r = s->stat(&st); r < 0) {
+    std::fprintf(stderr, "ckpt-tool inspect: %s: %s\n", path.c_str(), std::strerror(-r));
+    return kFailed;
+  }
+  const auto regions = s->regions();
+  const uint64_t bs = st.block_size;
+
+  if (json) {
+    nlohmann::json j;
+    j["path"] = st.path.empty() ? path : st.path;
+    j["writer"] = st.writer;
+    j["uuid"] = st.uuid;
+    j["format"] = std::to_string(st.format_major) + "." + std::to_string(st.format_minor);
+    j["block_size"] = bs;
+    j["size_bytes"] = st.total_blocks * bs;
+    j["free_bytes"] = st.free_blocks * bs;
+    j["live_data_bytes"] = st.live_data_blocks * bs;
+    j["retained_only_bytes"] = st.retained_only_blocks * bs;
+    j["metadata_bytes"] = st.meta_blocks * bs;
+    j["growable"] = st.growable;
+    j["epoch"] = st.epoch;
+    j["read_epoch"] = st.read_epoch;
+    j["retained_epoch"] = st.retained_epoch;
+    j["regions"] = nlohmann::json::array();
+    for (const auto& r : regions)
+      j["regions"].push_back(
+          {{"id", r.id}, {"name", r.name}, {"size", r.size}, {"pages", r.size / bs}});
+    j["epochs"] = nlohmann::json::array();
+    for (const auto& e : st.chain)
+      j["epochs"].push_back({{"epoch", e.epoch}, {"snapshot", e.snapshot},
+                             {"pages", e.pages}, {"meta_blocks", e.meta_blocks},
+                             {"regions_defined", e.regions}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return kOk;
+  }
+
+  std::printf("store     %s\n", st.path.empty() ? path.c_str() : st.path.c_str());
+  std::printf("writer    %s%s\n", st.writer.c_str(), st.growable ? " (file store, grows on demand)" : "");
+  std::printf("format    %u.%u, uuid %s, %llu-byte blocks\n", st.format_major, st.format_minor,
+              st.uuid.c_str(), (unsigned long long)bs);
+  std::printf("size      %s: %s live data, %s kept for the fallback epoch, %s metadata, %s free\n",
+              human_bytes(st.total_blocks * bs).c_str(), human_bytes(st.live_data_blocks * bs).c_str(),
+              human_bytes(st.retained_only_blocks * bs).c_str(),
+              human_bytes(st.meta_blocks * bs).c_str(), human_bytes(st.free_blocks * bs).c_str());
+  if (st.epoch == 0) {
+    std::printf("epoch     none committed yet\n");
+  } else {
+    std::printf("epoch     %llu (newest committed)", (unsigned long long)st.epoch);
+    if (st.read_epoch != st.epoch)
+      std::printf(", restores from %llu: the newest is damaged", (unsigned long long)st.read_epoch);
+    if (st.retained_epoch)
+      std::printf(", fallback %llu", (unsigned long long)st.retained_epoch);
+    std::printf("\n");
+  }
+  std::printf("\n%-6s %-40s %12s %10s\n", "ID", "REGION", "SIZE", "PAGES");
+  for (const auto& r : regions)
+    std::printf("%-6u %-40s %12s %10llu\n", r.id, r.name.c_str(), human_bytes(r.size).c_str(),
+                (unsigned long long)(r.size / bs));
+  if (regions.empty()) std::printf("(no regions)\n");
+  if (!st.chain.empty()) {
+    std::printf("\n%-10s %-9s %12s %12s %8s\n", "EPOCH", "RECORD", "PAGES", "WRITTEN", "META");
+    for (const auto& e : st.chain)
+      std::printf("%-10llu %-9s %12llu %12s %8llu\n", (unsigned long long)e.epoch,
+                  e.snapshot ? "snapshot" : "delta", (unsigned long long)e.pages,
+                  e.snapshot ? "-" : human_bytes(e.pages * bs).c_str(),
+                  (unsigned long long)e.meta_blocks);
+    std::printf("(a snapshot record maps every page of its epoch; a delta lists the pages that "
+                "epoch wrote)\n");
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app, Runner& run) {
+  struct Opts {
+    std::string store;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* sub = app.add_subcommand(
+      "inspect", "Show what a store holds: writer, format, epochs and what each wrote, regions, "
+                 "free space. Never modifies the store.");
+  sub->add_option("STORE", o->store, "store path (file, /dev/daxX.Y, block device)")->required();
+  sub->add_flag("--json", o->json, "print JSON for scripts");
+  sub->callback([&run, o] { run = [o] { return inspect(o->store, o->json); }; });
+}
+
+}  // namespace ckpt_tool

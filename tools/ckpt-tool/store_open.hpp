@@ -1,0 +1,21 @@
+// ckpt-tool: opening a store for inspection (never creates, formats or repairs it).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cmd.hpp"
+#include "store.hpp"
+
+namespace ckpt_tool {
+
+// Opens `path` read-only in spirit (Options::no_modify). On failure prints why, prefixed with
+// `who`, and returns the exit status to use (kUnavailable for a missing, busy or non-store
+// path, kFailed for a damaged one); 0 on success.
+int open_for_inspection(const char* who, const std::string& path,
+                        std::unique_ptr<ckpt::store::Store>* out);
+
+// "4.0 KiB", "12.5 MiB", ...
+std::string human_bytes(unsigned long long bytes);
+
+}  // namespace ckpt_tool

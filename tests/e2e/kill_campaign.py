@@ -9,8 +9,9 @@ Asserts (TAP output, with a kselftest-style "# Totals:" line):
   - the final result line equals the uninterrupted run's;
   - no committed checkpoint is lost: each restart resumes at or after the newest checkpoint the
     killed run reported as committed before it was killed;
-  - the work lost per kill is bounded: the time between the checkpoint a restart resumed from
-    and the kill is at most --lost-bound seconds (loose; the checkpoint interval plus slack).
+  - the work lost per kill is bounded: the time between the killed run's last checkpoint (or,
+    if it made none, the moment it was ready to work after its restore) and the kill is at most
+    --lost-bound seconds (loose: the checkpoint interval plus a checkpoint's duration plus slack).
 
   kill_campaign.py --name NAME --kills K --store-a PATH --store-b PATH \
       [--lost-bound SEC] [--max-delay SEC] -- PROG ARGS...   (ARGS may contain {store})
@@ -56,6 +57,8 @@ class Run:
     def __init__(self, argv):
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   bufsize=1)
+        self.start = time.monotonic()
+        self.kill_time = None
         self.lines = []  # (time, line)
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
@@ -120,7 +123,6 @@ def main():
         wipe(a.store_b)
         final = None
         committed = None      # newest checkpoint (step) reported committed by killed runs
-        ckpt_times = {}       # step -> when its checkpoint line arrived (killed runs)
         kill_time = None      # when the last kill was delivered
         start = 0
         while time.monotonic() < deadline:
@@ -131,6 +133,7 @@ def main():
                 time.sleep(rnd.uniform(0.05, a.max_delay))
                 if r.p.poll() is None:
                     r.p.send_signal(signal.SIGKILL)
+                    r.kill_time = time.monotonic()
                     killed = True
             r.wait(a.timeout)
             lines = [l for _, l in r.lines]
@@ -142,20 +145,24 @@ def main():
                     resume_ok = False
                     print(f"# round {rounds} start {start}: resumed at {got}, but checkpoint "
                           f"{committed} was reported committed before a kill")
-                # Work lost by the last kill: from the checkpoint it resumed from to the kill.
-                lost = kill_time - ckpt_times[got] if got in ckpt_times else 0.0
+            # Work this run had done since its last checkpoint (or since it was ready to work,
+            # after its restore) is what a kill loses.
+            since = r.start
+            for t, l in r.lines:
+                if (m := CKPT_RE.match(l)):
+                    committed = max(committed or 0, int(m.group(1)))
+                    since = t
+                elif RESUME_RE.match(l) or l.startswith("starting:"):
+                    since = t
+            if killed:
+                kills += 1
+                kill_time = r.kill_time
+                lost = kill_time - since
                 worst_lost = max(worst_lost, lost)
                 if lost > a.lost_bound:
                     lost_ok = False
                     print(f"# round {rounds} start {start}: lost {lost:.2f}s of work "
                           f"(bound {a.lost_bound}s)")
-            for t, l in r.lines:
-                if (m := CKPT_RE.match(l)):
-                    ckpt_times[int(m.group(1))] = t
-                    committed = max(committed or 0, int(m.group(1)))
-            if killed:
-                kills += 1
-                kill_time = time.monotonic()
                 continue
             res = [l for l in lines if l.startswith("result:")]
             if r.p.returncode != 0 or not res:

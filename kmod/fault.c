@@ -1,40 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The write-fault hook: a kretprobe on handle_mm_fault(vma, address, flags, regs), which sees
- * CPU faults and the faults get_user_pages() takes for the kernel's own writes (read(2) into
- * tracked memory, process_vm_writev, O_DIRECT).
+ * The write-fault hook: an ftrace callback on the entry of handle_mm_fault(vma, address,
+ * flags, regs), which sees CPU faults and the faults get_user_pages() takes for the kernel's
+ * own writes (read(2) into tracked memory, process_vm_writev, O_DIRECT).
  *
- * The page is logged when handle_mm_fault() *returns*, not when it is entered. Logging at
- * entry races with COLLECT: COLLECT could take the bit while the PTE is still read-only, then
- * the fault makes the PTE writable and every later write of the page goes unseen. Logged at
- * return, the bit is set after the PTE became writable and before the faulting write can run,
- * so a COLLECT either sees the bit or finds the PTE read-only... and write-protects it again.
+ * The page is logged when the fault *starts*. That alone would race with COLLECT (COLLECT
+ * takes the bit while the PTE is still read-only, then the fault makes the PTE writable and
+ * every later write of the page goes unseen), so COLLECT and REGISTER take the mmap lock for
+ * writing: a fault runs handle_mm_fault() under the mmap lock held for reading, so it is
+ * either entirely before COLLECT (the bit is set and the PTE writable: COLLECT takes and
+ * protects it) or entirely after (its bit is for the next COLLECT). A fault that drops the
+ * lock to wait (VM_FAULT_RETRY) re-enters handle_mm_fault() and is logged again.
  *
- * The entry handler is the cheap filter: write faults of an mm with regions, inside a region.
- * Everything else returns non-zero so no return hook is installed. The probe is disabled while
- * no region exists anywhere, so processes that track nothing pay nothing.
+ * A plain ftrace callback (arguments from the saved registers, no full pt_regs, no return
+ * hook) is the cheapest hook 6.1 offers a module: a kretprobe cost three times as much per
+ * fault under TCG. The callback filters in a few loads: a write fault, of an mm that has
+ * regions (RCU hash), at an address inside one. The ftrace ops is registered only while a
+ * region exists somewhere, so processes pay nothing when nobody tracks.
  *
- * A THP fault on an empty PMD, or reuse of an exclusive read-only huge PMD, maps 2 MiB
- * writable at once: the return handler then logs the whole 2 MiB extent (the next COLLECT
- * splits it and protects 4 KiB pages again). When the fault dropped the mmap lock
- * (VM_FAULT_RETRY/COMPLETED) the page tables cannot be looked at and the entry-time guess is
- * used instead.
+ * THP: a write fault on an empty PMD of an anonymous mapping may map 2 MiB writable at once,
+ * and a write to an exclusive read-only huge PMD may make all of it writable: then the whole
+ * 2 MiB extent is logged (the next COLLECT splits it and protects 4 KiB pages again).
  *
- * Lost instances (kretprobe nmissed: too many faults in flight, or a probe recursion) are
- * turned into "every page dirty" by COLLECT, see ckpt_fault_missed().
+ * A callback that could not run (ftrace recursion protection) is counted; COLLECT turns a
+ * changed count into "every page dirty", see ckpt_fault_missed().
  */
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
-#include <linux/kprobes.h>
+#include <linux/ftrace.h>
 #include <linux/mutex.h>
 #include <linux/pgtable.h>
+#include <linux/trace_recursion.h>
 #include "ckpt.h"
 
-struct fault_data {
-	struct mm_struct *mm;
-	unsigned long addr;
-	bool maybe_huge;	/* the fault may map a writable PMD */
-};
+static atomic_t fault_missed = ATOMIC_INIT(0);
 
 /* The PMD entry covering @addr, or NULL; caller holds the mmap lock. */
 static pmd_t *lookup_pmd(struct mm_struct *mm, unsigned long addr)
@@ -54,6 +53,7 @@ static pmd_t *lookup_pmd(struct mm_struct *mm, unsigned long addr)
 	return pmd_offset(pud, addr);
 }
 
+/* May this fault map (or make writable) a whole PMD? Caller holds the mmap lock. */
 static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 {
 	unsigned long haddr = addr & HPAGE_PMD_MASK;
@@ -69,85 +69,49 @@ static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 	return pmd_none(pmd) || pmd_trans_huge(pmd);
 }
 
-static bool pmd_huge_writable(struct mm_struct *mm, unsigned long addr)
+static void notrace fault_hook(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			       struct ftrace_regs *fregs)
 {
-	pmd_t *pmdp = lookup_pmd(mm, addr);
-	pmd_t pmd;
-
-	if (!pmdp)
-		return false;
-	pmd = READ_ONCE(*pmdp);
-	return pmd_trans_huge(pmd) && pmd_write(pmd);
-}
-
-static int fault_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	struct vm_area_struct *vma = (struct vm_area_struct *)regs->di;
-	unsigned long addr = regs->si;
-	unsigned int flags = regs->dx;
-	struct fault_data *d = (struct fault_data *)ri->data;
+	struct vm_area_struct *vma = (struct vm_area_struct *)fregs->regs.di;
+	unsigned long addr = fregs->regs.si, start, end;
+	unsigned int flags = fregs->regs.dx;
 	struct ckpt_mm *cm;
-	bool hit;
+	int bit;
 
 	if (!(flags & FAULT_FLAG_WRITE))
-		return 1;
-	rcu_read_lock();
-	cm = ckpt_mm_lookup(vma->vm_mm);
-	hit = cm && ckpt_mm_tracks(cm, addr);
-	rcu_read_unlock();
-	if (!hit)
-		return 1;
-	/* The caller holds the mmap lock here: the page tables are stable enough to peek. */
-	d->mm = vma->vm_mm;
-	d->addr = addr & PAGE_MASK;
-	d->maybe_huge = fault_maybe_huge(vma, addr);
-	return 0;
-}
-
-static int fault_return(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	struct fault_data *d = (struct fault_data *)ri->data;
-	vm_fault_t ret = regs_return_value(regs);
-	bool unlocked = ret & (VM_FAULT_RETRY | VM_FAULT_COMPLETED);
-	unsigned long start = d->addr, end = d->addr + PAGE_SIZE;
-	struct ckpt_mm *cm;
-
-	if ((ret & VM_FAULT_ERROR) && !unlocked)
-		return 0;	/* nothing was mapped */
-	/*
-	 * With the mmap lock still held (no RETRY/COMPLETED) the PMD tells whether 2 MiB became
-	 * writable. The faulting task keeps the mm alive.
-	 */
-	if (d->maybe_huge && (unlocked || pmd_huge_writable(d->mm, d->addr))) {
-		start = d->addr & HPAGE_PMD_MASK;
-		end = start + HPAGE_PMD_SIZE;
+		return;
+	bit = ftrace_test_recursion_trylock(ip, parent_ip);
+	if (bit < 0) {
+		atomic_inc(&fault_missed);
+		return;
 	}
 	rcu_read_lock();
-	cm = ckpt_mm_lookup(d->mm);
-	if (cm)
+	cm = ckpt_mm_lookup(vma->vm_mm);
+	if (cm && ckpt_mm_tracks(cm, addr)) {
+		start = addr & PAGE_MASK;
+		end = start + PAGE_SIZE;
+		if (fault_maybe_huge(vma, addr)) {
+			start = addr & HPAGE_PMD_MASK;
+			end = start + HPAGE_PMD_SIZE;
+		}
 		ckpt_mm_log(cm, start, end, true);
+	}
 	rcu_read_unlock();
-	return 0;
+	ftrace_test_recursion_unlock(bit);
 }
 
-static struct kretprobe fault_krp = {
-	.kp.symbol_name = "handle_mm_fault",
-	.kp.flags = KPROBE_FLAG_DISABLED,
-	.entry_handler = fault_entry,
-	.handler = fault_return,
-	.data_size = sizeof(struct fault_data),
-	/* Faults sleep (I/O, locks): many can be in flight. A miss is not silent, see above. */
-	.maxactive = 4096,
+static struct ftrace_ops fault_ops = {
+	.func = fault_hook,
 };
 
-static DEFINE_MUTEX(hook_lock);	/* protects hook_users and the probe's enabled state */
+static DEFINE_MUTEX(hook_lock);	/* protects hook_users and the ops' registration */
 static unsigned long hook_users;	/* regions that exist, all sessions */
 
 void ckpt_fault_get(void)
 {
 	mutex_lock(&hook_lock);
 	if (!hook_users++)
-		WARN_ON_ONCE(enable_kretprobe(&fault_krp));
+		WARN_ON_ONCE(register_ftrace_function(&fault_ops));
 	mutex_unlock(&hook_lock);
 }
 
@@ -155,18 +119,19 @@ void ckpt_fault_put(void)
 {
 	mutex_lock(&hook_lock);
 	if (!--hook_users)
-		disable_kretprobe(&fault_krp);
+		unregister_ftrace_function(&fault_ops);
 	mutex_unlock(&hook_lock);
 }
 
 int ckpt_fault_missed(void)
 {
-	return READ_ONCE(fault_krp.nmissed) + READ_ONCE(fault_krp.kp.nmissed);
+	return atomic_read(&fault_missed);
 }
 
 int ckpt_fault_init(void)
 {
-	int ret = register_kretprobe(&fault_krp);
+	static char name[] = "handle_mm_fault";
+	int ret = ftrace_set_filter(&fault_ops, name, sizeof(name) - 1, 1);
 
 	if (ret)
 		pr_err("ckpt: cannot hook handle_mm_fault: %d\n", ret);
@@ -175,5 +140,6 @@ int ckpt_fault_init(void)
 
 void ckpt_fault_exit(void)
 {
-	unregister_kretprobe(&fault_krp);
+	/* No region exists any more (every session is closed): the ops is unregistered. */
+	ftrace_free_filter(&fault_ops);
 }

@@ -3,7 +3,7 @@
  * Write-protection of tracked pages and the TLB flush, with the kernel's inline page-table
  * helpers (walk_page_range and change_protection are not exported).
  *
- * Callers hold the mmap lock (read for COLLECT, write for REGISTER). With it held no page
+ * Callers hold the mmap lock for writing (REGISTER, COLLECT; see fault.c). With it held no page
  * table can be freed or collapsed under us; PTEs still change (faults, reclaim) and are
  * changed under the PTE lock, as here.
  *

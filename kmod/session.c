@@ -4,6 +4,8 @@
  * Every function here runs with ckpt_session.lock held (dev.c) and may sleep.
  *
  * Lock order: ckpt_session.lock -> mmap_lock -> ckpt_mm.split_lock -> ckpt_mm.lock.
+ * REGISTER and COLLECT hold the mmap lock for writing while they take bits and protect
+ * pages, so no write fault of the tracked mm is in progress meanwhile (see fault.c).
  * Nothing is copied to or from user memory while an mmap lock is held (the session's mm may
  * be the caller's own, whose faults take that lock).
  */
@@ -107,7 +109,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 
 	/*
 	 * The write lock keeps out faults that passed the hook's filter before the region
-	 * existed and would make a page writable after we protected it.
+	 * existed and would make a page writable after we protected it (see fault.c).
 	 */
 	ret = mmap_write_lock_killable(mm);
 	if (ret)
@@ -252,7 +254,10 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			struct ckpt_wp w = { .mm = mm, .cm = s->cm };
 			unsigned long n, i;
 
-			mmap_read_lock(mm);
+			/* Write lock: no fault is half-way through, see fault.c. */
+			ret = mmap_write_lock_killable(mm);
+			if (ret)
+				goto out;
 			n = ckpt_log_take(r, kbuf, min(room, chunk));
 			for (i = 0; i < n; i++) {
 				unsigned long addr = r->start + (kbuf[i] << PAGE_SHIFT);
@@ -261,7 +266,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 				if (!ckpt_wp_page(&w, addr))
 					ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
 			}
-			mmap_read_unlock(mm);
+			mmap_write_unlock(mm);
 			if (w.flush)
 				ckpt_flush_tlb_mm(mm);
 			r->thp_splits += w.splits;
@@ -299,7 +304,9 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 		return -ENOMEM;
 	check_missed(r);
 	r->collects++;
-	mmap_read_lock(mm);
+	ret = mmap_write_lock_killable(mm);
+	if (ret)
+		goto out;
 	a->count = ckpt_log_take_bitmap(r, kbm);
 	for (wi = 0; wi < r->l0_words; wi++) {
 		unsigned long word = kbm[wi];
@@ -312,7 +319,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 				ckpt_log_mark(r, idx, 1);
 		}
 	}
-	mmap_read_unlock(mm);
+	mmap_write_unlock(mm);
 	if (w.flush)
 		ckpt_flush_tlb_mm(mm);
 	r->thp_splits += w.splits;
@@ -327,6 +334,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 	} else {
 		r->collected += a->count;
 	}
+out:
 	kvfree(kbm);
 	return ret;
 }

@@ -73,6 +73,66 @@ one() {
   rm -rf "$d"
 }
 
+# expect_refusal DESCRIPTION PATTERN CMD...: CMD must fail with exit status 1..3 (not a crash)
+# and say PATTERN on stderr.
+expect_refusal() {
+  local desc=$1 pat=$2; shift 2
+  local err rc
+  err=$("$@" 2>&1 >/dev/null); rc=$?
+  printf '%s\n' "$err" | sed 's/^/# /'
+  if [ $rc -ge 1 ] && [ $rc -le 3 ] && printf '%s' "$err" | grep -q -- "$pat"; then
+    tap 0 "$desc"
+  else
+    tap 1 "$desc" "exit $rc"
+  fi
+}
+
+# What must be refused clearly, and must lose nothing.
+refusals() {
+  local d; d=$(mktemp -d /tmp/zdtm-refuse.XXXXXX)
+  chmod 755 "$d"
+  # A socket: not supported; the process must keep running.
+  /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+open(sys.argv[1], "w").close()
+time.sleep(600)' "$d/ready" &
+  local pid=$!
+  wait_file "$d/ready" 60
+  expect_refusal "dump refuses a socket" "is not supported" "$tool" dump --store "$d/img" $pid
+  if kill -0 $pid 2>/dev/null; then tap 0 "the refused process still runs"; else tap 1 "the refused process still runs"; fi
+  kill -9 $pid; wait $pid 2>/dev/null
+  [ -e "$d/img" ] && tap 1 "no image left by a refused dump" || tap 0 "no image left by a refused dump"
+
+  # Not allowed to ptrace (another user): refused, process untouched.
+  sleep 600 &
+  pid=$!
+  expect_refusal "dump as another user is refused" "not allowed to ptrace" \
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$tool" dump --store "$d/img2" $pid
+  kill -0 $pid 2>/dev/null && tap 0 "the other user's process still runs" || tap 1 "the other user's process still runs"
+  kill -9 $pid; wait $pid 2>/dev/null
+
+  # A good image, then damaged copies of it.
+  cp "$bin/signals" "$d/prog"
+  (cd "$d" && exec "$d/prog" "$d/ready2" "$d/go2" >"$d/out" 2>&1) &
+  pid=$!
+  wait_file "$d/ready2" 60
+  "$tool" dump --store "$d/good" $pid 2>/dev/null; wait $pid 2>/dev/null
+  local size; size=$(stat -c %s "$d/good")
+  cp "$d/good" "$d/bad-data"
+  printf '\xff\xfe' | dd of="$d/bad-data" bs=1 seek=4200 conv=notrunc status=none
+  expect_refusal "restore refuses damaged page data" "corrupted image" "$tool" restore --store "$d/bad-data"
+  cp "$d/good" "$d/bad-meta"
+  printf '\x01' | dd of="$d/bad-meta" bs=1 seek=$((size - 100)) conv=notrunc status=none
+  expect_refusal "restore refuses damaged metadata" "corrupted image" "$tool" restore --store "$d/bad-meta"
+  head -c $((size - 10)) "$d/good" >"$d/short"
+  expect_refusal "restore refuses a truncated image" "corrupted image" "$tool" restore --store "$d/short"
+  head -c 5000 /dev/urandom >"$d/random"
+  expect_refusal "restore refuses a random file" "not a ckpt process image" "$tool" restore --store "$d/random"
+  touch -d '2001-01-01' "$d/prog"
+  expect_refusal "restore refuses a changed binary" "changed on disk" "$tool" restore --store "$d/good"
+  rm -rf "$d"
+}
+
 echo "TAP version 13"
 if [ ! -x "$tool" ] || [ ! -d "$bin" ]; then
   echo "1..1"; tap 1 "zdtm tests built"
@@ -81,7 +141,8 @@ fi
 if [ $# -gt 0 ]; then tests=("$@"); else
   tests=(); for f in "$bin"/*; do [ -x "$f" ] && tests+=("$(basename "$f")"); done
 fi
-echo "1..${#tests[@]}"
+if [ $# -gt 0 ]; then echo "1..${#tests[@]}"; else echo "1..$((${#tests[@]} + 10))"; fi
 for t in "${tests[@]}"; do one "$t"; done
+[ $# -gt 0 ] || refusals
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 [ $fail = 0 ]

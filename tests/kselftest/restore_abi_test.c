@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Whole-process ioctls of ckpt.ko (RESTORE_PREPARE / RESTORE_COMMIT / RESTORE_THREAD /
+ * DUMP_TASK): every documented refusal, DUMP_TASK against a ptrace-stopped child, and a
+ * COMMIT that fails past the point of no return (its data file shrinks after PREPARE): the
+ * status fd reports -EIO and the task is killed, with no kernel warning (the VM harness checks
+ * the log). The successful paths are exercised end to end by tests/e2e/vm-zdtm.sh.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/ckpt.h>
+
+#include "kselftest_harness.h"
+
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+
+static int open_dev(void)
+{
+	struct ckpt_api a = { .api = CKPT_API_VERSION };
+	int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0 || ioctl(fd, CKPT_IOC_API, &a))
+		return -1;
+	return fd;
+}
+
+static int ioc(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) ? -errno : 0;
+}
+
+/* The caller's [vvar]+[vdso] range. */
+static void own_vdso(__u64 *start, __u64 *end)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s, e;
+
+	*start = *end = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vvar]"))
+			*start = s;
+		if (strstr(line, "[vdso]"))
+			*end = e;
+	}
+	if (f)
+		fclose(f);
+}
+
+FIXTURE(rs) {
+	int fd, data;
+	char path[64];
+	struct ckpt_restore_vma vma;
+	struct ckpt_restore_run run;
+	struct ckpt_restore_prepare p;
+	long pg;
+};
+
+FIXTURE_SETUP(rs)
+{
+	char page[4096] = { 1 };
+
+	self->pg = getpagesize();
+	self->fd = open_dev();
+	ASSERT_LE(0, self->fd);
+	strcpy(self->path, "/tmp/restore_abi.XXXXXX");
+	self->data = mkstemp(self->path);
+	ASSERT_LE(0, self->data);
+	unlink(self->path);
+	ASSERT_EQ(4096, write(self->data, page, 4096));
+	/* An address nothing uses: a fresh mapping's, unmapped again. */
+	void *hole = mmap(NULL, 16 * self->pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, hole);
+	munmap(hole, 16 * self->pg);
+	self->vma = (struct ckpt_restore_vma){ .start = (__u64)hole, .len = 4 * self->pg,
+					       .prot = PROT_READ | PROT_WRITE };
+	self->run = (struct ckpt_restore_run){ .addr = (__u64)hole, .len = self->pg, .data_off = 0 };
+	memset(&self->p, 0, sizeof(self->p));
+	self->p.self_fd = self->fd;
+	self->p.vmas = (__u64)&self->vma;
+	self->p.nr_vmas = 1;
+	self->p.runs = (__u64)&self->run;
+	self->p.nr_runs = 1;
+	self->p.data_fd = self->data;
+	own_vdso(&self->p.keep_start, &self->p.keep_end);
+	self->p.regs.cs = 0x33;
+	self->p.regs.ss = 0x2b;
+	self->p.regs.ip = (__u64)hole;
+}
+
+FIXTURE_TEARDOWN(rs)
+{
+	close(self->fd);
+	close(self->data);
+}
+
+TEST_F(rs, handshake_reports_features)
+{
+	struct ckpt_api a = { .api = CKPT_API_VERSION };
+	int fd = open("/dev/ckpt", O_RDWR);
+
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_API, &a));
+	EXPECT_TRUE(a.features & CKPT_FEATURE_RESTORE);
+	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP);
+	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)));
+	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)));
+	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_THREAD)));
+	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)));
+	close(fd);
+}
+
+TEST_F(rs, before_handshake)
+{
+	int fd = open("/dev/ckpt", O_RDWR);
+
+	EXPECT_EQ(-EINVAL, ioc(fd, CKPT_IOC_RESTORE_PREPARE, &self->p));
+	EXPECT_EQ(-EINVAL, ioctl(fd, CKPT_IOC_RESTORE_COMMIT, 0) ? -errno : 0);
+	close(fd);
+}
+
+TEST_F(rs, valid_prepare_then_release)
+{
+	EXPECT_EQ(0, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p));
+	/* A second one replaces the first. */
+	EXPECT_EQ(0, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p));
+	/* Single-threaded: COMMIT could start. */
+	EXPECT_EQ(0, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
+	EXPECT_EQ(-EINVAL, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, 2) ? -errno : 0);
+}
+
+TEST_F(rs, commit_without_prepare)
+{
+	EXPECT_EQ(-EINVAL, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, 0) ? -errno : 0);
+}
+
+TEST_F(rs, thread_without_prepare)
+{
+	struct ckpt_restore_thread t = { .self_fd = self->fd };
+	int fd2 = open_dev();
+
+	t.regs.cs = 0x33;
+	t.regs.ss = 0x2b;
+	t.self_fd = fd2;
+	EXPECT_EQ(-ENOENT, ioc(fd2, CKPT_IOC_RESTORE_THREAD, &t));
+	t.reserved[0] = 1;
+	EXPECT_EQ(-EINVAL, ioc(fd2, CKPT_IOC_RESTORE_THREAD, &t));
+	close(fd2);
+}
+
+#define REFUSED(err, stmt)                                                       \
+	do {                                                                     \
+		struct ckpt_restore_prepare q = self->p;                         \
+		struct ckpt_restore_vma v[2] = { self->vma, self->vma };         \
+		struct ckpt_restore_run r = self->run;                           \
+		q.vmas = (__u64)v;                                               \
+		q.runs = (__u64)&r;                                              \
+		(void)v; (void)r;                                                \
+		stmt;                                                            \
+		EXPECT_EQ(err, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &q))      \
+			TH_LOG("%s", #stmt);                                     \
+	} while (0)
+
+TEST_F(rs, prepare_refusals)
+{
+	int pfd[2];
+
+	ASSERT_EQ(0, pipe(pfd));
+	REFUSED(-EINVAL, q.flags = 1ULL << 40);
+	REFUSED(-EINVAL, q.reserved[3] = 1);
+	REFUSED(-EINVAL, q.status_fd = 5);		/* without CKPT_RESTORE_STATUS_FD */
+	REFUSED(-EINVAL, q.regs.cs = 0x23);		/* a 32-bit code segment */
+	REFUSED(-EINVAL, q.regs.ss = 0);
+	REFUSED(-EINVAL, q.regs.fs = 0x2b);
+	REFUSED(-EINVAL, q.regs.ip = 1ULL << 63);
+	REFUSED(-EINVAL, q.start_brk = 2; q.brk = 1);
+	REFUSED(-EINVAL, q.env_end = 1ULL << 62);
+	REFUSED(-EINVAL, q.rseq = 0x1008);		/* unaligned */
+	REFUSED(-E2BIG, q.nr_vmas = 0);
+	REFUSED(-E2BIG, q.nr_vmas = CKPT_RESTORE_MAX_VMAS + 1);
+	REFUSED(-E2BIG, q.nr_runs = CKPT_RESTORE_MAX_RUNS + 1);
+	REFUSED(-EINVAL, q.self_fd = self->data);	/* not this session */
+	REFUSED(-EINVAL, q.self_fd = 1U << 31);
+	REFUSED(-EINVAL, q.keep_start = q.keep_end - 4096);	/* not all of vvar+vdso */
+	REFUSED(-EINVAL, q.keep_start = self->vma.start; q.keep_end = self->vma.start + 4096);
+	REFUSED(-EINVAL, v[0].start += 1);
+	REFUSED(-EINVAL, v[0].len = 0);
+	REFUSED(-EINVAL, v[0].start = 1ULL << 47);
+	REFUSED(-EINVAL, v[0].prot = 8);
+	REFUSED(-EINVAL, v[0].flags = 1ULL << 9);
+	REFUSED(-EINVAL, v[0].reserved[1] = 1);
+	REFUSED(-EINVAL, v[0].fd = 3);			/* fd on an anonymous vma */
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_SHARED; v[0].prot = PROT_READ);
+	REFUSED(-EINVAL, q.nr_vmas = 2);		/* overlapping */
+	REFUSED(-EINVAL, q.nr_vmas = 2; v[1].start -= 4096 * 8);	/* unsorted */
+	REFUSED(-EINVAL, q.keep_start = v[0].start; q.keep_end = v[0].start + 4096);
+	REFUSED(-EBADF, v[0].flags = CKPT_VMA_FILE; v[0].fd = 1000);
+	REFUSED(-EACCES, v[0].flags = CKPT_VMA_FILE; v[0].fd = pfd[0]);	/* not a regular file */
+	REFUSED(-EBADF, v[0].flags = CKPT_VMA_FILE; v[0].fd = pfd[1]);	/* not readable */
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_FILE | CKPT_VMA_SHARED; v[0].fd = self->data);
+	REFUSED(-EINVAL, r.addr += 4096 * 4);		/* outside its vma */
+	REFUSED(-EINVAL, r.len = 4096 * 5);
+	REFUSED(-EINVAL, r.data_off = 4096);		/* beyond the data file */
+	REFUSED(-EINVAL, r.data_off = 1);
+	REFUSED(-EBADF, q.data_fd = 1000);
+	REFUSED(-EACCES, q.data_fd = pfd[0]);
+	REFUSED(-EBADF, q.flags = CKPT_RESTORE_STATUS_FD; q.status_fd = pfd[0]);	/* not writable */
+	REFUSED(-EFAULT, q.vmas = 8);
+	REFUSED(-EFAULT, q.runs = 8);
+	EXPECT_EQ(-EFAULT, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, (void *)8));
+	/* Nothing was prepared by any of them. */
+	EXPECT_EQ(-EINVAL, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/* COMMIT that fails past the point of no return: the data file is cut after PREPARE. */
+TEST_F(rs, commit_fails_after_point_of_no_return)
+{
+	int pfd[2], ws;
+	long long status = 1;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		close(pfd[0]);
+		self->p.flags = CKPT_RESTORE_STATUS_FD;
+		self->p.status_fd = pfd[1];
+		if (ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p))
+			_exit(10);
+		if (ftruncate(self->data, 0))
+			_exit(11);
+		ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, 0);
+		_exit(12);	/* unreachable: the address space is gone */
+	}
+	close(pfd[1]);
+	ASSERT_EQ(sizeof(status), read(pfd[0], &status, sizeof(status)));
+	EXPECT_EQ(-EIO, status);
+	ASSERT_EQ(pid, waitpid(pid, &ws, 0));
+	EXPECT_TRUE(WIFSIGNALED(ws));
+	EXPECT_EQ(SIGKILL, WTERMSIG(ws));
+	close(pfd[0]);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+TEST(dump_task)
+{
+	static char alt[16384];
+	struct ckpt_sigaction act[CKPT_NSIG];
+	struct ckpt_dump_task d = { 0 };
+	int fd = open_dev(), st, go[2];
+	pid_t pid;
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, pipe(go));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		stack_t ss = { .ss_sp = alt, .ss_size = sizeof(alt) };
+		sigset_t m;
+		char c;
+
+		signal(SIGUSR1, on_usr1);
+		sigaltstack(&ss, NULL);
+		sigemptyset(&m);
+		sigaddset(&m, SIGUSR2);
+		sigprocmask(SIG_BLOCK, &m, NULL);
+		close(go[1]);
+		(void)!read(go[0], &c, 1);
+		pause();
+		_exit(0);
+	}
+	close(go[0]);
+	close(go[1]);	/* the child proceeds to pause() */
+	usleep(100000);
+
+	d.pid = pid;
+	EXPECT_EQ(-EPERM, ioc(fd, CKPT_IOC_DUMP_TASK, &d));	/* not traced */
+	d.pid = getpid();
+	EXPECT_EQ(-EPERM, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	d.pid = 0;
+	EXPECT_EQ(-EINVAL, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	d.pid = 1 << 22;
+	EXPECT_EQ(-ESRCH, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+
+	ASSERT_EQ(0, ptrace(PTRACE_SEIZE, pid, 0, 0));
+	d.pid = pid;
+	EXPECT_EQ(-EPERM, ioc(fd, CKPT_IOC_DUMP_TASK, &d));	/* traced but running */
+	ASSERT_EQ(0, ptrace(PTRACE_INTERRUPT, pid, 0, 0));
+	ASSERT_EQ(pid, waitpid(pid, &st, __WALL));
+	ASSERT_TRUE(WIFSTOPPED(st));
+	d.reserved[0] = 1;
+	EXPECT_EQ(-EINVAL, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	d.reserved[0] = 0;
+	d.actions = 8;
+	EXPECT_EQ(-EFAULT, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	d.actions = (__u64)act;
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	EXPECT_EQ((__u64)on_usr1, act[SIGUSR1 - 1].handler);
+	EXPECT_TRUE(act[SIGUSR1 - 1].flags & SA_RESTORER);	/* glibc sets its own restorer */
+	EXPECT_NE(0, act[SIGUSR1 - 1].restorer);
+	EXPECT_EQ(0, act[SIGUSR2 - 1].handler);
+	EXPECT_EQ((__u64)alt, d.sas_ss_sp);
+	EXPECT_EQ(sizeof(alt), d.sas_ss_size);
+	EXPECT_EQ(1ULL << (SIGUSR2 - 1), d.blocked);
+	EXPECT_LE(d.start_brk, d.brk);
+	EXPECT_NE(0, d.robust_list);	/* glibc registers one per thread */
+	EXPECT_EQ(24, d.robust_list_len);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, __WALL);
+	close(fd);
+}
+
+TEST_HARNESS_MAIN

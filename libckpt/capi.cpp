@@ -24,6 +24,13 @@ int guard(F&& f) {
   }
 }
 
+thread_local std::string tls_open_error;
+
+int open_fail(int ret, std::string why) {
+  tls_open_error = std::move(why);
+  return ret;
+}
+
 bool valid_name(const char* name) {
   if (!name) return false;
   size_t n = strnlen(name, 201);
@@ -41,34 +48,42 @@ int ckpt_config_init(ckpt_config_t* cfg) {
   return 0;
 }
 
+const char* ckpt_open_error(void) { return tls_open_error.c_str(); }
+
 int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
-  if (!path || !*path || !out) return -EINVAL;
+  tls_open_error.clear();
+  if (!path || !*path || !out) return open_fail(-EINVAL, "no store path or no output handle");
   ckpt_config_t def;
   ckpt_config_init(&def);
   if (!cfg) cfg = &def;
   if (cfg->size != sizeof(*cfg) || cfg->tracker > CKPT_TRACKER_FULL || cfg->writer > CKPT_WRITER_URING ||
       (cfg->flags & ~kKnownFlags))
-    return -EINVAL;
+    return open_fail(-EINVAL, "bad config: size, tracker, writer or flags");
   for (uint64_t r : cfg->reserved)
-    if (r) return -EINVAL;
-  if ((cfg->flags & CKPT_CFG_TIMER) && !cfg->interval_ms) return -EINVAL;
+    if (r) return open_fail(-EINVAL, "bad config: reserved fields must be zero");
+  if ((cfg->flags & CKPT_CFG_TIMER) && !cfg->interval_ms)
+    return open_fail(-EINVAL, "bad config: CKPT_CFG_TIMER needs interval_ms");
   return guard([&] {
     auto c = std::make_unique<ckpt_session>();
     c->cfg = *cfg;
     c->ps = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     std::string why;
     int ret = ckpt::make_tracker(static_cast<ckpt::TrackerKind>(cfg->tracker), &c->tracker, &why);
-    if (ret) return ret == -EINVAL ? ret : -ENODEV;
+    if (ret) return open_fail(ret == -EINVAL ? ret : -ENODEV, why);
     ckpt::store::Options o;
     o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
     o.create_size = cfg->create_size;
     o.force_format = (cfg->flags & CKPT_CFG_FORMAT) != 0;
+    std::string why_store;
+    o.why = &why_store;
     // -EINTR: a pending io_uring task-work notification interrupts e.g. fallocate on tmpfs
     // (signal_pending() is true without any signal); opening again is safe.
     for (int i = 0; i < 100; i++)
       if ((ret = ckpt::store::Store::open(path, o, &c->store)) != -EINTR) break;
-    if (ret) return ret;
-    if (c->store->page_size() != c->ps) return -EINVAL;
+    if (ret)
+      return open_fail(ret, std::string("store ") + path + ": " +
+                                (why_store.empty() ? strerror(-ret) : why_store));
+    if (c->store->page_size() != c->ps) return open_fail(-EINVAL, "store page size differs from the system's");
     c->stats.page_size = c->ps;
     c->stats.epoch = c->store->epoch();
     snprintf(c->stats.tracker, sizeof(c->stats.tracker), "%s", c->tracker->name());

@@ -91,6 +91,10 @@ int ckpt_config_init(ckpt_config_t *cfg);
  */
 int ckpt_open(const char *store, const ckpt_config_t *cfg, ckpt_t **out);
 
+/* Reason for the calling thread's last failed ckpt_open() ("" if none). Never NULL; valid
+ * until the thread's next ckpt_open(). */
+const char *ckpt_open_error(void);
+
 /*
  * Register [addr, addr+len) under `name` (1..200 bytes, no NUL). addr must be page-aligned and
  * len a non-zero multiple of the page size; the memory must stay mapped read-write while it is
@@ -124,7 +128,8 @@ int ckpt_restore(ckpt_t *c);
 /* Last committed epoch; 0 = none (or c is NULL). */
 uint64_t ckpt_epoch(const ckpt_t *c);
 
-/* Stop the timer, detach everything, close the store. Does not checkpoint. NULL is a no-op. */
+/* Stop the timer, unregister everything, unmap the session's heaps, close the store. Does not
+ * checkpoint. Other threads must have detached and stopped using c. NULL is a no-op. */
 int ckpt_close(ckpt_t *c);
 
 /* ---- triggers ---- */

@@ -80,7 +80,7 @@ TEST_P(Crash, KillNineAtRandomInstantsRestoresAnEpoch) {
   unsetenv("CKPT_TRACKER");
   EXPECT_EQ(killed, rounds);
   // The campaign is only meaningful if children got to commit between kills.
-  EXPECT_GT(progressed, static_cast<uint64_t>(rounds / 4)) << "final n " << last_n;
+  EXPECT_GE(progressed, static_cast<uint64_t>(std::max(1, rounds / 8))) << "final n " << last_n;
   RecordProperty("kills", killed);
   RecordProperty("iterations", static_cast<int>(last_n));
   printf("[ crash    ] tracker %s: %d kills, %llu iterations committed, progress in %llu rounds, "

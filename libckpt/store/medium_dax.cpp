@@ -67,13 +67,16 @@ class DaxMedium final : public Medium {
     if (n <= size_) return 0;
     // Everything written so far is fenced before the mapping goes away.
     drain_();
-    if (fallocate(fd_, 0, 0, static_cast<off_t>(n)) != 0) {
+    int rc;
+    do rc = fallocate(fd_, 0, 0, static_cast<off_t>(n)); while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
       int e = errno;
       return e == EFBIG ? -ENOSPC : -e;
     }
     // The new size must be durable before blocks past the old end are referenced; MAP_SYNC
     // covers the blocks a write faults in, this covers i_size.
-    if (fdatasync(fd_) != 0) return -errno;
+    do rc = fdatasync(fd_); while (rc != 0 && errno == EINTR);
+    if (rc != 0) return -errno;
     unmap();
     return map(nullptr);
   }

@@ -72,7 +72,10 @@ class UringMedium final : public Medium {
     if (!growable_) return -ENOSPC;
     if (n <= size_) return 0;
     // fallocate reserves the blocks now, so a later write cannot fail for lack of space.
-    if (fallocate(fd_, 0, 0, static_cast<off_t>(n)) != 0) {
+    // io_uring task work counts as a pending signal (TIF_NOTIFY_SIGNAL): EINTR is retried.
+    int rc;
+    do rc = fallocate(fd_, 0, 0, static_cast<off_t>(n)); while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
       int e = errno;
       if (e != EOPNOTSUPP) return e == EFBIG ? -ENOSPC : -e;
       if (ftruncate(fd_, static_cast<off_t>(n)) != 0) return -errno;
@@ -123,7 +126,7 @@ class UringMedium final : public Medium {
       std::memcpy(buf, s, n);
       if (last_ && last_off_end_ == off && last_buf_end_ == buf) {
         last_->len += static_cast<unsigned>(n);  // merge: not submitted yet
-        last_->user_data += n;
+        last_->user_data += n;  // the length is the low 32 bits
       } else {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         if (!sqe) {
@@ -136,7 +139,8 @@ class UringMedium final : public Medium {
           io_uring_prep_write_fixed(sqe, fd_, buf, static_cast<unsigned>(n), off, 0);
         else
           io_uring_prep_write(sqe, fd_, buf, static_cast<unsigned>(n), off);
-        sqe->user_data = n;
+        sqe->user_data = (uint64_t(slot) << 32) | n;
+        slot_off_[slot] = off;
         last_ = sqe;
         queued_++;
       }
@@ -160,17 +164,35 @@ class UringMedium final : public Medium {
     if (!sqe) return -EBUSY;
     io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
     sqe->user_data = 0;
-    r = io_uring_submit(&ring_);
+    do r = io_uring_submit(&ring_); while (r == -EINTR);
     if (r < 0) return fail(r);
     io_uring_cqe* cqe;
     do r = io_uring_wait_cqe(&ring_, &cqe); while (r == -EINTR);
     if (r < 0) return fail(r);
     const int res = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
+    if (res == -EINTR || res == -EAGAIN) {  // interrupted: the same durability point, directly
+      int rc;
+      do rc = fdatasync(fd_); while (rc != 0 && errno == EINTR);
+      return rc ? fail(-errno) : 0;
+    }
     return res < 0 ? fail(res) : 0;
   }
 
  private:
+  int pwrite_all(const uint8_t* p, size_t len, uint64_t off) {
+    while (len > 0) {
+      ssize_t n = pwrite(fd_, p, len, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -errno;
+      if (n == 0) return -EIO;  // the device ended
+      p += n;
+      off += static_cast<uint64_t>(n);
+      len -= static_cast<size_t>(n);
+    }
+    return 0;
+  }
+
   int fail(int e) {
     if (!err_) err_ = e;
     return err_;
@@ -198,11 +220,21 @@ class UringMedium final : public Medium {
         fail(w);
         break;
       }
-      if (cqe->res < 0)
-        fail(cqe->res);
-      else if (static_cast<uint64_t>(cqe->res) != cqe->user_data)
-        fail(-EIO);  // a short write: the device ended or the file system could not allocate
+      const int res = cqe->res;
+      const uint64_t ud = cqe->user_data;
       io_uring_cqe_seen(&ring_, cqe);
+      const size_t len = ud & 0xffffffffu;
+      if (res == -EINTR || res == -EAGAIN || (res >= 0 && static_cast<size_t>(res) < len)) {
+        // Interrupted or short: finish the rest synchronously from the same staging slots
+        // (they stay untouched until this drain returns).
+        const size_t done = res > 0 ? static_cast<size_t>(res) : 0;
+        const unsigned slot = static_cast<unsigned>(ud >> 32);
+        int e = pwrite_all(staging_ + size_t(slot) * kSlotBytes + done, len - done,
+                           slot_off_[slot] + done);
+        if (e) fail(e);
+      } else if (res < 0) {
+        fail(res);
+      }
       inflight_--;
     }
     used_ = 0;
@@ -216,6 +248,7 @@ class UringMedium final : public Medium {
   bool ring_ok_ = false, registered_ = false;
   uint8_t* staging_ = nullptr;  // kSlots blocks, registered as buffer 0
   uint8_t* bounce_ = nullptr;   // unaligned reads through O_DIRECT
+  uint64_t slot_off_[kSlots] = {};  // file offset of the SQE that starts at each slot
   unsigned used_ = 0, queued_ = 0, inflight_ = 0;
   io_uring_sqe* last_ = nullptr;  // newest SQE not yet submitted, for merging
   uint64_t last_off_end_ = 0;

@@ -126,8 +126,9 @@ struct ckpt_wp {
 	unsigned long splits;		/* huge PMDs split */
 };
 bool ckpt_vma_supported(struct vm_area_struct *vma);
-int ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
-bool ckpt_wp_page(struct ckpt_wp *w, unsigned long addr);
+void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
+void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
+		   void (*sticky)(void *arg, unsigned long addr), void *arg);
 void ckpt_flush_tlb_mm(struct mm_struct *mm);
 
 /* genl.c */

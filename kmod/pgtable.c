@@ -101,78 +101,104 @@ static bool pte_maybe_pinned(pte_t pte)
 }
 
 /*
- * Write-protect the present PTEs of [addr, end) (one PMD at most). Returns false if some page
- * there must stay logged: huge PMD that would not split, unstable PMD, or a pinned page
- * (@sticky then gets the first such address, all pages of the range if unknown).
+ * Write-protect the present PTEs of the pages @addr[0..n) (ascending, all under one PMD).
+ * With @check_pins, a page that may be written by DMA is passed to @sticky. Returns false
+ * if the PMD could not be brought to 4 KiB PTEs (THP migration entry, split failure): the
+ * caller keeps all @n pages logged.
  */
-static bool wp_pmd_range(struct ckpt_wp *w, unsigned long addr, unsigned long end,
-			 bool check_pins, bool *pinned)
+static bool wp_pmd(struct ckpt_wp *w, const u64 *addr, unsigned long n, bool check_pins,
+		   void (*sticky)(void *arg, unsigned long addr), void *arg)
 {
+	unsigned long base = addr[0] & PMD_MASK, i;
 	pmd_t *pmdp, pmd;
-	pte_t *start_pte, *ptep;
+	pte_t *start_pte;
 	spinlock_t *ptl;
-	bool ok = true;
 
-	*pinned = false;
 again:
-	pmdp = walk_pmd(w->mm, addr);
+	pmdp = walk_pmd(w->mm, base);
 	if (!pmdp)
 		return true;	/* nothing mapped */
 	pmd = READ_ONCE(*pmdp);
 	if (pmd_none(pmd))
 		return true;
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd)) {
-		if (!split_pmd(w, addr))
+		if (!split_pmd(w, addr[0]))
 			return false;
 		goto again;
 	}
 	if (!pmd_present(pmd) || pmd_bad(pmd))
 		return false;	/* THP migration entry or garbage: keep logged */
 
-	start_pte = pte_offset_map_lock(w->mm, pmdp, addr, &ptl);
-	for (ptep = start_pte; addr < end; ptep++, addr += PAGE_SIZE) {
+	start_pte = pte_offset_map_lock(w->mm, pmdp, base, &ptl);
+	for (i = 0; i < n; i++) {
+		pte_t *ptep = start_pte + ((addr[i] - base) >> PAGE_SHIFT);
 		pte_t pte = ptep_get(ptep);
 
 		if (!pte_present(pte))
 			continue;	/* none/swap: a write faults anyway */
 		if (pte_write(pte)) {
-			ptep_set_wrprotect(w->mm, addr, ptep);
+			ptep_set_wrprotect(w->mm, addr[i], ptep);
 			w->flush = true;
 		}
 		if (check_pins && pte_maybe_pinned(pte))
-			*pinned = ok = false;
+			sticky(arg, addr[i]);
 	}
 	pte_unmap_unlock(start_pte, ptl);
-	return ok;
+	return true;
 }
 
-/* Protect all of [start, end) (REGISTER). Returns 0. */
-int ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
+static void no_sticky(void *arg, unsigned long addr)
 {
+}
+
+/* Protect all of [start, end) (REGISTER). */
+void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
+{
+	u64 batch[64];
+
 	while (start < end) {
 		unsigned long next = min(pmd_addr_end(start, end), end);
-		bool pinned;
 
-		wp_pmd_range(w, start, next, false, &pinned);
-		start = next;
+		/* One PMD at a time, in batches of 64 PTEs. */
+		while (start < next) {
+			unsigned long n = 0;
+
+			while (start < next && n < ARRAY_SIZE(batch)) {
+				batch[n++] = start;
+				start += PAGE_SIZE;
+			}
+			wp_pmd(w, batch, n, false, no_sticky, NULL);
+		}
 		cond_resched();
 	}
-	return 0;
 }
 
 /*
- * Protect one reported page (COLLECT). Returns false if the page must stay logged: outside a
- * supported mapping (unmapped, or replaced by a shared/special one), not splittable, or
- * possibly written by DMA without a fault.
+ * Protect reported pages (COLLECT): @addr[0..n) ascending. A page that must stay logged is
+ * passed to @sticky: outside a supported mapping (unmapped, or replaced by a shared/special
+ * one), under a PMD that would not split, or possibly written by DMA without a fault.
  */
-bool ckpt_wp_page(struct ckpt_wp *w, unsigned long addr)
+void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
+		   void (*sticky)(void *arg, unsigned long addr), void *arg)
 {
-	struct vm_area_struct *vma = wp_vma(w, addr);
-	bool pinned;
+	unsigned long i = 0;
 
-	if (!vma || !ckpt_vma_supported(vma))
-		return false;
-	return wp_pmd_range(w, addr, addr + PAGE_SIZE, true, &pinned);
+	while (i < n) {
+		struct vm_area_struct *vma = wp_vma(w, addr[i]);
+		unsigned long j = i + 1, k;
+
+		if (!vma || !ckpt_vma_supported(vma)) {
+			sticky(arg, addr[i++]);
+			continue;
+		}
+		/* The run of pages under the same PMD and inside this vma. */
+		while (j < n && (addr[j] & PMD_MASK) == (addr[i] & PMD_MASK) && addr[j] < vma->vm_end)
+			j++;
+		if (!wp_pmd(w, addr + i, j - i, true, sticky, arg))
+			for (k = i; k < j; k++)
+				sticky(arg, addr[k]);
+		i = j;
+	}
 }
 
 static void flush_local(void *unused)

@@ -230,6 +230,14 @@ static void relog(struct ckpt_session *s, const u64 *addrs, unsigned long n)
 	}
 }
 
+/* ckpt_wp_pages() callback: @addr must stay logged in region @arg. */
+static void relog_page(void *arg, unsigned long addr)
+{
+	struct ckpt_region *r = arg;
+
+	ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
+}
+
 /* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
 static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
 			  struct ckpt_region *only)
@@ -259,13 +267,9 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			if (ret)
 				goto out;
 			n = ckpt_log_take(r, kbuf, min(room, chunk));
-			for (i = 0; i < n; i++) {
-				unsigned long addr = r->start + (kbuf[i] << PAGE_SHIFT);
-
-				kbuf[i] = addr;
-				if (!ckpt_wp_page(&w, addr))
-					ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
-			}
+			for (i = 0; i < n; i++)
+				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
+			ckpt_wp_pages(&w, kbuf, n, relog_page, r);
 			mmap_write_unlock(mm);
 			if (w.flush)
 				ckpt_flush_tlb_mm(mm);
@@ -309,15 +313,16 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 		goto out;
 	a->count = ckpt_log_take_bitmap(r, kbm);
 	for (wi = 0; wi < r->l0_words; wi++) {
-		unsigned long word = kbm[wi];
+		unsigned long word = kbm[wi], n = 0;
+		u64 addrs[BITS_PER_LONG];
 
 		while (word) {
 			unsigned long idx = wi * BITS_PER_LONG + __ffs(word);
 
 			word &= word - 1;
-			if (!ckpt_wp_page(&w, r->start + (idx << PAGE_SHIFT)))
-				ckpt_log_mark(r, idx, 1);
+			addrs[n++] = r->start + (idx << PAGE_SHIFT);
 		}
+		ckpt_wp_pages(&w, addrs, n, relog_page, r);
 	}
 	mmap_write_unlock(mm);
 	if (w.flush)

@@ -397,8 +397,10 @@ long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)) ||
-	    !all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || a.count || a.remaining || a.seq)
+	    !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
+	/* @count, @remaining and @seq are outputs: whatever they hold on input is ignored. */
+	a.count = 0;
 	if (!(a.flags & CKPT_COLLECT_BITMAP) && (a.buf_len % sizeof(u64)))
 		return -EINVAL;
 	if ((a.flags & CKPT_COLLECT_BITMAP) && !a.id)

@@ -93,6 +93,24 @@ TEST_F(t, write_some_pages)
 	EXPECT_EQ((uintptr_t)self->buf + 17 * PAGE, out[0]);
 }
 
+/* The outputs of a previous call may be left in the struct: they are ignored on input. */
+TEST_F(t, collect_struct_reuse)
+{
+	uint64_t out[NPAGES];
+	long id = ck_register(self->fd, self->buf, NPAGES * PAGE, 0);
+	struct ckpt_collect c = { .id = id, .buf = (uintptr_t)out, .buf_len = sizeof(out) };
+
+	ASSERT_LT(0, id);
+	self->buf[0] = 1;
+	ASSERT_EQ(0, ck_ioctl(self->fd, CKPT_IOC_COLLECT, &c));
+	ASSERT_EQ(1, c.count);
+	self->buf[PAGE] = 1;
+	self->buf[2 * PAGE] = 1;
+	ASSERT_EQ(0, ck_ioctl(self->fd, CKPT_IOC_COLLECT, &c));
+	EXPECT_EQ(2, c.count);
+	EXPECT_EQ(2, c.seq);
+}
+
 TEST_F(t, register_dirty_and_stats)
 {
 	uint64_t out[NPAGES];

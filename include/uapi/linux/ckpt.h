@@ -88,7 +88,8 @@ struct ckpt_api {
  * -ENOMEM some page of the range is not mapped (as mprotect(2) reports it), or no memory;
  * -EOPNOTSUPP the range contains a shared, I/O, PFN-mapped or hugetlb mapping;
  * -EEXIST the range overlaps a region of this session; -ENOSPC the session has
- * CKPT_MAX_REGIONS regions; -ESRCH the session's address space has exited; -EFAULT.
+ * CKPT_MAX_REGIONS regions; -ESRCH the session's address space has exited; -EINTR a fatal
+ * signal arrived while waiting for that address space's mmap lock; -EFAULT.
  */
 struct ckpt_register {
 	__u64 start;
@@ -140,7 +141,8 @@ struct ckpt_unregister {
  * On return every reported page is write-protected again on every CPU (the TLB flush is done),
  * so a write that starts after the call returns faults and is logged for the next COLLECT.
  * Errors: -ENOENT unknown id; -EINVAL bad flags, reserved, buffer size, or id 0 with BITMAP;
- * -ESRCH the session's address space has exited; -EFAULT @buf not writable (nothing is taken
+ * -ESRCH the session's address space has exited; -EINTR a fatal signal arrived while waiting
+ * for its mmap lock; -EFAULT @buf not writable (nothing is taken
  * from the log then).
  *
  * Also available as IORING_OP_URING_CMD with cmd_op = CKPT_IOC_COLLECT and the first 8 bytes

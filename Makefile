@@ -2,7 +2,8 @@
 #   make            build ckpt.ko and the userspace parts (installs missing Debian packages)
 #   make test       host tests + VM tests, one summary line; non-zero exit on any failure
 #   make vm-test    the VM suites alone          make vm-shell   a shell in the VM
-#   make demo       the main job end to end      make bench      the benchmarks
+#   make demo       the main job end to end (VM)  make demo-host  the same without the module
+#   make bench      the benchmarks
 #   make install PREFIX=/usr/local
 BUILD   := build/cmake
 WERROR  ?= $(if $(CI),1,0)
@@ -30,6 +31,12 @@ test: all
 vm-test: all
 	scripts/vm/run -- tests/vm/run-all
 
+demo: all
+	scripts/demo.sh
+
+demo-host: all
+	scripts/demo.sh --host
+
 vm-shell: all
 	scripts/vm/run --interactive -- bash -i
 
@@ -43,4 +50,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod userspace test vm-test vm-shell install clean distclean
+.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host install clean distclean

@@ -3,6 +3,7 @@
 #include <ckpt/ckpt.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <unistd.h>
@@ -67,6 +68,8 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     auto c = std::make_unique<ckpt_session>();
     c->cfg = *cfg;
     c->ps = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const char* env = getenv("CKPT_TRACKER");
+    c->tracker_forced = cfg->tracker != CKPT_TRACKER_AUTO || (env && *env);
     std::string why;
     int ret = ckpt::make_tracker(static_cast<ckpt::TrackerKind>(cfg->tracker), &c->tracker, &why);
     if (ret) return open_fail(ret == -EINVAL ? ret : -ENODEV, why);

@@ -64,7 +64,7 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   r.sid = sid;
   r.tracker = tracker.get();
   ret = tracker->add(r.rid, addr, len, true);
-  if (ret == -EOPNOTSUPP && cfg.tracker == CKPT_TRACKER_AUTO && strcmp(tracker->name(), "mprotect")) {
+  if (ret == -EOPNOTSUPP && !tracker_forced && strcmp(tracker->name(), "mprotect")) {
     // E.g. shmem without UFFD_FEATURE_WP_HUGETLBFS_SHMEM: the mprotect tracker still works.
     if (!fallback) ckpt::make_mprotect_tracker(&fallback);
     r.tracker = fallback.get();
@@ -303,7 +303,20 @@ int ckpt_session::set_timer(uint64_t ms) {
     timer_quit = true;
     tcv.notify_all();
     l.unlock();
+    // The timer may be waiting for this thread to park: count it as parked while joining (it
+    // touches no registered memory), and leave only once no checkpoint is running.
+    bool self = ckpt::tls_attached == this;
+    if (self) {
+      std::lock_guard<std::mutex> w(wmu);
+      parked++;
+      wcv.notify_all();
+    }
     timer.join();
+    if (self) {
+      std::unique_lock<std::mutex> w(wmu);
+      wcv.wait(w, [&] { return !stop.load(); });
+      parked--;
+    }
     l.lock();
     timer = std::thread();
   }

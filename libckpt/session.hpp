@@ -38,6 +38,7 @@ struct ckpt_session {
   std::unique_ptr<ckpt::store::Store> store;
   std::unique_ptr<ckpt::Tracker> tracker;
   std::unique_ptr<ckpt::Tracker> fallback;  // auto mode: mprotect for what the primary refuses
+  bool tracker_forced = false;               // by cfg.tracker or CKPT_TRACKER: no fallback
 
   // mu protects everything below up to the world section, and serialises store and tracker
   // calls. Lock order: mu, then heap mutexes.

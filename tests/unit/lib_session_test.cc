@@ -256,9 +256,9 @@ TEST_P(Session, TimerCheckpointsAttachedThread) {
     if (i % 1000 == 0) usleep(100);
   }
   EXPECT_GE(ckpt_epoch(c), 3u);
+  ASSERT_EQ(ckpt_set_timer(c, 0), 0);  // from an attached thread: must not deadlock
   ASSERT_EQ(ckpt_thread_detach(c), 0);
   EXPECT_EQ(ckpt_thread_detach(c), -ENOENT);
-  ASSERT_EQ(ckpt_set_timer(c, 0), 0);
   ckpt_close(c);
   Mem m2(2);
   c = open();
@@ -490,6 +490,43 @@ TEST(Config, TrackerEnvironment) {
   ASSERT_EQ(ckpt_get_stats(c, &st), 0);
   EXPECT_STREQ(st.tracker, module_tracks() ? "module" : "uffd");
   ckpt_close(c);
+}
+
+// Shared memory: the module refuses it (-EOPNOTSUPP), userfaultfd may (no
+// UFFD_FEATURE_WP_HUGETLBFS_SHMEM); in AUTO mode the region falls back to mprotect, a forced
+// tracker reports the refusal.
+TEST(Auto, SharedMemoryIsTrackedByAFallback) {
+  StorePath sp;
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.flags = sp.first_flags();
+  ckpt_t* c = nullptr;
+  ASSERT_EQ(ckpt_open(sp.path().c_str(), &cfg, &c), 0) << ckpt_open_error();
+  size_t len = 8 * ps();
+  auto* shm = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(shm, MAP_FAILED);
+  ASSERT_EQ(ckpt_register(c, "shm", shm, len), 0) << ckpt_last_error(c);
+  ASSERT_EQ(ckpt_checkpoint(c), 0);
+  shm[3 * ps() + 7] = 0x77;
+  ASSERT_EQ(ckpt_checkpoint(c), 0);
+  ckpt_session_stats st;
+  ASSERT_EQ(ckpt_get_stats(c, &st), 0);
+  EXPECT_EQ(st.last_pages, 1u);
+  ckpt_close(c);
+  memset(shm, 0, len);
+  ASSERT_EQ(ckpt_open(sp.path().c_str(), nullptr, &c), 0);
+  ASSERT_EQ(ckpt_register(c, "shm", shm, len), 0);
+  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
+  EXPECT_EQ(shm[3 * ps() + 7], 0x77);
+  ckpt_close(c);
+  if (module_tracks()) {  // forced: no fallback, a clear refusal
+    cfg = config("module");
+    ASSERT_EQ(ckpt_open(sp.path().c_str(), &cfg, &c), 0);
+    EXPECT_EQ(ckpt_register(c, "shm", shm, len), -EOPNOTSUPP);
+    EXPECT_NE(strstr(ckpt_last_error(c), "module"), nullptr) << ckpt_last_error(c);
+    ckpt_close(c);
+  }
+  munmap(shm, len);
 }
 
 // The mprotect tracker chains SIGSEGV it does not own to the handler the program had.

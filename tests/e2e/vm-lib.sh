@@ -31,7 +31,7 @@ run() {  # run DESCRIPTION ENV... -- PROGRAM ARGS...
 }
 
 echo "TAP version 13"
-echo "1..10"
+echo "1..8"
 
 module=0
 if [ -x "$bin/lib_session_test" ] && \
@@ -53,13 +53,14 @@ for store in "$dax" "$pmemfile" ""; do
 done
 # The userspace trackers on the DAX writer (the host runs the whole suite on io_uring; under
 # TCG all of it takes minutes, so the tests that prove identical bytes and consistency).
-run "session suite, userspace trackers, store $dax" CKPT_TEST_TRACKERS=uffd,mprotect,full CKPT_TEST_STORE=$dax -- \
+# Device-DAX stores are much slower to format under TCG than the -o dax file (both use the DAX
+# writer), so the longer suites use the file.
+run "session suite, userspace trackers, store $pmemfile" CKPT_TEST_TRACKERS=uffd,mprotect,full CKPT_TEST_STORE=$pmemfile -- \
   "$bin/lib_session_test" $gt \
   --gtest_filter='Trackers/*RoundTrip*:Trackers/*Randomized*:Trackers/*Concurrent*:Trackers/*KernelWrites*'
 
-run "persistent heap, store $dax" CKPT_TEST_STORE=$dax -- "$bin/lib_heap_test" $gt
 run "persistent heap, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_heap_test" $gt
-run "C++ API, store $dax" CKPT_TEST_STORE=$dax -- "$bin/lib_cxx_test" $gt
+run "C++ API, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_cxx_test" $gt
 run "C API from C11, store $dax" -- "$bin/capi_c11_test" "$dax"
 if [ $module -eq 1 ]; then
   # TCG runs ~10x slower than the host: longer lives, fewer rounds (the host does 200+ kills).

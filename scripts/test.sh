@@ -36,6 +36,10 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
   "$top/tests/harness/vm_selftest.sh" 2>&1 | tee "$top/build/harness.log"
   count_tap "$top/build/harness.log" "${PIPESTATUS[0]}"
 
+  echo "=== VM power-cut test (QEMU killed while the example checkpoints to the NVDIMM)"
+  "$top/tests/e2e/powercut.sh" 2 2>&1 | tee "$top/build/powercut.log"
+  count_tap "$top/build/powercut.log" "${PIPESTATUS[0]}"
+
   echo "=== VM tests (scripts/vm/run -- tests/vm/run-all)"
   vmlog=$top/build/vm-test.log
   "$top/scripts/vm/run" --timeout "${CKPT_VM_TIMEOUT:-1800}" -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"

@@ -46,6 +46,31 @@ struct Region {
   uint32_t id = 0;
   uint64_t epoch = 0;  // epoch that defined it; 0 = defined since, not committed yet
   std::vector<PageRef> pages;
+  // For the open checkpoint: 1 + index into its pages, 0 = not written in it. Sized on first
+  // use and cleared entry by entry, so a checkpoint costs O(dirty), not a hash-map node a page.
+  std::vector<uint32_t> pending;
+};
+
+// The retained epoch's page refs where they differ from the read epoch's, sorted by key.
+class Undo {
+ public:
+  using Entry = std::pair<uint64_t, PageRef>;
+  void clear() { v_.clear(); }
+  void reserve(size_t n) { v_.reserve(n); }
+  void add(uint64_t key, PageRef ref) { v_.emplace_back(key, ref); }
+  void finish() {  // keys are unique by construction
+    std::sort(v_.begin(), v_.end(), [](const Entry& a, const Entry& b) { return a.first < b.first; });
+  }
+  const PageRef* find(uint64_t key) const {
+    auto it = std::lower_bound(v_.begin(), v_.end(), key,
+                               [](const Entry& e, uint64_t k) { return e.first < k; });
+    return it != v_.end() && it->first == key ? &it->second : nullptr;
+  }
+  std::vector<Entry>::const_iterator begin() const { return v_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return v_.end(); }
+
+ private:
+  std::vector<Entry> v_;
 };
 
 struct Chain {  // one epoch's metadata chain
@@ -97,7 +122,6 @@ class TxnImpl final : public Txn {
   };
   StoreImpl* s_;
   std::vector<Pending> pages_;
-  std::unordered_map<uint64_t, size_t> index_;
   std::vector<uint64_t> allocated_;  // released unless committed
   int err_ = 0;                      // sticky: a failed put_page fails the commit
   bool done_ = false;
@@ -159,14 +183,20 @@ class StoreImpl final : public Store {
   // commit
   int commit(TxnImpl* t);
   void abort(TxnImpl* t);
+  void clear_pending(TxnImpl* t) {
+    for (const auto& pg : t->pages_) {
+      Region& r = regions_[pg.region - 1];
+      if (pg.page < r.pending.size()) r.pending[pg.page] = 0;
+    }
+  }
 
   // reads
   int read_pages(const Region& r, const std::vector<PageRef>* pages, void* dst,
                  std::vector<uint64_t>* damaged, uint64_t* nread);
   bool page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint8_t* scratch);
   PageRef retained_ref(const Region& r, uint64_t page) const {
-    auto it = undo_.find(page_key(r.id, page));
-    return it == undo_.end() ? r.pages[page] : it->second;
+    const PageRef* u = undo_.find(page_key(r.id, page));
+    return u ? *u : r.pages[page];
   }
   bool in_retained(const Region& r) const {
     return ret_.ref.epoch != 0 && r.epoch != 0 && r.epoch <= ret_.ref.epoch;
@@ -186,7 +216,7 @@ class StoreImpl final : public Store {
   uint64_t committed_ = 0;  // newest committed epoch on the medium
   Chain live_;              // the epoch regions_ holds (the read epoch)
   Chain ret_;               // the retained older epoch, ref.epoch == 0: none
-  std::unordered_map<uint64_t, PageRef> undo_;
+  Undo undo_;
   bool fell_back_ = false, meta_fell_back_ = false, rebuild_after_commit_ = false;
 
   std::vector<uint64_t> used_;
@@ -327,19 +357,25 @@ int StoreImpl::open_or_format(std::string* why) {
     std::vector<Region> old;
     std::string w2;
     Chain rc;
-    if (load_chain(cr.retained, &rc, &old, &w2) == 0) {
+    bool same_regions = load_chain(cr.retained, &rc, &old, &w2) == 0 &&
+                        old.size() <= regions_.size();
+    for (size_t i = 0; same_regions && i < old.size(); i++)
+      same_regions = old[i].name == regions_[i].name && old[i].size == regions_[i].size &&
+                     old[i].epoch == regions_[i].epoch && old[i].epoch <= cr.retained.epoch;
+    if (same_regions) {  // (a forged chain whose regions disagree is not used for fallback)
       ret_ = std::move(rc);
       for (const Region& o : old) {
         const Region& l = regions_[o.id - 1];
         for (uint64_t p = 0; p < o.pages.size(); p++)
           if (o.pages[p].block != l.pages[p].block || o.pages[p].hash != l.pages[p].hash)
-            undo_[page_key(o.id, p)] = o.pages[p];
+            undo_.add(page_key(o.id, p), o.pages[p]);
       }
       for (const Region& l : regions_) {
         if (l.epoch <= ret_.ref.epoch) continue;
         for (uint64_t p = 0; p < l.pages.size(); p++)
-          if (l.pages[p].block) undo_[page_key(l.id, p)] = PageRef{};
+          if (l.pages[p].block) undo_.add(page_key(l.id, p), PageRef{});
       }
+      undo_.finish();
     }
     // else: the retained epoch cannot be rebuilt; the live one still opens, without fallback.
   }
@@ -699,12 +735,15 @@ int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) try {
   if (region == 0 || region > s_->regions_.size() ||
       page >= s_->regions_[region - 1].pages.size() || !data)
     return s_->set_err(-EINVAL, "put_page: no such region or page");
-  const uint64_t key = page_key(region, page);
+  Region& reg = s_->regions_[region - 1];
+  if (reg.pending.size() != reg.pages.size()) reg.pending.assign(reg.pages.size(), 0);
+  const uint32_t ix = reg.pending[page];
+  if (!ix && pages_.size() >= UINT32_MAX - 1)
+    return s_->set_err(-E2BIG, "more than 4G pages in one checkpoint");
   PageRef ref;
   ref.hash = page_hash(data, s_->key_, region, page);
-  auto it = index_.find(key);
-  if (it != index_.end()) {
-    ref.block = pages_[it->second].ref.block;  // written twice: the block is still ours
+  if (ix) {
+    ref.block = pages_[ix - 1].ref.block;  // written twice: the block is still ours
   } else {
     int r = s_->alloc(&ref.block);
     if (r) {
@@ -718,11 +757,11 @@ int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) try {
     err_ = r;
     return s_->set_err(r, "writing a page failed");
   }
-  if (it != index_.end()) {
-    pages_[it->second].ref = ref;
+  if (ix) {
+    pages_[ix - 1].ref = ref;
   } else {
-    index_.emplace(key, pages_.size());
     pages_.push_back({region, page, ref});
+    reg.pending[page] = static_cast<uint32_t>(pages_.size());
   }
   return 0;
 } catch (const std::bad_alloc&) {
@@ -740,6 +779,7 @@ int TxnImpl::commit() {
 
 void StoreImpl::abort(TxnImpl* t) {
   if (txn_ != t) return;
+  clear_pending(t);
   for (uint64_t b : t->allocated_) unmark(b);
   t->allocated_.clear();
   t->done_ = true;
@@ -802,11 +842,8 @@ int StoreImpl::commit(TxnImpl* t) try {
   if (snapshot) {
     for (const Region& r : regions_)
       for (uint64_t p = 0; p < r.pages.size(); p++) {
-        const PageRef* ref = &r.pages[p];
-        if (!t->index_.empty()) {
-          auto it = t->index_.find(page_key(r.id, p));
-          if (it != t->index_.end()) ref = &t->pages_[it->second].ref;
-        }
+        const uint32_t ix = p < r.pending.size() ? r.pending[p] : 0;
+        const PageRef* ref = ix ? &t->pages_[ix - 1].ref : &r.pages[p];
         if (ref->block) add_page(r.id, p, *ref);
       }
   } else {
@@ -877,13 +914,15 @@ int StoreImpl::commit(TxnImpl* t) try {
     for (uint64_t b : ret_.meta)
       if (!live_meta.count(b)) freed.push_back(b);
   }
-  std::unordered_map<uint64_t, PageRef> undo;
+  Undo undo;
   undo.reserve(t->pages_.size());
   for (const auto& pg : t->pages_) {
     Region& reg = regions_[pg.region - 1];
-    undo[page_key(pg.region, pg.page)] = reg.pages[pg.page];
+    undo.add(page_key(pg.region, pg.page), reg.pages[pg.page]);
     reg.pages[pg.page] = pg.ref;
   }
+  undo.finish();
+  clear_pending(t);
   for (Region& reg : regions_)
     if (reg.epoch == 0) reg.epoch = epoch;
   Chain next;
@@ -1070,16 +1109,16 @@ int StoreImpl::verify(VerifyReport* report, const Progress& progress) try {
     for (const Region& r : regions_) {
       if (!in_retained(r)) continue;
       for (uint64_t p = 0; p < r.pages.size(); p++) {
-        auto it = undo_.find(page_key(r.id, p));
-        if (it == undo_.end()) {  // shared with the live epoch: same block, same verdict
+        const PageRef* u = undo_.find(page_key(r.id, p));
+        if (!u) {  // shared with the live epoch: same block, same verdict
           if (bad_live.count(page_key(r.id, p))) {
             ret_ok = false;
             report->damaged.push_back({r.id, p, ret_.ref.epoch});
           }
           continue;
         }
-        if (!it->second.block) continue;
-        if (!page_ok(it->second, r.id, p, scratch.data())) {
+        if (!u->block) continue;
+        if (!page_ok(*u, r.id, p, scratch.data())) {
           ret_ok = false;
           report->damaged.push_back({r.id, p, ret_.ref.epoch});
         }

@@ -16,8 +16,9 @@
  *
  * TLB: flush_tlb_mm_range() is not exported either. ckpt_flush_tlb_mm() bumps the mm's TLB
  * generation (CPUs that switch to the mm later see it and flush), then IPIs the CPUs in
- * mm_cpumask(mm) to flush everything locally with __flush_tlb_all(), which with PCID/PTI also
- * drops the user ASID's entries. One flush per COLLECT, not per page.
+ * mm_cpumask(mm) that are not in lazy TLB mode to flush everything locally with
+ * __flush_tlb_all(), which with PCID/PTI also drops the user ASID's entries. One flush per
+ * COLLECT, not per page.
  */
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
@@ -206,6 +207,22 @@ static void flush_local(void *unused)
 	__flush_tlb_all();
 }
 
+/*
+ * cpu_tlbstate_shared is exported but declared under #ifndef MODULE in asm/tlbflush.h; its
+ * type in 6.1 is struct tlb_state_shared { bool is_lazy; }. A CPU in lazy TLB mode (running a
+ * kernel thread on this mm's page tables) is skipped, as native flush_tlb_multi() does: it
+ * compares the mm's TLB generation when it switches back and flushes then.
+ */
+struct ckpt_tlb_state_shared {
+	bool is_lazy;
+};
+DECLARE_PER_CPU_SHARED_ALIGNED(struct ckpt_tlb_state_shared, cpu_tlbstate_shared);
+
+static bool cpu_not_lazy(int cpu, void *unused)
+{
+	return !per_cpu(cpu_tlbstate_shared.is_lazy, cpu);
+}
+
 void ckpt_flush_tlb_mm(struct mm_struct *mm)
 {
 	/*
@@ -214,5 +231,5 @@ void ckpt_flush_tlb_mm(struct mm_struct *mm)
 	 * what switch_mm_irqs_off() pairs with.
 	 */
 	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_cond_mask(NULL, flush_local, NULL, true, mm_cpumask(mm));
+	on_each_cpu_cond_mask(cpu_not_lazy, flush_local, NULL, true, mm_cpumask(mm));
 }

@@ -242,12 +242,17 @@ static void relog_page(void *arg, unsigned long addr)
 static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
 			  struct ckpt_region *only)
 {
-	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK);
+	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK), logged = 0;
 	u64 __user *ubuf = u64_to_user_ptr(a->buf);
 	struct ckpt_region *r;
 	u64 *kbuf = NULL;
 	long ret = 0;
 
+	/* Size the bounce buffer by what is logged now (more may come: it is taken next round). */
+	list_for_each_entry(r, &s->regions, s_node)
+		if (!only || r == only)
+			logged += ckpt_log_count(r);
+	chunk = min(chunk, max(logged, 64UL));
 	if (chunk) {
 		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL);
 		if (!kbuf)

@@ -7,7 +7,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 prog=$top/build/cmake/zdtm-run/longcalc
 tool=$top/build/cmake/bin/ckpt-tool
-kills=${1:-3} steps=${2:-300} interval=300
+kills=${1:-3} steps=${2:-800} interval=300
 n=0 pass=0 fail=0
 
 tap() {
@@ -31,7 +31,12 @@ img=$d/img out=$d/out
 "$tool" run --interval $interval --store "$img" -- "$prog" "$steps" >"$out" 2>"$d/log.0" &
 sup=$!
 for ((k = 1; k <= kills; k++)); do
-  # Let it make progress and take a few checkpoints, then kill it.
+  # Let it start (the first exec over 9p is slow), make progress and take a few checkpoints,
+  # then kill it.
+  for ((i = 0; i < 600; i++)); do
+    [ -n "$(pid_of "$d/log.$((k - 1))")" ] && break
+    sleep 0.1
+  done
   sleep 4
   pid=$(pid_of "$d/log.$((k - 1))")
   if [ -z "$pid" ] || ! kill -9 "$pid" 2>/dev/null; then
@@ -62,6 +67,7 @@ if kill -0 $sup 2>/dev/null; then
   tap 1 "finished" "still running after 300 s"
 else
   wait $sup; rc=$?
+  [ $rc = 0 ] || for f in "$d"/log.*; do sed 's/^/# /' "$f"; done
   sed 's/^/# /' "$d/log.$kills" | tail -3
   tap $rc "the computation finished after $kills kills (exit $rc)"
 fi

@@ -25,6 +25,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,6 +82,10 @@ class Seized {
   std::vector<int> tids_;
 };
 
+// Exit statuses the dump's own waitpid() took from a child that died meanwhile (run's
+// supervisor asks for them: it is the parent and would otherwise lose the status).
+std::map<int, int> g_reaped;
+
 void stop_one(Seized& s, int tid) {
   if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) < 0) {
     if (errno == ESRCH && tid != s.pid()) return;  // a thread that just exited
@@ -99,7 +104,10 @@ void stop_one(Seized& s, int tid) {
       if (errno == EINTR) continue;
       throw Error{kFailed, std::string("waitpid: ") + strerror(errno)};
     }
-    if (WIFEXITED(st) || WIFSIGNALED(st)) throw Error{kFailed, "the process exited"};
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      g_reaped[tid] = st;
+      throw Error{kFailed, "the process exited"};
+    }
     if (!WIFSTOPPED(st)) continue;
     if ((st >> 16) == PTRACE_EVENT_STOP) return;
     // A signal-delivery stop came first: deliver it and wait for our interrupt.
@@ -294,6 +302,30 @@ void read_fds(int pid, Image* img) {
     }
     img->fds.push_back(std::move(f));
   }
+}
+
+// Per page of the mapping: does it hold data the restore must write? From pagemap.
+std::vector<bool> want_pages(int pagemap_fd, const Vma& v) {
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
+  uint64_t pages = (v.end - v.start) / kPage;
+  std::vector<bool> want(pages);
+  std::vector<uint64_t> ent(std::min<uint64_t>(pages, 65536));
+  for (uint64_t i = 0; i < pages;) {
+    uint64_t n = std::min<uint64_t>(pages - i, ent.size());
+    ssize_t got = pread(pagemap_fd, ent.data(), n * 8, off_t((v.start / kPage + i) * 8));
+    if (got != ssize_t(n * 8)) throw Error{kFailed, std::string("pagemap: ") + strerror(errno)};
+    for (uint64_t k = 0; k < n; k++) {
+      uint64_t e = ent[k];
+      if (v.kind == kSharedAnon)
+        want[i + k] = true;
+      else if (v.kind == kFile)
+        want[i + k] = (e & kSwapped) || ((e & kPresent) && !(e & kFilePage));
+      else
+        want[i + k] = e & (kPresent | kSwapped);
+    }
+    i += n;
+  }
+  return want;
 }
 
 // Which pages of a mapping hold data the restore must write: read from pagemap.
@@ -529,7 +561,12 @@ int do_dump(const std::string& store, int pid, bool leave_running, wp::DumpStats
   else
     seized.kill_it();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (stats) *stats = {img.threads.size(), img.vmas.size(), w.pages, secs};
+  if (stats) {
+    stats->threads = img.threads.size();
+    stats->vmas = img.vmas.size();
+    stats->pages = w.pages;
+    stats->stopped_s = secs;
+  }
   if (!quiet)
     std::fprintf(stderr,
                "ckpt-tool dump: pid %d: %zu threads, %zu mappings, %" PRIu64
@@ -538,6 +575,319 @@ int do_dump(const std::string& store, int pid, bool leave_running, wp::DumpStats
                leave_running ? "left running" : "killed");
   return kOk;
 }
+
+// --- Incremental checkpoints for `run`: the module's tracking of every private mapping. ---
+
+}  // namespace
+
+struct wp::Tracker {
+  int fd = -1;            // session ATTACHed to the process, -1 before the first checkpoint
+  bool usable = true;     // false: the module cannot track this process (full dumps)
+  struct Reg {
+    uint64_t id, start, end;
+  };
+  std::map<uint64_t, Reg> regs;  // by start: mappings tracked since the last checkpoint
+  bool have_prev = false;
+  Image prev;                    // metadata of the last image this tracker committed
+  ino_t prev_ino = 0;
+  ~Tracker() {
+    if (fd >= 0) close(fd);
+  }
+  // Forget everything: the next checkpoint is a full one.
+  void reset() {
+    for (auto& [start, r] : regs) {
+      ckpt_unregister u{};
+      u.id = r.id;
+      ioctl(fd, CKPT_IOC_UNREGISTER, &u);
+    }
+    regs.clear();
+    have_prev = false;
+  }
+};
+
+bool wp::reaped_status(pid_t pid, int* wstatus) {
+  auto it = g_reaped.find(pid);
+  if (it == g_reaped.end()) return false;
+  *wstatus = it->second;
+  g_reaped.erase(it);
+  return true;
+}
+
+std::unique_ptr<wp::Tracker, wp::TrackerDeleter> wp::make_tracker() {
+  return std::unique_ptr<Tracker, TrackerDeleter>(new Tracker);
+}
+void wp::TrackerDeleter::operator()(Tracker* t) const { delete t; }
+
+namespace {
+
+// Where the bytes of a run of the new image come from.
+struct Src {
+  bool prev = false;      // from the previous image (pages clean since then) ...
+  uint64_t prev_off = 0;  // ... at this offset; else from the process's memory
+};
+
+// The dirty pages of a tracked region (addresses), taking the module's log.
+std::vector<uint64_t> collect(int fd, uint64_t id) {
+  std::vector<uint64_t> out, buf(16384);
+  for (;;) {
+    ckpt_collect c{};
+    c.id = id;
+    c.buf = uint64_t(uintptr_t(buf.data()));
+    c.buf_len = buf.size() * 8;
+    if (ioctl(fd, CKPT_IOC_COLLECT, &c) < 0)
+      throw Error{kFailed, std::string("ckpt.ko COLLECT: ") + strerror(errno)};
+    out.insert(out.end(), buf.begin(), buf.begin() + long(c.count));
+    if (!c.remaining) return out;
+  }
+}
+
+void copy_range(int from, uint64_t from_off, int to, uint64_t to_off, uint64_t len) {
+  static std::vector<uint8_t> buf(1 << 20);
+  while (len) {
+    size_t n = size_t(std::min<uint64_t>(len, buf.size()));
+    if (pread(from, buf.data(), n, off_t(from_off)) != ssize_t(n))
+      throw Error{kFailed, "reading the previous image: short read"};
+    pwrite_all(to, buf.data(), n, to_off);
+    from_off += n;
+    to_off += n;
+    len -= n;
+  }
+}
+
+int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpStats* stats) {
+  auto t0 = std::chrono::steady_clock::now();
+  int ckpt_fd = open_module();
+  std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
+    close(*p);
+    delete p;
+  });
+  Seized seized(pid);
+  seize_and_stop(seized);
+  if (tr.usable && tr.fd < 0) {
+    tr.fd = open_module();
+    ckpt_attach a{};
+    a.pid = uint64_t(pid);
+    if (ioctl(tr.fd, CKPT_IOC_ATTACH, &a) < 0) tr.usable = false;
+  }
+  Image img;
+  std::vector<int> order = seized.tids();
+  std::stable_partition(order.begin(), order.end(), [pid](int t) { return t == pid; });
+  if (order.empty() || order[0] != pid) throw Error{kFailed, "the main thread has exited"};
+  for (int tid : order) {
+    img.threads.emplace_back();
+    read_thread(tid, ckpt_fd, &img, &img.threads.back());
+  }
+  read_process(pid, &img);
+  read_fds(pid, &img);
+  read_vmas(pid, &img);
+
+  // The previous image, if it is still the one we wrote.
+  int prev_fd = -1;
+  if (tr.have_prev) {
+    prev_fd = open(store.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (prev_fd >= 0 && (fstat(prev_fd, &st) || st.st_ino != tr.prev_ino)) {
+      close(prev_fd);
+      prev_fd = -1;
+    }
+  }
+  std::unique_ptr<int, void (*)(int*)> prev_guard(new int(prev_fd), [](int* p) {
+    if (*p >= 0) close(*p);
+    delete p;
+  });
+
+  std::string base = "/proc/" + std::to_string(pid);
+  int pm = open((base + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
+  int mem = open((base + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  std::unique_ptr<int, void (*)(int*)> g2(new int[2]{pm, mem}, [](int* p) {
+    if (p[0] >= 0) close(p[0]);
+    if (p[1] >= 0) close(p[1]);
+    delete[] p;
+  });
+  if (pm < 0 || mem < 0) throw Error{kFailed, base + "/{pagemap,mem}: " + strerror(errno)};
+
+  std::string tmp = store + ".tmp." + std::to_string(getpid());
+  int out = open(tmp.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+  if (out < 0) throw Error{kFailed, tmp + ": " + strerror(errno)};
+  uint64_t fresh = 0, reused = 0;
+  try {
+    // 1. Plan every mapping's runs and where their bytes come from.
+    std::vector<std::vector<Src>> srcs(img.vmas.size());
+    std::map<uint64_t, wp::Tracker::Reg> keep;
+    uint64_t off = kHeaderSize;
+    for (size_t i = 0; i < img.vmas.size(); i++) {
+      Vma& v = img.vmas[i];
+      uint64_t pages = (v.end - v.start) / kPage;
+      // 0 none, 1 from the process, 2 from the previous image
+      std::vector<uint8_t> from(pages, 0);
+      std::vector<uint64_t> prev_off(pages, 0);
+      const Vma* pv = nullptr;
+      auto it = tr.regs.find(v.start);
+      if (prev_fd >= 0 && it != tr.regs.end() && it->second.end == v.end) {
+        for (const auto& p : tr.prev.vmas)
+          if (p.start == v.start && p.end == v.end && p.kind == v.kind &&
+              p.pgoff == v.pgoff && p.file.ino == v.file.ino)
+            pv = &p;
+      }
+      if (pv) {
+        for (const auto& r : pv->runs)
+          for (uint64_t k = 0; k < r.len / kPage; k++) {
+            from[r.offset / kPage + k] = 2;
+            prev_off[r.offset / kPage + k] = r.data_off + k * kPage;
+          }
+        std::vector<uint64_t> dirty = collect(tr.fd, it->second.id);
+        if (!dirty.empty()) {
+          std::vector<bool> want = want_pages(pm, v);
+          for (uint64_t a : dirty)
+            if (a >= v.start && a < v.end) {
+              uint64_t pg = (a - v.start) / kPage;
+              from[pg] = want[pg] ? 1 : 0;
+            }
+        }
+        keep[v.start] = it->second;
+        tr.regs.erase(it);
+      } else {
+        std::vector<bool> want = want_pages(pm, v);
+        for (uint64_t k = 0; k < pages; k++) from[k] = want[k] ? 1 : 0;
+        if (tr.usable && v.kind != kSharedAnon) {
+          ckpt_register r{};
+          r.start = v.start;
+          r.len = v.end - v.start;
+          if (ioctl(tr.fd, CKPT_IOC_REGISTER, &r) == 0) keep[v.start] = {r.id, v.start, v.end};
+        }
+      }
+      // Coalesce pages with one source (and, from the previous image, contiguous there).
+      for (uint64_t k = 0; k < pages;) {
+        if (!from[k]) {
+          k++;
+          continue;
+        }
+        uint64_t e = k + 1;
+        while (e < pages && from[e] == from[k] &&
+               (from[k] == 1 || prev_off[e] == prev_off[k] + (e - k) * kPage))
+          e++;
+        v.runs.push_back({k * kPage, (e - k) * kPage, off});
+        srcs[i].push_back({from[k] == 2, prev_off[k]});
+        off += (e - k) * kPage;
+        k = e;
+      }
+    }
+    // Regions whose mapping changed or went away: stop tracking them.
+    for (auto& [start, r] : tr.regs) {
+      ckpt_unregister u{};
+      u.id = r.id;
+      ioctl(tr.fd, CKPT_IOC_UNREGISTER, &u);
+    }
+    tr.regs = std::move(keep);
+
+    // 2. While stopped: the pages only the process has, and the vdso.
+    static std::vector<uint8_t> buf(1 << 20);
+    if (img.vdso_start) {
+      std::vector<uint8_t> vd(img.vdso_end - img.vdso_start);
+      if (pread(mem, vd.data(), vd.size(), off_t(img.vdso_start)) != ssize_t(vd.size()))
+        throw Error{kFailed, std::string("reading the vdso: ") + strerror(errno)};
+      img.vdso_hash = hash(vd.data(), vd.size());
+    }
+    for (size_t i = 0; i < img.vmas.size(); i++)
+      for (size_t k = 0; k < img.vmas[i].runs.size(); k++) {
+        const Run& r = img.vmas[i].runs[k];
+        if (srcs[i][k].prev) continue;
+        for (uint64_t done = 0; done < r.len;) {
+          size_t n = size_t(std::min<uint64_t>(r.len - done, buf.size()));
+          if (pread(mem, buf.data(), n, off_t(img.vmas[i].start + r.offset + done)) != ssize_t(n))
+            throw Error{kFailed, std::string("reading process memory: ") + strerror(errno)};
+          pwrite_all(out, buf.data(), n, r.data_off + done);
+          done += n;
+        }
+        fresh += r.len / kPage;
+      }
+    seized.detach();
+    double paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    // 3. The process runs again: the clean pages from the previous image, checksums, commit.
+    for (size_t i = 0; i < img.vmas.size(); i++)
+      for (size_t k = 0; k < img.vmas[i].runs.size(); k++)
+        if (srcs[i][k].prev) {
+          const Run& r = img.vmas[i].runs[k];
+          copy_range(prev_fd, srcs[i][k].prev_off, out, r.data_off, r.len);
+          reused += r.len / kPage;
+        }
+    for (auto& v : img.vmas) {
+      XXH64_state_t* st = XXH64_createState();
+      XXH64_reset(st, 0);
+      for (const auto& r : v.runs)
+        for (uint64_t done = 0; done < r.len;) {
+          size_t n = size_t(std::min<uint64_t>(r.len - done, buf.size()));
+          if (pread(out, buf.data(), n, off_t(r.data_off + done)) != ssize_t(n)) {
+            XXH64_freeState(st);
+            throw Error{kFailed, "reading back the image"};
+          }
+          XXH64_update(st, buf.data(), n);
+          done += n;
+        }
+      v.data_hash = XXH64_digest(st);
+      XXH64_freeState(st);
+    }
+    uint64_t data_end = off;
+    std::vector<uint8_t> meta = encode_meta(img);
+    Image check;
+    std::string why;
+    if (decode_meta(meta, data_end, &check, &why))
+      throw Error{kFailed, "internal error, the image does not validate: " + why};
+    pwrite_all(out, meta.data(), meta.size(), data_end);
+    Header h;
+    h.data_len = data_end - kHeaderSize;
+    h.meta_off = data_end;
+    h.meta_len = meta.size();
+    h.meta_hash = hash(meta.data(), meta.size());
+    std::vector<uint8_t> hb = encode_header(h);
+    pwrite_all(out, hb.data(), hb.size(), 0);
+    if (fsync(out) < 0) throw Error{kFailed, std::string("fsync: ") + strerror(errno)};
+    struct stat st;
+    fstat(out, &st);
+    close(out);
+    out = -1;
+    if (rename(tmp.c_str(), store.c_str()) < 0)
+      throw Error{kFailed, "rename to " + store + ": " + strerror(errno)};
+    std::string dir = store.find('/') == std::string::npos ? "." : store.substr(0, store.rfind('/'));
+    if (dir.empty()) dir = "/";
+    if (int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+    tr.prev = std::move(img);
+    tr.prev_ino = st.st_ino;
+    tr.have_prev = tr.usable;
+    if (stats) {
+      stats->threads = tr.prev.threads.size();
+      stats->vmas = tr.prev.vmas.size();
+      stats->pages = fresh;
+      stats->reused = reused;
+      stats->stopped_s = paused;
+    }
+  } catch (...) {
+    // The dirty logs taken so far are in no image: the next checkpoint must be a full one.
+    tr.reset();
+    if (out >= 0) close(out);
+    unlink(tmp.c_str());
+    throw;
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
+                   std::string* why) {
+  try {
+    return do_checkpoint(store, pid, *tr, stats);
+  } catch (const Error& e) {
+    *why = e.msg;
+    return e.code;
+  }
+}
+
+namespace {
 
 }  // namespace
 

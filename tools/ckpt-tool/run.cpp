@@ -2,8 +2,8 @@
 //
 // Every interval the program is stopped, dumped into the image (written beside it and renamed
 // over it, so a crash at any instant leaves the previous or the new checkpoint) and let go.
-// This slice writes a full dump each time; incremental checkpoints through the module's
-// tracking are not done yet (Documentation/whole-process.md).
+// The first checkpoint is full; later ones are incremental through ckpt.ko's tracking
+// (wp::checkpoint): the pause costs the pages written since, not the whole memory.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,7 +30,8 @@ int poll_child(pid_t pid) {
   int ws;
   pid_t r = waitpid(pid, &ws, WNOHANG);
   if (r == 0) return 0;
-  if (r < 0) return errno == EINTR ? 0 : -1;
+  if (r < 0 && errno == EINTR) return 0;
+  if (r < 0 && !wp::reaped_status(pid, &ws)) return -1;
   if (WIFEXITED(ws)) return WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 256;  // 256: exit 0
   if (WIFSIGNALED(ws)) return 128 + WTERMSIG(ws);
   return 0;
@@ -51,6 +52,7 @@ int finish(int st, pid_t pid) {
 int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
   uint64_t n = 0;
   double max_pause = 0, sum_pause = 0;
+  auto tracker = make_tracker();
   for (;;) {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);
     while (std::chrono::steady_clock::now() < until) {
@@ -66,7 +68,7 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
     }
     DumpStats ds;
     std::string why;
-    int rc = dump(store, pid, true, &ds, &why);
+    int rc = checkpoint(store, pid, tracker.get(), &ds, &why);
     if (rc != kOk) {
       int st = poll_child(pid);
       if (st > 0) return finish(st, pid);
@@ -81,7 +83,8 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
     sum_pause += ds.stopped_s;
     max_pause = std::max(max_pause, ds.stopped_s);
     std::fprintf(stderr, "ckpt-tool: checkpoint %" PRIu64 " of pid %d: %" PRIu64
-                 " pages, paused %.1f ms\n", n, pid, ds.pages, 1e3 * ds.stopped_s);
+                 " pages read, %" PRIu64 " kept from the previous image, paused %.1f ms\n",
+                 n, pid, ds.pages, ds.reused, 1e3 * ds.stopped_s);
   }
 }
 

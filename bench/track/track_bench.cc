@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
   CLI11_PARSE(app, argc, argv);
 
   const size_t pages = quick ? 512 : 4096;
-  const int reps = quick ? 5 : 11;
+  const int reps = quick ? 3 : 11;
   const size_t slow_pages = quick ? 32 : 256;  // uffd-WP and mprotect: per-page cost anyway
   const size_t big = (quick ? 64UL : 1024UL) << 20, big_pages = big / kPage;
   nlohmann::json out;
@@ -350,16 +350,17 @@ int main(int argc, char **argv) {
       for (int i = 0; i < k; i++) b = std::min(b, untracked_fault(pages));
       return b;
     };
+    const int untracked_trials = quick ? 2 : 5;
     for (int r = 0; r < reps; r++) {
       // Best of 5 per state and round: the states differ by a few instructions at most,
       // far below the emulator's noise on a shared machine.
-      un_loaded.push_back(best_untracked(5));
+      un_loaded.push_back(best_untracked(untracked_trials));
       int rel;
       pid_t child = arm_hook(&rel);
-      un_armed.push_back(best_untracked(5));
+      un_armed.push_back(best_untracked(untracked_trials));
       disarm_hook(child, rel);
       if (can_unload && run_quiet("rmmod ckpt")) {
-        un_unloaded.push_back(best_untracked(5));
+        un_unloaded.push_back(best_untracked(untracked_trials));
         if (!run_quiet("insmod " + ko)) throw std::runtime_error("insmod " + ko + " failed");
       } else {
         can_unload = false;

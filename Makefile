@@ -40,6 +40,9 @@ demo-host: all
 vm-shell: all
 	scripts/vm/run --interactive -- bash -i
 
+bench: all
+	scripts/bench.sh
+
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -50,4 +53,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host install clean distclean
+.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host bench install clean distclean

@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev
   python3
+  python3-matplotlib criu
 )
 
 missing=()

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: MIT
+// libckpt end-to-end costs, each against the alternative measured in the same run:
+//
+//   latency     ckpt_checkpoint() latency vs dirty pages (1..10000) of a large region, per
+//               tracker (module, uffd, mprotect, full) and per writer (DAX, io_uring file);
+//               plus issue 4's check: N dirty pages in a big region vs the same N pages
+//               making up a whole region of that size.
+//   scaling     latency of a fixed number of dirty pages vs registered size (module, DAX).
+//   throughput  Store persist (begin + N x put_page + commit) and restore (read_region) of N
+//               pages vs plain memcpy of the same pages, per writer.
+//   slowdown    throughput of a memory-bound loop checkpointed at 1, 10, 100 /s (module
+//               tracker, DAX, ckpt_hook in the loop) vs the same loop without libckpt.
+//
+// Runs in the VM (scripts/bench.sh runs it; by hand:
+//   scripts/vm/run -- build/cmake/bench/ckpt_bench SECTION --json F [--quick] ...).
+// Every figure is repeated (--reps, default 5), reported as median, min, max; repeats of the
+// things compared are interleaved so a burst of load on the shared host hits them alike.
+// Writes a JSON document {"section":..., "figures":[...], "comparisons":[...]} for
+// bench/report.py. Exit status 1 on any failure (a wrong page count, a failed call).
+#include <ckpt/ckpt.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "store.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+constexpr size_t kPage = 4096;
+
+double now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+  size_t n = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.n = v.size();
+  s.min = v.front();
+  s.max = v.back();
+  s.median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  return s;
+}
+
+[[noreturn]] void die(const std::string& what) { throw std::runtime_error(what); }
+
+void check(int ret, const std::string& what, ckpt_t* c = nullptr) {
+  if (ret >= 0) return;
+  die(fmt::format("{}: {}{}{}", what, strerror(-ret), c ? ": " : "", c ? ckpt_last_error(c) : ""));
+}
+
+// Anonymous memory, pre-faulted (first-touch cost is not what is measured). THP off unless
+// asked: the trackers' per-page behaviour is what is compared.
+char* map_anon(size_t len, bool thp) {
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) die(fmt::format("mmap {} bytes: {}", len, strerror(errno)));
+  madvise(p, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  std::mt19937_64 rng(len);
+  for (size_t off = 0; off < len; off += 8) *reinterpret_cast<uint64_t*>(static_cast<char*>(p) + off) = rng();
+  return static_cast<char*>(p);
+}
+
+struct Out {
+  json figures = json::array();
+  json comparisons = json::array();
+
+  void figure(const std::string& name, const std::string& unit, const std::vector<double>& v,
+              json params = json::object()) {
+    Stats s = stats_of(v);
+    figures.push_back({{"name", name}, {"unit", unit}, {"median", s.median}, {"min", s.min},
+                       {"max", s.max}, {"n", s.n}, {"samples", v}, {"params", params}});
+  }
+  // ratio = median(num) / median(den); the spread is that of the per-repeat ratios.
+  // target: the ratio must be >= limit (at_most false) or <= limit (at_most true); no target
+  // when limit < 0.
+  void compare(const std::string& name, const std::string& what, const std::vector<double>& num,
+               const std::vector<double>& den, double limit, bool at_most, json params = json::object()) {
+    std::vector<double> per;
+    for (size_t i = 0; i < std::min(num.size(), den.size()); i++) per.push_back(num[i] / den[i]);
+    Stats s = stats_of(per);
+    double ratio = stats_of(num).median / stats_of(den).median;
+    json j = {{"name", name}, {"unit", "ratio"}, {"what", what}, {"median", s.median},
+              {"min", s.min}, {"max", s.max}, {"n", s.n}, {"ratio", ratio}, {"params", params}};
+    if (limit >= 0) {
+      bool met = at_most ? ratio <= limit : ratio >= limit;
+      j["target"] = fmt::format("{} {}", at_most ? "<=" : ">=", limit);
+      j["met"] = met;
+      fmt::print("  {:<60} {:9.3f}  target {} {} -> {}\n", name, ratio, at_most ? "<=" : ">=", limit,
+                 met ? "met" : "NOT MET");
+    } else {
+      fmt::print("  {:<60} {:9.3f}\n", name, ratio);
+    }
+    comparisons.push_back(j);
+  }
+};
+
+const char* tracker_name(uint32_t t) {
+  switch (t) {
+    case CKPT_TRACKER_MODULE: return "module";
+    case CKPT_TRACKER_UFFD: return "uffd";
+    case CKPT_TRACKER_MPROTECT: return "mprotect";
+    case CKPT_TRACKER_FULL: return "full";
+  }
+  return "?";
+}
+
+std::vector<double> g_open_ms;  // ckpt_open (format) times: not a figure, a note on run length
+
+struct Target {
+  std::string writer;  // "dax" or "io_uring"
+  std::string path;
+};
+
+// A session on `t` with one tracker, the store formatted afresh.
+ckpt_t* open_session(const Target& t, uint32_t tracker, uint64_t interval_ms = 0) {
+  if (t.writer != "dax") std::filesystem::remove(t.path);
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = tracker;
+  cfg.writer = t.writer == "dax" ? CKPT_WRITER_DAX : CKPT_WRITER_URING;
+  cfg.flags = CKPT_CFG_FORMAT;
+  cfg.interval_ms = interval_ms;
+  ckpt_t* c = nullptr;
+  double t0 = now_ns();
+  int r = ckpt_open(t.path.c_str(), &cfg, &c);
+  g_open_ms.push_back((now_ns() - t0) / 1e6);
+  if (r < 0)
+    die(fmt::format("ckpt_open {} (tracker {}, writer {}): {}: {}", t.path, tracker_name(tracker), t.writer,
+                    strerror(-r), ckpt_open_error()));
+  return c;
+}
+
+void close_session(ckpt_t* c, const Target& t) {
+  check(ckpt_close(c), "ckpt_close");
+  if (t.writer != "dax") std::filesystem::remove(t.path);
+}
+
+// Write one byte into `n` distinct pages spread evenly over the region, starting at `phase`.
+void dirty_pages(char* base, size_t pages, size_t n, size_t phase) {
+  size_t stride = pages / n;
+  for (size_t i = 0; i < n; i++) {
+    volatile char* p = base + ((phase + i * stride) % pages) * kPage;
+    *p = *p + 1;
+  }
+}
+
+// Time one checkpoint after dirtying n pages; check the tracker reported them.
+double timed_checkpoint(ckpt_t* c, char* base, size_t pages, size_t n, size_t phase, uint32_t tracker) {
+  dirty_pages(base, pages, n, phase);
+  double t0 = now_ns();
+  check(ckpt_checkpoint(c), "ckpt_checkpoint", c);
+  double dt = now_ns() - t0;
+  ckpt_session_stats st{};
+  check(ckpt_get_stats(c, &st), "ckpt_get_stats");
+  uint64_t want = tracker == CKPT_TRACKER_FULL ? pages : n;
+  if (st.last_pages < want)
+    die(fmt::format("tracker {} wrote {} pages, {} were dirtied", tracker_name(tracker), st.last_pages, want));
+  return dt;
+}
+
+// ---- latency ----
+void latency(Out& o, const std::vector<Target>& targets, size_t region_mib, std::vector<size_t> dirty,
+             int reps, bool thp, const std::vector<uint32_t>& trackers) {
+  size_t len = region_mib << 20, pages = len / kPage;
+  dirty.erase(std::remove_if(dirty.begin(), dirty.end(), [&](size_t d) { return d == 0 || d > pages; }),
+              dirty.end());
+  char* buf = map_anon(len, thp);
+  std::map<std::pair<uint32_t, std::string>, std::vector<std::vector<double>>> all;
+  for (const Target& t : targets) {
+    for (uint32_t tr : trackers) {
+      ckpt_t* c = open_session(t, tr);
+      check(ckpt_register(c, "big", buf, len), "ckpt_register", c);
+      check(ckpt_checkpoint(c), "first checkpoint", c);  // the full copy, not measured
+      std::vector<std::vector<double>> ms(dirty.size());
+      for (int r = 0; r < reps; r++)
+        for (size_t i = 0; i < dirty.size(); i++)
+          ms[i].push_back(timed_checkpoint(c, buf, pages, dirty[i], r * 7 + i, tr) / 1e6);
+      close_session(c, t);
+      for (size_t i = 0; i < dirty.size(); i++) {
+        Stats s = stats_of(ms[i]);
+        fmt::print("  latency {:<8} {:<8} {:>6} dirty of {} pages: {:9.3f} ms (min {:.3f}, max {:.3f})\n",
+                   tracker_name(tr), t.writer, dirty[i], pages, s.median, s.min, s.max);
+        o.figure(fmt::format("latency/{}/{}/dirty={}", tracker_name(tr), t.writer, dirty[i]), "ms", ms[i],
+                 {{"tracker", tracker_name(tr)}, {"writer", t.writer}, {"dirty_pages", dirty[i]},
+                  {"region_bytes", len}});
+      }
+      all[{tr, t.writer}] = ms;
+    }
+    // Each tracker against the module, per dirty count (same run, same region, same writer).
+    auto mod = all.find({CKPT_TRACKER_MODULE, t.writer});
+    if (mod == all.end()) continue;
+    for (uint32_t tr : trackers) {
+      if (tr == CKPT_TRACKER_MODULE) continue;
+      for (size_t i = 0; i < dirty.size(); i++)
+        o.compare(fmt::format("latency {} / module ({}, {} dirty)", tracker_name(tr), t.writer, dirty[i]),
+                  "checkpoint latency with this tracker over the module's (higher: the module is faster)",
+                  all[{tr, t.writer}][i], mod->second[i], -1, false,
+                  {{"tracker", tracker_name(tr)}, {"writer", t.writer}, {"dirty_pages", dirty[i]}});
+    }
+  }
+  munmap(buf, len);
+}
+
+// Issue 4: N dirty pages in a big region vs a region of exactly N pages, all dirty. Module
+// tracker (what the target is about), both writers; interleaved.
+void issue4(Out& o, const std::vector<Target>& targets, size_t big_mib, size_t small_kib, int reps,
+            uint32_t tracker) {
+  size_t big = big_mib << 20, small = small_kib << 10, n = small / kPage;
+  char* b = map_anon(big, false);
+  char* s = map_anon(small, false);
+  for (const Target& t : targets) {
+    ckpt_t* cb = open_session(t, tracker);
+    check(ckpt_register(cb, "big", b, big), "ckpt_register big", cb);
+    check(ckpt_checkpoint(cb), "first checkpoint (big)", cb);
+    // One store at a time (a device-DAX store is the whole device): the big region's repeats
+    // in one session, then the small region's in another.
+    Target t2 = t;
+    if (t.writer != "dax") t2.path += ".small";
+    std::vector<double> big_ms;
+    for (int r = 0; r < reps; r++) big_ms.push_back(timed_checkpoint(cb, b, big / kPage, n, r * 13, tracker) / 1e6);
+    close_session(cb, t);
+    ckpt_t* cs = open_session(t2, tracker);
+    check(ckpt_register(cs, "small", s, small), "ckpt_register small", cs);
+    check(ckpt_checkpoint(cs), "first checkpoint (small)", cs);
+    std::vector<double> small_ms;
+    for (int r = 0; r < reps; r++) small_ms.push_back(timed_checkpoint(cs, s, n, n, 0, tracker) / 1e6);
+    close_session(cs, t2);
+    json p = {{"tracker", tracker_name(tracker)}, {"writer", t.writer}, {"dirty_pages", n},
+              {"big_region_bytes", big}, {"small_region_bytes", small}};
+    o.figure(fmt::format("issue4/{}/{}/big", tracker_name(tracker), t.writer), "ms", big_ms, p);
+    o.figure(fmt::format("issue4/{}/{}/small", tracker_name(tracker), t.writer), "ms", small_ms, p);
+    o.compare(fmt::format("issue4 {} KiB dirty: {} MiB region / {} KiB region ({}, {})", small_kib, big_mib,
+                          small_kib, tracker_name(tracker), t.writer),
+              "checkpoint latency, big region over small region (lower is better)", big_ms, small_ms,
+              t.writer == "dax" ? 2.0 : -1, true, p);
+  }
+  munmap(b, big);
+  munmap(s, small);
+}
+
+// ---- scaling: fixed dirty pages, growing registered size (module tracker, DAX) ----
+void scaling(Out& o, const Target& t, const std::vector<size_t>& sizes_mib, size_t n, int reps, uint32_t tracker) {
+  for (size_t mib : sizes_mib) {
+    size_t len = mib << 20, pages = len / kPage;
+    if (n > pages) continue;
+    char* buf = map_anon(len, false);
+    ckpt_t* c = open_session(t, tracker);
+    double t0 = now_ns();
+    check(ckpt_register(c, "r", buf, len), "ckpt_register", c);
+    double reg_ms = (now_ns() - t0) / 1e6;
+    check(ckpt_checkpoint(c), "first checkpoint", c);
+    std::vector<double> ms;
+    for (int r = 0; r < reps; r++) ms.push_back(timed_checkpoint(c, buf, pages, n, r * 3, tracker) / 1e6);
+    close_session(c, t);
+    munmap(buf, len);
+    Stats s = stats_of(ms);
+    fmt::print("  scaling {} {} dirty of {} MiB: {:.3f} ms (register {:.1f} ms)\n", tracker_name(tracker), n, mib,
+               s.median, reg_ms);
+    o.figure(fmt::format("scaling/{}/{}/region_mib={}", tracker_name(tracker), t.writer, mib), "ms", ms,
+             {{"tracker", tracker_name(tracker)}, {"writer", t.writer}, {"dirty_pages", n},
+              {"region_bytes", len}, {"register_ms", reg_ms}});
+  }
+}
+
+// ---- throughput: Store persist / restore vs memcpy ----
+void throughput(Out& o, const std::vector<Target>& targets, size_t pages, int reps) {
+  namespace st = ckpt::store;
+  size_t len = pages * kPage;
+  char* src = map_anon(len, false);
+  char* dst = map_anon(len, false);
+  for (const Target& t : targets) {
+    if (t.writer != "dax") std::filesystem::remove(t.path);
+    st::Options opts;
+    opts.writer = t.writer == "dax" ? st::Writer::kDax : st::Writer::kUring;
+    opts.force_format = true;
+    std::string why;
+    opts.why = &why;
+    std::unique_ptr<st::Store> s;
+    int r = st::Store::open(t.path, opts, &s);
+    if (r) die(fmt::format("Store::open {}: {}: {}", t.path, strerror(-r), why));
+    uint32_t id;
+    if ((r = s->define_region("tp", len, &id))) die(fmt::format("define_region: {}: {}", strerror(-r), s->last_error()));
+    std::vector<double> persist, restore, cp_in, cp_out;
+    for (int rep = 0; rep < reps; rep++) {
+      for (size_t off = 0; off < len; off += kPage) src[off] = static_cast<char>(rep + off / kPage);
+      double t0 = now_ns();
+      std::memcpy(dst, src, len);
+      cp_in.push_back((now_ns() - t0) / 1e6);
+      t0 = now_ns();
+      std::unique_ptr<st::Txn> txn;
+      if ((r = s->begin(&txn))) die(fmt::format("begin: {}", strerror(-r)));
+      for (size_t p = 0; p < pages && !r; p++) r = txn->put_page(id, p, src + p * kPage);
+      if (!r) r = txn->commit();
+      if (r) die(fmt::format("persist: {}: {}", strerror(-r), s->last_error()));
+      persist.push_back((now_ns() - t0) / 1e6);
+      std::memset(dst, 0, len);
+      t0 = now_ns();
+      std::memcpy(dst, src, len);
+      cp_out.push_back((now_ns() - t0) / 1e6);
+      std::memset(dst, 0, len);
+      t0 = now_ns();
+      st::ReadReport rep_;
+      if ((r = s->read_region(id, dst, len, &rep_))) die(fmt::format("read_region: {}: {}", strerror(-r), s->last_error()));
+      restore.push_back((now_ns() - t0) / 1e6);
+      if (std::memcmp(dst, src, len)) die("restored bytes differ from the persisted ones");
+    }
+    s.reset();
+    if (t.writer != "dax") std::filesystem::remove(t.path);
+    auto mibs = [&](const std::vector<double>& ms) {
+      std::vector<double> v;
+      for (double m : ms) v.push_back(len / 1048576.0 / (m / 1e3));
+      return v;
+    };
+    json p = {{"writer", t.writer}, {"pages", pages}, {"bytes", len}};
+    o.figure(fmt::format("throughput/{}/persist", t.writer), "MiB/s", mibs(persist), p);
+    o.figure(fmt::format("throughput/{}/memcpy_before_persist", t.writer), "MiB/s", mibs(cp_in), p);
+    o.figure(fmt::format("throughput/{}/restore", t.writer), "MiB/s", mibs(restore), p);
+    o.figure(fmt::format("throughput/{}/memcpy_before_restore", t.writer), "MiB/s", mibs(cp_out), p);
+    double lim = t.writer == "dax" ? 0.5 : -1;
+    // Throughput ratio = memcpy time / store time.
+    o.compare(fmt::format("persist throughput / memcpy ({}, {} MiB)", t.writer, len >> 20),
+              "store begin + put_page x N + commit vs memcpy of the same pages (higher is better)", cp_in,
+              persist, lim, false, p);
+    o.compare(fmt::format("restore throughput / memcpy ({}, {} MiB)", t.writer, len >> 20),
+              "store read_region vs memcpy of the same pages (higher is better)", cp_out, restore, lim, false, p);
+  }
+  munmap(src, len);
+  munmap(dst, len);
+}
+
+// ---- slowdown of a memory-bound loop ----
+// One step reads 64 KiB of the working set (sums it) and writes one byte into a page of the
+// current write window (1% of the pages); the window moves on after each checkpoint (without
+// libckpt: after each interval), so each interval dirties at most 1% of the pages.
+struct LoopResult {
+  double steps_per_s = 0;
+  double ckpts_per_s = 0;
+  double pages_per_ckpt = 0;
+};
+
+uint64_t g_sink;
+
+LoopResult run_loop(char* ws, size_t pages, double seconds, double rate, ckpt_t* c) {
+  const size_t win = std::max<size_t>(1, pages / 100), read_pages = 16;
+  const double interval_ns = rate > 0 ? 1e9 / rate : 1e18;
+  size_t rpos = 0, wbase = 0, wcur = 0;
+  uint64_t sum = 0, steps = 0;
+  ckpt_session_stats s0{}, s1{};
+  if (c) check(ckpt_get_stats(c, &s0), "ckpt_get_stats");
+  double t0 = now_ns(), next_move = t0 + interval_ns, end = t0 + seconds * 1e9, t = t0;
+  for (;;) {
+    const uint64_t* q = reinterpret_cast<const uint64_t*>(ws + rpos * kPage);
+    for (size_t i = 0; i < read_pages * kPage / 8; i += 8) sum += q[i] ^ q[i + 1] ^ q[i + 3] ^ q[i + 5];
+    rpos = (rpos + read_pages) % pages;
+    ws[((wbase + wcur++ % win) % pages) * kPage + (steps & 4095)] += 1;
+    steps++;
+    bool moved = false;
+    if (c) {
+      int r = ckpt_hook(c);
+      check(r, "ckpt_hook", c);
+      moved = r == 1;
+    }
+    if ((steps & 15) == 0) {
+      t = now_ns();
+      if (t >= end) break;
+      if (!c && t >= next_move) {
+        moved = true;
+        next_move += interval_ns;
+      }
+    }
+    if (moved) {
+      wbase = (wbase + win) % pages;
+      wcur = 0;
+    }
+  }
+  g_sink += sum;
+  LoopResult lr;
+  double dt = (t - t0) / 1e9;
+  lr.steps_per_s = steps / dt;
+  if (c) {
+    check(ckpt_get_stats(c, &s1), "ckpt_get_stats");
+    uint64_t n = s1.checkpoints - s0.checkpoints;
+    lr.ckpts_per_s = n / dt;
+    lr.pages_per_ckpt = n ? double(s1.pages_written - s0.pages_written) / n : 0;
+  }
+  return lr;
+}
+
+void slowdown(Out& o, const Target& t, size_t ws_mib, const std::vector<double>& rates, double seconds, int reps,
+              uint32_t tracker) {
+  size_t len = ws_mib << 20, pages = len / kPage;
+  char* ws = map_anon(len, false);
+  std::vector<double> base;
+  std::vector<std::vector<double>> with(rates.size()), achieved(rates.size()), ppc(rates.size());
+  for (int r = 0; r < reps; r++) {
+    // The baseline brackets the checkpointed runs (mean of a run before and one after), so a
+    // drift in the host's load during the repeat hits both sides alike.
+    double before = run_loop(ws, pages, seconds, 10, nullptr).steps_per_s;
+    for (size_t i = 0; i < rates.size(); i++) {
+      ckpt_t* c = open_session(t, tracker, static_cast<uint64_t>(1000 / rates[i]));
+      check(ckpt_register(c, "ws", ws, len), "ckpt_register", c);
+      check(ckpt_checkpoint(c), "first checkpoint", c);
+      LoopResult lr = run_loop(ws, pages, seconds, rates[i], c);
+      close_session(c, t);
+      with[i].push_back(lr.steps_per_s);
+      achieved[i].push_back(lr.ckpts_per_s);
+      ppc[i].push_back(lr.pages_per_ckpt);
+    }
+    base.push_back((before + run_loop(ws, pages, seconds, 10, nullptr).steps_per_s) / 2);
+  }
+  munmap(ws, len);
+  auto mibs = [](const std::vector<double>& steps) {
+    std::vector<double> v;
+    for (double s : steps) v.push_back(s * 16 * kPage / 1048576.0);
+    return v;
+  };
+  json p0 = {{"working_set_bytes", len}, {"seconds_per_run", seconds}, {"write_window_pages", pages / 100}};
+  o.figure("slowdown/baseline", "MiB/s read", mibs(base), p0);
+  for (size_t i = 0; i < rates.size(); i++) {
+    json p = p0;
+    p["rate_per_s"] = rates[i];
+    p["tracker"] = tracker_name(tracker);
+    p["writer"] = t.writer;
+    o.figure(fmt::format("slowdown/{}/{}/rate={}", tracker_name(tracker), t.writer, rates[i]), "MiB/s read",
+             mibs(with[i]), p);
+    o.figure(fmt::format("slowdown/{}/{}/rate={}/achieved_rate", tracker_name(tracker), t.writer, rates[i]),
+             "checkpoints/s", achieved[i], p);
+    o.figure(fmt::format("slowdown/{}/{}/rate={}/pages_per_checkpoint", tracker_name(tracker), t.writer, rates[i]),
+             "pages", ppc[i], p);
+    o.compare(fmt::format("throughput kept at {}/s ({}, {})", rates[i], tracker_name(tracker), t.writer),
+              "loop throughput with checkpoints / without (higher is better)", with[i], base,
+              rates[i] == 10 ? 0.95 : -1, false, p);
+  }
+}
+
+uint32_t parse_tracker(const std::string& s) {
+  if (s == "module") return CKPT_TRACKER_MODULE;
+  if (s == "uffd") return CKPT_TRACKER_UFFD;
+  if (s == "mprotect") return CKPT_TRACKER_MPROTECT;
+  if (s == "full") return CKPT_TRACKER_FULL;
+  die("unknown tracker " + s + " (module|uffd|mprotect|full)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"libckpt checkpoint, throughput and slowdown benchmarks (run in the VM)"};
+  app.require_subcommand(1);
+  app.fallthrough();  // the common options may follow the section name
+  std::string json_path, dax = "/dev/dax0.0", file = "/mnt/pmem/bench.store";
+  bool quick = false, thp = false;
+  int reps = 5;
+  std::vector<std::string> trackers{"module", "uffd", "mprotect", "full"}, writers{"dax", "io_uring"};
+  app.add_option("--json", json_path, "write the results here (JSON)")->required();
+  app.add_option("--dax", dax, "DAX store (device-DAX node or a file on a -o dax mount)");
+  app.add_option("--file", file, "file store for the io_uring writer");
+  app.add_option("--reps", reps, "repeats of each measurement")->check(CLI::Range(1, 1000));
+  app.add_option("--trackers", trackers, "trackers to compare")->delimiter(',');
+  app.add_option("--writers", writers, "writers to compare (dax, io_uring)")->delimiter(',');
+  app.add_flag("--quick", quick, "tiny sizes (smoke check)");
+  app.add_flag("--thp", thp, "let the measured regions use transparent huge pages");
+
+  size_t region_mib = 256, tp_pages = 16384, ws_mib = 256;
+  double seconds = 3;
+  std::vector<size_t> dirty{1, 10, 100, 1000, 10000}, sizes{1, 4, 16, 64, 256};
+  std::vector<double> rates{1, 10, 100};
+  auto* lat = app.add_subcommand("latency", "checkpoint latency vs dirty pages, per tracker and writer");
+  lat->add_option("--region-mib", region_mib, "registered region size");
+  lat->add_option("--dirty", dirty, "dirty page counts")->delimiter(',');
+  auto* sc = app.add_subcommand("scaling", "latency of 256 dirty pages vs registered size (module, DAX)");
+  sc->add_option("--sizes-mib", sizes, "registered sizes")->delimiter(',');
+  auto* tp = app.add_subcommand("throughput", "persist and restore throughput vs memcpy");
+  tp->add_option("--pages", tp_pages, "pages per persist / restore");
+  auto* sd = app.add_subcommand("slowdown", "memory-bound loop at 1, 10, 100 checkpoints/s");
+  sd->add_option("--ws-mib", ws_mib, "working set");
+  sd->add_option("--seconds", seconds, "length of each run");
+  sd->add_option("--rates", rates, "checkpoints per second")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
+
+  if (quick) {
+    region_mib = 8, tp_pages = 512, ws_mib = 8, seconds = 0.2;
+    dirty = {1, 10, 100, 1000};
+    sizes = {1, 8};
+    reps = 1;
+  }
+  std::vector<Target> targets;
+  for (auto& w : writers) {
+    if (w == "dax") targets.push_back({"dax", dax});
+    else if (w == "io_uring") targets.push_back({"io_uring", file});
+    else {
+      fmt::print(stderr, "ckpt_bench: unknown writer {}\n", w);
+      return 2;
+    }
+  }
+  Out o;
+  std::string section = app.get_subcommands().front()->get_name();
+  try {
+    std::vector<uint32_t> tr;
+    for (auto& s : trackers) tr.push_back(parse_tracker(s));
+    fmt::print("ckpt_bench {}: {} repeats{}\n", section, reps, quick ? " (quick)" : "");
+    if (section == "latency") {
+      latency(o, targets, region_mib, dirty, reps, thp, tr);
+      issue4(o, targets, region_mib, quick ? 64 : 1024, reps, CKPT_TRACKER_MODULE);
+    } else if (section == "scaling") {
+      scaling(o, targets.front(), sizes, quick ? 16 : 256, reps, CKPT_TRACKER_MODULE);
+    } else if (section == "throughput") {
+      throughput(o, targets, tp_pages, reps);
+    } else if (section == "slowdown") {
+      slowdown(o, targets.front(), ws_mib, rates, seconds, reps, CKPT_TRACKER_MODULE);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "ckpt_bench {}: {}\n", section, e.what());
+    return 1;
+  }
+  if (!g_open_ms.empty())
+    fmt::print("  (setup, not measured: {} ckpt_open with format, median {:.0f} ms)\n", g_open_ms.size(),
+               stats_of(g_open_ms).median);
+  json doc = {{"section", section}, {"quick", quick}, {"reps", reps}, {"figures", o.figures},
+              {"comparisons", o.comparisons}};
+  std::filesystem::path jp(json_path);
+  if (jp.has_parent_path()) std::filesystem::create_directories(jp.parent_path());
+  std::ofstream(jp) << doc.dump(1) << "\n";
+  return 0;
+}

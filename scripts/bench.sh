@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make bench: boot the VM once, run every benchmark in it (bench/run-guest.sh), then merge the
+# results into bench/results/latest.json, render the plots into Documentation/ and write
+# Documentation/performance.md (bench/report.py).
+#
+#   scripts/bench.sh            full run (~20 min under TCG); commits nothing
+#   scripts/bench.sh --quick    every benchmark with tiny sizes, a smoke check (~1 min); results
+#                               go to build/bench-quick/, the committed results are not touched
+#
+# Needs the build (make) and python3-matplotlib (scripts/deps.sh) on the host.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+quick=
+case "${1:-}" in
+  --quick) quick=--quick ;;
+  "") ;;
+  *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
+esac
+
+for b in build/cmake/bench/track_bench build/cmake/bench/ckpt_bench kmod/ckpt.ko; do
+  [ -e "$b" ] || { echo "bench: $b is not built (run make)" >&2; exit 2; }
+done
+
+if [ -n "$quick" ]; then
+  raw=build/bench-quick/raw results=build/bench-quick/latest.json docdir=build/bench-quick
+  vmopts=(--timeout 300)
+else
+  raw=bench/results/raw results=bench/results/latest.json docdir=Documentation
+  # The latency benchmark's 256 MiB region with the full-copy tracker rewrites all of it at each
+  # checkpoint while the live and the retained epoch stay intact: three copies in the store, so
+  # a 1 GiB device-DAX namespace, and about as much for the -o dax file system (io_uring store).
+  vmopts=(--timeout 2700 --pmem-size 2048M --dax-size 1024M)
+fi
+rm -rf "$raw"
+mkdir -p "$raw"
+t0=$SECONDS
+rc=0
+scripts/vm/run "${vmopts[@]}" -- bench/run-guest.sh --out "$top/$raw" $quick || rc=$?
+echo "bench: guest session finished in $((SECONDS - t0)) s (exit $rc)"
+python3 bench/report.py merge "$raw" "$results"
+if [ -n "$quick" ]; then
+  python3 -c 'import matplotlib' 2>/dev/null && python3 bench/report.py render "$results" "$docdir"
+else
+  python3 bench/report.py render "$results" "$docdir"
+fi
+[ "$rc" -eq 0 ] || { echo "bench: some benchmark failed (exit $rc); results are partial" >&2; exit "$rc"; }

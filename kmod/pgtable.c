@@ -159,7 +159,13 @@ void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
 
 	while (start < end) {
 		unsigned long next = min(pmd_addr_end(start, end), end);
+		pmd_t *pmdp = walk_pmd(w->mm, start);
 
+		/* Nothing mapped under this PMD (sparse or reserved memory): skip it whole. */
+		if (!pmdp || pmd_none(READ_ONCE(*pmdp))) {
+			start = next;
+			continue;
+		}
 		/* One PMD at a time, in batches of 64 PTEs. */
 		while (start < next) {
 			unsigned long n = 0;

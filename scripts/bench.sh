@@ -18,13 +18,14 @@ case "${1:-}" in
   *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
 esac
 
-for b in build/cmake/bench/track_bench build/cmake/bench/ckpt_bench kmod/ckpt.ko; do
+for b in build/cmake/bench/track_bench build/cmake/bench/ckpt_bench build/cmake/bench/criu_memhog \
+         build/cmake/bin/ckpt-tool kmod/ckpt.ko; do
   [ -e "$b" ] || { echo "bench: $b is not built (run make)" >&2; exit 2; }
 done
 
 if [ -n "$quick" ]; then
   raw=build/bench-quick/raw results=build/bench-quick/latest.json docdir=build/bench-quick
-  vmopts=(--timeout 300)
+  vmopts=(--timeout 600)
 else
   raw=bench/results/raw results=bench/results/latest.json docdir=Documentation
   # The latency benchmark's 256 MiB region with the full-copy tracker rewrites all of it at each
@@ -32,16 +33,19 @@ else
   # a 1 GiB device-DAX namespace, and about as much for the -o dax file system (io_uring store).
   vmopts=(--timeout 2700 --pmem-size 2048M --dax-size 1024M)
 fi
+# What CRIU needs in the guest (bench/criu): socket diagnostics and netfilter modules.
+vmopts+=(--modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat")
+py=/usr/bin/python3   # Debian's, with python3-matplotlib (not whatever python3 is first in PATH)
 rm -rf "$raw"
 mkdir -p "$raw"
 t0=$SECONDS
 rc=0
 scripts/vm/run "${vmopts[@]}" -- bench/run-guest.sh --out "$top/$raw" $quick || rc=$?
 echo "bench: guest session finished in $((SECONDS - t0)) s (exit $rc)"
-python3 bench/report.py merge "$raw" "$results"
+$py bench/report.py merge "$raw" "$results"
 if [ -n "$quick" ]; then
-  python3 -c 'import matplotlib' 2>/dev/null && python3 bench/report.py render "$results" "$docdir"
+  $py -c 'import matplotlib' 2>/dev/null && $py bench/report.py render "$results" "$docdir"
 else
-  python3 bench/report.py render "$results" "$docdir"
+  $py bench/report.py render "$results" "$docdir"
 fi
 [ "$rc" -eq 0 ] || { echo "bench: some benchmark failed (exit $rc); results are partial" >&2; exit "$rc"; }

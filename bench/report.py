@@ -462,10 +462,13 @@ def write_page(d, E, env, plots, docdir):
               f"{fmt(E[f'throughput/{w}/restore']['median'])} | "
               f"{fmt(E[f'throughput/{w}/memcpy_before_restore']['median'])} | {fmt(rc['ratio'])} |")
         a("")
-        a("Reading: the ratio is the fraction of memcpy's bandwidth the store reaches (target ≥ 0.5 for DAX). "
-          "The store does more than a copy per page — an xxHash checksum, a slot allocation, a page-map "
-          "entry, and on DAX non-temporal stores/flushes that TCG emulates instruction by instruction — so "
-          "under TCG the ratio is a lower bound on what native hardware would show, not an estimate of it.")
+        a("Reading: the ratio is the fraction of memcpy's bandwidth the store reaches in the same run "
+          "(target ≥ 0.5 for DAX; no target for io_uring). Per page the store does more than a copy: an "
+          "xxHash checksum, a block allocation, a page-map entry, and on DAX the copy is made with "
+          "non-temporal stores and flushes (libpmem2), which TCG emulates instruction by instruction while "
+          "memcpy gets QEMU's fastest path. This run does not separate those parts, so it does not say how "
+          "much of a miss is the store and how much is the emulator; a per-part breakdown (checksum alone, "
+          "pmem2 copy alone) in the same run is the next step before tuning anything.")
         a("")
 
     sd = sorted((e["params"]["rate_per_s"], e) for e in d["entries"] if e["name"].startswith("throughput kept at"))

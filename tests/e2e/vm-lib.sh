@@ -63,9 +63,10 @@ run "persistent heap, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_he
 run "C++ API, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_cxx_test" $gt
 run "C API from C11, store $dax" -- "$bin/capi_c11_test" "$dax"
 if [ $module -eq 1 ]; then
-  # TCG runs ~10x slower than the host: longer lives, fewer rounds (the host does 200+ kills).
+  # TCG runs ~10x slower than the host: fewer rounds (the host does 200+ kills), and a kill
+  # window that gives each child time for a few checkpoints.
   run "kill -9 campaign, module tracker, store $pmemfile" CKPT_TEST_TRACKERS=module CKPT_CRASH_ROUNDS=25 \
-    CKPT_CRASH_WINDOW_MS=500,2500 CKPT_TEST_STORE=$pmemfile -- "$bin/lib_crash_test" $gt
+    CKPT_CRASH_WINDOW_MS=300,1300 CKPT_TEST_STORE=$pmemfile -- "$bin/lib_crash_test" $gt
 else
   tap 4 "kill -9 campaign, module tracker, store $pmemfile" "$nomod"
 fi

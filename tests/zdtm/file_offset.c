@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Regular files open at offsets with flags: a read-write file at offset 12345, an O_APPEND
- * file, a read-only file at offset 3, a close-on-exec one, at chosen fd numbers (with a gap).
+ * file, a read-only close-on-exec file at offset 3 on fd 17 (with a gap below).
  */
 #include "zdtm.h"
 
@@ -19,9 +19,9 @@ int main(int argc, char **argv)
 	if (write(ro, "0123456789", 10) != 10)
 		return zdtm_fail("write");
 	close(ro);
-	ro = open("ro.data", O_RDONLY | O_CLOEXEC);
-	if (dup2(ro, 17) != 17)
-		return zdtm_fail("dup2");
+	ro = open("ro.data", O_RDONLY);
+	if (dup3(ro, 17, O_CLOEXEC) != 17)
+		return zdtm_fail("dup3");
 	close(ro);
 	ro = 17;
 	lseek(ro, 3, SEEK_SET);
@@ -40,6 +40,8 @@ int main(int argc, char **argv)
 	fl = fcntl(rw, F_GETFL);
 	if ((fl & O_ACCMODE) != O_RDWR)
 		return zdtm_fail("rw access mode");
+	if (fcntl(rw, F_GETFD) != 0)
+		return zdtm_fail("rw became close-on-exec");
 	fl = fcntl(ap, F_GETFL);
 	if (!(fl & O_APPEND) || (fl & O_ACCMODE) != O_WRONLY)
 		return zdtm_fail("append flags 0%o", fl);

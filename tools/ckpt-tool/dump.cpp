@@ -711,7 +711,21 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
   if (out < 0) throw Error{kFailed, tmp + ": " + strerror(errno)};
   uint64_t fresh = 0, reused = 0;
   try {
-    // 1. Plan every mapping's runs and where their bytes come from.
+    // 1. Plan every mapping's runs and where their bytes come from. Regions whose mapping
+    // changed (split, grown, moved, gone) stop being tracked first, so that the new mappings
+    // there can be registered.
+    for (auto it = tr.regs.begin(); it != tr.regs.end();) {
+      bool same = false;
+      for (const auto& v : img.vmas) same |= v.start == it->second.start && v.end == it->second.end;
+      if (same) {
+        ++it;
+        continue;
+      }
+      ckpt_unregister u{};
+      u.id = it->second.id;
+      ioctl(tr.fd, CKPT_IOC_UNREGISTER, &u);
+      it = tr.regs.erase(it);
+    }
     std::vector<std::vector<Src>> srcs(img.vmas.size());
     std::map<uint64_t, wp::Tracker::Reg> keep;
     uint64_t off = kHeaderSize;

@@ -53,6 +53,10 @@ uint64_t xgetbv0() {
   return uint64_t(hi) << 32 | lo;
 }
 
+// The components XRSTOR loads: every user component the OS enabled, but AMX tile data, which
+// is refused in images and may be armed for #NM (XFD) in this process.
+uint64_t rfbm() { return xgetbv0() & ~(1ull << 18); }
+
 bool has_xsave() {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
@@ -139,6 +143,8 @@ void check_image(int fd, const Image& img, bool verify_data) {
 void check_xsave(const std::vector<uint8_t>& xsave) {
   uint64_t bv;
   std::memcpy(&bv, xsave.data() + 512, 8);
+  // AMX tile data needs a per-process permission (ARCH_REQ_XCOMP_PERM) this does not restore.
+  if (bv & (1ull << 18)) throw Error{kFailed, "the image holds AMX tile state: not supported"};
   if (bv & ~xgetbv0())
     throw Error{kFailed, "the image uses CPU state (XCR0 features 0x" + [&] {
                   char b[32];
@@ -321,7 +327,7 @@ void* helper_main(void* arg) {
   h->req.rseq = h->t->rseq;
   h->req.rseq_sig = h->t->rseq_sig;
   h->req.self_fd = uint64_t(h->fd);
-  jump(h->t->regs.fs_base, h->t->regs.gs_base, h->xs, xgetbv0(), h->fd, CKPT_IOC_RESTORE_THREAD,
+  jump(h->t->regs.fs_base, h->t->regs.gs_base, h->xs, rfbm(), h->fd, CKPT_IOC_RESTORE_THREAD,
        uint64_t(uintptr_t(&h->req)), 98);
 }
 
@@ -450,7 +456,7 @@ int open_session() {
   set_altstack(t);
   static Xsave xs;
   std::memcpy(xs.b, t.xsave.data(), t.xsave.size());
-  jump(t.regs.fs_base, t.regs.gs_base, &xs, xgetbv0(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
+  jump(t.regs.fs_base, t.regs.gs_base, &xs, rfbm(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
 }
 
 int do_restore(const std::string& store, bool verify, pid_t* out_pid, bool quiet) {

@@ -115,7 +115,7 @@ int ckpt_fault_init(void);
 void ckpt_fault_exit(void);
 void ckpt_fault_get(void);	/* a region exists: hook armed */
 void ckpt_fault_put(void);
-int ckpt_fault_missed(void);	/* hook instances missed since load */
+int ckpt_fault_missed(void);	/* hook calls skipped (recursion) since load */
 
 /* pgtable.c: write-protection and TLB */
 struct ckpt_wp {

@@ -227,6 +227,59 @@ TEST_F(rs, prepare_refusals)
 	close(pfd[1]);
 }
 
+/* Random mutations of a valid request: PREPARE answers 0 or a documented errno, never more. */
+TEST_F(rs, prepare_fuzz)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	int ok = 0, refused = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		struct ckpt_restore_prepare q = self->p;
+		struct ckpt_restore_vma v[4] = { self->vma, self->vma, self->vma, self->vma };
+		struct ckpt_restore_run r[4] = { self->run, self->run, self->run, self->run };
+		__u64 *words[3] = { (__u64 *)&q, (__u64 *)v, (__u64 *)r };
+		size_t nwords[3] = { sizeof(q) / 8, sizeof(v) / 8, sizeof(r) / 8 };
+		int e;
+
+		for (int k = 0; k < 4; k++) {
+			v[k].start += k * 4 * 4096;
+			r[k].addr += k * 4 * 4096;
+		}
+		q.vmas = (__u64)v;
+		q.runs = (__u64)r;
+		q.nr_vmas = 1 + i % 4;
+		q.nr_runs = i % 5;
+		for (int m = 0, n = 1 + i % 4; m < n; m++) {
+			int which;
+			size_t at;
+
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			which = x % 3;
+			at = (x >> 8) % nwords[which];
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			switch (x % 4) {
+			case 0: words[which][at] ^= 1ULL << ((x >> 8) % 64); break;
+			case 1: words[which][at] = x >> 3; break;
+			case 2: words[which][at] += 4096; break;
+			default: words[which][at] = 0; break;
+			}
+		}
+		e = ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &q);
+		if (e == 0) {
+			ok++;
+			/* Prepared (not committed): the check alone must agree. */
+			ASSERT_EQ(0, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
+			continue;
+		}
+		refused++;
+		ASSERT_TRUE(e == -EINVAL || e == -EBADF || e == -EACCES || e == -E2BIG ||
+			    e == -EFAULT || e == -ENOMEM)
+			TH_LOG("unexpected %d", e);
+	}
+	TH_LOG("%d accepted, %d refused", ok, refused);
+	EXPECT_LT(0, refused);
+}
+
 /* COMMIT that fails past the point of no return: the data file is cut after PREPARE. */
 TEST_F(rs, commit_fails_after_point_of_no_return)
 {

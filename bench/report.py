@@ -592,7 +592,10 @@ def latency_reading(E, dirty):
             "bench/track), which this figure does not time; at checkpoint they pay re-protection "
             "(uffd: one UFFDIO_WRITEPROTECT per run of pages, mprotect: one mprotect per run), so they "
             "can come close to the module at checkpoint time while costing the program far more between "
-            "checkpoints.")
+            "checkpoints. Between the three trackers, where the min–max bars overlap in the plot this run "
+            "does not rank them: the host was shared and single repeats were hit by others' load (see the "
+            "spreads). What the run does show beyond the noise is the full copy's flat, region-sized cost "
+            "against the trackers' cost growing with the dirty pages.")
 
 
 def slowdown_reading(sd, E):

@@ -549,6 +549,12 @@ def write_page(d, E, env, plots, docdir):
                     a(f"| {op}, THP {'on' if tag == 'thp' else 'off'} | {fmt(k['median'])} s | {fmt(c['median'])} s "
                       f"| {fmt(r[0]['ratio'])}× ({fmt(r[0]['min'])}–{fmt(r[0]['max'])}) |")
         a("")
+        unranked = [e["name"].split(" time")[0] + " (" + e["name"].split("(")[1].split(",")[0] + ")"
+                    for e in cr if e["min"] < 1 < e["max"]]
+        if unranked:
+            a("Where the per-repeat ratios fall on both sides of 1 this run does not say which tool is faster: "
+              + ", ".join(unranked) + ".")
+            a("")
         sz = cr[0]["params"]
         a(f"Image sizes: ckpt-tool {sz.get('ckpt_image_bytes', 0) >> 20} MiB, CRIU "
           f"{sz.get('criu_image_bytes', 0) >> 20} MiB. Reading: a ratio above 1 means ckpt-tool took less "

@@ -570,7 +570,7 @@ def write_page(d, E, env, plots, docdir):
     a("## Reproducing")
     a("")
     a("```sh")
-    a("make bench                 # ~20 min: one VM boot, every benchmark, results + plots + this page")
+    a("make bench                 # ~25 min: one VM boot, every benchmark, results + plots + this page")
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
     a("```")
     a("")

@@ -3,7 +3,7 @@
 # results into bench/results/latest.json, render the plots into Documentation/ and write
 # Documentation/performance.md (bench/report.py).
 #
-#   scripts/bench.sh            full run (~20 min under TCG); commits nothing
+#   scripts/bench.sh            full run (~25 min under TCG); commits nothing
 #   scripts/bench.sh --quick    every benchmark with tiny sizes, a smoke check (~1 min); results
 #                               go to build/bench-quick/, the committed results are not touched
 #

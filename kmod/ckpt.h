@@ -126,6 +126,7 @@ struct ckpt_wp {
 	unsigned long splits;		/* huge PMDs split */
 };
 bool ckpt_vma_supported(struct vm_area_struct *vma);
+pmd_t *ckpt_pmd_lookup(struct mm_struct *mm, unsigned long addr);
 void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
 void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 		   void (*sticky)(void *arg, unsigned long addr), void *arg);
@@ -144,5 +145,14 @@ struct ckpt_restore;
 long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
 long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
 void ckpt_restore_free(struct ckpt_restore *r);
+
+/* Reserved fields of every ioctl struct must be zero (the UAPI's rule). */
+static inline bool ckpt_all_zero(const __u64 *v, size_t n)
+{
+	while (n--)
+		if (*v++)
+			return false;
+	return true;
+}
 
 #endif

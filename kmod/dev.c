@@ -22,14 +22,6 @@
 LIST_HEAD(ckpt_sessions);
 DEFINE_MUTEX(ckpt_sessions_lock);
 
-static bool all_zero(const __u64 *v, size_t n)
-{
-	while (n--)
-		if (*v++)
-			return false;
-	return true;
-}
-
 static int ckpt_open(struct inode *inode, struct file *file)
 {
 	struct ckpt_session *s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -76,7 +68,7 @@ static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
 		return -EFAULT;
 	if (s->api_done)
 		return -EBUSY;
-	if (a.api != CKPT_API_VERSION || a.features || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+	if (a.api != CKPT_API_VERSION || a.features || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		ret = -EINVAL;
 	a.api = CKPT_API_VERSION;
 	a.features = SUPPORTED_FEATURES | CKPT_PROC_FEATURES;

@@ -19,14 +19,6 @@
 #include <linux/uaccess.h>
 #include "ckpt.h"
 
-static bool all_zero(const __u64 *v, size_t n)
-{
-	while (n--)
-		if (*v++)
-			return false;
-	return true;
-}
-
 /* The handlers of @t's thread group into @out (CKPT_NSIG entries). */
 static int read_actions(struct task_struct *t, struct ckpt_sigaction *out)
 {
@@ -73,7 +65,7 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&d, uarg, sizeof(d)))
 		return -EFAULT;
-	if (d.flags || !all_zero(d.reserved, ARRAY_SIZE(d.reserved)) || !d.pid || d.pid > INT_MAX)
+	if (d.flags || !ckpt_all_zero(d.reserved, ARRAY_SIZE(d.reserved)) || !d.pid || d.pid > INT_MAX)
 		return -EINVAL;
 
 	rcu_read_lock();

@@ -35,24 +35,6 @@
 
 static atomic_t fault_missed = ATOMIC_INIT(0);
 
-/* The PMD entry covering @addr, or NULL; caller holds the mmap lock. */
-static pmd_t *lookup_pmd(struct mm_struct *mm, unsigned long addr)
-{
-	pgd_t *pgd = pgd_offset(mm, addr);
-	p4d_t *p4d;
-	pud_t *pud;
-
-	if (pgd_none(*pgd) || pgd_bad(*pgd))
-		return NULL;
-	p4d = p4d_offset(pgd, addr);
-	if (p4d_none(*p4d) || p4d_bad(*p4d))
-		return NULL;
-	pud = pud_offset(p4d, addr);
-	if (pud_none(*pud) || !pud_present(*pud) || pud_trans_huge(*pud) || pud_bad(*pud))
-		return NULL;
-	return pmd_offset(pud, addr);
-}
-
 /* May this fault map (or make writable) a whole PMD? Caller holds the mmap lock. */
 static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 {
@@ -62,7 +44,7 @@ static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 	if (!vma_is_anonymous(vma) || (vma->vm_flags & VM_NOHUGEPAGE) ||
 	    haddr < vma->vm_start || haddr + HPAGE_PMD_SIZE > vma->vm_end)
 		return false;
-	pmdp = lookup_pmd(vma->vm_mm, addr);
+	pmdp = ckpt_pmd_lookup(vma->vm_mm, addr);
 	if (!pmdp)
 		return true;	/* no PMD table yet: a huge fault can fill it */
 	pmd = READ_ONCE(*pmdp);

@@ -34,7 +34,8 @@ bool ckpt_vma_supported(struct vm_area_struct *vma)
 	       !is_vm_hugetlb_page(vma);
 }
 
-static pmd_t *walk_pmd(struct mm_struct *mm, unsigned long addr)
+/* The PMD entry covering @addr, or NULL; caller holds the mmap lock. */
+pmd_t *ckpt_pmd_lookup(struct mm_struct *mm, unsigned long addr)
 {
 	pgd_t *pgd = pgd_offset(mm, addr);
 	p4d_t *p4d;
@@ -116,7 +117,7 @@ static bool wp_pmd(struct ckpt_wp *w, const u64 *addr, unsigned long n, bool che
 	spinlock_t *ptl;
 
 again:
-	pmdp = walk_pmd(w->mm, base);
+	pmdp = ckpt_pmd_lookup(w->mm, base);
 	if (!pmdp)
 		return true;	/* nothing mapped */
 	pmd = READ_ONCE(*pmdp);
@@ -159,7 +160,7 @@ void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
 
 	while (start < end) {
 		unsigned long next = min(pmd_addr_end(start, end), end);
-		pmd_t *pmdp = walk_pmd(w->mm, start);
+		pmd_t *pmdp = ckpt_pmd_lookup(w->mm, start);
 
 		/* Nothing mapped under this PMD (sparse or reserved memory): skip it whole. */
 		if (!pmdp || pmd_none(READ_ONCE(*pmdp))) {

@@ -87,14 +87,6 @@ struct ckpt_restore {
 	struct file *status;		/* NULL without CKPT_RESTORE_STATUS_FD */
 };
 
-static bool all_zero(const __u64 *v, size_t n)
-{
-	while (n--)
-		if (*v++)
-			return false;
-	return true;
-}
-
 void ckpt_restore_free(struct ckpt_restore *r)
 {
 	u64 i;
@@ -244,7 +236,7 @@ static int prepare_vmas(struct ckpt_restore *r)
 			return -EINVAL;
 		if (v->flags & ~(CKPT_VMA_FILE | CKPT_VMA_SHARED | CKPT_VMA_GROWSDOWN))
 			return -EINVAL;
-		if (!all_zero(v->reserved, ARRAY_SIZE(v->reserved)))
+		if (!ckpt_all_zero(v->reserved, ARRAY_SIZE(v->reserved)))
 			return -EINVAL;
 		/* Overlapping the kept vdso would make vm_mmap replace it. */
 		if (p->keep_end && v->start < p->keep_end && v->start + v->len > p->keep_start)
@@ -302,7 +294,7 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 	if (copy_from_user(p, uarg, sizeof(*p)))
 		goto out_free;
 	ret = -EINVAL;
-	if (p->flags & ~CKPT_RESTORE_STATUS_FD || !all_zero(p->reserved, ARRAY_SIZE(p->reserved)))
+	if (p->flags & ~CKPT_RESTORE_STATUS_FD || !ckpt_all_zero(p->reserved, ARRAY_SIZE(p->reserved)))
 		goto out_free;
 	if (!(p->flags & CKPT_RESTORE_STATUS_FD) && p->status_fd)
 		goto out_free;
@@ -590,7 +582,7 @@ static long ioc_thread(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&t, uarg, sizeof(t)))
 		return -EFAULT;
-	if (t.flags || !all_zero(t.reserved, ARRAY_SIZE(t.reserved)) || check_regs(&t.regs) ||
+	if (t.flags || !ckpt_all_zero(t.reserved, ARRAY_SIZE(t.reserved)) || check_regs(&t.regs) ||
 	    !thread_fields_ok(t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig) ||
 	    !is_self_fd(s, t.self_fd) || !current->mm)
 		return -EINVAL;

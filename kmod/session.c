@@ -23,14 +23,6 @@
 /* Page addresses handled per mmap lock hold in array mode (the kernel buffer size). */
 #define COLLECT_CHUNK 65536UL
 
-static bool all_zero(const __u64 *v, size_t n)
-{
-	while (n--)
-		if (*v++)
-			return false;
-	return true;
-}
-
 static struct ckpt_region *find_region(struct ckpt_session *s, u64 id)
 {
 	struct ckpt_region *r;
@@ -75,7 +67,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if ((a.flags & ~CKPT_REGISTER_DIRTY) || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+	if ((a.flags & ~CKPT_REGISTER_DIRTY) || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
 	if (!a.len || (a.start | a.len) & ~PAGE_MASK || a.start + a.len < a.start ||
 	    a.start + a.len > TASK_SIZE_MAX)
@@ -181,7 +173,7 @@ long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+	if (a.flags || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
 	r = find_region(s, a.id);
 	if (!r)
@@ -402,7 +394,7 @@ long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)) ||
-	    !all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+	    !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
 	/* @count, @remaining and @seq are outputs: whatever they hold on input is ignored. */
 	a.count = 0;
@@ -473,7 +465,7 @@ long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&st, uarg, sizeof(st)))
 		return -EFAULT;
-	if (st.flags || !all_zero(st.reserved, ARRAY_SIZE(st.reserved)))
+	if (st.flags || !ckpt_all_zero(st.reserved, ARRAY_SIZE(st.reserved)))
 		return -EINVAL;
 	id = st.id;
 	memset(&st, 0, sizeof(st));
@@ -527,7 +519,7 @@ long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags || !all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || !a.pid || a.pid > INT_MAX)
+	if (a.flags || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || !a.pid || a.pid > INT_MAX)
 		return -EINVAL;
 	if (s->attached || s->nr_regions || s->cm)
 		return -EBUSY;

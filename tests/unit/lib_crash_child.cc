@@ -31,7 +31,10 @@ int main(int argc, char** argv) {
     return 3;
   }
   for (;;) {
-    st.step();
+    if ((r = st.step())) {
+      fprintf(stderr, "child: heap allocation failed: %s\n", strerror(-r));
+      return 2;
+    }
     r = ckpt_checkpoint(st.c);
     if (r) {
       fprintf(stderr, "child: checkpoint: %s: %s\n", strerror(-r), ckpt_last_error(st.c));

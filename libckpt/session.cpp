@@ -102,10 +102,14 @@ void ckpt_session::world_stop() {
       uint64_t g = gen;
       wcv.wait(l, [&] { return gen != g; });
       parked--;
+      wcv.notify_all();
     } else {
       wcv.wait(l, [&] { return !stop.load(); });
     }
   }
+  // Threads parked for the previous checkpoint may not have woken up yet: counting them again
+  // would let this checkpoint start while they run on into their next iteration.
+  wcv.wait(l, [&] { return parked == 0; });
   stop.store(true);
   wcv.wait(l, [&] { return parked >= attached - (self ? 1 : 0); });
 }
@@ -126,6 +130,7 @@ int ckpt_session::safepoint() {
   uint64_t g = gen;
   wcv.wait(l, [&] { return gen != g; });
   parked--;
+  wcv.notify_all();  // world_stop() waits for the previous round's parked threads to leave
   return 0;
 }
 

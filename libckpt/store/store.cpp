@@ -141,6 +141,11 @@ class StoreImpl final : public Store {
   int define_region(std::string_view name, uint64_t size, uint32_t* id) override;
   int begin(std::unique_ptr<Txn>* out) override;
   int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
+  int resize_region(uint32_t, uint64_t) override { return -EOPNOTSUPP; }
+  int remove_region(uint32_t) override { return -EOPNOTSUPP; }
+  int read_range(uint32_t, uint64_t, void*, uint64_t, ReadReport*) override {
+    return -EOPNOTSUPP;
+  }
   uint64_t read_epoch() const override { return live_.ref.epoch; }
   int verify(VerifyReport* report, const Progress& progress) override;
   int stat(StoreStat* out) const override;

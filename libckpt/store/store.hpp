@@ -147,6 +147,21 @@ class Store {
   // (compare report->epoch across calls). report may be null.
   virtual int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) = 0;
 
+  // Change a defined region's size (bytes, a positive multiple of page_size()). Growing keeps every
+  // page; shrinking drops the pages at and beyond the new size. Takes effect in memory now and is
+  // persisted by the next commit, atomically with that commit's pages (a crash before it leaves the
+  // old size). -ENOENT unknown id; -EINVAL bad size; -ENOSPC no room; -EBUSY while a Txn is open.
+  virtual int resize_region(uint32_t id, uint64_t size) = 0;
+  // Remove a region: its pages are dropped and its name may be defined again (it gets a new id;
+  // ids are never reused). Persisted by the next commit like resize_region. -ENOENT unknown id;
+  // -EBUSY while a Txn is open.
+  virtual int remove_region(uint32_t id) = 0;
+  // Read [offset, offset + len) of a region (page-aligned) as of read_epoch(), with read_region's
+  // semantics (checksums, fallback to the retained epoch, never-written pages read as zeros,
+  // report). Lets a caller read a few pages of a huge region without a region-sized buffer.
+  virtual int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                         ReadReport* report) = 0;
+
   // --- Added by the store. ---
   virtual uint64_t read_epoch() const = 0;     // epoch read_region() serves, 0 = none
   // Check every page checksum of every retained epoch. 0 when the read epoch verifies

@@ -159,6 +159,11 @@ int ckpt_session::checkpoint() {
     std::lock_guard<std::mutex> g(mu);
     ret = checkpoint_locked();
   }
+  // Every checkpoint (manual, timer or hook) restarts the hook interval from its end: a
+  // checkpoint slower than the interval must not make the next one follow immediately, which
+  // would leave the program no time between checkpoints.
+  if (cfg.interval_ms)
+    next_due_ns.store(ckpt::now_ns() + static_cast<int64_t>(cfg.interval_ms) * 1000000);
   world_resume();
   return ret;
 }
@@ -297,8 +302,7 @@ int ckpt_session::hook() {
       due = next_due_ns.compare_exchange_strong(d, now + static_cast<int64_t>(cfg.interval_ms) * 1000000);
   }
   if (!due) return 0;
-  int ret = checkpoint();
-  if (cfg.interval_ms) next_due_ns.store(ckpt::now_ns() + static_cast<int64_t>(cfg.interval_ms) * 1000000);
+  int ret = checkpoint();  // sets the next due time from its end
   return ret < 0 ? ret : 1;
 }
 

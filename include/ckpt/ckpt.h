@@ -58,7 +58,7 @@ enum ckpt_writer_kind {
 };
 
 /* ckpt_config.flags */
-#define CKPT_CFG_TIMER		(1u << 0)	/* a timer thread checkpoints every interval_ms */
+#define CKPT_CFG_TIMER		(1u << 0)	/* a timer thread checkpoints interval_ms after each checkpoint ends */
 #define CKPT_CFG_PARTIAL_RESTORE (1u << 1)	/* restore even if the epoch holds regions */
 						/* that are not registered (default: -ESRCH) */
 #define CKPT_CFG_FORMAT		(1u << 2)	/* format the store even if it holds one or */
@@ -136,9 +136,12 @@ int ckpt_close(ckpt_t *c);
 
 /*
  * Hook point for the program's loop: a safepoint, and a checkpoint when interval_ms has elapsed
- * since the last one or every every_n calls (whichever is configured). Returns 1 if this call
- * took a checkpoint, 0 if not, -errno if the checkpoint failed. Cheap when nothing is due (an
- * atomic load, a counter, and a clock read if interval_ms is set).
+ * since the end of the last checkpoint (any: hook, timer or ckpt_checkpoint; the first is due
+ * interval_ms after ckpt_open) or every every_n calls (whichever is configured). Measuring from
+ * the end means a checkpoint slower than the interval still leaves the program a whole interval
+ * of work before the next one. Returns 1 if this call took a checkpoint, 0 if not, -errno if the
+ * checkpoint failed. Cheap when nothing is due (an atomic load, a counter, and a clock read if
+ * interval_ms is set).
  */
 int ckpt_hook(ckpt_t *c);
 #define CKPT_HOOK(c) ((void)ckpt_hook(c))

@@ -3,12 +3,15 @@
 # resumed with `ckpt-tool restore --interval` again and again until they finish; they must end
 # with the right answer: tests/zdtm/longcalc.c (scattered writes over 8 MiB) and
 # tests/zdtm/layoutcalc.c (its layout keeps changing: munmap/mmap, mprotect splits,
-# MADV_DONTNEED, brk, pread into memory). Prints TAP and a kselftest "# Totals:" line.
-#   tests/e2e/vm-zdtm-run.sh [KILLS]
+# MADV_DONTNEED, brk, pread into memory). Also: `run --interval 0 --stats` checkpoints only
+# on SIGUSR1 and logs one JSON line per checkpoint. Prints TAP and a kselftest "# Totals:" line.
+#   tests/e2e/vm-zdtm-run.sh [KILLS [PART]]  (PART: on_request, longcalc or layoutcalc; default
+#                                             all. CKPT_BUILD: build dir, default build/cmake)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-tool=$top/build/cmake/bin/ckpt-tool
-kills=${1:-3} interval=300
+build=${CKPT_BUILD:-$top/build/cmake}
+tool=$build/bin/ckpt-tool
+kills=${1:-3} part=${2:-all} interval=300
 n=0 pass=0 fail=0
 
 tap() {
@@ -22,7 +25,7 @@ pid_of() {  # the program's pid from a run/restore log
 }
 
 campaign() {  # campaign PROGRAM STEPS
-local name=$1 steps=$2 prog=$top/build/cmake/zdtm-run/$1 k i pid rc sup
+local name=$1 steps=$2 prog=$build/zdtm-run/$1 k i pid rc sup
 if [ ! -x "$prog" ] || [ ! -x "$tool" ]; then
   for ((k = 0; k < kills + 2; k++)); do tap 1 "$name built"; done
   return
@@ -78,9 +81,54 @@ if grep -q "^RESULT OK" "$out"; then tap 0 "$name: right answer"; else tap 1 "$n
 rm -rf "$d"
 }
 
+# on_request: --interval 0 takes checkpoints only on SIGUSR1; --stats has one line each; the
+# second (incremental, the 64 MiB program idle meanwhile) writes < 2% of what the first did.
+on_request() {
+  local d; d=$(mktemp -d /tmp/zreq.XXXXXX)
+  local i k sup rc lines=0
+  "$tool" run --interval 0 --stats "$d/stats" --store "$d/img" -- \
+    "$build/zdtm/anon_big" "$d/ready" "$d/go" >"$d/out" 2>"$d/log" &
+  sup=$!
+  for ((i = 0; i < 600; i++)); do [ -e "$d/ready" ] && break; sleep 0.1; done
+  for k in 1 2; do
+    kill -USR1 $sup
+    for ((i = 0; i < 600; i++)); do
+      lines=$(cat "$d/stats" 2>/dev/null | wc -l)
+      [ "$lines" -ge $k ] && break
+      sleep 0.1
+    done
+  done
+  sleep 1
+  lines=$(cat "$d/stats" 2>/dev/null | wc -l)
+  touch "$d/go"
+  wait $sup; rc=$?
+  sed 's/^/# /' "$d/stats" "$d/log" "$d/out"
+  [ "$lines" = 2 ] && tap 0 "run --interval 0: one checkpoint per SIGUSR1, none else" ||
+    tap 1 "run --interval 0: one checkpoint per SIGUSR1, none else" "$lines stats lines"
+  if /usr/bin/python3 - "$d/stats" <<'PY'
+import json, sys
+a, b = [json.loads(l) for l in open(sys.argv[1])][:2]
+keys = {"checkpoint", "epoch", "pages", "mappings", "pause_s", "total_s", "bytes"}
+assert keys <= a.keys() and keys <= b.keys(), a
+assert b["epoch"] > a["epoch"] > 0, (a, b)
+assert a["pages"] >= 16384, a                        # 64 MiB touched
+assert 0 < b["pages"] < a["pages"] / 50, (a, b)      # idle since: < 2%
+assert b["bytes"] > 0, b
+assert 0 < a["pause_s"] <= a["total_s"], a
+PY
+  then tap 0 "--stats lines: fields, epochs grow, the incremental one writes < 2%"
+  else tap 1 "--stats lines: fields, epochs grow, the incremental one writes < 2%"; fi
+  [ $rc = 0 ] && grep -q "^PASS" "$d/out" && tap 0 "run exits with its program's status (PASS)" ||
+    tap 1 "run exits with its program's status (PASS)" "exit $rc"
+  rm -rf "$d"
+}
+
 echo "TAP version 13"
-echo "1..$((2 * (kills + 2)))"
-campaign longcalc 800
-campaign layoutcalc 600
+case $part in
+  all) echo "1..$((2 * (kills + 2) + 3))"; on_request; campaign longcalc 800; campaign layoutcalc 600 ;;
+  on_request) echo "1..3"; on_request ;;
+  longcalc) echo "1..$((kills + 2))"; campaign longcalc 800 ;;
+  layoutcalc) echo "1..$((kills + 2))"; campaign layoutcalc 600 ;;
+esac
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:0 error:0"
 [ $fail = 0 ]

@@ -2,11 +2,12 @@
 # Whole-process C/R in the VM: each zdtm-like test (build/cmake/zdtm/*) is started, dumped
 # with `ckpt-tool dump` (which kills it), restored with `ckpt-tool restore --wait`, told to go
 # on, and must print PASS. Prints TAP and a kselftest "# Totals:" line.
-#   tests/e2e/vm-zdtm.sh [TEST...]      (default: every test built)
+#   tests/e2e/vm-zdtm.sh [TEST...]      (default: every test built; CKPT_BUILD: build dir)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=$top/build/cmake/zdtm
-tool=$top/build/cmake/bin/ckpt-tool
+build=${CKPT_BUILD:-$top/build/cmake}
+bin=$build/zdtm
+tool=$build/bin/ckpt-tool
 n=0 pass=0 fail=0 skip=0
 
 tap() {  # tap STATUS DESCRIPTION [REASON]  (STATUS: 0 pass, 4 skip, else fail)

@@ -590,6 +590,7 @@ struct wp::Tracker {
   bool have_prev = false;
   Image prev;                    // metadata of the last image this tracker committed
   ino_t prev_ino = 0;
+  uint64_t epoch = 0;            // checkpoints committed
   ~Tracker() {
     if (fd >= 0) close(fd);
   }
@@ -872,7 +873,11 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
     tr.prev = std::move(img);
     tr.prev_ino = st.st_ino;
     tr.have_prev = tr.usable;
+    tr.epoch++;
     if (stats) {
+      stats->epoch = tr.epoch;
+      stats->bytes = uint64_t(st.st_size);
+      stats->total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       stats->threads = tr.prev.threads.size();
       stats->vmas = tr.prev.vmas.size();
       stats->pages = fresh;

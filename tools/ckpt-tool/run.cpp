@@ -5,6 +5,7 @@
 // The first checkpoint is full; later ones are incremental through ckpt.ko's tracking
 // (wp::checkpoint): the pause costs the pages written since, not the whole memory.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,11 @@
 
 namespace ckpt_tool {
 namespace {
+
+// Set by SIGUSR1: checkpoint now. The supervisor polls it between its short sleeps.
+volatile sig_atomic_t g_requested = 0;
+
+void on_request(int) { g_requested = 1; }
 
 // 0: still running; else the exit status (128+N for signal N); -1 on ECHILD (already reaped).
 int poll_child(pid_t pid) {
@@ -49,13 +55,33 @@ int finish(int st, pid_t pid) {
 
 }  // namespace
 
-int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
+void wp::catch_checkpoint_requests() {
+  struct sigaction sa{};
+  sa.sa_handler = on_request;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
+}
+
+int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
+                  const std::string& stats_path) {
+  catch_checkpoint_requests();
+  FILE* stats = nullptr;
+  if (!stats_path.empty()) {
+    stats = std::fopen(stats_path.c_str(), "ae");
+    if (!stats) {
+      std::fprintf(stderr, "ckpt-tool: --stats %s: %s\n", stats_path.c_str(), strerror(errno));
+      return kUsage;
+    }
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> stats_guard(stats, [](FILE* f) { return f ? std::fclose(f) : 0; });
   uint64_t n = 0;
   double max_pause = 0, sum_pause = 0;
   auto tracker = make_tracker();
   for (;;) {
+    // Wait for the interval (forever with --interval 0) or a SIGUSR1, watching the child.
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);
-    while (std::chrono::steady_clock::now() < until) {
+    while (!g_requested && (!interval_ms || std::chrono::steady_clock::now() < until)) {
       int st = poll_child(pid);
       if (st > 0) {
         if (n)
@@ -64,8 +90,10 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
         return finish(st, pid);
       }
       if (st < 0) return kFailed;
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(interval_ms, 20u)));
+      unsigned nap = interval_ms ? std::min(interval_ms, 20u) : 20u;
+      std::this_thread::sleep_for(std::chrono::milliseconds(nap));
     }
+    g_requested = 0;
     DumpStats ds;
     std::string why;
     int rc = checkpoint(store, pid, tracker.get(), &ds, &why);
@@ -83,8 +111,18 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms) {
     sum_pause += ds.stopped_s;
     max_pause = std::max(max_pause, ds.stopped_s);
     std::fprintf(stderr, "ckpt-tool: checkpoint %" PRIu64 " of pid %d: %" PRIu64
-                 " pages read, %" PRIu64 " kept from the previous image, paused %.1f ms\n",
-                 n, pid, ds.pages, ds.reused, 1e3 * ds.stopped_s);
+                 " pages written, %" PRIu64 " kept, paused %.1f ms, %.1f ms in all\n",
+                 n, pid, ds.pages, ds.reused, 1e3 * ds.stopped_s, 1e3 * ds.total_s);
+    if (stats) {
+      std::fprintf(stats,
+                   "{\"checkpoint\": %" PRIu64 ", \"epoch\": %" PRIu64 ", \"pages\": %" PRIu64
+                   ", \"pages_kept\": %" PRIu64 ", \"mappings\": %" PRIu64
+                   ", \"threads\": %" PRIu64 ", \"pause_s\": %.6f, \"total_s\": %.6f"
+                   ", \"bytes\": %" PRIu64 "}\n",
+                   n, ds.epoch, ds.pages, ds.reused, ds.vmas, ds.threads, ds.stopped_s, ds.total_s,
+                   ds.bytes);
+      std::fflush(stats);
+    }
   }
 }
 
@@ -93,6 +131,7 @@ void add_run(CLI::App& app, Runner& run) {
     std::string store;
     unsigned interval = 1000;
     bool resume = false;
+    std::string stats;
     std::vector<std::string> argv;
   };
   auto o = std::make_shared<Opts>();
@@ -101,12 +140,18 @@ void add_run(CLI::App& app, Runner& run) {
              "every --interval; exit with its status");
   sub->add_option("--store", o->store, "image file, replaced atomically at each checkpoint")
       ->required();
-  sub->add_option("--interval", o->interval, "milliseconds between checkpoints (default 1000)")
-      ->check(CLI::PositiveNumber);
+  sub->add_option("--interval", o->interval,
+                  "milliseconds between checkpoints (default 1000; 0: only on SIGUSR1)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--stats", o->stats,
+                  "append one JSON line per checkpoint to this file (epoch, pages, mappings, "
+                  "pause_s, total_s, bytes)");
   sub->add_flag("--resume", o->resume, "restore from the image when it exists, else start PROG");
   sub->add_option("prog", o->argv, "program and its arguments (after --)")->required();
   sub->callback([&run, o] {
     run = [o]() -> int {
+      // Before the child exists: a SIGUSR1 sent as soon as its pid is known must not kill us.
+      wp::catch_checkpoint_requests();
       pid_t pid = 0;
       std::string why;
       if (o->resume && access(o->store.c_str(), F_OK) == 0) {
@@ -146,7 +191,7 @@ void add_run(CLI::App& app, Runner& run) {
         close(pfd[0]);
         std::fprintf(stderr, "ckpt-tool run: started pid %d\n", pid);
       }
-      return wp::supervise(o->store, pid, o->interval);
+      return wp::supervise(o->store, pid, o->interval, o->stats);
     };
   });
 }

@@ -15,6 +15,9 @@ struct DumpStats {
   uint64_t pages = 0;    // pages read from the process
   uint64_t reused = 0;   // pages taken from the previous image (clean since)
   double stopped_s = 0;  // how long the process was stopped
+  double total_s = 0;    // the whole checkpoint, from stopping the process to the commit
+  uint64_t epoch = 0;    // the store epoch the checkpoint committed
+  uint64_t bytes = 0;    // bytes written to the store (pages and metadata)
 };
 
 // The state kept between incremental checkpoints of one process: a ckpt.ko session ATTACHed
@@ -42,8 +45,14 @@ int restore(const std::string& store, bool verify, pid_t* pid, std::string* why)
 // The wait status of `pid` if a dump's waitpid() took it (the process died during a dump).
 bool reaped_status(pid_t pid, int* wstatus);
 
-// Checkpoint child `pid` into `store` every interval_ms until it exits; returns its exit status
-// (128+N if killed by signal N). Progress and pauses go to stderr.
-int supervise(const std::string& store, pid_t pid, unsigned interval_ms);
+// Checkpoint child `pid` into `store` every interval_ms (0: never on a timer) and whenever the
+// caller receives SIGUSR1, until the child exits; returns its exit status (128+N if killed by
+// signal N). Progress and pauses go to stderr; with a stats_path, one JSON line per checkpoint
+// is appended to that file (Documentation/ckpt-tool.1 lists the fields).
+// Call catch_checkpoint_requests() before starting the child, so that no SIGUSR1 is lost.
+int supervise(const std::string& store, pid_t pid, unsigned interval_ms,
+              const std::string& stats_path = {});
+// Install the SIGUSR1 handler supervise() listens to.
+void catch_checkpoint_requests();
 
 }  // namespace ckpt_tool::wp

@@ -36,6 +36,7 @@ struct ckpt_region {
 	atomic64_t invalidations;	/* pages logged by the mmu notifier */
 	/* Under ckpt_session.lock: */
 	u64 collects, collected, thp_splits;
+	unsigned long pass_pos;		/* where an unfinished array COLLECT pass resumes, 0 = none */
 };
 
 /*
@@ -64,6 +65,8 @@ struct ckpt_session {
 	unsigned int nr_regions;
 	u64 next_id;
 	u64 seq;		/* COLLECT calls */
+	/* An unfinished id-0 array COLLECT pass resumes at the region starting here, 0 = none. */
+	unsigned long pass_start;
 	u64 collected;		/* pages reported, all regions, also removed ones */
 	u64 old_faults;		/* faults of removed regions */
 	/* Identity for the netlink status, set at open and ATTACH. */
@@ -95,7 +98,9 @@ struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len);
 void ckpt_region_free(struct ckpt_region *r);
 void ckpt_log_mark(struct ckpt_region *r, unsigned long first, unsigned long n);
 void ckpt_log_mark_addr(struct ckpt_region *r, unsigned long start, unsigned long end);
-unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max);
+unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max,
+			    unsigned long *pos);
+unsigned long ckpt_log_count_from(struct ckpt_region *r, unsigned long pos);
 unsigned long ckpt_log_take_bitmap(struct ckpt_region *r, unsigned long *out);
 unsigned long ckpt_log_count(struct ckpt_region *r);
 

@@ -84,30 +84,62 @@ void ckpt_log_mark_addr(struct ckpt_region *r, unsigned long start, unsigned lon
 }
 
 /*
- * Take up to @max logged pages, lowest first, writing their page indices to @out. Pages that
- * do not fit stay logged. Returns the number taken.
+ * Take up to @max logged pages with index >= *@pos, lowest first, writing their page indices
+ * to @out. Pages that do not fit stay logged. *@pos becomes the index after the last page
+ * taken if @max was reached, else r->pages (nothing left at or after it). Pages below *@pos
+ * are left alone: a COLLECT pass that goes on over several calls never takes a page twice,
+ * even one re-logged behind it (see ckpt_collect.remaining). Returns the number taken.
  */
-unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max)
+unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max,
+			    unsigned long *pos)
 {
-	unsigned long n = 0, w;
+	unsigned long n = 0, w = *pos / BITS_PER_LONG, first = w;
 
-	for_each_set_bit(w, r->l1, r->l0_words) {
+	if (!max || *pos >= r->pages)
+		return 0;
+	for_each_set_bit_from(w, r->l1, r->l0_words) {
+		unsigned long mask = w == first ? BITMAP_FIRST_WORD_MASK(*pos) : ~0UL;
 		unsigned long word;
 
 		if (n == max)
 			break;
+		/*
+		 * Clear the summary bit before taking the word: a concurrent mark sets l0 and then
+		 * l1, so a bit it adds after our take is still found. Bits below *@pos that we did
+		 * not take keep their summary bit.
+		 */
 		clear_bit(w, r->l1);
-		word = xchg(&r->l0[w], 0UL);
+		word = atomic_long_fetch_andnot(mask, (atomic_long_t *)&r->l0[w]);
+		if (word & ~mask)
+			set_bit(w, r->l1);
+		word &= mask;
 		while (word) {
 			if (n == max) {
 				/* Put back what does not fit; still dirty. */
 				atomic_long_or(word, (atomic_long_t *)&r->l0[w]);
 				set_bit(w, r->l1);
-				break;
+				*pos = out[n - 1] + 1;
+				return n;
 			}
 			out[n++] = w * BITS_PER_LONG + __ffs(word);
 			word &= word - 1;
 		}
+	}
+	*pos = n == max && n ? out[n - 1] + 1 : r->pages;
+	return n;
+}
+
+/* Logged pages with index >= @pos. */
+unsigned long ckpt_log_count_from(struct ckpt_region *r, unsigned long pos)
+{
+	unsigned long n = 0, w = pos / BITS_PER_LONG, first = w;
+
+	if (pos >= r->pages)
+		return 0;
+	for_each_set_bit_from(w, r->l1, r->l0_words) {
+		unsigned long mask = w == first ? BITMAP_FIRST_WORD_MASK(pos) : ~0UL;
+
+		n += hweight_long(READ_ONCE(r->l0[w]) & mask);
 	}
 	return n;
 }

@@ -236,7 +236,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 {
 	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK), logged = 0;
 	u64 __user *ubuf = u64_to_user_ptr(a->buf);
-	struct ckpt_region *r;
+	struct ckpt_region *r, *stop = NULL;	/* @stop: where the pass resumes */
 	u64 *kbuf = NULL;
 	long ret = 0;
 
@@ -250,12 +250,30 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 		if (!kbuf)
 			return -ENOMEM;
 	}
+	/*
+	 * A pass visits the logged pages once, in address order, over as many calls as the
+	 * caller's buffer needs: r->pass_pos (and s->pass_start for id 0) say where it resumes.
+	 * Pages logged behind it (written meanwhile, or kept logged by relog_page) wait for the
+	 * next pass, so a caller looping while @remaining != 0 always ends.
+	 */
+	a->remaining = 0;
 	list_for_each_entry(r, &s->regions, s_node) {
 		if (only && r != only)
 			continue;
+		if (!only && s->pass_start && r->start < s->pass_start)
+			continue;	/* done earlier in this pass */
+		if (!room) {
+			unsigned long left = ckpt_log_count_from(r, r->pass_pos);
+
+			if (left && !stop)
+				stop = r;
+			a->remaining += left;
+			continue;
+		}
 		check_missed(r);
 		r->collects++;
 		while (room) {
+			unsigned long pos0 = r->pass_pos;
 			struct ckpt_wp w = { .mm = mm, .cm = s->cm };
 			unsigned long n, i;
 
@@ -263,7 +281,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			ret = mmap_write_lock_killable(mm);
 			if (ret)
 				goto out;
-			n = ckpt_log_take(r, kbuf, min(room, chunk));
+			n = ckpt_log_take(r, kbuf, min(room, chunk), &r->pass_pos);
 			for (i = 0; i < n; i++)
 				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
 			ckpt_wp_pages(&w, kbuf, n, relog_page, r);
@@ -275,16 +293,32 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 				break;
 			if (copy_to_user(ubuf + a->count, kbuf, n * sizeof(u64))) {
 				relog(s, kbuf, n);
+				r->pass_pos = pos0;
 				ret = -EFAULT;
 				goto out;
 			}
 			a->count += n;
 			room -= n;
 			r->collected += n;
-			if (n < min(room + n, chunk))
-				break;	/* log drained */
+			if (r->pass_pos >= r->pages)
+				break;	/* the pass reached the region's end */
+		}
+		if (r->pass_pos >= r->pages) {
+			r->pass_pos = 0;
+		} else if (r->pass_pos) {
+			a->remaining += ckpt_log_count_from(r, r->pass_pos);
+			stop = r;
 		}
 	}
+	/* Nothing left ahead: the pass is complete, the next call starts a new one. */
+	if (!a->remaining) {
+		list_for_each_entry(r, &s->regions, s_node)
+			if (!only || r == only)
+				r->pass_pos = 0;
+		stop = NULL;
+	}
+	if (!only)
+		s->pass_start = stop ? stop->start : 0;
 out:
 	kvfree(kbuf);
 	return ret;
@@ -308,6 +342,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 	ret = mmap_write_lock_killable(mm);
 	if (ret)
 		goto out;
+	r->pass_pos = 0;	/* a bitmap COLLECT is a whole pass: it ends any array pass */
 	a->count = ckpt_log_take_bitmap(r, kbm);
 	for (wi = 0; wi < r->l0_words; wi++) {
 		unsigned long word = kbm[wi], n = 0;
@@ -425,10 +460,14 @@ long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
 		s->collected += a.count;
 	}
 	a.seq = s->seq;
-	a.remaining = 0;
-	list_for_each_entry(r, &s->regions, s_node)
-		if (!a.id || r->id == a.id)
-			a.remaining += ckpt_log_count(r);
+	if (a.flags & CKPT_COLLECT_PEEK) {
+		a.remaining = 0;
+		list_for_each_entry(r, &s->regions, s_node)
+			if (!a.id || r->id == a.id)
+				a.remaining += ckpt_log_count(r);
+	} else if (a.flags & CKPT_COLLECT_BITMAP) {
+		a.remaining = 0;	/* one call is a whole pass */
+	}
 	if (copy_to_user(uarg, &a, sizeof(a)))
 		return -EFAULT;
 	*count = a.count;

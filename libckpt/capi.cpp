@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <unistd.h>
 
@@ -23,6 +24,26 @@ int guard(F&& f) {
   } catch (...) {
     return -EIO;
   }
+}
+
+// The same for calls on a session, and ckpt_last_error() then says what happened instead of
+// keeping an older call's message. The exception has unwound every lock the call held.
+template <class F>
+int guard(ckpt_t* c, const char* what, F&& f) {
+  int ret;
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    ret = -ENOMEM;
+  } catch (...) {
+    ret = -EIO;
+  }
+  try {
+    std::lock_guard<std::mutex> l(c->mu);
+    c->set_error(ret, std::string(what) + (ret == -ENOMEM ? ": out of memory" : ": internal error"));
+  } catch (...) {
+  }
+  return ret;
 }
 
 thread_local std::string tls_open_error;
@@ -117,12 +138,12 @@ int ckpt_unregister(ckpt_t* c, const char* name) {
 
 int ckpt_checkpoint(ckpt_t* c) {
   if (!c) return -EINVAL;
-  return guard([&] { return c->checkpoint(); });
+  return guard(c, "checkpoint", [&] { return c->checkpoint(); });
 }
 
 int ckpt_restore(ckpt_t* c) {
   if (!c) return -EINVAL;
-  return guard([&] { return c->restore(); });
+  return guard(c, "restore", [&] { return c->restore(); });
 }
 
 uint64_t ckpt_epoch(const ckpt_t* c) {

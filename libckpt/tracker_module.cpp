@@ -26,6 +26,7 @@ int xioctl(int fd, unsigned long cmd, void* arg) {
 struct Region {
   uint64_t id;  // the module's region id
   uintptr_t start;
+  uint64_t pages;
 };
 
 class ModuleTracker final : public Tracker {
@@ -56,7 +57,7 @@ class ModuleTracker final : public Tracker {
     r.len = len;
     r.flags = dirty ? CKPT_REGISTER_DIRTY : 0;
     if (int e = xioctl(fd_, CKPT_IOC_REGISTER, &r)) return e;
-    regions_[rid] = Region{r.id, reinterpret_cast<uintptr_t>(addr)};
+    regions_[rid] = Region{r.id, reinterpret_cast<uintptr_t>(addr), len / ps_};
     return 0;
   }
 
@@ -74,6 +75,10 @@ class ModuleTracker final : public Tracker {
   int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
     auto it = regions_.find(rid);
     if (it == regions_.end()) return -ENOENT;
+    // One COLLECT pass, over as many calls as the buffer needs: it reports each page at most
+    // once (pages re-logged behind it wait for the next pass), so the loop ends. More pages
+    // than the region holds means a module that does not keep that rule: fail, don't grow.
+    const size_t first = pages->size();
     for (;;) {
       struct ckpt_collect c;
       memset(&c, 0, sizeof(c));
@@ -81,6 +86,8 @@ class ModuleTracker final : public Tracker {
       c.buf = reinterpret_cast<uintptr_t>(buf_.data());
       c.buf_len = buf_.size() * sizeof(uint64_t);
       if (int e = xioctl(fd_, CKPT_IOC_COLLECT, &c)) return e;
+      if (c.count > buf_.size() || pages->size() - first + c.count > it->second.pages)
+        return -EPROTO;
       for (uint64_t i = 0; i < c.count; i++) pages->push_back((buf_[i] - it->second.start) / ps_);
       if (!c.remaining) return 0;
     }

@@ -134,7 +134,13 @@ struct ckpt_unregister {
  *          @remaining says how many are left for the next call. Bitmap mode: at least
  *          DIV_ROUND_UP(pages, 64) * 8 bytes, else -EINVAL.
  * @count:  out: pages reported.
- * @remaining: out: pages still logged in the collected region(s) after this call.
+ * @remaining: out: array mode: pages still logged *ahead of* this pass, which did not fit in
+ *          @buf; call again while it is non-zero. A pass goes through the log once in address
+ *          order, over as many calls as the buffer needs, and reports each page at most once:
+ *          pages logged behind it (written while it runs, or kept logged because they cannot
+ *          be protected, see below) are reported by the next pass, so such a loop always ends.
+ *          A caller that stops before @remaining is 0 resumes the same pass next time.
+ *          Bitmap mode (one call is a whole pass): 0. PEEK: every page logged now.
  * @seq:    out: the session's collect sequence number (1 for the first COLLECT).
  * @reserved: must be zero.
  *

@@ -35,7 +35,7 @@ struct ckpt_region {
 	atomic64_t faults;		/* write faults logged */
 	atomic64_t invalidations;	/* pages logged by the mmu notifier */
 	/* Under ckpt_session.lock: */
-	u64 collects, collected, thp_splits;
+	u64 collects, collected, thp_splits, kept;
 	unsigned long pass_pos;		/* where an unfinished array COLLECT pass resumes, 0 = none */
 };
 

@@ -30,7 +30,10 @@ static int put_session(struct sk_buff *skb, struct netlink_callback *cb, struct 
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_DIRTY, st.dirty, CKPT_GENL_A_PAD) ||
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_FAULTS, st.faults, CKPT_GENL_A_PAD) ||
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_COLLECTS, st.collects, CKPT_GENL_A_PAD) ||
-	    nla_put_u64_64bit(skb, CKPT_GENL_A_COLLECTED, st.collected, CKPT_GENL_A_PAD)) {
+	    nla_put_u64_64bit(skb, CKPT_GENL_A_COLLECTED, st.collected, CKPT_GENL_A_PAD) ||
+	    nla_put_u64_64bit(skb, CKPT_GENL_A_KEPT, st.kept, CKPT_GENL_A_PAD) ||
+	    nla_put_u64_64bit(skb, CKPT_GENL_A_INVALIDATIONS, st.invalidations, CKPT_GENL_A_PAD) ||
+	    nla_put_u64_64bit(skb, CKPT_GENL_A_THP_SPLITS, st.thp_splits, CKPT_GENL_A_PAD)) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}

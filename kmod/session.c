@@ -228,6 +228,7 @@ static void relog_page(void *arg, unsigned long addr)
 	struct ckpt_region *r = arg;
 
 	ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
+	r->kept++;
 }
 
 /* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
@@ -483,6 +484,7 @@ static void region_sum(struct ckpt_region *r, struct ckpt_stats *st)
 	st->collected += r->collected;
 	st->thp_splits += r->thp_splits;
 	st->invalidations += atomic64_read(&r->invalidations);
+	st->kept += r->kept;
 }
 
 /* Session totals (id 0 of STATS, and the netlink status). */

@@ -38,9 +38,11 @@ static int on_msg(struct nl_msg *msg, void *arg)
 	r->pid = nla_get_u32(tb[CKPT_GENL_A_PID]);
 	if (tb[CKPT_GENL_A_COMM])
 		snprintf(r->comm, sizeof(r->comm), "%s", nla_get_string(tb[CKPT_GENL_A_COMM]));
-	for (int a = CKPT_GENL_A_REGIONS; a <= CKPT_GENL_A_COLLECTED; a++)
-		if (tb[a])
+	for (int a = CKPT_GENL_A_REGIONS; a <= CKPT_GENL_A_MAX; a++)
+		if (tb[a] && a != CKPT_GENL_A_PAD)
 			r->v[a] = nla_get_u64(tb[a]);
+		else
+			r->v[a] = ~0ULL;	/* missing: fails any EXPECT_EQ below */
 	return NL_OK;
 }
 
@@ -110,6 +112,10 @@ TEST(status_matches_stats)
 	EXPECT_EQ(7, r->v[CKPT_GENL_A_FAULTS]);
 	EXPECT_EQ(1, r->v[CKPT_GENL_A_COLLECTS]);
 	EXPECT_EQ(5, r->v[CKPT_GENL_A_COLLECTED]);
+	EXPECT_EQ(st.kept, r->v[CKPT_GENL_A_KEPT]);
+	EXPECT_EQ(0, r->v[CKPT_GENL_A_KEPT]);
+	EXPECT_EQ(st.invalidations, r->v[CKPT_GENL_A_INVALIDATIONS]);
+	EXPECT_EQ(st.thp_splits, r->v[CKPT_GENL_A_THP_SPLITS]);
 	close(fd);
 	ASSERT_LE(0, dump_sessions(&d));
 	EXPECT_EQ(NULL, find_pid(&d, getpid(), 32));

@@ -209,10 +209,16 @@ TEST_F(u, pinned_pages_stay_logged_and_passes_end)
 		ASSERT_EQ(64, one_pass(_metadata, self->fd, self->id, self->m, NP, 1, rep, &calls));
 	/* The same through id 0 (every region of the session). */
 	ASSERT_EQ(64, one_pass(_metadata, self->fd, 0, self->m, NP, 7, rep, &calls));
+	struct ckpt_stats st;
+
+	ASSERT_EQ(0, ck_stats(self->fd, self->id, &st));
+	EXPECT_LE(64 * 6, st.kept);	/* six passes kept the 64 pinned pages */
 	/* Unpinned: the last re-logged copy is reported once more, then nothing. */
 	ASSERT_EQ(0, io_uring_unregister_buffers(&self->ring));
 	ASSERT_EQ(64, one_pass(_metadata, self->fd, self->id, self->m, NP, 16, rep, &calls));
 	ASSERT_EQ(0, one_pass(_metadata, self->fd, self->id, self->m, NP, 16, rep, &calls));
+	ASSERT_EQ(0, ck_stats(self->fd, self->id, &st));
+	EXPECT_GT(64 * 8, st.kept);	/* no longer kept once unpinned */
 }
 
 /* A write behind a pass in progress is reported by the next pass, not lost. */

@@ -23,6 +23,7 @@ struct Session {
   uint32_t pid = 0;
   std::string comm;
   uint64_t regions = 0, pages = 0, dirty = 0, faults = 0, collects = 0, collected = 0;
+  uint64_t kept = 0, invalidations = 0, thp_splits = 0;
 };
 
 struct SockDeleter {
@@ -43,6 +44,9 @@ int on_session(nl_msg* msg, void* arg) {
   s.faults = u64(CKPT_GENL_A_FAULTS);
   s.collects = u64(CKPT_GENL_A_COLLECTS);
   s.collected = u64(CKPT_GENL_A_COLLECTED);
+  s.kept = u64(CKPT_GENL_A_KEPT);
+  s.invalidations = u64(CKPT_GENL_A_INVALIDATIONS);
+  s.thp_splits = u64(CKPT_GENL_A_THP_SPLITS);
   out->push_back(std::move(s));
   return NL_OK;
 }
@@ -93,17 +97,20 @@ void add_stat(CLI::App& app, Runner& run) {
         for (const auto& s : ss)
           j.push_back({{"pid", s.pid}, {"comm", s.comm}, {"regions", s.regions},
                        {"pages", s.pages}, {"dirty", s.dirty}, {"faults", s.faults},
-                       {"collects", s.collects}, {"collected", s.collected}});
+                       {"collects", s.collects}, {"collected", s.collected},
+                       {"kept", s.kept}, {"invalidations", s.invalidations},
+                       {"thp_splits", s.thp_splits}});
         std::printf("%s\n", nlohmann::json{{"sessions", j}}.dump(2).c_str());
         return int(kOk);
       }
-      std::printf("%8s %-16s %8s %12s %10s %12s %10s %12s\n", "PID", "COMM", "REGIONS", "PAGES",
-                  "DIRTY", "FAULTS", "COLLECTS", "COLLECTED");
+      std::printf("%8s %-16s %8s %12s %10s %12s %10s %12s %8s\n", "PID", "COMM", "REGIONS",
+                  "PAGES", "DIRTY", "FAULTS", "COLLECTS", "COLLECTED", "KEPT");
       for (const auto& s : ss)
-        std::printf("%8u %-16s %8llu %12llu %10llu %12llu %10llu %12llu\n", s.pid,
+        std::printf("%8u %-16s %8llu %12llu %10llu %12llu %10llu %12llu %8llu\n", s.pid,
                     s.comm.c_str(), (unsigned long long)s.regions, (unsigned long long)s.pages,
                     (unsigned long long)s.dirty, (unsigned long long)s.faults,
-                    (unsigned long long)s.collects, (unsigned long long)s.collected);
+                    (unsigned long long)s.collects, (unsigned long long)s.collected,
+                    (unsigned long long)s.kept);
       if (ss.empty()) std::printf("(no sessions)\n");
       return int(kOk);
     };

@@ -178,6 +178,9 @@ struct ckpt_collect {
  * @thp_splits: out: huge PMDs split to 4 KiB mappings.
  * @invalidations: out: pages logged because the kernel changed their mapping (munmap,
  *             mprotect, MADV_DONTNEED, THP collapse, swap-out...) rather than by a write fault.
+ * @kept:      out: pages COLLECT reported but kept logged, because they could not be protected
+ *             (pinned for DMA, or holding references of an I/O in flight; a huge PMD that did
+ *             not split; no longer a trackable mapping): ioctl-abi.md, over-reporting case 4.
  * @reserved:  must be zero.
  * Errors: -ENOENT unknown id; -EINVAL bad flags/reserved; -EFAULT.
  */
@@ -192,7 +195,8 @@ struct ckpt_stats {
 	__u64 collected;
 	__u64 thp_splits;
 	__u64 invalidations;
-	__u64 reserved[6];
+	__u64 kept;
+	__u64 reserved[5];
 };
 
 /**
@@ -245,6 +249,9 @@ enum ckpt_genl_attr {
 	CKPT_GENL_A_COLLECTS,
 	CKPT_GENL_A_COLLECTED,
 	CKPT_GENL_A_PAD,
+	CKPT_GENL_A_KEPT,		/* NLA_U64: struct ckpt_stats.kept, since the sessions' start */
+	CKPT_GENL_A_INVALIDATIONS,	/* NLA_U64: struct ckpt_stats.invalidations */
+	CKPT_GENL_A_THP_SPLITS,		/* NLA_U64: struct ckpt_stats.thp_splits */
 	__CKPT_GENL_A_MAX,
 };
 #define CKPT_GENL_A_MAX (__CKPT_GENL_A_MAX - 1)

@@ -1,4 +1,4 @@
-// libckpt store: the on-store format, version 1.0 (Documentation/store-format.md).
+// libckpt store: the on-store format, version 1.1 (Documentation/store-format.md).
 //
 // Every structure is little-endian, fixed-size and checksummed with XXH3-64. The store is an
 // array of 4 KiB blocks:
@@ -19,7 +19,8 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the on-store format is
 
 constexpr uint32_t kBlockSize = 4096;
 constexpr uint32_t kFormatMajor = 1;  // a store of another major version is refused (-EPROTO)
-constexpr uint32_t kFormatMinor = 0;  // newer minors only add fields that were reserved-zero
+constexpr uint32_t kFormatMinor = 1;  // newer minors only add fields that were reserved-zero
+                                      // or features gated by an incompat bit
 
 constexpr uint64_t kSuperMagic = 0x524f545354504b43ull;   // "CKPTSTOR"
 constexpr uint64_t kCommitMagic = 0x54494d4354504b43ull;  // "CKPTCMIT"
@@ -30,7 +31,11 @@ constexpr uint64_t kCommitBlock[2] = {2, 3};
 constexpr uint64_t kFirstDataBlock = 4;
 
 constexpr uint32_t kSbGrowable = 1u << 0;  // a file store that grows on demand (flags)
-constexpr uint64_t kIncompatKnown = 0;     // incompat bits this reader understands
+// Set (superblock rewritten, before the first commit that needs it) once a store holds region
+// changes: resize/remove/next-id entries and region ids with holes, which a 1.0 reader would
+// misread. A store that never resizes or removes a region stays readable by 1.0.
+constexpr uint64_t kIncompatRegionChange = 1ull << 0;
+constexpr uint64_t kIncompatKnown = kIncompatRegionChange;  // incompat bits this reader understands
 
 constexpr size_t kMaxName = 255;
 constexpr uint64_t kMaxRegionBytes = 1ull << 46;  // 64 TiB: page indices fit 34 bits
@@ -95,7 +100,14 @@ static_assert(sizeof(MetaHeader) == 64);
 constexpr size_t kSlot = 32;
 constexpr size_t kSlotsPerBlock = (kBlockSize - sizeof(MetaHeader)) / kSlot;  // 126
 
-enum EntryType : uint16_t { kPageEntry = 1, kRegionEntry = 2 };
+enum EntryType : uint16_t {
+  kPageEntry = 1,
+  kRegionEntry = 2,
+  // Since 1.1, only with kIncompatRegionChange:
+  kResizeEntry = 3,  // delta only: a region's size changed
+  kRemoveEntry = 4,  // delta only: a region was removed
+  kNextIdEntry = 5,  // snapshot only, after its region entries: ids below are used (never reused)
+};
 
 struct PageEntry {  // one slot: page `page` of `region` lives in `block` with checksum `hash`
   uint16_t type;      // kPageEntry
@@ -116,6 +128,21 @@ struct RegionEntry {  // one slot, then ceil(name_len / 32) slots of name bytes
   uint64_t reserved;
 };
 static_assert(sizeof(RegionEntry) == kSlot);
+
+// One slot. kResizeEntry: pages at and beyond `keep` bytes are dropped, then the region is
+// `size` bytes (pages past the old size read as zeros); keep <= min(old size, size) because a
+// region shrunk and grown again in one epoch loses the pages it dropped. kRemoveEntry: size and
+// keep are zero; the region and its pages are gone, its id is never used again.
+// kNextIdEntry: `region` is the next unused id, size and keep are zero. Reserved fields zero.
+struct RegionChangeEntry {
+  uint16_t type;
+  uint16_t reserved;
+  uint32_t region;
+  uint64_t size;
+  uint64_t keep;
+  uint64_t reserved2;
+};
+static_assert(sizeof(RegionChangeEntry) == kSlot);
 
 // Checksums.
 uint64_t super_csum(const SuperBlock& sb);

@@ -6,6 +6,8 @@
 //   - write(off, src, len) copies src away before it returns; the bytes may reach the medium
 //     in any order and in pieces of tear_unit() bytes, or not at all, until the next barrier().
 //   - barrier() returns 0 only when every earlier write is durable.
+//   - a write overlapping an earlier one lands after it: once both are durable, the later bytes
+//     are there (the store rewrites a page's block when a checkpoint writes the page twice).
 // Offsets and lengths of writes are multiples of tear_unit() (the store writes whole blocks).
 //
 // Implementations: DAX (libpmem2 non-temporal copies + drain), io_uring (batched fixed-buffer

@@ -6,6 +6,10 @@
 // fails it), then runs IORING_OP_FSYNC(DATASYNC): data, the file's size and its extents are
 // durable when it returns. The descriptor has O_DIRECT where the file system allows it, so the
 // page cache is bypassed; otherwise the fsync does the same job through it.
+//
+// Independent SQEs may complete in any order (a contended O_DIRECT write is punted to an
+// io-wq worker), so a write overlapping one not yet completed (the store rewriting a page in
+// one checkpoint) first drains: the later bytes must win, as medium.hpp promises.
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/uio.h>
@@ -15,6 +19,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_set>
 
 #include "format.hpp"
 #include "medium.hpp"
@@ -117,10 +122,13 @@ class UringMedium final : public Medium {
     auto* s = static_cast<const uint8_t*>(src);
     while (len > 0) {
       const size_t n = std::min(len, kSlotBytes);
-      if (used_ == kSlots) {
+      const uint64_t b0 = off / kSlotBytes, b1 = (off + n - 1) / kSlotBytes;
+      if (used_ == kSlots || unreaped_.count(b0) || unreaped_.count(b1)) {
         int r = drain();
         if (r) return r;
       }
+      unreaped_.insert(b0);
+      unreaped_.insert(b1);
       const unsigned slot = used_++;
       uint8_t* buf = staging_ + size_t(slot) * kSlotBytes;
       std::memcpy(buf, s, n);
@@ -238,6 +246,7 @@ class UringMedium final : public Medium {
       inflight_--;
     }
     used_ = 0;
+    unreaped_.clear();
     return err_ ? err_ : r;
   }
 
@@ -250,6 +259,7 @@ class UringMedium final : public Medium {
   uint8_t* bounce_ = nullptr;   // unaligned reads through O_DIRECT
   uint64_t slot_off_[kSlots] = {};  // file offset of the SQE that starts at each slot
   unsigned used_ = 0, queued_ = 0, inflight_ = 0;
+  std::unordered_set<uint64_t> unreaped_;  // blocks written since the last drain
   io_uring_sqe* last_ = nullptr;  // newest SQE not yet submitted, for merging
   uint64_t last_off_end_ = 0;
   const uint8_t* last_buf_end_ = nullptr;

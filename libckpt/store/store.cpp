@@ -3,8 +3,9 @@
 // through Medium::write and every durability point through Medium::barrier (medium.hpp).
 //
 // In memory the store keeps:
-//   regions_   every region with its page map as of the read epoch (live_), plus definitions
-//              pending for the next commit
+//   regions_   every region id ever seen (index = id - 1; removed ones stay as holes, since ids
+//              are never reused) with its page map as of the read epoch (live_), plus the
+//              caller's view pending for the next commit: new definitions, removals, resizes
 //   undo_      for each page whose block differs in the retained epoch, the retained ref: the
 //              retained epoch's map is regions_ with undo_ applied (O(dirty) per commit)
 //   used_      a bitmap of blocks referenced by the newest committed epoch, the retained epoch,
@@ -42,10 +43,16 @@ struct PageRef {
 
 struct Region {
   std::string name;
-  uint64_t size = 0;
+  uint64_t size = 0;   // bytes as of the read epoch (pages.size() pages); a new region: its size
   uint32_t id = 0;
   uint64_t epoch = 0;  // epoch that defined it; 0 = defined since, not committed yet
-  std::vector<PageRef> pages;
+  bool alive = true;   // false: a hole (removed in the read epoch or before it was committed)
+  // The caller's view, persisted by the next commit (remove_region / resize_region):
+  bool removing = false;  // in the read epoch, removed since
+  uint64_t cur = 0;       // current size in bytes
+  uint64_t keep = 0;      // pages of `pages` still in the view: the smallest size since then
+  uint64_t ret_size = 0;  // bytes in the retained epoch, 0 = not in it
+  std::vector<PageRef> pages;  // the read epoch's map
   // For the open checkpoint: 1 + index into its pages, 0 = not written in it. Sized on first
   // use and cleared entry by entry, so a checkpoint costs O(dirty), not a hash-map node a page.
   std::vector<uint32_t> pending;
@@ -73,8 +80,15 @@ class Undo {
   std::vector<Entry> v_;
 };
 
+inline bool in_read(const Region& r) { return r.alive && r.epoch != 0; }
+inline bool visible(const Region& r) { return r.alive && !r.removing; }
+inline bool resized(const Region& r) {
+  return in_read(r) && !r.removing && (r.cur != r.size || r.keep < r.pages.size());
+}
+
 struct Chain {  // one epoch's metadata chain
   EpochRef ref{};
+  uint32_t next_id = 1;            // next unused region id as of this epoch
   std::vector<uint64_t> meta;      // every metadata block of the chain
   std::vector<EpochInfo> records;  // snapshot first
   uint64_t delta_meta = 0;         // metadata blocks in delta records
@@ -141,11 +155,10 @@ class StoreImpl final : public Store {
   int define_region(std::string_view name, uint64_t size, uint32_t* id) override;
   int begin(std::unique_ptr<Txn>* out) override;
   int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
-  int resize_region(uint32_t, uint64_t) override { return -EOPNOTSUPP; }
-  int remove_region(uint32_t) override { return -EOPNOTSUPP; }
-  int read_range(uint32_t, uint64_t, void*, uint64_t, ReadReport*) override {
-    return -EOPNOTSUPP;
-  }
+  int resize_region(uint32_t id, uint64_t size) override;
+  int remove_region(uint32_t id) override;
+  int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                 ReadReport* report) override;
   uint64_t read_epoch() const override { return live_.ref.epoch; }
   int verify(VerifyReport* report, const Progress& progress) override;
   int stat(StoreStat* out) const override;
@@ -165,6 +178,8 @@ class StoreImpl final : public Store {
                  std::string* why);
   int load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* chain,
                   std::vector<Region>* regions, uint64_t* prev, std::string* why);
+  int read_meta(uint64_t block, uint8_t* buf, MetaHeader* h, std::string* why);
+  int adopt_retained(const Chain& rc, std::vector<Region>* old);
   void rebuild_used();
   int repair_super(int bad);
 
@@ -184,6 +199,11 @@ class StoreImpl final : public Store {
   }
   int alloc(uint64_t* out);
   int grow_blocks(uint64_t want_total);
+  Region* find_visible(uint32_t id) {
+    return id && id <= regions_.size() && visible(regions_[id - 1]) ? &regions_[id - 1] : nullptr;
+  }
+  int make_room(uint64_t size, const Region* except, std::string_view name);
+  int enable_region_changes();
 
   // commit
   int commit(TxnImpl* t);
@@ -196,16 +216,17 @@ class StoreImpl final : public Store {
   }
 
   // reads
-  int read_pages(const Region& r, const std::vector<PageRef>* pages, void* dst,
+  int read_pages(const Region& r, uint64_t first, uint64_t n, void* dst,
                  std::vector<uint64_t>* damaged, uint64_t* nread);
   bool page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint8_t* scratch);
+  // The retained epoch's map is the read epoch's with undo_ applied; pages the read epoch
+  // does not have (a removed region, a shrunk tail) are all in undo_.
   PageRef retained_ref(const Region& r, uint64_t page) const {
     const PageRef* u = undo_.find(page_key(r.id, page));
-    return u ? *u : r.pages[page];
+    if (u) return *u;
+    return in_read(r) && page < r.pages.size() ? r.pages[page] : PageRef{};
   }
-  bool in_retained(const Region& r) const {
-    return ret_.ref.epoch != 0 && r.epoch != 0 && r.epoch <= ret_.ref.epoch;
-  }
+  bool in_retained(const Region& r) const { return ret_.ref.epoch != 0 && r.ret_size != 0; }
   bool retained_intact(uint8_t* scratch);
   void switch_to_retained();
 
@@ -217,7 +238,8 @@ class StoreImpl final : public Store {
   uint64_t total_ = 0;  // blocks in the medium
 
   std::vector<Region> regions_;  // index = id - 1
-  std::unordered_map<std::string, uint32_t> by_name_;
+  std::unordered_map<std::string, uint32_t> by_name_;  // visible regions
+  uint32_t next_id_ = 1;  // ids are never reused, even those only defined in memory
   uint64_t committed_ = 0;  // newest committed epoch on the medium
   Chain live_;              // the epoch regions_ holds (the read epoch)
   Chain ret_;               // the retained older epoch, ref.epoch == 0: none
@@ -362,30 +384,53 @@ int StoreImpl::open_or_format(std::string* why) {
     std::vector<Region> old;
     std::string w2;
     Chain rc;
-    bool same_regions = load_chain(cr.retained, &rc, &old, &w2) == 0 &&
-                        old.size() <= regions_.size();
-    for (size_t i = 0; same_regions && i < old.size(); i++)
-      same_regions = old[i].name == regions_[i].name && old[i].size == regions_[i].size &&
-                     old[i].epoch == regions_[i].epoch && old[i].epoch <= cr.retained.epoch;
-    if (same_regions) {  // (a forged chain whose regions disagree is not used for fallback)
-      ret_ = std::move(rc);
-      for (const Region& o : old) {
-        const Region& l = regions_[o.id - 1];
-        for (uint64_t p = 0; p < o.pages.size(); p++)
-          if (o.pages[p].block != l.pages[p].block || o.pages[p].hash != l.pages[p].hash)
-            undo_.add(page_key(o.id, p), o.pages[p]);
-      }
-      for (const Region& l : regions_) {
-        if (l.epoch <= ret_.ref.epoch) continue;
-        for (uint64_t p = 0; p < l.pages.size(); p++)
-          if (l.pages[p].block) undo_.add(page_key(l.id, p), PageRef{});
-      }
-      undo_.finish();
-    }
+    if (load_chain(cr.retained, &rc, &old, &w2) == 0) adopt_retained(rc, &old);
     // else: the retained epoch cannot be rebuilt; the live one still opens, without fallback.
   }
-  for (const Region& reg : regions_) by_name_[reg.name] = reg.id;
+  next_id_ = std::max<uint32_t>(live_.next_id, static_cast<uint32_t>(regions_.size() + 1));
+  for (const Region& reg : regions_)
+    if (visible(reg)) by_name_[reg.name] = reg.id;
   rebuild_used();
+  return 0;
+}
+
+// Keep the retained epoch `rc` (its regions in *old) as undo_ against the read epoch in
+// regions_. A retained chain that disagrees with the live one (a forgery: the same id with
+// another name or defining epoch, or ids the live epoch never saw) is not used for fallback.
+int StoreImpl::adopt_retained(const Chain& rc, std::vector<Region>* old) {
+  if (rc.next_id > live_.next_id) return -EUCLEAN;
+  for (const Region& o : *old) {
+    if (!o.alive) continue;
+    if (o.epoch > rc.ref.epoch) return -EUCLEAN;
+    if (o.id <= regions_.size()) {
+      const Region& l = regions_[o.id - 1];
+      if (l.alive && (l.name != o.name || l.epoch != o.epoch)) return -EUCLEAN;
+    }
+  }
+  if (old->size() > regions_.size()) {
+    const size_t n = regions_.size();
+    regions_.resize(old->size());
+    for (size_t i = n; i < regions_.size(); i++) {
+      regions_[i].id = static_cast<uint32_t>(i + 1);
+      regions_[i].alive = false;
+    }
+  }
+  for (const Region& o : *old) {
+    if (!o.alive) continue;
+    Region& l = regions_[o.id - 1];
+    if (!l.alive) {  // removed since: the hole remembers the name for a fallback
+      l.name = o.name;
+      l.epoch = o.epoch;
+    }
+    l.ret_size = o.size;
+    for (uint64_t p = 0; p < o.pages.size(); p++) {
+      const PageRef now = l.alive && p < l.pages.size() ? l.pages[p] : PageRef{};
+      if (o.pages[p].block != now.block || o.pages[p].hash != now.hash)
+        undo_.add(page_key(o.id, p), o.pages[p]);
+    }
+  }
+  undo_.finish();
+  ret_ = rc;
   return 0;
 }
 
@@ -437,34 +482,53 @@ int StoreImpl::repair_super(int bad) {
   return r ? r : m_->barrier();
 }
 
+// Read metadata block `block` into buf (4 KiB) and check it: in range, readable, checksum and
+// header valid. The header is copied to *h.
+int StoreImpl::read_meta(uint64_t block, uint8_t* buf, MetaHeader* h, std::string* why) {
+  if (block < kFirstDataBlock || block >= total_) {
+    *why = "metadata block out of range (truncated store?)";
+    return -EUCLEAN;
+  }
+  if (m_->read(block * kBlockSize, buf, kBlockSize) != 0) {
+    *why = "cannot read a metadata block";
+    return -EUCLEAN;
+  }
+  const char* w = "";
+  if (check_meta(buf, key_, &w) != 0) {
+    *why = w;
+    return -EUCLEAN;
+  }
+  std::memcpy(h, buf, sizeof(*h));
+  return 0;
+}
+
 // Read one record (a snapshot or a delta: a list of metadata blocks) and apply its entries.
 int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* chain,
                            std::vector<Region>* regions, uint64_t* prev, std::string* why) {
+  // Region changes (1.1) only in a store that says so: a 1.0 store is read as 1.0 was.
+  const bool changes = sb_.incompat & kIncompatRegionChange;
   Block b;
   EpochInfo info;
   info.epoch = epoch;
   info.snapshot = kind == kSnapshot;
   uint64_t block = head;
+  // Every region's pages must fit the store once (define_region/resize_region enforce it),
+  // which also bounds the memory a forged size could make us allocate.
+  uint64_t alive_pages = 0;
+  for (const Region& r : *regions)
+    if (r.alive) alive_pages += r.pages.size();
+  bool next_id_seen = false;
+  auto bad = [&](const char* w) {
+    *why = w;
+    return -EUCLEAN;
+  };
   for (uint32_t index = 0;; index++) {
-    if (block < kFirstDataBlock || block >= total_ || index > total_) {
-      *why = "metadata block out of range (truncated store?)";
-      return -EUCLEAN;
-    }
-    if (m_->read(block * kBlockSize, b.data(), kBlockSize) != 0) {
-      *why = "cannot read a metadata block";
-      return -EUCLEAN;
-    }
-    const char* w = "";
-    if (check_meta(b.data(), key_, &w) != 0) {
-      *why = w;
-      return -EUCLEAN;
-    }
+    if (index > total_) return bad("metadata record loops");
     MetaHeader h;
-    std::memcpy(&h, b.data(), sizeof(h));
-    if (h.epoch != epoch || h.kind != kind || h.index != index) {
-      *why = "metadata block of another epoch or record";
-      return -EUCLEAN;
-    }
+    int rc = read_meta(block, b.data(), &h, why);
+    if (rc) return rc;
+    if (h.epoch != epoch || h.kind != kind || h.index != index)
+      return bad("metadata block of another epoch or record");
     if (index == 0) *prev = h.prev_record;
     chain->meta.push_back(block);
     info.meta_blocks++;
@@ -478,59 +542,88 @@ int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* 
         const uint32_t name_slots = (e.name_len + kSlot - 1) / kSlot;
         if (e.name_len == 0 || e.name_len > kMaxName || i + name_slots >= h.nslots ||
             e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes || e.region == 0 ||
-            e.region > kMaxRegionId || e.epoch == 0 || e.epoch > epoch) {
-          *why = "invalid region entry";
-          return -EUCLEAN;
-        }
+            e.region > kMaxRegionId || e.epoch == 0 || e.epoch > epoch)
+          return bad("invalid region entry");
         std::string name(reinterpret_cast<const char*>(slot + kSlot), e.name_len);
-        if (name.find('\0') != std::string::npos) {
-          *why = "invalid region name";
-          return -EUCLEAN;
-        }
+        if (name.find('\0') != std::string::npos) return bad("invalid region name");
         i += name_slots;
         slot += kSlot * name_slots;
         info.regions++;
-        if (e.region <= regions->size()) {  // known: a snapshot repeats every definition
+        if (e.region < chain->next_id) {  // known: only a repeat of the same definition
+          if (e.region > regions->size()) return bad("region id below the next-id entry");
           const Region& r = (*regions)[e.region - 1];
-          if (r.name != name || r.size != e.size || r.epoch != e.epoch) {
-            *why = "region redefined differently";
-            return -EUCLEAN;
-          }
+          if (!r.alive || r.name != name || r.size != e.size || r.epoch != e.epoch)
+            return bad("region redefined differently");
           continue;
         }
-        if (e.region != regions->size() + 1) {
-          *why = "region ids not dense";
-          return -EUCLEAN;
-        }
-        // Every region page must fit the store once (define_region enforces it), which also
-        // bounds the memory a forged size could make us allocate.
-        uint64_t pages = e.size / kBlockSize, sum = pages;
-        for (const Region& r : *regions) sum += r.pages.size();
-        if (sum > total_) {
-          *why = "regions larger than the store";
-          return -EUCLEAN;
+        // New ids increase; holes (removed ids) only in a store with region changes.
+        if (next_id_seen || (!changes && e.region != chain->next_id))
+          return bad("region ids not dense");
+        const uint64_t pages = e.size / kBlockSize;
+        if (alive_pages + pages > total_) return bad("regions larger than the store");
+        alive_pages += pages;
+        while (regions->size() + 1 < e.region) {
+          Region hole;
+          hole.id = static_cast<uint32_t>(regions->size() + 1);
+          hole.alive = false;
+          regions->push_back(std::move(hole));
         }
         Region r;
         r.name = std::move(name);
-        r.size = e.size;
+        r.size = r.cur = e.size;
         r.id = e.region;
         r.epoch = e.epoch;
         r.pages.resize(pages);
+        r.keep = pages;
         regions->push_back(std::move(r));
+        chain->next_id = e.region + 1;
       } else if (type == kPageEntry) {
         PageEntry e;
         std::memcpy(&e, slot, sizeof(e));
-        if (e.region == 0 || e.region > regions->size() ||
+        if (e.region == 0 || e.region > regions->size() || !(*regions)[e.region - 1].alive ||
             e.page >= (*regions)[e.region - 1].pages.size() || e.block < kFirstDataBlock ||
-            e.block >= (1ull << 48)) {
-          *why = "invalid page entry";
-          return -EUCLEAN;
-        }
+            e.block >= (1ull << 48))
+          return bad("invalid page entry");
         (*regions)[e.region - 1].pages[e.page] = PageRef{e.block, e.hash};
         info.pages++;
+      } else if (changes && (type == kResizeEntry || type == kRemoveEntry)) {
+        RegionChangeEntry e;
+        std::memcpy(&e, slot, sizeof(e));
+        if (kind != kDelta || e.reserved || e.reserved2 || e.region == 0 ||
+            e.region > regions->size() || !(*regions)[e.region - 1].alive)
+          return bad("invalid region change entry");
+        Region& r = (*regions)[e.region - 1];
+        if (type == kRemoveEntry) {
+          if (e.size || e.keep) return bad("invalid region remove entry");
+          info.removed++;
+          alive_pages -= r.pages.size();
+          r.alive = false;
+          r.name.clear();
+          std::vector<PageRef>().swap(r.pages);
+        } else {
+          if (e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes ||
+              e.keep % kBlockSize || e.keep > std::min(e.size, r.size))
+            return bad("invalid region resize entry");
+          const uint64_t pages = e.size / kBlockSize;
+          if (alive_pages - r.pages.size() + pages > total_)
+            return bad("regions larger than the store");
+          alive_pages = alive_pages - r.pages.size() + pages;
+          info.resized++;
+          r.pages.resize(e.keep / kBlockSize);
+          r.pages.resize(pages);
+          r.size = r.cur = e.size;
+          r.keep = pages;
+        }
+      } else if (changes && type == kNextIdEntry) {
+        RegionChangeEntry e;
+        std::memcpy(&e, slot, sizeof(e));
+        if (kind != kSnapshot || next_id_seen || e.reserved || e.reserved2 || e.size || e.keep ||
+            e.region < chain->next_id || e.region > kMaxRegionId + 1)
+          return bad("invalid next-id entry");
+        chain->next_id = e.region;
+        next_id_seen = true;
       } else {
-        *why = "unknown metadata entry";
-        return -EUCLEAN;
+        return bad("unknown metadata entry");
       }
     }
     if (h.next == 0) break;
@@ -544,6 +637,7 @@ int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* 
 int StoreImpl::load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>* regions,
                           std::string* why) try {
   chain->ref = ref;
+  chain->next_id = 1;
   chain->meta.clear();
   chain->records.clear();
   chain->delta_meta = 0;
@@ -560,21 +654,13 @@ int StoreImpl::load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>
     Block b;
     uint64_t head = ref.delta_head, epoch = ref.epoch;
     while (head != 0) {
-      if (deltas.size() >= ref.chain_records || head < kFirstDataBlock || head >= total_) {
-        *why = "delta chain longer than recorded or out of range";
-        return -EUCLEAN;
-      }
-      if (m_->read(head * kBlockSize, b.data(), kBlockSize) != 0) {
-        *why = "cannot read a metadata block";
-        return -EUCLEAN;
-      }
-      const char* w = "";
-      if (check_meta(b.data(), key_, &w) != 0) {
-        *why = w;
+      if (deltas.size() >= ref.chain_records) {
+        *why = "delta chain longer than recorded";
         return -EUCLEAN;
       }
       MetaHeader h;
-      std::memcpy(&h, b.data(), sizeof(h));
+      int r = read_meta(head, b.data(), &h, why);
+      if (r) return r;
       if (h.kind != kDelta || h.index != 0 || h.epoch <= ref.snap_epoch || h.epoch > epoch ||
           (!deltas.empty() && h.epoch >= deltas.back().second)) {
         *why = "delta chain out of order";
@@ -600,11 +686,18 @@ int StoreImpl::load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>
     r = load_record(it->first, it->second, kDelta, chain, regions, &prev, why);
     if (r) return r;
   }
-  uint64_t npages = 0;
-  for (const Region& reg : *regions)
+  uint64_t npages = 0, nregions = 0;
+  std::unordered_set<std::string_view> names;
+  for (const Region& reg : *regions) {
+    if (!reg.alive) continue;
+    nregions++;
+    if (!names.insert(reg.name).second) {
+      *why = "two regions with one name";
+      return -EUCLEAN;
+    }
     for (const PageRef& p : reg.pages) npages += p.block != 0;
-  if (regions->size() != ref.nregions || npages != ref.npages ||
-      chain->meta.size() != ref.meta_blocks) {
+  }
+  if (nregions != ref.nregions || npages != ref.npages || chain->meta.size() != ref.meta_blocks) {
     *why = "epoch totals do not match its records";
     return -EUCLEAN;
   }
@@ -675,8 +768,28 @@ int StoreImpl::alloc(uint64_t* out) {
 
 std::vector<RegionInfo> StoreImpl::regions() const {
   std::vector<RegionInfo> v;
-  for (const Region& r : regions_) v.push_back({r.name, r.size, r.id});
+  for (const Region& r : regions_)
+    if (visible(r)) v.push_back({r.name, r.cur, r.id});
   return v;
+}
+
+// Room for one full copy of every visible region (with `except` at `size` instead, or a new
+// region of `size` when except is null) plus its metadata; copy-on-write needs more as pages
+// change, which a growing store adds on demand and a fixed one reports at commit.
+int StoreImpl::make_room(uint64_t size, const Region* except, std::string_view name) {
+  uint64_t sum = size / kBlockSize, n = 1;
+  for (const Region& r : regions_)
+    if (visible(r) && &r != except) {
+      sum += r.cur / kBlockSize;
+      n++;
+    }
+  uint64_t meta = 2 * ((sum + n * 9 + 9) / kSlotsPerBlock + 1);
+  uint64_t need = kFirstDataBlock + sum + meta;
+  if (need > total_ && grow_blocks(need) != 0)
+    return set_err(-ENOSPC, "store too small for region '" + std::string(name) + "' (" +
+                                std::to_string(need * kBlockSize) + " bytes needed, " +
+                                std::to_string(total_ * kBlockSize) + " available)");
+  return 0;
 }
 
 int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id) try {
@@ -685,39 +798,77 @@ int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id)
   auto it = by_name_.find(std::string(name));
   if (it != by_name_.end()) {
     const Region& r = regions_[it->second - 1];
-    if (r.size != size)
-      return set_err(-EINVAL, "region '" + r.name + "' has size " + std::to_string(r.size) +
+    if (r.cur != size)
+      return set_err(-EINVAL, "region '" + r.name + "' has size " + std::to_string(r.cur) +
                                   " in the store, not " + std::to_string(size));
     if (id) *id = r.id;
     return 0;
   }
   if (size == 0 || size % kBlockSize || size > kMaxRegionBytes)
     return set_err(-EINVAL, "region size must be a non-zero multiple of 4096, at most 64 TiB");
-  if (regions_.size() >= kMaxRegionId) return set_err(-ENOSPC, "too many regions");
-  uint64_t pages = size / kBlockSize, sum = pages;
-  for (const Region& r : regions_) sum += r.pages.size();
-  // Room for one full copy of every region plus its metadata; copy-on-write needs more as
-  // pages change, which a growing store adds on demand and a fixed one reports at commit.
-  uint64_t meta = 2 * ((sum + regions_.size() * 9 + 9) / kSlotsPerBlock + 1);
-  uint64_t need = kFirstDataBlock + sum + meta;
-  if (need > total_) {
-    int r = grow_blocks(need);
-    if (r)
-      return set_err(-ENOSPC, "store too small for region '" + std::string(name) + "' (" +
-                                  std::to_string(need * kBlockSize) + " bytes needed, " +
-                                  std::to_string(total_ * kBlockSize) + " available)");
+  if (next_id_ > kMaxRegionId) return set_err(-ENOSPC, "too many regions");
+  int rc = make_room(size, nullptr, name);
+  if (rc) return rc;
+  while (regions_.size() + 1 < next_id_) {  // ids of regions removed before they were known
+    Region hole;
+    hole.id = static_cast<uint32_t>(regions_.size() + 1);
+    hole.alive = false;
+    regions_.push_back(std::move(hole));
   }
   Region r;
   r.name = std::string(name);
-  r.size = size;
-  r.id = static_cast<uint32_t>(regions_.size() + 1);
-  r.pages.resize(pages);
+  r.size = r.cur = size;
+  r.id = next_id_++;
+  r.pages.resize(size / kBlockSize);
+  r.keep = r.pages.size();
   regions_.push_back(std::move(r));
   by_name_[regions_.back().name] = regions_.back().id;
   if (id) *id = regions_.back().id;
   return 0;
 } catch (const std::bad_alloc&) {
   return set_err(-ENOMEM, "out of memory");
+}
+
+int StoreImpl::resize_region(uint32_t id, uint64_t size) try {
+  if (txn_) return set_err(-EBUSY, "resize_region: a checkpoint is in progress");
+  Region* r = find_visible(id);
+  if (!r) return set_err(-ENOENT, "resize_region: no region " + std::to_string(id));
+  if (size == 0 || size % kBlockSize || size > kMaxRegionBytes)
+    return set_err(-EINVAL, "region size must be a non-zero multiple of 4096, at most 64 TiB");
+  if (size > r->cur) {
+    int rc = make_room(size, r, r->name);
+    if (rc) return rc;
+  }
+  const uint64_t pages = size / kBlockSize;
+  if (r->epoch == 0) {  // not committed yet: only the definition changes
+    r->pages.resize(pages);
+    r->size = size;
+    r->keep = pages;
+  } else {
+    // The read epoch's map stays as it is until the commit (its blocks are referenced by the
+    // committed epoch); the view drops what lies beyond the smallest size since.
+    r->keep = std::min(r->keep, pages);
+  }
+  r->cur = size;
+  r->pending.clear();
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
+int StoreImpl::remove_region(uint32_t id) {
+  if (txn_) return set_err(-EBUSY, "remove_region: a checkpoint is in progress");
+  Region* r = find_visible(id);
+  if (!r) return set_err(-ENOENT, "remove_region: no region " + std::to_string(id));
+  by_name_.erase(r->name);
+  r->pending.clear();
+  if (r->epoch == 0) {  // never committed: nothing on the medium refers to it
+    r->alive = false;
+    std::vector<PageRef>().swap(r->pages);
+  } else {
+    r->removing = true;  // its blocks stay referenced by the read epoch until the commit
+  }
+  return 0;
 }
 
 int StoreImpl::begin(std::unique_ptr<Txn>* out) {
@@ -737,11 +888,12 @@ int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) try {
   if (done_) return -EINVAL;
   if (err_) return err_;
   if (s_->broken_) return -EIO;
-  if (region == 0 || region > s_->regions_.size() ||
-      page >= s_->regions_[region - 1].pages.size() || !data)
+  Region* rp = s_->find_visible(region);
+  if (!rp || page >= rp->cur / kBlockSize || !data)
     return s_->set_err(-EINVAL, "put_page: no such region or page");
-  Region& reg = s_->regions_[region - 1];
-  if (reg.pending.size() != reg.pages.size()) reg.pending.assign(reg.pages.size(), 0);
+  Region& reg = *rp;
+  // Sized to the view; resize_region (never inside a checkpoint) clears it.
+  if (reg.pending.size() != reg.cur / kBlockSize) reg.pending.assign(reg.cur / kBlockSize, 0);
   const uint32_t ix = reg.pending[page];
   if (!ix && pages_.size() >= UINT32_MAX - 1)
     return s_->set_err(-E2BIG, "more than 4G pages in one checkpoint");
@@ -791,6 +943,30 @@ void StoreImpl::abort(TxnImpl* t) {
   txn_ = nullptr;
 }
 
+// Before the first commit that writes 1.1 region changes: set kIncompatRegionChange in both
+// superblock copies, one at a time behind a barrier each, so a 1.0 reader refuses the store
+// (-EPROTO) instead of misreading it. A crash before the commit record leaves a store with the
+// bit and no change yet, which is harmless.
+int StoreImpl::enable_region_changes() {
+  if (sb_.incompat & kIncompatRegionChange) return 0;
+  const SuperBlock old = sb_;
+  sb_.incompat |= kIncompatRegionChange;
+  sb_.minor = std::max(sb_.minor, kFormatMinor);
+  seal_super(&sb_);
+  Block b;
+  std::memcpy(b.data(), &sb_, sizeof(sb_));
+  int r = 0;
+  for (int i = 0; i < 2 && !r; i++) {
+    r = m_->write(kSuperBlock[i] * kBlockSize, b.data(), kBlockSize);
+    if (!r) r = m_->barrier();
+  }
+  if (r) {
+    sb_ = old;  // try again at the next commit; a copy that landed only adds the bit
+    return set_err(r, "rewriting the superblock for region changes failed");
+  }
+  return 0;
+}
+
 // The commit protocol (Documentation/store-format.md, "Commit").
 int StoreImpl::commit(TxnImpl* t) try {
   if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
@@ -803,14 +979,15 @@ int StoreImpl::commit(TxnImpl* t) try {
                         live_.delta_meta + 1 > std::max<uint64_t>(16, live_.ref.meta_blocks -
                                                                           live_.delta_meta);
 
-  // Entries: region definitions first (a snapshot repeats them all), then pages, packed into
-  // block payloads as they come (an entry never straddles two blocks).
+  // Entries: region changes and definitions first (a snapshot repeats every definition), then
+  // pages, packed into block payloads as they come (an entry never straddles two blocks).
   struct Payload {
     std::vector<uint8_t> bytes;
     uint32_t nslots = 0;
   };
   std::vector<Payload> blocks;
   uint64_t n_region_entries = 0, n_page_entries = 0;
+  bool changes = false;  // entries a 1.0 reader cannot read
   auto slot_for = [&](size_t n) -> uint8_t* {
     if (blocks.empty() || blocks.back().nslots + n > kSlotsPerBlock) {
       blocks.emplace_back();
@@ -821,40 +998,78 @@ int StoreImpl::commit(TxnImpl* t) try {
     b.nslots += static_cast<uint32_t>(n);
     return at;
   };
+  uint32_t last_id = snapshot ? 0 : live_.next_id - 1;  // the reader's next id, less one
   auto add_region = [&](const Region& r) {
     RegionEntry re{};
     re.type = kRegionEntry;
     re.name_len = static_cast<uint16_t>(r.name.size());
     re.region = r.id;
-    re.size = r.size;
+    re.size = r.cur;
     re.epoch = r.epoch ? r.epoch : epoch;
     uint8_t* at = slot_for(1 + (r.name.size() + kSlot - 1) / kSlot);
     std::memcpy(at, &re, sizeof(re));
     std::memcpy(at + kSlot, r.name.data(), r.name.size());
     n_region_entries++;
+    changes |= r.id != last_id + 1;  // a hole: ids a 1.0 reader takes for damage
+    last_id = r.id;
+  };
+  uint64_t n_resized = 0, n_removed = 0;
+  auto add_change = [&](uint16_t type, uint32_t region, uint64_t size, uint64_t keep) {
+    n_resized += type == kResizeEntry;
+    n_removed += type == kRemoveEntry;
+    RegionChangeEntry ce{type, 0, region, size, keep, 0};
+    std::memcpy(slot_for(1), &ce, sizeof(ce));
+    changes = true;
   };
   auto add_page = [&](uint32_t region, uint64_t page, const PageRef& ref) {
     PageEntry pe{kPageEntry, 0, region, page, ref.block, ref.hash};
     std::memcpy(slot_for(1), &pe, sizeof(pe));
     n_page_entries++;
   };
-  for (const Region& r : regions_)
-    if (snapshot || r.epoch == 0) add_region(r);
-  // Pages mapped as of the new epoch: the read epoch's count plus pages written for the first
-  // time (O(dirty); the snapshot below is the only O(mapped) step, amortised by the policy).
-  uint64_t npages = live_.ref.npages;
-  for (const auto& pg : t->pages_) npages += regions_[pg.region - 1].pages[pg.page].block == 0;
-  if (snapshot) {
+  // Pages mapped as of the new epoch: the read epoch's count, less the pages a removal or a
+  // shrink drops, plus pages written where the view has none (O(dirty + dropped); the
+  // snapshot below is the only O(mapped) step, amortised by the policy).
+  uint64_t npages = live_.ref.npages, nregions = 0;
+  for (const Region& r : regions_) {
+    if (!in_read(r)) continue;
+    const uint64_t from = r.removing ? 0 : r.keep;
+    if (r.removing || resized(r))
+      for (uint64_t p = from; p < r.pages.size(); p++) npages -= r.pages[p].block != 0;
+  }
+  for (const auto& pg : t->pages_) {
+    const Region& r = regions_[pg.region - 1];
+    npages += pg.page >= r.keep || r.pages[pg.page].block == 0;
+  }
+  if (!snapshot) {
     for (const Region& r : regions_)
-      for (uint64_t p = 0; p < r.pages.size(); p++) {
+      if (in_read(r) && r.removing) add_change(kRemoveEntry, r.id, 0, 0);
+    for (const Region& r : regions_)
+      if (resized(r)) add_change(kResizeEntry, r.id, r.cur, r.keep * kBlockSize);
+  }
+  for (const Region& r : regions_)
+    if (visible(r)) {
+      nregions++;
+      if (snapshot || r.epoch == 0) add_region(r);
+    }
+  if (snapshot && next_id_ != last_id + 1) add_change(kNextIdEntry, next_id_, 0, 0);
+  if (snapshot) {
+    for (const Region& r : regions_) {
+      if (!visible(r)) continue;
+      const uint64_t n = r.cur / kBlockSize;
+      for (uint64_t p = 0; p < n; p++) {
         const uint32_t ix = p < r.pending.size() ? r.pending[p] : 0;
-        const PageRef* ref = ix ? &t->pages_[ix - 1].ref : &r.pages[p];
-        if (ref->block) add_page(r.id, p, *ref);
+        const PageRef* ref = ix ? &t->pages_[ix - 1].ref : p < r.keep ? &r.pages[p] : nullptr;
+        if (ref && ref->block) add_page(r.id, p, *ref);
       }
+    }
   } else {
     for (const auto& pg : t->pages_) add_page(pg.region, pg.page, pg.ref);
   }
   if (blocks.empty()) slot_for(0);  // an empty epoch still has its (empty) record
+  if (changes) {
+    int r = enable_region_changes();
+    if (r) return r;
+  }
 
   std::vector<uint64_t> where(blocks.size());
   for (auto& b : where) {
@@ -895,7 +1110,7 @@ int StoreImpl::commit(TxnImpl* t) try {
   l.delta_head = snapshot ? 0 : where[0];
   l.chain_records = snapshot ? 0 : live_.ref.chain_records + 1;
   l.meta_blocks = (snapshot ? 0 : live_.meta.size()) + where.size();
-  l.nregions = regions_.size();
+  l.nregions = nregions;
   l.npages = npages;
   cr.retained = live_.ref;
   seal_commit(&cr);
@@ -910,7 +1125,10 @@ int StoreImpl::commit(TxnImpl* t) try {
     return set_err(r, "writing the commit record failed; reopen the store");
   }
 
-  // In memory: the old retained epoch's own blocks become free; live becomes retained.
+  // In memory: the old retained epoch's own blocks become free; the read epoch becomes the
+  // retained one, and undo_ holds its refs wherever the new epoch differs: pages written now,
+  // and pages dropped by a removal or a shrink (kept until the next commit, so the retained
+  // epoch still restores exactly).
   std::vector<uint64_t> freed;
   for (const auto& [k, ref] : undo_)
     if (ref.block) freed.push_back(ref.block);
@@ -922,16 +1140,40 @@ int StoreImpl::commit(TxnImpl* t) try {
   Undo undo;
   undo.reserve(t->pages_.size());
   for (const auto& pg : t->pages_) {
-    Region& reg = regions_[pg.region - 1];
-    undo.add(page_key(pg.region, pg.page), reg.pages[pg.page]);
-    reg.pages[pg.page] = pg.ref;
+    const Region& reg = regions_[pg.region - 1];
+    undo.add(page_key(pg.region, pg.page),
+             pg.page < reg.pages.size() ? reg.pages[pg.page] : PageRef{});
+  }
+  for (Region& reg : regions_) {
+    if (!in_read(reg) || !(reg.removing || resized(reg))) continue;
+    for (uint64_t p = reg.removing ? 0 : reg.keep; p < reg.pages.size(); p++) {
+      const bool rewritten = p < reg.pending.size() && reg.pending[p];
+      if (reg.pages[p].block && !rewritten) undo.add(page_key(reg.id, p), reg.pages[p]);
+    }
   }
   undo.finish();
-  clear_pending(t);
-  for (Region& reg : regions_)
+  for (Region& reg : regions_) {
+    reg.ret_size = in_read(reg) ? reg.size : 0;
+    if (reg.removing) {
+      reg.alive = reg.removing = false;
+      std::vector<PageRef>().swap(reg.pages);
+      std::vector<uint32_t>().swap(reg.pending);
+      continue;  // the name stays: a fallback to the retained epoch brings the region back
+    }
+    if (!reg.alive) continue;
+    if (resized(reg)) {
+      reg.pages.resize(reg.keep);
+      reg.pages.resize(reg.cur / kBlockSize);
+    }
+    reg.size = reg.cur;
+    reg.keep = reg.pages.size();
     if (reg.epoch == 0) reg.epoch = epoch;
+  }
+  for (const auto& pg : t->pages_) regions_[pg.region - 1].pages[pg.page] = pg.ref;
+  clear_pending(t);
   Chain next;
   next.ref = l;
+  next.next_id = next_id_;
   if (!snapshot) {
     next.meta = live_.meta;
     next.records = live_.records;
@@ -944,6 +1186,8 @@ int StoreImpl::commit(TxnImpl* t) try {
   info.meta_blocks = where.size();
   info.pages = n_page_entries;
   info.regions = n_region_entries;
+  info.resized = n_resized;
+  info.removed = n_removed;
   next.records.push_back(info);
   ret_ = std::move(live_);
   live_ = std::move(next);
@@ -980,15 +1224,17 @@ bool StoreImpl::page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint
   return kFuzzing || page_hash(src, key_, region, page) == ref.hash;
 }
 
-// Read a region's pages into dst (len == size), reading runs of consecutive blocks at once.
-int StoreImpl::read_pages(const Region& r, const std::vector<PageRef>* pages, void* dst,
+// Read pages [first, first + n) of a region's view into dst, reading runs of consecutive
+// blocks at once. Pages the view dropped (at and beyond keep) or never written read as zeros.
+int StoreImpl::read_pages(const Region& r, uint64_t first, uint64_t n, void* dst,
                           std::vector<uint64_t>* damaged, uint64_t* nread) {
   auto* d = static_cast<uint8_t*>(dst);
-  const auto& pg = *pages;
-  const uint64_t n = pg.size();
-  for (uint64_t p = 0; p < n;) {
-    if (pg[p].block == 0) {
-      std::memset(d + p * kBlockSize, 0, kBlockSize);
+  const auto& pg = r.pages;
+  const uint64_t end = first + n, mapped = std::min<uint64_t>(end, r.keep);
+  for (uint64_t p = first; p < end;) {
+    uint8_t* out = d + (p - first) * kBlockSize;
+    if (p >= mapped || pg[p].block == 0) {
+      std::memset(out, 0, kBlockSize);
       p++;
       continue;
     }
@@ -996,12 +1242,11 @@ int StoreImpl::read_pages(const Region& r, const std::vector<PageRef>* pages, vo
     // copied and hashed while it is still in L1.
     const uint64_t max_run = m_->mapping() ? 1 : 64;
     uint64_t q = p + 1;
-    while (q < n && q - p < max_run && pg[q].block == pg[q - 1].block + 1) q++;
-    const uint64_t first = pg[p].block;
-    bool ok = first + (q - p) <= total_ &&
-              m_->read(first * kBlockSize, d + p * kBlockSize, (q - p) * kBlockSize) == 0;
+    while (q < mapped && q - p < max_run && pg[q].block == pg[q - 1].block + 1) q++;
+    const uint64_t fb = pg[p].block;
+    bool ok = fb + (q - p) <= total_ && m_->read(fb * kBlockSize, out, (q - p) * kBlockSize) == 0;
     for (uint64_t i = p; i < q; i++) {
-      uint8_t* page = d + i * kBlockSize;
+      uint8_t* page = d + (i - first) * kBlockSize;
       if (!ok) {
         // Retry page by page: only the pages past the end or unreadable are damaged.
         if (pg[i].block >= total_ || m_->read(pg[i].block * kBlockSize, page, kBlockSize)) {
@@ -1021,22 +1266,50 @@ int StoreImpl::read_pages(const Region& r, const std::vector<PageRef>* pages, vo
 bool StoreImpl::retained_intact(uint8_t* scratch) {
   for (const Region& r : regions_) {
     if (!in_retained(r)) continue;
-    for (uint64_t p = 0; p < r.pages.size(); p++)
+    for (uint64_t p = 0; p < r.ret_size / kBlockSize; p++)
       if (!page_ok(retained_ref(r, p), r.id, p, scratch)) return false;
   }
   return true;
 }
 
+// The retained epoch becomes the read epoch, regions and sizes included: a region the abandoned
+// epoch removed comes back, one it resized has its old size again. Changes the caller made
+// since (removals, resizes, definitions not committed yet) apply to it at the next commit as
+// they would have to the abandoned one, and regions the abandoned epoch defined become
+// pending definitions again (the caller holds their ids), unless their name is taken back.
 void StoreImpl::switch_to_retained() {
-  for (const auto& [k, ref] : undo_) {
-    Region& r = regions_[key_region(k) - 1];
-    if (key_page(k) < r.pages.size()) r.pages[key_page(k)] = ref;
-  }
-  for (Region& r : regions_)
-    if (r.epoch > ret_.ref.epoch) {  // defined in the abandoned epoch: pending again
+  for (Region& r : regions_) {
+    const bool pend_remove = in_read(r) && r.removing, pend_resize = resized(r);
+    if (r.ret_size) {
+      std::vector<PageRef> pages(r.ret_size / kBlockSize);
+      for (uint64_t p = 0; p < pages.size(); p++) pages[p] = retained_ref(r, p);
+      r.pages = std::move(pages);
+      r.size = r.ret_size;
+      r.alive = true;
+      r.removing = pend_remove;
+      r.keep = pend_resize ? std::min<uint64_t>(r.keep, r.pages.size()) : r.pages.size();
+      if (!pend_resize) r.cur = r.size;
+    } else if (in_read(r)) {  // defined in the abandoned epoch
       r.epoch = 0;
-      std::fill(r.pages.begin(), r.pages.end(), PageRef{});
+      r.removing = false;
+      r.alive = !pend_remove;
+      r.size = r.cur;
+      r.pages.assign(r.alive ? r.cur / kBlockSize : 0, PageRef{});
+      r.keep = r.pages.size();
     }
+    r.ret_size = 0;
+    r.pending.clear();
+  }
+  by_name_.clear();
+  for (const Region& r : regions_)
+    if (visible(r) && r.epoch != 0) by_name_[r.name] = r.id;
+  for (Region& r : regions_) {
+    if (!visible(r) || r.epoch != 0) continue;
+    if (!by_name_.emplace(r.name, r.id).second) {
+      r.alive = false;
+      std::vector<PageRef>().swap(r.pages);
+    }
+  }
   live_ = std::move(ret_);
   ret_ = Chain{};
   undo_.clear();
@@ -1044,19 +1317,42 @@ void StoreImpl::switch_to_retained() {
   rebuild_after_commit_ = true;  // the abandoned epoch's blocks stay protected until then
 }
 
-int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) try {
+int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) {
+  ReadReport local;
+  if (!report) report = &local;
+  const Region* r = find_visible(region);
+  if (r && r->epoch != 0 && len != r->cur) {
+    *report = ReadReport{};
+    return set_err(-EINVAL, "region '" + r->name + "' is " + std::to_string(r->cur) +
+                                " bytes in the store, not " + std::to_string(len));
+  }
+  const uint64_t from = live_.ref.epoch;
+  int rc = read_range(region, 0, dst, len, report);
+  r = find_visible(region);
+  if (rc == 0 && live_.ref.epoch != from && (!r || r->epoch == 0 || r->cur != len))
+    return set_err(-EINVAL, "fell back to epoch " + std::to_string(live_.ref.epoch) +
+                                ", where this region is " + std::to_string(r->cur) + " bytes");
+  return rc;
+}
+
+int StoreImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                          ReadReport* report) try {
   ReadReport local;
   if (!report) report = &local;
   *report = ReadReport{};
   if (live_.ref.epoch == 0) return set_err(-ENOENT, "nothing committed yet");
-  if (region == 0 || region > regions_.size() || regions_[region - 1].epoch == 0)
-    return set_err(-ENOENT, "no such region in the committed epoch");
-  const Region& r = regions_[region - 1];
-  if (len != r.size || !dst)
-    return set_err(-EINVAL, "region '" + r.name + "' is " + std::to_string(r.size) +
-                                " bytes in the store, not " + std::to_string(len));
+  report->epoch = live_.ref.epoch;  // also on errors: a caller sees a fallback happened
+  const Region* rp = find_visible(region);
+  if (!rp || rp->epoch == 0) return set_err(-ENOENT, "no such region in the committed epoch");
+  const Region& r = *rp;
+  if (offset % kBlockSize || len % kBlockSize || offset > r.cur || len > r.cur - offset ||
+      (len && !dst))
+    return set_err(-EINVAL, "read of region '" + r.name + "' (" + std::to_string(r.cur) +
+                                " bytes) at " + std::to_string(offset) + "+" +
+                                std::to_string(len) + ": not page-aligned or out of range");
   report->epoch = live_.ref.epoch;
-  int rc = read_pages(r, &r.pages, dst, &report->damaged, &report->pages_read);
+  int rc = read_pages(r, offset / kBlockSize, len / kBlockSize, dst, &report->damaged,
+                      &report->pages_read);
   if (rc) return rc;
   if (report->damaged.empty()) return 0;
 
@@ -1068,8 +1364,10 @@ int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport*
     err_ = "epoch " + std::to_string(from) + " damaged; fell back to epoch " +
            std::to_string(live_.ref.epoch);
     std::string note = err_;
-    rc = read_region(region, dst, len, report);
-    if (rc == 0) err_ = note;
+    rc = read_range(region, offset, dst, len, report);
+    // The older epoch may not have this region, or not this range: -ENOENT or -EINVAL, and
+    // report->epoch says why.
+    err_ = rc == 0 ? note : note + ": " + err_;
     return rc;
   }
   std::string list;
@@ -1090,20 +1388,20 @@ int StoreImpl::verify(VerifyReport* report, const Progress& progress) try {
   report->meta_fell_back = meta_fell_back_;
   uint64_t total = 0, done = 0;
   for (const Region& r : regions_)
-    if (r.epoch != 0)
+    if (in_read(r))
       for (const PageRef& p : r.pages) total += p.block != 0;
   for (const auto& [k, ref] : undo_) total += ref.block != 0;
   Block scratch;
   bool live_ok = true, ret_ok = ret_.ref.epoch != 0;
   std::unordered_set<uint64_t> bad_live;
   for (const Region& r : regions_) {
-    if (r.epoch == 0) continue;
+    if (!in_read(r)) continue;
     for (uint64_t p = 0; p < r.pages.size(); p++) {
       if (!r.pages[p].block) continue;
       if (!page_ok(r.pages[p], r.id, p, scratch.data())) {
         live_ok = false;
         bad_live.insert(page_key(r.id, p));
-        report->damaged.push_back({r.id, p, live_.ref.epoch});
+        report->damaged.push_back({r.id, r.name, p, live_.ref.epoch});
       }
       report->pages_checked++;
       if (progress && (++done % 1024) == 0 && !progress(done, total))
@@ -1113,19 +1411,19 @@ int StoreImpl::verify(VerifyReport* report, const Progress& progress) try {
   if (ret_ok) {
     for (const Region& r : regions_) {
       if (!in_retained(r)) continue;
-      for (uint64_t p = 0; p < r.pages.size(); p++) {
+      for (uint64_t p = 0; p < r.ret_size / kBlockSize; p++) {
         const PageRef* u = undo_.find(page_key(r.id, p));
-        if (!u) {  // shared with the live epoch: same block, same verdict
+        if (!u) {  // shared with the read epoch: same block, same verdict
           if (bad_live.count(page_key(r.id, p))) {
             ret_ok = false;
-            report->damaged.push_back({r.id, p, ret_.ref.epoch});
+            report->damaged.push_back({r.id, r.name, p, ret_.ref.epoch});
           }
           continue;
         }
         if (!u->block) continue;
         if (!page_ok(*u, r.id, p, scratch.data())) {
           ret_ok = false;
-          report->damaged.push_back({r.id, p, ret_.ref.epoch});
+          report->damaged.push_back({r.id, r.name, p, ret_.ref.epoch});
         }
         report->pages_checked++;
         if (progress && (++done % 1024) == 0 && !progress(done, total))
@@ -1209,3 +1507,4 @@ int Store::open(const std::string& path, const Options& opts, std::unique_ptr<St
 }
 
 }  // namespace ckpt::store
+

@@ -62,6 +62,8 @@ struct EpochInfo {         // one epoch in the live epoch's metadata chain (olde
   uint64_t pages = 0;      // page entries in the record (delta: pages written in that epoch)
   uint64_t meta_blocks = 0;
   uint64_t regions = 0;    // region definitions in the record
+  uint64_t resized = 0;    // delta: regions resized in that epoch
+  uint64_t removed = 0;    // delta: regions removed in that epoch
 };
 
 struct StoreStat {
@@ -84,6 +86,7 @@ struct StoreStat {
 
 struct DamagedPage {
   uint32_t region = 0;
+  std::string name;            // the region's name (also for one the newest epoch removed)
   uint64_t page = 0;
   uint64_t epoch = 0;          // epoch whose copy failed
 };

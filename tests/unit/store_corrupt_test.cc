@@ -4,6 +4,7 @@
 // (re-sealed after corruption so the checksums pass) — each opened, read, verified and written
 // through the fuzz target's entry point (tests/fuzz/store_fuzz.cc) and through a real file.
 // Each must end in success or a clear -errno; a crash fails the test binary.
+#include <functional>
 #include <random>
 
 #include "format.hpp"
@@ -24,13 +25,22 @@ std::vector<uint8_t> make_store(const TempDir& d, Contents* oracle) {
   o.snapshot_every = 2;
   EXPECT_EQ(0, Store::open(p, o, &s));
   std::mt19937_64 rng(7);
-  for (int e = 1; e <= 5; e++) {
+  // Epochs 4 and 5 change regions (format 1.1): a remove, a shrink-and-grow, ids with a hole,
+  // so the corpus holds resize/remove entries and snapshots with a next-id entry.
+  for (int e = 1; e <= 6; e++) {
     std::vector<Write> w;
     for (int i = 0; i < 6; i++) w.push_back({"r", rng() % 16, rng()});
-    std::map<std::string, uint64_t> defs{{"r", 16 * 4096}};
+    std::map<std::string, uint64_t> defs;
+    std::vector<Change> changes;
+    if (e == 1) defs["r"] = 16 * 4096;
     if (e == 3) defs["s"] = 3 * 4096;
-    if (e >= 3) w.push_back({"s", rng() % 3, rng()});
-    EXPECT_EQ(0, checkpoint(*s, defs, w, oracle));
+    if (e == 3) w.push_back({"s", rng() % 3, rng()});
+    if (e == 4) changes = {{"s", 0}};
+    if (e == 4) defs["t"] = 2 * 4096;
+    if (e == 4 || e == 5) w.push_back({"t", rng() % 2, rng()});
+    if (e == 5) changes = {{"r", 12 * 4096}, {"r", 20 * 4096}};
+    if (e == 6) changes = {{"t", 0}};
+    EXPECT_EQ(0, checkpoint(*s, defs, w, oracle, changes)) << s->last_error();
   }
   s.reset();
   auto img = read_file(p);
@@ -94,12 +104,12 @@ TEST_F(StoreCorrupt, RandomBitFlipsAnywhere) {
     // either matches the oracle (newest epoch) or reports an older epoch or an error.
     std::unique_ptr<Store> s;
     MediumInfo info;
-    if (open_on_medium(memory_medium(img, false), info, {}, &s) == 0 && s->read_epoch() == 5) {
+    if (open_on_medium(memory_medium(img, false), info, {}, &s) == 0 && s->read_epoch() == 6) {
       for (const auto& ri : s->regions()) {
         std::vector<uint8_t> buf(ri.size);
         ReadReport rep;
         int r = s->read_region(ri.id, buf.data(), ri.size, &rep);
-        if (r == 0 && rep.epoch == 5) {
+        if (r == 0 && rep.epoch == 6) {
           ASSERT_TRUE(buf == oracle_.at(ri.name)) << "silent corruption, iteration " << i;
         } else {
           damaged_reads++;
@@ -191,6 +201,90 @@ TEST_F(StoreCorrupt, ResealedMetadataLies) {
   }
   std::cout << "[ resealed ] opened " << opened << ", refused " << refused << "\n";
   EXPECT_GT(refused, 0u);
+}
+
+}  // namespace
+
+namespace {
+
+// Well-formed lies in the region-change entries (format 1.1), each re-sealed: the reader must
+// not take them (the epoch's metadata counts as damaged: the store opens at the retained
+// epoch, or is refused).
+TEST(StoreCorruptChanges, ForgedRegionChangeEntriesAreRefused) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents o;
+  {
+    std::unique_ptr<Store> s;
+    ASSERT_EQ(0, Store::open(p, {}, &s));
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4 * 4096}, {"b", 4096}, {"c", 4096}},
+                            {{"a", 0, 1}, {"a", 3, 2}, {"b", 0, 3}}, &o));
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"c", 0, 4}}, &o, {{"a", 2 * 4096}, {"b", 0}}));
+  }
+  const auto img = read_file(p);
+  // Find epoch 2's delta block and its change entries.
+  size_t blk = 0;
+  for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096) {
+    fmt::MetaHeader h;
+    std::memcpy(&h, &img[off], sizeof(h));
+    if (h.magic == fmt::kMetaMagic && h.epoch == 2 && h.kind == fmt::kDelta) blk = off;
+  }
+  ASSERT_NE(0u, blk);
+  size_t resize_at = 0, remove_at = 0;
+  for (size_t i = 0; i < fmt::kSlotsPerBlock; i++) {
+    const size_t at = blk + sizeof(fmt::MetaHeader) + i * fmt::kSlot;
+    uint16_t type;
+    std::memcpy(&type, &img[at], 2);
+    if (type == fmt::kResizeEntry) resize_at = at;
+    if (type == fmt::kRemoveEntry) remove_at = at;
+  }
+  ASSERT_NE(0u, resize_at);
+  ASSERT_NE(0u, remove_at);
+
+  auto intact = [&](const std::vector<uint8_t>& im) {
+    std::unique_ptr<Store> s;
+    MediumInfo info;
+    EXPECT_EQ(0, open_on_medium(memory_medium(im, false), info, {}, &s));
+    return s && s->read_epoch() == 2;
+  };
+  ASSERT_TRUE(intact(img));
+  using Edit = std::function<void(fmt::RegionChangeEntry*)>;
+  const std::vector<std::pair<const char*, std::pair<bool, Edit>>> lies = {
+      {"keep beyond the new size", {true, [](auto* e) { e->keep = 3 * 4096; }}},
+      {"keep beyond the old size", {true, [](auto* e) { e->size = 8 * 4096, e->keep = 5 * 4096; }}},
+      {"zero size", {true, [](auto* e) { e->size = 0, e->keep = 0; }}},
+      {"unaligned size", {true, [](auto* e) { e->size = 4097; }}},
+      {"huge size", {true, [](auto* e) { e->size = 1ull << 50; }}},
+      {"bigger than the store", {true, [](auto* e) { e->size = 1ull << 40; }}},
+      {"unknown region", {true, [](auto* e) { e->region = 9; }}},
+      {"reserved set", {true, [](auto* e) { e->reserved2 = 1; }}},
+      {"next-id in a delta", {true, [](auto* e) { e->type = fmt::kNextIdEntry; }}},
+      {"remove with a size", {false, [](auto* e) { e->size = 4096; }}},
+      {"remove of a removed region", {false, [](auto* e) { e->region = 9; }}},
+  };
+  for (const auto& [what, lie] : lies) {
+    auto im = img;
+    const size_t at = lie.first ? resize_at : remove_at;
+    fmt::RegionChangeEntry e;
+    std::memcpy(&e, &im[at], sizeof(e));
+    lie.second(&e);
+    std::memcpy(&im[at], &e, sizeof(e));
+    fmt::seal_meta(&im[blk]);
+    EXPECT_FALSE(intact(im)) << what;
+    LLVMFuzzerTestOneInput(im.data(), im.size());
+  }
+  // The same entries in a store whose superblocks lack the incompat bit: a 1.0 store cannot
+  // hold them.
+  auto im = img;
+  for (int i = 0; i < 2; i++) {
+    fmt::SuperBlock sb;
+    std::memcpy(&sb, &im[i * 4096], sizeof(sb));
+    ASSERT_TRUE(sb.incompat & fmt::kIncompatRegionChange);
+    sb.incompat = 0;
+    fmt::seal_super(&sb);
+    std::memcpy(&im[i * 4096], &sb, sizeof(sb));
+  }
+  EXPECT_FALSE(intact(im)) << "change entries without the incompat bit";
 }
 
 }  // namespace

@@ -19,9 +19,11 @@ struct Scenario {
   Options opts;
   // Epochs committed before the recorded checkpoint (each: region definitions, writes).
   std::vector<std::pair<std::map<std::string, uint64_t>, std::vector<Write>>> before;
-  // The recorded checkpoint.
+  std::map<size_t, std::vector<Change>> before_changes;  // by index into `before`
+  // The recorded checkpoint (changes are applied first, then defs and writes).
   std::map<std::string, uint64_t> defs;
   std::vector<Write> writes;
+  std::vector<Change> changes;
   bool record_format = false;  // record from the store's creation (format + first commit)
   size_t max_states_per_prefix = 0;  // 0 = exhaustive
 };
@@ -75,7 +77,13 @@ Result run(const Scenario& sc) {
   if (!sc.record_format) {
     std::unique_ptr<Store> s;
     EXPECT_EQ(0, Store::open(path, sc.opts, &s));
-    for (const auto& [defs, writes] : sc.before) EXPECT_EQ(0, checkpoint(*s, defs, writes, &oracle));
+    for (size_t i = 0; i < sc.before.size(); i++) {
+      const auto& [defs, writes] = sc.before[i];
+      auto ch = sc.before_changes.find(i);
+      EXPECT_EQ(0, checkpoint(*s, defs, writes, &oracle,
+                              ch == sc.before_changes.end() ? std::vector<Change>{} : ch->second))
+          << s->last_error();
+    }
     old_e = s->epoch();
   }
   const Contents old_c = oracle;
@@ -92,7 +100,7 @@ Result run(const Scenario& sc) {
   EXPECT_EQ(0, open_on_medium(std::move(rec), info, sc.opts, &s));
   if (!s) return res;
   Contents new_c = oracle;
-  EXPECT_EQ(0, checkpoint(*s, sc.defs, sc.writes, &new_c)) << s->last_error();
+  EXPECT_EQ(0, checkpoint(*s, sc.defs, sc.writes, &new_c, sc.changes)) << s->last_error();
   r->stop();
   const std::vector<CrashOp> ops = r->ops();
   const size_t unit = r->tear_unit();
@@ -251,6 +259,45 @@ TEST(StoreCrash, CheckpointAfterFallbackExhaustive) {
   EXPECT_GT(news, 0u);
   std::cout << "[ crash ] after fallback: " << ops.size() << " operations, " << states
             << " states: " << olds << " old, " << news << " new\n";
+}
+
+// Regions that change (format 1.1). The first change in a store also rewrites both superblocks
+// (the incompat bit) inside the recorded sequence, so its crash states are enumerated too.
+TEST(StoreCrash, FirstRemoveAndResizeWithSuperblockUpgradeExhaustive) {
+  Scenario sc;
+  sc.before = {{{{"a", 8 * 4096}, {"b", 2 * 4096}, {"c", 4096}},
+                {{"a", 0, 1}, {"a", 1, 2}, {"a", 5, 3}, {"b", 1, 4}, {"c", 0, 5}}}};
+  // Remove b, shrink a to 4 pages and grow it to 6 (pages 4, 5 dropped), define b again.
+  sc.changes = {{"b", 0}, {"a", 4 * 4096}, {"a", 6 * 4096}};
+  sc.defs = {{"b", 4096}};
+  sc.writes = {{"a", 4, 10}, {"b", 0, 11}};
+  run(sc);
+}
+
+TEST(StoreCrash, ResizeFreeingRetainedDropsExhaustive) {
+  // Epoch 2 removed "x" and shrank "a"; epoch 3 (recorded) grows "a" and removes "c": epoch 2
+  // becomes retained, so epoch 1's dropped blocks become free only once epoch 3 is durable.
+  Scenario sc;
+  sc.before = {{{{"a", 4 * 4096}, {"x", 2 * 4096}, {"c", 4096}},
+                {{"a", 0, 1}, {"a", 3, 2}, {"x", 0, 3}, {"c", 0, 4}}},
+               {{}, {{"a", 1, 5}}}};
+  sc.before_changes = {{1, {{"x", 0}, {"a", 2 * 4096}}}};
+  sc.changes = {{"a", 5 * 4096}, {"c", 0}};
+  sc.writes = {{"a", 4, 6}, {"a", 0, 7}};
+  run(sc);
+}
+
+TEST(StoreCrash, SnapshotWithRemovedIdsExhaustive) {
+  // The recorded checkpoint is a snapshot of a store whose highest ids were removed: its
+  // regions have holes and a next-id entry.
+  Scenario sc;
+  sc.opts.snapshot_every = 1;
+  sc.before = {{{{"a", 2 * 4096}, {"b", 4096}, {"c", 4096}}, {{"a", 0, 1}, {"c", 0, 2}}},
+               {{}, {{"a", 1, 3}}}};
+  sc.before_changes = {{1, {{"b", 0}}}};
+  sc.changes = {{"c", 0}, {"a", 4096}};
+  sc.writes = {{"a", 0, 4}};
+  run(sc);
 }
 
 TEST(StoreCrash, BigCheckpointWithGrowthSampled) {

@@ -107,8 +107,33 @@ struct Write {
   uint64_t seed;
 };
 
+// A region change before a checkpoint: resize to `size` bytes, or remove when size is 0.
+struct Change {
+  std::string region;
+  uint64_t size;
+};
+
+inline int apply_changes(Store& s, const std::vector<Change>& changes, Contents* oracle) {
+  for (const Change& c : changes) {
+    uint32_t id = 0;
+    for (const auto& ri : s.regions())
+      if (ri.name == c.region) id = ri.id;
+    if (!id) return -ENOENT;
+    int r = c.size ? s.resize_region(id, c.size) : s.remove_region(id);
+    if (r) return r;
+    if (c.size)
+      (*oracle)[c.region].resize(c.size, 0);  // a shrink drops pages, a grow adds zeros
+    else
+      oracle->erase(c.region);
+  }
+  return 0;
+}
+
+// Changes first (so a removed name may be defined again), then definitions, writes, commit.
 inline int checkpoint(Store& s, const std::map<std::string, uint64_t>& defs,
-                      const std::vector<Write>& writes, Contents* oracle) {
+                      const std::vector<Write>& writes, Contents* oracle,
+                      const std::vector<Change>& changes = {}) {
+  if (int r = apply_changes(s, changes, oracle)) return r;
   for (const auto& [name, size] : defs) {
     uint32_t id;
     int r = s.define_region(name, size, &id);

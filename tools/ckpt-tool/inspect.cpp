@@ -79,7 +79,8 @@ int inspect(const std::string& path, bool json) {
     for (const auto& e : st.chain)
       j["epochs"].push_back({{"epoch", e.epoch}, {"snapshot", e.snapshot},
                              {"pages", e.pages}, {"meta_blocks", e.meta_blocks},
-                             {"regions_defined", e.regions}});
+                             {"regions_defined", e.regions}, {"regions_resized", e.resized},
+                             {"regions_removed", e.removed}});
     std::printf("%s\n", j.dump(2).c_str());
     return kOk;
   }
@@ -108,14 +109,25 @@ int inspect(const std::string& path, bool json) {
                 (unsigned long long)(r.size / bs));
   if (regions.empty()) std::printf("(no regions)\n");
   if (!st.chain.empty()) {
-    std::printf("\n%-10s %-9s %12s %12s %8s\n", "EPOCH", "RECORD", "PAGES", "WRITTEN", "META");
-    for (const auto& e : st.chain)
-      std::printf("%-10llu %-9s %12llu %12s %8llu\n", (unsigned long long)e.epoch,
+    std::printf("\n%-10s %-9s %12s %12s %8s  %s\n", "EPOCH", "RECORD", "PAGES", "WRITTEN", "META",
+                "REGIONS");
+    for (const auto& e : st.chain) {
+      // A snapshot lists every region; a delta the regions defined (+), resized (~) and
+      // removed (-) in its epoch.
+      std::string regs = e.snapshot ? std::to_string(e.regions) : "";
+      if (!e.snapshot) {
+        if (e.regions) regs += "+" + std::to_string(e.regions) + " ";
+        if (e.resized) regs += "~" + std::to_string(e.resized) + " ";
+        if (e.removed) regs += "-" + std::to_string(e.removed) + " ";
+        regs = regs.empty() ? "-" : regs.substr(0, regs.size() - 1);
+      }
+      std::printf("%-10llu %-9s %12llu %12s %8llu  %s\n", (unsigned long long)e.epoch,
                   e.snapshot ? "snapshot" : "delta", (unsigned long long)e.pages,
                   e.snapshot ? "-" : human_bytes(e.pages * bs).c_str(),
-                  (unsigned long long)e.meta_blocks);
-    std::printf("(a snapshot record maps every page of its epoch; a delta lists the pages that "
-                "epoch wrote)\n");
+                  (unsigned long long)e.meta_blocks, regs.c_str());
+    }
+    std::printf("(a snapshot record maps every page and region of its epoch; a delta lists the "
+                "pages that epoch wrote and the regions it defined +, resized ~, removed -)\n");
   }
   return kOk;
 }

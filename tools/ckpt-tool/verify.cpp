@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -22,8 +21,6 @@ int verify(const std::string& path, bool json, bool quiet) {
   if (int rc = open_for_inspection("verify", path, &s)) return rc;
   ckpt::store::StoreStat st;
   s->stat(&st);
-  std::map<uint32_t, std::string> names;
-  for (const auto& r : s->regions()) names[r.id] = r.name;
 
   // Progress on a terminal only, at most every 100 ms.
   const bool tty = !json && !quiet && isatty(STDERR_FILENO);
@@ -58,7 +55,7 @@ int verify(const std::string& path, bool json, bool quiet) {
     j["pages_checked"] = rep.pages_checked;
     j["damaged"] = nlohmann::json::array();
     for (const auto& d : rep.damaged)
-      j["damaged"].push_back({{"region", names.count(d.region) ? names[d.region] : std::to_string(d.region)},
+      j["damaged"].push_back({{"region", d.name.empty() ? std::to_string(d.region) : d.name},
                               {"page", d.page}, {"epoch", d.epoch}});
     std::printf("%s\n", j.dump(2).c_str());
     return newest_ok ? kOk : kFailed;
@@ -70,7 +67,7 @@ int verify(const std::string& path, bool json, bool quiet) {
   if (!quiet || !newest_ok) {
     for (const auto& d : rep.damaged)
       std::printf("damaged: region %s page %llu, copy of epoch %llu\n",
-                  names.count(d.region) ? names[d.region].c_str() : std::to_string(d.region).c_str(),
+                  d.name.empty() ? std::to_string(d.region).c_str() : d.name.c_str(),
                   (unsigned long long)d.page, (unsigned long long)d.epoch);
     if (rep.meta_fell_back)
       std::printf("damaged: metadata of epoch %llu\n", (unsigned long long)st.epoch);

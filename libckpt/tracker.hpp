@@ -28,6 +28,36 @@ class Tracker {
   virtual int collect(uint32_t rid, std::vector<uint64_t>* pages) = 0;
 };
 
+// The userspace trackers keep one dirty bit per page. Take `words` words of such a bitmap
+// (take(w) returns word w and clears it), append the page indices to *pages in ascending order,
+// and re-arm each run of consecutive pages with one rearm(first_page, npages) call, so the
+// system calls follow the runs, not the pages. Every run is re-armed; returns the first error.
+template <class Take, class Rearm>
+int take_dirty_runs(size_t words, Take&& take, Rearm&& rearm, std::vector<uint64_t>* pages) {
+  int ret = 0;
+  size_t run_start = 0, run_len = 0;
+  auto flush = [&]() {
+    if (run_len)
+      if (int e = rearm(run_start, run_len); e && !ret) ret = e;
+    run_len = 0;
+  };
+  for (size_t w = 0; w < words; w++) {
+    for (uint64_t v = take(w); v; v &= v - 1) {
+      size_t idx = w * 64 + static_cast<size_t>(__builtin_ctzll(v));
+      pages->push_back(idx);
+      if (run_len && run_start + run_len == idx) {
+        run_len++;
+      } else {
+        flush();
+        run_start = idx;
+        run_len = 1;
+      }
+    }
+  }
+  flush();
+  return ret;
+}
+
 // Create a tracker. kAuto: env CKPT_TRACKER, else module > uffd > mprotect. -ENODEV if the
 // requested kind is not available here, -EINVAL for an unknown CKPT_TRACKER value.
 int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* why);

@@ -166,30 +166,12 @@ class MprotectTracker final : public Tracker {
     std::atomic<uint64_t>* bits = s.bits.load();
     s.collecting.store(1, std::memory_order_release);
     wait_idle(s);
-    int ret = 0;
-    size_t run_start = 0, run_len = 0;
-    auto flush = [&]() {
-      if (run_len && mprotect(reinterpret_cast<void*>(st + run_start * g_ps), run_len * g_ps,
-                              PROT_READ) && !ret)
-        ret = -errno;
-      run_len = 0;
-    };
-    for (size_t w = 0; w < words; w++) {
-      uint64_t v = bits[w].exchange(0, std::memory_order_acq_rel);
-      while (v) {
-        size_t idx = w * 64 + static_cast<size_t>(__builtin_ctzll(v));
-        v &= v - 1;
-        pages->push_back(idx);
-        if (run_len && run_start + run_len == idx) {
-          run_len++;
-        } else {
-          flush();
-          run_start = idx;
-          run_len = 1;
-        }
-      }
-    }
-    flush();
+    int ret = take_dirty_runs(
+        words, [&](size_t w) { return bits[w].exchange(0, std::memory_order_acq_rel); },
+        [&](size_t first, size_t n) {
+          return mprotect(reinterpret_cast<void*>(st + first * g_ps), n * g_ps, PROT_READ) ? -errno : 0;
+        },
+        pages);
     s.collecting.store(0, std::memory_order_release);
     return ret;
   }

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <utility>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -119,32 +120,9 @@ class UffdTracker final : public Tracker {
     auto it = regions_.find(rid);
     if (it == regions_.end()) return -ENOENT;
     Region& r = it->second;
-    int ret = 0;
-    size_t run_start = 0, run_len = 0;
-    auto flush = [&]() {
-      if (run_len) {
-        int e = protect(r.start + run_start * ps_, run_len * ps_, true);
-        if (e && !ret) ret = e;
-      }
-      run_len = 0;
-    };
-    for (size_t w = 0; w < r.bits.size(); w++) {
-      uint64_t v = r.bits[w];
-      r.bits[w] = 0;
-      while (v) {
-        size_t idx = w * 64 + static_cast<size_t>(__builtin_ctzll(v));
-        v &= v - 1;
-        pages->push_back(idx);
-        if (run_len && run_start + run_len == idx) {
-          run_len++;
-        } else {
-          flush();
-          run_start = idx;
-          run_len = 1;
-        }
-      }
-    }
-    flush();
+    int ret = take_dirty_runs(
+        r.bits.size(), [&](size_t w) { return std::exchange(r.bits[w], 0); },
+        [&](size_t first, size_t n) { return protect(r.start + first * ps_, n * ps_, true); }, pages);
     return ret;
   }
 

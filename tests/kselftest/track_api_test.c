@@ -313,7 +313,7 @@ TEST_F(t, bad_stats_unregister_attach)
 	struct ckpt_attach at = { .pid = getpid(), .flags = 1 };
 
 	EXPECT_EQ(-EINVAL, ck_ioctl(self->fd, CKPT_IOC_STATS, &st));
-	st = (struct ckpt_stats){ .reserved[5] = 1 };
+	st = (struct ckpt_stats){ .reserved[4] = 1 };
 	EXPECT_EQ(-EINVAL, ck_ioctl(self->fd, CKPT_IOC_STATS, &st));
 	EXPECT_EQ(-ENOENT, ck_stats(self->fd, 77, &st));
 	EXPECT_EQ(-EINVAL, ck_ioctl(self->fd, CKPT_IOC_UNREGISTER, &u));

@@ -182,45 +182,137 @@ static void *dio_loop(void *arg)
 	return NULL;
 }
 
-/* O_DIRECT reads in flight while COLLECT runs: no lost write once the reads stop. */
-TEST_F(k, o_direct_races_collect)
+/*
+ * O_DIRECT reads into m[16 pages at dst) in flight while COLLECT runs over the np pages at m:
+ * no lost write once the reads stop (a page copied at each report equals memory at the end).
+ */
+static void dio_race(struct __test_metadata *_metadata, int fd, long id, char *m, size_t np,
+		     size_t dst)
 {
-	struct dio d = { .dfd = open_pmem_direct(), .dst = self->m + 16 * PAGE };
-	char copy[NP * PAGE];
-	uint64_t out[NP];
+	struct dio d = { .dfd = open_pmem_direct(), .dst = m + dst * PAGE };
+	char *copy = malloc(np * PAGE);
+	uint64_t *out = malloc(np * sizeof(*out));
 	pthread_t th;
 	void *ret;
 
+	ASSERT_TRUE(copy && out);
 	d.phys[0] = pmem_file("/mnt/pmem/track_dio0", 0xa0, 16 * PAGE);
 	d.phys[1] = pmem_file("/mnt/pmem/track_dio1", 0xb1, 16 * PAGE);
 	if (d.phys[0] < 0 || d.phys[1] < 0 || d.dfd < 0)
 		SKIP(return, "no /mnt/pmem file or /dev/pmem* for O_DIRECT");
-	memcpy(copy, self->m, sizeof(copy));
+	memcpy(copy, m, np * PAGE);
 	ASSERT_EQ(0, pthread_create(&th, NULL, dio_loop, &d));
 	for (int e = 0; e < 400 || (atomic_load(&d.reads) < 300 && e < 200000); e++) {
-		long n = ck_collect(self->fd, self->id, out, NP, 0, NULL);
+		long n = ck_collect(fd, id, out, np, 0, NULL);
 
 		ASSERT_LE(0, n);
 		for (long i = 0; i < n; i++)
-			memcpy(copy + (out[i] - (uintptr_t)self->m), (void *)(uintptr_t)out[i], PAGE);
+			memcpy(copy + (out[i] - (uintptr_t)m), (void *)(uintptr_t)out[i], PAGE);
 	}
 	atomic_store(&d.stop, 1);
 	pthread_join(th, &ret);
 	ASSERT_EQ(NULL, ret);
-	long n = ck_collect(self->fd, self->id, out, NP, 0, NULL);
+	long n = ck_collect(fd, id, out, np, 0, NULL);
 
 	for (long i = 0; i < n; i++)
-		memcpy(copy + (out[i] - (uintptr_t)self->m), (void *)(uintptr_t)out[i], PAGE);
+		memcpy(copy + (out[i] - (uintptr_t)m), (void *)(uintptr_t)out[i], PAGE);
 	TH_LOG("%ld O_DIRECT reads raced the collects", atomic_load(&d.reads));
 	ASSERT_LE(300, atomic_load(&d.reads));
-	for (int p = 0; p < NP; p++) {
-		int same = !memcmp(copy + p * PAGE, self->m + p * PAGE, PAGE);
+	for (size_t p = 0; p < np; p++) {
+		int same = !memcmp(copy + p * PAGE, m + p * PAGE, PAGE);
 
-		ASSERT_TRUE(same) TH_LOG("page %d: an O_DIRECT write was lost", p);
+		ASSERT_TRUE(same) TH_LOG("page %zu: an O_DIRECT write was lost", p);
 	}
 	close(d.dfd);
+	free(copy);
+	free(out);
 	unlink("/mnt/pmem/track_dio0");
 	unlink("/mnt/pmem/track_dio1");
+}
+
+/* O_DIRECT reads in flight while COLLECT runs: no lost write once the reads stop. */
+TEST_F(k, o_direct_races_collect)
+{
+	dio_race(_metadata, self->fd, self->id, self->m, NP, 16);
+}
+
+/*
+ * The same into THP-backed memory. The PTEs of a split huge page map one large folio, whose
+ * references are counted per folio: an I/O in flight into any of its pages keeps the folio's
+ * reported pages logged.
+ */
+TEST(o_direct_races_collect_thp)
+{
+	size_t np = 512;
+	char *m = ck_map(np * PAGE, np * PAGE);
+	int fd = ck_open();
+	long id;
+
+	ASSERT_NE(NULL, m);
+	ASSERT_LE(0, fd);
+	madvise(m, np * PAGE, MADV_HUGEPAGE);
+	memset(m, 0x22, np * PAGE);
+	if (ck_anon_huge_kb(m) < 2048)
+		TH_LOG("no huge page here (AnonHugePages %ld kB): runs as 4 KiB", ck_anon_huge_kb(m));
+	id = ck_register(fd, m, np * PAGE, 0);
+	ASSERT_LT(0, id);
+	dio_race(_metadata, fd, id, m, np, 200);
+	close(fd);
+	munmap(m, np * PAGE);
+}
+
+/*
+ * A reference taken with get_user_pages() and held (here: vmsplice() of a tracked page into a
+ * pipe that nobody reads — the same FOLL_GET reference an O_DIRECT read holds while in flight)
+ * keeps the page logged; once it is dropped the page is protected again. On THP-backed memory
+ * the reference is the folio's: the folio's reported pages stay logged.
+ */
+static void gup_ref_case(struct __test_metadata *_metadata, size_t np, int huge)
+{
+	char *m = ck_map(np * PAGE, huge ? 512 * PAGE : PAGE);
+	uint64_t *out = malloc(np * sizeof(*out));
+	int fd = ck_open(), p[2];
+	struct iovec iov;
+	char sink[PAGE];
+	long id, n;
+
+	ASSERT_TRUE(m && out);
+	ASSERT_LE(0, fd);
+	madvise(m, np * PAGE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	memset(m, 0x33, np * PAGE);
+	if (huge && ck_anon_huge_kb(m) < 2048)
+		SKIP(return, "no huge page here");
+	id = ck_register(fd, m, np * PAGE, 0);
+	ASSERT_LT(0, id);
+	m[3 * PAGE] = 1;
+	m[7 * PAGE] = 1;
+	ASSERT_EQ(0, pipe(p));
+	iov = (struct iovec){ .iov_base = m + 3 * PAGE, .iov_len = PAGE };
+	ASSERT_EQ(PAGE, vmsplice(p[1], &iov, 1, 0));
+	/* Page 3 has a reference in the pipe (and, on THP, so has page 7's folio). */
+	ASSERT_EQ(2, ck_collect(fd, id, out, np, 0, NULL));
+	n = ck_collect(fd, id, out, np, 0, NULL);
+	ASSERT_EQ(huge ? 2 : 1, n);
+	EXPECT_EQ((uintptr_t)m + 3 * PAGE, out[0]);
+	ASSERT_EQ(PAGE, read(p[0], sink, PAGE));
+	/* Reference gone: reported once more (it was kept), then clean. */
+	ASSERT_EQ(huge ? 2 : 1, ck_collect(fd, id, out, np, 0, NULL));
+	ASSERT_EQ(0, ck_collect(fd, id, out, np, 0, NULL));
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	free(out);
+	munmap(m, np * PAGE);
+}
+
+TEST(gup_reference_keeps_page_logged)
+{
+	gup_ref_case(_metadata, 64, 0);
+}
+
+TEST(gup_reference_keeps_thp_folio_logged)
+{
+	gup_ref_case(_metadata, 512, 1);
 }
 
 TEST_HARNESS_MAIN

@@ -70,7 +70,7 @@ struct ckpt_session {
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);
   int checkpoint();
-  int checkpoint_locked();
+  int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
   int restore();
   int safepoint();
   int hook();

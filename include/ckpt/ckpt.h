@@ -140,8 +140,9 @@ int ckpt_close(ckpt_t *c);
  * interval_ms after ckpt_open) or every every_n calls (whichever is configured). Measuring from
  * the end means a checkpoint slower than the interval still leaves the program a whole interval
  * of work before the next one. Returns 1 if this call took a checkpoint, 0 if not, -errno if the
- * checkpoint failed. Cheap when nothing is due (an atomic load, a counter, and a clock read if
- * interval_ms is set).
+ * checkpoint failed. Cheap when nothing is due: an atomic load, a counter if every_n is set, and
+ * if interval_ms is set a CLOCK_MONOTONIC_COARSE read (the precise clock is read only in the last
+ * two clock ticks before the due time).
  */
 int ckpt_hook(ckpt_t *c);
 #define CKPT_HOOK(c) ((void)ckpt_hook(c))
@@ -181,12 +182,15 @@ struct ckpt_session_stats {
 	uint64_t pages_written;		/* pages put to the store by this session */
 	uint64_t last_pages;		/* pages of the last checkpoint */
 	uint64_t last_ns;		/* duration of the last checkpoint (stop-the-world included) */
-	uint64_t total_ns;
+	uint64_t total_ns;		/* of the committed checkpoints, = the three parts below */
 	uint64_t restores;
 	uint64_t page_size;
 	char tracker[16];		/* "module", "uffd", "mprotect", "full" */
 	char writer[16];		/* "dax", "io_uring" */
-	uint64_t reserved[8];
+	uint64_t total_stop_ns;		/* waiting for attached threads to park */
+	uint64_t total_collect_ns;	/* asking the trackers for written pages, re-protecting them */
+	uint64_t total_persist_ns;	/* writing the pages to the store and committing the epoch */
+	uint64_t reserved[5];
 };
 int ckpt_get_stats(const ckpt_t *c, struct ckpt_session_stats *out);
 

@@ -98,3 +98,27 @@ TEST(Hook, ManualCheckpointRestartsTheInterval) {
   EXPECT_EQ(ckpt_epoch(c), 2u);
   ckpt_close(c);
 }
+
+// ckpt_session_stats splits the checkpoints' time into stopping the world, collecting and
+// persisting: the parts add up to total_ns, and a checkpoint that writes pages spends time in
+// the persist part.
+TEST(Stats, CheckpointTimeParts) {
+  StorePath sp;
+  Mem m(64);
+  ASSERT_TRUE(m.data());
+  ckpt_t* c = open_with(sp, "full", 0);
+  ASSERT_TRUE(c);
+  ASSERT_EQ(ckpt_register(c, "m", m.data(), m.size()), 0);
+  for (int i = 0; i < 3; i++) {
+    m.data()[i * 4096] += 1;
+    ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
+  }
+  ckpt_session_stats st{};
+  ASSERT_EQ(ckpt_get_stats(c, &st), 0);
+  EXPECT_EQ(st.checkpoints, 3u);
+  EXPECT_EQ(st.total_stop_ns + st.total_collect_ns + st.total_persist_ns, st.total_ns);
+  EXPECT_GT(st.total_persist_ns, 0u);
+  EXPECT_GE(st.total_ns, st.last_ns);
+  for (uint64_t r : st.reserved) EXPECT_EQ(r, 0u);
+  ckpt_close(c);
+}

@@ -114,7 +114,7 @@ def track_entries(d):
 def merge(indir, outpath):
     env = load(os.path.join(indir, "env.json")) if os.path.exists(os.path.join(indir, "env.json")) else {}
     entries, sections = [], []
-    for name in ("track", "latency", "scaling", "throughput", "slowdown", "criu"):
+    for name in ("track", "latency", "scaling", "throughput", "slowdown", "criu", "criu-incr"):
         p = os.path.join(indir, f"{name}.json")
         if not os.path.exists(p):
             continue
@@ -192,6 +192,33 @@ def render(results, docdir):
         fig.tight_layout()
         plots["latency"] = "perf-latency.png"
         fig.savefig(os.path.join(docdir, plots["latency"]), dpi=90)
+        plt.close(fig)
+
+    # 1b. latency vs dirty pages, THP-backed region against 4 KiB pages (first writer).
+    lt = [e for e in d["entries"] if e["name"].startswith("latency-thp/")]
+    if lt:
+        w = lt[0]["params"]["writer"]
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for i, t in enumerate(trackers):
+            for kind, ls, tag in (("latency", "-", "4 KiB"), ("latency-thp", "--", "THP")):
+                pts = sorted((e["params"]["dirty_pages"], e) for e in d["entries"]
+                             if e["name"].startswith(f"{kind}/{t}/{w}/"))
+                if not pts or not any(e["name"].startswith(f"latency-thp/{t}/") for e in lt):
+                    continue
+                ax.errorbar([p[0] for p in pts], [p[1]["median"] for p in pts],
+                            yerr=[[p[1]["median"] - p[1]["min"] for p in pts],
+                                  [p[1]["max"] - p[1]["median"] for p in pts]],
+                            marker="o", capsize=3, ls=ls, color=f"C{i}", label=f"{t}, {tag}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("dirty pages (4 KiB) per checkpoint")
+        ax.set_ylabel("ckpt_checkpoint() latency, ms")
+        ax.set_title(f"THP-backed region vs MADV_NOHUGEPAGE (writer {w}, QEMU TCG)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots["latency_thp"] = "perf-latency-thp.png"
+        fig.savefig(os.path.join(docdir, plots["latency_thp"]), dpi=90)
         plt.close(fig)
 
     # 2. persist / restore throughput vs memcpy.
@@ -304,7 +331,48 @@ def render(results, docdir):
         fig.savefig(os.path.join(docdir, plots["criu"]), dpi=90)
         plt.close(fig)
 
+    # 7. incremental checkpoint after 1% written, ckpt-tool vs CRIU: time and bytes.
+    ci = [e for e in d["entries"] if e["name"].startswith("criu-incr/")]
+    if ci:
+        tags = [t for t in ("thp", "nothp") if f"criu-incr/{t}/ckpt_incr" in E]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, key, unit, scale in ((a1, "incr", "seconds", 1), (a2, "incr_bytes", "MiB written", 2**20)):
+            labels, vals, errs, colors = [], [], [], []
+            for t in tags:
+                for tool, col in (("ckpt", "tab:blue"), ("criu", "tab:orange")):
+                    e = E.get(f"criu-incr/{t}/{tool}_{key}")
+                    if not e:
+                        continue
+                    labels.append(f"THP {'on' if t == 'thp' else 'off'}\n{'ckpt-tool' if tool == 'ckpt' else 'criu'}")
+                    vals.append(e["median"] / scale)
+                    errs.append([(e["median"] - e["min"]) / scale, (e["max"] - e["median"]) / scale])
+                    colors.append(col)
+            ax.bar(range(len(vals)), vals, yerr=list(zip(*errs)), color=colors, capsize=3)
+            ax.set_xticks(range(len(vals)))
+            ax.set_xticklabels(labels, fontsize=8)
+            ax.set_ylabel(f"{unit} (median, min–max)")
+            ax.grid(True, axis="y", alpha=0.3)
+        a1.set_title("incremental checkpoint time")
+        a2.set_title("bytes written by it")
+        fig.suptitle(f"{ci[0]['params']['process_mib']} MiB process, 1% of its pages written (QEMU TCG)")
+        fig.tight_layout()
+        plots["criu_incr"] = "perf-criu-incr.png"
+        fig.savefig(os.path.join(docdir, plots["criu_incr"]), dpi=90)
+        plt.close(fig)
+
     write_page(d, E, env, plots, docdir)
+
+
+def stability(e):
+    """Whether this run decides the target: every per-repeat ratio on the same side of it."""
+    if e.get("min") is None:
+        return "no spread reported"
+    op, lim = e["target"].split()
+    lim = float(lim)
+    ok = [(x <= lim) if op == "<=" else (x >= lim) for x in (e["min"], e["max"])]
+    if all(ok) or not any(ok):
+        return "stable: every repeat on one side"
+    return "**undecided**: repeats on both sides"
 
 
 def target_rows(entries):
@@ -314,7 +382,7 @@ def target_rows(entries):
             spread = (f"{fmt(e.get('min'))} – {fmt(e.get('max'))}" if e.get("min") is not None
                       else "(not reported)")
             rows.append(f"| {e['name']} | {fmt(e['ratio'])} | {spread} "
-                        f"| {e['target']} | {'met' if e['met'] else '**not met**'} |")
+                        f"| {e['target']} | {'met' if e['met'] else '**not met**'} | {stability(e)} |")
     return rows
 
 
@@ -354,9 +422,13 @@ def write_page(d, E, env, plots, docdir):
     a("")
     a("## Targets")
     a("")
-    a("| comparison | ratio (median) | per-repeat min – max | target | |")
-    a("| --- | --- | --- | --- | --- |")
+    a("| comparison | ratio (median) | per-repeat min – max | target | | this run |")
+    a("| --- | --- | --- | --- | --- | --- |")
     L += target_rows(d["entries"])
+    a("")
+    a("\"Stable\" means every repeat's ratio fell on the same side of the target, so the verdict does not "
+      "hang on which repeat is the median; \"undecided\" targets need more repeats or a quieter machine "
+      "before anyone quotes them as met or missed. track_bench's targets carry no per-repeat spread.")
     a("")
 
     # Latency
@@ -369,9 +441,9 @@ def write_page(d, E, env, plots, docdir):
           f"timed); each repeat writes one byte into N pages spread over it and times `ckpt_checkpoint()` "
           f"(collect + re-protect + persist + commit). The region is {rb >> 20} MiB, not 1 GiB: with the "
           f"full-copy tracker the store holds three copies of it (the live epoch, the retained one and the "
-          f"one being written), the device-DAX namespace is {int(env.get('dax_bytes', 0)) >> 20} MiB, and "
-          f"the emulated NVDIMM and the 2 GiB guest share a host that other engineers use too. Regions "
-          f"use 4 KiB pages (`MADV_NOHUGEPAGE`).")
+          f"one being written) and each of its checkpoints rewrites all of it, which under TCG makes the "
+          f"run hours long at 1 GiB; issue 4's check below does use 1 GiB (module tracker). Regions "
+          f"use 4 KiB pages (`MADV_NOHUGEPAGE`); the THP-backed variant follows.")
         a("")
         if "latency" in plots:
             a(f"![checkpoint latency]({plots['latency']})")
@@ -404,7 +476,43 @@ def write_page(d, E, env, plots, docdir):
         a("Reading: " + latency_reading(E, dirty))
         a("")
 
-    i4 = [e for e in d["entries"] if e["name"].startswith("issue4 ")]
+    lt = [e for e in d["entries"] if e["name"].startswith("latency-thp/")]
+    if lt:
+        w = lt[0]["params"]["writer"]
+        dirty = sorted({e["params"]["dirty_pages"] for e in lt})
+        a("### THP-backed region vs 4 KiB pages")
+        a("")
+        a(f"The same measurement with the region `MADV_HUGEPAGE` and faulted in huge pages (the Debian "
+          f"kernel's THP mode is `always`, so this is what an unmodified program's heap usually is), writer "
+          f"{w}, against the 4 KiB figures above (same run, separate sessions). \"THP at register\" is how "
+          f"much of the region the kernel had in huge pages when the tracker took it "
+          f"(`AnonHugePages`), \"after\" when its last checkpoint was done.")
+        a("")
+        if "latency_thp" in plots:
+            a(f"![latency THP]({plots['latency_thp']})")
+            a("")
+        a("| tracker | THP at register / after | " + " | ".join(f"{n} dirty" for n in dirty) + " |")
+        a("| --- | --- | " + " | ".join("---" for _ in dirty) + " |")
+        for t in ("module", "uffd", "mprotect"):
+            cells, hp = [], None
+            for n in dirty:
+                e = E.get(f"latency-thp/{t}/{w}/dirty={n}")
+                r = E.get(f"latency THP-backed / 4 KiB pages ({t}, {w}, {n} dirty)")
+                if e:
+                    hp = e["params"]
+                cells.append(f"{fmt(e['median'])} ms ({fmt(r['ratio'])}×)" if e and r else
+                             f"{fmt(e['median'])} ms" if e else "–")
+            if hp:
+                a(f"| {t} | {hp.get('huge_bytes_at_register', 0) >> 20} / {hp.get('huge_bytes_after', 0) >> 20} MiB "
+                  f"of {hp['region_bytes'] >> 20} | " + " | ".join(cells) + " |")
+        a("")
+        a("In parentheses: THP-backed latency over the 4 KiB-page latency of the same tracker and dirty "
+          "count (above 1: THP costs more). A tracker that works per 4 KiB page must either split the huge "
+          "pages (after < at register) or write whole 2 MiB pages (latency near the full copy's); which "
+          "one each tracker does is visible in the two columns.")
+        a("")
+
+    i4 = [e for e in d["entries"] if e["name"].startswith("issue4 ") and "contiguous" not in e["name"]]
     if i4:
         a("### Issue 4: dirty bytes, not registered bytes")
         a("")
@@ -412,12 +520,24 @@ def write_page(d, E, env, plots, docdir):
             p = e["params"]
             big = E.get(f"issue4/{p['tracker']}/{p['writer']}/big")
             small = E.get(f"issue4/{p['tracker']}/{p['writer']}/small")
-            a(f"- {p['writer']}: {p['dirty_pages']} dirty pages in a {p['big_region_bytes'] >> 20} MiB region: "
-              f"{fmt(big['median'])} ms; the same {p['dirty_pages']} pages as a whole "
+            con = E.get(f"issue4/{p['tracker']}/{p['writer']}/big_contiguous")
+            cr = [c for c in d["entries"] if c["name"].startswith("issue4 ") and "contiguous" in c["name"]
+                  and c["params"]["writer"] == p["writer"]]
+            a(f"- {p['writer']}: {p['dirty_pages']} dirty pages spread over a {p['big_region_bytes'] >> 20} MiB "
+              f"region: {fmt(big['median'])} ms; the same {p['dirty_pages']} pages as a whole "
               f"{p['small_region_bytes'] >> 10} KiB region: {fmt(small['median'])} ms; ratio "
               f"**{fmt(e['ratio'])}** (per-repeat {fmt(e['min'])}–{fmt(e['max'])})"
-              + (f", target {e['target']}: **{'met' if e['met'] else 'not met'}**." if 'target' in e else
-                 " (no target for this writer)."))
+              + (f", target {e['target']}: **{'met' if e['met'] else 'not met'}**" if 'target' in e else
+                 " (no target for this writer)")
+              + (f". The same pages contiguous at the start of the big region: {fmt(con['median'])} ms, "
+                 f"{fmt(cr[0]['ratio'])}× the small region (per-repeat {fmt(cr[0]['min'])}–{fmt(cr[0]['max'])})."
+                 if con and cr else "."))
+        a("")
+        a("Reading: the contiguous figure changes only the region's size against the small region; the spread "
+          "one also scatters the dirty pages (one or two per 2 MiB), so the kernel walks a page table and "
+          "flushes a TLB entry per page instead of per run, the store writes page-map entries across many "
+          "blocks instead of a few, and the caches and TLB miss more. What is left between the contiguous "
+          "figure and 1× is what grows with the registered size itself.")
         a("")
 
     sc = sorted((e["params"]["region_bytes"], e) for e in d["entries"] if e["name"].startswith("scaling/"))
@@ -479,23 +599,48 @@ def write_page(d, E, env, plots, docdir):
         a(f"`ckpt_bench slowdown`: a loop that reads 64 KiB of a {p['working_set_bytes'] >> 20} MiB working set "
           f"per step and writes one byte into a page of a 1% window ({p['write_window_pages']} pages) that moves "
           f"after each checkpoint, so each interval dirties at most 1% of the pages; `ckpt_hook()` in the loop "
-          f"checkpoints every 1/rate s (module tracker, DAX). Throughput is compared with the same loop "
-          f"without libckpt, alternating runs of {p['seconds_per_run']} s.")
+          f"checkpoints every 1/rate s (module tracker, DAX). Each checkpointed run is paired with a run of "
+          f"the same loop without libckpt whose window moves at the same rate (the same pages written); the "
+          f"pair is interleaved in each repeat (which one goes first alternates, the order of the rates "
+          f"rotates), runs are {p['seconds_per_run']} s, and every run of either kind starts with the same "
+          f"warm-up: one write to every page of the working set. That warm-up is what removed the old "
+          f"bias (1/s at 123% of its baseline): a session that ends leaves its region write-protected, so "
+          f"a baseline run after a checkpointed one paid a minor fault per page it wrote — the faults "
+          f"columns show both kinds of run now start alike.")
         a("")
         if "slowdown" in plots:
             a(f"![slowdown]({plots['slowdown']})")
             a("")
-        a("| rate asked | achieved | pages per checkpoint | throughput kept | target |")
-        a("| --- | --- | --- | --- | --- |")
+        a("| rate asked | achieved | pages per checkpoint | throughput kept (per-pair min–max) | time in checkpoints | minor faults/s: ckpt / baseline | target |")
+        a("| --- | --- | --- | --- | --- | --- | --- |")
+
+        def sdf(r, what):
+            for k in (f"{r:g}", f"{r}"):
+                e = E.get(f"slowdown/module/dax/rate={k}/{what}")
+                if e:
+                    return e
+            return None
+
+        def bf(r):
+            for k in (f"{r:g}", f"{r}"):
+                e = E.get(f"slowdown/baseline/rate={k}/faults_per_s")
+                if e:
+                    return e
+            return None
         for r, e in sd:
-            ach = E.get(f"slowdown/module/dax/rate={r:g}/achieved_rate") or \
-                E.get(f"slowdown/module/dax/rate={r}/achieved_rate")
-            ppc = E.get(f"slowdown/module/dax/rate={r:g}/pages_per_checkpoint") or \
-                E.get(f"slowdown/module/dax/rate={r}/pages_per_checkpoint")
+            ach, ppc, frac, cf, b = (sdf(r, "achieved_rate"), sdf(r, "pages_per_checkpoint"),
+                                     sdf(r, "checkpoint_time_fraction"), sdf(r, "faults_per_s"), bf(r))
+            fr = f"{100 * frac['median']:.1f}%" if frac else "–"
             a(f"| {r:g}/s | {fmt(ach['median']) if ach else '–'}/s | {fmt(ppc['median']) if ppc else '–'} | "
-              f"{100 * e['ratio']:.1f}% ({100 * e['min']:.1f}–{100 * e['max']:.1f}) | "
+              f"{100 * e['ratio']:.1f}% ({100 * e['min']:.1f}–{100 * e['max']:.1f}) | {fr} | "
+              f"{fmt(cf['median']) if cf else '–'} / {fmt(b['median']) if b else '–'} | "
               f"{(e['target'] + (' met' if e['met'] else ' **not met**')) if 'target' in e else '–'} |")
+        hk = E.get("slowdown/module/dax/hook_ns")
         a("")
+        if hk:
+            a(f"`ckpt_hook()` when nothing is due: {fmt(hk['median'])} ns per call (min {fmt(hk['min'])}, max "
+              f"{fmt(hk['max'])}), paid at every step of the loop.")
+            a("")
         a("Reading: " + slowdown_reading(sd, E))
         a("")
 
@@ -560,17 +705,61 @@ def write_page(d, E, env, plots, docdir):
           f"{sz.get('criu_image_bytes', 0) >> 20} MiB. Reading: a ratio above 1 means ckpt-tool took less "
           f"time than CRIU for the same process in the same run. CRIU injects a parasite and goes through "
           f"ptrace and its own protocol for every step; ckpt-tool reads /proc/PID/mem and restores through "
-          f"the module. **Incremental dumps are not compared** (CRIU's `pre-dump` + `dump --prev-images-dir` "
-          f"against ckpt-tool's `run --interval`, which has no single-shot incremental counterpart): a TODO.")
+          f"the module.")
     else:
         a("**TODO — not measured in this run.** `bench/criu/criu_bench.py` compares `ckpt-tool dump/restore` "
           "with CRIU 3.17 when the guest has the modules CRIU needs (scripts/bench.sh passes them); it was "
-          "skipped or failed here. Incremental dumps are not compared yet.")
+          "skipped or failed here.")
+    a("")
+    a("### Incremental: 1% of the pages written")
+    a("")
+    ci = [e for e in d["entries"] if e["name"].startswith("criu-incr/")]
+    if ci:
+        p = ci[0]["params"]
+        mem = p["process_mib"] << 20
+        a(f"`criu_bench.py --incremental`: the same {p['process_mib']} MiB process; one full checkpoint, then "
+          f"it writes one word in every 100th 4 KiB page ({p['dirty_pages']} pages, 1%), then one incremental "
+          f"checkpoint. ckpt-tool: `run --interval 0 --stats F` (a checkpoint per SIGUSR1; the incremental one "
+          f"collects the pages ckpt.ko logged as written); time = its own `total_s`, bytes = its `bytes`. "
+          f"CRIU: `pre-dump --track-mem`, then `dump --track-mem --prev-images-dir` (soft-dirty); time = the "
+          f"command's wall clock, bytes = its `pages-*.img`. Alternating in each repeat.")
+        a("")
+        if "criu_incr" in plots:
+            a(f"![incremental ckpt vs criu]({plots['criu_incr']})")
+            a("")
+        a("| | ckpt-tool full | ckpt-tool incremental (pause) | bytes (% of memory) | criu pre-dump | criu dump --prev-images-dir | bytes (% of memory) | time criu / ckpt-tool |")
+        a("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for tag in ("thp", "nothp"):
+            g = {k: E.get(f"criu-incr/{tag}/{k}") for k in ("ckpt_full", "ckpt_incr", "ckpt_incr_pause",
+                                                             "ckpt_incr_bytes", "criu_predump", "criu_incr",
+                                                             "criu_incr_bytes")}
+            if not all(g.values()):
+                continue
+            r = [e for e in d["entries"] if e["name"].startswith("criu incremental dump time") and f"({tag}," in e["name"]]
+            a(f"| THP {'on' if tag == 'thp' else 'off'} | {fmt(g['ckpt_full']['median'])} s | "
+              f"{fmt(g['ckpt_incr']['median'])} s ({fmt(g['ckpt_incr_pause']['median'])} s) | "
+              f"{g['ckpt_incr_bytes']['median'] / 2**20:.2f} MiB ({100 * g['ckpt_incr_bytes']['median'] / mem:.2f}%) | "
+              f"{fmt(g['criu_predump']['median'])} s | {fmt(g['criu_incr']['median'])} s | "
+              f"{g['criu_incr_bytes']['median'] / 2**20:.2f} MiB ({100 * g['criu_incr_bytes']['median'] / mem:.1f}%) | "
+              + (f"{fmt(r[0]['ratio'])}× ({fmt(r[0]['min'])}–{fmt(r[0]['max'])}) |" if r else "– |"))
+        a("")
+        hp = [(t, E.get(f"criu-incr/{t}/ckpt_incr")) for t in ("thp", "nothp")]
+        a("Reading: targets (issue 7) are ≥ 50× less time than CRIU's incremental dump and ≤ 2% of memory "
+          "written, THP-backed or not; see the targets table. CRIU tracks with soft-dirty, which on a "
+          "THP-backed process works per 2 MiB page: writing 1% of the 4 KiB pages dirties nearly every huge "
+          "page, so its incremental dump rewrites almost all the memory. CRIU's time also includes starting "
+          "the criu binary and injecting its parasite; ckpt-tool's `total_s` is measured inside the running "
+          "supervisor. THP backing at start (AnonHugePages): ckpt-tool's process "
+          + ", ".join(f"{t}: {e['params'].get('ckpt_anon_huge_kib', 0) >> 10} MiB" for t, e in hp if e) + ".")
+    else:
+        a("**Not measured in this run** (`criu_bench.py --incremental` was skipped or failed; it needs "
+          "`ckpt-tool run --interval 0 --stats`, CRIU and its modules).")
     a("")
     a("## Reproducing")
     a("")
     a("```sh")
     a("make bench                 # ~25 min: one VM boot, every benchmark, results + plots + this page")
+    a("CKPT_BUILD=build/x scripts/bench.sh   # the same with the binaries of another build directory")
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
     a("```")
     a("")
@@ -605,28 +794,45 @@ def latency_reading(E, dirty):
 
 
 def slowdown_reading(sd, E):
+    def get(r, what):
+        for k in (f"{r:g}", f"{r}"):
+            e = E.get(f"slowdown/module/dax/rate={k}/{what}")
+            if e:
+                return e
+        return None
     parts = []
     for r, e in sd:
-        parts.append(f"{r:g}/s keeps {100 * e['ratio']:.1f}%")
+        fr, co, pe = get(r, "checkpoint_time_fraction"), get(r, "collect_time_fraction"), get(r, "persist_time_fraction")
+        t = f"{r:g}/s keeps {100 * e['ratio']:.1f}% (per pair {100 * e['min']:.0f}–{100 * e['max']:.0f}%)"
+        if fr:
+            t += (f"; the loop spent {100 * fr['median']:.1f}% of its time stopped in checkpoints "
+                  f"(per run {100 * fr['min']:.1f}–{100 * fr['max']:.1f}%"
+                  + (f"; collecting {100 * co['median']:.1f}%, persisting and committing {100 * pe['median']:.1f}%"
+                     if co and pe else "") + ")")
+        parts.append(t)
     s = "; ".join(parts) + ". "
     ten = [e for r, e in sd if r == 10]
     if ten and "met" in ten[0]:
         e = ten[0]
-        s += (f"The 10/s target (≥ 95%) is **{'met' if e['met'] else 'not met'}** in this run. ")
-        if not e["met"]:
-            s += ("The checkpoint is synchronous in the loop (ckpt_hook) and each first write to a protected "
-                  "page traps (under TCG a trap costs roughly 10× its native cost, see bench/track), so the "
-                  "slowdown is the sum of fault and persist costs; the miss is reported, not tuned away. ")
-    over = [f"{r:g}/s" for r, e in sd if e["ratio"] > 1.05]
+        s += (f"The 10/s target (≥ 95%) is **{'met' if e['met'] else 'not met'}** in this run"
+              f"{'' if e['min'] >= 0.95 or e['max'] < 0.95 else ' (but repeats fall on both sides of it)'}. ")
+    s += ("The throughput ratio compares separate runs, seconds apart, on a host whose load swings them "
+          "by up to 2× (see the per-pair spread); the time stopped in checkpoints is measured inside each "
+          "checkpointed run, so host load stretches its two parts alike: 100% minus it bounds the "
+          "throughput kept from above, whatever the noise, and is the steadier figure. ")
+    s += ("Where the time goes: the loop stops for each checkpoint (collect + re-protect + persist + commit, "
+          "the \"time in checkpoints\" column, synchronous in `ckpt_hook()`), and after each one its first "
+          "write to every page of the new window traps once more (the extra minor faults against the "
+          "baseline); under TCG a trap costs roughly 10× its native cost (bench/track), and the persist "
+          "runs at the store's DAX throughput measured above. The part of the loss not spent inside "
+          "checkpoints is those faults plus `ckpt_hook()`'s own per-call cost. ")
+    over = [f"{r:g}/s" for r, e in sd if e["ratio"] > 1.03]
     if over:
         s += (f"**Caution:** at {', '.join(over)} the loop ran faster with checkpoints than without — "
-              "impossible for the work itself, so this benchmark has a bias between its baseline and its "
-              "checkpointed runs that is not understood yet (suspects: the baseline's place in each repeat, "
-              "TCG's translation and soft-TLB state after a session closes). Until it is found, read the "
-              "slowdown figures, the 10/s target included, as unreliable by about that margin. ")
+              "impossible for the work itself; read the slowdown figures as unreliable by about that margin. ")
     s += ("When one checkpoint takes longer than the interval (10 ms at 100/s), the achieved rate falls "
-          "below the one asked for (ckpt_hook checkpoints when the interval has elapsed since the last one): "
-          "compare the achieved column before reading the throughput kept at that rate.")
+          "below the one asked for (`ckpt_hook()` counts the interval from the end of the previous "
+          "checkpoint): compare the achieved column before reading the throughput kept at that rate.")
     return s
 
 

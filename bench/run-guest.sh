@@ -9,7 +9,10 @@
 # and kselftest's "# Totals:" line. Exit status non-zero if any benchmark failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/build/cmake/bench
+# CKPT_BUILD: the build directory to take the binaries from (default build/cmake).
+build=${CKPT_BUILD:-$top/build/cmake}
+export CKPT_BUILD=$build
+bin=$build/bench
 out= quick=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -65,12 +68,14 @@ dax=/dev/dax0.0 file=/mnt/pmem/bench.store
 } > "$out/env.json"
 
 echo "TAP version 13"
-echo "1..6"
+echo "1..7"
 bench track track "$bin/track_bench" --json "$out/track.json" --ko "$top/kmod/ckpt.ko" $quick
 bench latency ckpt "$bin/ckpt_bench" latency --json "$out/latency.json" --dax $dax --file $file $quick
 bench scaling ckpt "$bin/ckpt_bench" scaling --json "$out/scaling.json" --dax $dax --writers dax $quick
 bench throughput ckpt "$bin/ckpt_bench" throughput --json "$out/throughput.json" --dax $dax --file $file $quick
-bench slowdown ckpt "$bin/ckpt_bench" slowdown --json "$out/slowdown.json" --dax $dax --writers dax $quick
+# The slowdown pairs are the noisiest figures (whole seconds of a shared host): 7 repeats.
+bench slowdown ckpt "$bin/ckpt_bench" slowdown --json "$out/slowdown.json" --dax $dax --writers dax \
+  --reps 7 $quick
 rm -f "$file" "$file.small"
 # CRIU needs these modules loaded (scripts/bench.sh passes them to scripts/vm/run --modules);
 # make test's VM does not load them, so there the comparison is skipped, not failed.
@@ -83,6 +88,15 @@ elif [ -n "$missing" ]; then
   tap 4 "criu" "modules CRIU needs are not loaded:$missing (scripts/vm/run --modules)"
 else
   bench criu ckpt /usr/bin/python3 "$top/bench/criu/criu_bench.py" --json "$out/criu.json" $quick
+fi
+# Incremental: ckpt-tool run (checkpoint on SIGUSR1) vs criu pre-dump + dump --prev-images-dir.
+if ! command -v criu >/dev/null; then
+  tap 4 "criu-incr" "criu is not installed (scripts/deps.sh)"
+elif [ -n "$missing" ]; then
+  tap 4 "criu-incr" "modules CRIU needs are not loaded:$missing (scripts/vm/run --modules)"
+else
+  bench criu-incr ckpt /usr/bin/python3 "$top/bench/criu/criu_bench.py" --incremental \
+    --json "$out/criu-incr.json" $quick
 fi
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 [ "$fail" -eq 0 ]

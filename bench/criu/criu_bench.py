@@ -6,11 +6,15 @@ Runs in the VM as root (bench/run-guest.sh). The process is bench/criu/memhog: M
 anonymous memory with a pattern, THP on or off. Per repeat, for each tool: start it, dump it
 (both tools kill it after the dump), restore it, ask it to check its memory (SIGUSR1 -> DIR/ok),
 kill it. Wall-clock times of the dump and restore commands; images on /tmp (tmpfs) for both.
-Incremental dumps are not compared: ckpt-tool's incremental mode is `run --interval`, which has
-no single-shot counterpart to `criu dump --prev-images-dir` yet.
 
-  criu_bench.py --json OUT [--mib 64] [--reps 5] [--quick]
-Writes {"section": "criu", "figures": [...], "comparisons": [...]} like ckpt_bench.
+--incremental: one full checkpoint, then memhog writes 1% of its 4 KiB pages (SIGUSR2), then one
+incremental checkpoint. ckpt-tool: `run --interval 0 --stats F` (checkpoints on SIGUSR1, one
+JSON line per checkpoint: pages, bytes, pause_s, total_s); CRIU: `pre-dump --track-mem`, then
+`dump --track-mem --prev-images-dir` (soft-dirty; it writes only pages dirtied since the
+pre-dump). Same process, same writes, alternating in each repeat; THP-backed and not.
+
+  criu_bench.py --json OUT [--mib 64] [--reps 5] [--quick] [--incremental]
+Writes {"section": "criu"|"criu-incr", "figures": [...], "comparisons": [...]} like ckpt_bench.
 """
 import argparse
 import json
@@ -25,8 +29,9 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOG = os.path.join(TOP, "build/cmake/bench/criu_memhog")
-TOOL = os.path.join(TOP, "build/cmake/bin/ckpt-tool")
+BUILD = os.environ.get("CKPT_BUILD") or os.path.join(TOP, "build/cmake")  # bench/run-guest.sh sets it
+HOG = os.path.join(BUILD, "bench/criu_memhog")
+TOOL = os.path.join(BUILD, "bin/ckpt-tool")
 
 
 class Fail(Exception):
@@ -51,13 +56,160 @@ def run(cmd, what):
     return dt, p
 
 
-def start(mib, thp, d):
-    p = subprocess.Popen([HOG, str(mib), "thp" if thp else "nothp", d], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def start(mib, thp, d, wrap=()):
+    p = subprocess.Popen([*wrap, HOG, str(mib), "thp" if thp else "nothp", d], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if wrap else subprocess.DEVNULL,
+                         start_new_session=True, text=True)
     if not wait_file(os.path.join(d, "ready"), 120):
         p.kill()
-        raise Fail("memhog never became ready")
+        raise Fail(f"memhog never became ready{': ' + p.communicate()[1].strip()[-800:] if wrap else ''}")
     return p
+
+
+def hog_pid(d):
+    return int(open(os.path.join(d, "ready")).read().split()[0])
+
+
+def anon_huge_kib(pid):
+    """AnonHugePages of the process (kB): how much of it THP really backs."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def dirty_one_percent(pid, d, n):
+    """memhog writes 1% of its pages; wait until it says so (round n)."""
+    os.kill(pid, signal.SIGUSR2)
+    if not wait_file(os.path.join(d, f"dirtied.{n}"), 60):
+        raise Fail("memhog never finished writing its 1%")
+
+
+def stats_lines(path, n, secs, proc):
+    """Wait until ckpt-tool's --stats file holds n JSON lines; return them."""
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        try:
+            lines = [json.loads(x) for x in open(path).read().splitlines() if x.strip()]
+        except (OSError, ValueError):
+            lines = []
+        if len(lines) >= n:
+            return lines
+        if proc.poll() is not None:
+            raise Fail(f"ckpt-tool run exited ({proc.returncode}): {proc.communicate()[1].strip()[-800:]}")
+        time.sleep(0.01)
+    raise Fail(f"ckpt-tool run wrote no checkpoint {n} in {secs} s")
+
+
+def incr_ckpt(mib, thp, work):
+    d = tempfile.mkdtemp(dir=work)
+    img, st = os.path.join(d, "img"), os.path.join(d, "stats.jsonl")
+    p = start(mib, thp, d, wrap=(TOOL, "run", "--store", img, "--interval", "0", "--stats", st, "--"))
+    pid = hog_pid(d)
+    huge = anon_huge_kib(pid)
+    try:
+        os.kill(p.pid, signal.SIGUSR1)
+        stats_lines(st, 1, 300, p)
+        dirty_one_percent(pid, d, 1)
+        t0 = time.monotonic()
+        os.kill(p.pid, signal.SIGUSR1)
+        full, inc = stats_lines(st, 2, 300, p)[:2]
+        wall = time.monotonic() - t0  # includes ckpt-tool's up-to-20 ms wait for the request
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    shutil.rmtree(d)
+    return {"full_s": full["total_s"], "incr_s": inc["total_s"], "incr_pause_s": inc["pause_s"],
+            "incr_wall_s": wall, "incr_bytes": inc["bytes"], "incr_pages": inc["pages"],
+            "full_bytes": full["bytes"], "huge_kib": huge}
+
+
+def dir_bytes(path, prefix=""):
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.startswith(prefix))
+
+
+def incr_criu(mib, thp, work):
+    d = tempfile.mkdtemp(dir=work)
+    pre, dump = os.path.join(d, "pre"), os.path.join(d, "dump")
+    os.mkdir(pre)
+    os.mkdir(dump)
+    p = start(mib, thp, d)
+    pid = p.pid
+    huge = anon_huge_kib(pid)
+    try:
+        full, _ = run(["criu", "pre-dump", "-t", str(pid), "-D", pre, "--track-mem", "-o", "pre.log"],
+                      "criu pre-dump")
+        dirty_one_percent(pid, d, 1)
+        inc, _ = run(["criu", "dump", "-t", str(pid), "-D", dump, "--track-mem", "--prev-images-dir", "../pre",
+                      "-o", "dump.log"], "criu dump --prev-images-dir")
+        p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    r = {"full_s": full, "incr_s": inc, "incr_bytes": dir_bytes(dump, "pages-"),
+         "incr_all_bytes": dir_bytes(dump), "full_bytes": dir_bytes(pre, "pages-"), "huge_kib": huge}
+    shutil.rmtree(d)
+    return r
+
+
+def incremental(a, work):
+    figures, comparisons = [], []
+    mem = a.mib << 20
+    # The smoke check (--quick) runs each path once: THP-backed for full dumps, not for these.
+    for thp in ((False,) if a.quick else (True, False)):
+        tag = "thp" if thp else "nothp"
+        ck, cr = [], []
+        for _ in range(a.reps):  # interleaved: one of each per repeat
+            ck.append(incr_ckpt(a.mib, thp, work))
+            cr.append(incr_criu(a.mib, thp, work))
+        params = {"process_mib": a.mib, "thp": thp, "dirty_pages": (mem // 4096 + 99) // 100,
+                  "ckpt_anon_huge_kib": ck[-1]["huge_kib"], "criu_anon_huge_kib": cr[-1]["huge_kib"]}
+        def fig(name, unit, v):
+            figures.append({"name": f"criu-incr/{tag}/{name}", "unit": unit, **stats(v), "params": params})
+            print(f"  {tag} {name:<22} median {statistics.median(v):.4g} {unit} (min {min(v):.4g}, max {max(v):.4g})")
+        fig("ckpt_full", "s", [x["full_s"] for x in ck])
+        fig("ckpt_incr", "s", [x["incr_s"] for x in ck])
+        fig("ckpt_incr_pause", "s", [x["incr_pause_s"] for x in ck])
+        fig("ckpt_incr_wall", "s", [x["incr_wall_s"] for x in ck])
+        fig("ckpt_incr_bytes", "bytes", [x["incr_bytes"] for x in ck])
+        fig("criu_predump", "s", [x["full_s"] for x in cr])
+        fig("criu_incr", "s", [x["incr_s"] for x in cr])
+        fig("criu_incr_bytes", "bytes", [x["incr_bytes"] for x in cr])
+        fig("criu_incr_all_bytes", "bytes", [x["incr_all_bytes"] for x in cr])
+
+        def compare(name, what, num, den, limit=None, at_most=False):
+            per = [n / k for n, k in zip(num, den)]
+            ratio = statistics.median(num) / statistics.median(den)
+            c = {"name": name, "unit": "ratio", "what": what, "ratio": ratio, "median": statistics.median(per),
+                 "min": min(per), "max": max(per), "n": len(per), "params": params}
+            if limit is not None:
+                c["target"] = f"{'<=' if at_most else '>='} {limit:g}"
+                c["met"] = ratio <= limit if at_most else ratio >= limit
+            comparisons.append(c)
+            print(f"  {name}: {ratio:.4g}" + (f" target {c['target']} -> {'met' if c['met'] else 'NOT MET'}"
+                                              if limit is not None else ""))
+        compare(f"criu incremental dump time / ckpt-tool incremental checkpoint time ({tag}, {a.mib} MiB, 1% written)",
+                "criu dump --prev-images-dir wall time over ckpt-tool's checkpoint total_s (higher: ckpt-tool faster)",
+                [x["incr_s"] for x in cr], [x["incr_s"] for x in ck], 50)
+        compare(f"ckpt-tool incremental bytes / process memory ({tag}, {a.mib} MiB, 1% written)",
+                "bytes the incremental checkpoint wrote over the process's memory (lower is better)",
+                [x["incr_bytes"] for x in ck], [mem] * len(ck), 0.02, True)
+        compare(f"criu incremental page bytes / process memory ({tag}, {a.mib} MiB, 1% written)",
+                "pages-*.img bytes of criu's incremental dump over the process's memory",
+                [x["incr_bytes"] for x in cr], [mem] * len(cr))
+    return figures, comparisons
 
 
 def verify_and_kill(pid, d):
@@ -129,6 +281,7 @@ def main():
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--incremental", action="store_true", help="full then 1%% incremental (see above)")
     a = ap.parse_args()
     if a.quick:
         a.mib, a.reps = 8, 1
@@ -141,8 +294,11 @@ def main():
         return 1
     work = tempfile.mkdtemp(prefix="criu-bench.", dir="/tmp")
     figures, comparisons = [], []
+    section = "criu-incr" if a.incremental else "criu"
     try:
-        for thp in (True, False):
+        if a.incremental:
+            figures, comparisons = incremental(a, work)
+        for thp in (() if a.incremental else (True,) if a.quick else (True, False)):
             tag = "thp" if thp else "nothp"
             r = {k: [] for k in ("ckpt_dump", "ckpt_restore", "criu_dump", "criu_restore")}
             sizes = {}
@@ -170,7 +326,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with open(a.json, "w") as f:
-        json.dump({"section": "criu", "quick": a.quick, "reps": a.reps, "figures": figures,
+        json.dump({"section": section, "quick": a.quick, "reps": a.reps, "figures": figures,
                    "comparisons": comparisons}, f, indent=1)
     return 0
 

@@ -2,7 +2,10 @@
 // The process dumped and restored by criu_bench.py: MIB MiB of anonymous memory filled with a
 // pattern (THP allowed or not), then it waits. SIGUSR1: check the pattern and create
 // DIR/ok (or DIR/bad), so a restore is proven to bring the memory back, not just a process.
-//   memhog MIB thp|nothp DIR      (creates DIR/ready when filled)
+// SIGUSR2: write one word in 1% of its 4 KiB pages (every 100th), then create DIR/dirtied.N
+// (N = 1, 2, ...): the write an incremental checkpoint must then save (after it the pattern
+// check fails; the incremental comparison does not restore).
+//   memhog MIB thp|nothp DIR      (writes its pid into DIR/ready when filled)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
@@ -15,16 +18,24 @@
 
 static uint64_t *mem;
 static size_t words;
-static volatile sig_atomic_t check;
+static volatile sig_atomic_t check, dirty;
 
 static void on_usr1(int sig) { (void)sig; check = 1; }
+static void on_usr2(int sig) { (void)sig; dirty = 1; }
 
-static void touch(const char *dir, const char *name) {
-	char p[4096];
+/* DIR/NAME with `text` in it, written under a temporary name and renamed: who polls for it
+ * never sees it empty. */
+static void touch(const char *dir, const char *name, const char *text) {
+	char p[4096], t[4200];
 	snprintf(p, sizeof p, "%s/%s", dir, name);
-	int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-	if (fd >= 0)
-		close(fd);
+	snprintf(t, sizeof t, "%s.tmp", p);
+	int fd = open(t, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (text)
+		(void)!write(fd, text, strlen(text));
+	close(fd);
+	rename(t, p);
 }
 
 int main(int argc, char **argv) {
@@ -40,16 +51,35 @@ int main(int argc, char **argv) {
 	words = len / 8;
 	for (size_t i = 0; i < words; i++)
 		mem[i] = i * 0x9e3779b97f4a7c15ULL;
+	/* The signals stay blocked except inside sigsuspend(): one sent at any instant is seen. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &block, &old);
 	signal(SIGUSR1, on_usr1);
-	touch(argv[3], "ready");
+	signal(SIGUSR2, on_usr2);
+	char pid[32];
+	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	touch(argv[3], "ready", pid);
+	unsigned rounds = 0;
 	for (;;) {
-		pause();
-		if (!check)
-			continue;
-		check = 0;
-		size_t bad = 0;
-		for (size_t i = 0; i < words; i++)
-			bad += mem[i] != i * 0x9e3779b97f4a7c15ULL;
-		touch(argv[3], bad ? "bad" : "ok");
+		while (!check && !dirty)
+			sigsuspend(&old);
+		if (dirty) {
+			dirty = 0;
+			for (size_t pg = 0; pg < len / 4096; pg += 100)
+				mem[pg * 512] += 1;
+			char n[32];
+			snprintf(n, sizeof n, "dirtied.%u", ++rounds);
+			touch(argv[3], n, NULL);
+		}
+		if (check) {
+			check = 0;
+			size_t bad = 0;
+			for (size_t i = 0; i < words; i++)
+				bad += mem[i] != i * 0x9e3779b97f4a7c15ULL;
+			touch(argv[3], bad ? "bad" : "ok", NULL);
+		}
 	}
 }

@@ -248,9 +248,9 @@ int main(int argc, char **argv) {
   CLI11_PARSE(app, argc, argv);
 
   const size_t pages = quick ? 512 : 4096;
-  const int reps = quick ? 3 : 11;
+  const int reps = quick ? 1 : 11;  // --quick is the smoke check in make test: every path once
   const size_t slow_pages = quick ? 32 : 256;  // uffd-WP and mprotect: per-page cost anyway
-  const size_t big = (quick ? 64UL : 1024UL) << 20, big_pages = big / kPage;
+  const size_t big = (quick ? 16UL : 1024UL) << 20, big_pages = big / kPage;
   nlohmann::json out;
   try {
     char *buf = map_anon(pages * kPage, false);
@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
 
     // Within a repeat each per-page figure is the best of kTrials runs: interference from
     // other load only ever adds time, and the emulated machine is shared.
-    constexpr int kTrials = 3;
+    const int kTrials = quick ? 1 : 3;
     auto best = [](std::vector<double> &v, double x, int trial) {
       if (trial == 0) v.push_back(x);
       else v.back() = std::min(v.back(), x);
@@ -350,7 +350,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < k; i++) b = std::min(b, untracked_fault(pages));
       return b;
     };
-    const int untracked_trials = quick ? 2 : 5;
+    const int untracked_trials = quick ? 1 : 5;
     for (int r = 0; r < reps; r++) {
       // Best of 5 per state and round: the states differ by a few instructions at most,
       // far below the emulator's noise on a shared machine.

@@ -112,23 +112,32 @@ time.sleep(600)' "$d/ready" &
   kill -0 $pid 2>/dev/null && tap 0 "the other user's process still runs" || tap 1 "the other user's process still runs"
   kill -9 $pid; wait $pid 2>/dev/null
 
-  # A good image, then damaged copies of it.
+  # A good image (a file store), then damaged copies of it. The store's checksums catch a
+  # damaged page; the copies are found by content: a marker in the program's environment (its
+  # stack) and the path of its stdout (only in the process metadata).
   cp "$bin/signals" "$d/prog"
-  (cd "$d" && exec "$d/prog" "$d/ready2" "$d/go2" >"$d/out" 2>&1) &
+  local marker=ckpt-refusal-marker-0123456789abcdef0123456789abcdef
+  (cd "$d" && CKPT_MARKER=$marker exec "$d/prog" "$d/ready2" "$d/go2" >"$d/out" 2>&1) &
   pid=$!
   wait_file "$d/ready2" 60
   "$tool" dump --store "$d/good" $pid 2>/dev/null; wait $pid 2>/dev/null
-  local size; size=$(stat -c %s "$d/good")
+  local off
   cp "$d/good" "$d/bad-data"
-  printf '\xff\xfe' | dd of="$d/bad-data" bs=1 seek=4200 conv=notrunc status=none
-  expect_refusal "restore refuses damaged page data" "corrupted image" "$tool" restore --store "$d/bad-data"
+  off=$(grep -boa "$marker" "$d/bad-data" | head -1 | cut -d: -f1)
+  printf 'XX' | dd of="$d/bad-data" bs=1 seek=$((off + 4)) conv=notrunc status=none
+  expect_refusal "restore refuses damaged page data (names the mapping)" \
+    "corrupted image: the mapping at 0x" "$tool" restore --store "$d/bad-data"
   cp "$d/good" "$d/bad-meta"
-  printf '\x01' | dd of="$d/bad-meta" bs=1 seek=$((size - 100)) conv=notrunc status=none
-  expect_refusal "restore refuses damaged metadata" "corrupted image" "$tool" restore --store "$d/bad-meta"
-  head -c $((size - 10)) "$d/good" >"$d/short"
-  expect_refusal "restore refuses a truncated image" "corrupted image" "$tool" restore --store "$d/short"
-  head -c 5000 /dev/urandom >"$d/random"
-  expect_refusal "restore refuses a random file" "not a ckpt process image" "$tool" restore --store "$d/random"
+  off=$(grep -boa "$d/out" "$d/bad-meta" | head -1 | cut -d: -f1)
+  printf 'X' | dd of="$d/bad-meta" bs=1 seek=$((off + 1)) conv=notrunc status=none
+  expect_refusal "restore refuses damaged metadata" "corrupted image: the process metadata" \
+    "$tool" restore --store "$d/bad-meta"
+  off=$(grep -boa "$marker" "$d/good" | head -1 | cut -d: -f1)
+  head -c $((off / 4096 * 4096)) "$d/good" >"$d/short"   # cuts a page of the stack
+  expect_refusal "restore refuses a truncated store" "store\|corrupt\|damaged" \
+    "$tool" restore --store "$d/short"
+  head -c 65536 /dev/urandom >"$d/random"
+  expect_refusal "restore refuses a random file" "not a ckpt store" "$tool" restore --store "$d/random"
   touch -d '2001-01-01' "$d/prog"
   expect_refusal "restore refuses a changed binary" "changed on disk" "$tool" restore --store "$d/good"
   rm -rf "$d"

@@ -1,13 +1,18 @@
 // Whole-process image (tools/ckpt-tool/image.hpp): round trip, validation, and a fuzz of the
-// decoder with random corruption and truncation: it must refuse (never crash, never read out of
-// bounds) or return an image that passes the same validation.
+// "process" region decoder as restore reads it from a store, with random corruption and
+// truncation: it must refuse (never crash, never read out of bounds) or return an image that
+// passes the same validation.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <random>
 
 #include "image.hpp"
+#include "store.hpp"
 
 using namespace ckpt_tool::image;
 
@@ -56,13 +61,13 @@ Image sample() {
   a.prot = PROT_READ | PROT_EXEC;
   a.kind = kFile;
   a.file = {"/usr/bin/prog", 77, 8192, 123};
-  a.runs = {{0, 4096, kHeaderSize}};
+  a.runs = {{0, 4096}};
   img.vmas.push_back(a);
   Vma h;
   h.start = 0x500000;
   h.end = 0x521000;
   h.prot = PROT_READ | PROT_WRITE;
-  h.runs = {{0, 8192, kHeaderSize + 4096}, {0x10000, 4096, kHeaderSize + 3 * 4096}};
+  h.runs = {{0, 8192}, {0x10000, 4096}};
   img.vmas.push_back(h);
   Vma s;
   s.start = 0x7ffd0000a000;
@@ -80,8 +85,6 @@ Image sample() {
   return img;
 }
 
-constexpr uint64_t kDataEnd = kHeaderSize + 4 * 4096;
-
 }  // namespace
 
 TEST(WpImage, RoundTrip) {
@@ -89,7 +92,7 @@ TEST(WpImage, RoundTrip) {
   std::vector<uint8_t> meta = encode_meta(in);
   Image out;
   std::string why;
-  ASSERT_EQ(decode_meta(meta, kDataEnd, &out, &why), 0) << why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
   EXPECT_EQ(out.pid, in.pid);
   EXPECT_EQ(out.cwd, in.cwd);
   ASSERT_EQ(out.threads.size(), 2u);
@@ -112,7 +115,7 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   auto refuses = [&](auto mutate) {
     Image img = sample();
     mutate(img);
-    return decode_meta(encode_meta(img), kDataEnd, &out, &why) == -EBADMSG;
+    return decode_meta(encode_meta(img), &out, &why) == -EBADMSG;
   };
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.cs = 0x23; }));
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.ip = 1ull << 63; }));
@@ -122,8 +125,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].start = 0x400800; }));   // unaligned / overlap
   EXPECT_TRUE(refuses([](Image& i) { std::swap(i.vmas[0], i.vmas[1]); }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[1].offset = 0x21000; }));
-  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[1].data_off = kDataEnd; }));
-  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[0].data_off = 0; }));  // into the header
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[1].offset = 0x1000; }));  // overlaps run 0
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[1].len = 0; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].runs[1].len = 0x800; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[2].end = 0x800000000000; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[2].start = 0x7ffd00101000; i.vmas[2].end = 0x7ffd00102000; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].file.path = "relative"; }));
@@ -134,30 +138,98 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_FALSE(refuses([](Image&) {}));
 }
 
-TEST(WpImage, Header) {
-  Header h;
-  h.data_len = 4 * 4096;
-  h.meta_off = kDataEnd;
-  h.meta_len = 1000;
-  h.meta_hash = 42;
-  auto b = encode_header(h);
-  Header g;
+TEST(WpImage, ProcessRegion) {
+  std::vector<uint8_t> b = encode_process(sample());
+  ASSERT_EQ(b.size() % kPage, 0u);
+  Image out;
   std::string why;
-  EXPECT_EQ(decode_header(b, kDataEnd + 1000, &g, &why), 0) << why;
-  EXPECT_EQ(g.meta_hash, 42u);
-  EXPECT_EQ(decode_header(b, kDataEnd + 999, &g, &why), -EBADMSG);  // truncated file
-  b[20] ^= 1;
-  EXPECT_EQ(decode_header(b, kDataEnd + 1000, &g, &why), -EBADMSG);
-  b = encode_header(h);
-  b[0] = 'X';
-  EXPECT_EQ(decode_header(b, kDataEnd + 1000, &g, &why), -EBADMSG);
-  h.major = 2;
-  b = encode_header(h);
-  EXPECT_EQ(decode_header(b, kDataEnd + 1000, &g, &why), -EPROTO);
+  EXPECT_EQ(decode_process(b, &out, &why), 0) << why;
+  EXPECT_EQ(out.vmas.size(), 3u);
+  std::vector<uint8_t> c = b;
+  c[0] = 'X';
+  EXPECT_EQ(decode_process(c, &out, &why), -ENODATA);
+  c = b;
+  c[8] = 1;  // format version 1: the old standalone image file
+  EXPECT_EQ(decode_process(c, &out, &why), -EPROTO);
+  c = b;
+  c[16 + 7] = 1;  // metadata longer than its region
+  EXPECT_EQ(decode_process(c, &out, &why), -EBADMSG);
+  c.assign(b.begin(), b.begin() + 20);
+  EXPECT_EQ(decode_process(c, &out, &why), -ENODATA);
+  EXPECT_EQ(vma_region(0x7ffd0000a000), "vma:7ffd0000a000");
 }
 
-// Random corruption of the metadata (with the checksum out of the way, so the decoder itself
-// is exercised): decode must refuse or produce something that re-encodes and re-validates.
+// Random corruption of the metadata, written into a real store and read back the way restore
+// reads it (the store's checksums are valid: the corruption is what a buggy or hostile writer
+// committed, so the decoder itself is exercised): decode must refuse or produce something that
+// re-encodes and re-validates.
+TEST(WpImage, FuzzDecoderThroughStore) {
+  char dir[] = "/tmp/wp-image-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/store";
+  std::unique_ptr<ckpt::store::Store> st;
+  ckpt::store::Options o;
+  ASSERT_EQ(ckpt::store::Store::open(path, o, &st), 0);
+  const std::vector<uint8_t> good = encode_process(sample());
+  const size_t meta_len = good.size();
+  uint32_t id = 0;
+  ASSERT_EQ(st->define_region(kProcessRegion, meta_len + kPage, &id), 0);
+  std::mt19937_64 rng(12345);
+  int refused = 0, accepted = 0;
+  for (int iter = 0; iter < 3000; iter++) {
+    std::vector<uint8_t> m = good;
+    m.resize(meta_len + kPage, 0);
+    uint64_t n = meta_len - kProcessHeader;  // the real metadata length
+    std::memcpy(&n, good.data() + 16, 8);
+    int kind = int(rng() % 5);
+    if (kind == 0) {  // flip bits in the metadata
+      for (int k = 0, j = 1 + int(rng() % 8); k < j; k++)
+        m[kProcessHeader + rng() % n] ^= uint8_t(1u << (rng() % 8));
+    } else if (kind == 1) {  // a shorter declared length: truncated metadata
+      uint64_t t = rng() % n;
+      std::memcpy(m.data() + 16, &t, 8);
+    } else if (kind == 2) {  // overwrite a u64 with an extreme value
+      size_t at = kProcessHeader + (rng() % (n / 8)) * 8;
+      uint64_t v = (rng() & 1) ? ~0ull : (1ull << (rng() % 64));
+      std::memcpy(m.data() + at, &v, 8);
+    } else if (kind == 3) {  // a length beyond the region, or huge
+      uint64_t t = (rng() & 1) ? ~0ull : m.size() - kProcessHeader + 1 + rng() % 100000;
+      std::memcpy(m.data() + 16, &t, 8);
+    } else {  // random garbage after a valid header
+      for (size_t k = kProcessHeader; k < m.size(); k++) m[k] = uint8_t(rng());
+      uint64_t t = rng() % (m.size() - kProcessHeader);
+      std::memcpy(m.data() + 16, &t, 8);
+    }
+    std::unique_ptr<ckpt::store::Txn> txn;
+    ASSERT_EQ(st->begin(&txn), 0);
+    for (size_t k = 0; k < m.size() / kPage; k++)
+      ASSERT_EQ(txn->put_page(id, k, m.data() + k * kPage), 0);
+    ASSERT_EQ(txn->commit(), 0);
+    std::vector<uint8_t> back(m.size());
+    ckpt::store::ReadReport rep;
+    ASSERT_EQ(st->read_region(id, back.data(), back.size(), &rep), 0);
+    ASSERT_EQ(back, m);
+    Image out;
+    std::string why;
+    int e = decode_process(back, &out, &why);
+    if (e) {
+      EXPECT_EQ(e, -EBADMSG) << why;
+      EXPECT_FALSE(why.empty());
+      refused++;
+      continue;
+    }
+    accepted++;
+    Image again;
+    ASSERT_EQ(decode_process(encode_process(out), &again, &why), 0) << why;
+  }
+  st.reset();
+  unlink(path.c_str());
+  rmdir(dir);
+  EXPECT_GT(refused, 1500);
+  std::printf("fuzz: %d refused, %d accepted (harmless changes)\n", refused, accepted);
+}
+
+// The decoder alone, many more cases (no store round trip).
 TEST(WpImage, FuzzDecoder) {
   const std::vector<uint8_t> good = encode_meta(sample());
   std::mt19937_64 rng(12345);
@@ -179,7 +251,7 @@ TEST(WpImage, FuzzDecoder) {
     }
     Image out;
     std::string why;
-    int e = decode_meta(m, kDataEnd, &out, &why);
+    int e = decode_meta(m, &out, &why);
     if (e) {
       EXPECT_EQ(e, -EBADMSG);
       EXPECT_FALSE(why.empty());
@@ -188,7 +260,7 @@ TEST(WpImage, FuzzDecoder) {
     }
     accepted++;
     Image again;
-    ASSERT_EQ(decode_meta(encode_meta(out), kDataEnd, &again, &why), 0) << why;
+    ASSERT_EQ(decode_meta(encode_meta(out), &again, &why), 0) << why;
   }
   EXPECT_GT(refused, 10000);
   std::printf("fuzz: %d refused, %d accepted (harmless changes)\n", refused, accepted);

@@ -1,8 +1,9 @@
-// ckpt-tool dump: checkpoint a running process into a whole-process image (image.hpp).
+// ckpt-tool dump (and run's checkpoints): a running process into a libckpt store (image.hpp
+// has the regions), one store transaction per checkpoint.
 //
 // Everything user space can read is read from user space: ptrace (PTRACE_SEIZE +
-// PTRACE_INTERRUPT for a stop, GETREGS, GETREGSET NT_X86_XSTATE), /proc/PID/{maps,pagemap,mem,
-// fd,fdinfo,cwd,stat,status}. What only the kernel knows (signal handlers, sigaltstack,
+// PTRACE_INTERRUPT for a stop, GETREGS, GETREGSET NT_X86_XSTATE), /proc/PID/{maps,pagemap,
+// fd,fdinfo,cwd,stat,status}, process_vm_readv for memory. What only the kernel knows (signal handlers, sigaltstack,
 // clear_child_tid, robust list, rseq, brk) comes from ckpt.ko's CKPT_IOC_DUMP_TASK, so no code
 // is injected into the target.
 #include <fcntl.h>
@@ -16,12 +17,12 @@
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -33,6 +34,7 @@
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
+#include "store.hpp"
 #include "wp.hpp"
 
 namespace ckpt_tool {
@@ -328,39 +330,6 @@ std::vector<bool> want_pages(int pagemap_fd, const Vma& v) {
   return want;
 }
 
-// Which pages of a mapping hold data the restore must write: read from pagemap.
-void select_pages(int pagemap_fd, const Vma& v, std::vector<Run>* runs) {
-  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
-  uint64_t pages = (v.end - v.start) / kPage;
-  std::vector<uint64_t> ent(std::min<uint64_t>(pages, 65536));
-  uint64_t run_start = 0, run_len = 0;
-  for (uint64_t i = 0; i < pages;) {
-    uint64_t n = std::min<uint64_t>(pages - i, ent.size());
-    ssize_t got = pread(pagemap_fd, ent.data(), n * 8, off_t((v.start / kPage + i) * 8));
-    if (got != ssize_t(n * 8)) throw Error{kFailed, std::string("pagemap: ") + strerror(errno)};
-    for (uint64_t k = 0; k < n; k++) {
-      uint64_t e = ent[k];
-      bool want;
-      if (v.kind == kSharedAnon)
-        want = true;
-      else if (v.kind == kFile)
-        want = (e & kSwapped) || ((e & kPresent) && !(e & kFilePage));
-      else
-        want = e & (kPresent | kSwapped);
-      uint64_t off = (i + k) * kPage;
-      if (want && run_len && run_start + run_len == off) {
-        run_len += kPage;
-      } else if (want) {
-        if (run_len) runs->push_back({run_start, run_len, 0});
-        run_start = off;
-        run_len = kPage;
-      }
-    }
-    i += n;
-  }
-  if (run_len) runs->push_back({run_start, run_len, 0});
-}
-
 void read_vmas(int pid, Image* img) {
   std::vector<proc::MapsLine> maps;
   if (int e = proc::read_maps(pid, &maps); e) throw Error{kFailed, "maps: " + errstr(e)};
@@ -411,190 +380,101 @@ void read_vmas(int pid, Image* img) {
     throw Error{kFailed, "unexpected layout: [vvar] is not directly below [vdso]"};
 }
 
-struct Written {
-  uint64_t pages = 0;
+// Reads pages of the stopped process: process_vm_readv where the mapping is readable (many runs
+// per call, straight into our buffer), /proc/PID/mem elsewhere (it reads through PROT_NONE and
+// write-only protections, which process_vm_readv refuses).
+class MemReader {
+ public:
+  explicit MemReader(int pid) : pid_(pid) {
+    mem_ = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+    if (mem_ < 0) throw Error{kFailed, std::string("/proc/PID/mem: ") + strerror(errno)};
+  }
+  ~MemReader() { close(mem_); }
+  MemReader(const MemReader&) = delete;
+  MemReader& operator=(const MemReader&) = delete;
+
+  // Read the pages at page indices idx[0..n) of mapping v, ascending, into buf (n pages).
+  void read(const Vma& v, const uint64_t* idx, size_t n, uint8_t* buf) {
+    if (!(v.prot & PROT_READ)) {
+      for (size_t i = 0; i < n;) {
+        size_t e = i + 1;
+        while (e < n && idx[e] == idx[i] + (e - i)) e++;
+        size_t len = (e - i) * kPage;
+        if (pread(mem_, buf + i * kPage, len, off_t(v.start + idx[i] * kPage)) != ssize_t(len))
+          throw Error{kFailed, std::string("reading process memory: ") + strerror(errno)};
+        i = e;
+      }
+      return;
+    }
+    std::vector<iovec> remote;
+    for (size_t i = 0; i < n;) {
+      size_t e = i + 1;
+      while (e < n && idx[e] == idx[i] + (e - i)) e++;
+      remote.push_back({reinterpret_cast<void*>(v.start + idx[i] * kPage), (e - i) * kPage});
+      i = e;
+    }
+    uint8_t* dst = buf;
+    for (size_t r = 0; r < remote.size();) {
+      size_t m = std::min<size_t>(remote.size() - r, IOV_MAX);
+      size_t want = 0;
+      for (size_t k = r; k < r + m; k++) want += remote[k].iov_len;
+      iovec local{dst, want};
+      ssize_t got = process_vm_readv(pid_, &local, 1, &remote[r], m, 0);
+      if (got != ssize_t(want))
+        throw Error{kFailed, std::string("reading process memory: ") +
+                                 (got < 0 ? strerror(errno) : "short read")};
+      dst += want;
+      r += m;
+    }
+  }
+
+ private:
+  int pid_;
+  int mem_;
 };
 
-// Page data: every run of every mapping, in order, from /proc/PID/mem to the image.
-void write_data(int pid, int out, Image* img, Written* w) {
-  std::string base = "/proc/" + std::to_string(pid);
-  int pm = open((base + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
-  int mem = open((base + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
-  if (pm < 0 || mem < 0) {
-    int e = errno;
-    if (pm >= 0) close(pm);
-    if (mem >= 0) close(mem);
-    throw Error{kFailed, base + "/{pagemap,mem}: " + strerror(e)};
-  }
-  std::unique_ptr<int, void (*)(int*)> guard(new int[2]{pm, mem}, [](int* p) {
-    close(p[0]);
-    close(p[1]);
-    delete[] p;
-  });
-  constexpr size_t kBuf = 1 << 20;
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
-  uint64_t off = kHeaderSize;
-  if (img->vdso_start) {
-    std::vector<uint8_t> vd(img->vdso_end - img->vdso_start);
-    if (pread(mem, vd.data(), vd.size(), off_t(img->vdso_start)) != ssize_t(vd.size()))
-      throw Error{kFailed, std::string("reading the vdso: ") + strerror(errno)};
-    img->vdso_hash = hash(vd.data(), vd.size());
-  }
-  for (auto& v : img->vmas) {
-    select_pages(pm, v, &v.runs);
-    XXH64_state_t* st = XXH64_createState();
-    XXH64_reset(st, 0);
-    for (auto& r : v.runs) {
-      r.data_off = off;
-      for (uint64_t done = 0; done < r.len;) {
-        size_t n = size_t(std::min<uint64_t>(r.len - done, kBuf));
-        ssize_t got = pread(mem, buf.get(), n, off_t(v.start + r.offset + done));
-        if (got != ssize_t(n)) {
-          XXH64_freeState(st);
-          throw Error{kFailed, std::string("reading process memory: ") +
-                                   (got < 0 ? strerror(errno) : "short read")};
-        }
-        XXH64_update(st, buf.get(), n);
-        for (size_t put = 0; put < n;) {
-          ssize_t k = pwrite(out, buf.get() + put, n - put, off_t(off + done + put));
-          if (k <= 0) {
-            XXH64_freeState(st);
-            throw Error{kFailed, std::string("writing the image: ") + strerror(errno)};
-          }
-          put += size_t(k);
-        }
-        done += n;
-      }
-      off += r.len;
-      w->pages += r.len / kPage;
-    }
-    v.data_hash = XXH64_digest(st);
-    XXH64_freeState(st);
+// The dirty pages of a tracked region (addresses), taking the module's log.
+std::vector<uint64_t> collect(int fd, uint64_t id) {
+  std::vector<uint64_t> out, buf(16384);
+  for (;;) {
+    ckpt_collect c{};
+    c.id = id;
+    c.buf = uint64_t(uintptr_t(buf.data()));
+    c.buf_len = buf.size() * 8;
+    if (ioctl(fd, CKPT_IOC_COLLECT, &c) < 0)
+      throw Error{kFailed, std::string("ckpt.ko COLLECT: ") + strerror(errno)};
+    out.insert(out.end(), buf.begin(), buf.begin() + long(c.count));
+    if (!c.remaining) return out;
   }
 }
 
-void pwrite_all(int fd, const void* p, size_t n, uint64_t off) {
-  const auto* c = static_cast<const uint8_t*>(p);
-  while (n) {
-    ssize_t k = pwrite(fd, c, n, off_t(off));
-    if (k <= 0) throw Error{kFailed, std::string("writing the image: ") + strerror(errno)};
-    c += k;
-    n -= size_t(k);
-    off += uint64_t(k);
-  }
+std::string store_error(const ckpt::store::Store& s, int e, const char* what) {
+  std::string m = std::string(what) + ": " + strerror(-e);
+  if (!s.last_error().empty()) m += " (" + s.last_error() + ")";
+  return m;
 }
-
-int do_dump(const std::string& store, int pid, bool leave_running, wp::DumpStats* stats,
-            bool quiet) {
-  auto t0 = std::chrono::steady_clock::now();
-  struct stat sst;
-  if (stat(store.c_str(), &sst) == 0 && !S_ISREG(sst.st_mode))
-    throw Error{kUsage, "--store " + store +
-                            ": whole-process images are files for now (not devices; see "
-                            "Documentation/whole-process.md)"};
-  if (kill(pid, 0) < 0 && errno == ESRCH)
-    throw Error{kFailed, "no process " + std::to_string(pid)};
-  int ckpt_fd = open_module();
-  std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
-    close(*p);
-    delete p;
-  });
-
-  Seized seized(pid);
-  seize_and_stop(seized);
-  if (seized.tids().size() > kMaxThreads)
-    throw Error{kFailed, "more than " + std::to_string(kMaxThreads) + " threads"};
-  Image img;
-  // The thread group leader first: restore turns it into the main thread.
-  std::vector<int> order = seized.tids();
-  std::stable_partition(order.begin(), order.end(), [pid](int t) { return t == pid; });
-  if (order.empty() || order[0] != pid) throw Error{kFailed, "the main thread has exited"};
-  for (int tid : order) {
-    img.threads.emplace_back();
-    read_thread(tid, ckpt_fd, &img, &img.threads.back());
-  }
-  read_process(pid, &img);
-  read_fds(pid, &img);
-  read_vmas(pid, &img);
-
-  std::string tmp = store + ".tmp." + std::to_string(getpid());
-  int out = open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-  if (out < 0) throw Error{kFailed, tmp + ": " + strerror(errno)};
-  Written w;
-  try {
-    write_data(pid, out, &img, &w);
-    uint64_t data_end = kHeaderSize + w.pages * kPage;
-    std::vector<uint8_t> meta = encode_meta(img);
-    // Check what we wrote the way restore will read it: a bug here must not make an image.
-    Image check;
-    std::string why;
-    if (decode_meta(meta, data_end, &check, &why))
-      throw Error{kFailed, "internal error, the image does not validate: " + why};
-    pwrite_all(out, meta.data(), meta.size(), data_end);
-    Header h;
-    h.data_len = data_end - kHeaderSize;
-    h.meta_off = data_end;
-    h.meta_len = meta.size();
-    h.meta_hash = hash(meta.data(), meta.size());
-    std::vector<uint8_t> hb = encode_header(h);
-    pwrite_all(out, hb.data(), hb.size(), 0);
-    if (fsync(out) < 0) throw Error{kFailed, std::string("fsync: ") + strerror(errno)};
-  } catch (...) {
-    close(out);
-    unlink(tmp.c_str());
-    throw;
-  }
-  close(out);
-  if (rename(tmp.c_str(), store.c_str()) < 0) {
-    int e = errno;
-    unlink(tmp.c_str());
-    throw Error{kFailed, "rename to " + store + ": " + strerror(e)};
-  }
-  std::string dir = store.find('/') == std::string::npos ? "." : store.substr(0, store.rfind('/'));
-  if (dir.empty()) dir = "/";
-  if (int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  if (leave_running)
-    seized.detach();
-  else
-    seized.kill_it();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (stats) {
-    stats->threads = img.threads.size();
-    stats->vmas = img.vmas.size();
-    stats->pages = w.pages;
-    stats->stopped_s = secs;
-  }
-  if (!quiet)
-    std::fprintf(stderr,
-               "ckpt-tool dump: pid %d: %zu threads, %zu mappings, %" PRIu64
-               " pages (%.1f MiB) in %.3f s; %s\n",
-               pid, img.threads.size(), img.vmas.size(), w.pages, double(w.pages * kPage) / (1 << 20), secs,
-               leave_running ? "left running" : "killed");
-  return kOk;
-}
-
-// --- Incremental checkpoints for `run`: the module's tracking of every private mapping. ---
 
 }  // namespace
 
+// The state kept between the checkpoints of one process: its store (open, locked), a ckpt.ko
+// session ATTACHed to it with one region per private mapping, and the metadata of the last
+// committed checkpoint.
 struct wp::Tracker {
+  std::string path;
+  std::unique_ptr<ckpt::store::Store> store;
+  bool track = true;      // incremental checkpoints through ckpt.ko (run); false: dump
   int fd = -1;            // session ATTACHed to the process, -1 before the first checkpoint
-  bool usable = true;     // false: the module cannot track this process (full dumps)
+  bool usable = true;     // false: the module cannot track this process (full checkpoints)
   struct Reg {
     uint64_t id, start, end;
   };
   std::map<uint64_t, Reg> regs;  // by start: mappings tracked since the last checkpoint
   bool have_prev = false;
-  Image prev;                    // metadata of the last image this tracker committed
-  ino_t prev_ino = 0;
-  uint64_t epoch = 0;            // checkpoints committed
+  Image prev;                    // metadata of the last checkpoint this tracker committed
   ~Tracker() {
     if (fd >= 0) close(fd);
   }
-  // Forget everything: the next checkpoint is a full one.
+  // Forget the dirty logs: the next checkpoint is a full one.
   void reset() {
     for (auto& [start, r] : regs) {
       ckpt_unregister u{};
@@ -603,6 +483,11 @@ struct wp::Tracker {
     }
     regs.clear();
     have_prev = false;
+  }
+  void unregister(uint64_t id) {
+    ckpt_unregister u{};
+    u.id = id;
+    ioctl(fd, CKPT_IOC_UNREGISTER, &u);
   }
 };
 
@@ -621,42 +506,56 @@ void wp::TrackerDeleter::operator()(Tracker* t) const { delete t; }
 
 namespace {
 
-// Where the bytes of a run of the new image come from.
-struct Src {
-  bool prev = false;      // from the previous image (pages clean since then) ...
-  uint64_t prev_off = 0;  // ... at this offset; else from the process's memory
+using ckpt::store::RegionInfo;
+
+void open_store(wp::Tracker& tr) {
+  if (tr.store) return;
+  ckpt::store::Options o;
+  std::string why;
+  o.why = &why;
+  int e = ckpt::store::Store::open(tr.path, o, &tr.store);
+  if (e == -EBUSY)
+    throw Error{kUnavailable, "--store " + tr.path + ": open in another program" +
+                                  (why.empty() ? "" : " (" + why + ")")};
+  if (e)
+    throw Error{kFailed, "--store " + tr.path + ": " + (why.empty() ? strerror(-e) : why)};
+  // A store that holds something else (a libckpt program's regions) is not overwritten.
+  for (const RegionInfo& r : tr.store->regions())
+    if (r.name != kProcessRegion && r.name.rfind("vma:", 0) != 0) {
+      tr.store.reset();
+      throw Error{kFailed, "--store " + tr.path + " holds region \"" + r.name +
+                               "\", not a process image; use another store"};
+    }
+}
+
+// Per mapping: the pages the image holds after this checkpoint, and those to write now.
+struct Plan {
+  std::vector<bool> present;
+  std::vector<uint64_t> put;  // page indices, ascending
+  uint32_t region = 0;
 };
 
-// The dirty pages of a tracked region (addresses), taking the module's log.
-std::vector<uint64_t> collect(int fd, uint64_t id) {
-  std::vector<uint64_t> out, buf(16384);
-  for (;;) {
-    ckpt_collect c{};
-    c.id = id;
-    c.buf = uint64_t(uintptr_t(buf.data()));
-    c.buf_len = buf.size() * 8;
-    if (ioctl(fd, CKPT_IOC_COLLECT, &c) < 0)
-      throw Error{kFailed, std::string("ckpt.ko COLLECT: ") + strerror(errno)};
-    out.insert(out.end(), buf.begin(), buf.begin() + long(c.count));
-    if (!c.remaining) return out;
-  }
+struct Phases {  // seconds, for --stats and profiling
+  double seize = 0, proc = 0, plan = 0, regions = 0, pages = 0, commit = 0;
+  double read = 0;  // part of pages: reading the process's memory
+};
+
+double since(std::chrono::steady_clock::time_point& t) {
+  auto now = std::chrono::steady_clock::now();
+  double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
 }
 
-void copy_range(int from, uint64_t from_off, int to, uint64_t to_off, uint64_t len) {
-  static std::vector<uint8_t> buf(1 << 20);
-  while (len) {
-    size_t n = size_t(std::min<uint64_t>(len, buf.size()));
-    if (pread(from, buf.data(), n, off_t(from_off)) != ssize_t(n))
-      throw Error{kFailed, "reading the previous image: short read"};
-    pwrite_all(to, buf.data(), n, to_off);
-    from_off += n;
-    to_off += n;
-    len -= n;
-  }
-}
+enum class After { kRun, kLeaveRunning, kKill };
 
-int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpStats* stats) {
-  auto t0 = std::chrono::steady_clock::now();
+// One checkpoint of `pid` into tr's store. Full unless tr tracks the process and has a
+// previous checkpoint: then only the pages ckpt.ko logged as written since are read.
+int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
+  auto t0 = std::chrono::steady_clock::now(), t = t0;
+  Phases ph;
+  if (kill(pid, 0) < 0 && errno == ESRCH)
+    throw Error{kFailed, "no process " + std::to_string(pid)};
   int ckpt_fd = open_module();
   std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
     close(*p);
@@ -664,15 +563,19 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
   });
   Seized seized(pid);
   seize_and_stop(seized);
-  if (tr.usable && tr.fd < 0) {
+  if (seized.tids().size() > kMaxThreads)
+    throw Error{kFailed, "more than " + std::to_string(kMaxThreads) + " threads"};
+  if (tr.track && tr.usable && tr.fd < 0) {
     tr.fd = open_module();
     ckpt_attach a{};
     a.pid = uint64_t(pid);
     if (ioctl(tr.fd, CKPT_IOC_ATTACH, &a) < 0) tr.usable = false;
   }
+  ph.seize = since(t);
   Image img;
+  // The thread group leader first: restore turns it into the main thread.
   std::vector<int> order = seized.tids();
-  std::stable_partition(order.begin(), order.end(), [pid](int t) { return t == pid; });
+  std::stable_partition(order.begin(), order.end(), [pid](int x) { return x == pid; });
   if (order.empty() || order[0] != pid) throw Error{kFailed, "the main thread has exited"};
   for (int tid : order) {
     img.threads.emplace_back();
@@ -681,40 +584,35 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
   read_process(pid, &img);
   read_fds(pid, &img);
   read_vmas(pid, &img);
-
-  // The previous image, if it is still the one we wrote.
-  int prev_fd = -1;
-  if (tr.have_prev) {
-    prev_fd = open(store.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (prev_fd >= 0 && (fstat(prev_fd, &st) || st.st_ino != tr.prev_ino)) {
-      close(prev_fd);
-      prev_fd = -1;
-    }
-  }
-  std::unique_ptr<int, void (*)(int*)> prev_guard(new int(prev_fd), [](int* p) {
-    if (*p >= 0) close(*p);
-    delete p;
-  });
+  ph.proc = since(t);
+  // Only now, with nothing refused: a refused dump leaves no store behind.
+  open_store(tr);
+  ckpt::store::Store& st = *tr.store;
 
   std::string base = "/proc/" + std::to_string(pid);
   int pm = open((base + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
-  int mem = open((base + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
-  std::unique_ptr<int, void (*)(int*)> g2(new int[2]{pm, mem}, [](int* p) {
-    if (p[0] >= 0) close(p[0]);
-    if (p[1] >= 0) close(p[1]);
-    delete[] p;
+  if (pm < 0) throw Error{kFailed, base + "/pagemap: " + strerror(errno)};
+  std::unique_ptr<int, void (*)(int*)> pm_guard(new int(pm), [](int* p) {
+    close(*p);
+    delete p;
   });
-  if (pm < 0 || mem < 0) throw Error{kFailed, base + "/{pagemap,mem}: " + strerror(errno)};
+  MemReader mem(pid);
+  if (img.vdso_start) {
+    std::vector<uint8_t> vd(img.vdso_end - img.vdso_start);
+    uint64_t idx[64];
+    Vma vv;
+    vv.start = img.vdso_start;
+    vv.prot = PROT_READ;
+    for (size_t k = 0; k < vd.size() / kPage && k < 64; k++) idx[k] = k;
+    if (vd.size() > 64 * kPage) throw Error{kFailed, "unexpected vdso size"};
+    mem.read(vv, idx, vd.size() / kPage, vd.data());
+    img.vdso_hash = hash(vd.data(), vd.size());
+  }
 
-  std::string tmp = store + ".tmp." + std::to_string(getpid());
-  int out = open(tmp.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
-  if (out < 0) throw Error{kFailed, tmp + ": " + strerror(errno)};
-  uint64_t fresh = 0, reused = 0;
+  uint64_t put = 0, kept = 0;
   try {
-    // 1. Plan every mapping's runs and where their bytes come from. Regions whose mapping
-    // changed (split, grown, moved, gone) stop being tracked first, so that the new mappings
-    // there can be registered.
+    // 1. Plan. Tracked regions whose mapping changed (split, grown, moved, gone) stop being
+    // tracked first, so that the new mappings there can be registered.
     for (auto it = tr.regs.begin(); it != tr.regs.end();) {
       bool same = false;
       for (const auto& v : img.vmas) same |= v.start == it->second.start && v.end == it->second.end;
@@ -722,173 +620,155 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
         ++it;
         continue;
       }
-      ckpt_unregister u{};
-      u.id = it->second.id;
-      ioctl(tr.fd, CKPT_IOC_UNREGISTER, &u);
+      tr.unregister(it->second.id);
       it = tr.regs.erase(it);
     }
-    std::vector<std::vector<Src>> srcs(img.vmas.size());
+    std::vector<Plan> plan(img.vmas.size());
     std::map<uint64_t, wp::Tracker::Reg> keep;
-    uint64_t off = kHeaderSize;
     for (size_t i = 0; i < img.vmas.size(); i++) {
       Vma& v = img.vmas[i];
+      Plan& p = plan[i];
       uint64_t pages = (v.end - v.start) / kPage;
-      // 0 none, 1 from the process, 2 from the previous image
-      std::vector<uint8_t> from(pages, 0);
-      std::vector<uint64_t> prev_off(pages, 0);
+      p.present = want_pages(pm, v);
       const Vma* pv = nullptr;
       auto it = tr.regs.find(v.start);
-      if (prev_fd >= 0 && it != tr.regs.end() && it->second.end == v.end) {
-        for (const auto& p : tr.prev.vmas)
-          if (p.start == v.start && p.end == v.end && p.kind == v.kind &&
-              p.pgoff == v.pgoff && p.file.ino == v.file.ino)
-            pv = &p;
-      }
+      if (tr.have_prev && it != tr.regs.end() && it->second.end == v.end)
+        for (const auto& q : tr.prev.vmas)
+          if (q.start == v.start && q.end == v.end && q.kind == v.kind && q.pgoff == v.pgoff &&
+              q.file.ino == v.file.ino)
+            pv = &q;
       if (pv) {
+        // Incremental: a page is in the image if it is there now and was in the previous
+        // image or was written since (a page that came back without a write, e.g. read after
+        // MADV_DONTNEED, is a zero page the restore recreates by itself). Only the written
+        // ones are read.
+        std::vector<bool> was(pages, false), dirty(pages, false);
         for (const auto& r : pv->runs)
-          for (uint64_t k = 0; k < r.len / kPage; k++) {
-            from[r.offset / kPage + k] = 2;
-            prev_off[r.offset / kPage + k] = r.data_off + k * kPage;
-          }
-        std::vector<uint64_t> dirty = collect(tr.fd, it->second.id);
-        if (!dirty.empty()) {
-          std::vector<bool> want = want_pages(pm, v);
-          for (uint64_t a : dirty)
-            if (a >= v.start && a < v.end) {
-              uint64_t pg = (a - v.start) / kPage;
-              from[pg] = want[pg] ? 1 : 0;
-            }
+          for (uint64_t k = 0; k < r.len / kPage; k++) was[r.offset / kPage + k] = true;
+        for (uint64_t a : collect(tr.fd, it->second.id))
+          if (a >= v.start && a < v.end) dirty[(a - v.start) / kPage] = true;
+        for (uint64_t k = 0; k < pages; k++) {
+          p.present[k] = p.present[k] && (was[k] || dirty[k]);
+          if (p.present[k] && dirty[k]) p.put.push_back(k);
         }
         keep[v.start] = it->second;
         tr.regs.erase(it);
       } else {
-        std::vector<bool> want = want_pages(pm, v);
-        for (uint64_t k = 0; k < pages; k++) from[k] = want[k] ? 1 : 0;
-        if (tr.usable && v.kind != kSharedAnon) {
+        for (uint64_t k = 0; k < pages; k++)
+          if (p.present[k]) p.put.push_back(k);
+        if (tr.track && tr.usable && v.kind != kSharedAnon) {
           ckpt_register r{};
           r.start = v.start;
           r.len = v.end - v.start;
           if (ioctl(tr.fd, CKPT_IOC_REGISTER, &r) == 0) keep[v.start] = {r.id, v.start, v.end};
         }
       }
-      // Coalesce pages with one source (and, from the previous image, contiguous there).
       for (uint64_t k = 0; k < pages;) {
-        if (!from[k]) {
+        if (!p.present[k]) {
           k++;
           continue;
         }
         uint64_t e = k + 1;
-        while (e < pages && from[e] == from[k] &&
-               (from[k] == 1 || prev_off[e] == prev_off[k] + (e - k) * kPage))
-          e++;
-        v.runs.push_back({k * kPage, (e - k) * kPage, off});
-        srcs[i].push_back({from[k] == 2, prev_off[k]});
-        off += (e - k) * kPage;
+        while (e < pages && p.present[e]) e++;
+        v.runs.push_back({k * kPage, (e - k) * kPage});
+        kept += e - k;
         k = e;
       }
+      put += p.put.size();
     }
+    kept -= put;
     // Regions whose mapping changed or went away: stop tracking them.
-    for (auto& [start, r] : tr.regs) {
-      ckpt_unregister u{};
-      u.id = r.id;
-      ioctl(tr.fd, CKPT_IOC_UNREGISTER, &u);
-    }
+    for (auto& [start, r] : tr.regs) tr.unregister(r.id);
     tr.regs = std::move(keep);
-
-    // 2. While stopped: the pages only the process has, and the vdso.
-    static std::vector<uint8_t> buf(1 << 20);
-    if (img.vdso_start) {
-      std::vector<uint8_t> vd(img.vdso_end - img.vdso_start);
-      if (pread(mem, vd.data(), vd.size(), off_t(img.vdso_start)) != ssize_t(vd.size()))
-        throw Error{kFailed, std::string("reading the vdso: ") + strerror(errno)};
-      img.vdso_hash = hash(vd.data(), vd.size());
+    std::vector<uint8_t> meta = encode_process(img);
+    {  // What restore will read must decode: a bug here must not make an image.
+      Image check;
+      std::string why;
+      if (decode_process(meta, &check, &why))
+        throw Error{kFailed, "internal error, the image does not validate: " + why};
     }
-    for (size_t i = 0; i < img.vmas.size(); i++)
-      for (size_t k = 0; k < img.vmas[i].runs.size(); k++) {
-        const Run& r = img.vmas[i].runs[k];
-        if (srcs[i][k].prev) continue;
-        for (uint64_t done = 0; done < r.len;) {
-          size_t n = size_t(std::min<uint64_t>(r.len - done, buf.size()));
-          if (pread(mem, buf.data(), n, off_t(img.vmas[i].start + r.offset + done)) != ssize_t(n))
-            throw Error{kFailed, std::string("reading process memory: ") + strerror(errno)};
-          pwrite_all(out, buf.data(), n, r.data_off + done);
-          done += n;
-        }
-        fresh += r.len / kPage;
+    ph.plan = since(t);
+
+    // 2. The store's regions follow the mappings: one per mapping with pages in the image,
+    // resized as its pages change, removed when it is gone or empty; the metadata's.
+    std::map<std::string, RegionInfo> have;
+    for (RegionInfo& r : st.regions()) have[r.name] = r;
+    auto region = [&](const std::string& name, uint64_t size) -> uint32_t {
+      auto it = have.find(name);
+      uint32_t id;
+      if (it == have.end()) {
+        if (int e = st.define_region(name, size, &id); e)
+          throw Error{kFailed, store_error(st, e, ("defining region " + name).c_str())};
+        return id;
       }
-    seized.detach();
-    double paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-    // 3. The process runs again: the clean pages from the previous image, checksums, commit.
+      id = it->second.id;
+      if (it->second.size != size)
+        if (int e = st.resize_region(id, size); e)
+          throw Error{kFailed, store_error(st, e, ("resizing region " + name).c_str())};
+      have.erase(it);
+      return id;
+    };
+    // A region ends with the mapping's last page in the image, not with the mapping: the store
+    // reserves room for every region's full size, and a mostly untouched reservation (a big
+    // malloc, a thread arena) would otherwise cost its whole size. Shrinking drops only pages
+    // that are in no run; growing keeps every page.
     for (size_t i = 0; i < img.vmas.size(); i++)
-      for (size_t k = 0; k < img.vmas[i].runs.size(); k++)
-        if (srcs[i][k].prev) {
-          const Run& r = img.vmas[i].runs[k];
-          copy_range(prev_fd, srcs[i][k].prev_off, out, r.data_off, r.len);
-          reused += r.len / kPage;
-        }
-    for (auto& v : img.vmas) {
-      XXH64_state_t* st = XXH64_createState();
-      XXH64_reset(st, 0);
-      for (const auto& r : v.runs)
-        for (uint64_t done = 0; done < r.len;) {
-          size_t n = size_t(std::min<uint64_t>(r.len - done, buf.size()));
-          if (pread(out, buf.data(), n, off_t(r.data_off + done)) != ssize_t(n)) {
-            XXH64_freeState(st);
-            throw Error{kFailed, "reading back the image"};
-          }
-          XXH64_update(st, buf.data(), n);
-          done += n;
-        }
-      v.data_hash = XXH64_digest(st);
-      XXH64_freeState(st);
+      if (!img.vmas[i].runs.empty())
+        plan[i].region = region(vma_region(img.vmas[i].start),
+                                img.vmas[i].runs.back().offset + img.vmas[i].runs.back().len);
+    uint32_t meta_region = region(kProcessRegion, meta.size());
+    for (auto& [name, r] : have)
+      if (int e = st.remove_region(r.id); e)
+        throw Error{kFailed, store_error(st, e, ("removing region " + name).c_str())};
+    ph.regions = since(t);
+
+    // 3. While stopped: the pages to write, straight from the process into the store.
+    std::unique_ptr<ckpt::store::Txn> txn;
+    if (int e = st.begin(&txn); e) throw Error{kFailed, store_error(st, e, "store")};
+    constexpr size_t kBatch = 256;  // pages per read (1 MiB)
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[kBatch * kPage]);
+    for (size_t i = 0; i < img.vmas.size(); i++) {
+      const Plan& p = plan[i];
+      for (size_t k = 0; k < p.put.size(); k += kBatch) {
+        size_t n = std::min(kBatch, p.put.size() - k);
+        auto r0 = std::chrono::steady_clock::now();
+        mem.read(img.vmas[i], &p.put[k], n, buf.get());
+        ph.read += since(r0);
+        for (size_t j = 0; j < n; j++)
+          if (int e = txn->put_page(p.region, p.put[k + j], buf.get() + j * kPage); e)
+            throw Error{kFailed, store_error(st, e, "writing the store")};
+      }
     }
-    uint64_t data_end = off;
-    std::vector<uint8_t> meta = encode_meta(img);
-    Image check;
-    std::string why;
-    if (decode_meta(meta, data_end, &check, &why))
-      throw Error{kFailed, "internal error, the image does not validate: " + why};
-    pwrite_all(out, meta.data(), meta.size(), data_end);
-    Header h;
-    h.data_len = data_end - kHeaderSize;
-    h.meta_off = data_end;
-    h.meta_len = meta.size();
-    h.meta_hash = hash(meta.data(), meta.size());
-    std::vector<uint8_t> hb = encode_header(h);
-    pwrite_all(out, hb.data(), hb.size(), 0);
-    if (fsync(out) < 0) throw Error{kFailed, std::string("fsync: ") + strerror(errno)};
-    struct stat st;
-    fstat(out, &st);
-    close(out);
-    out = -1;
-    if (rename(tmp.c_str(), store.c_str()) < 0)
-      throw Error{kFailed, "rename to " + store + ": " + strerror(errno)};
-    std::string dir = store.find('/') == std::string::npos ? "." : store.substr(0, store.rfind('/'));
-    if (dir.empty()) dir = "/";
-    if (int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
-    tr.prev = std::move(img);
-    tr.prev_ino = st.st_ino;
-    tr.have_prev = tr.usable;
-    tr.epoch++;
+    for (size_t k = 0; k < meta.size() / kPage; k++)
+      if (int e = txn->put_page(meta_region, k, meta.data() + k * kPage); e)
+        throw Error{kFailed, store_error(st, e, "writing the store")};
+    ph.pages = since(t);
+    // The pages are in the store's hands: the process may run on while the commit persists.
+    if (after != After::kKill) seized.detach();
+    double paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (int e = txn->commit(); e) throw Error{kFailed, store_error(st, e, "committing the store")};
+    ph.commit = since(t);
+    if (after == After::kKill) seized.kill_it();
+    tr.have_prev = tr.track && tr.usable;
     if (stats) {
-      stats->epoch = tr.epoch;
-      stats->bytes = uint64_t(st.st_size);
+      stats->threads = img.threads.size();
+      stats->vmas = img.vmas.size();
+      stats->pages = put;
+      stats->reused = kept;
+      stats->stopped_s = after == After::kKill ? 0 : paused;
       stats->total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      stats->threads = tr.prev.threads.size();
-      stats->vmas = tr.prev.vmas.size();
-      stats->pages = fresh;
-      stats->reused = reused;
-      stats->stopped_s = paused;
+      stats->epoch = st.epoch();
+      stats->bytes = (put + meta.size() / kPage) * kPage;
     }
+    if (getenv("CKPT_TOOL_PHASES"))
+      std::fprintf(stderr,
+                   "ckpt-tool phases: seize %.4f proc %.4f plan %.4f regions %.4f pages %.4f "
+                   "(of which reading the process %.4f) commit %.4f s (%" PRIu64 " pages)\n",
+                   ph.seize, ph.proc, ph.plan, ph.regions, ph.pages, ph.read, ph.commit, put);
+    tr.prev = std::move(img);
   } catch (...) {
     // The dirty logs taken so far are in no image: the next checkpoint must be a full one.
     tr.reset();
-    if (out >= 0) close(out);
-    unlink(tmp.c_str());
     throw;
   }
   return kOk;
@@ -899,21 +779,8 @@ int do_checkpoint(const std::string& store, int pid, wp::Tracker& tr, wp::DumpSt
 int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
                    std::string* why) {
   try {
-    return do_checkpoint(store, pid, *tr, stats);
-  } catch (const Error& e) {
-    *why = e.msg;
-    return e.code;
-  }
-}
-
-namespace {
-
-}  // namespace
-
-int wp::dump(const std::string& store, pid_t pid, bool leave_running, DumpStats* stats,
-             std::string* why) {
-  try {
-    return do_dump(store, pid, leave_running, stats, true);
+    if (tr->path.empty()) tr->path = store;
+    return take(*tr, pid, After::kRun, stats);
   } catch (const Error& e) {
     *why = e.msg;
     return e.code;
@@ -928,21 +795,36 @@ void add_dump(CLI::App& app, Runner& run) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
-      "dump", "Checkpoint a running process (memory, registers, files) into an image; the "
+      "dump", "Checkpoint a running process (memory, registers, files) into a store; the "
               "process is killed afterwards unless --leave-running");
-  sub->add_option("--store", o->store, "image file to write (replaced atomically)")->required();
+  sub->add_option("--store", o->store,
+                  "store to write (file, DAX file or device-DAX; created if missing); the "
+                  "process image replaces what it held, in one atomic commit")
+      ->required();
   sub->add_option("pid", o->pid, "process to dump (you must be allowed to ptrace it)")
       ->required()
       ->check(CLI::PositiveNumber);
   sub->add_flag("--leave-running", o->leave_running, "let the process continue after the dump");
   sub->callback([&run, o] {
     run = [o] {
+      auto t0 = std::chrono::steady_clock::now();
+      wp::Tracker tr;
+      tr.path = o->store;
+      tr.track = false;
+      wp::DumpStats ds;
       try {
-        return do_dump(o->store, o->pid, o->leave_running, nullptr, false);
+        take(tr, o->pid, o->leave_running ? After::kLeaveRunning : After::kKill, &ds);
       } catch (const Error& e) {
         std::fprintf(stderr, "ckpt-tool dump: %s\n", e.msg.c_str());
         return e.code;
       }
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr,
+                   "ckpt-tool dump: pid %d: %" PRIu64 " threads, %" PRIu64 " mappings, %" PRIu64
+                   " pages (%.1f MiB) in %.3f s, epoch %" PRIu64 "; %s\n",
+                   o->pid, ds.threads, ds.vmas, ds.pages, double(ds.pages * kPage) / (1 << 20),
+                   secs, ds.epoch, o->leave_running ? "left running" : "killed");
+      return int(kOk);
     };
   });
 }

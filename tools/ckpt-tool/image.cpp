@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace ckpt_tool::image {
@@ -176,9 +177,7 @@ std::vector<uint8_t> encode_meta(const Image& img) {
     for (const auto& r : v.runs) {
       w.u64(r.offset);
       w.u64(r.len);
-      w.u64(r.data_off);
     }
-    w.u64(v.data_hash);
   }
   w.u64(img.fds.size());
   for (const auto& f : img.fds) {
@@ -189,7 +188,7 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   return w.take();
 }
 
-int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* out, std::string* why) {
+int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why) {
   Reader r(meta);
   Image img;
   auto fail = [&](const std::string& m) {
@@ -255,8 +254,6 @@ int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* out, st
 
   uint64_t nv = r.count(8 * 8, kMaxVmas, "mappings");
   uint64_t prev_end = 0, total_runs = 0;
-  // Runs may not share data: data_off must be increasing across the whole image.
-  uint64_t data_next = kHeaderSize;
   for (uint64_t i = 0; i < nv && r.ok(); i++) {
     Vma v;
     v.start = r.u64();
@@ -283,25 +280,21 @@ int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* out, st
       return fail("anonymous mapping with an offset");
     }
     prev_end = v.end;
-    uint64_t nr = r.count(24, kMaxRuns, "runs");
+    uint64_t nr = r.count(16, kMaxRuns, "runs");
     total_runs += nr;
     if (total_runs > kMaxRuns) return fail("too many runs");
     uint64_t prev = 0;
     for (uint64_t k = 0; k < nr && r.ok(); k++) {
-      Run run{r.u64(), r.u64(), r.u64()};
+      Run run;
+      run.offset = r.u64();
+      run.len = r.u64();
       if (!r.ok()) break;
-      if (!aligned(run.offset) || !aligned(run.len) || !aligned(run.data_off) || !run.len ||
-          run.offset < prev || run.offset + run.len < run.offset ||
-          run.offset + run.len > v.end - v.start)
+      if (!aligned(run.offset) || !aligned(run.len) || !run.len || run.offset < prev ||
+          run.offset + run.len < run.offset || run.offset + run.len > v.end - v.start)
         return fail("page run outside its mapping");
-      if (run.data_off < data_next || run.data_off + run.len < run.data_off ||
-          run.data_off + run.len > data_len)
-        return fail("page run outside the data area");
       prev = run.offset + run.len;
-      data_next = run.data_off + run.len;
       v.runs.push_back(run);
     }
-    v.data_hash = r.u64();
     img.vmas.push_back(std::move(v));
   }
   if (r.ok() && nv == 0) return fail("no mappings");
@@ -332,72 +325,43 @@ int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* out, st
   return 0;
 }
 
-std::vector<uint8_t> encode_header(const Header& h) {
-  std::vector<uint8_t> b(kHeaderSize, 0);
+std::vector<uint8_t> encode_process(const Image& img) {
+  std::vector<uint8_t> meta = encode_meta(img);
+  uint64_t len = kProcessHeader + meta.size();
+  std::vector<uint8_t> b((len + kPage - 1) / kPage * kPage, 0);
   std::memcpy(b.data(), kMagic, 8);
-  auto put = [&](size_t off, uint64_t v) { std::memcpy(b.data() + off, &v, 8); };
-  put(8, uint64_t(h.major) | uint64_t(h.minor) << 32);
-  put(16, h.data_off);
-  put(24, h.data_len);
-  put(32, h.meta_off);
-  put(40, h.meta_len);
-  put(48, h.meta_hash);
-  put(56, hash(b.data(), 56));
+  uint64_t ver = uint64_t(kVersionMajor) | uint64_t(kVersionMinor) << 32, n = meta.size();
+  std::memcpy(b.data() + 8, &ver, 8);
+  std::memcpy(b.data() + 16, &n, 8);
+  std::memcpy(b.data() + kProcessHeader, meta.data(), meta.size());
   return b;
 }
 
-int decode_header(std::span<const uint8_t> b, uint64_t file_size, Header* h, std::string* why) {
-  auto bad = [&](const char* m) {
-    if (why) *why = m;
-    return -EBADMSG;
-  };
-  if (b.size() < 64 || std::memcmp(b.data(), kMagic, 8))
-    return bad("not a ckpt process image (bad magic)");
-  auto get = [&](size_t off) {
-    uint64_t v;
-    std::memcpy(&v, b.data() + off, 8);
-    return v;
-  };
-  if (get(56) != hash(b.data(), 56)) return bad("corrupted image: header checksum");
-  uint64_t ver = get(8);
-  h->major = uint32_t(ver);
-  h->minor = uint32_t(ver >> 32);
-  if (h->major != kVersionMajor) {
-    if (why) *why = "image format version " + std::to_string(h->major) + " is not supported";
+int decode_process(std::span<const uint8_t> b, Image* img, std::string* why) {
+  if (b.size() < kProcessHeader || std::memcmp(b.data(), kMagic, 8)) {
+    if (why) *why = "the store's \"process\" region is not a ckpt process image (bad magic)";
+    return -ENODATA;
+  }
+  uint64_t ver, n;
+  std::memcpy(&ver, b.data() + 8, 8);
+  std::memcpy(&n, b.data() + 16, 8);
+  if (uint32_t(ver) != kVersionMajor) {
+    if (why)
+      *why = "process image format version " + std::to_string(uint32_t(ver)) +
+             " is not supported (this ckpt-tool reads " + std::to_string(kVersionMajor) + ")";
     return -EPROTO;
   }
-  h->data_off = get(16);
-  h->data_len = get(24);
-  h->meta_off = get(32);
-  h->meta_len = get(40);
-  h->meta_hash = get(48);
-  if (h->data_off != kHeaderSize || !aligned(h->data_len) ||
-      h->meta_off != h->data_off + h->data_len || h->meta_len > (1ULL << 31) ||
-      h->meta_off + h->meta_len != file_size)
-    return bad("corrupted image: sizes do not match the file (truncated?)");
-  return 0;
+  if (n > kMaxMeta || n > b.size() - kProcessHeader) {
+    if (why) *why = "corrupted image: metadata length exceeds its region";
+    return -EBADMSG;
+  }
+  return decode_meta(b.subspan(kProcessHeader, n), img, why);
 }
 
-int read_image(int fd, Header* h, Image* img, std::string* why) {
-  struct stat st;
-  if (fstat(fd, &st)) return *why = std::string("stat: ") + strerror(errno), -errno;
-  if (!S_ISREG(st.st_mode)) return *why = "not a regular file", -EINVAL;
-  std::vector<uint8_t> b(kHeaderSize);
-  ssize_t n = pread(fd, b.data(), b.size(), 0);
-  if (n < 0) return *why = std::string("read: ") + strerror(errno), -errno;
-  b.resize(size_t(n));
-  if (int e = decode_header(b, uint64_t(st.st_size), h, why); e) return e;
-  std::vector<uint8_t> meta(h->meta_len);
-  size_t got = 0;
-  while (got < meta.size()) {
-    n = pread(fd, meta.data() + got, meta.size() - got, off_t(h->meta_off + got));
-    if (n < 0) return *why = std::string("read: ") + strerror(errno), -errno;
-    if (n == 0) return *why = "corrupted image: truncated metadata", -EBADMSG;
-    got += size_t(n);
-  }
-  if (hash(meta.data(), meta.size()) != h->meta_hash)
-    return *why = "corrupted image: metadata checksum", -EBADMSG;
-  return decode_meta(meta, h->data_off + h->data_len, img, why);
+std::string vma_region(uint64_t start) {
+  char b[32];
+  snprintf(b, sizeof b, "vma:%llx", (unsigned long long)start);
+  return b;
 }
 
 }  // namespace ckpt_tool::image

@@ -1,15 +1,18 @@
-// ckpt-tool: the whole-process image (what `dump` writes and `restore` reads).
+// ckpt-tool: the whole-process image, as it lives in a libckpt store (libckpt/store/store.hpp).
 //
-// File layout (Documentation/whole-process.md has the byte-level description):
-//   [0, 4096)              header: magic "CKPTPIMG", version, where the metadata and the page
-//                          data are, the metadata's xxh64, and the header's own xxh64
-//   [4096, data_end)       page data, page-aligned runs, referenced by the metadata
-//   [meta_off, +meta_len)  metadata: process, threads, mappings, files (little-endian)
+// A process image is a store whose regions are
+//   "process"         the metadata below (process, threads, mappings, files), encoded by
+//                     encode_process(): "CKPTPROC", format version, length, then encode_meta()
+//   "vma:<start hex>" one per mapping with pages to keep, from the mapping's start to the end of
+//                     its last run: page i holds the mapping's page i when the mapping's runs
+//                     say it is present
+// and every checkpoint commits all of them in one store transaction, so the store's atomic
+// commit, checksums and fallback epoch make the image consistent. Pages a mapping does not list
+// in its runs are not part of the image (restore leaves them to the kernel: zero for anonymous
+// memory, the file's content for a private file mapping), whatever the region holds there.
+// Documentation/whole-process.md has the field-by-field description.
 //
-// An image is written to "<path>.tmp.<pid>", fsync'ed and renamed over <path>: after a crash
-// the path holds the old image or the new one, never a mix.
-//
-// decode() validates everything a restore relies on (bounds, alignment, ordering, sizes,
+// decode_meta() validates everything a restore relies on (bounds, alignment, ordering, sizes,
 // register values the kernel would refuse) and returns -EBADMSG with a reason for anything
 // else; it never reads outside its input. Not thread-safe (plain values).
 #pragma once
@@ -22,11 +25,13 @@
 
 namespace ckpt_tool::image {
 
-inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'I', 'M', 'G'};
-inline constexpr uint32_t kVersionMajor = 1;
+inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
+inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
 inline constexpr uint32_t kVersionMinor = 0;
 inline constexpr uint64_t kPage = 4096;
-inline constexpr uint64_t kHeaderSize = 4096;
+inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
+inline constexpr uint64_t kMaxMeta = 1ull << 30;
+inline constexpr char kProcessRegion[] = "process";
 inline constexpr uint64_t kUserTop = 0x00007ffffffff000ULL;  // x86-64 TASK_SIZE_MAX, 4-level
 inline constexpr size_t kMaxString = 4096;
 inline constexpr size_t kMaxXsave = 64 * 1024;
@@ -59,11 +64,11 @@ struct Thread {
   uint64_t rseq = 0, rseq_sig = 0;
 };
 
-// A run of pages whose bytes are in the image: [vma.start + offset, + len) <- data[data_off].
+// A run of pages whose bytes are in the image: [vma.start + offset, + len) is in the mapping's
+// region at the same offset.
 struct Run {
-  uint64_t offset = 0;    // from the vma's start, page-aligned
-  uint64_t len = 0;       // page multiple, > 0
-  uint64_t data_off = 0;  // file offset, page-aligned
+  uint64_t offset = 0;  // from the vma's start, page-aligned
+  uint64_t len = 0;     // page multiple, > 0
 };
 
 enum VmaKind : uint64_t {
@@ -85,8 +90,7 @@ struct Vma {
   bool growsdown = false;
   uint64_t pgoff = 0;  // kFile: byte offset
   FileId file;         // kFile
-  std::vector<Run> runs;
-  uint64_t data_hash = 0;  // xxh64 of the runs' bytes, in order
+  std::vector<Run> runs;  // ascending, not overlapping
 };
 
 // An open file descriptor.
@@ -122,23 +126,19 @@ struct Image {
   std::vector<Fd> fds;
 };
 
-// Metadata only (no header, no page data).
+// Metadata only (no page data).
 std::vector<uint8_t> encode_meta(const Image& img);
-// Validate and decode metadata; data_len bounds every run. 0 or -EBADMSG with *why set.
-int decode_meta(std::span<const uint8_t> meta, uint64_t data_len, Image* img, std::string* why);
+// Validate and decode metadata. 0 or -EBADMSG with *why set.
+int decode_meta(std::span<const uint8_t> meta, Image* img, std::string* why);
 
-struct Header {
-  uint32_t major = kVersionMajor, minor = kVersionMinor;
-  uint64_t data_off = kHeaderSize, data_len = 0;
-  uint64_t meta_off = 0, meta_len = 0, meta_hash = 0;
-};
-// The 4096-byte header block.
-std::vector<uint8_t> encode_header(const Header& h);
-// 0, -EBADMSG (damaged / not an image), or -EPROTO (another major version). file_size bounds it.
-int decode_header(std::span<const uint8_t> block, uint64_t file_size, Header* h, std::string* why);
+// The "process" region's bytes: header + metadata, zero-padded to a page multiple.
+std::vector<uint8_t> encode_process(const Image& img);
+// Decode a "process" region. -ENODATA: not a process image (bad magic); -EPROTO: another
+// format version; -EBADMSG: damaged (length or metadata). *why says which.
+int decode_process(std::span<const uint8_t> region, Image* img, std::string* why);
 
-// Read a whole image's header and metadata from an open file. -errno, *why set on failure.
-int read_image(int fd, Header* h, Image* img, std::string* why);
+// The region of the mapping starting at `start`: "vma:<start in hex>".
+std::string vma_region(uint64_t start);
 
 uint64_t hash(const void* p, size_t n, uint64_t seed = 0);
 

@@ -1,12 +1,13 @@
-// ckpt-tool restore: recreate a process from a whole-process image, through ckpt.ko.
+// ckpt-tool restore: recreate a process from a whole-process image in a store, through ckpt.ko.
 //
-// The tool checks the image (checksums, files unchanged, same kernel vdso, CPU features) and
-// forks. The child turns itself into the image: it sets what a process can set on itself
+// The tool reads the store's newest committed epoch that verifies (every page read is checked
+// against its checksum) and stages the image's pages in a memfd, checks the rest (files
+// unchanged, same kernel vdso, CPU features) and forks. The child turns itself into the image: it sets what a process can set on itself
 // (working directory, open files, umask, name, signal handlers, alternate stack), moves its
 // [vvar]/[vdso] to the image's addresses, hands the layout to CKPT_IOC_RESTORE_PREPARE, then
 // from one asm block (no libc: TLS goes away with the fs base) sets fs/gs base, loads the
 // image's FPU/AVX state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which replaces the
-// address space and returns into the image's registers. The outcome comes back on a pipe.
+// address space (page contents from the memfd) and returns into the image's registers. The outcome comes back on a pipe.
 // The restored process runs with the caller's credentials and a new PID.
 #include <cpuid.h>
 #include <fcntl.h>
@@ -19,7 +20,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +28,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +37,7 @@
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
+#include "store.hpp"
 #include "wp.hpp"
 
 namespace ckpt_tool {
@@ -83,34 +86,8 @@ uint64_t mtime_ns(const struct stat& st) {
 
 void check_xsave(const std::vector<uint8_t>& xsave);
 
-// Everything that can be refused before anything is started.
-void check_image(int fd, const Image& img, bool verify_data) {
-  if (verify_data) {
-    constexpr size_t kBuf = 1 << 20;
-    std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
-    for (const auto& v : img.vmas) {
-      XXH64_state_t* st = XXH64_createState();
-      XXH64_reset(st, 0);
-      for (const auto& r : v.runs)
-        for (uint64_t done = 0; done < r.len;) {
-          size_t n = size_t(std::min<uint64_t>(r.len - done, kBuf));
-          if (pread(fd, buf.get(), n, off_t(r.data_off + done)) != ssize_t(n)) {
-            XXH64_freeState(st);
-            throw Error{kFailed, "corrupted image: short page data"};
-          }
-          XXH64_update(st, buf.get(), n);
-          done += n;
-        }
-      uint64_t h = XXH64_digest(st);
-      XXH64_freeState(st);
-      if (h != v.data_hash) {
-        char where[64];
-        snprintf(where, sizeof where, "0x%" PRIx64, v.start);
-        throw Error{kFailed, std::string("corrupted image: page data of the mapping at ") +
-                                 where + " fails its checksum"};
-      }
-    }
-  }
+// Everything that can be refused before anything is started (the pages were checked when read).
+void check_image(const Image& img) {
   auto same_file = [](const FileId& f, bool exact, const std::string& what) {
     struct stat st;
     if (stat(f.path.c_str(), &st) < 0)
@@ -341,8 +318,31 @@ int open_session() {
   return fd;
 }
 
-[[noreturn]] void child(const std::string& store, const Image& img, int status_w) {
+// With CKPT_TOOL_PHASES set: when each step of the restore happened (stderr, for profiling).
+double g_t0 = 0;
+bool g_phases = false;
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+void phase(const char* what) {
+  if (g_phases) std::fprintf(stderr, "ckpt-tool phases: restore %s at %.4f s\n", what, now_s() - g_t0);
+}
+
+// The image's pages, staged for the kernel: a memfd holding every run, in image order.
+struct Staged {
+  int fd = -1;
+  std::vector<uint64_t> data_off;  // per run, in the order of img.vmas[*].runs
+  uint64_t epoch = 0;
+  ~Staged() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+[[noreturn]] void child(const Image& img, const Staged& staged, int status_w) {
   g_status = status_w;
+  phase("child started");
   const Thread& t = img.threads[0];
   // No signal may run a handler of the image before the image is there.
   uint64_t all = ~0ull;
@@ -357,8 +357,7 @@ int open_session() {
     std::memset(helpers_[i].xs, 0, sizeof(Xsave));
     std::memcpy(helpers_[i].xs->b, img.threads[i + 1].xsave.data(), img.threads[i + 1].xsave.size());
   }
-  int data = open(store.c_str(), O_RDONLY | O_CLOEXEC);
-  if (data < 0) die(store + ": " + strerror(errno));
+  int data = staged.fd;
   std::vector<int> vfd(img.vmas.size(), -1);
   for (size_t i = 0; i < img.vmas.size(); i++) {
     if (img.vmas[i].kind != kFile) continue;
@@ -382,6 +381,7 @@ int open_session() {
 
   std::vector<ckpt_restore_vma> vmas;
   std::vector<ckpt_restore_run> runs;
+  size_t run_no = 0;
   for (size_t i = 0; i < img.vmas.size(); i++) {
     const Vma& v = img.vmas[i];
     ckpt_restore_vma k{};
@@ -395,7 +395,7 @@ int open_session() {
       k.pgoff = v.pgoff;
     }
     vmas.push_back(k);
-    for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, r.data_off});
+    for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, staged.data_off[run_no++]});
   }
   ckpt_restore_prepare p{};
   p.flags = CKPT_RESTORE_STATUS_FD;
@@ -428,6 +428,7 @@ int open_session() {
   p.robust_list = t.robust_list;
   p.rseq = t.rseq;
   p.rseq_sig = t.rseq_sig;
+  phase("PREPARE");
   if (ioctl(ckpt, CKPT_IOC_RESTORE_PREPARE, &p) < 0) {
     int e = errno;
     const char* hint = e == EINVAL ? " (the image's layout or registers were refused)"
@@ -454,31 +455,119 @@ int open_session() {
     usleep(1000);
   }
   set_altstack(t);
+  phase("COMMIT");
   static Xsave xs;
   std::memcpy(xs.b, t.xsave.data(), t.xsave.size());
   jump(t.regs.fs_base, t.regs.gs_base, &xs, rfbm(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
 }
 
-int do_restore(const std::string& store, bool verify, pid_t* out_pid, bool quiet) {
-  auto t0 = std::chrono::steady_clock::now();
-  int fd = open(store.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw Error{errno == ENOENT ? kUnavailable : kFailed, store + ": " + strerror(errno)};
-  Header h;
-  Image img;
+std::string hex(uint64_t v) {
+  char b[32];
+  snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+
+// Read the image of the store's newest intact epoch: the metadata, and every page it lists
+// into a memfd. All from one epoch: when the store falls back to its older epoch midway (a
+// damaged page in the newest), everything is read again from there.
+void load(const std::string& path, Image* img, Staged* staged) {
+  using ckpt::store::Store;
+  ckpt::store::Options o;
+  o.no_modify = true;  // a restore never creates, formats or repairs a store
   std::string why;
-  int e = read_image(fd, &h, &img, &why);
-  if (e) {
-    close(fd);
-    throw Error{kFailed, store + ": " + why};
+  o.why = &why;
+  std::unique_ptr<Store> st;
+  int e = Store::open(path, o, &st);
+  if (e == -ENOENT) throw Error{kUnavailable, path + ": no such store"};
+  if (e == -ENODATA) throw Error{kUnavailable, why.empty() ? path + ": not a ckpt store" : why};
+  if (e == -EBUSY)
+    throw Error{kUnavailable, path + ": the store is open in another program (a `run` still "
+                                     "checkpointing into it?)"};
+  if (e) throw Error{kFailed, why.empty() ? path + ": " + strerror(-e) : why};
+  phase("store open");
+  auto damaged = [&](const std::string& what, const ckpt::store::ReadReport& rep,
+                     uint64_t base) {
+    std::string m = "corrupted image: " + what + " fails its checksum in every retained epoch";
+    for (size_t k = 0; k < rep.damaged.size() && k < 4; k++)  // addresses, or page indices
+      m += (k ? ", " : " (page ") +
+           (base ? hex(base + rep.damaged[k] * kPage) : std::to_string(rep.damaged[k]));
+    if (!rep.damaged.empty()) m += rep.damaged.size() > 4 ? ", ...)" : ")";
+    return Error{kFailed, m};
+  };
+  for (int attempt = 0;; attempt++) {
+    if (attempt == 3) throw Error{kFailed, path + ": the store kept changing epoch while read"};
+    std::map<std::string, ckpt::store::RegionInfo> regions;
+    for (auto& r : st->regions()) regions[r.name] = r;
+    auto pr = regions.find(kProcessRegion);
+    if (st->epoch() == 0 || pr == regions.end())
+      throw Error{kUnavailable, path + " holds no process image (no \"process\" region committed)"};
+    std::vector<uint8_t> meta(pr->second.size);
+    ckpt::store::ReadReport rep;
+    e = st->read_region(pr->second.id, meta.data(), meta.size(), &rep);
+    if (e == -EIO) throw damaged("the process metadata", rep, 0);
+    if (e) throw Error{kFailed, path + ": reading the process metadata: " + strerror(-e)};
+    uint64_t epoch = rep.epoch;
+    phase("metadata read");
+    *img = Image{};
+    if (decode_process(meta, img, &why)) throw Error{kFailed, path + ": " + why};
+    uint64_t total = 0;
+    for (const auto& v : img->vmas)
+      for (const auto& r : v.runs) total += r.len;
+    Staged s;
+    s.epoch = epoch;
+    s.fd = memfd_create("ckpt-restore", MFD_CLOEXEC);
+    if (s.fd < 0 || ftruncate(s.fd, off_t(total)) < 0)
+      throw Error{kFailed, std::string("memfd: ") + strerror(errno)};
+    uint8_t* map = nullptr;
+    if (total) {
+      void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd, 0);
+      if (m == MAP_FAILED) throw Error{kFailed, std::string("mmap: ") + strerror(errno)};
+      map = static_cast<uint8_t*>(m);
+    }
+    std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> unmap(
+        map, [total](uint8_t* p) { if (p) munmap(p, total); });
+    bool moved = false;
+    uint64_t off = 0;
+    for (const auto& v : img->vmas) {
+      if (v.runs.empty()) continue;
+      auto it = regions.find(vma_region(v.start));
+      if (it == regions.end() || it->second.size < v.runs.back().offset + v.runs.back().len)
+        throw Error{kFailed, "corrupted image: the store has no pages for the mapping at " +
+                                 hex(v.start)};
+      for (const auto& r : v.runs) {
+        ckpt::store::ReadReport rr;
+        e = st->read_range(it->second.id, r.offset, map + off, r.len, &rr);
+        if (e == -EIO) throw damaged("the mapping at " + hex(v.start), rr, v.start);
+        if (e)
+          throw Error{kFailed, "reading the mapping at " + hex(v.start) + ": " + strerror(-e)};
+        if (rr.epoch != epoch) {
+          moved = true;
+          break;
+        }
+        s.data_off.push_back(off);
+        off += r.len;
+      }
+      if (moved) break;
+    }
+    if (moved) continue;
+    staged->fd = s.fd;
+    s.fd = -1;
+    staged->data_off = std::move(s.data_off);
+    staged->epoch = epoch;
+    return;
   }
-  try {
-    check_image(fd, img, verify);
-  } catch (...) {
-    close(fd);
-    throw;
-  }
-  close(fd);
+}
+
+int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
+  auto t0 = std::chrono::steady_clock::now();
+  g_phases = getenv("CKPT_TOOL_PHASES") != nullptr;
+  g_t0 = now_s();
+  Image img;
+  Staged staged;
+  load(store, &img, &staged);
+  phase("loaded");
+  check_image(img);
+  phase("checked");
 
   int pfd[2];
   if (pipe(pfd) < 0) throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
@@ -487,7 +576,7 @@ int do_restore(const std::string& store, bool verify, pid_t* out_pid, bool quiet
   if (pid < 0) throw Error{kFailed, std::string("fork: ") + strerror(errno)};
   if (pid == 0) {
     close(pfd[0]);
-    child(store, img, pfd[1]);
+    child(img, staged, pfd[1]);
   }
   close(pfd[1]);
   int64_t st = 0;
@@ -520,9 +609,10 @@ int do_restore(const std::string& store, bool verify, pid_t* out_pid, bool quiet
                              std::to_string(ws) + ")"};
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  phase("done");
   if (!quiet)
-    std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " restored as pid %d in %.3f s\n",
-                 img.pid, pid, secs);
+    std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " (epoch %" PRIu64
+                 ") restored as pid %d in %.3f s\n", img.pid, staged.epoch, pid, secs);
   *out_pid = pid;
   return kOk;
 }
@@ -537,9 +627,9 @@ int wait_child(pid_t pid) {
 
 }  // namespace
 
-int wp::restore(const std::string& store, bool verify, pid_t* pid, std::string* why) {
+int wp::restore(const std::string& store, pid_t* pid, std::string* why) {
   try {
-    return do_restore(store, verify, pid, true);
+    return do_restore(store, pid, true);
   } catch (const Error& e) {
     *why = e.msg;
     return e.code;
@@ -550,27 +640,29 @@ void add_restore(CLI::App& app, Runner& run) {
   struct Opts {
     std::string store;
     bool wait = false;
-    bool no_verify = false;
     unsigned interval = 0;
+    std::string stats;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
-      "restore", "Recreate a process from an image (new PID, the caller's credentials)");
-  sub->add_option("--store", o->store, "image file written by dump")->required();
+      "restore", "Recreate a process from the newest intact checkpoint in a store (new PID, the "
+                 "caller's credentials)");
+  sub->add_option("--store", o->store, "store written by dump or run")->required();
   sub->add_flag("--wait", o->wait,
                 "wait for the restored process and exit with its status (128+N if killed by "
                 "signal N)");
-  sub->add_flag("--no-verify", o->no_verify, "skip checking the page data checksums");
   sub->add_option("--interval", o->interval,
-                  "keep checkpointing the restored process into the same image every MS "
-                  "milliseconds, as `run` does (implies --wait)");
+                  "keep checkpointing the restored process into the same store every MS "
+                  "milliseconds (and on SIGUSR1), as `run` does (implies --wait)");
+  sub->add_option("--stats", o->stats, "with --interval: as run --stats");
   sub->callback([&run, o] {
     run = [o] {
       try {
         pid_t pid = 0;
-        int rc = do_restore(o->store, !o->no_verify, &pid, false);
+        if (o->interval) wp::catch_checkpoint_requests();
+        int rc = do_restore(o->store, &pid, false);
         if (rc != kOk) return rc;
-        if (o->interval) return wp::supervise(o->store, pid, o->interval);
+        if (o->interval) return wp::supervise(o->store, pid, o->interval, o->stats);
         return o->wait ? wait_child(pid) : int(kOk);
       } catch (const Error& e) {
         std::fprintf(stderr, "ckpt-tool restore: %s\n", e.msg.c_str());

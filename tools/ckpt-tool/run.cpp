@@ -1,9 +1,10 @@
-// ckpt-tool run: start a program (or resume it from its image) and checkpoint it periodically.
+// ckpt-tool run: start a program (or resume it from its store) and checkpoint it periodically
+// and on SIGUSR1.
 //
-// Every interval the program is stopped, dumped into the image (written beside it and renamed
-// over it, so a crash at any instant leaves the previous or the new checkpoint) and let go.
+// Each checkpoint stops the program, puts what changed into the store and lets it go; the
+// store's atomic commit makes a crash at any instant leave the previous or the new checkpoint.
 // The first checkpoint is full; later ones are incremental through ckpt.ko's tracking
-// (wp::checkpoint): the pause costs the pages written since, not the whole memory.
+// (wp::checkpoint): the pause and the writes cost the pages written since, not the memory.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -98,7 +99,13 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
     std::string why;
     int rc = checkpoint(store, pid, tracker.get(), &ds, &why);
     if (rc != kOk) {
+      // A checkpoint fails when the program is killed during it, and a SIGKILLed task takes a
+      // moment to become a zombie: give it that moment before calling it a real failure.
       int st = poll_child(pid);
+      for (int i = 0; i < 100 && st == 0 && kill(pid, 0) == 0; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        st = poll_child(pid);
+      }
       if (st > 0) return finish(st, pid);
       if (st < 0) {
         std::fprintf(stderr, "ckpt-tool: pid %d exited during a checkpoint\n", pid);
@@ -136,9 +143,11 @@ void add_run(CLI::App& app, Runner& run) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
-      "run", "Start PROG (or, with --resume, restore it from the image) and checkpoint it "
-             "every --interval; exit with its status");
-  sub->add_option("--store", o->store, "image file, replaced atomically at each checkpoint")
+      "run", "Start PROG (or, with --resume, restore it from the store) and checkpoint it "
+             "every --interval and on SIGUSR1; exit with its status");
+  sub->add_option("--store", o->store,
+                  "store (file, DAX file or device-DAX; created if missing); each checkpoint "
+                  "is one atomic commit")
       ->required();
   sub->add_option("--interval", o->interval,
                   "milliseconds between checkpoints (default 1000; 0: only on SIGUSR1)")
@@ -146,7 +155,8 @@ void add_run(CLI::App& app, Runner& run) {
   sub->add_option("--stats", o->stats,
                   "append one JSON line per checkpoint to this file (epoch, pages, mappings, "
                   "pause_s, total_s, bytes)");
-  sub->add_flag("--resume", o->resume, "restore from the image when it exists, else start PROG");
+  sub->add_flag("--resume", o->resume,
+                "restore from the store when it holds a process image, else start PROG");
   sub->add_option("prog", o->argv, "program and its arguments (after --)")->required();
   sub->callback([&run, o] {
     run = [o]() -> int {
@@ -154,14 +164,14 @@ void add_run(CLI::App& app, Runner& run) {
       wp::catch_checkpoint_requests();
       pid_t pid = 0;
       std::string why;
-      if (o->resume && access(o->store.c_str(), F_OK) == 0) {
-        int rc = wp::restore(o->store, true, &pid, &why);
-        if (rc != kOk) {
-          std::fprintf(stderr, "ckpt-tool run: %s\n", why.c_str());
-          return rc;
-        }
+      int rc = o->resume ? wp::restore(o->store, &pid, &why) : int(kUnavailable);
+      if (o->resume && rc != kOk && rc != kUnavailable) {
+        std::fprintf(stderr, "ckpt-tool run: %s\n", why.c_str());
+        return rc;
+      }
+      if (rc == kOk) {
         std::fprintf(stderr, "ckpt-tool run: resumed as pid %d\n", pid);
-      } else {
+      } else {  // no store, or no process image in it yet: start PROG
         std::vector<char*> args;
         for (auto& a : o->argv) args.push_back(a.data());
         args.push_back(nullptr);

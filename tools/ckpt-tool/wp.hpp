@@ -12,35 +12,34 @@ namespace ckpt_tool::wp {
 
 struct DumpStats {
   uint64_t threads = 0, vmas = 0;
-  uint64_t pages = 0;    // pages read from the process
-  uint64_t reused = 0;   // pages taken from the previous image (clean since)
+  uint64_t pages = 0;    // pages read from the process and written to the store
+  uint64_t reused = 0;   // pages of the image left as earlier checkpoints wrote them
   double stopped_s = 0;  // how long the process was stopped
   double total_s = 0;    // the whole checkpoint, from stopping the process to the commit
   uint64_t epoch = 0;    // the store epoch the checkpoint committed
   uint64_t bytes = 0;    // bytes written to the store (pages and metadata)
 };
 
-// The state kept between incremental checkpoints of one process: a ckpt.ko session ATTACHed
-// to it with one region per private mapping, and the last image's metadata.
+// The state kept between incremental checkpoints of one process: its store (open and locked
+// while the Tracker lives), a ckpt.ko session ATTACHed to it with one region per private
+// mapping, and the last checkpoint's metadata.
 struct Tracker;
 struct TrackerDeleter {
   void operator()(Tracker* t) const;
 };
 std::unique_ptr<Tracker, TrackerDeleter> make_tracker();
 
-// One checkpoint of `pid` (left running) into `store`: the first one (and any after a failure
-// or when the module cannot track the process) is full; later ones read from the process only
-// the pages the module logged as written since, while it is stopped, and take the others from
-// the previous image after it runs again.
+// One checkpoint of `pid` (left running) into the store at `store` (opened on the first call,
+// created if missing): the first one (and any after a failure, or when the module cannot track
+// the process) writes every page the process has; later ones read from the process, while it
+// is stopped, only the pages the module logged as written since, and write just those and the
+// metadata. One store commit each: a crash at any instant leaves the previous checkpoint.
 int checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
                std::string* why);
 
-// Dump `pid` into the image file `store` (replaced atomically); leave it running or kill it.
-int dump(const std::string& store, pid_t pid, bool leave_running, DumpStats* stats,
-         std::string* why);
-
-// Recreate the process of the image `store` as a child of the caller; *pid gets its PID.
-int restore(const std::string& store, bool verify, pid_t* pid, std::string* why);
+// Recreate the process of the store's newest committed (and intact) epoch as a child of the
+// caller; *pid gets its PID. The store is closed again when this returns.
+int restore(const std::string& store, pid_t* pid, std::string* why);
 
 // The wait status of `pid` if a dump's waitpid() took it (the process died during a dump).
 bool reaped_status(pid_t pid, int* wstatus);

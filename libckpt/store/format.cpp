@@ -6,6 +6,7 @@
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
+#include <xxh_x86dispatch.h>  // Debian's libxxhash exports the dispatching entry points
 
 namespace ckpt::store::fmt {
 
@@ -30,7 +31,10 @@ uint64_t store_key(const uint8_t uuid[16]) { return XXH3_64bits(uuid, 16) | 1; }
 
 uint64_t page_hash(const void* page, uint64_t key, uint32_t region, uint64_t index) {
   const uint64_t seed = key ^ (uint64_t(region) << 40) ^ (index * 0x9e3779b97f4a7c15ull);
-  return XXH3_64bits_withSeed(page, kBlockSize, seed);
+  // libxxhash's x86 dispatcher: the widest vector unit the CPU has (AVX2/AVX-512), the same
+  // value as the SSE2 default. Per 4 KiB page (one run, see store-format.md): 19 GB/s vs 14 on
+  // the host; under QEMU TCG, whose SSE2 emulation is slow, about 900 MiB/s vs 180.
+  return XXH3_64bits_withSeed_dispatch(page, kBlockSize, seed);
 }
 
 int check_super(const void* block, const char** why) {

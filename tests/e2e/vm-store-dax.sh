@@ -6,7 +6,7 @@
 #   scripts/vm/run -- tests/e2e/vm-store-dax.sh
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=$top/build/cmake/tests/unit
+bin=${CKPT_BUILD_DIR:-$top/build/cmake}/tests/unit  # another build dir: --env CKPT_BUILD_DIR=...
 n=0 pass=0 fail=0 skip=0
 
 tap() {  # tap STATUS DESCRIPTION
@@ -41,12 +41,13 @@ if [ -x "$bin/store_dax_test" ]; then
   tests=$("$bin/store_dax_test" --gtest_list_tests | awk '/^[^ ]/ {s=$1} /^  / {print s $1}')
 fi
 count=$(printf '%s\n' $tests | grep -c .)
-echo "1..$(( count > 0 ? count + 2 : 3 ))"
+echo "1..$(( count > 0 ? count + 3 : 4 ))"
 [ "$count" -gt 0 ] || tap 1 "store DAX tests listed (build/cmake/tests/unit/store_dax_test)"
 for t in $tests; do
   run "store DAX: $t" "$bin/store_dax_test" --gtest_filter="$t"
 done
 run "store suite in the guest (io_uring on tmpfs)" "$bin/store_test"
+run "store regions that change in the guest (io_uring on tmpfs)" "$bin/store_region_test"
 run "store crash enumeration in the guest (exhaustive ones)" "$bin/store_crash_test" --gtest_filter='-*Sampled*'
 
 [ -z "${loopdev:-}" ] || losetup -d "$loopdev"

@@ -8,6 +8,8 @@
 
 #include <csignal>
 
+#include <xxhash.h>
+
 #include "crash.hpp"
 #include "format.hpp"
 #include "medium.hpp"
@@ -486,6 +488,23 @@ TEST(Store, FixedSizeStoreTooSmallOrFullIsEnospc) {
   EXPECT_EQ(-ENOSPC, checkpoint(*s, {}, w, &o3));  // a third copy does not
   EXPECT_EQ(2u, s->epoch());
   expect_contents(*s, o2);
+}
+
+}  // namespace
+
+namespace {
+
+// The page checksum is the format's XXH3-64 with the documented seed, whichever vector unit
+// libxxhash's dispatcher picks (stores stay readable across machines and emulators).
+TEST(Store, PageHashIsXxh3WithTheDocumentedSeed) {
+  for (uint64_t i = 0; i < 64; i++) {
+    const auto page = page_of(i * 77);
+    const uint64_t key = 0x1234567890abcdefull | 1, index = i * 1000003;
+    const uint32_t region = static_cast<uint32_t>(1 + i % 5);
+    const uint64_t seed = key ^ (uint64_t(region) << 40) ^ (index * 0x9e3779b97f4a7c15ull);
+    EXPECT_EQ(XXH3_64bits_withSeed(page.data(), 4096, seed),
+              fmt::page_hash(page.data(), key, region, index));
+  }
 }
 
 }  // namespace

@@ -199,6 +199,10 @@ class StoreImpl final : public Store {
   }
   int alloc(uint64_t* out);
   int grow_blocks(uint64_t want_total);
+  // Region ids are array indices in memory, holes included (a removed id stays a small
+  // placeholder), so ids are bounded by the store's size: what a forged id can make a reader
+  // allocate stays proportional to the store, and the writer never creates what it refuses.
+  uint64_t max_region_id() const { return std::min<uint64_t>(kMaxRegionId, 65536 + total_); }
   Region* find_visible(uint32_t id) {
     return id && id <= regions_.size() && visible(regions_[id - 1]) ? &regions_[id - 1] : nullptr;
   }
@@ -542,7 +546,7 @@ int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* 
         const uint32_t name_slots = (e.name_len + kSlot - 1) / kSlot;
         if (e.name_len == 0 || e.name_len > kMaxName || i + name_slots >= h.nslots ||
             e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes || e.region == 0 ||
-            e.region > kMaxRegionId || e.epoch == 0 || e.epoch > epoch)
+            e.region > max_region_id() || e.epoch == 0 || e.epoch > epoch)
           return bad("invalid region entry");
         std::string name(reinterpret_cast<const char*>(slot + kSlot), e.name_len);
         if (name.find('\0') != std::string::npos) return bad("invalid region name");
@@ -618,7 +622,7 @@ int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* 
         RegionChangeEntry e;
         std::memcpy(&e, slot, sizeof(e));
         if (kind != kSnapshot || next_id_seen || e.reserved || e.reserved2 || e.size || e.keep ||
-            e.region < chain->next_id || e.region > kMaxRegionId + 1)
+            e.region < chain->next_id || e.region > max_region_id() + 1)
           return bad("invalid next-id entry");
         chain->next_id = e.region;
         next_id_seen = true;
@@ -806,7 +810,9 @@ int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id)
   }
   if (size == 0 || size % kBlockSize || size > kMaxRegionBytes)
     return set_err(-EINVAL, "region size must be a non-zero multiple of 4096, at most 64 TiB");
-  if (next_id_ > kMaxRegionId) return set_err(-ENOSPC, "too many regions");
+  if (next_id_ > max_region_id())
+    return set_err(-ENOSPC, "region ids exhausted: " + std::to_string(max_region_id()) +
+                                " for a store of " + std::to_string(total_) + " blocks");
   int rc = make_room(size, nullptr, name);
   if (rc) return rc;
   while (regions_.size() + 1 < next_id_) {  // ids of regions removed before they were known

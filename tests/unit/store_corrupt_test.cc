@@ -288,3 +288,44 @@ TEST(StoreCorruptChanges, ForgedRegionChangeEntriesAreRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// A forged region id far beyond the store's size (fuzzer find: ids index an array in memory,
+// holes included) is damage, not an allocation of a billion placeholders: the store opens at
+// the retained epoch.
+TEST(StoreCorruptChanges, HugeRegionIdIsRefusedNotAllocated) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents o;
+  {
+    std::unique_ptr<Store> s;
+    ASSERT_EQ(0, Store::open(p, {}, &s));
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4096}}, {{"a", 0, 1}}, &o));
+    ASSERT_EQ(0, checkpoint(*s, {{"b", 4096}}, {{"b", 0, 2}}, &o, {{"a", 0}}));
+  }
+  auto img = read_file(p);
+  size_t at = 0, blk = 0;
+  for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096) {
+    fmt::MetaHeader h;
+    std::memcpy(&h, &img[off], sizeof(h));
+    if (h.magic != fmt::kMetaMagic || h.epoch != 2) continue;
+    for (size_t i = 0; i < h.nslots; i++) {
+      uint16_t type;
+      std::memcpy(&type, &img[off + sizeof(h) + i * fmt::kSlot], 2);
+      if (type == fmt::kRegionEntry) at = off + sizeof(h) + i * fmt::kSlot, blk = off;
+    }
+  }
+  ASSERT_NE(0u, at);
+  fmt::RegionEntry e;
+  std::memcpy(&e, &img[at], sizeof(e));
+  e.region = 1u << 29;
+  std::memcpy(&img[at], &e, sizeof(e));
+  fmt::seal_meta(&img[blk]);
+  std::unique_ptr<Store> s;
+  MediumInfo info;
+  ASSERT_EQ(0, open_on_medium(memory_medium(img, false), info, {}, &s));
+  EXPECT_EQ(1u, s->read_epoch());
+}
+
+}  // namespace

@@ -130,6 +130,8 @@ class Store {
   virtual std::vector<RegionInfo> regions() const = 0;
   // Define a region (persisted by the next commit). Same name and size: returns its id.
   // Same name, other size: -EINVAL. Not enough room for it: -ENOSPC.
+  // Store note: a new name gets a new id, never one used before in this store; ids are bounded
+  // by the store's size (65536 + its blocks), past that -ENOSPC (store-format.md).
   virtual int define_region(std::string_view name, uint64_t size, uint32_t* id) = 0;
 
   // Begin a checkpoint; one at a time (-EBUSY otherwise).

@@ -113,6 +113,8 @@ def track_entries(d):
 
 def merge(indir, outpath):
     env = load(os.path.join(indir, "env.json")) if os.path.exists(os.path.join(indir, "env.json")) else {}
+    if os.path.exists(os.path.join(indir, "host.json")):  # scripts/bench.sh: the host's load
+        env["host"] = load(os.path.join(indir, "host.json"))
     entries, sections = [], []
     for name in ("track", "latency", "scaling", "throughput", "slowdown", "criu", "criu-incr"):
         p = os.path.join(indir, f"{name}.json")
@@ -405,6 +407,13 @@ def write_page(d, E, env, plots, docdir):
       f"at the time; guest kernel `{env.get('kernel', '?')}` (Debian bookworm), "
       f"{int(env.get('mem_kib', 0)) >> 10} MiB guest RAM, THP `{env.get('thp', '?')}` (the benchmarks' "
       f"regions use `MADV_NOHUGEPAGE` unless stated), measured {env.get('date', '?')}.")
+    h = env.get("host")
+    if h:
+        a(f"- The host during this run: load average (1, 5, 15 min) {h.get('load_start', '?')} at the start and "
+          f"{h.get('load_end', '?')} at the end on {h.get('cpus', '?')} CPUs"
+          + (f" ({h['note']})" if h.get("note") else "")
+          + f"; the guest session took {h.get('session_seconds', 0) // 60} min. A load above the CPU count "
+          f"means the guest's vCPUs waited for the host's CPUs part of the time: single repeats swing.")
     a("- TCG inflates every cost, unevenly: a page fault costs ~10–20× native, a memcpy a few ×, "
       "an AVX checksum more. **Absolute times here are not hardware figures.** Only ratios between "
       "things measured in the same run, on the same buffers, are claimed, and even those shift on real "
@@ -417,7 +426,7 @@ def write_page(d, E, env, plots, docdir):
       f"the emulated CPU, not what they cost on Optane or CXL memory.** The io_uring writer's file "
       f"store sits on the same `-o dax` ext4 file system, so the two writers share a medium.")
     a("- Each measurement is repeated (≥ 5 unless noted) and reported as median with min–max; "
-      "ratios are ratios of medians, with the spread of the per-repeat ratios. With the host this "
+      "ratios are ratios of medians (the slowdown's: the median of its paired runs' ratios), with the spread of the per-repeat ratios. With the host this "
       "noisy, spreads are wide; compare medians and ratios, not single runs.")
     a("")
     a("## Targets")
@@ -503,8 +512,9 @@ def write_page(d, E, env, plots, docdir):
                 cells.append(f"{fmt(e['median'])} ms ({fmt(r['ratio'])}×)" if e and r else
                              f"{fmt(e['median'])} ms" if e else "–")
             if hp:
+                none = "" if hp.get("huge_bytes_at_register", 0) else " (**not THP-backed**: no huge pages came back after the previous session, so this row repeats the 4 KiB case)"
                 a(f"| {t} | {hp.get('huge_bytes_at_register', 0) >> 20} / {hp.get('huge_bytes_after', 0) >> 20} MiB "
-                  f"of {hp['region_bytes'] >> 20} | " + " | ".join(cells) + " |")
+                  f"of {hp['region_bytes'] >> 20}{none} | " + " | ".join(cells) + " |")
         a("")
         a("In parentheses: THP-backed latency over the 4 KiB-page latency of the same tracker and dirty "
           "count (above 1: THP costs more). A tracker that works per 4 KiB page must either split the huge "

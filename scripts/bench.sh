@@ -46,8 +46,13 @@ rm -rf "$raw"
 mkdir -p "$raw"
 t0=$SECONDS
 rc=0
+# The host's load says how much the figures' spread owes to other work on the machine.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+load0=$(load)
 scripts/vm/run "${vmopts[@]}" -- bench/run-guest.sh --out "$top/$raw" $quick || rc=$?
 echo "bench: guest session finished in $((SECONDS - t0)) s (exit $rc)"
+printf '{"load_start": "%s", "load_end": "%s", "session_seconds": %d, "cpus": %d}\n' \
+  "$load0" "$(load)" $((SECONDS - t0)) "$(nproc)" > "$raw/host.json"
 $py bench/report.py merge "$raw" "$results"
 if [ -n "$quick" ]; then
   $py -c 'import matplotlib' 2>/dev/null && $py bench/report.py render "$results" "$docdir"

@@ -16,7 +16,8 @@
  * hook) is the cheapest hook 6.1 offers a module: a kretprobe cost three times as much per
  * fault under TCG. The callback filters in a few loads: a write fault, of an mm that has
  * regions (RCU hash), at an address inside one. The ftrace ops is registered only while a
- * region exists somewhere, so processes pay nothing when nobody tracks.
+ * region exists somewhere (and hook_linger_ms after, see below), so processes pay nothing
+ * when nobody tracks.
  *
  * THP: a write fault on an empty PMD of an anonymous mapping may map 2 MiB writable at once,
  * and a write to an exclusive read-only huge PMD may make all of it writable: then the whole
@@ -28,7 +29,9 @@
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
 #include <linux/ftrace.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
+#include <linux/workqueue.h>
 #include <linux/pgtable.h>
 #include <linux/trace_recursion.h>
 #include "ckpt.h"
@@ -86,14 +89,40 @@ static struct ftrace_ops fault_ops = {
 	.func = fault_hook,
 };
 
-static DEFINE_MUTEX(hook_lock);	/* protects hook_users and the ops' registration */
+/*
+ * Arming and disarming patch handle_mm_fault()'s first instruction (text_poke_bp: int3, then
+ * the call) while every CPU may be faulting through it. That is correct on hardware, but it is
+ * the expensive, rare path, and under QEMU's TCG a vCPU once kept executing the stale int3
+ * after the patch completed (soft lockup in kprobe_int3_handler). So the last region's removal
+ * does not disarm at once: the hook lingers for hook_linger_ms, and a program that registers
+ * again (each checkpoint of `ckpt-tool run`, a test suite's many short sessions) finds it
+ * armed. Until then untracked faults pay the filter's few loads; after it, nothing.
+ */
+static unsigned int hook_linger_ms = 2000;
+module_param(hook_linger_ms, uint, 0644);
+MODULE_PARM_DESC(hook_linger_ms,
+		 "keep the fault hook armed this long after the last region is removed (ms)");
+
+static DEFINE_MUTEX(hook_lock);	/* protects hook_users, hook_armed and the registration */
 static unsigned long hook_users;	/* regions that exist, all sessions */
+static bool hook_armed;		/* fault_ops is registered */
+
+static void hook_disarm(struct work_struct *work)
+{
+	mutex_lock(&hook_lock);
+	if (!hook_users && hook_armed) {
+		unregister_ftrace_function(&fault_ops);
+		hook_armed = false;
+	}
+	mutex_unlock(&hook_lock);
+}
+static DECLARE_DELAYED_WORK(hook_disarm_work, hook_disarm);
 
 void ckpt_fault_get(void)
 {
 	mutex_lock(&hook_lock);
-	if (!hook_users++)
-		WARN_ON_ONCE(register_ftrace_function(&fault_ops));
+	if (!hook_users++ && !hook_armed)
+		hook_armed = !WARN_ON_ONCE(register_ftrace_function(&fault_ops));
 	mutex_unlock(&hook_lock);
 }
 
@@ -101,7 +130,8 @@ void ckpt_fault_put(void)
 {
 	mutex_lock(&hook_lock);
 	if (!--hook_users)
-		unregister_ftrace_function(&fault_ops);
+		mod_delayed_work(system_wq, &hook_disarm_work,
+				 msecs_to_jiffies(READ_ONCE(hook_linger_ms)));
 	mutex_unlock(&hook_lock);
 }
 
@@ -122,6 +152,8 @@ int ckpt_fault_init(void)
 
 void ckpt_fault_exit(void)
 {
-	/* No region exists any more (every session is closed): the ops is unregistered. */
+	/* No region exists any more (every session is closed); a lingering hook goes now. */
+	cancel_delayed_work_sync(&hook_disarm_work);
+	hook_disarm(NULL);
 	ftrace_free_filter(&fault_ops);
 }

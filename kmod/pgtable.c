@@ -107,7 +107,6 @@ struct pin_cache {
 static bool pte_maybe_pinned(pte_t pte, struct pin_cache *last)
 {
 	struct folio *folio;
-	long expected;
 
 	if (pte_special(pte) || !pfn_valid(pte_pfn(pte)))
 		return false;
@@ -120,10 +119,24 @@ static bool pte_maybe_pinned(pte_t pte, struct pin_cache *last)
 			 * Expected: one per mapping, one per page in the swap cache, one of the
 			 * per-CPU LRU-add batch while not on an LRU list yet.
 			 */
-			expected = large_mapcount(folio) + !folio_test_lru(folio) +
-				   (folio_test_swapcache(folio) ? folio_nr_pages(folio) : 0);
+			long extra = !folio_test_lru(folio) +
+				     (folio_test_swapcache(folio) ? folio_nr_pages(folio) : 0);
+
 			last->folio = folio;
-			last->pinned = folio_ref_count(folio) > expected;
+			/*
+			 * Fast path, exact: an anonymous THP is born fully mapped, and in 6.1
+			 * unmapping any subpage queues it for deferred split. Off that queue
+			 * every subpage is still mapped, so the mappings are at least
+			 * folio_nr_pages() and a refcount within that leaves no room for a
+			 * get_user_pages() reference. Only the rest (shared after fork, partly
+			 * unmapped, references beyond) pays the walk over the subpages.
+			 */
+			if (list_empty(page_deferred_list(&folio->page)) &&
+			    folio_ref_count(folio) <= folio_nr_pages(folio) + extra)
+				last->pinned = false;
+			else
+				last->pinned = folio_ref_count(folio) >
+					       large_mapcount(folio) + extra;
 		}
 		return last->pinned;
 	}

@@ -42,7 +42,11 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
 
   echo "=== VM tests (scripts/vm/run -- tests/vm/run-all)"
   vmlog=$top/build/vm-test.log
-  "$top/scripts/vm/run" --timeout "${CKPT_VM_TIMEOUT:-1800}" -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
+  # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
+  # comparison too instead of skipping it (same list as scripts/bench.sh).
+  "$top/scripts/vm/run" --timeout "${CKPT_VM_TIMEOUT:-1800}" \
+    --modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat" \
+    -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
   vrc=${PIPESTATUS[0]}
   line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$vmlog" | tail -n1)
   if [ -n "$line" ]; then

@@ -102,7 +102,11 @@ unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max,
 			    unsigned long *pos);
 unsigned long ckpt_log_count_from(struct ckpt_region *r, unsigned long pos);
 unsigned long ckpt_log_take_bitmap(struct ckpt_region *r, unsigned long *out);
-unsigned long ckpt_log_count(struct ckpt_region *r);
+/* Pages logged now, the whole region. */
+static inline unsigned long ckpt_log_count(struct ckpt_region *r)
+{
+	return ckpt_log_count_from(r, 0);
+}
 
 /* mm.c: per-mm state and the mmu notifier */
 int ckpt_mm_init(void);

@@ -129,7 +129,7 @@ unsigned long ckpt_log_take(struct ckpt_region *r, u64 *out, unsigned long max,
 	return n;
 }
 
-/* Logged pages with index >= @pos. */
+/* Logged pages with index >= @pos; O(pages / 4096 + dirty words). */
 unsigned long ckpt_log_count_from(struct ckpt_region *r, unsigned long pos)
 {
 	unsigned long n = 0, w = pos / BITS_PER_LONG, first = w;
@@ -157,12 +157,3 @@ unsigned long ckpt_log_take_bitmap(struct ckpt_region *r, unsigned long *out)
 	return n;
 }
 
-/* Pages logged now; O(pages / 4096 + dirty words). */
-unsigned long ckpt_log_count(struct ckpt_region *r)
-{
-	unsigned long n = 0, w;
-
-	for_each_set_bit(w, r->l1, r->l0_words)
-		n += hweight_long(READ_ONCE(r->l0[w]));
-	return n;
-}

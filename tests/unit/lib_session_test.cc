@@ -86,8 +86,13 @@ TEST_P(Session, CheckpointWritesOnlyDirtyPages) {
   if (GetParam() == "full") GTEST_SKIP() << "full copies everything by definition";
   const size_t pages = 4096;  // 16 MiB
   Mem m(pages);
-  // Populated, as a program's initialised state is: a first touch of an empty 2 MiB extent
-  // may map a huge page at once, which the module reports whole (allowed over-reporting).
+  // Exact counts need 4 KiB memory. THP-backed memory has documented over-reporting the test
+  // cannot time: a first touch of an empty 2 MiB extent, and the kernel re-collapsing or
+  // splitting a huge page between checkpoints (the mmu notifier logs the whole extent). Two
+  // clean-clone CI runs saw 491 and 493 pages — one 2 MiB extent of the region — reported
+  // after a checkpoint with nothing written. THP-backed memory is covered by ThpBackedMemory
+  // here and by track_thp_test in the VM.
+  ASSERT_EQ(madvise(m.data(), m.size(), MADV_NOHUGEPAGE), 0);
   memset(m.data(), 1, m.size());
   ckpt_t* c = open();
   ASSERT_TRUE(c);

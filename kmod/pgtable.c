@@ -92,11 +92,10 @@ static bool pte_maybe_pinned(pte_t pte)
 	if (folio_maybe_dma_pinned(folio))
 		return true;
 	/*
-	 * A large folio's references are the whole huge page's. Comparing them with its
-	 * mappings (tried, and withdrawn) kept whole huge pages logged checkpoint after
-	 * checkpoint: our own split's get_user_pages(FOLL_TOUCH) can put the folio in the
-	 * per-CPU activate batch, which holds a reference until that batch drains, and
-	 * lru_add_drain() is not exported. So only FOLL_PIN counts here (the documented gap).
+	 * A large folio's references are the whole huge page's, so only FOLL_PIN counts here
+	 * (the documented gap). A folio-wide check against its mappings was tried and withdrawn
+	 * after a test over-reported one huge page; the same failure later recurred without it,
+	 * so the withdrawal may have been wrong (design-tracking.md section 6).
 	 */
 	if (folio_test_large(folio))
 		return false;

@@ -206,14 +206,27 @@ void dirty_pages(char* base, size_t pages, size_t n, size_t phase) {
   }
 }
 
+// Where one checkpoint's time went (ckpt_session_stats' split, milliseconds).
+struct Split {
+  double stop = 0, collect = 0, persist = 0;
+};
+
 // Time one checkpoint after dirtying n pages; check the tracker reported them.
-double timed_checkpoint(ckpt_t* c, char* base, size_t pages, size_t n, size_t phase, uint32_t tracker) {
+double timed_checkpoint(ckpt_t* c, char* base, size_t pages, size_t n, size_t phase, uint32_t tracker,
+                        Split* split = nullptr) {
   dirty_pages(base, pages, n, phase);
+  ckpt_session_stats st0{};
+  check(ckpt_get_stats(c, &st0), "ckpt_get_stats");
   double t0 = now_ns();
   check(ckpt_checkpoint(c), "ckpt_checkpoint", c);
   double dt = now_ns() - t0;
   ckpt_session_stats st{};
   check(ckpt_get_stats(c, &st), "ckpt_get_stats");
+  if (split) {
+    split->stop = (st.total_stop_ns - st0.total_stop_ns) / 1e6;
+    split->collect = (st.total_collect_ns - st0.total_collect_ns) / 1e6;
+    split->persist = (st.total_persist_ns - st0.total_persist_ns) / 1e6;
+  }
   uint64_t want = tracker == CKPT_TRACKER_FULL ? pages : n;
   if (st.last_pages < want)
     die(fmt::format("tracker {} wrote {} pages, {} were dirtied", tracker_name(tracker), st.last_pages, want));
@@ -315,17 +328,32 @@ void issue4(Out& o, const std::vector<Target>& targets, size_t big_mib, size_t s
     // the small region, at the start of the big one): the difference between the two is the
     // cost of the dirty pages' layout, the rest of the gap to the small region that of its size.
     std::vector<double> big_ms, contig_ms;
+    // The split of each (collect: the tracker; persist: the store), printed as medians.
+    std::map<std::string, std::vector<Split>> split;
     for (int r = 0; r < reps; r++) {
-      big_ms.push_back(timed_checkpoint(cb, b, big / kPage, n, r * 13, tracker) / 1e6);
-      contig_ms.push_back(timed_checkpoint(cb, b, n, n, 0, tracker) / 1e6);
+      Split sp;
+      big_ms.push_back(timed_checkpoint(cb, b, big / kPage, n, r * 13, tracker, &sp) / 1e6);
+      split["big"].push_back(sp);
+      contig_ms.push_back(timed_checkpoint(cb, b, n, n, 0, tracker, &sp) / 1e6);
+      split["big_contiguous"].push_back(sp);
     }
     close_session(cb, t);
     ckpt_t* cs = open_session(t2, tracker);
     check(ckpt_register(cs, "small", s, small), "ckpt_register small", cs);
     check(ckpt_checkpoint(cs), "first checkpoint (small)", cs);
     std::vector<double> small_ms;
-    for (int r = 0; r < reps; r++) small_ms.push_back(timed_checkpoint(cs, s, n, n, 0, tracker) / 1e6);
+    for (int r = 0; r < reps; r++) {
+      Split sp;
+      small_ms.push_back(timed_checkpoint(cs, s, n, n, 0, tracker, &sp) / 1e6);
+      split["small"].push_back(sp);
+    }
     close_session(cs, t2);
+    for (const auto& [what, v] : split) {
+      std::vector<double> a, c, d;
+      for (const Split& x : v) a.push_back(x.stop), c.push_back(x.collect), d.push_back(x.persist);
+      fmt::print("  issue4 {:<8} {:<15} median ms: stop {:.3f}  collect {:.3f}  persist {:.3f}\n", t.writer, what,
+                 stats_of(a).median, stats_of(c).median, stats_of(d).median);
+    }
     json p = {{"tracker", tracker_name(tracker)}, {"writer", t.writer}, {"dirty_pages", n},
               {"big_region_bytes", big}, {"small_region_bytes", small}};
     o.figure(fmt::format("issue4/{}/{}/big", tracker_name(tracker), t.writer), "ms", big_ms, p);
@@ -657,8 +685,9 @@ int main(int argc, char** argv) {
   lat->add_option("--region-mib", region_mib, "registered region size");
   lat->add_option("--dirty", dirty, "dirty page counts")->delimiter(',');
   lat->add_option("--issue4-mib", issue4_mib, "big region of issue 4's check (1 MiB dirty in it vs in 1 MiB)");
-  bool no_thp = false;
+  bool no_thp = false, issue4_only = false;
   lat->add_flag("--no-thp-variant", no_thp, "skip the THP-backed latency variant");
+  lat->add_flag("--issue4-only", issue4_only, "only issue 4's check (for measuring it alone)");
   auto* sc = app.add_subcommand("scaling", "latency of 256 dirty pages vs registered size (module, DAX)");
   sc->add_option("--sizes-mib", sizes, "registered sizes")->delimiter(',');
   auto* tp = app.add_subcommand("throughput", "persist and restore throughput vs memcpy");
@@ -692,8 +721,8 @@ int main(int argc, char** argv) {
     for (auto& s : trackers) tr.push_back(parse_tracker(s));
     fmt::print("ckpt_bench {}: {} repeats{}\n", section, reps, quick ? " (quick)" : "");
     if (section == "latency") {
-      latency(o, targets, region_mib, dirty, reps, thp, tr, quick);
-      if (!thp && !no_thp) {
+      if (!issue4_only) latency(o, targets, region_mib, dirty, reps, thp, tr, quick);
+      if (!thp && !no_thp && !issue4_only) {
         // THP-backed (the Debian kernel's default is "always"): the trackers that track pages
         // (full copies everything either way), the first writer.
         // The smoke check (--quick) takes the module's only: each session costs seconds there.

@@ -127,6 +127,7 @@ class TxnImpl final : public Txn {
   explicit TxnImpl(StoreImpl* s) : s_(s) {}
   ~TxnImpl() override;
   int put_page(uint32_t region, uint64_t page, const void* data) override;
+  int put_pages(uint32_t region, uint64_t first_page, const void* src, uint64_t npages) override;
   int commit() override;
 
   struct Pending {
@@ -890,41 +891,69 @@ TxnImpl::~TxnImpl() {
   if (!done_) s_->abort(this);
 }
 
-int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) try {
+int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) {
+  return put_pages(region, page, data, 1);
+}
+
+// Pages go in chunks: each chunk's pages are hashed and given blocks (next-fit, so consecutive
+// where there is room), then written as one medium write per run of consecutive blocks. A chunk
+// is small enough to be hashed and copied while its source is still in the L2 cache.
+int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_t n) try {
   if (done_) return -EINVAL;
   if (err_) return err_;
   if (s_->broken_) return -EIO;
+  if (n == 0) return 0;
   Region* rp = s_->find_visible(region);
-  if (!rp || page >= rp->cur / kBlockSize || !data)
-    return s_->set_err(-EINVAL, "put_page: no such region or page");
+  const uint64_t npg = rp ? rp->cur / kBlockSize : 0;
+  if (!rp || !src || first >= npg || n > npg - first)
+    return s_->set_err(-EINVAL, n == 1 ? "put_page: no such region or page"
+                                       : "put_pages: no such region, or pages out of range");
+  if (pages_.size() + n >= UINT32_MAX - 1)
+    return s_->set_err(-E2BIG, "more than 4G pages in one checkpoint");
   Region& reg = *rp;
   // Sized to the view; resize_region (never inside a checkpoint) clears it.
-  if (reg.pending.size() != reg.cur / kBlockSize) reg.pending.assign(reg.cur / kBlockSize, 0);
-  const uint32_t ix = reg.pending[page];
-  if (!ix && pages_.size() >= UINT32_MAX - 1)
-    return s_->set_err(-E2BIG, "more than 4G pages in one checkpoint");
-  PageRef ref;
-  ref.hash = page_hash(data, s_->key_, region, page);
-  if (ix) {
-    ref.block = pages_[ix - 1].ref.block;  // written twice: the block is still ours
-  } else {
-    int r = s_->alloc(&ref.block);
+  if (reg.pending.size() != npg) reg.pending.assign(npg, 0);
+  const auto* data = static_cast<const uint8_t*>(src);
+  constexpr uint64_t kChunk = 16;
+  uint64_t block[kChunk];
+  for (uint64_t c = 0; c < n; c += kChunk) {
+    const uint64_t m = std::min(kChunk, n - c);
+    uint64_t placed = 0;
+    int r = 0;
+    for (; placed < m; placed++) {
+      const uint64_t page = first + c + placed;
+      const uint32_t ix = reg.pending[page];
+      PageRef ref;
+      ref.hash = page_hash(data + (c + placed) * kBlockSize, s_->key_, region, page);
+      if (ix) {
+        ref.block = pages_[ix - 1].ref.block;  // written twice: the block is still ours
+        pages_[ix - 1].ref = ref;
+      } else {
+        r = s_->alloc(&ref.block);
+        if (r) break;
+        allocated_.push_back(ref.block);
+        pages_.push_back({region, page, ref});
+        reg.pending[page] = static_cast<uint32_t>(pages_.size());
+      }
+      block[placed] = ref.block;
+    }
+    // The placed pages are staged even when a later one found no block (as put_page by put_page
+    // would have them); a failed write or a full store fails the commit either way (err_).
+    for (uint64_t i = 0; i < placed;) {
+      uint64_t j = i + 1;
+      while (j < placed && block[j] == block[j - 1] + 1) j++;
+      int w = s_->m_->write(block[i] * kBlockSize, data + (c + i) * kBlockSize,
+                            (j - i) * kBlockSize);
+      if (w) {
+        err_ = w;
+        return s_->set_err(w, "writing a page failed");
+      }
+      i = j;
+    }
     if (r) {
       err_ = r;
-      return s_->set_err(r, "store full: no free block for page " + std::to_string(page));
+      return s_->set_err(r, "store full: no free block for page " + std::to_string(first + c + placed));
     }
-    allocated_.push_back(ref.block);
-  }
-  int r = s_->m_->write(ref.block * kBlockSize, data, kBlockSize);
-  if (r) {
-    err_ = r;
-    return s_->set_err(r, "writing a page failed");
-  }
-  if (ix) {
-    pages_[ix - 1].ref = ref;
-  } else {
-    pages_.push_back({region, page, ref});
-    reg.pending[page] = static_cast<uint32_t>(pages_.size());
   }
   return 0;
 } catch (const std::bad_alloc&) {

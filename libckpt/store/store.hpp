@@ -107,6 +107,23 @@ class Txn {
   // Stage one page (page_size bytes at data) of region `region`, index `page`. The bytes are
   // copied (or persisted) before the call returns, so the caller may modify the source after.
   virtual int put_page(uint32_t region, uint64_t page, const void* data) = 0;
+  // Store note (bulk writers: ckpt-tool dump, restore staging): stage the `npages` consecutive
+  // pages [first_page, first_page + npages) of `region` from `src` (npages * page_size bytes,
+  // any alignment). The result is exactly that of npages put_page calls in page order — same
+  // store contents, same checksums, same crash guarantees (nothing is live before commit()) —
+  // but the pages are checksummed and written in few large writes: the blocks are allocated
+  // consecutively where the store has room, so the io_uring writer submits one write per run
+  // of up to 1 MiB and the DAX writer does one non-temporal copy per run.
+  // Requirements: region visible and first_page + npages within its current size (else
+  // -EINVAL, nothing staged); npages == 0 is a no-op. On a failure part-way (-ENOSPC, -EIO)
+  // the pages before the failing one are staged, as with put_page, and commit() returns the
+  // same error. Not thread-safe (like every call here). The default loops over put_page.
+  virtual int put_pages(uint32_t region, uint64_t first_page, const void* src, uint64_t npages) {
+    const auto* p = static_cast<const unsigned char*>(src);
+    for (uint64_t i = 0; i < npages; i++)
+      if (int e = put_page(region, first_page + i, p + i * 4096)) return e;
+    return 0;
+  }
   // Make the epoch durable and live, atomically: after a crash at any instant during commit the
   // store opens at the previous epoch or at this one, never a mix. Returns 0 or -errno; on error
   // the previous epoch stays live and intact.

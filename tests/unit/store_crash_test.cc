@@ -300,6 +300,25 @@ TEST(StoreCrash, SnapshotWithRemovedIdsExhaustive) {
   run(sc);
 }
 
+TEST(StoreCrash, PutPagesRunsAndRewritesExhaustive) {
+  // Bulk staging: a run that rewrites pages of the old epoch, a page staged by put_page and then
+  // again inside a run (its block is reused), and a run in a new region.
+  Scenario sc;
+  sc.before = {{{{"a", 8 * 4096}}, {{"a", 0, 1, 3}, {"a", 6, 2}}}};
+  sc.defs = {{"b", 3 * 4096}};
+  sc.writes = {{"a", 2, 10}, {"a", 1, 20, 3}, {"b", 0, 30, 3}};
+  run(sc);
+}
+
+TEST(StoreCrash, PutPagesBigRunsWithGrowthSampled) {
+  Scenario sc;
+  sc.before = {{{{"big", 400 * 4096}}, {{"big", 0, 1, 400}}}};
+  sc.writes = {{"big", 10, 5000, 300}, {"big", 5, 7000, 20}, {"big", 399, 9000}};
+  sc.max_states_per_prefix = 16;  // few operations (runs are large writes): many states each
+  Result r = run(sc);
+  EXPECT_GT(r.states, 100u);
+}
+
 TEST(StoreCrash, BigCheckpointWithGrowthSampled) {
   Scenario sc;
   std::vector<Write> first;

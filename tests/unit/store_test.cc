@@ -490,6 +490,103 @@ TEST(Store, FixedSizeStoreTooSmallOrFullIsEnospc) {
   expect_contents(*s, o2);
 }
 
+// Txn::put_pages stages a run exactly as put_page page by page would (same contents, same
+// checksums, a page staged twice keeps one block), in fewer, larger medium writes.
+TEST(Store, PutPagesEqualsPutPageByPage) {
+  constexpr uint64_t kPages = 200;
+  std::vector<uint8_t> src(kPages * 4096 + 3);  // deliberately unaligned source
+  uint8_t* run = src.data() + 3;
+  auto fill = [&](uint64_t seed) {
+    for (uint64_t i = 0; i < kPages; i++) std::memcpy(run + i * 4096, page_of(seed + i).data(), 4096);
+  };
+  MediumInfo info;
+  info.device = true;
+  std::unique_ptr<Store> bulk, single;
+  auto rec = std::make_unique<Recorder>(memory_medium(std::vector<uint8_t>(4096 * 4096), false));
+  Recorder* r = rec.get();
+  ASSERT_EQ(0, open_on_medium(std::move(rec), info, {}, &bulk));
+  ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(4096 * 4096), false), info, {},
+                              &single));
+  uint32_t ib, is;
+  ASSERT_EQ(0, bulk->define_region("r", kPages * 4096, &ib));
+  ASSERT_EQ(0, single->define_region("r", kPages * 4096, &is));
+  for (uint64_t round = 0; round < 4; round++) {
+    fill(round * 1000);
+    std::unique_ptr<Txn> tb, ts;
+    ASSERT_EQ(0, bulk->begin(&tb));
+    ASSERT_EQ(0, single->begin(&ts));
+    // Round 0: everything; later rounds: a page alone, then a run over it (staged twice).
+    const uint64_t first = round == 0 ? 0 : 17 * round, n = round == 0 ? kPages : 90;
+    if (round) {
+      ASSERT_EQ(0, tb->put_page(ib, first + 5, run + 7 * 4096));
+      ASSERT_EQ(0, ts->put_page(is, first + 5, run + 7 * 4096));
+    }
+    r->clear();
+    r->start();
+    ASSERT_EQ(0, tb->put_pages(ib, first, run + first * 4096, n));
+    r->stop();
+    for (uint64_t i = 0; i < n; i++) ASSERT_EQ(0, ts->put_page(is, first + i, run + (first + i) * 4096));
+    // One medium write per run of consecutive blocks, per chunk of 16 pages at most.
+    uint64_t writes = 0, bytes = 0;
+    for (const auto& op : r->ops())
+      if (op.kind == CrashOp::kWrite) writes++, bytes += op.bytes.size();
+    EXPECT_EQ(n * 4096, bytes);
+    EXPECT_LE(writes, (n + 15) / 16 + 2) << "round " << round;
+    ASSERT_EQ(0, tb->commit());
+    ASSERT_EQ(0, ts->commit());
+    std::vector<uint8_t> a(kPages * 4096), b(kPages * 4096);
+    ASSERT_EQ(0, bulk->read_region(ib, a.data(), a.size(), nullptr));
+    ASSERT_EQ(0, single->read_region(is, b.data(), b.size(), nullptr));
+    ASSERT_TRUE(a == b) << "round " << round;
+    StoreStat sa, sb;
+    ASSERT_EQ(0, bulk->stat(&sa));
+    ASSERT_EQ(0, single->stat(&sb));
+    EXPECT_EQ(sa.live_data_blocks, sb.live_data_blocks);
+    EXPECT_EQ(sa.free_blocks, sb.free_blocks);
+    EXPECT_EQ(0, bulk->verify(nullptr));
+  }
+}
+
+TEST(Store, PutPagesErrors) {
+  MediumInfo info;
+  info.device = true;
+  std::unique_ptr<Store> s;
+  ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {}, &s));
+  uint32_t id;
+  ASSERT_EQ(0, s->define_region("r", 24 * 4096, &id));
+  Contents oracle;
+  std::vector<Write> w;
+  for (uint64_t i = 0; i < 24; i++) w.push_back({"r", i, i});
+  ASSERT_EQ(0, checkpoint(*s, {}, w, &oracle));
+  std::vector<uint8_t> buf(40 * 4096, 0xab);
+  {
+    std::unique_ptr<Txn> t;
+    ASSERT_EQ(0, s->begin(&t));
+    EXPECT_EQ(-EINVAL, t->put_pages(id + 1, 0, buf.data(), 1));           // no such region
+    EXPECT_EQ(-EINVAL, t->put_pages(id, 20, buf.data(), 5));              // past the end
+    EXPECT_EQ(-EINVAL, t->put_pages(id, UINT64_MAX - 1, buf.data(), 4));  // overflow
+    EXPECT_EQ(-EINVAL, t->put_pages(id, 0, nullptr, 2));
+    EXPECT_EQ(0, t->put_pages(id, 0, buf.data(), 0));                    // nothing
+    EXPECT_EQ(0, t->commit());  // nothing was staged by the refused calls: an empty epoch
+    EXPECT_EQ(-EINVAL, t->put_pages(id, 0, buf.data(), 1));  // after commit
+  }
+  expect_contents(*s, oracle);
+  // Full part-way: 64 blocks hold two copies of 24 pages and metadata, not a third. The pages
+  // staged before the failure do not make a mix: the commit fails and the epoch stays.
+  for (auto& x : w) x.seed += 100;
+  Contents o2 = oracle;
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"r", 0, 500, 24}}, &o2));
+  std::unique_ptr<Txn> t;
+  ASSERT_EQ(0, s->begin(&t));
+  EXPECT_EQ(-ENOSPC, t->put_pages(id, 0, buf.data(), 24));
+  EXPECT_EQ(-ENOSPC, t->put_pages(id, 0, buf.data(), 1));  // sticky
+  EXPECT_EQ(-ENOSPC, t->commit());
+  t.reset();
+  EXPECT_EQ(3u, s->epoch());  // 1: the pages, 2: the empty epoch, 3: the run
+  expect_contents(*s, o2);
+  EXPECT_EQ(0, s->verify(nullptr));
+}
+
 }  // namespace
 
 namespace {

@@ -101,10 +101,13 @@ inline int read_all(Store& s, Contents* out) {
 }
 
 // A scripted checkpoint: define regions, write pages, commit. Applies to the oracle too.
+// npages > 1: a run of pages [page, page + npages) with seeds seed, seed + 1, ..., staged with
+// one Txn::put_pages from an unaligned buffer.
 struct Write {
   std::string region;
   uint64_t page;
   uint64_t seed;
+  uint64_t npages = 1;
 };
 
 // A region change before a checkpoint: resize to `size` bytes, or remove when size is 0.
@@ -149,6 +152,15 @@ inline int checkpoint(Store& s, const std::map<std::string, uint64_t>& defs,
     if (!oracle->count(ri.name)) (*oracle)[ri.name] = std::vector<uint8_t>(ri.size, 0);
   }
   for (const Write& w : writes) {
+    if (w.npages > 1) {
+      std::vector<uint8_t> buf(w.npages * 4096 + 8);
+      for (uint64_t i = 0; i < w.npages; i++)
+        std::memcpy(buf.data() + 8 + i * 4096, page_of(w.seed + i).data(), 4096);
+      r = t->put_pages(ids.at(w.region), w.page, buf.data() + 8, w.npages);
+      if (r) return r;
+      std::memcpy((*oracle)[w.region].data() + w.page * 4096, buf.data() + 8, w.npages * 4096);
+      continue;
+    }
     auto p = page_of(w.seed);
     r = t->put_page(ids.at(w.region), w.page, p.data());
     if (r) return r;

@@ -190,6 +190,7 @@ class StoreImpl final : public Store {
     if (b < total_ && !is_used(b)) {
       used_[b >> 6] |= 1ull << (b & 63);
       nused_++;
+      hwm_ = std::max(hwm_, b + 1);
     }
   }
   void unmark(uint64_t b) {
@@ -254,6 +255,9 @@ class StoreImpl final : public Store {
   std::vector<uint64_t> used_;
   uint64_t nused_ = 0;
   uint64_t cursor_ = kFirstDataBlock;
+  // One past the highest block used since open (every used block lies below it, so
+  // hwm_ - nused_ blocks below it are free). alloc() reuses those before going higher.
+  uint64_t hwm_ = kFirstDataBlock;
   TxnImpl* txn_ = nullptr;
   bool broken_ = false;  // a commit record write failed: the medium's state is unknown
   std::string err_;
@@ -715,6 +719,7 @@ int StoreImpl::load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>
 void StoreImpl::rebuild_used() {
   used_.assign((total_ + 63) / 64, 0);
   nused_ = 0;
+  hwm_ = kFirstDataBlock;
   for (uint64_t b = 0; b < kFirstDataBlock; b++) mark(b);
   for (uint64_t b : live_.meta) mark(b);
   for (uint64_t b : ret_.meta) mark(b);
@@ -740,25 +745,39 @@ int StoreImpl::grow_blocks(uint64_t want_total) {
   return 0;
 }
 
+// Blocks below the high-water mark first, next fit among them from the cursor (consecutive
+// allocations get consecutive blocks where the free space allows, which the writers merge into
+// larger I/O); a block above it only when none is free below. So a store stays as compact as
+// its two epochs: a checkpoint of a few pages in a big region reuses the blocks the commit
+// before last freed instead of walking through the whole store, whose untouched part costs
+// more to write (a file's unwritten extents are converted, and journalled, at the next fsync;
+// a fresh DAX page may fault in the host).
 int StoreImpl::alloc(uint64_t* out) {
   for (int pass = 0; pass < 2; pass++) {
-    // Next fit from the cursor, a word at a time: consecutive allocations get consecutive
-    // blocks, which the writers merge into larger I/O.
-    for (int wrap = 0; wrap < 2; wrap++) {
-      uint64_t b = wrap ? kFirstDataBlock : cursor_;
-      while (b < total_) {
-        uint64_t w = used_[b >> 6] | ((1ull << (b & 63)) - 1);
-        if (w == ~0ull) {
-          b = (b | 63) + 1;
-          continue;
+    if (nused_ < hwm_) {  // a free block below the mark: a word at a time from the cursor
+      for (int wrap = 0; wrap < 2; wrap++) {
+        uint64_t b = wrap ? kFirstDataBlock : std::max<uint64_t>(cursor_, kFirstDataBlock);
+        while (b < hwm_) {
+          uint64_t w = used_[b >> 6] | ((1ull << (b & 63)) - 1);
+          if (w == ~0ull) {
+            b = (b | 63) + 1;
+            continue;
+          }
+          b = (b & ~63ull) + static_cast<uint64_t>(__builtin_ctzll(~w));
+          if (b >= hwm_) break;
+          mark(b);
+          cursor_ = b + 1;
+          *out = b;
+          return 0;
         }
-        b = (b & ~63ull) + static_cast<uint64_t>(__builtin_ctzll(~w));
-        if (b >= total_) break;
-        mark(b);
-        cursor_ = b + 1;
-        *out = b;
-        return 0;
       }
+    }
+    if (hwm_ < total_) {
+      const uint64_t b = hwm_;
+      mark(b);
+      cursor_ = b + 1;
+      *out = b;
+      return 0;
     }
     if (pass == 0) {
       int r = grow_blocks(total_ + 1);
@@ -1167,9 +1186,15 @@ int StoreImpl::commit(TxnImpl* t) try {
   std::vector<uint64_t> freed;
   for (const auto& [k, ref] : undo_)
     if (ref.block) freed.push_back(ref.block);
-  {
-    std::unordered_set<uint64_t> live_meta(live_.meta.begin(), live_.meta.end());
-    for (uint64_t b : ret_.meta)
+  // The old retained epoch's metadata blocks that the read epoch (the new retained one) does
+  // not share. The read epoch was built on the retained one, so while both start from the same
+  // snapshot the retained chain is a prefix of the read epoch's and nothing is freed: one
+  // compare instead of a set of the whole chain, whose snapshot part is O(mapped pages / 126).
+  const auto& rm = ret_.meta;
+  const auto& lm = live_.meta;
+  if (rm.size() > lm.size() || !std::equal(rm.begin(), rm.end(), lm.begin())) {
+    std::unordered_set<uint64_t> live_meta(lm.begin(), lm.end());
+    for (uint64_t b : rm)
       if (!live_meta.count(b)) freed.push_back(b);
   }
   Undo undo;

@@ -140,6 +140,9 @@ void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
 void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 		   void (*sticky)(void *arg, unsigned long addr), void *arg);
 void ckpt_flush_tlb_mm(struct mm_struct *mm);
+void ckpt_flush_tlb_pages(struct mm_struct *mm, const u64 *addr, unsigned long n);
+void ckpt_flush_tlb_bitmap(struct mm_struct *mm, unsigned long base, const unsigned long *bm,
+			   unsigned long words, unsigned long n);
 
 /* genl.c */
 int ckpt_genl_init(void);

@@ -14,11 +14,19 @@
  * uprobes does (__split_huge_pmd is not exported). The split keeps each PTE's write bit, so it
  * is not a write; the notifier ignores the CLEAR event it raises (ckpt_mm.splitter).
  *
- * TLB: flush_tlb_mm_range() is not exported either. ckpt_flush_tlb_mm() bumps the mm's TLB
+ * TLB: flush_tlb_mm_range() is not exported either. ckpt_flush_tlb_pages() bumps the mm's TLB
  * generation (CPUs that switch to the mm later see it and flush), then IPIs the CPUs in
- * mm_cpumask(mm) that are not in lazy TLB mode to flush everything locally with
- * __flush_tlb_all(), which with PCID/PTI also drops the user ASID's entries. One flush per
- * COLLECT, not per page.
+ * mm_cpumask(mm) that are not in lazy TLB mode. Each drops the pages COLLECT protected one by
+ * one with __flush_tlb_one_user() (paravirt, exported through pv_ops; it also handles the PTI
+ * user ASID), or, above tlb_flush_pages pages or when nothing better is known (REGISTER),
+ * everything with __flush_tlb_all(). One flush per COLLECT call, not per page.
+ *
+ * Why per page: a full flush makes the process refill every TLB entry it had, a cost that
+ * grows with its working set, not with the pages checkpointed. Under QEMU's TCG, whose
+ * software TLB holds a whole working set, one full flush cost a loop sweeping 256 MiB about
+ * 20 ms of refills; at 10 checkpoints/s that was a fifth of its time (design-tracking.md
+ * section 2). The kernel's own range flush goes global above 33 pages
+ * (tlb_single_page_flush_ceiling), tuned for hardware TLBs; tlb_flush_pages is ours.
  */
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
@@ -26,6 +34,9 @@
 #include <linux/pgtable.h>
 #include <linux/smp.h>
 #include <asm/tlbflush.h>
+#ifdef CONFIG_PARAVIRT
+#include <asm/paravirt.h>
+#endif
 #include "ckpt.h"
 
 bool ckpt_vma_supported(struct vm_area_struct *vma)
@@ -215,8 +226,37 @@ void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 	}
 }
 
-static void flush_local(void *unused)
+/* Which pages to drop from the TLB; NULL @addr and @bm: everything. */
+struct flush_arg {
+	const u64 *addr;		/* @n page addresses */
+	unsigned long n;
+	const unsigned long *bm;	/* or: bit i of @bm[0..@words) is page @base + i */
+	unsigned long words, base;
+};
+
+static unsigned int tlb_flush_pages = 1024;
+module_param(tlb_flush_pages, uint, 0644);
+MODULE_PARM_DESC(tlb_flush_pages,
+		 "flush at most this many pages one by one per COLLECT call, more with a full TLB flush");
+
+static void flush_local(void *data)
 {
+#ifdef CONFIG_PARAVIRT
+	const struct flush_arg *f = data;
+	unsigned long i, w;
+
+	if (f->addr) {
+		for (i = 0; i < f->n; i++)
+			__flush_tlb_one_user(f->addr[i]);
+		return;
+	}
+	if (f->bm) {
+		for (w = 0; w < f->words; w++)
+			for_each_set_bit(i, &f->bm[w], BITS_PER_LONG)
+				__flush_tlb_one_user(f->base + ((w * BITS_PER_LONG + i) << PAGE_SHIFT));
+		return;
+	}
+#endif
 	__flush_tlb_all();
 }
 
@@ -236,13 +276,40 @@ static bool cpu_not_lazy(int cpu, void *unused)
 	return !per_cpu(cpu_tlbstate_shared.is_lazy, cpu);
 }
 
-void ckpt_flush_tlb_mm(struct mm_struct *mm)
+static void flush_mm(struct mm_struct *mm, struct flush_arg *f)
 {
 	/*
 	 * inc_mm_tlb_gen() is hidden from modules (#ifndef MODULE in asm/tlbflush.h); this is its
 	 * body. The full barrier orders the PTE writes before the read of mm_cpumask, which is
-	 * what switch_mm_irqs_off() pairs with.
+	 * what switch_mm_irqs_off() pairs with. The bump is also what covers a CPU that is not
+	 * running the mm now but kept its entries under a PCID: it flushes when it switches back.
 	 */
 	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_cond_mask(cpu_not_lazy, flush_local, NULL, true, mm_cpumask(mm));
+	on_each_cpu_cond_mask(cpu_not_lazy, flush_local, f, true, mm_cpumask(mm));
+}
+
+void ckpt_flush_tlb_mm(struct mm_struct *mm)
+{
+	struct flush_arg f = {};
+
+	flush_mm(mm, &f);
+}
+
+void ckpt_flush_tlb_pages(struct mm_struct *mm, const u64 *addr, unsigned long n)
+{
+	struct flush_arg f = { .addr = addr, .n = n };
+
+	if (n > READ_ONCE(tlb_flush_pages))
+		f.addr = NULL;
+	flush_mm(mm, &f);
+}
+
+void ckpt_flush_tlb_bitmap(struct mm_struct *mm, unsigned long base, const unsigned long *bm,
+			   unsigned long words, unsigned long n)
+{
+	struct flush_arg f = { .bm = bm, .words = words, .base = base };
+
+	if (n > READ_ONCE(tlb_flush_pages))
+		f.bm = NULL;
+	flush_mm(mm, &f);
 }

@@ -288,7 +288,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			ckpt_wp_pages(&w, kbuf, n, relog_page, r);
 			mmap_write_unlock(mm);
 			if (w.flush)
-				ckpt_flush_tlb_mm(mm);
+				ckpt_flush_tlb_pages(mm, kbuf, n);
 			r->thp_splits += w.splits;
 			if (!n)
 				break;
@@ -359,7 +359,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 	}
 	mmap_write_unlock(mm);
 	if (w.flush)
-		ckpt_flush_tlb_mm(mm);
+		ckpt_flush_tlb_bitmap(mm, r->start, kbm, r->l0_words, a->count);
 	r->thp_splits += w.splits;
 	if (copy_to_user(u64_to_user_ptr(a->buf), kbm, bytes)) {
 		for (wi = 0; wi < r->l0_words; wi++)

@@ -227,8 +227,28 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/*
+ * COLLECT into @out: the page array, or with @bitmap the bitmap mode (its pages written to
+ * @out as addresses). The two modes flush the TLB through different paths (kmod/pgtable.c).
+ */
+static long race_collect(int fd, long id, struct race *r, uint64_t *out, int bitmap)
+{
+	uint64_t bm[(r->pages + 63) / 64];
+	long n, k = 0;
+
+	if (!bitmap)
+		return ck_collect(fd, id, out, r->pages, 0, NULL);
+	n = ck_collect_bitmap(fd, id, bm, (r->pages + 63) / 64);
+	if (n < 0)
+		return n;
+	for (size_t p = 0; p < r->pages; p++)
+		if ((bm[p / 64] >> (p % 64)) & 1)
+			out[k++] = (uintptr_t)r->mem + p * PAGE;
+	return k == n ? n : -EPROTO;
+}
+
 static void race_run(struct __test_metadata *_metadata, size_t pages, int threads,
-		     double seconds, int thp)
+		     double seconds, int thp, int bitmap)
 {
 	struct race r = { .pages = pages, .seed = 42 };
 	pthread_t th[16];
@@ -250,7 +270,7 @@ static void race_run(struct __test_metadata *_metadata, size_t pages, int thread
 		ASSERT_EQ(0, pthread_create(&th[i], NULL, writer, &r));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
-		long n = ck_collect(fd, id, out, pages, 0, NULL);
+		long n = race_collect(fd, id, &r, out, bitmap);
 
 		ASSERT_LE(0, n);
 		/* Copy what was reported; a racing write may tear the copy: the next epoch fixes it. */
@@ -263,7 +283,7 @@ static void race_run(struct __test_metadata *_metadata, size_t pages, int thread
 	for (int i = 0; i < threads; i++)
 		pthread_join(th[i], NULL);
 	/* The last epoch: everything written after the previous COLLECT. */
-	long n = ck_collect(fd, id, out, pages, 0, NULL);
+	long n = race_collect(fd, id, &r, out, bitmap);
 
 	ASSERT_LE(0, n);
 	for (long i = 0; i < n; i++)
@@ -283,12 +303,38 @@ static void race_run(struct __test_metadata *_metadata, size_t pages, int thread
 
 TEST(threads_race_collect)
 {
-	race_run(_metadata, 256, 3, 4.0, 0);
+	race_run(_metadata, 256, 3, 4.0, 0, 0);
 }
 
 TEST(threads_race_collect_thp)
 {
-	race_run(_metadata, 1024, 3, 4.0, 1);
+	race_run(_metadata, 1024, 3, 4.0, 1, 0);
+}
+
+TEST(threads_race_collect_bitmap)
+{
+	race_run(_metadata, 256, 3, 3.0, 0, 1);
+}
+
+/* tlb_flush_pages=0: every COLLECT takes the full-flush path instead of the per-page one. */
+TEST(threads_race_collect_full_flush)
+{
+	const char *param = "/sys/module/ckpt/parameters/tlb_flush_pages";
+	char old[32] = "";
+	FILE *f = fopen(param, "r");
+
+	ASSERT_NE(NULL, f) TH_LOG("%s: %s", param, strerror(errno));
+	ASSERT_NE(NULL, fgets(old, sizeof(old), f));
+	fclose(f);
+	f = fopen(param, "w");
+	ASSERT_NE(NULL, f);
+	fputs("0\n", f);
+	ASSERT_EQ(0, fclose(f));
+	race_run(_metadata, 256, 3, 3.0, 0, 0);
+	f = fopen(param, "w");
+	ASSERT_NE(NULL, f);
+	fputs(old, f);
+	ASSERT_EQ(0, fclose(f));
 }
 
 TEST_HARNESS_MAIN

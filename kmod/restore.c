@@ -234,7 +234,10 @@ static int prepare_vmas(struct ckpt_restore *r)
 			return -EINVAL;
 		if (v->prot & ~(u64)(PROT_READ | PROT_WRITE | PROT_EXEC))
 			return -EINVAL;
-		if (v->flags & ~(CKPT_VMA_FILE | CKPT_VMA_SHARED | CKPT_VMA_GROWSDOWN))
+		if (v->flags & ~(CKPT_VMA_FILE | CKPT_VMA_SHARED | CKPT_VMA_GROWSDOWN |
+				 CKPT_VMA_PREBUILT))
+			return -EINVAL;
+		if ((v->flags & CKPT_VMA_PREBUILT) && (v->flags & CKPT_VMA_SHARED))
 			return -EINVAL;
 		if (!ckpt_all_zero(v->reserved, ARRAY_SIZE(v->reserved)))
 			return -EINVAL;
@@ -264,6 +267,7 @@ static int prepare_vmas(struct ckpt_restore *r)
 static int prepare_runs(struct ckpt_restore *r)
 {
 	loff_t size = i_size_read(file_inode(r->data));
+	long idx;
 	u64 i;
 
 	for (i = 0; i < r->req.nr_runs; i++) {
@@ -273,10 +277,67 @@ static int prepare_runs(struct ckpt_restore *r)
 			return -EINVAL;
 		if (run->data_off + run->len < run->data_off || run->data_off + run->len > size)
 			return -EINVAL;
-		if (find_vma_idx(r, run->addr, run->len) < 0)
+		idx = find_vma_idx(r, run->addr, run->len);
+		/* A prebuilt mapping holds its pages already. */
+		if (idx < 0 || (r->vmas[idx].flags & CKPT_VMA_PREBUILT))
 			return -EINVAL;
 	}
 	return 0;
+}
+
+/*
+ * Every CKPT_VMA_PREBUILT range must be covered, without a hole, by private mappings of the
+ * caller that are what the entry says (protection, anonymous or the same file at the same
+ * offset, growsdown). The kernel may have merged neighbours or split one; only what covers
+ * the range counts.
+ */
+static int check_prebuilt(struct mm_struct *mm, const struct ckpt_restore *r)
+{
+	const unsigned long protmask = VM_READ | VM_WRITE | VM_EXEC;
+	int ret = 0;
+	u64 i;
+
+	mmap_read_lock(mm);
+	for (i = 0; i < r->req.nr_vmas && !ret; i++) {
+		const struct ckpt_restore_vma *v = &r->vmas[i];
+		unsigned long addr = v->start, end = v->start + v->len, want = 0;
+
+		if (!(v->flags & CKPT_VMA_PREBUILT))
+			continue;
+		if (v->prot & PROT_READ)
+			want |= VM_READ;
+		if (v->prot & PROT_WRITE)
+			want |= VM_WRITE;
+		if (v->prot & PROT_EXEC)
+			want |= VM_EXEC;
+		while (addr < end) {
+			struct vm_area_struct *vma = find_vma(mm, addr);
+
+			if (!vma || vma->vm_start > addr || (vma->vm_flags & VM_SHARED) ||
+			    (vma->vm_flags & protmask) != want ||
+			    !!(vma->vm_flags & VM_GROWSDOWN) != !!(v->flags & CKPT_VMA_GROWSDOWN)) {
+				ret = -EINVAL;
+				break;
+			}
+			if (v->flags & CKPT_VMA_FILE) {
+				unsigned long want_pgoff = (v->pgoff >> PAGE_SHIFT) +
+							   ((addr - v->start) >> PAGE_SHIFT);
+
+				if (!vma->vm_file ||
+				    file_inode(vma->vm_file) != file_inode(r->files[i]) ||
+				    vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT) != want_pgoff) {
+					ret = -EINVAL;
+					break;
+				}
+			} else if (vma->vm_file || vma->vm_ops) {
+				ret = -EINVAL;
+				break;
+			}
+			addr = vma->vm_end;
+		}
+	}
+	mmap_read_unlock(mm);
+	return ret;
 }
 
 static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
@@ -344,6 +405,8 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 		goto out_free;
 
 	ret = prepare_vmas(r);
+	if (!ret)
+		ret = check_prebuilt(current->mm, r);
 	if (ret)
 		goto out_free;
 	r->data = get_file_fd(p->data_fd, FMODE_READ, true);
@@ -386,39 +449,42 @@ out_free:
 	return ret;
 }
 
-/* Unmap every mapping of the caller but [keep_start, keep_end). */
-static int unmap_all(struct mm_struct *mm, u64 keep_start, u64 keep_end)
+/*
+ * Unmap everything of the caller but [keep_start, keep_end) (its vdso) and the prebuilt
+ * mappings: vm_munmap() of every gap between those, in address order (the vmas are sorted and
+ * do not overlap the kept range). A gap with nothing mapped costs a lookup.
+ */
+static int unmap_all(const struct ckpt_restore *r)
 {
-	struct vm_area_struct *vma;
-	unsigned long (*ranges)[2];
-	int n = 0, max, i, ret = 0;
+	const struct ckpt_restore_prepare *p = &r->req;
+	unsigned long from = 0;
+	bool keep_done = !p->keep_end;
+	int ret = 0;
+	u64 i = 0;
 
-	mmap_read_lock(mm);
-	max = mm->map_count;
-	mmap_read_unlock(mm);
-	/* A few spare slots: nothing else runs in this mm, but be safe against growth. */
-	ranges = kvmalloc_array(max + 8, sizeof(*ranges), GFP_KERNEL);
-	if (!ranges)
-		return -ENOMEM;
-	mmap_read_lock(mm);
-	{
-		VMA_ITERATOR(vmi, mm, 0);
+	for (;;) {
+		unsigned long ks, ke;
 
-		for_each_vma(vmi, vma) {
-			if (vma->vm_start >= keep_start && vma->vm_end <= keep_end)
-				continue;
-			if (n == max + 8)
-				break;
-			ranges[n][0] = vma->vm_start;
-			ranges[n][1] = vma->vm_end;
-			n++;
+		while (i < p->nr_vmas && !(r->vmas[i].flags & CKPT_VMA_PREBUILT))
+			i++;
+		if (!keep_done && (i == p->nr_vmas || p->keep_start < r->vmas[i].start)) {
+			ks = p->keep_start;
+			ke = p->keep_end;
+			keep_done = true;
+		} else if (i < p->nr_vmas) {
+			ks = r->vmas[i].start;
+			ke = r->vmas[i].start + r->vmas[i].len;
+			i++;
+		} else {
+			break;
 		}
+		if (ks > from)
+			ret = vm_munmap(from, ks - from);
+		if (ret)
+			return ret;
+		from = ke;
 	}
-	mmap_read_unlock(mm);
-	for (i = 0; i < n && !ret; i++)
-		ret = vm_munmap(ranges[i][0], ranges[i][1] - ranges[i][0]);
-	kvfree(ranges);
-	return ret;
+	return from < TASK_SIZE ? vm_munmap(from, TASK_SIZE - from) : 0;
 }
 
 static int map_all(struct ckpt_restore *r)
@@ -429,6 +495,8 @@ static int map_all(struct ckpt_restore *r)
 		const struct ckpt_restore_vma *v = &r->vmas[i];
 		unsigned long flags = MAP_FIXED_NOREPLACE, addr;
 
+		if (v->flags & CKPT_VMA_PREBUILT)
+			continue;
 		flags |= v->flags & CKPT_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE;
 		if (!(v->flags & CKPT_VMA_FILE))
 			flags |= MAP_ANONYMOUS;
@@ -645,10 +713,15 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 		return ret;
 	p = &r->req;
 
+	/* What the caller built must still be there: checked while we can still say no. */
+	ret = check_prebuilt(mm, r);
+	if (ret)
+		return ret;
+
 	/* Point of no return. Stop the kernel writing into the old rseq area first. */
 	current->rseq = NULL;
 	current->rseq_sig = 0;
-	ret = unmap_all(mm, p->keep_start, p->keep_end);
+	ret = unmap_all(r);
 	if (!ret)
 		ret = map_all(r);
 	if (!ret)

@@ -227,6 +227,43 @@ TEST_F(rs, prepare_refusals)
 	close(pfd[1]);
 }
 
+/* CKPT_VMA_PREBUILT: accepted only when the caller's own mappings match the entry. */
+TEST_F(rs, prebuilt)
+{
+	struct ckpt_api a = { .api = CKPT_API_VERSION };
+	void *at = (void *)self->vma.start;
+	int fd = open("/dev/ckpt", O_RDWR);
+	void *m;
+
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_API, &a));
+	close(fd);
+	ASSERT_TRUE(a.features & CKPT_FEATURE_RESTORE_PREBUILT);
+	/* Nothing mapped there yet. */
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT; q.nr_runs = 0);
+	m = mmap(at, self->vma.len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ASSERT_EQ(at, m);
+	REFUSED(0, v[0].flags = CKPT_VMA_PREBUILT; q.nr_runs = 0);
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT);	/* a run into it */
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT; v[0].prot = PROT_READ; q.nr_runs = 0);
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT | CKPT_VMA_GROWSDOWN; q.nr_runs = 0);
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT | CKPT_VMA_SHARED; q.nr_runs = 0);
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT | CKPT_VMA_FILE; v[0].fd = self->data;
+		q.nr_runs = 0);					/* anonymous, not the file */
+	/* A hole in the middle. */
+	ASSERT_EQ(0, munmap((char *)at + self->pg, self->pg));
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT; q.nr_runs = 0);
+	ASSERT_EQ(0, munmap(at, self->vma.len));
+	/* A private mapping of the data file at offset 0, one page. */
+	m = mmap(at, self->pg, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, self->data, 0);
+	ASSERT_EQ(at, m);
+	REFUSED(0, v[0].flags = CKPT_VMA_PREBUILT | CKPT_VMA_FILE; v[0].fd = self->data;
+		v[0].len = self->pg; v[0].prot = PROT_READ; q.nr_runs = 0);
+	REFUSED(-EINVAL, v[0].flags = CKPT_VMA_PREBUILT | CKPT_VMA_FILE; v[0].fd = self->data;
+		v[0].len = self->pg; v[0].prot = PROT_READ; v[0].pgoff = 4096; q.nr_runs = 0);
+	ASSERT_EQ(0, munmap(at, self->pg));
+}
+
 /* Random mutations of a valid request: PREPARE answers 0 or a documented errno, never more. */
 TEST_F(rs, prepare_fuzz)
 {

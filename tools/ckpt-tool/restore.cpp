@@ -1,13 +1,19 @@
 // ckpt-tool restore: recreate a process from a whole-process image in a store, through ckpt.ko.
 //
-// The tool reads the store's newest committed epoch that verifies (every page read is checked
-// against its checksum) and stages the image's pages in a memfd, checks the rest (files
-// unchanged, same kernel vdso, CPU features) and forks. The child turns itself into the image: it sets what a process can set on itself
-// (working directory, open files, umask, name, signal handlers, alternate stack), moves its
-// [vvar]/[vdso] to the image's addresses, hands the layout to CKPT_IOC_RESTORE_PREPARE, then
-// from one asm block (no libc: TLS goes away with the fs base) sets fs/gs base, loads the
-// image's FPU/AVX state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which replaces the
-// address space (page contents from the memfd) and returns into the image's registers. The outcome comes back on a pipe.
+// The tool reads the metadata of the store's newest committed epoch, checks what can be checked
+// before anything starts (files unchanged, same kernel vdso, CPU features) and forks. The child
+// turns itself into the image. It moves its [vvar]/[vdso] to the image's addresses and maps
+// every private mapping of the image at its address itself, reading the image's pages from the
+// store straight into it (the store checks every page's checksum as it copies): one copy, and
+// a damaged page is refused with its mapping and address before anything is torn down. Only a
+// mapping that collides with the child's own (or a shared one) is staged in a memfd for the
+// module to fill. It sets what a process can set on itself (working directory, open files,
+// umask, name, signal handlers, alternate stack), hands the layout to
+// CKPT_IOC_RESTORE_PREPARE (CKPT_VMA_PREBUILT: keep what the child built), then from one asm
+// block (no libc: TLS goes away with the fs base) sets fs/gs base, loads the image's FPU/AVX
+// state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which unmaps the rest of the child,
+// maps and fills the staged mappings and returns into the image's registers. The outcome
+// comes back on a pipe.
 // The restored process runs with the caller's credentials and a new PID.
 #include <cpuid.h>
 #include <fcntl.h>
@@ -141,10 +147,22 @@ void check_xsave(const std::vector<uint8_t>& xsave) {
 
 int g_status = -1;
 
+// Status words on the pipe: 0 restored, 1 + text failed, 2 + (region, offset, length) the
+// store fell back to its older epoch while the child read that range (the parent replays the
+// read so that its own view of the store falls back too, and starts again), negative: the
+// kernel's -errno past the point of no return.
+constexpr int64_t kStatusFailed = 1, kStatusFellBack = 2;
+
 [[noreturn]] void die(const std::string& msg) {
-  int64_t one = 1;
+  int64_t one = kStatusFailed;
   if (write(g_status, &one, sizeof(one)) == sizeof(one))
     (void)!write(g_status, msg.data(), msg.size());
+  _exit(1);
+}
+
+[[noreturn]] void fell_back(uint32_t region, uint64_t off, uint64_t len) {
+  uint64_t w[4] = {uint64_t(kStatusFellBack), region, off, len};
+  (void)!write(g_status, w, sizeof(w));
   _exit(1);
 }
 
@@ -308,6 +326,8 @@ void* helper_main(void* arg) {
        uint64_t(uintptr_t(&h->req)), 98);
 }
 
+uint64_t g_features = 0;  // of the module, from the first session
+
 int open_session() {
   int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
   if (fd < 0) die(std::string("/dev/ckpt: ") + strerror(errno) + " (is ckpt.ko loaded?)");
@@ -315,6 +335,7 @@ int open_session() {
   a.api = CKPT_API_VERSION;
   if (ioctl(fd, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_RESTORE))
     die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
+  g_features = a.features;
   return fd;
 }
 
@@ -331,17 +352,96 @@ void phase(const char* what) {
   if (g_phases) std::fprintf(stderr, "ckpt-tool phases: restore %s at %.4f s\n", what, now_s() - g_t0);
 }
 
-// The image's pages, staged for the kernel: a memfd holding every run, in image order.
-struct Staged {
-  int fd = -1;
-  std::vector<uint64_t> data_off;  // per run, in the order of img.vmas[*].runs
+// The store and the newest intact epoch's metadata; the child reads the pages.
+struct Loaded {
+  std::unique_ptr<ckpt::store::Store> st;
+  std::map<std::string, ckpt::store::RegionInfo> regions;
   uint64_t epoch = 0;
-  ~Staged() {
-    if (fd >= 0) close(fd);
-  }
 };
 
-[[noreturn]] void child(const Image& img, const Staged& staged, int status_w) {
+std::string hex(uint64_t v) {
+  char b[32];
+  snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+
+std::string damaged_msg(const std::string& what, const ckpt::store::ReadReport& rep,
+                        uint64_t base) {
+  std::string m = "corrupted image: " + what + " fails its checksum in every retained epoch";
+  for (size_t k = 0; k < rep.damaged.size() && k < 4; k++)  // addresses, or page indices
+    m += (k ? ", " : " (page ") +
+         (base ? hex(base + rep.damaged[k] * kPage) : std::to_string(rep.damaged[k]));
+  if (!rep.damaged.empty()) m += rep.damaged.size() > 4 ? ", ...)" : ")";
+  return m;
+}
+
+// In the child: read run r of mapping v from the store into dst, or die naming what failed.
+void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
+  auto it = ld.regions.find(vma_region(v.start));
+  if (it == ld.regions.end() || it->second.size < v.runs.back().offset + v.runs.back().len)
+    die("corrupted image: the store has no pages for the mapping at " + hex(v.start));
+  ckpt::store::ReadReport rr;
+  int e = ld.st->read_range(it->second.id, r.offset, dst, r.len, &rr);
+  if (rr.epoch != ld.epoch) fell_back(it->second.id, r.offset, r.len);
+  if (e == -EIO) die(damaged_msg("the mapping at " + hex(v.start), rr, v.start));
+  if (e) die("reading the mapping at " + hex(v.start) + ": " + strerror(-e));
+}
+
+// In the child: map the image's private mappings at their addresses and read their pages
+// into them. Returns per mapping whether it was built (CKPT_VMA_PREBUILT); the others (shared,
+// or colliding with the child's own mappings) get their pages staged in *data for the module,
+// at the offsets pushed to *data_off (one per run, in image order).
+std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<int>& vfd,
+                               int* data, std::vector<uint64_t>* data_off) {
+  std::vector<bool> built(img.vmas.size(), false);
+  bool can = g_features & CKPT_FEATURE_RESTORE_PREBUILT;
+  for (size_t i = 0; can && i < img.vmas.size(); i++) {
+    const Vma& v = img.vmas[i];
+    if (v.kind == kSharedAnon) continue;
+    int prot = v.runs.empty() ? int(v.prot) : PROT_READ | PROT_WRITE;
+    int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (v.kind == kFile ? 0 : MAP_ANONYMOUS) |
+                (v.growsdown ? MAP_GROWSDOWN : 0);
+    void* want = reinterpret_cast<void*>(v.start);
+    void* m = mmap(want, v.end - v.start, prot, flags, v.kind == kFile ? vfd[i] : -1,
+                   off_t(v.kind == kFile ? v.pgoff : 0));
+    if (m == MAP_FAILED) {
+      if (errno == EEXIST) continue;  // taken by the child itself: the module maps it
+      die("mapping " + hex(v.start) + ": " + strerror(errno));
+    }
+    if (m != want) {  // a kernel without MAP_FIXED_NOREPLACE placed it elsewhere
+      munmap(m, v.end - v.start);
+      continue;
+    }
+    for (const auto& r : v.runs) read_run(ld, v, r, reinterpret_cast<uint8_t*>(v.start + r.offset));
+    if (prot != int(v.prot) && mprotect(want, v.end - v.start, int(v.prot)) < 0)
+      die("mprotect " + hex(v.start) + ": " + strerror(errno));
+    built[i] = true;
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < img.vmas.size(); i++)
+    if (!built[i])
+      for (const auto& r : img.vmas[i].runs) total += r.len;
+  *data = memfd_create("ckpt-restore", MFD_CLOEXEC);
+  if (*data < 0 || ftruncate(*data, off_t(total)) < 0)
+    die(std::string("memfd: ") + strerror(errno));
+  if (!total) return built;
+  void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, *data, 0);
+  if (m == MAP_FAILED) die(std::string("mmap: ") + strerror(errno));
+  auto* map = static_cast<uint8_t*>(m);
+  uint64_t off = 0;
+  for (size_t i = 0; i < img.vmas.size(); i++) {
+    if (built[i]) continue;
+    for (const auto& r : img.vmas[i].runs) {
+      read_run(ld, img.vmas[i], r, map + off);
+      data_off->push_back(off);
+      off += r.len;
+    }
+  }
+  munmap(m, total);
+  return built;
+}
+
+[[noreturn]] void child(const Image& img, Loaded& ld, int status_w) {
   g_status = status_w;
   phase("child started");
   const Thread& t = img.threads[0];
@@ -358,13 +458,22 @@ struct Staged {
     std::memset(helpers_[i].xs, 0, sizeof(Xsave));
     std::memcpy(helpers_[i].xs->b, img.threads[i + 1].xsave.data(), img.threads[i + 1].xsave.size());
   }
-  int data = staged.fd;
   std::vector<int> vfd(img.vmas.size(), -1);
   for (size_t i = 0; i < img.vmas.size(); i++) {
     if (img.vmas[i].kind != kFile) continue;
     vfd[i] = open(img.vmas[i].file.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (vfd[i] < 0) die(img.vmas[i].file.path + ": " + strerror(errno));
   }
+  // The image's vdso address first: the mappings built next must not take it.
+  Vdso own;
+  if (own_vdso(&own)) die("/proc/self/maps");
+  move_vdso(img, &own);
+  int data = -1;
+  std::vector<uint64_t> data_off;
+  std::vector<bool> built = build_layout(img, ld, vfd, &data, &data_off);
+  phase("pages read");
+
+  // The store's descriptors go with everything else the image does not have.
   std::vector<int*> helpers = {&ckpt, &data, &g_status};
   for (int& fd : vfd)
     if (fd >= 0) helpers.push_back(&fd);
@@ -376,10 +485,6 @@ struct Staged {
   prctl(PR_SET_NAME, img.comm.c_str(), 0, 0, 0);
   set_signals(img);
 
-  Vdso own;
-  if (own_vdso(&own)) die("/proc/self/maps");
-  move_vdso(img, &own);
-
   std::vector<ckpt_restore_vma> vmas;
   std::vector<ckpt_restore_run> runs;
   size_t run_no = 0;
@@ -390,13 +495,14 @@ struct Staged {
     k.len = v.end - v.start;
     k.prot = v.prot;
     k.flags = (v.kind == kFile ? CKPT_VMA_FILE : 0) | (v.kind == kSharedAnon ? CKPT_VMA_SHARED : 0) |
-              (v.growsdown ? CKPT_VMA_GROWSDOWN : 0);
+              (v.growsdown ? CKPT_VMA_GROWSDOWN : 0) | (built[i] ? CKPT_VMA_PREBUILT : 0);
     if (v.kind == kFile) {
       k.fd = uint64_t(vfd[i]);
       k.pgoff = v.pgoff;
     }
     vmas.push_back(k);
-    for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, staged.data_off[run_no++]});
+    if (!built[i])
+      for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, data_off[run_no++]});
   }
   ckpt_restore_prepare p{};
   p.flags = CKPT_RESTORE_STATUS_FD;
@@ -462,23 +568,15 @@ struct Staged {
   jump(t.regs.fs_base, t.regs.gs_base, &xs, rfbm(), ckpt, CKPT_IOC_RESTORE_COMMIT, 0, 99);
 }
 
-std::string hex(uint64_t v) {
-  char b[32];
-  snprintf(b, sizeof b, "0x%" PRIx64, v);
-  return b;
-}
-
-// Read the image of the store's newest intact epoch: the metadata, and every page it lists
-// into a memfd. All from one epoch: when the store falls back to its older epoch midway (a
-// damaged page in the newest), everything is read again from there.
-void load(const std::string& path, Image* img, Staged* staged) {
+// Open the store and read the metadata of its newest intact epoch (the pages are read by the
+// child, from the same epoch: a fallback midway makes it start again).
+void load(const std::string& path, Image* img, Loaded* ld) {
   using ckpt::store::Store;
   ckpt::store::Options o;
   o.no_modify = true;  // a restore never creates, formats or repairs a store
   std::string why;
   o.why = &why;
-  std::unique_ptr<Store> st;
-  int e = Store::open(path, o, &st);
+  int e = ld->st ? 0 : Store::open(path, o, &ld->st);
   if (e == -ENOENT) throw Error{kUnavailable, path + ": no such store"};
   if (e == -ENODATA) throw Error{kUnavailable, why.empty() ? path + ": not a ckpt store" : why};
   if (e == -EBUSY)
@@ -486,91 +584,55 @@ void load(const std::string& path, Image* img, Staged* staged) {
                                      "checkpointing into it?)"};
   if (e) throw Error{kFailed, why.empty() ? path + ": " + strerror(-e) : why};
   phase("store open");
-  auto damaged = [&](const std::string& what, const ckpt::store::ReadReport& rep,
-                     uint64_t base) {
-    std::string m = "corrupted image: " + what + " fails its checksum in every retained epoch";
-    for (size_t k = 0; k < rep.damaged.size() && k < 4; k++)  // addresses, or page indices
-      m += (k ? ", " : " (page ") +
-           (base ? hex(base + rep.damaged[k] * kPage) : std::to_string(rep.damaged[k]));
-    if (!rep.damaged.empty()) m += rep.damaged.size() > 4 ? ", ...)" : ")";
-    return Error{kFailed, m};
-  };
-  for (int attempt = 0;; attempt++) {
-    if (attempt == 3) throw Error{kFailed, path + ": the store kept changing epoch while read"};
-    std::map<std::string, ckpt::store::RegionInfo> regions;
-    for (auto& r : st->regions()) regions[r.name] = r;
-    auto pr = regions.find(kProcessRegion);
-    if (st->epoch() == 0 || pr == regions.end())
-      throw Error{kUnavailable, path + " holds no process image (no \"process\" region committed)"};
-    std::vector<uint8_t> meta(pr->second.size);
-    ckpt::store::ReadReport rep;
-    e = st->read_region(pr->second.id, meta.data(), meta.size(), &rep);
-    if (e == -EIO) throw damaged("the process metadata", rep, 0);
-    if (e) throw Error{kFailed, path + ": reading the process metadata: " + strerror(-e)};
-    uint64_t epoch = rep.epoch;
-    phase("metadata read");
-    *img = Image{};
-    if (decode_process(meta, img, &why)) throw Error{kFailed, path + ": " + why};
-    uint64_t total = 0;
-    for (const auto& v : img->vmas)
-      for (const auto& r : v.runs) total += r.len;
-    Staged s;
-    s.epoch = epoch;
-    s.fd = memfd_create("ckpt-restore", MFD_CLOEXEC);
-    if (s.fd < 0 || ftruncate(s.fd, off_t(total)) < 0)
-      throw Error{kFailed, std::string("memfd: ") + strerror(errno)};
-    uint8_t* map = nullptr;
-    if (total) {
-      // Populated in one go: cheaper than a fault per page as the store's reads fill it.
-      void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s.fd, 0);
-      if (m == MAP_FAILED) throw Error{kFailed, std::string("mmap: ") + strerror(errno)};
-      map = static_cast<uint8_t*>(m);
-    }
-    std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> unmap(
-        map, [total](uint8_t* p) { if (p) munmap(p, total); });
-    bool moved = false;
-    uint64_t off = 0;
-    for (const auto& v : img->vmas) {
-      if (v.runs.empty()) continue;
-      auto it = regions.find(vma_region(v.start));
-      if (it == regions.end() || it->second.size < v.runs.back().offset + v.runs.back().len)
-        throw Error{kFailed, "corrupted image: the store has no pages for the mapping at " +
-                                 hex(v.start)};
-      for (const auto& r : v.runs) {
-        ckpt::store::ReadReport rr;
-        e = st->read_range(it->second.id, r.offset, map + off, r.len, &rr);
-        if (e == -EIO) throw damaged("the mapping at " + hex(v.start), rr, v.start);
-        if (e)
-          throw Error{kFailed, "reading the mapping at " + hex(v.start) + ": " + strerror(-e)};
-        if (rr.epoch != epoch) {
-          moved = true;
-          break;
-        }
-        s.data_off.push_back(off);
-        off += r.len;
-      }
-      if (moved) break;
-    }
-    if (moved) continue;
-    staged->fd = s.fd;
-    s.fd = -1;
-    staged->data_off = std::move(s.data_off);
-    staged->epoch = epoch;
-    return;
-  }
+  Store& st = *ld->st;
+  ld->regions.clear();
+  for (auto& r : st.regions()) ld->regions[r.name] = r;
+  auto pr = ld->regions.find(kProcessRegion);
+  if (st.epoch() == 0 || pr == ld->regions.end())
+    throw Error{kUnavailable, path + " holds no process image (no \"process\" region committed)"};
+  std::vector<uint8_t> meta(pr->second.size);
+  ckpt::store::ReadReport rep;
+  e = st.read_region(pr->second.id, meta.data(), meta.size(), &rep);
+  if (e == -EIO) throw Error{kFailed, damaged_msg("the process metadata", rep, 0)};
+  if (e) throw Error{kFailed, path + ": reading the process metadata: " + strerror(-e)};
+  ld->regions.clear();  // again: a fallback while reading changes them
+  for (auto& r : st.regions()) ld->regions[r.name] = r;
+  ld->epoch = rep.epoch;
+  phase("metadata read");
+  *img = Image{};
+  if (decode_process(meta, img, &why)) throw Error{kFailed, path + ": " + why};
 }
+
+pid_t start_child(const Image& img, Loaded& ld);
 
 int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
   g_phases = getenv("CKPT_TOOL_PHASES") != nullptr;
   g_t0 = now_s();
   Image img;
-  Staged staged;
-  load(store, &img, &staged);
-  phase("loaded");
-  check_image(img);
-  phase("checked");
+  Loaded ld;
+  for (int attempt = 0;; attempt++) {
+    if (attempt == 3) throw Error{kFailed, store + ": the store kept changing epoch while read"};
+    load(store, &img, &ld);
+    check_image(img);
+    phase("checked");
+    pid_t pid = start_child(img, ld);
+    if (pid > 0) {
+      *out_pid = pid;
+      break;
+    }
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  phase("done");
+  if (!quiet)
+    std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " (epoch %" PRIu64
+                 ") restored as pid %d in %.3f s\n", img.pid, ld.epoch, *out_pid, secs);
+  return kOk;
+}
 
+// Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when
+// the store fell back to its older epoch while the child read (after replaying the read here).
+pid_t start_child(const Image& img, Loaded& ld) {
   int pfd[2];
   if (pipe(pfd) < 0) throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
   fflush(nullptr);
@@ -578,7 +640,7 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   if (pid < 0) throw Error{kFailed, std::string("fork: ") + strerror(errno)};
   if (pid == 0) {
     close(pfd[0]);
-    child(img, staged, pfd[1]);
+    child(img, ld, pfd[1]);
   }
   close(pfd[1]);
   int64_t st = 0;
@@ -590,7 +652,10 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
     got += size_t(n);
   }
   std::string msg;
-  if (got == sizeof(st) && st == 1) {
+  uint64_t fb[3] = {};
+  bool fell = got == sizeof(st) && st == kStatusFellBack &&
+              read(pfd[0], fb, sizeof(fb)) == ssize_t(sizeof(fb));
+  if (got == sizeof(st) && st == kStatusFailed) {
     char buf[4096];
     ssize_t n;
     while ((n = read(pfd[0], buf, sizeof buf)) > 0) msg.append(buf, size_t(n));
@@ -599,7 +664,18 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   if (got != sizeof(st) || st != 0) {
     int ws = 0;
     waitpid(pid, &ws, 0);
-    if (got == sizeof(st) && st == 1) throw Error{kFailed, msg};
+    if (fell) {
+      // The child saw a damaged page and the store's fallback; do the same read here so that
+      // this store object falls back too, and start again from the older epoch's metadata.
+      std::vector<uint8_t> buf(fb[2]);
+      ckpt::store::ReadReport rr;
+      int e = ld.st->read_range(uint32_t(fb[0]), fb[1], buf.data(), buf.size(), &rr);
+      if (rr.epoch == ld.epoch)
+        throw Error{kFailed, "the store fell back to an older epoch in the restorer but not "
+                             "here" + (e ? std::string(": ") + strerror(-e) : std::string())};
+      return 0;
+    }
+    if (got == sizeof(st) && st == kStatusFailed) throw Error{kFailed, msg};
     if (got == sizeof(st))
       throw Error{kFailed, std::string("the kernel failed the restore past the point of no "
                                        "return: ") + strerror(int(-st))};
@@ -610,13 +686,7 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
     throw Error{kFailed, "the restorer died before the restore (wait status " +
                              std::to_string(ws) + ")"};
   }
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  phase("done");
-  if (!quiet)
-    std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " (epoch %" PRIu64
-                 ") restored as pid %d in %.3f s\n", img.pid, staged.epoch, pid, secs);
-  *out_pid = pid;
-  return kOk;
+  return pid;
 }
 
 int wait_child(pid_t pid) {

@@ -265,11 +265,13 @@ enum ckpt_genl_attr {
  */
 #define CKPT_FEATURE_RESTORE	(1ULL << 5)	/* RESTORE_PREPARE / RESTORE_COMMIT */
 #define CKPT_FEATURE_DUMP	(1ULL << 6)	/* DUMP_TASK */
+#define CKPT_FEATURE_RESTORE_PREBUILT (1ULL << 7) /* CKPT_VMA_PREBUILT */
 
 /* struct ckpt_restore_vma.flags */
 #define CKPT_VMA_FILE		(1ULL << 0)	/* private mapping of @fd at @pgoff, else anonymous */
 #define CKPT_VMA_SHARED		(1ULL << 1)	/* MAP_SHARED (anonymous only) */
 #define CKPT_VMA_GROWSDOWN	(1ULL << 2)	/* MAP_GROWSDOWN (a stack) */
+#define CKPT_VMA_PREBUILT	(1ULL << 3)	/* already mapped and filled by the caller: kept */
 
 /**
  * struct ckpt_restore_vma - one mapping RESTORE_COMMIT creates
@@ -281,6 +283,13 @@ enum ckpt_genl_attr {
  *          the caller's: the kernel maps it as mmap(2) would, LSM checks included); else 0.
  * @pgoff:  CKPT_VMA_FILE: page-aligned file offset in bytes; else 0.
  * @reserved: must be zero.
+ *
+ * CKPT_VMA_PREBUILT (CKPT_FEATURE_RESTORE_PREBUILT; private mappings only): the caller has
+ * already mapped [start, start + len) itself, as this entry describes (private, anonymous or
+ * of @fd's file at @pgoff, @prot, MAP_GROWSDOWN as flagged), and written its pages. COMMIT
+ * keeps those pages where they are instead of mapping and filling the range: no copy. PREPARE
+ * and COMMIT check that the range is covered by mappings that match (-EINVAL otherwise,
+ * before anything changes); no run may point into it.
  */
 struct ckpt_restore_vma {
 	__u64 start;

@@ -89,11 +89,33 @@ static bool split_pmd(struct ckpt_wp *w, unsigned long addr)
 }
 
 /*
- * A page the kernel may write without a fault: pinned for DMA (FOLL_PIN), or, for a small
- * folio, holding more references than mappings (FOLL_GET users such as 6.1's O_DIRECT).
- * Such pages stay logged while the condition lasts.
+ * Page-table mappings of a large folio: as a whole (PMD) plus each subpage's PTEs. 6.1's
+ * folio_mapcount() is not exported; this is what it adds up. A PTE-mapped anonymous THP holds
+ * one folio reference per mapping (__split_huge_pmd_locked adds HPAGE_PMD_NR - 1).
  */
-static bool pte_maybe_pinned(pte_t pte)
+static long large_mapcount(struct folio *folio)
+{
+	long i, n = folio_entire_mapcount(folio);
+
+	for (i = 0; i < folio_nr_pages(folio); i++)
+		n += atomic_read(&folio_page(folio, i)->_mapcount) + 1;
+	return n;
+}
+
+/*
+ * A page the kernel may write without a fault: pinned for DMA (FOLL_PIN), or holding more
+ * references than mappings (FOLL_GET users such as 6.1's O_DIRECT). For a large folio the
+ * references are the folio's, so an I/O into any of its pages counts for all of them: more
+ * over-reporting, never a missed write. Such pages stay logged while the condition lasts.
+ * @last caches the verdict for a large folio across one wp_pmd() batch (its pages are
+ * usually under one PMD, and the mapcount sum costs a read per subpage).
+ */
+struct pin_cache {
+	struct folio *folio;
+	bool pinned;
+};
+
+static bool pte_maybe_pinned(pte_t pte, struct pin_cache *last)
 {
 	struct folio *folio;
 
@@ -102,14 +124,33 @@ static bool pte_maybe_pinned(pte_t pte)
 	folio = page_folio(pte_page(pte));
 	if (folio_maybe_dma_pinned(folio))
 		return true;
-	/*
-	 * A large folio's references are the whole huge page's, so only FOLL_PIN counts here
-	 * (the documented gap). A folio-wide check against its mappings was tried and withdrawn
-	 * after a test over-reported one huge page; the same failure later recurred without it,
-	 * so the withdrawal may have been wrong (design-tracking.md section 6).
-	 */
-	if (folio_test_large(folio))
-		return false;
+	if (folio_test_large(folio)) {
+		if (last->folio != folio) {
+			/*
+			 * Expected: one per mapping, one per page in the swap cache, one of the
+			 * per-CPU LRU-add batch while not on an LRU list yet.
+			 */
+			long extra = !folio_test_lru(folio) +
+				     (folio_test_swapcache(folio) ? folio_nr_pages(folio) : 0);
+
+			last->folio = folio;
+			/*
+			 * Fast path, exact: an anonymous THP is born fully mapped, and in 6.1
+			 * unmapping any subpage queues it for deferred split. Off that queue
+			 * every subpage is still mapped, so the mappings are at least
+			 * folio_nr_pages() and a refcount within that leaves no room for a
+			 * get_user_pages() reference. Only the rest (shared after fork, partly
+			 * unmapped, references beyond) pays the walk over the subpages.
+			 */
+			if (list_empty(page_deferred_list(&folio->page)) &&
+			    folio_ref_count(folio) <= folio_nr_pages(folio) + extra)
+				last->pinned = false;
+			else
+				last->pinned = folio_ref_count(folio) >
+					       large_mapcount(folio) + extra;
+		}
+		return last->pinned;
+	}
 	/*
 	 * Expected references: one per mapping, the swap cache's, and the per-CPU LRU-add batch's
 	 * while the folio is not on an LRU list yet. Anything beyond may be a get_user_pages()
@@ -129,6 +170,7 @@ static bool wp_pmd(struct ckpt_wp *w, const u64 *addr, unsigned long n, bool che
 		   void (*sticky)(void *arg, unsigned long addr), void *arg)
 {
 	unsigned long base = addr[0] & PMD_MASK, i;
+	struct pin_cache last = {};
 	pmd_t *pmdp, pmd;
 	pte_t *start_pte;
 	spinlock_t *ptl;
@@ -159,7 +201,7 @@ again:
 			ptep_set_wrprotect(w->mm, addr[i], ptep);
 			w->flush = true;
 		}
-		if (check_pins && pte_maybe_pinned(pte))
+		if (check_pins && pte_maybe_pinned(pte, &last))
 			sticky(arg, addr[i]);
 	}
 	pte_unmap_unlock(start_pte, ptl);

@@ -237,15 +237,39 @@ TEST_F(k, o_direct_races_collect)
 }
 
 /*
+ * The same into THP-backed memory. The PTEs of a split huge page map one large folio, whose
+ * references are counted per folio: an I/O in flight into any of its pages keeps the folio's
+ * reported pages logged.
+ */
+TEST(o_direct_races_collect_thp)
+{
+	size_t np = 512;
+	char *m = ck_map(np * PAGE, np * PAGE);
+	int fd = ck_open();
+	long id;
+
+	ASSERT_NE(NULL, m);
+	ASSERT_LE(0, fd);
+	madvise(m, np * PAGE, MADV_HUGEPAGE);
+	memset(m, 0x22, np * PAGE);
+	if (ck_anon_huge_kb(m) < 2048)
+		TH_LOG("no huge page here (AnonHugePages %ld kB): runs as 4 KiB", ck_anon_huge_kb(m));
+	id = ck_register(fd, m, np * PAGE, 0);
+	ASSERT_LT(0, id);
+	dio_race(_metadata, fd, id, m, np, 200);
+	close(fd);
+	munmap(m, np * PAGE);
+}
+
+/*
  * A reference taken with get_user_pages() and held (here: vmsplice() of a tracked page into a
  * pipe that nobody reads — the same FOLL_GET reference an O_DIRECT read holds while in flight)
- * keeps the page logged; once it is dropped the page is protected again. (THP-backed memory is
- * not checked this way: design-tracking.md section 6.)
+ * keeps the page logged; once it is dropped the page is protected again. On THP-backed memory
+ * the reference is the folio's: the folio's reported pages stay logged.
  */
-TEST(gup_reference_keeps_page_logged)
+static void gup_ref_case(struct __test_metadata *_metadata, size_t np, int huge, int partial)
 {
-	size_t np = 64;
-	char *m = ck_map(np * PAGE, PAGE);
+	char *m = ck_map(np * PAGE, huge ? 512 * PAGE : PAGE);
 	uint64_t *out = malloc(np * sizeof(*out));
 	int fd = ck_open(), p[2];
 	struct iovec iov;
@@ -254,29 +278,52 @@ TEST(gup_reference_keeps_page_logged)
 
 	ASSERT_TRUE(m && out);
 	ASSERT_LE(0, fd);
-	madvise(m, np * PAGE, MADV_NOHUGEPAGE);
+	madvise(m, np * PAGE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	memset(m, 0x33, np * PAGE);
+	if (huge && ck_anon_huge_kb(m) < 2048)
+		SKIP(return, "no huge page here");
 	id = ck_register(fd, m, np * PAGE, 0);
 	ASSERT_LT(0, id);
+	/*
+	 * Partly unmapped huge page: one mapping fewer, so the pipe's reference alone does not
+	 * push the refcount past the page count; the module must count the mappings.
+	 */
+	if (partial)
+		ASSERT_EQ(0, madvise(m + 100 * PAGE, PAGE, MADV_DONTNEED));
 	m[3 * PAGE] = 1;
 	m[7 * PAGE] = 1;
 	ASSERT_EQ(0, pipe(p));
 	iov = (struct iovec){ .iov_base = m + 3 * PAGE, .iov_len = PAGE };
 	ASSERT_EQ(PAGE, vmsplice(p[1], &iov, 1, 0));
-	/* Page 3 has a reference in the pipe. */
-	ASSERT_EQ(2, ck_collect(fd, id, out, np, 0, NULL));
+	/* Page 3 has a reference in the pipe (and, on THP, so has page 7's folio). */
+	ASSERT_EQ(2 + partial, ck_collect(fd, id, out, np, 0, NULL));	/* + the dropped page */
 	n = ck_collect(fd, id, out, np, 0, NULL);
-	ASSERT_EQ(1, n);
+	ASSERT_EQ(huge ? 2 : 1, n);
 	EXPECT_EQ((uintptr_t)m + 3 * PAGE, out[0]);
 	ASSERT_EQ(PAGE, read(p[0], sink, PAGE));
 	/* Reference gone: reported once more (it was kept), then clean. */
-	ASSERT_EQ(1, ck_collect(fd, id, out, np, 0, NULL));
+	ASSERT_EQ(huge ? 2 : 1, ck_collect(fd, id, out, np, 0, NULL));
 	ASSERT_EQ(0, ck_collect(fd, id, out, np, 0, NULL));
 	close(p[0]);
 	close(p[1]);
 	close(fd);
 	free(out);
 	munmap(m, np * PAGE);
+}
+
+TEST(gup_reference_keeps_page_logged)
+{
+	gup_ref_case(_metadata, 64, 0, 0);
+}
+
+TEST(gup_reference_keeps_thp_folio_logged)
+{
+	gup_ref_case(_metadata, 512, 1, 0);
+}
+
+TEST(gup_reference_keeps_partly_unmapped_thp_logged)
+{
+	gup_ref_case(_metadata, 512, 1, 1);
 }
 
 TEST_HARNESS_MAIN

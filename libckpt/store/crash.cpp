@@ -30,6 +30,19 @@ int Recorder::write(uint64_t off, const void* src, size_t len) {
   return r;
 }
 
+// The bytes are recorded now: the caller keeps them unchanged until settle().
+int Recorder::write_nocopy(uint64_t off, const void* src, size_t len) {
+  int r = in_->write_nocopy(off, src, len);
+  if (r == 0 && rec_) {
+    CrashOp op;
+    op.kind = CrashOp::kWrite;
+    op.off = off;
+    op.bytes.assign(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + len);
+    ops_.push_back(std::move(op));
+  }
+  return r;
+}
+
 int Recorder::barrier() {
   int r = in_->barrier();
   if (r == 0 && rec_) {

@@ -37,6 +37,8 @@ class Recorder final : public Medium {
   int grow(uint64_t n) override;
   int read(uint64_t off, void* dst, size_t len) override { return in_->read(off, dst, len); }
   int write(uint64_t off, const void* src, size_t len) override;
+  int write_nocopy(uint64_t off, const void* src, size_t len) override;
+  int settle() override { return in_->settle(); }
   int barrier() override;
   size_t tear_unit() const override { return in_->tear_unit(); }
   const uint8_t* mapping() const override { return in_->mapping(); }

@@ -35,6 +35,15 @@ class Medium {
   virtual int grow(uint64_t new_size) = 0;
   virtual int read(uint64_t off, void* dst, size_t len) = 0;
   virtual int write(uint64_t off, const void* src, size_t len) = 0;
+  // write() that may keep reading src after it returns, until settle(): a bulk writer (put_pages)
+  // saves the copy into a staging buffer and overlaps the next pages' checksums with the I/O.
+  // Same persistence model as write(). The caller keeps src unchanged until settle() returns.
+  virtual int write_nocopy(uint64_t off, const void* src, size_t len) {
+    return write(off, src, len);
+  }
+  // Every write_nocopy() is done with its source (not necessarily durable: that is barrier()).
+  // An error of one of them is returned here, or by the next barrier().
+  virtual int settle() { return 0; }
   virtual int barrier() = 0;
   virtual size_t tear_unit() const = 0;   // 8 for DAX, 512 for a block device or file
   // The medium's bytes, when it is mapped (DAX, memory); null otherwise. Reads only.

@@ -7,6 +7,11 @@
 // durable when it returns. The descriptor has O_DIRECT where the file system allows it, so the
 // page cache is bypassed; otherwise the fsync does the same job through it.
 //
+// write_nocopy() (put_pages' runs) queues a plain WRITE from the caller's memory instead:
+// consecutive ones are merged up to 1 MiB per SQE and submitted at once, so the kernel copies
+// (or DMAs) one run while the store checksums the next; settle() reaps them before put_pages
+// returns. Under O_DIRECT a source not aligned to 512 bytes goes through the staging slots.
+//
 // Independent SQEs may complete in any order (a contended O_DIRECT write is punted to an
 // io-wq worker), so a write overlapping one not yet completed (the store rewriting a page in
 // one checkpoint) first drains: the later bytes must win, as medium.hpp promises.
@@ -20,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <unordered_set>
+#include <vector>
 
 #include "format.hpp"
 #include "medium.hpp"
@@ -32,6 +38,8 @@ constexpr unsigned kQueueDepth = 64;
 constexpr unsigned kSubmitBatch = 32;
 constexpr size_t kSlotBytes = fmt::kBlockSize;
 constexpr size_t kBounceBytes = 256 * 1024;
+constexpr size_t kPieceMax = 1 << 20;  // a write_nocopy SQE grows to this, then is submitted
+constexpr uint64_t kPieceBit = 1ull << 63;  // user_data: a piece (write_nocopy), not a slot
 
 class UringMedium final : public Medium {
  public:
@@ -132,7 +140,7 @@ class UringMedium final : public Medium {
       const unsigned slot = used_++;
       uint8_t* buf = staging_ + size_t(slot) * kSlotBytes;
       std::memcpy(buf, s, n);
-      if (last_ && last_off_end_ == off && last_buf_end_ == buf) {
+      if (last_ && !last_piece_ && last_off_end_ == off && last_buf_end_ == buf) {
         last_->len += static_cast<unsigned>(n);  // merge: not submitted yet
         last_->user_data += n;  // the length is the low 32 bits
       } else {
@@ -150,6 +158,7 @@ class UringMedium final : public Medium {
         sqe->user_data = (uint64_t(slot) << 32) | n;
         slot_off_[slot] = off;
         last_ = sqe;
+        last_piece_ = false;
         queued_++;
       }
       last_off_end_ = off + n;
@@ -164,6 +173,64 @@ class UringMedium final : public Medium {
     }
     return 0;
   }
+
+  int write_nocopy(uint64_t off, const void* src, size_t len) override {
+    if (err_) return err_;
+    if (off % 512 || len % 512) return -EINVAL;
+    if (off > size_ || len > size_ - off) return -ENOSPC;
+    const auto* s = static_cast<const uint8_t*>(src);
+    if (len == 0) return 0;
+    if (direct_ && reinterpret_cast<uintptr_t>(s) % 512) return write(off, src, len);
+    // A block still in flight from an earlier write: that one lands first (medium.hpp).
+    const uint64_t b0 = off / kSlotBytes, b1 = (off + len - 1) / kSlotBytes;
+    for (uint64_t b = b0; b <= b1; b++)
+      if (unreaped_.count(b)) {
+        int r = drain();
+        if (r) return r;
+        break;
+      }
+    for (uint64_t b = b0; b <= b1; b++) unreaped_.insert(b);
+    while (len > 0) {
+      if (last_ && last_piece_ && last_off_end_ == off && last_src_end_ == s &&
+          last_->len < kPieceMax) {  // merge: not submitted yet
+        const size_t n = std::min<size_t>(len, kPieceMax - last_->len);
+        last_->len += static_cast<unsigned>(n);
+        last_->user_data += n;
+        pieces_[(last_->user_data & ~kPieceBit) >> 32].len += n;
+        s += n, off += n, len -= n;
+      } else {
+        if (inflight_ + queued_ >= kQueueDepth) {  // bound what is in flight (and the CQ ring)
+          int r = drain();
+          if (r) return r;
+        }
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) {
+          int r = submit();
+          if (r) return r;
+          sqe = io_uring_get_sqe(&ring_);
+          if (!sqe) return -EBUSY;
+        }
+        const size_t n = std::min(len, kPieceMax);
+        io_uring_prep_write(sqe, fd_, s, static_cast<unsigned>(n), off);
+        sqe->user_data = kPieceBit | (uint64_t(pieces_.size()) << 32) | n;
+        pieces_.push_back({off, s, n});
+        last_ = sqe;
+        last_piece_ = true;
+        queued_++;
+        s += n, off += n, len -= n;
+      }
+      last_off_end_ = off;
+      last_src_end_ = s;
+      if (last_->len >= kPieceMax) {
+        int r = submit();
+        if (r) return r;
+      }
+    }
+    return 0;
+  }
+
+  // The pieces are submitted and reaped (with everything else in flight).
+  int settle() override { return pieces_.empty() ? err_ : drain(); }
 
   int barrier() override {
     int r = drain();
@@ -233,12 +300,14 @@ class UringMedium final : public Medium {
       io_uring_cqe_seen(&ring_, cqe);
       const size_t len = ud & 0xffffffffu;
       if (res == -EINTR || res == -EAGAIN || (res >= 0 && static_cast<size_t>(res) < len)) {
-        // Interrupted or short: finish the rest synchronously from the same staging slots
-        // (they stay untouched until this drain returns).
+        // Interrupted or short: finish the rest synchronously from the same staging slots or
+        // caller's memory (they stay untouched until this drain returns).
         const size_t done = res > 0 ? static_cast<size_t>(res) : 0;
-        const unsigned slot = static_cast<unsigned>(ud >> 32);
-        int e = pwrite_all(staging_ + size_t(slot) * kSlotBytes + done, len - done,
-                           slot_off_[slot] + done);
+        const unsigned ix = static_cast<unsigned>((ud & ~kPieceBit) >> 32);
+        const bool piece = ud & kPieceBit;
+        const uint8_t* from = piece ? pieces_[ix].src : staging_ + size_t(ix) * kSlotBytes;
+        const uint64_t at = piece ? pieces_[ix].off : slot_off_[ix];
+        int e = pwrite_all(from + done, len - done, at + done);
         if (e) fail(e);
       } else if (res < 0) {
         fail(res);
@@ -247,6 +316,7 @@ class UringMedium final : public Medium {
     }
     used_ = 0;
     unreaped_.clear();
+    pieces_.clear();
     return err_ ? err_ : r;
   }
 
@@ -261,8 +331,16 @@ class UringMedium final : public Medium {
   unsigned used_ = 0, queued_ = 0, inflight_ = 0;
   std::unordered_set<uint64_t> unreaped_;  // blocks written since the last drain
   io_uring_sqe* last_ = nullptr;  // newest SQE not yet submitted, for merging
+  bool last_piece_ = false;       // ... and it writes from the caller's memory
   uint64_t last_off_end_ = 0;
   const uint8_t* last_buf_end_ = nullptr;
+  const uint8_t* last_src_end_ = nullptr;
+  struct Piece {  // a write_nocopy SQE (index in user_data), until the drain that reaps it
+    uint64_t off;
+    const uint8_t* src;
+    size_t len;
+  };
+  std::vector<Piece> pieces_;
   int err_ = 0;  // sticky: after a failed write the medium's contents are unknown
 };
 

@@ -914,9 +914,9 @@ int TxnImpl::put_page(uint32_t region, uint64_t page, const void* data) {
   return put_pages(region, page, data, 1);
 }
 
-// Pages go in chunks: each chunk's pages are hashed and given blocks (next-fit, so consecutive
-// where there is room), then written as one medium write per run of consecutive blocks. A chunk
-// is small enough to be hashed and copied while its source is still in the L2 cache.
+// Pages go in chunks: each chunk's pages are hashed and given blocks (consecutive where the
+// store has room), then written as one medium write per run of consecutive blocks. A chunk is
+// small enough to be hashed and copied while its source is still in the L2 cache.
 int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_t n) try {
   if (done_) return -EINVAL;
   if (err_) return err_;
@@ -935,6 +935,10 @@ int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_
   const auto* data = static_cast<const uint8_t*>(src);
   constexpr uint64_t kChunk = 16;
   uint64_t block[kChunk];
+  // A run of a chunk or more is written from the caller's memory (no staging copy; the I/O of
+  // one chunk overlaps the checksums of the next) and settled before returning; fewer pages
+  // (put_page) are copied by the medium, so page-by-page callers keep their I/O batched.
+  const bool nocopy = n >= kChunk;
   for (uint64_t c = 0; c < n; c += kChunk) {
     const uint64_t m = std::min(kChunk, n - c);
     uint64_t placed = 0;
@@ -958,24 +962,31 @@ int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_
     }
     // The placed pages are staged even when a later one found no block (as put_page by put_page
     // would have them); a failed write or a full store fails the commit either way (err_).
-    for (uint64_t i = 0; i < placed;) {
+    // The medium may read the source until settle(), which every return below passes through.
+    int w = 0;
+    for (uint64_t i = 0; i < placed && !w;) {
       uint64_t j = i + 1;
       while (j < placed && block[j] == block[j - 1] + 1) j++;
-      int w = s_->m_->write(block[i] * kBlockSize, data + (c + i) * kBlockSize,
-                            (j - i) * kBlockSize);
-      if (w) {
-        err_ = w;
-        return s_->set_err(w, "writing a page failed");
-      }
+      const uint64_t off = block[i] * kBlockSize, len = (j - i) * kBlockSize;
+      w = nocopy ? s_->m_->write_nocopy(off, data + (c + i) * kBlockSize, len)
+                 : s_->m_->write(off, data + (c + i) * kBlockSize, len);
       i = j;
     }
-    if (r) {
-      err_ = r;
-      return s_->set_err(r, "store full: no free block for page " + std::to_string(first + c + placed));
+    if (w || r) {
+      const int sr = nocopy ? s_->m_->settle() : 0;
+      err_ = w ? w : sr ? sr : r;
+      return s_->set_err(err_, w || sr ? "writing a page failed"
+                                       : "store full: no free block for page " +
+                                             std::to_string(first + c + placed));
     }
+  }
+  if (int w = nocopy ? s_->m_->settle() : 0) {
+    err_ = w;
+    return s_->set_err(w, "writing a page failed");
   }
   return 0;
 } catch (const std::bad_alloc&) {
+  s_->m_->settle();  // the source must not be read after we return
   err_ = -ENOMEM;
   return -ENOMEM;
 }

@@ -367,6 +367,45 @@ int main(int argc, char **argv) {
       }
     }
 
+    // The TLB flush of COLLECT: a loop's sweep over its working set right after a COLLECT that
+    // protected 1% of it, with the module's per-page flush (tlb_flush_pages as loaded) and with
+    // a full flush (tlb_flush_pages=0), alternated; medians. A full flush makes the loop refill
+    // every TLB entry it had, a cost that grows with the working set (design-tracking.md 2).
+    std::vector<double> sw_full, sw_page;
+    const char *flush_param = "/sys/module/ckpt/parameters/tlb_flush_pages";
+    std::string flush_pages;
+    std::getline(std::ifstream(flush_param), flush_pages);
+    auto set_flush = [&](const std::string &v) {
+      std::ofstream f(flush_param);
+      f << v << "\n";
+      f.close();
+      if (!f) throw std::runtime_error(std::string("writing ") + flush_param + " failed");
+    };
+    const size_t ws = (quick ? 8UL : 256UL) << 20, ws_pages = ws / kPage, win = ws_pages / 100;
+    if (!flush_pages.empty()) {
+      char *w = map_anon(ws, false);
+      memset(w, 1, ws);
+      Ckpt c;
+      uint64_t id = c.reg(w, ws);
+      uint64_t sum = 0;
+      for (int i = 0; i < 2 * std::max(reps, 5); i++) {
+        bool full = i % 2;
+        set_flush(full ? "0" : flush_pages);
+        for (size_t p = 0; p < win; p++) w[((i * win + p) % ws_pages) * kPage]++;
+        if (c.collect(id, addrs) < win) throw std::runtime_error("TLB sweep: COLLECT missed pages");
+        double t0 = now_ns();
+        for (size_t off = 0; off < ws; off += kPage) {
+          const uint64_t *q = reinterpret_cast<const uint64_t *>(w + off);
+          for (size_t k = 0; k < kPage / 8; k += 8) sum += q[k] ^ q[k + 1];
+        }
+        (full ? sw_full : sw_page).push_back(now_ns() - t0);
+      }
+      set_flush(flush_pages);
+      c.unreg(id);
+      munmap(w, ws);
+      if (sum == 42) fmt::print(" ");  // keep the sweep
+    }
+
     auto m = [](const std::vector<double> &v) { return median(v); };
     double f_ck = m(ck_fault), f_sd = m(sd_fault), f_uffd = m(uffd), f_mp = m(mprot);
     double c_big = m(big_collect), s_big = m(big_scan), cl_big = m(big_clear);
@@ -423,12 +462,20 @@ int main(int argc, char **argv) {
                                 {"at_most", t.at_most}, {"met", met}});
     }
     if (un_unloaded.empty()) fmt::print("  (module could not be unloaded: loaded/unloaded ratio not measured)\n");
+    if (!sw_page.empty()) {
+      out["tlb_sweep"] = {{"working_set_bytes", ws}, {"pages_protected", win},
+                          {"tlb_flush_pages", std::stoul(flush_pages)},
+                          {"sweep_after_per_page_flush_ns", m(sw_page)}, {"sweep_after_full_flush_ns", m(sw_full)}};
+      fmt::print("  {} MiB sweep after COLLECT of {} pages: {:.2f} ms (per-page flush) vs {:.2f} ms (full flush)\n",
+                 ws >> 20, win, m(sw_page) / 1e6, m(sw_full) / 1e6);
+    }
     out["ratios"] = {{"softdirty_fault_over_ckpt_fault", f_sd / f_ck},
                      {"mprotect_fault_over_ckpt_fault", f_mp / f_ck},
                      {"uffd_fault_over_ckpt_fault", f_uffd / f_ck},
                      {"collect_over_scan_big", c_big / s_big},
                      {"collect_over_clear_refs_plus_scan_big", c_big / (s_big + cl_big)},
                      {"armed_over_idle_untracked_fault", m(un_armed) / m(un_loaded)}};
+    if (!sw_page.empty()) out["ratios"]["sweep_after_collect_full_over_per_page_flush"] = m(sw_full) / m(sw_page);
   } catch (const std::exception &e) {
     fmt::print(stderr, "track_bench: {}\n", e.what());
     return 1;

@@ -35,8 +35,9 @@ struct Options {
   bool no_modify = false;
   // If set, receives a one-line human-readable reason when open() fails.
   std::string* why = nullptr;
-  // Write a full page-map snapshot after this many delta epochs (0 = automatic: after 64, or
-  // when the deltas hold as many metadata blocks as the snapshot). Tests use small values.
+  // Write a full page-map snapshot after this many delta epochs (0 = automatic: after 256 — the
+  // most a reader accepts —, or when the deltas hold as many metadata blocks as the snapshot).
+  // Tests use small values.
   uint32_t snapshot_every = 0;
 };
 

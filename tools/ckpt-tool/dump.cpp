@@ -199,7 +199,17 @@ int open_module() {
   return fd;
 }
 
-FileId file_id(const std::string& path, uint64_t expect_ino, const std::string& what) {
+// Files already identified, by (path, inode): within one checkpoint a library is mapped several
+// times, and `run`'s incremental checkpoints take the previous image's identities of the files
+// the process still maps/has open under the same path and inode, instead of a stat (a round
+// trip to a network file system) per mapping each time. Reusing the previous size and mtime is
+// the conservative side: a file rewritten in place since is refused at restore as changed.
+using KnownFiles = std::map<std::pair<std::string, uint64_t>, FileId>;
+
+FileId file_id(const std::string& path, uint64_t expect_ino, const std::string& what,
+               KnownFiles* known) {
+  if (expect_ino)
+    if (auto it = known->find({path, expect_ino}); it != known->end()) return it->second;
   struct stat st;
   if (stat(path.c_str(), &st) < 0)
     throw Error{kFailed, what + " " + path + ": " + strerror(errno)};
@@ -207,8 +217,10 @@ FileId file_id(const std::string& path, uint64_t expect_ino, const std::string& 
   if (expect_ino && st.st_ino != expect_ino)
     throw Error{kFailed, what + " " + path +
                              " is not the file the process has (another mount namespace?)"};
-  return FileId{path, uint64_t(st.st_ino), uint64_t(st.st_size),
-                uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec)};
+  FileId f{path, uint64_t(st.st_ino), uint64_t(st.st_size),
+           uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec)};
+  (*known)[{path, f.ino}] = f;
+  return f;
 }
 
 bool ends_with(const std::string& s, const char* suffix) {
@@ -267,7 +279,7 @@ void read_process(int pid, Image* img) {
   read_stat_fields(pid, img);
 }
 
-void read_fds(int pid, Image* img) {
+void read_fds(int pid, Image* img, KnownFiles* known) {
   std::string base = "/proc/" + std::to_string(pid);
   std::vector<int> fds;
   if (int e = proc::list_fds(pid, &fds); e) throw Error{kFailed, "fd list: " + errstr(e)};
@@ -291,7 +303,7 @@ void read_fds(int pid, Image* img) {
     for (const char* d : kDevices) device |= link == d;
     if (S_ISREG(st.st_mode) && !link.empty() && link[0] == '/' && !ends_with(link, " (deleted)")) {
       f.kind = kFdRegular;
-      f.file = file_id(link, st.st_ino, "open file");
+      f.file = file_id(link, st.st_ino, "open file", known);
     } else if (S_ISCHR(st.st_mode) && device) {
       f.kind = kFdDevice;
       f.file = FileId{link, 0, 0, 0};
@@ -307,11 +319,12 @@ void read_fds(int pid, Image* img) {
 }
 
 // Per page of the mapping: does it hold data the restore must write? From pagemap.
-std::vector<bool> want_pages(int pagemap_fd, const Vma& v) {
+// `ent` is scratch space kept by the caller (a fresh buffer costs page faults per checkpoint).
+std::vector<bool> want_pages(int pagemap_fd, const Vma& v, std::vector<uint64_t>& ent) {
   constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
   uint64_t pages = (v.end - v.start) / kPage;
   std::vector<bool> want(pages);
-  std::vector<uint64_t> ent(std::min<uint64_t>(pages, 65536));
+  if (ent.size() < std::min<uint64_t>(pages, 65536)) ent.resize(std::min<uint64_t>(pages, 65536));
   for (uint64_t i = 0; i < pages;) {
     uint64_t n = std::min<uint64_t>(pages - i, ent.size());
     ssize_t got = pread(pagemap_fd, ent.data(), n * 8, off_t((v.start / kPage + i) * 8));
@@ -330,7 +343,7 @@ std::vector<bool> want_pages(int pagemap_fd, const Vma& v) {
   return want;
 }
 
-void read_vmas(int pid, Image* img) {
+void read_vmas(int pid, Image* img, KnownFiles* known) {
   std::vector<proc::MapsLine> maps;
   if (int e = proc::read_maps(pid, &maps); e) throw Error{kFailed, "maps: " + errstr(e)};
   uint64_t vvar_end = 0;
@@ -372,7 +385,7 @@ void read_vmas(int pid, Image* img) {
         throw Error{kFailed, where + ": the mapped file was deleted; not supported"};
       v.kind = kFile;
       v.pgoff = m.offset;
-      v.file = file_id(m.path, m.ino, "mapped file");
+      v.file = file_id(m.path, m.ino, "mapped file", known);
     }
     img->vmas.push_back(std::move(v));
   }
@@ -434,8 +447,10 @@ class MemReader {
 };
 
 // The dirty pages of a tracked region (addresses), taking the module's log.
-std::vector<uint64_t> collect(int fd, uint64_t id) {
-  std::vector<uint64_t> out, buf(16384);
+// `buf` is scratch space kept by the caller (a fresh buffer costs page faults per checkpoint).
+std::vector<uint64_t> collect(int fd, uint64_t id, std::vector<uint64_t>& buf) {
+  std::vector<uint64_t> out;
+  if (buf.size() < 16384) buf.resize(16384);
   for (;;) {
     ckpt_collect c{};
     c.id = id;
@@ -471,6 +486,10 @@ struct wp::Tracker {
   std::map<uint64_t, Reg> regs;  // by start: mappings tracked since the last checkpoint
   bool have_prev = false;
   Image prev;                    // metadata of the last checkpoint this tracker committed
+  // The buffer pages travel through from the process to the store, kept from one checkpoint
+  // to the next: a fresh one costs a page fault per page in every checkpoint's pause.
+  std::unique_ptr<uint8_t[]> buf;
+  std::vector<uint64_t> scratch;  // pagemap entries, COLLECT addresses; kept for the same reason
   ~Tracker() {
     if (fd >= 0) close(fd);
   }
@@ -537,7 +556,11 @@ struct Plan {
 
 struct Phases {  // seconds, for --stats and profiling
   double seize = 0, proc = 0, plan = 0, regions = 0, pages = 0, commit = 0;
-  double read = 0;  // part of pages: reading the process's memory
+  double read = 0;     // part of pages: reading the process's memory
+  double threads = 0;  // part of proc: registers and DUMP_TASK
+  double pagemap = 0;  // part of plan: /proc/PID/pagemap
+  double meta = 0;     // part of plan: encoding (and checking) the metadata
+  double begin = 0;    // the store's begin()
 };
 
 double since(std::chrono::steady_clock::time_point& t) {
@@ -581,10 +604,18 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     img.threads.emplace_back();
     read_thread(tid, ckpt_fd, &img, &img.threads.back());
   }
+  ph.threads = since(t);
   read_process(pid, &img);
-  read_fds(pid, &img);
-  read_vmas(pid, &img);
-  ph.proc = since(t);
+  KnownFiles known;
+  if (tr.have_prev) {
+    for (const auto& v : tr.prev.vmas)
+      if (v.kind == kFile) known[{v.file.path, v.file.ino}] = v.file;
+    for (const auto& f : tr.prev.fds)
+      if (f.kind == kFdRegular) known[{f.file.path, f.file.ino}] = f.file;
+  }
+  read_fds(pid, &img, &known);
+  read_vmas(pid, &img, &known);
+  ph.proc = ph.threads + since(t);
   // Only now, with nothing refused: a refused dump leaves no store behind.
   open_store(tr);
   ckpt::store::Store& st = *tr.store;
@@ -629,7 +660,9 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
       Vma& v = img.vmas[i];
       Plan& p = plan[i];
       uint64_t pages = (v.end - v.start) / kPage;
-      p.present = want_pages(pm, v);
+      auto m0 = std::chrono::steady_clock::now();
+      p.present = want_pages(pm, v, tr.scratch);
+      ph.pagemap += since(m0);
       const Vma* pv = nullptr;
       auto it = tr.regs.find(v.start);
       if (tr.have_prev && it != tr.regs.end() && it->second.end == v.end)
@@ -645,7 +678,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
         std::vector<bool> was(pages, false), dirty(pages, false);
         for (const auto& r : pv->runs)
           for (uint64_t k = 0; k < r.len / kPage; k++) was[r.offset / kPage + k] = true;
-        for (uint64_t a : collect(tr.fd, it->second.id))
+        for (uint64_t a : collect(tr.fd, it->second.id, tr.scratch))
           if (a >= v.start && a < v.end) dirty[(a - v.start) / kPage] = true;
         for (uint64_t k = 0; k < pages; k++) {
           p.present[k] = p.present[k] && (was[k] || dirty[k]);
@@ -680,6 +713,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     // Regions whose mapping changed or went away: stop tracking them.
     for (auto& [start, r] : tr.regs) tr.unregister(r.id);
     tr.regs = std::move(keep);
+    auto m0 = std::chrono::steady_clock::now();
     std::vector<uint8_t> meta = encode_process(img);
     {  // What restore will read must decode: a bug here must not make an image.
       Image check;
@@ -687,6 +721,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
       if (decode_process(meta, &check, &why))
         throw Error{kFailed, "internal error, the image does not validate: " + why};
     }
+    ph.meta = since(m0);
     ph.plan = since(t);
 
     // 2. The store's regions follow the mappings: one per mapping with pages in the image,
@@ -725,24 +760,31 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     // 3. While stopped: the pages to write, straight from the process into the store.
     std::unique_ptr<ckpt::store::Txn> txn;
     if (int e = st.begin(&txn); e) throw Error{kFailed, store_error(st, e, "store")};
+    ph.begin = since(t);
     constexpr size_t kBatch = 256;  // pages per read (1 MiB)
-    std::unique_ptr<uint8_t[]> buf(new uint8_t[kBatch * kPage]);
+    if (!tr.buf) tr.buf.reset(new uint8_t[kBatch * kPage]);
+    uint8_t* buf = tr.buf.get();
     for (size_t i = 0; i < img.vmas.size(); i++) {
       const Plan& p = plan[i];
       for (size_t k = 0; k < p.put.size(); k += kBatch) {
         size_t n = std::min(kBatch, p.put.size() - k);
         auto r0 = std::chrono::steady_clock::now();
-        mem.read(img.vmas[i], &p.put[k], n, buf.get());
+        mem.read(img.vmas[i], &p.put[k], n, buf);
         ph.read += since(r0);
-        for (size_t j = 0; j < n; j++)
-          if (int e = txn->put_page(p.region, p.put[k + j], buf.get() + j * kPage); e)
-            throw Error{kFailed, store_error(st, e, "writing the store")};
+        // One put_pages per run of consecutive pages: the store checksums and writes a run in
+        // few large writes.
+        for (size_t j = 0; j < n;) {
+          size_t e = j + 1;
+          while (e < n && p.put[k + e] == p.put[k + j] + (e - j)) e++;
+          if (int err = txn->put_pages(p.region, p.put[k + j], buf + j * kPage, e - j); err)
+            throw Error{kFailed, store_error(st, err, "writing the store")};
+          j = e;
+        }
       }
     }
-    for (size_t k = 0; k < meta.size() / kPage; k++)
-      if (int e = txn->put_page(meta_region, k, meta.data() + k * kPage); e)
-        throw Error{kFailed, store_error(st, e, "writing the store")};
-    ph.pages = since(t);
+    if (int e = txn->put_pages(meta_region, 0, meta.data(), meta.size() / kPage); e)
+      throw Error{kFailed, store_error(st, e, "writing the store")};
+    ph.pages = ph.begin + since(t);
     // The pages are in the store's hands: the process may run on while the commit persists.
     if (after != After::kKill) seized.detach();
     double paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -762,9 +804,11 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     }
     if (getenv("CKPT_TOOL_PHASES"))
       std::fprintf(stderr,
-                   "ckpt-tool phases: seize %.4f proc %.4f plan %.4f regions %.4f pages %.4f "
-                   "(of which reading the process %.4f) commit %.4f s (%" PRIu64 " pages)\n",
-                   ph.seize, ph.proc, ph.plan, ph.regions, ph.pages, ph.read, ph.commit, put);
+                   "ckpt-tool phases: seize %.4f proc %.4f (threads %.4f) plan %.4f (pagemap "
+                   "%.4f, metadata %.4f) regions %.4f pages %.4f (begin %.4f, reading the "
+                   "process %.4f) commit %.4f s (%" PRIu64 " pages)\n",
+                   ph.seize, ph.proc, ph.threads, ph.plan, ph.pagemap, ph.meta, ph.regions,
+                   ph.pages, ph.begin, ph.read, ph.commit, put);
     tr.prev = std::move(img);
   } catch (...) {
     // The dirty logs taken so far are in no image: the next checkpoint must be a full one.

@@ -940,10 +940,11 @@ int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_
   const auto* data = static_cast<const uint8_t*>(src);
   constexpr uint64_t kChunk = 16;
   uint64_t block[kChunk];
-  // A run of a chunk or more is written from the caller's memory (no staging copy; the I/O of
-  // one chunk overlaps the checksums of the next) and settled before returning; fewer pages
-  // (put_page) are copied by the medium, so page-by-page callers keep their I/O batched.
-  const bool nocopy = n >= kChunk;
+  // A run of 1 MiB or more is written from the caller's memory (no staging copy; the I/O of one
+  // chunk overlaps the checksums of the next) and settled before returning. A shorter run (and
+  // put_page) is copied by the medium, whose staging holds 1 MiB: so a caller never waits for
+  // the I/O more often than the staging would make it, whatever the lengths of its runs.
+  const bool nocopy = n >= 256;
   for (uint64_t c = 0; c < n; c += kChunk) {
     const uint64_t m = std::min(kChunk, n - c);
     uint64_t placed = 0;

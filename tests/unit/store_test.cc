@@ -595,7 +595,7 @@ TEST(Store, PutPagesOnFileStoresIsDoneWithTheSourceOnReturn) {
     auto s = must_open(d.file("s"));
     ASSERT_TRUE(s);
     ASSERT_STREQ("io_uring", s->writer_name());
-    constexpr uint64_t kPages = 700;  // several 1 MiB pieces and more than the queue's depth
+    constexpr uint64_t kPages = 700;  // written from the caller: several 1 MiB pieces
     uint32_t id;
     ASSERT_EQ(0, s->define_region("r", kPages * 4096, &id));
     std::vector<uint8_t> buf(kPages * 4096), want(kPages * 4096);

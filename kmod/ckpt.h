@@ -12,6 +12,7 @@
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/uidgid.h>
+#include <linux/xarray.h>
 #include <linux/ckpt.h>
 
 /*
@@ -37,6 +38,12 @@ struct ckpt_region {
 	/* Under ckpt_session.lock: */
 	u64 collects, collected, thp_splits, kept;
 	unsigned long pass_pos;		/* where an unfinished array COLLECT pass resumes, 0 = none */
+	/* Held pages (hold.c): copy-before-write for asynchronous checkpoints. */
+	spinlock_t hold_lock;		/* protects @held's bits against END; see hold.c */
+	unsigned long *held;		/* one bit per page, NULL until the first HOLD COLLECT */
+	bool holding;			/* a hold is open (some bit may be set) */
+	struct xarray copies;		/* page index -> struct page *, the pre-write copies */
+	atomic_t hold_lost;		/* held pages changed without a copy since the last END */
 };
 
 /*
@@ -115,9 +122,20 @@ struct ckpt_mm *ckpt_mm_get(struct mm_struct *mm);
 void ckpt_mm_put(struct ckpt_mm *cm);
 struct ckpt_mm *ckpt_mm_lookup(struct mm_struct *mm);	/* RCU */
 bool ckpt_mm_tracks(struct ckpt_mm *cm, unsigned long addr);	/* RCU */
-void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end, bool fault);
+void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
+		 struct mm_struct *fault_mm);
 void ckpt_mm_add(struct ckpt_mm *cm, struct ckpt_region *r);
 void ckpt_mm_del(struct ckpt_mm *cm, struct ckpt_region *r);
+
+/* hold.c: held pages (CKPT_COLLECT_HOLD, CKPT_IOC_RELEASE) */
+void ckpt_hold_init(struct ckpt_region *r);
+int ckpt_hold_prepare(struct ckpt_region *r);
+void ckpt_hold_pages(struct ckpt_region *r, const u64 *addr, unsigned long n);
+void ckpt_hold_fault(struct mm_struct *mm, struct ckpt_region *r, unsigned long start,
+		     unsigned long end);
+void ckpt_hold_invalidate(struct ckpt_region *r, unsigned long start, unsigned long end);
+void ckpt_hold_free(struct ckpt_region *r);
+long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg);
 
 /* fault.c: the write-fault hook */
 int ckpt_fault_init(void);

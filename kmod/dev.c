@@ -13,10 +13,11 @@
 #define SUPPORTED_IOCTLS                                                                      \
 	((1ULL << _IOC_NR(CKPT_IOC_API)) | (1ULL << _IOC_NR(CKPT_IOC_REGISTER)) |             \
 	 (1ULL << _IOC_NR(CKPT_IOC_UNREGISTER)) | (1ULL << _IOC_NR(CKPT_IOC_COLLECT)) |       \
-	 (1ULL << _IOC_NR(CKPT_IOC_STATS)) | (1ULL << _IOC_NR(CKPT_IOC_ATTACH)))
+	 (1ULL << _IOC_NR(CKPT_IOC_STATS)) | (1ULL << _IOC_NR(CKPT_IOC_ATTACH)) |              \
+	 (1ULL << _IOC_NR(CKPT_IOC_RELEASE)))
 #define SUPPORTED_FEATURES                                                                    \
 	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
-	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL)
+	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_HOLD)
 
 /* Every session, for the netlink status. */
 LIST_HEAD(ckpt_sessions);
@@ -97,6 +98,8 @@ static long ioctl_track(struct ckpt_session *s, unsigned int cmd, void __user *u
 		return ckpt_ioc_stats(s, uarg);
 	case CKPT_IOC_ATTACH:
 		return ckpt_ioc_attach(s, uarg);
+	case CKPT_IOC_RELEASE:
+		return ckpt_ioc_release(s, uarg);
 	}
 	return -ENOTTY;
 }
@@ -150,6 +153,7 @@ static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case CKPT_IOC_COLLECT:
 	case CKPT_IOC_STATS:
 	case CKPT_IOC_ATTACH:
+	case CKPT_IOC_RELEASE:
 		ret = s->api_done ? ioctl_track(s, cmd, uarg) : -EINVAL;
 		break;
 	default:

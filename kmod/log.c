@@ -41,6 +41,7 @@ struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len)
 	r->l0_words = l0_words;
 	INIT_LIST_HEAD(&r->mm_node);
 	INIT_LIST_HEAD(&r->s_node);
+	ckpt_hold_init(r);
 	return r;
 
 err_l0:
@@ -52,6 +53,7 @@ err_r:
 
 void ckpt_region_free(struct ckpt_region *r)
 {
+	ckpt_hold_free(r);
 	kvfree(r->l1);
 	kvfree(r->l0);
 	kfree(r);

@@ -52,8 +52,12 @@ bool ckpt_mm_tracks(struct ckpt_mm *cm, unsigned long addr)
 	return false;
 }
 
-/* Log [start, end) in every region of @cm; count it as faults or as invalidations. */
-void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end, bool fault)
+/*
+ * Log [start, end) in every region of @cm: a write fault of @fault_mm (its held pages are
+ * copied first, hold.c), or an invalidation (@fault_mm NULL).
+ */
+void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
+		 struct mm_struct *fault_mm)
 {
 	struct ckpt_region *r;
 
@@ -63,11 +67,14 @@ void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end, boo
 
 		if (s >= e)
 			continue;
-		ckpt_log_mark_addr(r, s, e);
-		if (fault)
+		if (fault_mm) {
+			ckpt_hold_fault(fault_mm, r, s, e);
 			atomic64_inc(&r->faults);
-		else
+		} else {
+			ckpt_hold_invalidate(r, s, e);
 			atomic64_add((e - s) >> PAGE_SHIFT, &r->invalidations);
+		}
+		ckpt_log_mark_addr(r, s, e);
 	}
 	rcu_read_unlock();
 }
@@ -104,7 +111,7 @@ static int cm_invalidate_range_start(struct mmu_notifier *mn,
 	default:	/* PROTECTION_PAGE (fork), SOFT_DIRTY, MIGRATE, EXCLUSIVE: write-removing */
 		return 0;
 	}
-	ckpt_mm_log(cm, range->start, range->end, false);
+	ckpt_mm_log(cm, range->start, range->end, NULL);
 	return 0;
 }
 

@@ -238,13 +238,21 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK), logged = 0;
 	u64 __user *ubuf = u64_to_user_ptr(a->buf);
 	struct ckpt_region *r, *stop = NULL;	/* @stop: where the pass resumes */
+	bool hold = a->flags & CKPT_COLLECT_HOLD;
 	u64 *kbuf = NULL;
 	long ret = 0;
 
 	/* Size the bounce buffer by what is logged now (more may come: it is taken next round). */
-	list_for_each_entry(r, &s->regions, s_node)
-		if (!only || r == only)
-			logged += ckpt_log_count(r);
+	list_for_each_entry(r, &s->regions, s_node) {
+		if (only && r != only)
+			continue;
+		logged += ckpt_log_count(r);
+		if (hold) {
+			ret = ckpt_hold_prepare(r);
+			if (ret)
+				return ret;
+		}
+	}
 	chunk = min(chunk, max(logged, 64UL));
 	if (chunk) {
 		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL);
@@ -286,6 +294,9 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			for (i = 0; i < n; i++)
 				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
 			ckpt_wp_pages(&w, kbuf, n, relog_page, r);
+			/* Under the write lock: no fault runs between the protection and the hold. */
+			if (hold)
+				ckpt_hold_pages(r, kbuf, n);
 			mmap_write_unlock(mm);
 			if (w.flush)
 				ckpt_flush_tlb_pages(mm, kbuf, n);
@@ -429,8 +440,11 @@ long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)) ||
+	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK | CKPT_COLLECT_HOLD)) ||
 	    !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+		return -EINVAL;
+	/* A hold is of what an array COLLECT takes and protects. */
+	if ((a.flags & CKPT_COLLECT_HOLD) && (a.flags & (CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)))
 		return -EINVAL;
 	/* @count, @remaining and @seq are outputs: whatever they hold on input is ignored. */
 	a.count = 0;

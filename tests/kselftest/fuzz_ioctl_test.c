@@ -18,7 +18,8 @@
 #define NPROC 3
 
 static const unsigned long cmds[] = { CKPT_IOC_API, CKPT_IOC_REGISTER, CKPT_IOC_UNREGISTER,
-				      CKPT_IOC_COLLECT, CKPT_IOC_STATS, CKPT_IOC_ATTACH };
+				      CKPT_IOC_COLLECT, CKPT_IOC_STATS, CKPT_IOC_ATTACH,
+				      CKPT_IOC_RELEASE };
 
 static int allowed(int e)
 {
@@ -138,9 +139,10 @@ static int one_call(struct fz *f, int *fd)
 		struct ckpt_collect col;
 		struct ckpt_stats st;
 		struct ckpt_attach at;
+		struct ckpt_release rel;
 		__u64 raw[32];
 	} a;
-	unsigned long cmd = cmds[r64(f) % 6];
+	unsigned long cmd = cmds[r64(f) % 7];
 	void *arg = &a;
 	int e;
 
@@ -169,7 +171,7 @@ static int one_call(struct fz *f, int *fd)
 			break;
 		case 3:
 			a.col.id = r64(f) % 5 ? rid(f) : 0;
-			a.col.flags = rflags(f, CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK);
+			a.col.flags = rflags(f, CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK | CKPT_COLLECT_HOLD);
 			a.col.buf = rptr(f);
 			a.col.buf_len = r64(f) % 6 ? (r64(f) % (POOL_PAGES + 8)) * 8 :
 				(r64(f) % 2 ? r64(f) : 8 * POOL_PAGES * 4);
@@ -185,6 +187,19 @@ static int one_call(struct fz *f, int *fd)
 		case 5:
 			a.at.pid = r64(f) % 3 ? (uint64_t)getppid() : r64(f) % 100000;
 			rreserved(f, a.at.reserved, 2);
+			break;
+		case 6:
+			a.rel.id = r64(f) % 5 ? rid(f) : 0;
+			a.rel.flags = rflags(f, CKPT_RELEASE_END);
+			a.rel.addrs = rptr(f);
+			/* At most 8 copies into f->buf (32 KiB); a huge @max only with a bad @data. */
+			a.rel.max = r64(f) % 9;
+			a.rel.data = rptr(f);
+			if (r64(f) % 20 == 0) {
+				a.rel.max = r64(f);
+				a.rel.data = 8;
+			}
+			rreserved(f, a.rel.reserved, 4);
 			break;
 		}
 	}

@@ -39,11 +39,11 @@ TEST(features)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, ck_ioctl(fd, CKPT_IOC_API, &a));
 	uint64_t want = CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |
-			CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL;
+			CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_HOLD;
 
 	EXPECT_EQ(want, a.features & want);
 	unsigned long cmds[] = { CKPT_IOC_REGISTER, CKPT_IOC_UNREGISTER, CKPT_IOC_COLLECT,
-				 CKPT_IOC_STATS, CKPT_IOC_ATTACH };
+				 CKPT_IOC_STATS, CKPT_IOC_ATTACH, CKPT_IOC_RELEASE };
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(cmds[i])));
@@ -291,7 +291,7 @@ TEST_F(t, bad_collect)
 
 	ASSERT_LT(0, id);
 	EXPECT_EQ(-ENOENT, ck_collect(self->fd, id + 100, out, NPAGES, 0, NULL));
-	EXPECT_EQ(-EINVAL, ck_collect(self->fd, id, out, NPAGES, 4, NULL));	/* unknown flag */
+	EXPECT_EQ(-EINVAL, ck_collect(self->fd, id, out, NPAGES, 1ULL << 40, NULL));	/* unknown flag */
 	c = (struct ckpt_collect){ .id = id, .buf = (uintptr_t)out, .buf_len = 12 };
 	EXPECT_EQ(-EINVAL, ck_ioctl(self->fd, CKPT_IOC_COLLECT, &c));	/* not a multiple of 8 */
 	c = (struct ckpt_collect){ .id = id, .buf = (uintptr_t)out, .buf_len = 8,

@@ -43,6 +43,7 @@
 #define CKPT_FEATURE_URING_CMD	(1ULL << 2)	/* COLLECT through io_uring (IORING_OP_URING_CMD) */
 #define CKPT_FEATURE_ATTACH	(1ULL << 3)	/* CKPT_IOC_ATTACH to another process */
 #define CKPT_FEATURE_GENL	(1ULL << 4)	/* generic netlink family CKPT_GENL_NAME */
+#define CKPT_FEATURE_HOLD	(1ULL << 8)	/* CKPT_COLLECT_HOLD and CKPT_IOC_RELEASE */
 
 #define CKPT_IOC_MAGIC		0xC7
 
@@ -120,6 +121,8 @@ struct ckpt_unregister {
 /* CKPT_IOC_COLLECT flags */
 #define CKPT_COLLECT_BITMAP	(1ULL << 0)	/* @buf is a bitmap, bit i = page i of the region */
 #define CKPT_COLLECT_PEEK	(1ULL << 1)	/* report only: do not clear the log or protect */
+#define CKPT_COLLECT_HOLD	(1ULL << 2)	/* hold the reported pages (async checkpoint), see
+						 * CKPT_IOC_RELEASE; array mode, CKPT_FEATURE_HOLD */
 
 /**
  * struct ckpt_collect - CKPT_IOC_COLLECT (_IOWR): take the dirty log and re-protect
@@ -216,12 +219,56 @@ struct ckpt_attach {
 	__u64 reserved[2];
 };
 
+/* CKPT_IOC_RELEASE flags */
+#define CKPT_RELEASE_END	(1ULL << 0)	/* end the hold first: no copies are made after it */
+
+/**
+ * struct ckpt_release - CKPT_IOC_RELEASE (_IOWR): the copies of held pages; end a hold
+ * @id:     region id, or 0 for every region of the session.
+ * @flags:  CKPT_RELEASE_*.
+ * @addrs:  user pointer to @max __u64: out, the page addresses of the copies returned.
+ * @data:   user pointer to @max * page size bytes: out, the copies, in the order of @addrs.
+ * @max:    entries @addrs and @data have room for (0: only end the hold and count).
+ * @count:  out: copies returned (and freed in the module).
+ * @remaining: out: copies the module still holds for these regions after this call.
+ * @lost:   out: held pages of these regions whose contents changed without a copy since their
+ *          hold began (an unmap, MADV_DONTNEED, swap-out or THP collapse of a held page, a
+ *          held page swapped out when written, a copy that could not be allocated). Reported
+ *          and reset by the call with END.
+ * @reserved: must be zero.
+ *
+ * Asynchronous checkpoints. COLLECT with CKPT_COLLECT_HOLD reports and protects pages as
+ * usual and also *holds* them: until the hold ends, the first write fault on a held page copies
+ * the page as it was at that COLLECT into the module before the write may proceed. The caller
+ * lets its threads run and reads the held pages from its own memory (persisting them), then
+ * calls RELEASE with CKPT_RELEASE_END and again until @remaining is 0: every page it read
+ * while or after the program wrote it comes back here with its COLLECT-time contents, which
+ * replace what it read. If @lost is non-zero the epoch cannot be completed from memory: the
+ * caller drops it and keeps the pages for the next checkpoint (they are logged again anyway).
+ * Held pages accumulate over HOLD COLLECT calls (a pass over several calls) until END.
+ * Unregistering a region or closing the session ends its hold and frees its copies.
+ * Errors: -ENOENT unknown id; -EINVAL bad flags or reserved; -EFAULT (copies not returned stay
+ * in the module; @count says how many were).
+ */
+struct ckpt_release {
+	__u64 id;
+	__u64 flags;
+	__u64 addrs;
+	__u64 data;
+	__u64 max;
+	__u64 count;
+	__u64 remaining;
+	__u64 lost;
+	__u64 reserved[4];
+};
+
 #define CKPT_IOC_API		_IOWR(CKPT_IOC_MAGIC, 0x00, struct ckpt_api)
 #define CKPT_IOC_REGISTER	_IOWR(CKPT_IOC_MAGIC, 0x01, struct ckpt_register)
 #define CKPT_IOC_UNREGISTER	_IOW(CKPT_IOC_MAGIC, 0x02, struct ckpt_unregister)
 #define CKPT_IOC_COLLECT	_IOWR(CKPT_IOC_MAGIC, 0x03, struct ckpt_collect)
 #define CKPT_IOC_STATS		_IOWR(CKPT_IOC_MAGIC, 0x04, struct ckpt_stats)
 #define CKPT_IOC_ATTACH		_IOW(CKPT_IOC_MAGIC, 0x05, struct ckpt_attach)
+#define CKPT_IOC_RELEASE	_IOWR(CKPT_IOC_MAGIC, 0x06, struct ckpt_release)
 
 /*
  * Generic netlink status family. CKPT_GENL_CMD_GET_SESSIONS is a dump: one message per

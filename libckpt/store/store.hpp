@@ -108,13 +108,15 @@ class Txn {
   // Stage one page (page_size bytes at data) of region `region`, index `page`. The bytes are
   // copied (or persisted) before the call returns, so the caller may modify the source after.
   virtual int put_page(uint32_t region, uint64_t page, const void* data) = 0;
-  // Store note (bulk writers: ckpt-tool dump, restore staging): stage the `npages` consecutive
-  // pages [first_page, first_page + npages) of `region` from `src` (npages * page_size bytes,
-  // any alignment). The result is exactly that of npages put_page calls in page order — same
-  // store contents, same checksums, same crash guarantees (nothing is live before commit()) —
-  // but the pages are checksummed and written in few large writes: the blocks are allocated
-  // consecutively where the store has room, so the io_uring writer submits one write per run
-  // of up to 1 MiB and the DAX writer does one non-temporal copy per run.
+  // Store note (bulk writers: ckpt-tool dump, the session's runs of dirty pages): stage the
+  // `npages` consecutive pages [first_page, first_page + npages) of `region` from `src`
+  // (npages * page_size bytes, any alignment). The result is exactly that of npages put_page
+  // calls in page order — same store contents, same checksums, same crash guarantees (nothing
+  // is live before commit()) — but the pages are checksummed and written in few large writes:
+  // the blocks are allocated consecutively where the store has room, and each run of
+  // consecutive blocks is one write (DAX: one non-temporal copy; io_uring: SQEs of up to 1 MiB,
+  // from `src` itself for runs of 1 MiB or more, reaped before the call returns). The bytes
+  // are the store's when it returns: the caller may modify `src` after.
   // Requirements: region visible and first_page + npages within its current size (else
   // -EINVAL, nothing staged); npages == 0 is a no-op. On a failure part-way (-ENOSPC, -EIO)
   // the pages before the failing one are staged, as with put_page, and commit() returns the

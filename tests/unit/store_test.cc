@@ -622,6 +622,42 @@ TEST(Store, PutPagesOnFileStoresIsDoneWithTheSourceOnReturn) {
   }
 }
 
+// The io_uring medium keeps its promise that a later write to a block lands after an earlier
+// one when one of them is a write_nocopy not reaped yet (O_DIRECT on /tmp, buffered on tmpfs).
+TEST(Store, UringWriteNocopyOverlapsLandInOrder) {
+  for (const char* base : {"/tmp", "/dev/shm"}) {
+    TempDir d(base);
+    if (d.path().empty()) continue;
+    Options o;
+    o.create_size = 1 << 20;
+    std::unique_ptr<Medium> m;
+    MediumInfo info;
+    std::string why;
+    ASSERT_EQ(0, open_medium(d.file("m"), o, &m, &info, &why)) << why;
+    ASSERT_STREQ("io_uring", m->name());
+    auto* a = static_cast<uint8_t*>(aligned_alloc(4096, 64 * 4096));
+    auto* b = static_cast<uint8_t*>(aligned_alloc(4096, 64 * 4096));
+    std::memset(a, 0xaa, 64 * 4096);
+    std::memset(b, 0xbb, 64 * 4096);
+    ASSERT_EQ(0, m->write_nocopy(10 * 4096, a, 10 * 4096));  // blocks 10..19
+    ASSERT_EQ(0, m->write(15 * 4096, b, 4096));              // then block 15: b wins
+    ASSERT_EQ(0, m->write(30 * 4096, b, 4096));              // block 30 staged
+    ASSERT_EQ(0, m->write_nocopy(25 * 4096, a, 10 * 4096));  // then 25..34 over it: a wins
+    ASSERT_EQ(0, m->write_nocopy(40 * 4096, a, 4 * 4096));
+    ASSERT_EQ(0, m->write_nocopy(42 * 4096, b, 4 * 4096));   // 42..45 over 42..43: b wins
+    ASSERT_EQ(0, m->settle());
+    ASSERT_EQ(0, m->barrier());
+    std::vector<uint8_t> got(64 * 4096);
+    ASSERT_EQ(0, m->read(0, got.data(), got.size()));
+    auto at = [&](uint64_t blk) { return got[blk * 4096 + 100]; };
+    for (uint64_t blk = 10; blk < 20; blk++) EXPECT_EQ(blk == 15 ? 0xbb : 0xaa, at(blk)) << blk;
+    for (uint64_t blk = 25; blk < 35; blk++) EXPECT_EQ(0xaa, at(blk)) << blk;
+    for (uint64_t blk = 40; blk < 46; blk++) EXPECT_EQ(blk < 42 ? 0xaa : 0xbb, at(blk)) << blk;
+    free(a);
+    free(b);
+  }
+}
+
 TEST(Store, PutPagesErrors) {
   MediumInfo info;
   info.device = true;

@@ -82,6 +82,14 @@ Image sample() {
   f.pos = 99;
   f.file = {"/tmp/x/out", 5, 100, 1};
   img.fds.push_back(f);
+  img.has_rlimits = true;
+  for (int i = 0; i < kNlimits; i++) img.rlimits[i] = {uint64_t(i) * 100, ~0ull};
+  img.rlimits[7] = {123, 456};  // RLIMIT_NOFILE
+  std::vector<uint8_t> si(kSiginfo, 0);
+  si[0] = 10;  // SIGUSR1, for thread 2
+  img.threads[1].pending.push_back(si);
+  si[0] = 34;  // SIGRTMIN, twice for the process
+  img.shared_pending = {si, si};
   return img;
 }
 
@@ -105,8 +113,35 @@ TEST(WpImage, RoundTrip) {
   EXPECT_EQ(out.actions[9].handler, 0x401234u);
   ASSERT_EQ(out.fds.size(), 1u);
   EXPECT_EQ(out.fds[0].pos, 99u);
+  ASSERT_TRUE(out.has_rlimits);
+  EXPECT_EQ(out.rlimits[7].cur, 123u);
+  EXPECT_EQ(out.rlimits[7].max, 456u);
+  EXPECT_EQ(out.rlimits[3].max, ~0ull);
+  ASSERT_EQ(out.threads[1].pending.size(), 1u);
+  EXPECT_EQ(out.threads[1].pending[0], in.threads[1].pending[0]);
+  ASSERT_EQ(out.shared_pending.size(), 2u);
+  EXPECT_EQ(out.shared_pending[1][0], 34);
   // The encoding is canonical.
   EXPECT_EQ(encode_meta(out), meta);
+}
+
+// A 2.0 image (written before resource limits were recorded) still decodes, without them; the
+// same bytes read as 2.1 lack the limit count and are refused.
+TEST(WpImage, Format20WithoutRlimits) {
+  Image in = sample();
+  in.has_rlimits = false;
+  in.shared_pending.clear();
+  for (auto& t : in.threads) t.pending.clear();
+  // 2.1 ends with the limit count (0 here), one queued-signal count per thread (2) and the
+  // process's (all 0 here), then the end marker: dropping those four is 2.0's layout.
+  std::vector<uint8_t> meta = encode_meta(in);
+  meta.erase(meta.end() - 40, meta.end() - 8);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why, 0), 0) << why;
+  EXPECT_FALSE(out.has_rlimits);
+  EXPECT_EQ(out.fds.size(), 1u);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 1), -EBADMSG);
 }
 
 TEST(WpImage, RefusesWhatRestoreCannotUse) {
@@ -118,6 +153,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
     return decode_meta(encode_meta(img), &out, &why) == -EBADMSG;
   };
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.cs = 0x23; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.rlimits[2] = {2, 1}; }));  // soft above hard
+  EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0][0] = 9; }));     // SIGKILL queued
+  EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0].resize(64); }));  // short siginfo
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.ip = 1ull << 63; }));
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].xsave.resize(100); }));
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].xsave[520] = 1; }));  // XCOMP_BV

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -135,6 +136,30 @@ void seize_and_stop(Seized& s) {
   }
 }
 
+// The signals queued for `tid` (flags 0) or for its whole process (PTRACE_PEEKSIGINFO_SHARED),
+// oldest first, without dequeuing them: a traced thread in a ptrace stop.
+std::vector<std::vector<uint8_t>> peek_signals(int tid, unsigned flags) {
+  std::vector<std::vector<uint8_t>> out;
+  struct {
+    uint64_t off;
+    uint32_t flags;
+    int32_t nr;
+  } args{0, flags, 64};
+  static_assert(sizeof(siginfo_t) == kSiginfo);
+  siginfo_t buf[64];
+  for (;;) {
+    long n = ptrace(PTRACE_PEEKSIGINFO, tid, &args, buf);
+    if (n < 0) throw Error{kFailed, std::string("ptrace(PEEKSIGINFO): ") + strerror(errno)};
+    for (long i = 0; i < n; i++) {
+      const auto* p = reinterpret_cast<const uint8_t*>(&buf[i]);
+      out.emplace_back(p, p + kSiginfo);
+    }
+    if (n < args.nr) return out;
+    args.off += uint64_t(n);
+    if (out.size() > kMaxPending) throw Error{kFailed, "more than 65536 queued signals"};
+  }
+}
+
 void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   user_regs_struct ur;
   if (ptrace(PTRACE_GETREGS, tid, nullptr, &ur) < 0)
@@ -183,6 +208,7 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   t->rseq_sig = d.rseq_sig;
   img->start_brk = d.start_brk;
   img->brk = d.brk;
+  t->pending = peek_signals(tid, 0);
 }
 
 int open_module() {
@@ -277,6 +303,13 @@ void read_process(int pid, Image* img) {
     if (p != std::string::npos) img->umask = strtoull(s.c_str() + p + 7, nullptr, 8);
   }
   read_stat_fields(pid, img);
+  for (int i = 0; i < kNlimits; i++) {
+    struct rlimit rl;
+    if (prlimit(pid, __rlimit_resource(i), nullptr, &rl) < 0)
+      throw Error{kFailed, "prlimit " + std::to_string(i) + ": " + strerror(errno)};
+    img->rlimits[i] = {uint64_t(rl.rlim_cur), uint64_t(rl.rlim_max)};
+  }
+  img->has_rlimits = true;
 }
 
 void read_fds(int pid, Image* img, KnownFiles* known) {
@@ -604,6 +637,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     img.threads.emplace_back();
     read_thread(tid, ckpt_fd, &img, &img.threads.back());
   }
+  img.shared_pending = peek_signals(pid, 1 /* PTRACE_PEEKSIGINFO_SHARED */);
   ph.threads = since(t);
   read_process(pid, &img);
   KnownFiles known;

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 
@@ -184,11 +185,22 @@ std::vector<uint8_t> encode_meta(const Image& img) {
     for (uint64_t x : {f.fd, f.kind, f.flags, f.pos, uint64_t(f.cloexec)}) w.u64(x);
     if (f.kind != kFdInherit) put_file(w, f.file);
   }
+  w.u64(img.has_rlimits ? kNlimits : 0);  // 2.1
+  for (int i = 0; img.has_rlimits && i < kNlimits; i++) {
+    w.u64(img.rlimits[i].cur);
+    w.u64(img.rlimits[i].max);
+  }
+  auto queue = [&w](const std::vector<std::vector<uint8_t>>& q) {  // 2.1
+    w.u64(q.size());
+    for (const auto& si : q) w.bytes(si.data(), si.size());
+  };
+  for (const auto& t : img.threads) queue(t.pending);
+  queue(img.shared_pending);
   w.u64(kMetaMagic);
   return w.take();
 }
 
-int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why) {
+int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uint32_t minor) {
   Reader r(meta);
   Image img;
   auto fail = [&](const std::string& m) {
@@ -318,6 +330,34 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why) {
     if (f.kind != kFdInherit) f.file = get_file(r);
     img.fds.push_back(std::move(f));
   }
+  if (minor >= 1 && r.ok()) {
+    uint64_t nl = r.u64();
+    if (r.ok() && nl != 0 && nl != kNlimits) return fail("resource limit count");
+    img.has_rlimits = nl != 0;
+    for (uint64_t i = 0; i < nl && r.ok(); i++) {
+      img.rlimits[i].cur = r.u64();
+      img.rlimits[i].max = r.u64();
+      if (r.ok() && img.rlimits[i].cur > img.rlimits[i].max)
+        return fail("resource limit above its maximum");
+    }
+    // A queued signal: a whole siginfo_t of a signal the process can be sent (not KILL/STOP).
+    auto queue = [&](std::vector<std::vector<uint8_t>>* q) {
+      uint64_t n = r.count(8 + kSiginfo, kMaxPending, "queued signals");
+      for (uint64_t i = 0; i < n && r.ok(); i++) {
+        std::vector<uint8_t> si = r.bytes(kSiginfo);
+        if (!r.ok()) return false;
+        int32_t signo;
+        if (si.size() != kSiginfo) return false;
+        std::memcpy(&signo, si.data(), 4);
+        if (signo < 1 || signo > kNsig || signo == SIGKILL || signo == SIGSTOP) return false;
+        q->push_back(std::move(si));
+      }
+      return true;
+    };
+    for (auto& t : img.threads)
+      if (r.ok() && !queue(&t.pending)) return fail("queued signal");
+    if (r.ok() && !queue(&img.shared_pending)) return fail("queued signal");
+  }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
   if (r.ok() && r.left()) return fail("trailing bytes after the metadata");
   if (!r.ok()) return fail(r.why());
@@ -355,7 +395,7 @@ int decode_process(std::span<const uint8_t> b, Image* img, std::string* why) {
     if (why) *why = "corrupted image: metadata length exceeds its region";
     return -EBADMSG;
   }
-  return decode_meta(b.subspan(kProcessHeader, n), img, why);
+  return decode_meta(b.subspan(kProcessHeader, n), img, why, uint32_t(ver >> 32));
 }
 
 std::string vma_region(uint64_t start) {

@@ -27,7 +27,7 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 0;
+inline constexpr uint32_t kVersionMinor = 1;  // 2.1: resource limits (2.0 images have none)
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -41,6 +41,9 @@ inline constexpr size_t kMaxVmas = 65530;
 inline constexpr size_t kMaxRuns = 1 << 22;
 inline constexpr size_t kMaxFiles = 65536;
 inline constexpr int kNsig = 64;
+inline constexpr int kNlimits = 16;  // RLIM_NLIMITS on Linux
+inline constexpr size_t kSiginfo = 128;         // sizeof(siginfo_t)
+inline constexpr size_t kMaxPending = 1 << 16;  // queued signals per queue
 
 // struct user_regs_struct order (x86-64).
 struct Regs {
@@ -62,6 +65,9 @@ struct Thread {
   uint64_t clear_child_tid = 0, robust_list = 0;
   uint64_t sas_sp = 0, sas_size = 0, sas_flags = 0;
   uint64_t rseq = 0, rseq_sig = 0;
+  // Signals queued for this thread alone (tgkill, raise, ...), each a raw siginfo_t of
+  // kSiginfo bytes, oldest first (PTRACE_PEEKSIGINFO). Since format 2.1.
+  std::vector<std::vector<uint8_t>> pending;
 };
 
 // A run of pages whose bytes are in the image: [vma.start + offset, + len) is in the mapping's
@@ -124,12 +130,22 @@ struct Image {
   std::vector<Thread> threads;
   std::vector<Vma> vmas;
   std::vector<Fd> fds;
+  // Resource limits (getrlimit order, RLIMIT_CPU = 0 ...), since format 2.1. has_rlimits false:
+  // an image that does not record them (restore leaves the restorer's own).
+  bool has_rlimits = false;
+  // Signals queued for the whole process (kill, sigqueue, ...), as Thread::pending. 2.1.
+  std::vector<std::vector<uint8_t>> shared_pending;
+  struct Rlimit {
+    uint64_t cur = 0, max = 0;
+  } rlimits[kNlimits];
 };
 
 // Metadata only (no page data).
 std::vector<uint8_t> encode_meta(const Image& img);
 // Validate and decode metadata. 0 or -EBADMSG with *why set.
-int decode_meta(std::span<const uint8_t> meta, Image* img, std::string* why);
+// `minor`: the format's minor version the metadata was written with (2.0 has no rlimits).
+int decode_meta(std::span<const uint8_t> meta, Image* img, std::string* why,
+                uint32_t minor = kVersionMinor);
 
 // The "process" region's bytes: header + metadata, zero-padded to a page multiple.
 std::vector<uint8_t> encode_process(const Image& img);

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -187,6 +188,39 @@ void set_signals(const Image& img) {
   }
 }
 
+// The image's resource limits, set last (just before COMMIT): a low RLIMIT_AS, NPROC or
+// NOFILE must not get in the way of the restorer's own work. Raising a hard limit needs
+// CAP_SYS_RESOURCE, as it would for the process itself: refused otherwise.
+void set_rlimits(const Image& img) {
+  static const char* const kNames[kNlimits] = {
+      "RLIMIT_CPU",    "RLIMIT_FSIZE",  "RLIMIT_DATA",   "RLIMIT_STACK",
+      "RLIMIT_CORE",   "RLIMIT_RSS",    "RLIMIT_NPROC",  "RLIMIT_NOFILE",
+      "RLIMIT_MEMLOCK", "RLIMIT_AS",    "RLIMIT_LOCKS",  "RLIMIT_SIGPENDING",
+      "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"};
+  if (!img.has_rlimits) return;
+  for (int i = 0; i < kNlimits; i++) {
+    struct rlimit rl = {rlim_t(img.rlimits[i].cur), rlim_t(img.rlimits[i].max)};
+    if (prlimit(0, __rlimit_resource(i), &rl, nullptr) < 0)
+      die(std::string("restoring ") + kNames[i] + ": " + strerror(errno) +
+          (errno == EPERM ? " (the image's hard limit is above yours)" : ""));
+  }
+}
+
+// Queue `q`'s signals again, to this thread (tid) or to the process (tid 0). Every signal is
+// blocked in the restorer, so they wait, and COMMIT's mask decides which are delivered on the
+// way into the image. A process may queue any siginfo to itself.
+void queue_signals(const std::vector<std::vector<uint8_t>>& q, bool thread) {
+  for (const auto& si : q) {
+    siginfo_t info;
+    std::memcpy(&info, si.data(), sizeof(info));
+    long e = thread ? syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), info.si_signo, &info)
+                    : syscall(SYS_rt_sigqueueinfo, getpid(), info.si_signo, &info);
+    if (e < 0)
+      die("queueing signal " + std::to_string(info.si_signo) + " again: " + strerror(errno) +
+          (errno == EAGAIN ? " (RLIMIT_SIGPENDING)" : ""));
+  }
+}
+
 void set_fds(const Image& img, std::vector<int*> helpers) {
   int floor = 3;
   for (const auto& f : img.fds) floor = std::max(floor, int(f.fd) + 1);
@@ -315,6 +349,7 @@ struct Helper {
 void* helper_main(void* arg) {
   auto* h = static_cast<Helper*>(arg);
   set_altstack(*h->t);
+  queue_signals(h->t->pending, true);
   std::memcpy(&h->req.regs, &h->t->regs, sizeof(h->req.regs));
   h->req.sigmask = h->t->sigmask;
   h->req.clear_child_tid = h->t->clear_child_tid;
@@ -561,6 +596,9 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
     if (i > 30000) die("the helper threads did not park in ckpt.ko within 30 s");
     usleep(1000);
   }
+  queue_signals(img.shared_pending, false);
+  queue_signals(t.pending, true);
+  set_rlimits(img);
   set_altstack(t);
   phase("COMMIT");
   static Xsave xs;
@@ -622,6 +660,8 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
       break;
     }
   }
+  ld.st.reset();  // the store's lock goes now, not when the process exits
+  phase("store closed");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   phase("done");
   if (!quiet)

@@ -116,7 +116,7 @@ def merge(indir, outpath):
     if os.path.exists(os.path.join(indir, "host.json")):  # scripts/bench.sh: the host's load
         env["host"] = load(os.path.join(indir, "host.json"))
     entries, sections = [], []
-    for name in ("track", "latency", "scaling", "throughput", "slowdown", "criu", "criu-incr"):
+    for name in ("track", "latency", "scaling", "throughput", "slowdown", "slowdown-async", "criu", "criu-incr"):
         p = os.path.join(indir, f"{name}.json")
         if not os.path.exists(p):
             continue
@@ -249,8 +249,12 @@ def render(results, docdir):
         plt.close(fig)
 
     # 3. slowdown vs checkpoint frequency.
-    sd = sorted((e["params"]["rate_per_s"], e) for e in d["entries"]
-                if e["name"].startswith("throughput kept at"))
+    sd = sorted(((e["params"]["rate_per_s"], e) for e in d["entries"]
+                 if e["name"].startswith("throughput kept at") and not e["params"].get("async")),
+                key=lambda x: x[0])
+    sda = sorted(((e["params"]["rate_per_s"], e) for e in d["entries"]
+                  if e["name"].startswith("throughput kept at") and e["params"].get("async")),
+                 key=lambda x: x[0])
     if sd:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         xs = [s[0] for s in sd]
@@ -258,6 +262,11 @@ def render(results, docdir):
                     yerr=[[100 * (s[1]["ratio"] - s[1]["min"]) for s in sd],
                           [100 * (s[1]["max"] - s[1]["ratio"]) for s in sd]],
                     marker="o", capsize=3, label="module tracker, DAX")
+        if sda:
+            ax.errorbar([s[0] for s in sda], [100 * s[1]["ratio"] for s in sda],
+                        yerr=[[100 * (s[1]["ratio"] - s[1]["min"]) for s in sda],
+                              [100 * (s[1]["max"] - s[1]["ratio"]) for s in sda]],
+                        marker="s", capsize=3, label="module tracker, DAX, asynchronous")
         ax.axhline(95, color="tab:red", ls="--", label="target at 10/s: 95%")
         ax.set_xscale("log")
         ax.set_xticks(xs)
@@ -601,7 +610,10 @@ def write_page(d, E, env, plots, docdir):
           "pmem2 copy alone) in the same run is the next step before tuning anything.")
         a("")
 
-    sd = sorted((e["params"]["rate_per_s"], e) for e in d["entries"] if e["name"].startswith("throughput kept at"))
+    sd = sorted(((e["params"]["rate_per_s"], e) for e in d["entries"]
+                 if e["name"].startswith("throughput kept at") and not e["params"].get("async")), key=lambda x: x[0])
+    sda = sorted(((e["params"]["rate_per_s"], e) for e in d["entries"]
+                  if e["name"].startswith("throughput kept at") and e["params"].get("async")), key=lambda x: x[0])
     if sd:
         p = sd[0][1]["params"]
         a("## Application slowdown vs checkpoint frequency")
@@ -653,6 +665,27 @@ def write_page(d, E, env, plots, docdir):
             a("")
         a("Reading: " + slowdown_reading(sd, E))
         a("")
+        if sda:
+            a("**Asynchronous checkpoints** (`CKPT_CFG_ASYNC`, `ckpt_bench slowdown --async`, same loop and "
+              "pairing): the loop is held only while the written pages are collected and write-protected; "
+              "a background thread persists and commits the epoch while it runs on, and ckpt.ko copies a "
+              "page the loop writes before that thread has read it (held pages, ioctl-abi.md).")
+            a("")
+            a("| rate asked | achieved | pages per checkpoint | throughput kept (per-pair min–max) | time held in checkpoints | target |")
+            a("| --- | --- | --- | --- | --- | --- |")
+            for r, e in sda:
+                def ga(what):
+                    for k in (f"{r:g}", f"{r}"):
+                        x = E.get(f"slowdown/module-async/dax/rate={k}/{what}")
+                        if x:
+                            return x
+                    return None
+                ach, ppc, frac = ga("achieved_rate"), ga("pages_per_checkpoint"), ga("checkpoint_time_fraction")
+                a(f"| {r:g}/s | {fmt(ach['median']) if ach else '–'}/s | {fmt(ppc['median']) if ppc else '–'} | "
+                  f"{100 * e['ratio']:.1f}% ({100 * e['min']:.1f}–{100 * e['max']:.1f}) | "
+                  f"{(str(round(100 * frac['median'], 1)) + '%') if frac else '–'} | "
+                  f"{(e['target'] + (' met' if e['met'] else ' **not met**')) if 'target' in e else '–'} |")
+            a("")
 
     tr = [e for e in d["entries"] if e["name"].startswith("track")]
     if tr:

@@ -68,7 +68,7 @@ dax=/dev/dax0.0 file=/mnt/pmem/bench.store
 } > "$out/env.json"
 
 echo "TAP version 13"
-echo "1..7"
+echo "1..8"
 bench track track "$bin/track_bench" --json "$out/track.json" --ko "$top/kmod/ckpt.ko" $quick
 bench latency ckpt "$bin/ckpt_bench" latency --json "$out/latency.json" --dax $dax --file $file $quick
 bench scaling ckpt "$bin/ckpt_bench" scaling --json "$out/scaling.json" --dax $dax --writers dax $quick
@@ -76,6 +76,9 @@ bench throughput ckpt "$bin/ckpt_bench" throughput --json "$out/throughput.json"
 # The slowdown pairs are the noisiest figures (whole seconds of a shared host): 7 repeats.
 bench slowdown ckpt "$bin/ckpt_bench" slowdown --json "$out/slowdown.json" --dax $dax --writers dax \
   --reps 7 $quick
+# The same loop with asynchronous checkpoints (CKPT_CFG_ASYNC): held only for the collect.
+bench slowdown-async ckpt "$bin/ckpt_bench" slowdown --async --json "$out/slowdown-async.json" --dax $dax \
+  --writers dax --reps 7 $quick
 rm -f "$file" "$file.small"
 # CRIU needs these modules loaded (scripts/bench.sh passes them to scripts/vm/run --modules);
 # make test's VM does not load them, so there the comparison is skipped, not failed.

@@ -13,7 +13,7 @@
 
 namespace {
 
-constexpr uint32_t kKnownFlags = CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT;
+constexpr uint32_t kKnownFlags = CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT | CKPT_CFG_ASYNC;
 
 template <class F>
 int guard(F&& f) {
@@ -94,6 +94,10 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     std::string why;
     int ret = ckpt::make_tracker(static_cast<ckpt::TrackerKind>(cfg->tracker), &c->tracker, &why);
     if (ret) return open_fail(ret == -EINVAL ? ret : -ENODEV, why);
+    if ((cfg->flags & CKPT_CFG_ASYNC) && !c->tracker->can_hold())
+      return open_fail(-EOPNOTSUPP, std::string("asynchronous checkpoints need ckpt.ko with held pages "
+                                                "(CKPT_FEATURE_HOLD); the tracker here is ") +
+                                        c->tracker->name());
     ckpt::store::Options o;
     o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
     o.create_size = cfg->create_size;
@@ -131,7 +135,7 @@ int ckpt_register(ckpt_t* c, const char* name, void* addr, size_t len) {
 int ckpt_unregister(ckpt_t* c, const char* name) {
   if (!c || !valid_name(name)) return -EINVAL;
   return guard([&] {
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     return c->do_unregister_locked(name);
   });
 }
@@ -141,6 +145,14 @@ int ckpt_checkpoint(ckpt_t* c) {
   return guard(c, "checkpoint", [&] { return c->checkpoint(); });
 }
 
+int ckpt_wait(ckpt_t* c) {
+  if (!c) return -EINVAL;
+  return guard(c, "wait", [&] {
+    auto g = c->lock();
+    return c->job_ret;
+  });
+}
+
 int ckpt_restore(ckpt_t* c) {
   if (!c) return -EINVAL;
   return guard(c, "restore", [&] { return c->restore(); });
@@ -148,7 +160,7 @@ int ckpt_restore(ckpt_t* c) {
 
 uint64_t ckpt_epoch(const ckpt_t* c) {
   if (!c) return 0;
-  std::lock_guard<std::mutex> g(c->mu);
+  auto g = c->lock();
   return c->store->epoch();
 }
 
@@ -158,7 +170,7 @@ int ckpt_close(ckpt_t* c) {
     c->detach();
     c->set_timer(0);
     {
-      std::lock_guard<std::mutex> g(c->mu);
+      auto g = c->lock();
       while (!c->regions.empty()) c->do_unregister_locked(c->regions.back().name);
       for (ckpt_heap* h : c->heaps) ckpt::heap_destroy(h);
       c->heaps.clear();
@@ -200,7 +212,7 @@ int ckpt_safepoint(ckpt_t* c) {
 int ckpt_on_restore(ckpt_t* c, const char* name, ckpt_restore_fn fn, void* arg) {
   if (!c || !name) return -EINVAL;
   return guard([&] {
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     ckpt::Region* r = c->find_locked(name);
     if (!r) {
       for (ckpt_heap* h : c->heaps)  // a heap's hook is set by its user-visible name
@@ -216,7 +228,7 @@ int ckpt_on_restore(ckpt_t* c, const char* name, ckpt_restore_fn fn, void* arg) 
 
 int ckpt_get_stats(const ckpt_t* c, struct ckpt_session_stats* out) {
   if (!c || !out) return -EINVAL;
-  std::lock_guard<std::mutex> g(c->mu);
+  auto g = c->lock();
   *out = c->stats;
   out->epoch = c->store->epoch();
   return 0;

@@ -61,7 +61,7 @@ int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t*
   uintptr_t addr = 0;
   uint64_t stored_size = 0;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     for (auto& ri : c->store->regions()) {
       if (ri.name.compare(0, want.size(), want)) continue;
       if (sscanf(ri.name.c_str() + want.size(), "%" SCNxPTR, &addr) != 1) continue;
@@ -72,7 +72,7 @@ int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t*
         return c->set_error(-EEXIST, std::string("heap '") + name + "' is already open");
   }
   if (addr && stored_size != size) {
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     return c->set_error(-EINVAL, std::string("heap '") + name + "': the store holds it with size " +
                                      std::to_string(stored_size) + ", opened with " + std::to_string(size));
   }
@@ -82,7 +82,7 @@ int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t*
   if (p == MAP_FAILED || (want_addr && p != want_addr)) {
     int e = p == MAP_FAILED ? errno : EEXIST;
     if (p != MAP_FAILED) munmap(p, size);
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     char buf[32];
     snprintf(buf, sizeof(buf), "%p", want_addr);
     return c->set_error(e == EEXIST ? -EEXIST : -e,
@@ -108,7 +108,7 @@ int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t*
     return ret;
   }
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    auto g = c->lock();
     c->heaps.push_back(h);
   }
   *out = h;

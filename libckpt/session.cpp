@@ -66,7 +66,7 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   if (!a || a % ps || !len || len % ps || a + len < a)
     return set_error(-EINVAL, "region '" + name + "': address and length must be page-aligned and non-zero");
-  std::lock_guard<std::mutex> g(mu);
+  auto g = lock();
   if (find_locked(name)) return set_error(-EEXIST, "region '" + name + "' is already registered");
   for (auto& r : regions)
     if (a < r.addr + r.len && r.addr < a + len)
@@ -185,7 +185,9 @@ int ckpt_session::checkpoint() {
   int ret;
   {
     std::lock_guard<std::mutex> g(mu);
-    ret = checkpoint_locked(t0);
+    reap_job_locked();  // one epoch in flight at a time; its failure is counted in stats
+    ret = (cfg.flags & CKPT_CFG_ASYNC) ? checkpoint_async_locked(t0) : checkpoint_locked(t0);
+    if (!job.active) job_ret = ret;  // a synchronous one (ckpt_wait reports the latest)
   }
   // Every checkpoint (manual, timer or hook) restarts the hook interval from its end: a
   // checkpoint slower than the interval must not make the next one follow immediately, which
@@ -254,9 +256,130 @@ int ckpt_session::checkpoint_locked(int64_t t0) {
   return 0;
 }
 
+// Asynchronous checkpoint, the foreground part (world stopped, mu held): collect and hold the
+// written pages, hand them to a thread that persists them while the program runs on. A page the
+// program writes before the thread has read it is copied by the module first (hold.c), and
+// release() gives the copy back, so the epoch is memory as it was at the collect.
+int ckpt_session::checkpoint_async_locked(int64_t t0) {
+  // Pages a failed epoch left in carry were never held: a write to them would not be copied.
+  // Such a checkpoint, and regions on a tracker that cannot hold (the mprotect fallback), are
+  // persisted with the world stopped, as without CKPT_CFG_ASYNC.
+  for (auto& r : regions)
+    if (!r.carry.empty() || !r.tracker->can_hold()) return checkpoint_locked(t0);
+  int64_t t_stopped = ckpt::now_ns();
+  for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
+  int ret = 0;
+  size_t held = 0;
+  for (auto& r : regions) {
+    int e = r.tracker->collect_hold(r.rid, &r.carry);
+    if (e) {
+      ret = set_error(e, "region '" + r.name + "': collect failed: " + strerror(-e));
+      break;
+    }
+    held++;
+  }
+  for (ckpt_heap* h : heaps) h->mu.unlock();
+  int64_t t_collected = ckpt::now_ns();
+  if (ret) {
+    // End the holds taken; their pages stay in carry for the next (synchronous) checkpoint.
+    for (size_t i = 0; i < held; i++) {
+      uint64_t lost = 0;
+      regions[i].tracker->release(regions[i].rid, [](uint64_t, const void*) { return 0; }, &lost);
+    }
+    stats.failed_checkpoints++;
+    return ret;
+  }
+  stats.total_stop_ns += static_cast<uint64_t>(t_stopped - t0);
+  stats.total_collect_ns += static_cast<uint64_t>(t_collected - t_stopped);
+  job = Job{};
+  job.active = true;
+  job.t0 = t0;
+  job.t_collected = t_collected;
+  try {
+    job.th = std::thread([this] { persist_job(); });
+  } catch (const std::system_error&) {
+    persist_job();  // no thread: persist now, with the world still stopped
+  }
+  return 0;
+}
+
+// The background part: put the held pages from memory, then the module's copies of those
+// written meanwhile over them, and commit. Runs without mu (see Job).
+void ckpt_session::persist_job() {
+  int ret = 0;
+  std::string why;
+  uint64_t pages = 0;
+  std::unique_ptr<ckpt::store::Txn> txn;
+  try {
+    ret = store->begin(&txn);
+    if (ret) why = std::string("store: begin failed: ") + strerror(-ret);
+    for (auto& r : regions) {
+      for (size_t i = 0; i < r.carry.size() && !ret;) {
+        size_t j = i + 1;
+        while (j < r.carry.size() && r.carry[j] == r.carry[j - 1] + 1) j++;
+        uint64_t p = r.carry[i];
+        ret = txn->put_pages(r.sid, p, reinterpret_cast<const void*>(r.addr + p * ps), j - i);
+        if (ret) why = "region '" + r.name + "': writing pages failed: " + strerror(-ret);
+        pages += j - i;
+        i = j;
+      }
+    }
+    // Every hold ends here, whatever happened above: the module frees its copies.
+    for (auto& r : regions) {
+      uint64_t lost = 0;
+      int e = r.tracker->release(
+          r.rid, [&](uint64_t p, const void* d) { return ret ? 0 : txn->put_page(r.sid, p, d); }, &lost);
+      if (e && !ret) {
+        ret = e;
+        why = "region '" + r.name + "': taking the module's copies failed: " + strerror(-e);
+      }
+      if (lost && !ret) {
+        ret = -EAGAIN;
+        why = "region '" + r.name + "': " + std::to_string(lost) +
+              " pages changed without a copy during an asynchronous checkpoint (unmapped, "
+              "MADV_DONTNEED, swapped out); the epoch was dropped and its pages go into the next one";
+      }
+    }
+    if (!ret) {
+      ret = txn->commit();
+      if (ret) why = std::string("store: commit failed: ") + strerror(-ret);
+    }
+    txn.reset();
+  } catch (const std::bad_alloc&) {
+    ret = -ENOMEM;
+    why = "out of memory during an asynchronous checkpoint";
+  }
+  job.ret = ret;
+  job.err = std::move(why);
+  job.pages = pages;
+  job.t_end = ckpt::now_ns();
+}
+
+// Wait for the asynchronous checkpoint in flight, if any, and account for it. mu held.
+int ckpt_session::reap_job_locked() {
+  if (!job.active) return job_ret;
+  if (job.th.joinable()) job.th.join();
+  job.active = false;
+  job_ret = job.ret;
+  if (job.ret) {
+    stats.failed_checkpoints++;
+    set_error(job.ret, job.err);
+    return job_ret;  // the pages stay in carry: the next checkpoint persists them
+  }
+  for (auto& r : regions) r.carry.clear();
+  stats.checkpoints++;
+  stats.pages_written += job.pages;
+  stats.last_pages = job.pages;
+  stats.last_ns = static_cast<uint64_t>(job.t_end - job.t0);
+  stats.total_ns += static_cast<uint64_t>(job.t_collected - job.t0);
+  stats.total_persist_ns += static_cast<uint64_t>(job.t_end - job.t_collected);
+  stats.epoch = store->epoch();
+  return 0;
+}
+
 int ckpt_session::restore() {
   world_stop();
-  std::unique_lock<std::mutex> g(mu);
+  std::unique_lock<std::mutex> g = lock();
   int ret = 0;
   if (store->epoch() == 0) {
     ret = set_error(-ENOENT, "the store holds no committed checkpoint");

@@ -66,7 +66,32 @@ struct ckpt_session {
   uint64_t timer_ms = 0;
   bool timer_quit = false;
 
+  // Asynchronous checkpoints (CKPT_CFG_ASYNC): the epoch a background thread is persisting.
+  // Every call that takes mu first reaps it (reap_job_locked: join, then account), so the job
+  // has the store, the trackers' release() and the regions to itself while it runs; only
+  // ckpt_hook/ckpt_safepoint (when nothing is due), attach and detach do not wait for it.
+  struct Job {
+    std::thread th;
+    bool active = false;
+    int ret = 0;
+    std::string err;
+    uint64_t pages = 0;
+    int64_t t0 = 0, t_collected = 0, t_end = 0;
+  };
+  Job job;
+  int job_ret = 0;  // the last reaped job's result (ckpt_wait)
+
   int set_error(int ret, std::string msg);
+  // mu, with the asynchronous checkpoint in flight (if any) finished and accounted: what every
+  // call that reads or changes the session takes.
+  std::unique_lock<std::mutex> lock() const {
+    std::unique_lock<std::mutex> l(mu);
+    const_cast<ckpt_session*>(this)->reap_job_locked();
+    return l;
+  }
+  int reap_job_locked();
+  int checkpoint_async_locked(int64_t t0);
+  void persist_job();
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);
   int checkpoint();

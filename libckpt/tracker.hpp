@@ -6,7 +6,9 @@
 // serialises calls (not thread-safe); the program's threads may write tracked memory at any time.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -26,6 +28,19 @@ class Tracker {
   virtual int remove(uint32_t rid) = 0;
   // Append dirty page indices of region rid (ascending) to *pages and re-protect them.
   virtual int collect(uint32_t rid, std::vector<uint64_t>* pages) = 0;
+
+  // Asynchronous checkpoints (the module tracker; ioctl-abi.md, CKPT_COLLECT_HOLD). Whether
+  // this tracker can hold pages; collect() that also holds what it reports: the first write to
+  // a held page copies it first. release() ends the hold of region rid and calls put(page,
+  // bytes as they were at the collect) for every held page written since; *lost counts held
+  // pages changed without a copy (their bytes are not known: the epoch must not be committed).
+  // The hold always ends, even when put fails (release then returns put's first error).
+  virtual bool can_hold() const { return false; }
+  virtual int collect_hold(uint32_t /*rid*/, std::vector<uint64_t>* /*pages*/) { return -EOPNOTSUPP; }
+  virtual int release(uint32_t /*rid*/, const std::function<int(uint64_t page, const void* data)>& /*put*/,
+                      uint64_t* /*lost*/) {
+    return -EOPNOTSUPP;
+  }
 };
 
 // The userspace trackers keep one dirty bit per page. Take `words` words of such a bitmap

@@ -44,6 +44,7 @@ class ModuleTracker final : public Tracker {
     a.api = CKPT_API_VERSION;
     if (int e = xioctl(fd_, CKPT_IOC_API, &a)) return e;
     if (!(a.features & CKPT_FEATURE_TRACK)) return -ENODEV;
+    hold_ = (a.features & CKPT_FEATURE_HOLD) != 0;
     ps_ = a.page_size;
     buf_.resize(4096);
     return 0;
@@ -72,7 +73,46 @@ class ModuleTracker final : public Tracker {
     return ret;
   }
 
-  int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
+  int collect(uint32_t rid, std::vector<uint64_t>* pages) override { return collect_flags(rid, pages, 0); }
+
+  bool can_hold() const override { return hold_; }
+  int collect_hold(uint32_t rid, std::vector<uint64_t>* pages) override {
+    if (!hold_) return -EOPNOTSUPP;
+    return collect_flags(rid, pages, CKPT_COLLECT_HOLD);
+  }
+
+  int release(uint32_t rid, const std::function<int(uint64_t page, const void* data)>& put,
+              uint64_t* lost) override {
+    auto it = regions_.find(rid);
+    if (it == regions_.end()) return -ENOENT;
+    constexpr size_t kBatch = 64;
+    if (copies_.empty()) {
+      copy_addrs_.resize(kBatch);
+      copies_.resize(kBatch * ps_);
+    }
+    int ret = 0;
+    *lost = 0;
+    // The first call ends the hold (no copy is made after it); then drain what the module has.
+    for (uint64_t flags = CKPT_RELEASE_END;; flags = 0) {
+      struct ckpt_release r;
+      memset(&r, 0, sizeof(r));
+      r.id = it->second.id;
+      r.flags = flags;
+      r.addrs = reinterpret_cast<uintptr_t>(copy_addrs_.data());
+      r.data = reinterpret_cast<uintptr_t>(copies_.data());
+      r.max = kBatch;
+      if (int e = xioctl(fd_, CKPT_IOC_RELEASE, &r)) return ret ? ret : e;
+      if (flags) *lost = r.lost;
+      for (uint64_t i = 0; i < r.count && i < kBatch; i++) {
+        uint64_t page = (copy_addrs_[i] - it->second.start) / ps_;
+        if (int e = put(page, copies_.data() + i * ps_); e && !ret) ret = e;
+      }
+      if (!r.remaining || !r.count) return ret;
+    }
+  }
+
+ private:
+  int collect_flags(uint32_t rid, std::vector<uint64_t>* pages, uint64_t flags) {
     auto it = regions_.find(rid);
     if (it == regions_.end()) return -ENOENT;
     // One COLLECT pass, over as many calls as the buffer needs: it reports each page at most
@@ -83,6 +123,7 @@ class ModuleTracker final : public Tracker {
       struct ckpt_collect c;
       memset(&c, 0, sizeof(c));
       c.id = it->second.id;
+      c.flags = flags;
       c.buf = reinterpret_cast<uintptr_t>(buf_.data());
       c.buf_len = buf_.size() * sizeof(uint64_t);
       if (int e = xioctl(fd_, CKPT_IOC_COLLECT, &c)) return e;
@@ -93,10 +134,12 @@ class ModuleTracker final : public Tracker {
     }
   }
 
- private:
   int fd_ = -1;
+  bool hold_ = false;  // CKPT_FEATURE_HOLD
   uint64_t ps_ = 4096;
   std::vector<uint64_t> buf_;
+  std::vector<uint64_t> copy_addrs_;  // RELEASE's buffers, allocated at the first release
+  std::vector<unsigned char> copies_;
   std::map<uint32_t, Region> regions_;
 };
 

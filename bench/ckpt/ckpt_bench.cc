@@ -154,6 +154,10 @@ struct Out {
   }
 };
 
+// slowdown --async: sessions use CKPT_CFG_ASYNC (the program is held only for the collect; the
+// epoch is persisted in the background), and the figures are named "module-async".
+bool g_async = false;
+
 const char* tracker_name(uint32_t t) {
   switch (t) {
     case CKPT_TRACKER_MODULE: return "module";
@@ -180,7 +184,7 @@ ckpt_t* open_session(const Target& t, uint32_t tracker, uint64_t interval_ms = 0
   ckpt_config_init(&cfg);
   cfg.tracker = tracker;
   cfg.writer = t.writer == "dax" ? CKPT_WRITER_DAX : CKPT_WRITER_URING;
-  cfg.flags = CKPT_CFG_FORMAT;
+  cfg.flags = CKPT_CFG_FORMAT | (g_async ? CKPT_CFG_ASYNC : 0);
   cfg.interval_ms = interval_ms;
   ckpt_t* c = nullptr;
   double t0 = now_ns();
@@ -647,6 +651,7 @@ double clock_ns(clockid_t clk) {
 void slowdown(Out& o, const Target& t, size_t ws_mib, const std::vector<double>& rates, double seconds, int reps,
               uint32_t tracker) {
   size_t len = ws_mib << 20, pages = len / kPage;
+  const std::string mode = std::string(tracker_name(tracker)) + (g_async ? "-async" : "");
   const size_t nr = rates.size();
   char* ws = map_anon(len, false);
   std::vector<std::vector<double>> base(nr), with(nr), achieved(nr), ppc(nr), frac(nr), bfault(nr), cfault(nr),
@@ -691,16 +696,17 @@ void slowdown(Out& o, const Target& t, size_t ws_mib, const std::vector<double>&
     return v;
   };
   json p0 = {{"working_set_bytes", len}, {"seconds_per_run", seconds}, {"write_window_pages", pages / 100},
-             {"tracker", tracker_name(tracker)}, {"writer", t.writer}};
-  o.figure(fmt::format("slowdown/{}/{}/hook_ns", tracker_name(tracker), t.writer), "ns", hook, p0);
+             {"tracker", tracker_name(tracker)}, {"writer", t.writer},
+             {"async", g_async}};
+  o.figure(fmt::format("slowdown/{}/{}/hook_ns", mode, t.writer), "ns", hook, p0);
   o.figure("slowdown/clock_monotonic_ns", "ns", clk, p0);
   o.figure("slowdown/clock_monotonic_coarse_ns", "ns", coarse, p0);
   for (size_t i = 0; i < nr; i++) {
     json p = p0;
     p["rate_per_s"] = rates[i];
-    std::string pre = fmt::format("slowdown/{}/{}/rate={}", tracker_name(tracker), t.writer, rates[i]);
-    o.figure(fmt::format("slowdown/baseline/rate={}", rates[i]), "MiB/s read", mibs(base[i]), p);
-    o.figure(fmt::format("slowdown/baseline/rate={}/faults_per_s", rates[i]), "faults/s", bfault[i], p);
+    std::string pre = fmt::format("slowdown/{}/{}/rate={}", mode, t.writer, rates[i]);
+    o.figure(fmt::format("slowdown/baseline{}/rate={}", g_async ? "-async" : "", rates[i]), "MiB/s read", mibs(base[i]), p);
+    o.figure(fmt::format("slowdown/baseline{}/rate={}/faults_per_s", g_async ? "-async" : "", rates[i]), "faults/s", bfault[i], p);
     o.figure(pre, "MiB/s read", mibs(with[i]), p);
     o.figure(pre + "/achieved_rate", "checkpoints/s", achieved[i], p);
     o.figure(pre + "/pages_per_checkpoint", "pages", ppc[i], p);
@@ -708,7 +714,7 @@ void slowdown(Out& o, const Target& t, size_t ws_mib, const std::vector<double>&
     o.figure(pre + "/collect_time_fraction", "fraction", cfrac[i], p);
     o.figure(pre + "/persist_time_fraction", "fraction", pfrac[i], p);
     o.figure(pre + "/faults_per_s", "faults/s", cfault[i], p);
-    o.compare(fmt::format("throughput kept at {}/s ({}, {})", rates[i], tracker_name(tracker), t.writer),
+    o.compare(fmt::format("throughput kept at {}/s ({}, {})", rates[i], mode, t.writer),
               "loop throughput with checkpoints / without, median of paired runs (higher is better)", with[i],
               base[i], rates[i] == 10 ? 0.95 : -1, false, p, true);
     // Load-proof bound: the share of the run's own wall time the loop was not stopped in a
@@ -772,6 +778,7 @@ int main(int argc, char** argv) {
   sd->add_option("--ws-mib", ws_mib, "working set");
   sd->add_option("--seconds", seconds, "length of each run");
   sd->add_option("--rates", rates, "checkpoints per second")->delimiter(',');
+  sd->add_flag("--async", g_async, "asynchronous checkpoints (CKPT_CFG_ASYNC), figures named module-async");
   CLI11_PARSE(app, argc, argv);
 
   if (quick) {

@@ -63,6 +63,8 @@ enum ckpt_writer_kind {
 						/* that are not registered (default: -ESRCH) */
 #define CKPT_CFG_FORMAT		(1u << 2)	/* format the store even if it holds one or */
 						/* other data (destroys it); default: refuse */
+#define CKPT_CFG_ASYNC		(1u << 3)	/* asynchronous checkpoints (see ckpt_checkpoint); */
+						/* needs the module tracker, else ckpt_open: -EOPNOTSUPP */
 
 /*
  * Session configuration. Initialise with ckpt_config_init(), then change fields. Passing NULL
@@ -113,8 +115,26 @@ int ckpt_unregister(ckpt_t *c, const char *name);
  * the previous checkpoint (plus metadata). With attached threads, waits until all others are
  * parked at a safepoint. On error the previous epoch stays live and the pages stay due for the
  * next checkpoint. Returns 0 or -errno.
+ *
+ * With CKPT_CFG_ASYNC the program is held only while the written pages are collected (and
+ * write-protected by ckpt.ko): ckpt_checkpoint() returns then, and a background thread persists
+ * and commits the epoch while the program runs on. A page the program writes before that
+ * thread has read it is copied by the module first, so the epoch is memory exactly as it was at
+ * the call. One epoch is in flight at a time: the next checkpoint, and every call but
+ * ckpt_hook/ckpt_safepoint/ckpt_thread_attach/ckpt_thread_detach and the heap allocator, first
+ * wait for it. ckpt_wait() waits and returns its result; a failure is also counted in the
+ * stats and its pages go into the next checkpoint, which is then synchronous (as is every
+ * checkpoint of a region the module could not take). The stats count the held time in
+ * total_ns (stop + collect) and the background time in total_persist_ns.
  */
 int ckpt_checkpoint(ckpt_t *c);
+
+/*
+ * Wait for the asynchronous checkpoint in flight (CKPT_CFG_ASYNC) to be committed. Returns 0,
+ * or the -errno it failed with (ckpt_last_error() says why); 0 at once if none is in flight
+ * and the last one succeeded (or the session is synchronous).
+ */
+int ckpt_wait(ckpt_t *c);
 
 /*
  * Fill every registered region from the newest committed epoch, then run the restore hooks.
@@ -183,6 +203,7 @@ struct ckpt_session_stats {
 	uint64_t last_pages;		/* pages of the last checkpoint */
 	uint64_t last_ns;		/* duration of the last checkpoint (stop-the-world included) */
 	uint64_t total_ns;		/* of the committed checkpoints, = the three parts below */
+					/* (CKPT_CFG_ASYNC: stop + collect, what the program waited) */
 	uint64_t restores;
 	uint64_t page_size;
 	char tracker[16];		/* "module", "uffd", "mprotect", "full" */

@@ -45,7 +45,7 @@ nomod="ckpt.ko has no CKPT_FEATURE_TRACK"
 # Every test opens (and formats) a store; on /dev/dax0.0 that costs seconds each under TCG, so
 # the device gets the tests that prove bytes, consistency and no missed write, the file stores
 # the whole suite.
-key='Trackers/*RoundTrip*:Trackers/*Randomized*:Trackers/*Concurrent*:Trackers/*Racing*:Trackers/*KernelWrites*:Trackers/*Thp*'
+key='Trackers/*RoundTrip*:Trackers/*Randomized*:Trackers/*Concurrent*:Trackers/*Racing*:Trackers/*KernelWrites*:Trackers/*Thp*:Trackers/*Async*'
 for store in "$dax" "$pmemfile" ""; do
   where=${store:-a file on /tmp (io_uring writer)}
   filter='Trackers/*:Auto.*'

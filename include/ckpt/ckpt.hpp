@@ -133,6 +133,8 @@ class Session {
   }
   Status remove(const std::string& name) { return Status::from(ckpt_unregister(c_, name.c_str())); }
   Status checkpoint() { return Status::from(ckpt_checkpoint(c_)); }
+  // CKPT_CFG_ASYNC: wait for the epoch in flight to be committed (ckpt_wait).
+  Status wait() { return Status::from(ckpt_wait(c_)); }
   // ok: restored; err() == ENOENT: nothing committed yet.
   Status restore() { return Status::from(ckpt_restore(c_)); }
   uint64_t epoch() const { return ckpt_epoch(c_); }

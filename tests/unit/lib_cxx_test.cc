@@ -46,6 +46,7 @@ TEST(Cxx, SessionRoundTripWithHookAndHeap) {
       ASSERT_TRUE(r.ok());
       EXPECT_FALSE(r.value());  // no trigger configured
       ASSERT_TRUE(sess.checkpoint()) << sess.last_error();
+      ASSERT_TRUE(sess.wait()) << sess.last_error();  // synchronous session: the last result
     }
     EXPECT_EQ(sess.epoch(), 1u);
     auto st = sess.stats();

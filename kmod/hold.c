@@ -78,7 +78,8 @@ static bool copy_held(struct mm_struct *mm, struct ckpt_region *r, unsigned long
 	/* COLLECT split held pages to PTEs; a huge or absent PMD means they were changed. */
 	if (!pmd_present(pmd) || pmd_trans_huge(pmd) || pmd_devmap(pmd) || pmd_bad(pmd))
 		return false;
-	dst = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
+	/* Charged to the faulting task's memory cgroup, like the page it protects. */
+	dst = alloc_page(GFP_ATOMIC | __GFP_ACCOUNT | __GFP_NOWARN);
 	if (!dst)
 		return false;
 	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);

@@ -647,6 +647,20 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
   g_phases = getenv("CKPT_TOOL_PHASES") != nullptr;
   g_t0 = now_s();
+  if (g_phases) {  // how long the start of ckpt-tool itself took (exec, loader, main)
+    std::string st;
+    timespec bt;
+    syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &bt);
+    if (proc::read_file("/proc/self/stat", &st) == 0 && st.rfind(')') != std::string::npos) {
+      unsigned long long start = 0;
+      const char* p = st.c_str() + st.rfind(')') + 2;
+      for (int field = 3; *p && field < 22; field++) p = strchr(p, ' ') ? strchr(p, ' ') + 1 : "";
+      start = strtoull(p, nullptr, 10);
+      std::fprintf(stderr, "ckpt-tool phases: restore entered %.3f s after exec (boot time %.3f)\n",
+                   double(bt.tv_sec) + 1e-9 * double(bt.tv_nsec) - double(start) / double(sysconf(_SC_CLK_TCK)),
+                   double(bt.tv_sec) + 1e-9 * double(bt.tv_nsec));
+    }
+  }
   Image img;
   Loaded ld;
   for (int attempt = 0;; attempt++) {
@@ -664,6 +678,12 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   phase("store closed");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   phase("done");
+  if (g_phases) {
+    timespec bt;
+    syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &bt);
+    std::fprintf(stderr, "ckpt-tool phases: restore done at boot time %.3f\n",
+                 double(bt.tv_sec) + 1e-9 * double(bt.tv_nsec));
+  }
   if (!quiet)
     std::fprintf(stderr, "ckpt-tool restore: pid %" PRIu64 " (epoch %" PRIu64
                  ") restored as pid %d in %.3f s\n", img.pid, ld.epoch, *out_pid, secs);

@@ -198,6 +198,26 @@ int ckpt_session::checkpoint() {
   return ret;
 }
 
+// Put every region's carry (sorted) from memory: each run of consecutive pages in one
+// put_pages, which checksums and writes it in few large writes instead of one per page.
+int ckpt_session::put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why) {
+  for (auto& r : regions) {
+    for (size_t i = 0; i < r.carry.size();) {
+      size_t j = i + 1;
+      while (j < r.carry.size() && r.carry[j] == r.carry[j - 1] + 1) j++;
+      uint64_t p = r.carry[i];
+      if (int e = txn->put_pages(r.sid, p, reinterpret_cast<const void*>(r.addr + p * ps), j - i)) {
+        *why = "region '" + r.name + "': writing pages " + std::to_string(p) + "-" +
+               std::to_string(r.carry[j - 1]) + " failed: " + strerror(-e);
+        return e;
+      }
+      *pages += j - i;
+      i = j;
+    }
+  }
+  return 0;
+}
+
 int ckpt_session::checkpoint_locked(int64_t t0) {
   int64_t t_stopped = ckpt::now_ns();
   for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
@@ -218,19 +238,10 @@ int ckpt_session::checkpoint_locked(int64_t t0) {
     std::unique_ptr<ckpt::store::Txn> txn;
     ret = store->begin(&txn);
     if (ret) set_error(ret, std::string("store: begin failed: ") + strerror(-ret));
-    // carry is sorted: each run of consecutive pages goes to the store in one put_pages, which
-    // checksums and writes it in few large writes instead of one per page.
-    for (auto& r : regions) {
-      for (size_t i = 0; i < r.carry.size() && !ret;) {
-        size_t j = i + 1;
-        while (j < r.carry.size() && r.carry[j] == r.carry[j - 1] + 1) j++;
-        uint64_t p = r.carry[i];
-        ret = txn->put_pages(r.sid, p, reinterpret_cast<const void*>(r.addr + p * ps), j - i);
-        if (ret) set_error(ret, "region '" + r.name + "': writing pages " + std::to_string(p) + "-" +
-                                    std::to_string(r.carry[j - 1]) + " failed: " + strerror(-ret));
-        pages += j - i;
-        i = j;
-      }
+    if (!ret) {
+      std::string why;
+      ret = put_carry(txn.get(), &pages, &why);
+      if (ret) set_error(ret, why);
     }
     if (!ret) {
       ret = txn->commit();
@@ -313,17 +324,7 @@ void ckpt_session::persist_job() {
   try {
     ret = store->begin(&txn);
     if (ret) why = std::string("store: begin failed: ") + strerror(-ret);
-    for (auto& r : regions) {
-      for (size_t i = 0; i < r.carry.size() && !ret;) {
-        size_t j = i + 1;
-        while (j < r.carry.size() && r.carry[j] == r.carry[j - 1] + 1) j++;
-        uint64_t p = r.carry[i];
-        ret = txn->put_pages(r.sid, p, reinterpret_cast<const void*>(r.addr + p * ps), j - i);
-        if (ret) why = "region '" + r.name + "': writing pages failed: " + strerror(-ret);
-        pages += j - i;
-        i = j;
-      }
-    }
+    if (!ret) ret = put_carry(txn.get(), &pages, &why);
     // Every hold ends here, whatever happened above: the module frees its copies.
     for (auto& r : regions) {
       uint64_t lost = 0;

@@ -91,6 +91,7 @@ struct ckpt_session {
   }
   int reap_job_locked();
   int checkpoint_async_locked(int64_t t0);
+  int put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why);
   void persist_job();
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);

@@ -18,8 +18,8 @@ int Recorder::grow(uint64_t n) {
   return r;
 }
 
-int Recorder::write(uint64_t off, const void* src, size_t len) {
-  int r = in_->write(off, src, len);
+// Record a write the medium accepted (r == 0); returns r.
+int Recorder::recorded_write(int r, uint64_t off, const void* src, size_t len) {
   if (r == 0 && rec_) {
     CrashOp op;
     op.kind = CrashOp::kWrite;
@@ -30,17 +30,13 @@ int Recorder::write(uint64_t off, const void* src, size_t len) {
   return r;
 }
 
+int Recorder::write(uint64_t off, const void* src, size_t len) {
+  return recorded_write(in_->write(off, src, len), off, src, len);
+}
+
 // The bytes are recorded now: the caller keeps them unchanged until settle().
 int Recorder::write_nocopy(uint64_t off, const void* src, size_t len) {
-  int r = in_->write_nocopy(off, src, len);
-  if (r == 0 && rec_) {
-    CrashOp op;
-    op.kind = CrashOp::kWrite;
-    op.off = off;
-    op.bytes.assign(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + len);
-    ops_.push_back(std::move(op));
-  }
-  return r;
+  return recorded_write(in_->write_nocopy(off, src, len), off, src, len);
 }
 
 int Recorder::barrier() {

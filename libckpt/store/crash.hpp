@@ -44,6 +44,8 @@ class Recorder final : public Medium {
   const uint8_t* mapping() const override { return in_->mapping(); }
 
  private:
+  int recorded_write(int r, uint64_t off, const void* src, size_t len);
+
   std::unique_ptr<Medium> in_;
   bool rec_ = false;
   std::vector<CrashOp> ops_;

@@ -145,13 +145,8 @@ class UringMedium final : public Medium {
         last_->len += static_cast<unsigned>(n);  // merge: not submitted yet
         last_->user_data += n;  // the length is the low 32 bits
       } else {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) {
-          int r = submit();
-          if (r) return r;
-          sqe = io_uring_get_sqe(&ring_);
-          if (!sqe) return -EBUSY;
-        }
+        io_uring_sqe* sqe;
+        if (int r = next_sqe(&sqe)) return r;
         if (registered_)
           io_uring_prep_write_fixed(sqe, fd_, buf, static_cast<unsigned>(n), off, 0);
         else
@@ -206,13 +201,8 @@ class UringMedium final : public Medium {
           int r = drain();
           if (r) return r;
         }
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) {
-          int r = submit();
-          if (r) return r;
-          sqe = io_uring_get_sqe(&ring_);
-          if (!sqe) return -EBUSY;
-        }
+        io_uring_sqe* sqe;
+        if (int r = next_sqe(&sqe)) return r;
         const size_t n = std::min(len, kPieceMax);
         io_uring_prep_write(sqe, fd_, s, static_cast<unsigned>(n), off);
         sqe->user_data = kPieceBit | (uint64_t(pieces_.size()) << 32) | n;
@@ -282,6 +272,17 @@ class UringMedium final : public Medium {
   int fail(int e) {
     if (!err_) err_ = e;
     return err_;
+  }
+
+  // An SQE, submitting what is queued if the ring is full. 0 or -errno.
+  int next_sqe(io_uring_sqe** out) {
+    *out = io_uring_get_sqe(&ring_);
+    if (!*out) {
+      if (int r = submit()) return r;
+      *out = io_uring_get_sqe(&ring_);
+      if (!*out) return -EBUSY;
+    }
+    return 0;
   }
 
   int submit() {

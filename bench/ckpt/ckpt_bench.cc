@@ -401,21 +401,29 @@ void scaling(Out& o, const Target& t, const std::vector<size_t>& sizes_mib, size
 }
 
 // ---- throughput: Store persist / restore vs memcpy ----
+// A store of the target's writer, formatted anew (a file target is recreated).
+std::unique_ptr<ckpt::store::Store> open_store(const Target& t) {
+  namespace st = ckpt::store;
+  if (t.writer != "dax") std::filesystem::remove(t.path);
+  st::Options opts;
+  opts.writer = t.writer == "dax" ? st::Writer::kDax : st::Writer::kUring;
+  opts.force_format = true;
+  std::string why;
+  opts.why = &why;
+  std::unique_ptr<st::Store> s;
+  int r = st::Store::open(t.path, opts, &s);
+  if (r) die(fmt::format("Store::open {}: {}: {}", t.path, strerror(-r), why));
+  return s;
+}
+
 void throughput(Out& o, const std::vector<Target>& targets, size_t pages, int reps) {
   namespace st = ckpt::store;
   size_t len = pages * kPage;
   char* src = map_anon(len, false);
   char* dst = map_anon(len, false);
   for (const Target& t : targets) {
-    if (t.writer != "dax") std::filesystem::remove(t.path);
-    st::Options opts;
-    opts.writer = t.writer == "dax" ? st::Writer::kDax : st::Writer::kUring;
-    opts.force_format = true;
-    std::string why;
-    opts.why = &why;
-    std::unique_ptr<st::Store> s;
-    int r = st::Store::open(t.path, opts, &s);
-    if (r) die(fmt::format("Store::open {}: {}: {}", t.path, strerror(-r), why));
+    std::unique_ptr<ckpt::store::Store> s = open_store(t);
+    int r;
     uint32_t id;
     if ((r = s->define_region("tp", len, &id))) die(fmt::format("define_region: {}: {}", strerror(-r), s->last_error()));
     std::vector<double> persist, persist_bulk, restore, cp_in, cp_out;
@@ -488,15 +496,8 @@ void throughput(Out& o, const std::vector<Target>& targets, size_t pages, int re
   for (const Target& t : targets) {
     std::vector<double> define_ms, put_ms, commit_ms, cp;
     for (int rep = 0; rep < reps; rep++) {
-      if (t.writer != "dax") std::filesystem::remove(t.path);
-      st::Options opts;
-      opts.writer = t.writer == "dax" ? st::Writer::kDax : st::Writer::kUring;
-      opts.force_format = true;
-      std::string why;
-      opts.why = &why;
-      std::unique_ptr<st::Store> s;
-      int r = st::Store::open(t.path, opts, &s);
-      if (r) die(fmt::format("Store::open {}: {}: {}", t.path, strerror(-r), why));
+      std::unique_ptr<ckpt::store::Store> s = open_store(t);
+      int r;
       const size_t small = 4, nsmall = 63, big = pages - small * nsmall;
       std::vector<uint32_t> ids;
       double t0 = now_ns();

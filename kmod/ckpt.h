@@ -43,6 +43,7 @@ struct ckpt_region {
 	unsigned long *held;		/* one bit per page, NULL until the first HOLD COLLECT */
 	bool holding;			/* a hold is open (some bit may be set) */
 	struct xarray copies;		/* page index -> struct page *, the pre-write copies */
+	atomic_long_t ncopies;		/* entries in @copies (RELEASE's @remaining) */
 	atomic_t hold_lost;		/* held pages changed without a copy since the last END */
 };
 

@@ -32,6 +32,7 @@ void ckpt_hold_init(struct ckpt_region *r)
 {
 	spin_lock_init(&r->hold_lock);
 	xa_init(&r->copies);
+	atomic_long_set(&r->ncopies, 0);
 }
 
 /* Before a HOLD COLLECT takes anything from @r's log. Caller holds the session lock. */
@@ -92,8 +93,18 @@ static bool copy_held(struct mm_struct *mm, struct ckpt_region *r, unsigned long
 		ok = true;
 	}
 	pte_unmap_unlock(ptep, ptl);
-	if (ok && xa_err(xa_store(&r->copies, idx, dst, GFP_ATOMIC | __GFP_NOWARN)))
-		ok = false;
+	if (ok) {
+		/* A copy from an earlier hold the caller never took is replaced: this one is due. */
+		struct page *old = xa_store(&r->copies, idx, dst, GFP_ATOMIC | __GFP_NOWARN);
+
+		if (xa_is_err(old)) {
+			ok = false;
+		} else if (old) {
+			__free_page(old);
+		} else {
+			atomic_long_inc(&r->ncopies);
+		}
+	}
 	if (!ok)
 		__free_page(dst);
 	return ok;
@@ -175,18 +186,9 @@ static long hold_take(struct ckpt_region *r, u64 __user *addrs, void __user *dat
 			return -EFAULT;
 		xa_erase(&r->copies, idx);
 		__free_page(pg);
+		atomic_long_dec(&r->ncopies);
 		n++;
 	}
-	return n;
-}
-
-static unsigned long hold_count(struct ckpt_region *r)
-{
-	unsigned long idx, n = 0;
-	struct page *pg;
-
-	xa_for_each(&r->copies, idx, pg)
-		n++;
 	return n;
 }
 
@@ -196,15 +198,11 @@ long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg)
 	struct ckpt_region *r;
 	bool found = false;
 	long ret = 0;
-	int i;
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags & ~CKPT_RELEASE_END)
+	if ((a.flags & ~CKPT_RELEASE_END) || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
-	for (i = 0; i < ARRAY_SIZE(a.reserved); i++)
-		if (a.reserved[i])
-			return -EINVAL;
 	a.count = a.remaining = a.lost = 0;
 	/* The caller holds s->lock (dev.c). */
 	list_for_each_entry(r, &s->regions, s_node) {
@@ -221,7 +219,7 @@ long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg)
 			break;
 		}
 		a.count += n;
-		a.remaining += hold_count(r);
+		a.remaining += atomic_long_read(&r->ncopies);
 		a.lost += atomic_read(&r->hold_lost);
 		if (a.flags & CKPT_RELEASE_END)
 			atomic_set(&r->hold_lost, 0);

@@ -285,7 +285,7 @@ static void flush_local(void *data)
 {
 #ifdef CONFIG_PARAVIRT
 	const struct flush_arg *f = data;
-	unsigned long i, w;
+	unsigned long i;
 
 	if (f->addr) {
 		for (i = 0; i < f->n; i++)
@@ -293,9 +293,8 @@ static void flush_local(void *data)
 		return;
 	}
 	if (f->bm) {
-		for (w = 0; w < f->words; w++)
-			for_each_set_bit(i, &f->bm[w], BITS_PER_LONG)
-				__flush_tlb_one_user(f->base + ((w * BITS_PER_LONG + i) << PAGE_SHIFT));
+		for_each_set_bit(i, f->bm, f->words * BITS_PER_LONG)
+			__flush_tlb_one_user(f->base + (i << PAGE_SHIFT));
 		return;
 	}
 #endif

@@ -115,6 +115,27 @@ TEST_F(hold, drains_in_parts_and_end_stops_copies)
 	EXPECT_EQ(0, r.remaining);
 }
 
+/* A copy left untaken after END is replaced by the next hold's copy of that page. */
+TEST_F(hold, untaken_copy_is_replaced)
+{
+	struct ckpt_release r;
+	char want[PAGE];
+
+	ASSERT_EQ(NP, ck_collect_hold(self->fd, self->id, self->addrs, NP));
+	self->m[0] = 'x';	/* copy of page 0 as 'A' */
+	ASSERT_EQ(0, ck_release(self->fd, self->id, CKPT_RELEASE_END, self->addrs, self->data, 0,
+				&r));
+	EXPECT_EQ(1, r.remaining);
+	ASSERT_EQ(1, ck_collect_hold(self->fd, self->id, self->addrs, NP));
+	memcpy(want, self->m, PAGE);
+	self->m[1] = 'y';	/* copy of page 0 as it is now */
+	ASSERT_EQ(1, ck_release(self->fd, self->id, CKPT_RELEASE_END, self->addrs, self->data, NP,
+				&r));
+	EXPECT_EQ(0, r.remaining);
+	EXPECT_EQ((uintptr_t)self->m, self->addrs[0]);
+	EXPECT_EQ(0, memcmp(self->data, want, PAGE));
+}
+
 /* A held page changed without a write fault is reported lost, and END resets the count. */
 TEST_F(hold, dontneed_is_lost)
 {

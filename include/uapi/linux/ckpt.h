@@ -246,6 +246,7 @@ struct ckpt_attach {
  * replace what it read. If @lost is non-zero the epoch cannot be completed from memory: the
  * caller drops it and keeps the pages for the next checkpoint (they are logged again anyway).
  * Held pages accumulate over HOLD COLLECT calls (a pass over several calls) until END.
+ * A copy left untaken after END is replaced if its page is held and written again.
  * Unregistering a region or closing the session ends its hold and frees its copies.
  * Errors: -ENOENT unknown id; -EINVAL bad flags or reserved; -EFAULT (copies not returned stay
  * in the module; @count says how many were).

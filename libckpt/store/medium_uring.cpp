@@ -57,7 +57,14 @@ class UringMedium final : public Medium {
   }
 
   int init(std::string* why) {
-    int r = io_uring_queue_init(kQueueDepth, &ring_, 0);
+    // The CQ ring holds a completion for everything that can be in flight at once (a slot
+    // write each, pieces up to the queue depth, the barrier's fsync): a completion that
+    // overflows it is kept by the kernel only if an atomic allocation succeeds, and one it
+    // drops would leave drain() waiting for ever.
+    io_uring_params p{};
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = 2 * (kSlots + kQueueDepth);
+    int r = io_uring_queue_init_params(kQueueDepth, &ring_, &p);
     if (r < 0) {
       *why = "io_uring_queue_init failed";
       return r;
@@ -285,47 +292,61 @@ class UringMedium final : public Medium {
     return 0;
   }
 
+  // The kernel may take fewer SQEs than were queued (a request it cannot allocate: -EAGAIN or
+  // a short count); the rest stay in the SQ ring. Counting them in flight would make drain()
+  // wait for completions of writes the kernel never saw, so each accepted batch is counted and
+  // the rest submitted again, after reaping what is done if the kernel accepted none.
   int submit() {
     last_ = nullptr;
-    if (queued_ == 0) return 0;
-    int r;
-    do r = io_uring_submit(&ring_); while (r == -EINTR);
-    if (r < 0) return fail(r);
-    inflight_ += queued_;
-    queued_ = 0;
+    while (queued_ > 0) {
+      int r = io_uring_submit(&ring_);
+      if (r == -EINTR) continue;
+      if (r == -EAGAIN || r == -EBUSY || r == 0) {
+        if (inflight_ == 0) return fail(r ? r : -EAGAIN);
+        reap_one();  // let something complete, then try again
+        continue;
+      }
+      if (r < 0) return fail(r);
+      const unsigned took = std::min(static_cast<unsigned>(r), queued_);
+      inflight_ += took;
+      queued_ -= took;
+    }
     return 0;
+  }
+
+  // Wait for one completion and account for it. An interrupted or short write is finished
+  // synchronously from the same staging slot or caller's memory (untouched until drain ends).
+  void reap_one() {
+    io_uring_cqe* cqe;
+    int w;
+    do w = io_uring_wait_cqe(&ring_, &cqe); while (w == -EINTR);
+    if (w < 0) {
+      fail(w);
+      inflight_ = 0;  // the ring is unusable: nothing more will be reaped from it
+      return;
+    }
+    const int res = cqe->res;
+    const uint64_t ud = cqe->user_data;
+    io_uring_cqe_seen(&ring_, cqe);
+    const size_t len = ud & 0xffffffffu;
+    if (res == -EINTR || res == -EAGAIN || (res >= 0 && static_cast<size_t>(res) < len)) {
+      const size_t done = res > 0 ? static_cast<size_t>(res) : 0;
+      const unsigned ix = static_cast<unsigned>((ud & ~kPieceBit) >> 32);
+      const bool piece = ud & kPieceBit;
+      const uint8_t* from = piece ? pieces_[ix].src : staging_ + size_t(ix) * kSlotBytes;
+      const uint64_t at = piece ? pieces_[ix].off : slot_off_[ix];
+      int e = pwrite_all(from + done, len - done, at + done);
+      if (e) fail(e);
+    } else if (res < 0) {
+      fail(res);
+    }
+    inflight_--;
   }
 
   // Submit what is queued and reap every completion; the staging slots are free after.
   int drain() {
     int r = submit();
-    while (inflight_ > 0) {
-      io_uring_cqe* cqe;
-      int w = io_uring_wait_cqe(&ring_, &cqe);
-      if (w == -EINTR) continue;
-      if (w < 0) {
-        fail(w);
-        break;
-      }
-      const int res = cqe->res;
-      const uint64_t ud = cqe->user_data;
-      io_uring_cqe_seen(&ring_, cqe);
-      const size_t len = ud & 0xffffffffu;
-      if (res == -EINTR || res == -EAGAIN || (res >= 0 && static_cast<size_t>(res) < len)) {
-        // Interrupted or short: finish the rest synchronously from the same staging slots or
-        // caller's memory (they stay untouched until this drain returns).
-        const size_t done = res > 0 ? static_cast<size_t>(res) : 0;
-        const unsigned ix = static_cast<unsigned>((ud & ~kPieceBit) >> 32);
-        const bool piece = ud & kPieceBit;
-        const uint8_t* from = piece ? pieces_[ix].src : staging_ + size_t(ix) * kSlotBytes;
-        const uint64_t at = piece ? pieces_[ix].off : slot_off_[ix];
-        int e = pwrite_all(from + done, len - done, at + done);
-        if (e) fail(e);
-      } else if (res < 0) {
-        fail(res);
-      }
-      inflight_--;
-    }
+    while (inflight_ > 0) reap_one();
     used_ = 0;
     unreaped_.clear();
     pieces_.clear();

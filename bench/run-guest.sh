@@ -2,7 +2,9 @@
 # Every benchmark, one after the other, in ONE guest session (run by scripts/bench.sh through
 # scripts/vm/run, and with --quick by tests/e2e/vm-bench-smoke.sh inside make test's VM).
 #
-#   bench/run-guest.sh --out DIR [--quick]
+#   bench/run-guest.sh --out DIR [--quick] [--only NAME[,NAME...]]
+#
+# --only runs just the named benchmarks (e.g. criu,criu-incr); the others are not listed.
 #
 # Writes DIR/<benchmark>.json and DIR/env.json (what the guest is), prints TAP: one test per
 # benchmark (fails if it crashes, exits non-zero or writes JSON that bench/report.py rejects)
@@ -13,11 +15,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${CKPT_BUILD:-$top/build/cmake}
 export CKPT_BUILD=$build
 bin=$build/bench
-out= quick=
+out= quick= only=
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --quick) quick=--quick; shift ;;
+    --only) only=,$2,; shift 2 ;;
     *) echo "run-guest.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +41,7 @@ tap() {  # tap STATUS DESCRIPTION [SKIP-REASON]
 bench() {
   local name=$1 kind=$2; shift 2
   local json=$out/$name.json t0=$SECONDS
+  [ -z "$only" ] || [[ $only == *",$name,"* ]] || return 0
   rm -f "$json"
   echo "# --- $name: $*"
   if [ ! -x "$1" ]; then tap 1 "$name ($1 not built)"; return; fi

@@ -6,18 +6,23 @@
 #   scripts/bench.sh            full run (~25 min under TCG); commits nothing
 #   scripts/bench.sh --quick    every benchmark with tiny sizes, a smoke check (~1 min); results
 #                               go to build/bench-quick/, the committed results are not touched
+#   scripts/bench.sh --only criu,criu-incr
+#                               just those benchmarks (bench/run-guest.sh's names), full size;
+#                               results go to build/bench-only/, the committed ones are not touched
 #
 # Needs the build (make) and python3-matplotlib (scripts/deps.sh) on the host.
 # CKPT_BUILD=DIR takes the binaries from another build directory (default build/cmake).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-quick=
-case "${1:-}" in
-  --quick) quick=--quick ;;
-  "") ;;
-  *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
-esac
+quick= only=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=--quick; shift ;;
+    --only) only=(--only "$2"); shift 2 ;;
+    *) echo "usage: scripts/bench.sh [--quick] [--only NAME[,NAME...]]" >&2; exit 2 ;;
+  esac
+done
 
 build=${CKPT_BUILD:-$top/build/cmake}
 case $build in /*) ;; *) build=$top/$build ;; esac
@@ -26,7 +31,10 @@ for b in $build/bench/track_bench $build/bench/ckpt_bench $build/bench/criu_memh
   [ -e "$b" ] || { echo "bench: $b is not built (run make)" >&2; exit 2; }
 done
 
-if [ -n "$quick" ]; then
+if [ ${#only[@]} -gt 0 ]; then
+  raw=build/bench-only/raw results=build/bench-only/latest.json docdir=build/bench-only
+  vmopts=(--timeout 3000 --pmem-size 3072M --dax-size 1536M --mem 3G)
+elif [ -n "$quick" ]; then
   raw=build/bench-quick/raw results=build/bench-quick/latest.json docdir=build/bench-quick
   vmopts=(--timeout 600)
 else
@@ -49,12 +57,12 @@ rc=0
 # The host's load says how much the figures' spread owes to other work on the machine.
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load0=$(load)
-scripts/vm/run "${vmopts[@]}" -- bench/run-guest.sh --out "$top/$raw" $quick || rc=$?
+scripts/vm/run "${vmopts[@]}" -- bench/run-guest.sh --out "$top/$raw" $quick "${only[@]}" || rc=$?
 echo "bench: guest session finished in $((SECONDS - t0)) s (exit $rc)"
 printf '{"load_start": "%s", "load_end": "%s", "session_seconds": %d, "cpus": %d}\n' \
   "$load0" "$(load)" $((SECONDS - t0)) "$(nproc)" > "$raw/host.json"
 $py bench/report.py merge "$raw" "$results"
-if [ -n "$quick" ]; then
+if [ -n "$quick" ] || [ ${#only[@]} -gt 0 ]; then
   $py -c 'import matplotlib' 2>/dev/null && $py bench/report.py render "$results" "$docdir"
 else
   $py bench/report.py render "$results" "$docdir"

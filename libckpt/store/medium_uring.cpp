@@ -8,7 +8,7 @@
 // page cache is bypassed; otherwise the fsync does the same job through it.
 //
 // write_nocopy() (put_pages' runs) queues a plain WRITE from the caller's memory instead:
-// consecutive ones are merged up to 1 MiB per SQE and submitted at once, so the kernel copies
+// consecutive ones are merged up to 256 KiB per SQE and submitted at once, so the kernel copies
 // (or DMAs) one run while the store checksums the next; settle() reaps them before put_pages
 // returns. Under O_DIRECT a source not aligned to 512 bytes goes through the staging slots.
 //
@@ -38,7 +38,11 @@ constexpr unsigned kQueueDepth = 64;
 constexpr unsigned kSubmitBatch = 32;
 constexpr size_t kSlotBytes = fmt::kBlockSize;
 constexpr size_t kBounceBytes = 256 * 1024;
-constexpr size_t kPieceMax = 1 << 20;  // a write_nocopy SQE grows to this, then is submitted
+// A write_nocopy SQE grows to this, then is submitted: small enough that the kernel starts
+// copying a run (in an io-wq worker, for a file system without async buffered writes, e.g.
+// tmpfs) while put_pages still checksums the rest of it, large enough that the submissions
+// cost little (4 per MiB).
+constexpr size_t kPieceMax = 256 << 10;
 constexpr uint64_t kPieceBit = 1ull << 63;  // user_data: a piece (write_nocopy), not a slot
 
 class UringMedium final : public Medium {
@@ -92,9 +96,12 @@ class UringMedium final : public Medium {
     if (!growable_) return -ENOSPC;
     if (n <= size_) return 0;
     // fallocate reserves the blocks now, so a later write cannot fail for lack of space.
+    // Only the new part: what lies below size_ was reserved when the file got there (a grow
+    // from 0 walked every page again, on tmpfs a page-cache lookup each).
     // io_uring task work counts as a pending signal (TIF_NOTIFY_SIGNAL): EINTR is retried.
     int rc;
-    do rc = fallocate(fd_, 0, 0, static_cast<off_t>(n)); while (rc != 0 && errno == EINTR);
+    do rc = fallocate(fd_, 0, static_cast<off_t>(size_), static_cast<off_t>(n - size_));
+    while (rc != 0 && errno == EINTR);
     if (rc != 0) {
       int e = errno;
       if (e != EOPNOTSUPP) return e == EFBIG ? -ENOSPC : -e;

@@ -159,6 +159,7 @@ class StoreImpl final : public Store {
   const char* writer_name() const override { return m_->name(); }
   std::vector<RegionInfo> regions() const override;
   int define_region(std::string_view name, uint64_t size, uint32_t* id) override;
+  int reserve(uint64_t bytes, uint64_t nregions) override;
   int begin(std::unique_ptr<Txn>* out) override;
   int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
   int resize_region(uint32_t id, uint64_t size) override;
@@ -205,7 +206,9 @@ class StoreImpl final : public Store {
     }
   }
   int alloc(uint64_t* out);
-  int grow_blocks(uint64_t want_total);
+  // exact: grow to want_total and no further (a caller that knows the whole need); otherwise
+  // by a quarter at least.
+  int grow_blocks(uint64_t want_total, bool exact = false);
   // Region ids are array indices in memory, holes included (a removed id stays a small
   // placeholder), so ids are bounded by the store's size: what a forged id can make a reader
   // allocate stays proportional to the store, and the writer never creates what it refuses.
@@ -214,6 +217,9 @@ class StoreImpl final : public Store {
     return id && id <= regions_.size() && visible(regions_[id - 1]) ? &regions_[id - 1] : nullptr;
   }
   int make_room(uint64_t size, const Region* except, std::string_view name);
+  // Blocks a store holding `pages` region pages in `nregions` regions needs (header, one copy
+  // of every page, the metadata of two epochs).
+  static uint64_t room_for(uint64_t pages, uint64_t nregions);
   int enable_region_changes();
 
   // commit
@@ -739,10 +745,10 @@ void StoreImpl::rebuild_used() {
 // ---------------------------------------------------------------------------------------------
 // allocation
 
-int StoreImpl::grow_blocks(uint64_t want_total) {
+int StoreImpl::grow_blocks(uint64_t want_total, bool exact) {
   if (!m_->growable()) return -ENOSPC;
   // Grow by a quarter at least, so a growing store does not call fallocate per page.
-  uint64_t n = std::max({want_total, total_ + total_ / 4, total_ + 256});
+  uint64_t n = exact ? want_total : std::max({want_total, total_ + total_ / 4, total_ + 256});
   int r = m_->grow(n * kBlockSize);
   if (r) return r;
   total_ = m_->size() / kBlockSize;
@@ -805,6 +811,11 @@ std::vector<RegionInfo> StoreImpl::regions() const {
 // Room for one full copy of every visible region (with `except` at `size` instead, or a new
 // region of `size` when except is null) plus its metadata; copy-on-write needs more as pages
 // change, which a growing store adds on demand and a fixed one reports at commit.
+uint64_t StoreImpl::room_for(uint64_t pages, uint64_t nregions) {
+  uint64_t meta = 2 * ((pages + nregions * 9 + 9) / kSlotsPerBlock + 1);
+  return kFirstDataBlock + pages + meta;
+}
+
 int StoreImpl::make_room(uint64_t size, const Region* except, std::string_view name) {
   uint64_t sum = size / kBlockSize, n = 1;
   for (const Region& r : regions_)
@@ -812,10 +823,25 @@ int StoreImpl::make_room(uint64_t size, const Region* except, std::string_view n
       sum += r.cur / kBlockSize;
       n++;
     }
-  uint64_t meta = 2 * ((sum + n * 9 + 9) / kSlotsPerBlock + 1);
-  uint64_t need = kFirstDataBlock + sum + meta;
+  uint64_t need = room_for(sum, n);
   if (need > total_ && grow_blocks(need) != 0)
     return set_err(-ENOSPC, "store too small for region '" + std::string(name) + "' (" +
+                                std::to_string(need * kBlockSize) + " bytes needed, " +
+                                std::to_string(total_ * kBlockSize) + " available)");
+  return 0;
+}
+
+// One exact growth for a layout the caller is about to define: the quarter steps of make_room
+// would leave up to a quarter of the store unused (a 64 MiB process dumped into a new store
+// made an 85 MB file, every page of it allocated by fallocate on tmpfs).
+int StoreImpl::reserve(uint64_t bytes, uint64_t nregions) {
+  if (bytes % kBlockSize || bytes / kBlockSize > (1ull << 44) || nregions > (1ull << 32))
+    return set_err(-EINVAL, "reserve: size not a multiple of 4096, or too large");
+  const uint64_t need = room_for(bytes / kBlockSize, nregions);
+  if (need <= total_) return 0;
+  if (grow_blocks(need, true) != 0)
+    return set_err(-ENOSPC, "store too small for " + std::to_string(bytes) + " bytes in " +
+                                std::to_string(nregions) + " regions (" +
                                 std::to_string(need * kBlockSize) + " bytes needed, " +
                                 std::to_string(total_ * kBlockSize) + " available)");
   return 0;

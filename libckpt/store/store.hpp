@@ -153,6 +153,19 @@ class Store {
   // Store note: a new name gets a new id, never one used before in this store; ids are bounded
   // by the store's size (65536 + its blocks), past that -ENOSPC (store-format.md).
   virtual int define_region(std::string_view name, uint64_t size, uint32_t* id) = 0;
+  // Store note (bulk definers: ckpt-tool's checkpoints): make room at once for a layout of
+  // `nregions` regions totalling `bytes` (a multiple of page_size()) in all — the regions the
+  // caller will have once it has defined, resized and removed what it is about to — so that the
+  // define_region / resize_region calls that follow do not grow a file store step by step
+  // (each step grows by a quarter of the store at least, which overshoots). A file store grows
+  // to exactly what that layout needs, if it is smaller; a fixed-size store is checked only.
+  // Persists nothing but the file's size. -ENOSPC (store or file system full), -EINVAL.
+  // Default: nothing (define_region makes room itself).
+  virtual int reserve(uint64_t bytes, uint64_t nregions) {
+    (void)bytes;
+    (void)nregions;
+    return 0;
+  }
 
   // Begin a checkpoint; one at a time (-EBUSY otherwise).
   // Store note: destroying a Txn without commit() abandons it (its blocks are free again); a Txn

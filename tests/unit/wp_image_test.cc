@@ -74,7 +74,9 @@ Image sample() {
   s.end = 0x7ffd00010000;
   s.prot = PROT_READ | PROT_WRITE;
   s.growsdown = true;
+  s.advice = kAdvNoHugepage | kAdvDontdump;
   img.vmas.push_back(s);
+  img.vmas[1].advice = kAdvHugepage | kAdvWipeonfork;
   Fd f;
   f.fd = 1;
   f.kind = kFdRegular;
@@ -110,6 +112,9 @@ TEST(WpImage, RoundTrip) {
   EXPECT_EQ(out.vmas[0].file.path, "/usr/bin/prog");
   EXPECT_EQ(out.vmas[1].runs.size(), 2u);
   EXPECT_TRUE(out.vmas[2].growsdown);
+  EXPECT_EQ(out.vmas[0].advice, 0u);
+  EXPECT_EQ(out.vmas[1].advice, uint64_t(kAdvHugepage | kAdvWipeonfork));
+  EXPECT_EQ(out.vmas[2].advice, uint64_t(kAdvNoHugepage | kAdvDontdump));
   EXPECT_EQ(out.actions[9].handler, 0x401234u);
   ASSERT_EQ(out.fds.size(), 1u);
   EXPECT_EQ(out.fds[0].pos, 99u);
@@ -133,15 +138,30 @@ TEST(WpImage, Format20WithoutRlimits) {
   in.shared_pending.clear();
   for (auto& t : in.threads) t.pending.clear();
   // 2.1 ends with the limit count (0 here), one queued-signal count per thread (2) and the
-  // process's (all 0 here), then the end marker: dropping those four is 2.0's layout.
+  // process's (all 0 here); 2.2 then adds the mapping count and one madvise word per mapping
+  // (3), then the end marker: dropping those eight is 2.0's layout.
   std::vector<uint8_t> meta = encode_meta(in);
-  meta.erase(meta.end() - 40, meta.end() - 8);
+  meta.erase(meta.end() - 72, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 0), 0) << why;
   EXPECT_FALSE(out.has_rlimits);
   EXPECT_EQ(out.fds.size(), 1u);
   EXPECT_EQ(decode_meta(meta, &out, &why, 1), -EBADMSG);
+}
+
+// A 2.1 image (before the madvise state) decodes with no advice on any mapping; the same
+// bytes read as 2.2 lack the madvise words and are refused.
+TEST(WpImage, Format21WithoutAdvice) {
+  std::vector<uint8_t> meta = encode_meta(sample());
+  meta.erase(meta.end() - 40, meta.end() - 8);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why, 1), 0) << why;
+  ASSERT_EQ(out.vmas.size(), 3u);
+  for (const auto& v : out.vmas) EXPECT_EQ(v.advice, 0u);
+  EXPECT_TRUE(out.has_rlimits);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 2), -EBADMSG);
 }
 
 TEST(WpImage, RefusesWhatRestoreCannotUse) {
@@ -173,6 +193,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.brk = i.start_brk - 1; }));
   EXPECT_TRUE(refuses([](Image& i) { i.fds[0].kind = 0; i.fds[0].fd = 5; }));
   EXPECT_TRUE(refuses([](Image& i) { i.cwd = "rel"; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = kAdvHugepage | kAdvNoHugepage; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = 1 << 5; }));        // unknown bit
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
   EXPECT_FALSE(refuses([](Image&) {}));
 }
 

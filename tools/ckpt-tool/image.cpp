@@ -196,6 +196,8 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   };
   for (const auto& t : img.threads) queue(t.pending);
   queue(img.shared_pending);
+  w.u64(img.vmas.size());  // 2.2
+  for (const auto& v : img.vmas) w.u64(v.advice);
   w.u64(kMetaMagic);
   return w.take();
 }
@@ -358,6 +360,17 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
       if (r.ok() && !queue(&t.pending)) return fail("queued signal");
     if (r.ok() && !queue(&img.shared_pending)) return fail("queued signal");
   }
+  if (minor >= 2 && r.ok()) {
+    if (r.u64() != img.vmas.size() && r.ok()) return fail("madvise state count");
+    for (auto& v : img.vmas) {
+      v.advice = r.u64();
+      if (!r.ok()) break;
+      if ((v.advice & ~uint64_t(kAdvAll)) ||
+          (v.advice & (kAdvHugepage | kAdvNoHugepage)) == (kAdvHugepage | kAdvNoHugepage) ||
+          ((v.advice & kAdvWipeonfork) && v.kind != kAnon))
+        return fail("madvise state of a mapping");
+    }
+  }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
   if (r.ok() && r.left()) return fail("trailing bytes after the metadata");
   if (!r.ok()) return fail(r.why());
@@ -396,6 +409,24 @@ int decode_process(std::span<const uint8_t> b, Image* img, std::string* why) {
     return -EBADMSG;
   }
   return decode_meta(b.subspan(kProcessHeader, n), img, why, uint32_t(ver >> 32));
+}
+
+uint64_t advice_from_vmflags(std::string_view f) {
+  static const struct {
+    const char* flag;
+    uint64_t bit;
+  } kFlags[] = {{"hg", kAdvHugepage}, {"nh", kAdvNoHugepage}, {"dc", kAdvDontfork},
+                {"dd", kAdvDontdump}, {"wf", kAdvWipeonfork}};
+  uint64_t a = 0;
+  while (!f.empty()) {
+    size_t sp = f.find(' ');
+    std::string_view tok = f.substr(0, sp);
+    for (const auto& k : kFlags)
+      if (tok == k.flag) a |= k.bit;
+    if (sp == std::string_view::npos) break;
+    f.remove_prefix(sp + 1);
+  }
+  return a;
 }
 
 std::string vma_region(uint64_t start) {

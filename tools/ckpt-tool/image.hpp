@@ -21,13 +21,15 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 1;  // 2.1: resource limits (2.0 images have none)
+inline constexpr uint32_t kVersionMinor = 2;  // 2.1: resource limits (2.0 images have none);
+                                              // 2.2: madvise state of mappings (Vma::advice)
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -89,6 +91,17 @@ struct FileId {
   uint64_t ino = 0, size = 0, mtime_ns = 0;
 };
 
+// What madvise(2) set on a mapping that the kernel keeps as a flag of it (VmFlags in
+// /proc/PID/smaps: hg, nh, dc, dd, wf). Since format 2.2; older images read as none.
+enum VmaAdvice : uint64_t {
+  kAdvHugepage = 1 << 0,    // MADV_HUGEPAGE (hg)
+  kAdvNoHugepage = 1 << 1,  // MADV_NOHUGEPAGE (nh)
+  kAdvDontfork = 1 << 2,    // MADV_DONTFORK (dc)
+  kAdvDontdump = 1 << 3,    // MADV_DONTDUMP (dd)
+  kAdvWipeonfork = 1 << 4,  // MADV_WIPEONFORK (wf), private anonymous only
+  kAdvAll = (1 << 5) - 1,
+};
+
 struct Vma {
   uint64_t start = 0, end = 0;
   uint64_t prot = 0;  // PROT_*
@@ -97,6 +110,7 @@ struct Vma {
   uint64_t pgoff = 0;  // kFile: byte offset
   FileId file;         // kFile
   std::vector<Run> runs;  // ascending, not overlapping
+  uint64_t advice = 0;    // VmaAdvice bits (2.2)
 };
 
 // An open file descriptor.
@@ -157,5 +171,8 @@ int decode_process(std::span<const uint8_t> region, Image* img, std::string* why
 std::string vma_region(uint64_t start);
 
 uint64_t hash(const void* p, size_t n, uint64_t seed = 0);
+
+// VmaAdvice bits of a mapping from its smaps VmFlags ("rd wr mr mw me ac hg").
+uint64_t advice_from_vmflags(std::string_view vmflags);
 
 }  // namespace ckpt_tool::image

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -60,9 +61,18 @@ int read_link(const std::string& path, std::string* out) {
   return 0;
 }
 
-int read_maps(int pid, std::vector<MapsLine>* out) {
-  std::string text;
-  if (int e = read_file(base(pid) + "/maps", &text); e) return e;
+namespace {
+
+// A maps line ("start-end perms offset dev inode path") rather than an smaps field ("Rss: 4 kB").
+bool is_maps_line(const std::string& line) {
+  size_t sp = line.find(' '), dash = line.find('-');
+  if (sp == std::string::npos || dash == std::string::npos || dash > sp || dash == 0) return false;
+  for (size_t i = 0; i < sp; i++)
+    if (i != dash && !isxdigit(static_cast<unsigned char>(line[i]))) return false;
+  return true;
+}
+
+int parse_maps(const std::string& text, std::vector<MapsLine>* out) {
   out->clear();
   size_t pos = 0;
   while (pos < text.size()) {
@@ -70,6 +80,14 @@ int read_maps(int pid, std::vector<MapsLine>* out) {
     if (nl == std::string::npos) nl = text.size();
     std::string line = text.substr(pos, nl - pos);
     pos = nl + 1;
+    if (!is_maps_line(line)) {
+      if (out->empty()) return -EINVAL;
+      if (line.rfind("VmFlags:", 0) == 0) {
+        size_t v = line.find_first_not_of(' ', 8);
+        out->back().vmflags = v == std::string::npos ? "" : line.substr(v);
+      }
+      continue;
+    }
     MapsLine m;
     char perms[8] = {};
     unsigned maj, min;
@@ -82,6 +100,20 @@ int read_maps(int pid, std::vector<MapsLine>* out) {
     out->push_back(std::move(m));
   }
   return 0;
+}
+
+}  // namespace
+
+int read_maps(int pid, std::vector<MapsLine>* out) {
+  std::string text;
+  if (int e = read_file(base(pid) + "/maps", &text); e) return e;
+  return parse_maps(text, out);
+}
+
+int read_smaps(int pid, std::vector<MapsLine>* out) {
+  std::string text;
+  if (int e = read_file(base(pid) + "/smaps", &text); e) return e;
+  return parse_maps(text, out);
 }
 
 int list_fds(int pid, std::vector<int>* out) { return list_dir_numbers(base(pid) + "/fd", out); }

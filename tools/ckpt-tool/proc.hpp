@@ -13,10 +13,14 @@ struct MapsLine {
   uint64_t offset = 0;
   uint64_t ino = 0;
   std::string path;   // "" for anonymous, "[heap]", "/usr/lib/...", "... (deleted)"
+  std::string vmflags;  // read_smaps only: the VmFlags line's value ("rd wr mr mw me ac hg")
 };
 
 // Parse /proc/<pid>/maps (pid 0: self). 0 or -errno.
 int read_maps(int pid, std::vector<MapsLine>* out);
+// The same from /proc/<pid>/smaps, with each mapping's VmFlags (the kernel walks every page
+// table to print smaps: costlier than maps, which is what to use when the flags are not needed).
+int read_smaps(int pid, std::vector<MapsLine>* out);
 
 // Whole small file (procfs, sysfs) as a string. 0 or -errno.
 int read_file(const std::string& path, std::string* out);

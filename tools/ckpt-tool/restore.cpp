@@ -95,10 +95,18 @@ void check_xsave(const std::vector<uint8_t>& xsave);
 
 // Everything that can be refused before anything is started (the pages were checked when read).
 void check_image(const Image& img) {
-  auto same_file = [](const FileId& f, bool exact, const std::string& what) {
-    struct stat st;
-    if (stat(f.path.c_str(), &st) < 0)
-      throw Error{kFailed, what + " " + f.path + ": " + strerror(errno)};
+  // One stat per file, not per mapping of it (a library has 4-5 mappings; a stat on the
+  // 9p root of the VM is a round trip to the host).
+  std::map<std::string, struct stat> seen;
+  auto same_file = [&seen](const FileId& f, bool exact, const std::string& what) {
+    auto it = seen.find(f.path);
+    if (it == seen.end()) {
+      struct stat fresh;
+      if (stat(f.path.c_str(), &fresh) < 0)
+        throw Error{kFailed, what + " " + f.path + ": " + strerror(errno)};
+      it = seen.emplace(f.path, fresh).first;
+    }
+    const struct stat& st = it->second;
     if (!S_ISREG(st.st_mode) || st.st_ino != f.ino ||
         (exact && (uint64_t(st.st_size) != f.size || mtime_ns(st) != f.mtime_ns)))
       throw Error{kFailed, what + " " + f.path +
@@ -422,10 +430,32 @@ void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
   if (e) die("reading the mapping at " + hex(v.start) + ": " + strerror(-e));
 }
 
+// madvise(2) state the image recorded for a mapping (format 2.2), set before its pages are
+// read: a THP-backed mapping gets huge pages again as the reads fault it in, and one the
+// process kept off THP stays off.
+void set_advice(const Vma& v) {
+  static const struct {
+    uint64_t bit;
+    int advice;
+    const char* name;
+  } kAdvice[] = {{kAdvHugepage, MADV_HUGEPAGE, "MADV_HUGEPAGE"},
+                 {kAdvNoHugepage, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"},
+                 {kAdvDontfork, MADV_DONTFORK, "MADV_DONTFORK"},
+                 {kAdvDontdump, MADV_DONTDUMP, "MADV_DONTDUMP"},
+                 {kAdvWipeonfork, MADV_WIPEONFORK, "MADV_WIPEONFORK"}};
+  for (const auto& a : kAdvice)
+    if ((v.advice & a.bit) &&
+        madvise(reinterpret_cast<void*>(v.start), v.end - v.start, a.advice) < 0)
+      die(std::string("restoring ") + a.name + " on the mapping at " + hex(v.start) + ": " +
+          strerror(errno));
+}
+
 // In the child: map the image's private mappings at their addresses and read their pages
 // into them. Returns per mapping whether it was built (CKPT_VMA_PREBUILT); the others (shared,
 // or colliding with the child's own mappings) get their pages staged in *data for the module,
 // at the offsets pushed to *data_off (one per run, in image order).
+// Every mapping is placed before any page is read: the store's big reads run on threads whose
+// stacks must not take an address the image needs.
 std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<int>& vfd,
                                int* data, std::vector<uint64_t>* data_off) {
   std::vector<bool> built(img.vmas.size(), false);
@@ -447,10 +477,17 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
       munmap(m, v.end - v.start);
       continue;
     }
-    for (const auto& r : v.runs) read_run(ld, v, r, reinterpret_cast<uint8_t*>(v.start + r.offset));
-    if (prot != int(v.prot) && mprotect(want, v.end - v.start, int(v.prot)) < 0)
-      die("mprotect " + hex(v.start) + ": " + strerror(errno));
+    set_advice(v);
     built[i] = true;
+  }
+  phase("layout placed");
+  for (size_t i = 0; i < img.vmas.size(); i++) {
+    if (!built[i]) continue;
+    const Vma& v = img.vmas[i];
+    for (const auto& r : v.runs) read_run(ld, v, r, reinterpret_cast<uint8_t*>(v.start + r.offset));
+    if (!v.runs.empty() && int(v.prot) != (PROT_READ | PROT_WRITE) &&
+        mprotect(reinterpret_cast<void*>(v.start), v.end - v.start, int(v.prot)) < 0)
+      die("mprotect " + hex(v.start) + ": " + strerror(errno));
   }
   uint64_t total = 0;
   for (size_t i = 0; i < img.vmas.size(); i++)
@@ -493,11 +530,18 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
     std::memset(helpers_[i].xs, 0, sizeof(Xsave));
     std::memcpy(helpers_[i].xs->b, img.threads[i + 1].xsave.data(), img.threads[i + 1].xsave.size());
   }
+  // One descriptor per mapping (each is handed to the module and closed on its own), but
+  // one open per file: the others are dups (an open on the VM's 9p root is a round trip).
   std::vector<int> vfd(img.vmas.size(), -1);
+  std::map<std::string, int> opened;
   for (size_t i = 0; i < img.vmas.size(); i++) {
     if (img.vmas[i].kind != kFile) continue;
-    vfd[i] = open(img.vmas[i].file.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (vfd[i] < 0) die(img.vmas[i].file.path + ": " + strerror(errno));
+    const std::string& path = img.vmas[i].file.path;
+    auto it = opened.find(path);
+    vfd[i] = it == opened.end() ? open(path.c_str(), O_RDONLY | O_CLOEXEC)
+                                : fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+    if (vfd[i] < 0) die(path + ": " + strerror(errno));
+    opened.emplace(path, vfd[i]);
   }
   // The image's vdso address first: the mappings built next must not take it.
   Vdso own;

@@ -197,6 +197,8 @@ class Store {
   // Read [offset, offset + len) of a region (page-aligned) as of read_epoch(), with read_region's
   // semantics (checksums, fallback to the retained epoch, never-written pages read as zeros,
   // report). Lets a caller read a few pages of a huge region without a region-sized buffer.
+  // Store note: a read of 4 MiB or more into page-aligned memory is split across up to 4
+  // threads (one per CPU it may run on, joined before it returns).
   virtual int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
                          ReadReport* report) = 0;
 

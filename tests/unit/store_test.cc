@@ -2,6 +2,7 @@
 // writes, snapshot compaction, fallback to the retained epoch, and every clear error
 // (-EBUSY across processes, -EPROTO, -ENOSPC on a full file system, -EINVAL, -EUCLEAN).
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -714,6 +715,59 @@ TEST(Store, PageHashIsXxh3WithTheDocumentedSeed) {
     EXPECT_EQ(XXH3_64bits_withSeed(page.data(), 4096, seed),
               fmt::page_hash(page.data(), key, region, index));
   }
+}
+
+}  // namespace
+
+namespace {
+
+// A big read into page-aligned memory is split across threads (read_range's store note): the
+// bytes, the never-written pages (zeros), the damaged pages reported in page order from every
+// part, and an unaligned read (one thread) must all be what one thread reads.
+TEST(Store, BigReadsSplitAcrossThreadsReadTheSameBytesAndDamage) {
+  cpu_set_t cpus;
+  ASSERT_EQ(0, sched_getaffinity(0, sizeof(cpus), &cpus));
+  if (CPU_COUNT(&cpus) < 2) GTEST_SKIP() << "one CPU: reads are never split";
+  TempDir d;
+  const std::string p = d.file("s");
+  constexpr uint64_t kPages = 3000;  // 11.7 MiB: 2 to 4 parts, boundaries off 2 MiB
+  Contents e1;
+  {
+    auto s = must_open(p);
+    // Pages 0-999 and 1500-2999 written (two runs of put_pages), 1000-1499 never written.
+    ASSERT_EQ(0, checkpoint(*s, {{"big", kPages * 4096}},
+                            {{"big", 0, 100000, 1000}, {"big", 1500, 200000, 1500}}, &e1));
+  }
+  const size_t len = kPages * 4096;
+  void* m = mmap(nullptr, len + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(MAP_FAILED, m);
+  auto* buf = static_cast<uint8_t*>(m);
+  {
+    auto s = must_open(p);
+    ReadReport rep;
+    ASSERT_EQ(0, s->read_region(1, buf, len, &rep)) << s->last_error();
+    EXPECT_EQ(0, std::memcmp(buf, e1["big"].data(), len));
+    EXPECT_EQ(2500u, rep.pages_read);
+    std::memset(buf, 0xff, len + 4096);
+    ASSERT_EQ(0, s->read_range(1, 4096 * 7, buf + 1, len - 4096 * 7, &rep));  // unaligned
+    EXPECT_EQ(0, std::memcmp(buf + 1, e1["big"].data() + 4096 * 7, len - 4096 * 7));
+  }
+  // Damage pages in the first and the last part; there is no older epoch to fall back to.
+  auto img = read_file(p);
+  for (uint64_t seed : {100000 + 3, 200000 + 1490}) {
+    auto want = page_of(seed);
+    int hits = 0;
+    for (size_t off = 4 * 4096; off + 4096 <= img.size(); off += 4096)
+      if (std::memcmp(&img[off], want.data(), 4096) == 0) img[off + 99] ^= 1, hits++;
+    ASSERT_EQ(1, hits);
+  }
+  ASSERT_TRUE(write_file(p, img));
+  auto s = must_open(p);
+  ReadReport rep;
+  EXPECT_EQ(-EIO, s->read_region(1, buf, len, &rep));
+  EXPECT_EQ((std::vector<uint64_t>{3, 2990}), rep.damaged);
+  EXPECT_NE(std::string::npos, s->last_error().find("3,2990")) << s->last_error();
+  munmap(m, len + 4096);
 }
 
 

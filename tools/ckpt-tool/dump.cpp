@@ -386,7 +386,8 @@ std::vector<bool> want_pages(int pagemap_fd, const Vma& v, std::vector<uint64_t>
 
 void read_vmas(int pid, Image* img, KnownFiles* known) {
   std::vector<proc::MapsLine> maps;
-  if (int e = proc::read_maps(pid, &maps); e) throw Error{kFailed, "maps: " + errstr(e)};
+  // smaps, not maps: its VmFlags carry the madvise state restore reproduces (THP or not, ...).
+  if (int e = proc::read_smaps(pid, &maps); e) throw Error{kFailed, "smaps: " + errstr(e)};
   uint64_t vvar_end = 0;
   for (const auto& m : maps) {
     std::string where = "mapping " + m.path + " at 0x" +
@@ -428,6 +429,7 @@ void read_vmas(int pid, Image* img, KnownFiles* known) {
       v.pgoff = m.offset;
       v.file = file_id(m.path, m.ino, "mapped file", known);
     }
+    v.advice = advice_from_vmflags(m.vmflags);
     img->vmas.push_back(std::move(v));
   }
   if (img->vdso_start && (!img->vvar_start || vvar_end != img->vdso_start))

@@ -16,19 +16,101 @@
 // 1-50 ms there depending on host load: 0.3 s to 15 s per open. The store needs only the size;
 // pmem2_source_from_fd still builds one context for it (device-DAX), down from three: 3 opens
 // took 1,487 system calls instead of 4,430.
+//
+// libpmem2 is loaded (dlopen) only when a DAX mapping is really made, never linked: its chain
+// (libndctl, libdaxctl, libkmod, libudev, libcrypto, libzstd, liblzma, ...) is 11 more shared
+// objects to load and relocate at every start of every program that links libckpt or runs
+// ckpt-tool, 0.15-0.6 s under QEMU TCG, though most stores are files on io_uring. A regular
+// file is first mapped with MAP_SYNC, which a non-DAX file system refuses before libpmem2 is
+// needed; only device-DAX asks libpmem2 for its size first. The library stays loaded once
+// loaded (its function pointers live in every DAX medium). CKPT_LIBPMEM2 names another file
+// to load instead of Debian's soname (a libpmem2 outside the loader's path; the tests use it
+// to check the error when the library cannot be loaded).
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <libpmem2.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "format.hpp"
 #include "medium.hpp"
 
 namespace ckpt::store {
 namespace {
+
+// Debian's libpmem2-1 package ships this soname (the -dev package's libpmem2.so link is not
+// needed at run time).
+constexpr const char kPmem2Soname[] = "libpmem2.so.1";
+
+// The libpmem2 entry points the DAX medium uses, typed from libpmem2.h.
+struct Pmem2 {
+  decltype(&pmem2_source_from_fd) source_from_fd;
+  decltype(&pmem2_source_size) source_size;
+  decltype(&pmem2_source_delete) source_delete;
+  decltype(&pmem2_map_from_existing) map_from_existing;
+  decltype(&pmem2_map_delete) map_delete;
+  decltype(&pmem2_get_memcpy_fn) get_memcpy_fn;
+  decltype(&pmem2_get_drain_fn) get_drain_fn;
+  decltype(&pmem2_errormsg) errormsg;
+};
+
+struct Pmem2Load {
+  Pmem2 fn = {};
+  std::string error;  // empty when loaded
+};
+
+template <typename F>
+bool resolve(void* lib, const char* sym, F* out, std::string* error) {
+  *out = reinterpret_cast<F>(dlsym(lib, sym));
+  if (*out) return true;
+  if (error->empty()) *error = std::string("no symbol ") + sym;
+  return false;
+}
+
+Pmem2Load load_pmem2() {
+  Pmem2Load l;
+  const char* env = getenv("CKPT_LIBPMEM2");
+  std::string name = env && *env ? env : kPmem2Soname;
+  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char* e = dlerror();
+    l.error = name + " cannot be loaded (DAX stores need libpmem2, Debian package libpmem2-1): " +
+              (e ? e : "dlopen failed");
+    return l;
+  }
+  std::string missing;
+  bool ok = resolve(lib, "pmem2_source_from_fd", &l.fn.source_from_fd, &missing) &&
+            resolve(lib, "pmem2_source_size", &l.fn.source_size, &missing) &&
+            resolve(lib, "pmem2_source_delete", &l.fn.source_delete, &missing) &&
+            resolve(lib, "pmem2_map_from_existing", &l.fn.map_from_existing, &missing) &&
+            resolve(lib, "pmem2_map_delete", &l.fn.map_delete, &missing) &&
+            resolve(lib, "pmem2_get_memcpy_fn", &l.fn.get_memcpy_fn, &missing) &&
+            resolve(lib, "pmem2_get_drain_fn", &l.fn.get_drain_fn, &missing) &&
+            resolve(lib, "pmem2_errormsg", &l.fn.errormsg, &missing);
+  if (!ok) {
+    dlclose(lib);
+    l.fn = {};
+    l.error = name + " is not a usable libpmem2: " + missing;
+  }
+  return l;
+}
+
+// libpmem2 loaded on first use, once per process (thread-safe: a function-local static);
+// nullptr with *why set when it cannot be loaded.
+const Pmem2* pmem2(std::string* why) {
+  static const Pmem2Load l = load_pmem2();
+  if (!l.error.empty()) {
+    if (why) *why = l.error;
+    return nullptr;
+  }
+  return &l.fn;
+}
 
 int pmem2_to_errno(int r) {
   // libpmem2 returns -errno for system errors and its own codes below -100000.
@@ -46,35 +128,39 @@ class DaxMedium final : public Medium {
   }
   void disown_fd() { fd_ = -1; }
 
+  // Maps the device or file with MAP_SYNC and hands the mapping to libpmem2. -EOPNOTSUPP when
+  // it is not DAX, -ELIBACC when libpmem2 cannot be loaded.
   int map(std::string* why) {
-    size_t size = 0;
-    int r = pmem2_source_from_fd(&src_, fd_);
-    if (r == 0) r = pmem2_source_size(src_, &size);
-    if (r == 0 && size == 0) r = -ENOSPC;
+    uint64_t size = 0;
+    int r;
+    if (growable_) {
+      // A regular file: its size is i_size, and MAP_SYNC tells DAX from not before libpmem2
+      // is loaded (most file stores are not DAX and never need it).
+      struct stat st;
+      if (fstat(fd_, &st) != 0) return -errno;
+      size = static_cast<uint64_t>(st.st_size);
+      if (size == 0) return -ENOSPC;
+      if ((r = map_sync(size, why)) != 0) return r;
+      if ((r = load(why)) != 0) return r;
+      r = pm_->source_from_fd(&src_, fd_);
+    } else {
+      // device-DAX: only libpmem2 knows the size.
+      if ((r = load(why)) != 0) return r;
+      size_t n = 0;
+      r = pm_->source_from_fd(&src_, fd_);
+      if (r == 0) r = pm_->source_size(src_, &n);
+      if (r == 0 && n == 0) r = -ENOSPC;
+      if (r == 0 && (r = map_sync(n, why)) != 0) return r;
+    }
+    if (r == 0) r = pm_->map_from_existing(&map_, src_, base_, size_, PMEM2_GRANULARITY_CACHE_LINE);
     if (r != 0) {
-      if (why) *why = std::string("libpmem2: ") + pmem2_errormsg();
+      if (why) *why = std::string("libpmem2: ") + pm_->errormsg();
       r = pmem2_to_errno(r);
       unmap();
       return r;
     }
-    void* addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd_, 0);
-    if (addr == MAP_FAILED) {
-      r = -errno;
-      if (why) *why = r == -EOPNOTSUPP ? "not DAX: MAP_SYNC refused" : "mmap failed";
-      unmap();
-      return r;
-    }
-    base_ = static_cast<uint8_t*>(addr);
-    size_ = size;
-    r = pmem2_map_from_existing(&map_, src_, addr, size, PMEM2_GRANULARITY_CACHE_LINE);
-    if (r != 0) {
-      if (why) *why = std::string("libpmem2: ") + pmem2_errormsg();
-      r = pmem2_to_errno(r);
-      unmap();
-      return r;
-    }
-    memcpy_ = pmem2_get_memcpy_fn(map_);
-    drain_ = pmem2_get_drain_fn(map_);
+    memcpy_ = pm_->get_memcpy_fn(map_);
+    drain_ = pm_->get_drain_fn(map_);
     return 0;
   }
 
@@ -121,16 +207,40 @@ class DaxMedium final : public Medium {
   }
 
  private:
+  int load(std::string* why) {
+    if (pm_) return 0;
+    std::string e;
+    pm_ = pmem2(&e);
+    if (pm_) return 0;
+    if (why) *why = e;
+    unmap();
+    return -ELIBACC;
+  }
+
+  int map_sync(uint64_t size, std::string* why) {
+    void* addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd_, 0);
+    if (addr == MAP_FAILED) {
+      int r = -errno;
+      if (why) *why = r == -EOPNOTSUPP ? "not DAX: MAP_SYNC refused" : "mmap failed";
+      unmap();
+      return r;
+    }
+    base_ = static_cast<uint8_t*>(addr);
+    size_ = size;
+    return 0;
+  }
+
   void unmap() {
-    if (map_) pmem2_map_delete(&map_);  // (does not unmap a map made from an existing mapping)
+    if (map_) pm_->map_delete(&map_);  // (does not unmap a map made from an existing mapping)
     if (base_) munmap(base_, size_);
-    if (src_) pmem2_source_delete(&src_);
+    if (src_) pm_->source_delete(&src_);
     base_ = nullptr;
     size_ = 0;
   }
 
   int fd_;
   bool growable_;
+  const Pmem2* pm_ = nullptr;  // set once libpmem2 is needed (loaded)
   pmem2_source* src_ = nullptr;
   pmem2_map* map_ = nullptr;
   uint8_t* base_ = nullptr;

@@ -1,26 +1,69 @@
 // ckpt-tool: inspect and verify ckpt stores, and show the module's live state.
 #include "cmd.hpp"
 
+#include <time.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+
+double boottime_s() {
+  timespec t;
+  clock_gettime(CLOCK_BOOTTIME, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Seconds since this process was exec()ed (kernel start time, in clock ticks: 10 ms steps), or
+// -1. With CKPT_TOOL_PHASES set, main() reports it and its own run time on stderr: the wall time
+// of a command minus both is what exit costs (Documentation/whole-process.md, "Start-up").
+double since_exec_s() {
+  char buf[1024];
+  FILE* f = std::fopen("/proc/self/stat", "re");
+  if (!f) return -1;
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and ')'
+  if (!p) return -1;
+  p += 2;                                   // field 3 (state)
+  for (int field = 3; field < 22 && p; field++) p = std::strchr(p, ' ') ? std::strchr(p, ' ') + 1 : nullptr;
+  if (!p) return -1;
+  return boottime_s() - double(std::strtoull(p, nullptr, 10)) / double(sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ckpt-tool: inspect ckpt stores and the ckpt.ko module's live state"};
-  app.require_subcommand(1);
-  app.footer(
-      "Exit status: 0 ok, 1 the operation found a problem, 2 bad arguments, 3 something it needs "
-      "is missing (module not loaded, store not found).");
-  ckpt_tool::Runner run;
-  ckpt_tool::add_stat(app, run);
-  ckpt_tool::add_inspect(app, run);
-  ckpt_tool::add_verify(app, run);
-  ckpt_tool::add_dump(app, run);
-  ckpt_tool::add_restore(app, run);
-  ckpt_tool::add_run(app, run);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : ckpt_tool::kUsage;
+  const bool phases = std::getenv("CKPT_TOOL_PHASES") != nullptr;
+  const double t_main = phases ? boottime_s() : 0;
+  const double started = phases ? since_exec_s() : 0;
+  int rc;
+  {
+    CLI::App app{"ckpt-tool: inspect ckpt stores and the ckpt.ko module's live state"};
+    app.require_subcommand(1);
+    app.footer(
+        "Exit status: 0 ok, 1 the operation found a problem, 2 bad arguments, 3 something it needs "
+        "is missing (module not loaded, store not found).");
+    ckpt_tool::Runner run;
+    ckpt_tool::add_stat(app, run);
+    ckpt_tool::add_inspect(app, run);
+    ckpt_tool::add_verify(app, run);
+    ckpt_tool::add_dump(app, run);
+    ckpt_tool::add_restore(app, run);
+    ckpt_tool::add_run(app, run);
+    try {
+      app.parse(argc, argv);
+      rc = run ? run() : ckpt_tool::kUsage;
+    } catch (const CLI::ParseError& e) {
+      rc = app.exit(e);
+      rc = rc == 0 ? 0 : ckpt_tool::kUsage;
+    }
   }
-  return run ? run() : ckpt_tool::kUsage;
+  if (phases)
+    std::fprintf(stderr, "ckpt-tool phases: exec to main %.3f s, main %.3f s (then exit)\n", started,
+                 boottime_s() - t_main);
+  return rc;
 }

@@ -114,7 +114,7 @@ class Txn {
   // calls in page order — same store contents, same checksums, same crash guarantees (nothing
   // is live before commit()) — but the pages are checksummed and written in few large writes:
   // the blocks are allocated consecutively where the store has room, and each run of
-  // consecutive blocks is one write (DAX: one non-temporal copy; io_uring: SQEs of up to 1 MiB,
+  // consecutive blocks is one write (DAX: one non-temporal copy; io_uring: SQEs of up to 256 KiB,
   // from `src` itself for runs of 1 MiB or more, reaped before the call returns). The bytes
   // are the store's when it returns: the caller may modify `src` after.
   // Requirements: region visible and first_page + npages within its current size (else

@@ -867,14 +867,34 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
         j = e;
       }
     };
-    uint8_t* bufs = tr.buffers(batches.size() > 2 ? wp::kDepth : 1);
-    if (batches.size() <= 2) {  // a thread would cost more than it overlaps
-      for (const Batch& b : batches) {
-        auto r0 = std::chrono::steady_clock::now();
-        mem.read(img.vmas[b.vma], &plan[b.vma].put[b.first], b.n, bufs);
-        ph.read += since(r0);
-        store_batch(b, bufs);
+    // The process is let go as soon as what the checkpoint needs from it is in our hands: the
+    // pages are then checksummed and written while it runs (ckpt.ko has logged and
+    // write-protected them again, so a write now is the next checkpoint's).
+    bool let_go = false;
+    double paused = 0;
+    auto release = [&] {
+      if (let_go) return;
+      if (after != After::kKill) seized.detach();
+      paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      let_go = true;
+    };
+    uint8_t* bufs = tr.buffers(wp::kDepth);
+    if (put <= wp::kDepth * wp::kBatch) {
+      // A small checkpoint (run's incremental ones; pages of several mappings): every page is
+      // read first, packed into the buffers, then the process goes on during the store's part.
+      // A thread would cost more than it overlaps.
+      std::vector<size_t> at(batches.size());
+      size_t next = 0;
+      auto r0 = std::chrono::steady_clock::now();
+      for (size_t b = 0; b < batches.size(); b++) {
+        at[b] = next;
+        mem.read(img.vmas[batches[b].vma], &plan[batches[b].vma].put[batches[b].first],
+                 batches[b].n, bufs + next * kPage);
+        next += batches[b].n;
       }
+      ph.read = since(r0);
+      release();
+      for (size_t b = 0; b < batches.size(); b++) store_batch(batches[b], bufs + at[b] * kPage);
     } else {
       // A reader thread fills the next buffers with process_vm_readv while this one checksums
       // and hands the last to the store (its writes run in io_uring's workers): the copy out of
@@ -946,8 +966,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
       throw Error{kFailed, store_error(st, e, "writing the store")};
     ph.pages = ph.begin + since(t);
     // The pages are in the store's hands: the process may run on while the commit persists.
-    if (after != After::kKill) seized.detach();
-    double paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    release();
     if (int e = txn->commit(); e) throw Error{kFailed, store_error(st, e, "committing the store")};
     ph.commit = since(t);
     if (after == After::kKill) seized.kill_it();

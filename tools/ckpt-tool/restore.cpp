@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -513,8 +514,13 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
   return built;
 }
 
-[[noreturn]] void child(const Image& img, Loaded& ld, int status_w) {
+// The parent's word that its checks (check_image) passed: one byte on this pipe; end of file
+// (the checks refused the image, or the parent died) ends the child before PREPARE.
+int g_go = -1;
+
+[[noreturn]] void child(const Image& img, Loaded& ld, int status_w, int go_r) {
   g_status = status_w;
+  g_go = go_r;
   phase("child started");
   const Thread& t = img.threads[0];
   // No signal may run a handler of the image before the image is there.
@@ -553,7 +559,7 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
   phase("pages read");
 
   // The store's descriptors go with everything else the image does not have.
-  std::vector<int*> helpers = {&ckpt, &data, &g_status};
+  std::vector<int*> helpers = {&ckpt, &data, &g_status, &g_go};
   for (int& fd : vfd)
     if (fd >= 0) helpers.push_back(&fd);
   for (auto& h : helpers_) helpers.push_back(&h.fd);
@@ -614,6 +620,12 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
   p.robust_list = t.robust_list;
   p.rseq = t.rseq;
   p.rseq_sig = t.rseq_sig;
+  // Nothing so far touched anything but this child; what follows hands it to the module.
+  char go = 0;
+  ssize_t got;
+  do got = read(g_go, &go, 1); while (got < 0 && errno == EINTR);
+  if (got != 1) _exit(1);
+  close(g_go);
   phase("PREPARE");
   if (ioctl(ckpt, CKPT_IOC_RESTORE_PREPARE, &p) < 0) {
     int e = errno;
@@ -710,8 +722,6 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   for (int attempt = 0;; attempt++) {
     if (attempt == 3) throw Error{kFailed, store + ": the store kept changing epoch while read"};
     load(store, &img, &ld);
-    check_image(img);
-    phase("checked");
     pid_t pid = start_child(img, ld);
     if (pid > 0) {
       *out_pid = pid;
@@ -736,17 +746,39 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
 
 // Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when
 // the store fell back to its older epoch while the child read (after replaying the read here).
+// The child starts at once and builds the layout and reads the pages while this process checks
+// what can be refused before anything starts (check_image: the mapped files, the vdso, the
+// CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
+// anything the child met, and the child dies having touched nothing but itself.
 pid_t start_child(const Image& img, Loaded& ld) {
-  int pfd[2];
-  if (pipe(pfd) < 0) throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
+  int pfd[2], go[2];
+  // go: a socket, so that telling a child that died already is an error, not SIGPIPE.
+  if (pipe(pfd) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) < 0)
+    throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
   fflush(nullptr);
   pid_t pid = fork();
   if (pid < 0) throw Error{kFailed, std::string("fork: ") + strerror(errno)};
   if (pid == 0) {
     close(pfd[0]);
-    child(img, ld, pfd[1]);
+    close(go[1]);
+    child(img, ld, pfd[1], go[0]);
   }
   close(pfd[1]);
+  close(go[0]);
+  try {
+    check_image(img);
+  } catch (...) {
+    close(go[1]);
+    close(pfd[0]);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  phase("checked");
+  char one = 1;
+  (void)!send(go[1], &one, 1, MSG_NOSIGNAL);  // if the child is gone, its status says why
+  close(go[1]);
   int64_t st = 0;
   size_t got = 0;
   while (got < sizeof(st)) {

@@ -103,6 +103,19 @@ module_param(hook_linger_ms, uint, 0644);
 MODULE_PARM_DESC(hook_linger_ms,
 		 "keep the fault hook armed this long after the last region is removed (ms)");
 
+/*
+ * The linger makes patches rare, not impossible: the bench's repeated `ckpt-tool run`s still
+ * arm and disarm every few seconds, and a vCPU of QEMU's TCG was seen once more stuck on the
+ * patched entry (soft lockup at handle_mm_fault+0x0, the sleeping bytes already back to the
+ * nop). hook_stay_armed=1 arms the hook once, at load, and keeps it until unload: one patch
+ * per boot, at a quiet moment, for the price of the filter's loads on every write fault of
+ * every process. The VM harness sets it; on hardware the default (arm on demand) is right.
+ */
+static bool hook_stay_armed;
+module_param(hook_stay_armed, bool, 0444);
+MODULE_PARM_DESC(hook_stay_armed,
+		 "arm the fault hook at load and keep it until unload (for emulators that mishandle kernel text patching)");
+
 static DEFINE_MUTEX(hook_lock);	/* protects hook_users, hook_armed and the registration */
 static unsigned long hook_users;	/* regions that exist, all sessions */
 static bool hook_armed;		/* fault_ops is registered */
@@ -129,7 +142,7 @@ void ckpt_fault_get(void)
 void ckpt_fault_put(void)
 {
 	mutex_lock(&hook_lock);
-	if (!--hook_users)
+	if (!--hook_users && !hook_stay_armed)
 		mod_delayed_work(system_wq, &hook_disarm_work,
 				 msecs_to_jiffies(READ_ONCE(hook_linger_ms)));
 	mutex_unlock(&hook_lock);
@@ -145,9 +158,20 @@ int ckpt_fault_init(void)
 	static char name[] = "handle_mm_fault";
 	int ret = ftrace_set_filter(&fault_ops, name, sizeof(name) - 1, 1);
 
-	if (ret)
+	if (ret) {
 		pr_err("ckpt: cannot hook handle_mm_fault: %d\n", ret);
-	return ret;
+		return ret;
+	}
+	if (hook_stay_armed) {
+		ret = register_ftrace_function(&fault_ops);
+		if (ret) {
+			pr_err("ckpt: cannot arm the fault hook: %d\n", ret);
+			ftrace_free_filter(&fault_ops);
+			return ret;
+		}
+		hook_armed = true;
+	}
+	return 0;
 }
 
 void ckpt_fault_exit(void)

@@ -48,7 +48,9 @@ if [ "$VM_PMEM" = 1 ]; then
 fi
 
 if [ -n "$VM_CKPT_KO" ]; then
-  insmod "$VM_CKPT_KO" || die "insmod $VM_CKPT_KO failed"
+  # hook_stay_armed: one patch of handle_mm_fault() per boot, not one per arm/disarm (TCG was
+  # seen stuck on a freshly patched entry; kmod/fault.c).
+  insmod "$VM_CKPT_KO" hook_stay_armed=1 || die "insmod $VM_CKPT_KO failed"
 fi
 
 cd "$VM_CWD" || die "no directory $VM_CWD in the guest"

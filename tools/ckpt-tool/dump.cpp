@@ -263,23 +263,9 @@ bool ends_with(const std::string& s, const char* suffix) {
 }
 
 void read_stat_fields(int pid, Image* img) {
-  std::string st;
-  if (int e = proc::read_file("/proc/" + std::to_string(pid) + "/stat", &st); e)
-    throw Error{kFailed, "/proc/PID/stat: " + errstr(e)};
-  size_t rp = st.rfind(')');
-  if (rp == std::string::npos) throw Error{kFailed, "unexpected /proc/PID/stat"};
   std::vector<uint64_t> f;  // f[0] is field 3 (state)
-  const char* p = st.c_str() + rp + 2;
-  while (*p) {
-    char* end;
-    f.push_back(strtoull(p, &end, 10));
-    if (end == p) {  // the state letter
-      while (*p && *p != ' ') p++;
-    } else {
-      p = end;
-    }
-    while (*p == ' ' || *p == '\n') p++;
-  }
+  if (int e = proc::read_stat(pid, &f); e)
+    throw Error{kFailed, e == -EINVAL ? "unexpected /proc/PID/stat" : "/proc/PID/stat: " + errstr(e)};
   auto field = [&](size_t n) { return n - 3 < f.size() ? f[n - 3] : 0; };
   if (f.size() < 51 - 2) throw Error{kFailed, "/proc/PID/stat lacks the mm fields"};
   img->start_code = field(26);

@@ -1,12 +1,14 @@
 // ckpt-tool: inspect and verify ckpt stores, and show the module's live state.
 #include "cmd.hpp"
+#include "proc.hpp"
 
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <vector>
 
 namespace {
 
@@ -20,18 +22,9 @@ double boottime_s() {
 // -1. With CKPT_TOOL_PHASES set, main() reports it and its own run time on stderr: the wall time
 // of a command minus both is what exit costs (Documentation/whole-process.md, "Start-up").
 double since_exec_s() {
-  char buf[1024];
-  FILE* f = std::fopen("/proc/self/stat", "re");
-  if (!f) return -1;
-  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
-  buf[n] = 0;
-  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and ')'
-  if (!p) return -1;
-  p += 2;                                   // field 3 (state)
-  for (int field = 3; field < 22 && p; field++) p = std::strchr(p, ' ') ? std::strchr(p, ' ') + 1 : nullptr;
-  if (!p) return -1;
-  return boottime_s() - double(std::strtoull(p, nullptr, 10)) / double(sysconf(_SC_CLK_TCK));
+  std::vector<uint64_t> f;  // f[0] is field 3; field 22 is the start time
+  if (ckpt_tool::proc::read_stat(getpid(), &f) || f.size() < 22 - 2) return -1;
+  return boottime_s() - double(f[22 - 3]) / double(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace

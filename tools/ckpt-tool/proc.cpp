@@ -52,6 +52,26 @@ int read_file(const std::string& path, std::string* out) {
   return 0;
 }
 
+int read_stat(int pid, std::vector<uint64_t>* out) {
+  std::string st;
+  if (int e = read_file(base(pid) + "/stat", &st); e) return e;
+  size_t rp = st.rfind(')');
+  if (rp == std::string::npos || rp + 2 > st.size()) return -EINVAL;
+  out->clear();
+  const char* p = st.c_str() + rp + 2;
+  while (*p) {
+    char* end;
+    out->push_back(strtoull(p, &end, 10));
+    if (end == p) {  // the state letter
+      while (*p && *p != ' ') p++;
+    } else {
+      p = end;
+    }
+    while (*p == ' ' || *p == '\n') p++;
+  }
+  return 0;
+}
+
 int read_link(const std::string& path, std::string* out) {
   char buf[8192];
   ssize_t n = readlink(path.c_str(), buf, sizeof(buf));

@@ -22,6 +22,11 @@ int read_maps(int pid, std::vector<MapsLine>* out);
 // table to print smaps: costlier than maps, which is what to use when the flags are not needed).
 int read_smaps(int pid, std::vector<MapsLine>* out);
 
+// The numeric fields of /proc/<pid>/stat from field 3 (state) on: (*out)[n - 3] is field n,
+// the state letter reads as 0 (the command name before them may hold spaces and ')').
+// 0 or -errno; -EINVAL when the file does not look like one.
+int read_stat(int pid, std::vector<uint64_t>* out);
+
 // Whole small file (procfs, sysfs) as a string. 0 or -errno.
 int read_file(const std::string& path, std::string* out);
 

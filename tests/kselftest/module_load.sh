@@ -5,6 +5,8 @@
 # Output is TAP, as kselftest's shell tests print it.
 set -u
 KO=${VM_CKPT_KO:-$(dirname "$0")/../../kmod/ckpt.ko}
+# Loaded again with the parameter it was loaded with (the VM harness sets hook_stay_armed).
+ARGS="hook_stay_armed=$(cat /sys/module/ckpt/parameters/hook_stay_armed 2>/dev/null || echo N)"
 n=0 fail=0
 ok() { n=$((n+1)); echo "ok $n $1"; }
 nok() { n=$((n+1)); fail=$((fail+1)); echo "not ok $n $1"; }
@@ -12,10 +14,10 @@ echo "TAP version 13"
 echo "1..5"
 [ -c /dev/ckpt ] && ok "loaded: /dev/ckpt present" || nok "loaded: /dev/ckpt present"
 exec 9<>/dev/ckpt
-if rmmod ckpt 2>/dev/null; then nok "rmmod refused while a session is open"; insmod "$KO"; else ok "rmmod refused while a session is open"; fi
+if rmmod ckpt 2>/dev/null; then nok "rmmod refused while a session is open"; insmod "$KO" $ARGS; else ok "rmmod refused while a session is open"; fi
 exec 9>&-
 rmmod ckpt && ok "rmmod once no session is open" || nok "rmmod once no session is open"
 [ ! -e /dev/ckpt ] && ok "/dev/ckpt gone after rmmod" || nok "/dev/ckpt gone after rmmod"
-insmod "$KO" && [ -c /dev/ckpt ] && ok "insmod again" || nok "insmod again"
+insmod "$KO" $ARGS && [ -c /dev/ckpt ] && ok "insmod again" || nok "insmod again"
 echo "# Totals: pass:$((n-fail)) fail:$fail xfail:0 xpass:0 skip:0 error:0"
 [ $fail -eq 0 ]

@@ -41,6 +41,39 @@ struct Block {  // 16 bytes before every payload
 
 const std::string kPrefix = "@heap:";
 
+// Where a new heap goes when the caller gives no hint: a window of its own, 16..64 TiB, far from
+// everything the kernel places by itself (PIE text and brk near 0x55.., the mmap area growing
+// down from below the stack near 0x7f..). A heap placed "anywhere" lands at the top of the mmap
+// area; after a restart, the process's first mmaps there (the store's mapping, thread stacks,
+// io_uring rings) can take the hole the heap must come back to, and the heap's open fails
+// -EEXIST. CI saw exactly that. Slots are 1 GiB aligned (huge-page friendly); the first slot
+// comes from the name's hash so different heaps rarely probe the same ones. On a smaller
+// address space (a 39-bit arm64 kernel) the window does not exist and the heap goes anywhere.
+constexpr uintptr_t kWindowLo = uintptr_t{1} << 44;
+constexpr uintptr_t kWindowHi = uintptr_t{1} << 46;
+constexpr uintptr_t kSlot = uintptr_t{1} << 30;
+constexpr int kProbes = 64;
+
+void* map_in_window(const std::string& name, size_t size) {
+  if (sizeof(uintptr_t) < 8) return MAP_FAILED;
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a: the slot need not be secret, only spread
+  for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ULL;
+  uintptr_t span = (size + kSlot - 1) / kSlot * kSlot;
+  uintptr_t slots = (kWindowHi - kWindowLo - span) / kSlot;
+  for (int i = 0; i < kProbes; i++) {
+    uintptr_t a = kWindowLo + ((h + i) % slots) * kSlot;
+    void* want = reinterpret_cast<void*>(a);
+    void* p = mmap(want, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == want) return p;
+    if (p != MAP_FAILED) {  // a kernel before 4.17 takes the flag as a hint
+      munmap(p, size);
+      continue;
+    }
+    if (errno != EEXIST) return MAP_FAILED;  // ENOMEM: beyond this address space
+  }
+  return MAP_FAILED;
+}
+
 Header* hdr(ckpt_heap_t* h) { return static_cast<Header*>(h->base); }
 
 void init_header(ckpt_heap_t* h) {
@@ -77,8 +110,11 @@ int heap_open(ckpt_t* c, const char* name, size_t size, void* hint, ckpt_heap_t*
                                      std::to_string(stored_size) + ", opened with " + std::to_string(size));
   }
   void* want_addr = addr ? reinterpret_cast<void*>(addr) : hint;
-  int flags = MAP_PRIVATE | MAP_ANONYMOUS | (want_addr ? MAP_FIXED_NOREPLACE : 0);
-  void* p = mmap(want_addr, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  void* p = want_addr ? MAP_FAILED : map_in_window(name, size);
+  if (p == MAP_FAILED) {
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (want_addr ? MAP_FIXED_NOREPLACE : 0);
+    p = mmap(want_addr, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  }
   if (p == MAP_FAILED || (want_addr && p != want_addr)) {
     int e = p == MAP_FAILED ? errno : EEXIST;
     if (p != MAP_FAILED) munmap(p, size);

@@ -227,7 +227,9 @@ const char *ckpt_last_error(const ckpt_t *c);
  * so pointers between its objects stay valid across a crash and restore.
  * If the store holds the heap, it is mapped at its recorded address (MAP_FIXED_NOREPLACE):
  * -EEXIST if that address is taken in this process, -EINVAL if the size differs; its contents
- * come back with ckpt_restore(). Otherwise it is mapped at `addr_hint` (NULL: anywhere).
+ * come back with ckpt_restore(). Otherwise it is mapped at `addr_hint`, or with NULL in a window
+ * of its own (1 GiB-aligned slots between 16 and 64 TiB on x86-64), away from the mmap area, so a
+ * restarted program's own mappings do not take the address before it reopens the heap.
  * The heap is owned by the session: ckpt_close() unmaps it.
  */
 int ckpt_heap_open(ckpt_t *c, const char *name, size_t size, void *addr_hint, ckpt_heap_t **out);

@@ -2,6 +2,7 @@
 // the allocator's metadata comes back with them, and a taken address or a changed size fails
 // clearly.
 #include <set>
+#include <vector>
 
 #include "lib_testutil.hpp"
 
@@ -15,19 +16,34 @@ struct Node {
   char pad[40];
 };
 
-ckpt_t* open_store(const StorePath& sp, bool first) {
-  ckpt_config_t cfg;
-  ckpt_config_init(&cfg);
-  if (first) cfg.flags = sp.first_flags();
-  ckpt_t* c = nullptr;
-  int r = ckpt_open(sp.path().c_str(), &cfg, &c);
-  EXPECT_EQ(r, 0) << strerror(-r);
-  return c;
-}
+// The session a test opened, closed when the test ends, also when an ASSERT returns early: a
+// session left open keeps the store locked, and every later test on the same store
+// (CKPT_TEST_STORE) would fail -EBUSY instead of showing its own result.
+class Session {
+ public:
+  Session(const StorePath& sp, bool first) { reopen(sp, first); }
+  ~Session() { close(); }
+  void reopen(const StorePath& sp, bool first) {
+    close();
+    ckpt_config_t cfg;
+    ckpt_config_init(&cfg);
+    if (first) cfg.flags = sp.first_flags();
+    int r = ckpt_open(sp.path().c_str(), &cfg, &c_);
+    EXPECT_EQ(r, 0) << strerror(-r);
+  }
+  void close() {
+    if (c_) ckpt_close(c_);
+    c_ = nullptr;
+  }
+  operator ckpt_t*() const { return c_; }
+
+ private:
+  ckpt_t* c_ = nullptr;
+};
 
 TEST(Heap, LinkedListSurvivesRestoreAtSameAddress) {
   StorePath sp;
-  ckpt_t* c = open_store(sp, true);
+  Session c(sp, true);
   ASSERT_TRUE(c);
   ckpt_heap_t* h = nullptr;
   ASSERT_EQ(ckpt_heap_open(c, "list", 1 << 20, nullptr, &h), 0) << ckpt_last_error(c);
@@ -60,9 +76,9 @@ TEST(Heap, LinkedListSurvivesRestoreAtSameAddress) {
   }
   ASSERT_EQ(ckpt_heap_set_root(h, head), 0);
   ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
-  ckpt_close(c);  // unmaps the heap
+  c.close();  // unmaps the heap
 
-  c = open_store(sp, false);
+  c.reopen(sp, false);
   ASSERT_TRUE(c);
   ASSERT_EQ(ckpt_heap_open(c, "list", 1 << 20, nullptr, &h), 0) << ckpt_last_error(c);
   void* base2 = nullptr;
@@ -86,12 +102,12 @@ TEST(Heap, LinkedListSurvivesRestoreAtSameAddress) {
     ASSERT_EQ(live.count(reinterpret_cast<uintptr_t>(p)), 0u) << "block " << p << " reused while live";
     live.insert(reinterpret_cast<uintptr_t>(p));
   }
-  ckpt_close(c);
+  c.close();
 }
 
 TEST(Heap, TakenAddressAndSizeMismatchFailClearly) {
   StorePath sp;
-  ckpt_t* c = open_store(sp, true);
+  Session c(sp, true);
   ASSERT_TRUE(c);
   ckpt_heap_t* h = nullptr;
   ASSERT_EQ(ckpt_heap_open(c, "h", 64 * ps(), nullptr, &h), 0);
@@ -99,9 +115,9 @@ TEST(Heap, TakenAddressAndSizeMismatchFailClearly) {
   ckpt_heap_info(h, &base, nullptr);
   EXPECT_EQ(ckpt_heap_open(c, "h", 64 * ps(), nullptr, &h), -EEXIST);  // already open
   ASSERT_EQ(ckpt_checkpoint(c), 0);
-  ckpt_close(c);
+  c.close();
 
-  c = open_store(sp, false);
+  c.reopen(sp, false);
   ASSERT_TRUE(c);
   EXPECT_EQ(ckpt_heap_open(c, "h", 32 * ps(), nullptr, &h), -EINVAL);
   EXPECT_NE(strstr(ckpt_last_error(c), "size"), nullptr) << ckpt_last_error(c);
@@ -112,12 +128,12 @@ TEST(Heap, TakenAddressAndSizeMismatchFailClearly) {
   munmap(squat, ps());
   ASSERT_EQ(ckpt_heap_open(c, "h", 64 * ps(), nullptr, &h), 0) << ckpt_last_error(c);
   EXPECT_EQ(ckpt_restore(c), 0);
-  ckpt_close(c);
+  c.close();
 }
 
 TEST(Heap, AllocatorBadInput) {
   StorePath sp;
-  ckpt_t* c = open_store(sp, true);
+  Session c(sp, true);
   ASSERT_TRUE(c);
   ckpt_heap_t* h = nullptr;
   EXPECT_EQ(ckpt_heap_open(c, "", ps(), nullptr, &h), -EINVAL);
@@ -137,7 +153,82 @@ TEST(Heap, AllocatorBadInput) {
   EXPECT_EQ(r, -ENOMEM);
   EXPECT_GT(n, 5);
   EXPECT_EQ(ckpt_heap_alloc(h, SIZE_MAX, &p), -ENOMEM);
-  ckpt_close(c);
+  c.close();
+}
+
+// A heap opened with no hint is placed in its own window (16..64 TiB), not at the top of the mmap
+// area: after a restart, the mappings a program makes before reopening its heap (thread stacks,
+// the store's mapping) go top-down into the hole the last run's heap left there, and the heap
+// could not come back (-EEXIST; CI saw it). Here the "restart" fills that hole on purpose.
+TEST(Heap, NewHeapIsPlacedAwayFromTheMmapAreaSoARestartFindsItsAddressFree) {
+  StorePath sp;
+  Session c(sp, true);
+  ASSERT_TRUE(c);
+  ckpt_heap_t* h = nullptr;
+  ASSERT_EQ(ckpt_heap_open(c, "placed", 1 << 20, nullptr, &h), 0) << ckpt_last_error(c);
+  void* base = nullptr;
+  ASSERT_EQ(ckpt_heap_info(h, &base, nullptr), 0);
+  uintptr_t a = reinterpret_cast<uintptr_t>(base);
+  EXPECT_GE(a, uintptr_t{1} << 44) << base;
+  EXPECT_LT(a, uintptr_t{1} << 46) << base;
+  EXPECT_EQ(a % (uintptr_t{1} << 30), 0u) << base;
+  // A second heap gets its own slot.
+  ckpt_heap_t* h2 = nullptr;
+  ASSERT_EQ(ckpt_heap_open(c, "placed-too", 1 << 20, nullptr, &h2), 0) << ckpt_last_error(c);
+  void* base2 = nullptr;
+  ASSERT_EQ(ckpt_heap_info(h2, &base2, nullptr), 0);
+  EXPECT_NE(base2, base);
+  void* obj = nullptr;
+  ASSERT_EQ(ckpt_heap_alloc(h, 64, &obj), 0);
+  static_cast<void**>(obj)[0] = obj;  // a pointer into the heap, which must survive
+  ASSERT_EQ(ckpt_heap_set_root(h, obj), 0);
+  ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
+  c.close();
+
+  // The restart: whatever the kernel hands out now, anywhere, takes the free space at the top
+  // of the mmap area, where a heap placed "anywhere" would have been.
+  std::vector<void*> squat;
+  for (int i = 0; i < 16; i++) {
+    void* p = mmap(nullptr, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(p, MAP_FAILED);
+    squat.push_back(p);
+  }
+  c.reopen(sp, false);
+  ASSERT_TRUE(c);
+  int r = ckpt_heap_open(c, "placed", 1 << 20, nullptr, &h);
+  int r2 = r ? r : ckpt_heap_open(c, "placed-too", 1 << 20, nullptr, &h2);
+  for (void* p : squat) munmap(p, 1 << 20);
+  ASSERT_EQ(r, 0) << ckpt_last_error(c);
+  ASSERT_EQ(r2, 0) << ckpt_last_error(c);
+  void* again = nullptr;
+  ckpt_heap_info(h, &again, nullptr);
+  EXPECT_EQ(again, base);
+  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
+  void* root = nullptr;
+  ASSERT_EQ(ckpt_heap_root(h, &root), 0);
+  ASSERT_EQ(root, obj);
+  EXPECT_EQ(static_cast<void**>(root)[0], obj);
+  c.close();
+}
+
+// A hint is honoured as given, outside the window; a taken hint fails clearly.
+TEST(Heap, HintIsHonouredAndATakenHintFails) {
+  StorePath sp;
+  Session c(sp, true);
+  ASSERT_TRUE(c);
+  void* probe = mmap(nullptr, 4 * ps(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(probe, MAP_FAILED);
+  munmap(probe, 4 * ps());
+  ckpt_heap_t* h = nullptr;
+  ASSERT_EQ(ckpt_heap_open(c, "hinted", 4 * ps(), probe, &h), 0) << ckpt_last_error(c);
+  void* base = nullptr;
+  ckpt_heap_info(h, &base, nullptr);
+  EXPECT_EQ(base, probe);
+  void* taken = mmap(nullptr, 4 * ps(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(taken, MAP_FAILED);
+  EXPECT_EQ(ckpt_heap_open(c, "hinted-taken", 4 * ps(), taken, &h), -EEXIST);
+  EXPECT_NE(strstr(ckpt_last_error(c), "in use"), nullptr) << ckpt_last_error(c);
+  munmap(taken, 4 * ps());
 }
 
 }  // namespace

@@ -350,6 +350,7 @@ void read_fds(int pid, Image* img, KnownFiles* known) {
 std::vector<bool> want_pages(int pagemap_fd, const Vma& v, std::vector<uint64_t>& ent) {
   constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
   uint64_t pages = (v.end - v.start) / kPage;
+  if (v.kind == kSharedAnon) return std::vector<bool>(pages, true);  // every page, always
   std::vector<bool> want(pages);
   if (ent.size() < std::min<uint64_t>(pages, 65536)) ent.resize(std::min<uint64_t>(pages, 65536));
   for (uint64_t i = 0; i < pages;) {
@@ -358,9 +359,7 @@ std::vector<bool> want_pages(int pagemap_fd, const Vma& v, std::vector<uint64_t>
     if (got != ssize_t(n * 8)) throw Error{kFailed, std::string("pagemap: ") + strerror(errno)};
     for (uint64_t k = 0; k < n; k++) {
       uint64_t e = ent[k];
-      if (v.kind == kSharedAnon)
-        want[i + k] = true;
-      else if (v.kind == kFile)
+      if (v.kind == kFile)
         want[i + k] = (e & kSwapped) || ((e & kPresent) && !(e & kFilePage));
       else
         want[i + k] = e & (kPresent | kSwapped);
@@ -733,9 +732,6 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
       Vma& v = img.vmas[i];
       Plan& p = plan[i];
       uint64_t pages = (v.end - v.start) / kPage;
-      auto m0 = std::chrono::steady_clock::now();
-      p.present = want_pages(pm, v, tr.scratch);
-      ph.pagemap += since(m0);
       const Vma* pv = nullptr;
       auto it = tr.regs.find(v.start);
       if (tr.have_prev && it != tr.regs.end() && it->second.end == v.end)
@@ -748,20 +744,64 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
         // image or was written since (a page that came back without a write, e.g. read after
         // MADV_DONTNEED, is a zero page the restore recreates by itself). Only the written
         // ones are read.
-        std::vector<bool> was(pages, false), dirty(pages, false);
-        for (const auto& r : pv->runs)
-          for (uint64_t k = 0; k < r.len / kPage; k++) was[r.offset / kPage + k] = true;
         auto c0 = std::chrono::steady_clock::now();
+        std::vector<uint64_t> dirty;  // page indices, ascending, unique
         for (uint64_t a : collect(tr.fd, it->second.id, tr.scratch))
-          if (a >= v.start && a < v.end) dirty[(a - v.start) / kPage] = true;
+          if (a >= v.start && a < v.end) dirty.push_back((a - v.start) / kPage);
+        if (!std::is_sorted(dirty.begin(), dirty.end())) std::sort(dirty.begin(), dirty.end());
+        dirty.erase(std::unique(dirty.begin(), dirty.end()), dirty.end());
         ph.collect += since(c0);
-        for (uint64_t k = 0; k < pages; k++) {
-          p.present[k] = p.present[k] && (was[k] || dirty[k]);
-          if (p.present[k] && dirty[k]) p.put.push_back(k);
+        // Is a page there now? ckpt.ko logs every page whose mapping changed since the last
+        // checkpoint: written, or zapped (MADV_DONTNEED, munmap, swap-out, THP collapse; its
+        // mmu notifier, kmod/mm.c). So a page of the last image that is not logged is still
+        // there, unchanged, and only the logged ones are in question. A few logged pages of
+        // an anonymous mapping are not worth a pagemap walk of the whole mapping (1-3 ms for
+        // 64 MiB under TCG, the biggest part of a small checkpoint): they are taken as
+        // present. One that was in fact dropped reads as zeros (process_vm_readv maps the
+        // zero page there), so the image holds a page of zeros where the process has none:
+        // the same bytes. Many logged pages (an munmap, a big MADV_DONTNEED, an mprotect) ask
+        // pagemap, so as not to copy a dropped range's zeros; a private file mapping always
+        // does, because a dropped page there shows the file again, which the image must not
+        // freeze. Without pagemap the work is on runs and the logged pages, not per page.
+        const bool ask = v.kind != kAnon || dirty.size() > pages / 8;
+        if (!ask) {
+          p.put = dirty;
+          std::vector<Run> runs;  // the last image's runs and the logged pages, merged
+          size_t d = 0;
+          auto add = [&runs](uint64_t off, uint64_t len) {
+            if (!runs.empty() && runs.back().offset + runs.back().len >= off) {
+              const uint64_t end = std::max(runs.back().offset + runs.back().len, off + len);
+              runs.back().len = end - runs.back().offset;
+            } else {
+              runs.push_back({off, len});
+            }
+          };
+          for (const Run& r : pv->runs) {
+            for (; d < dirty.size() && dirty[d] * kPage < r.offset; d++) add(dirty[d] * kPage, kPage);
+            add(r.offset, r.len);
+          }
+          for (; d < dirty.size(); d++) add(dirty[d] * kPage, kPage);
+          for (const Run& r : runs) kept += r.len / kPage;
+          v.runs = std::move(runs);
+        } else {
+          std::vector<bool> was(pages, false), logged(pages, false);
+          for (const auto& r : pv->runs)
+            for (uint64_t k = 0; k < r.len / kPage; k++) was[r.offset / kPage + k] = true;
+          for (uint64_t k : dirty) logged[k] = true;
+          auto m0 = std::chrono::steady_clock::now();
+          p.present = want_pages(pm, v, tr.scratch);
+          ph.pagemap += since(m0);
+          for (uint64_t k = 0; k < pages; k++) {
+            p.present[k] = p.present[k] && (was[k] || logged[k]);
+            if (p.present[k] && logged[k]) p.put.push_back(k);
+          }
         }
         keep[v.start] = it->second;
         tr.regs.erase(it);
       } else {
+        auto m0 = std::chrono::steady_clock::now();
+        p.present = want_pages(pm, v, tr.scratch);
+        ph.pagemap += since(m0);
         for (uint64_t k = 0; k < pages; k++)
           if (p.present[k]) p.put.push_back(k);
         if (tr.track && tr.usable && v.kind != kSharedAnon) {
@@ -771,7 +811,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
           if (ioctl(tr.fd, CKPT_IOC_REGISTER, &r) == 0) keep[v.start] = {r.id, v.start, v.end};
         }
       }
-      for (uint64_t k = 0; k < pages;) {
+      for (uint64_t k = 0; k < p.present.size();) {  // empty when the runs are made above
         if (!p.present[k]) {
           k++;
           continue;

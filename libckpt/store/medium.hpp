@@ -11,7 +11,7 @@
 // Offsets and lengths of writes are multiples of tear_unit() (the store writes whole blocks).
 //
 // Implementations: DAX (libpmem2 non-temporal copies + drain), io_uring (batched fixed-buffer
-// writes + IORING_OP_FSYNC), memory (fuzzing), and the Recorder decorator (crash tests).
+// writes + fdatasync), memory (fuzzing), and the Recorder decorator (crash tests).
 // Not thread-safe, but for one thing: read() calls whose dst, off and len are multiples of 4096
 // may run on several threads at once (the store splits big reads across threads, and no write
 // runs meanwhile). Every medium keeps that: pread() or memcpy, no shared buffer on that path.

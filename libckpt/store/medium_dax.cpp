@@ -33,10 +33,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "format.hpp"
 #include "medium.hpp"
@@ -181,6 +183,12 @@ class DaxMedium final : public Medium {
       int e = errno;
       return e == EFBIG ? -ENOSPC : -e;
     }
+    // fallocate leaves the new blocks unwritten (ext4, xfs). The first store through a MAP_SYNC
+    // mapping into an unwritten block is a synchronous fault: the file system converts the
+    // extent and commits its journal before the fault returns (dax_finish_sync_fault), once per
+    // fault. A 64 MiB dump into a new store spent 0.8 s of its 1.5 s there. Zeros written
+    // through write() convert the whole range at once, and the fdatasync below commits it once.
+    if ((rc = write_zeros(size_, n)) != 0) return rc;
     // The new size must be durable before blocks past the old end are referenced; MAP_SYNC
     // covers the blocks a write faults in, this covers i_size.
     do rc = fdatasync(fd_); while (rc != 0 && errno == EINTR);
@@ -207,6 +215,19 @@ class DaxMedium final : public Medium {
   }
 
  private:
+  int write_zeros(uint64_t from, uint64_t to) {
+    static const std::vector<uint8_t> zeros(1 << 20);
+    while (from < to) {
+      const size_t len = static_cast<size_t>(std::min<uint64_t>(to - from, zeros.size()));
+      ssize_t w = pwrite(fd_, zeros.data(), len, static_cast<off_t>(from));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return errno == EFBIG ? -ENOSPC : -errno;
+      if (w == 0) return -EIO;
+      from += static_cast<uint64_t>(w);
+    }
+    return 0;
+  }
+
   int load(std::string* why) {
     if (pm_) return 0;
     std::string e;

@@ -105,5 +105,13 @@ else
   bench criu-incr ckpt /usr/bin/python3 "$top/bench/criu/criu_bench.py" --incremental \
     --json "$out/criu-incr.json" $quick
 fi
+# The same two with both tools writing to the NVDIMM (/mnt/pmem, ext4 -o dax): ckpt-tool's store
+# is then a DAX store, CRIU's images DAX files. Full runs only.
+if [ -z "$quick" ] && command -v criu >/dev/null && [ -z "$missing" ] && mountpoint -q /mnt/pmem; then
+  bench criu-pmem ckpt /usr/bin/python3 "$top/bench/criu/criu_bench.py" --images /mnt/pmem \
+    --tag=-pmem --reps 3 --json "$out/criu-pmem.json"
+  bench criu-incr-pmem ckpt /usr/bin/python3 "$top/bench/criu/criu_bench.py" --incremental \
+    --images /mnt/pmem --tag=-pmem --reps 3 --json "$out/criu-incr-pmem.json"
+fi
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 [ "$fail" -eq 0 ]

@@ -14,7 +14,10 @@ JSON line per checkpoint: pages, bytes, pause_s, total_s); CRIU: `pre-dump --tra
 pre-dump). Same process, same writes, alternating in each repeat; THP-backed and not.
 
   criu_bench.py --json OUT [--mib 64] [--reps 5] [--quick] [--incremental]
-Writes {"section": "criu"|"criu-incr", "figures": [...], "comparisons": [...]} like ckpt_bench.
+--images DIR --tag=-pmem: the same with both tools writing to DIR (the bench passes /mnt/pmem,
+the NVDIMM's -o dax ext4, where ckpt-tool's store is a DAX store); names get the tag, and the
+comparisons carry no target (the issue's targets are for the /tmp setting).
+Writes {"section": "criu"|"criu-incr" (+tag), "figures": [...], "comparisons": [...]} like ckpt_bench.
 """
 import argparse
 import json
@@ -177,7 +180,7 @@ def incremental(a, work):
         params = {"process_mib": a.mib, "thp": thp, "dirty_pages": (mem // 4096 + 99) // 100,
                   "ckpt_anon_huge_kib": ck[-1]["huge_kib"], "criu_anon_huge_kib": cr[-1]["huge_kib"]}
         def fig(name, unit, v):
-            figures.append({"name": f"criu-incr/{tag}/{name}", "unit": unit, **stats(v), "params": params})
+            figures.append({"name": f"criu-incr{a.tag}/{tag}/{name}", "unit": unit, **stats(v), "params": params})
             print(f"  {tag} {name:<22} median {statistics.median(v):.4g} {unit} (min {min(v):.4g}, max {max(v):.4g})")
         fig("ckpt_full", "s", [x["full_s"] for x in ck])
         fig("ckpt_incr", "s", [x["incr_s"] for x in ck])
@@ -190,6 +193,8 @@ def incremental(a, work):
         fig("criu_incr_all_bytes", "bytes", [x["incr_all_bytes"] for x in cr])
 
         def compare(name, what, num, den, limit=None, at_most=False):
+            if a.tag:  # a variant (another medium): reported beside the issue's setting, no target
+                name, limit = f"{name[:-1]}, images on {a.images})", None
             per = [n / k for n, k in zip(num, den)]
             ratio = statistics.median(num) / statistics.median(den)
             c = {"name": name, "unit": "ratio", "what": what, "ratio": ratio, "median": statistics.median(per),
@@ -282,6 +287,10 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--incremental", action="store_true", help="full then 1%% incremental (see above)")
+    ap.add_argument("--images", default="/tmp",
+                    help="directory both tools write to (default /tmp, tmpfs; /mnt/pmem: the "
+                         "emulated NVDIMM's -o dax file system, where ckpt-tool's store is a DAX store)")
+    ap.add_argument("--tag", default="", help="suffix of the section name (criu-pmem, ...)")
     a = ap.parse_args()
     if a.quick:
         a.mib, a.reps = 8, 1
@@ -292,9 +301,9 @@ def main():
     if not shutil.which("criu"):
         print("criu_bench: criu is not installed (scripts/deps.sh)", file=sys.stderr)
         return 1
-    work = tempfile.mkdtemp(prefix="criu-bench.", dir="/tmp")
+    work = tempfile.mkdtemp(prefix="criu-bench.", dir=a.images)
     figures, comparisons = [], []
-    section = "criu-incr" if a.incremental else "criu"
+    section = ("criu-incr" if a.incremental else "criu") + a.tag
     try:
         if a.incremental:
             figures, comparisons = incremental(a, work)
@@ -310,12 +319,13 @@ def main():
                 sizes = {"ckpt_image_bytes": s1, "criu_image_bytes": s2}
             params = {"process_mib": a.mib, "thp": thp, **sizes}
             for k, v in r.items():
-                figures.append({"name": f"criu/{tag}/{k}", "unit": "s", **stats(v), "params": params})
+                figures.append({"name": f"criu{a.tag}/{tag}/{k}", "unit": "s", **stats(v), "params": params})
                 print(f"  {tag} {k:<14} median {statistics.median(v):.3f} s (min {min(v):.3f}, max {max(v):.3f})")
             for op in ("dump", "restore"):
                 per = [c / k for c, k in zip(r[f"criu_{op}"], r[f"ckpt_{op}"])]
                 ratio = statistics.median(r[f"criu_{op}"]) / statistics.median(r[f"ckpt_{op}"])
-                comparisons.append({"name": f"criu {op} time / ckpt-tool {op} time ({tag}, {a.mib} MiB)",
+                where = f", images on {a.images}" if a.tag else ""
+                comparisons.append({"name": f"criu {op} time / ckpt-tool {op} time ({tag}, {a.mib} MiB{where})",
                                     "unit": "ratio", "what": "higher: ckpt-tool is faster", "ratio": ratio,
                                     "median": statistics.median(per), "min": min(per), "max": max(per),
                                     "n": len(per), "params": params})

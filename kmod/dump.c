@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * CKPT_IOC_DUMP_TASK: the per-task state ptrace does not show (signal handlers, the alternate
- * signal stack, clear_child_tid, the robust list head, rseq, the heap bounds), read for a
- * task the caller has stopped under ptrace. This is what CRIU injects a parasite for.
+ * signal stack, clear_child_tid, the robust list head, rseq, the heap bounds, the process's
+ * timers), read for a task the caller has stopped under ptrace. This is what CRIU injects a
+ * parasite for.
  *
  * Permission is the ptrace relationship itself: the caller must be the task's tracer and the
  * task must sit in a ptrace stop, so the fields cannot change while they are read and the
  * caller could read (and change) far more through ptrace anyway.
  */
 #include <linux/futex.h>
+#include <linux/hrtimer.h>
 #include <linux/pid.h>
+#include <linux/posix-timers.h>
 #include <linux/ptrace.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
@@ -19,29 +22,45 @@
 #include <linux/uaccess.h>
 #include "ckpt.h"
 
-/* The handlers of @t's thread group into @out (CKPT_NSIG entries). */
-static int read_actions(struct task_struct *t, struct ckpt_sigaction *out)
+/*
+ * Lock @t's sighand (its siglock), or NULL if the task has exited. sighand is freed by RCU
+ * (SLAB_TYPESAFE_BY_RCU) and cleared under its lock when the task exits: lock it, then check
+ * it is still the task's (__lock_task_sighand is not exported). Returns with the RCU read
+ * lock held; unlock_sighand() drops both.
+ */
+static struct sighand_struct *lock_sighand(struct task_struct *t)
 {
 	struct sighand_struct *sighand;
-	int i;
 
-	/*
-	 * sighand is freed by RCU (SLAB_TYPESAFE_BY_RCU) and cleared under its lock when the
-	 * task exits: lock it, then check it is still the task's (__lock_task_sighand is not
-	 * exported).
-	 */
 	rcu_read_lock();
 	sighand = rcu_dereference(t->sighand);
 	if (!sighand) {
 		rcu_read_unlock();
-		return -ESRCH;
+		return NULL;
 	}
 	spin_lock_irq(&sighand->siglock);
 	if (sighand != rcu_access_pointer(t->sighand)) {
 		spin_unlock_irq(&sighand->siglock);
 		rcu_read_unlock();
-		return -ESRCH;
+		return NULL;
 	}
+	return sighand;
+}
+
+static void unlock_sighand(struct sighand_struct *sighand)
+{
+	spin_unlock_irq(&sighand->siglock);
+	rcu_read_unlock();
+}
+
+/* The handlers of @t's thread group into @out (CKPT_NSIG entries). */
+static int read_actions(struct task_struct *t, struct ckpt_sigaction *out)
+{
+	struct sighand_struct *sighand = lock_sighand(t);
+	int i;
+
+	if (!sighand)
+		return -ESRCH;
 	for (i = 0; i < CKPT_NSIG && i < _NSIG; i++) {
 		const struct sigaction *sa = &sighand->action[i].sa;
 
@@ -50,8 +69,42 @@ static int read_actions(struct task_struct *t, struct ckpt_sigaction *out)
 		out[i].restorer = (unsigned long)sa->sa_restorer;
 		out[i].mask = sa->sa_mask.sig[0];
 	}
-	spin_unlock_irq(&sighand->siglock);
-	rcu_read_unlock();
+	unlock_sighand(sighand);
+	return 0;
+}
+
+/*
+ * The timers of @t's process, read as getitimer(2) does: under siglock, which serialises
+ * setitimer() and the ITIMER_REAL expiry's re-arm. A POSIX timer is reported when it exists
+ * (the list is changed under the same lock), armed or not: its state is not restorable yet.
+ */
+static int read_timers(struct task_struct *t, struct ckpt_dump_task *d)
+{
+	struct sighand_struct *sighand = lock_sighand(t);
+	struct signal_struct *sig = t->signal;
+
+	if (!sighand)
+		return -ESRCH;
+	d->timers = 0;
+	d->itimer_real_ns = 0;
+	d->itimer_real_interval_ns = 0;
+#ifdef CONFIG_POSIX_TIMERS
+	if (hrtimer_active(&sig->real_timer)) {
+		ktime_t rem = __hrtimer_get_remaining(&sig->real_timer, true);
+
+		d->timers |= CKPT_TIMER_REAL;
+		/* getitimer's rule: an expired timer not yet re-armed still has a microsecond. */
+		d->itimer_real_ns = rem > 0 ? (u64)ktime_to_ns(rem) : NSEC_PER_USEC;
+		d->itimer_real_interval_ns = ktime_to_ns(sig->it_real_incr);
+	}
+	if (sig->it[CPUCLOCK_VIRT].expires)
+		d->timers |= CKPT_TIMER_VIRTUAL;
+	if (sig->it[CPUCLOCK_PROF].expires)
+		d->timers |= CKPT_TIMER_PROF;
+	if (!list_empty(&sig->posix_timers))
+		d->timers |= CKPT_TIMER_POSIX;
+#endif
+	unlock_sighand(sighand);
 	return 0;
 }
 
@@ -65,8 +118,11 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&d, uarg, sizeof(d)))
 		return -EFAULT;
-	if (d.flags || !ckpt_all_zero(d.reserved, ARRAY_SIZE(d.reserved)) || !d.pid || d.pid > INT_MAX)
+	if ((d.flags & ~CKPT_DUMP_TIMERS) || !ckpt_all_zero(d.reserved, ARRAY_SIZE(d.reserved)) ||
+	    !d.pid || d.pid > INT_MAX)
 		return -EINVAL;
+	/* Outputs: whatever they hold on input is ignored. */
+	d.timers = d.itimer_real_ns = d.itimer_real_interval_ns = 0;
 
 	rcu_read_lock();
 	t = pid_task(find_vpid(d.pid), PIDTYPE_PID);
@@ -90,6 +146,12 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 		if (!actions)
 			goto out;
 		ret = read_actions(t, actions);
+		if (ret)
+			goto out;
+	}
+
+	if (d.flags & CKPT_DUMP_TIMERS) {
+		ret = read_timers(t, &d);
 		if (ret)
 			goto out;
 	}

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Whole-process ioctls of ckpt.ko (RESTORE_PREPARE / RESTORE_COMMIT / RESTORE_THREAD /
- * DUMP_TASK): every documented refusal, DUMP_TASK against a ptrace-stopped child, and a
- * COMMIT that fails past the point of no return (its data file shrinks after PREPARE): the
+ * DUMP_TASK): every documented refusal, DUMP_TASK (with its timers) against a ptrace-stopped
+ * child, and a COMMIT that fails past the point of no return (its data file shrinks after PREPARE): the
  * status fd reports -EIO and the task is killed, with no kernel warning (the VM harness checks
  * the log). The successful paths are exercised end to end by tests/e2e/vm-zdtm.sh.
  */
@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -369,8 +370,11 @@ TEST(dump_task)
 		sigset_t m;
 		char c;
 
+		struct itimerval it = { { 2, 0 }, { 100, 0 } };
+
 		signal(SIGUSR1, on_usr1);
 		sigaltstack(&ss, NULL);
+		setitimer(ITIMER_REAL, &it, NULL);
 		sigemptyset(&m);
 		sigaddset(&m, SIGUSR2);
 		sigprocmask(SIG_BLOCK, &m, NULL);
@@ -415,6 +419,17 @@ TEST(dump_task)
 	EXPECT_LE(d.start_brk, d.brk);
 	EXPECT_NE(0, d.robust_list);	/* glibc registers one per thread */
 	EXPECT_EQ(24, d.robust_list_len);
+	EXPECT_EQ(0, d.timers);	/* not asked for */
+	/* CKPT_DUMP_TIMERS: ITIMER_REAL as getitimer would tell it; outputs on input ignored. */
+	d.flags = 2;
+	EXPECT_EQ(-EINVAL, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	d.flags = CKPT_DUMP_TIMERS;
+	d.timers = ~0ULL;
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	EXPECT_EQ(CKPT_TIMER_REAL, d.timers);
+	EXPECT_LT(90ULL * 1000000000, d.itimer_real_ns);
+	EXPECT_GE(100ULL * 1000000000, d.itimer_real_ns);
+	EXPECT_EQ(2ULL * 1000000000, d.itimer_real_interval_ns);
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, __WALL);
 	close(fd);

@@ -139,9 +139,9 @@ TEST(WpImage, Format20WithoutRlimits) {
   for (auto& t : in.threads) t.pending.clear();
   // 2.1 ends with the limit count (0 here), one queued-signal count per thread (2) and the
   // process's (all 0 here); 2.2 then adds the mapping count and one madvise word per mapping
-  // (3), then the end marker: dropping those eight is 2.0's layout.
+  // (3), 2.3 the two ITIMER_REAL words, then the end marker: dropping those ten is 2.0's layout.
   std::vector<uint8_t> meta = encode_meta(in);
-  meta.erase(meta.end() - 72, meta.end() - 8);
+  meta.erase(meta.end() - 88, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 0), 0) << why;
@@ -154,7 +154,7 @@ TEST(WpImage, Format20WithoutRlimits) {
 // bytes read as 2.2 lack the madvise words and are refused.
 TEST(WpImage, Format21WithoutAdvice) {
   std::vector<uint8_t> meta = encode_meta(sample());
-  meta.erase(meta.end() - 40, meta.end() - 8);
+  meta.erase(meta.end() - 56, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 1), 0) << why;
@@ -162,6 +162,37 @@ TEST(WpImage, Format21WithoutAdvice) {
   for (const auto& v : out.vmas) EXPECT_EQ(v.advice, 0u);
   EXPECT_TRUE(out.has_rlimits);
   EXPECT_EQ(decode_meta(meta, &out, &why, 2), -EBADMSG);
+}
+
+// ITIMER_REAL (2.3) round-trips; a 2.2 image (without it) decodes with the timer disarmed,
+// and the same bytes read as 2.3 lack the two words and are refused.
+TEST(WpImage, Format22WithoutItimerAndItimerRoundTrip) {
+  Image in = sample();
+  in.itimer_real_ns = 1500000000;
+  in.itimer_real_interval_ns = 20000000;
+  std::vector<uint8_t> meta = encode_meta(in);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
+  EXPECT_EQ(out.itimer_real_ns, 1500000000u);
+  EXPECT_EQ(out.itimer_real_interval_ns, 20000000u);
+  meta.erase(meta.end() - 24, meta.end() - 8);
+  ASSERT_EQ(decode_meta(meta, &out, &why, 2), 0) << why;
+  EXPECT_EQ(out.itimer_real_ns, 0u);
+  EXPECT_EQ(out.itimer_real_interval_ns, 0u);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 3), -EBADMSG);
+}
+
+// An image of a newer minor version (a newer tool's fields) is refused as such, not as damage.
+TEST(WpImage, NewerMinorVersionIsRefusedClearly) {
+  std::vector<uint8_t> b = encode_process(sample());
+  b[12] = uint8_t(kVersionMinor + 1);  // the minor: high 32 bits of the version word
+  Image out;
+  std::string why;
+  EXPECT_EQ(decode_process(b, &out, &why), -EPROTO);
+  EXPECT_NE(why.find("newer than this ckpt-tool"), std::string::npos) << why;
+  b[12] = uint8_t(kVersionMinor);
+  EXPECT_EQ(decode_process(b, &out, &why), 0) << why;
 }
 
 TEST(WpImage, RefusesWhatRestoreCannotUse) {
@@ -173,6 +204,8 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
     return decode_meta(encode_meta(img), &out, &why) == -EBADMSG;
   };
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.cs = 0x23; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.itimer_real_interval_ns = 1000; }));  // no time left
+  EXPECT_TRUE(refuses([](Image& i) { i.itimer_real_ns = ~0ull; }));
   EXPECT_TRUE(refuses([](Image& i) { i.rlimits[2] = {2, 1}; }));  // soft above hard
   EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0][0] = 9; }));     // SIGKILL queued
   EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0].resize(64); }));  // short siginfo

@@ -3,9 +3,9 @@
 //
 // Everything user space can read is read from user space: ptrace (PTRACE_SEIZE +
 // PTRACE_INTERRUPT for a stop, GETREGS, GETREGSET NT_X86_XSTATE), /proc/PID/{maps,pagemap,
-// fd,fdinfo,cwd,stat,status}, process_vm_readv for memory. What only the kernel knows (signal handlers, sigaltstack,
-// clear_child_tid, robust list, rseq, brk) comes from ckpt.ko's CKPT_IOC_DUMP_TASK, so no code
-// is injected into the target.
+// fd,fdinfo,cwd,stat,status}, process_vm_readv for memory. What only the kernel knows (signal
+// handlers, sigaltstack, clear_child_tid, robust list, rseq, brk, timers) comes from ckpt.ko's
+// CKPT_IOC_DUMP_TASK, so no code is injected into the target.
 #include <fcntl.h>
 #include <linux/ckpt.h>
 #include <linux/elf.h>
@@ -202,8 +202,30 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   ckpt_dump_task d{};
   d.pid = uint64_t(tid);
   d.actions = uint64_t(uintptr_t(acts));
-  if (ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d) < 0)
-    throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};
+  // The process's timers, once (the thread group leader comes first). A module without
+  // CKPT_DUMP_TIMERS refuses the flag: then they are not known, and not saved (as before).
+  const bool leader = t == &img->threads.front();
+  d.flags = leader ? CKPT_DUMP_TIMERS : 0;
+  int rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
+  if (rc < 0 && errno == EINVAL && d.flags) {
+    d = ckpt_dump_task{};
+    d.pid = uint64_t(tid);
+    d.actions = uint64_t(uintptr_t(acts));
+    rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
+  }
+  if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};
+  if (const uint64_t no = d.timers & (CKPT_TIMER_VIRTUAL | CKPT_TIMER_PROF | CKPT_TIMER_POSIX)) {
+    std::string what;
+    if (no & CKPT_TIMER_VIRTUAL) what += ", ITIMER_VIRTUAL";
+    if (no & CKPT_TIMER_PROF) what += ", ITIMER_PROF";
+    if (no & CKPT_TIMER_POSIX) what += ", POSIX timers (timer_create)";
+    throw Error{kFailed, "the process has timers that are not supported: " + what.substr(2) +
+                             " (ITIMER_REAL and alarm() are; see Documentation/whole-process.md)"};
+  }
+  if (leader) {
+    img->itimer_real_ns = d.itimer_real_ns;
+    img->itimer_real_interval_ns = d.itimer_real_ns ? d.itimer_real_interval_ns : 0;
+  }
   for (int i = 0; i < kNsig; i++)
     img->actions[i] = {acts[i].handler, acts[i].flags, acts[i].restorer, acts[i].mask};
   t->sigmask = d.blocked;

@@ -198,6 +198,8 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   queue(img.shared_pending);
   w.u64(img.vmas.size());  // 2.2
   for (const auto& v : img.vmas) w.u64(v.advice);
+  w.u64(img.itimer_real_ns);  // 2.3
+  w.u64(img.itimer_real_interval_ns);
   w.u64(kMetaMagic);
   return w.take();
 }
@@ -371,6 +373,16 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
         return fail("madvise state of a mapping");
     }
   }
+  if (minor >= 3 && r.ok()) {
+    img.itimer_real_ns = r.u64();
+    img.itimer_real_interval_ns = r.u64();
+    // setitimer takes seconds in a time_t; a century is beyond any real timer. An interval
+    // without a time left is a disarmed timer, which the dump writes as two zeros.
+    constexpr uint64_t kCentury = 100ull * 366 * 86400 * 1000000000ull;
+    if (r.ok() && (img.itimer_real_ns > kCentury || img.itimer_real_interval_ns > kCentury ||
+                   (!img.itimer_real_ns && img.itimer_real_interval_ns)))
+      return fail("interval timer");
+  }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
   if (r.ok() && r.left()) return fail("trailing bytes after the metadata");
   if (!r.ok()) return fail(r.why());
@@ -402,6 +414,13 @@ int decode_process(std::span<const uint8_t> b, Image* img, std::string* why) {
     if (why)
       *why = "process image format version " + std::to_string(uint32_t(ver)) +
              " is not supported (this ckpt-tool reads " + std::to_string(kVersionMajor) + ")";
+    return -EPROTO;
+  }
+  if (uint32_t(ver >> 32) > kVersionMinor) {  // a newer tool's additions: not "corrupted"
+    if (why)
+      *why = "process image format 2." + std::to_string(uint32_t(ver >> 32)) +
+             " is newer than this ckpt-tool reads (2." + std::to_string(kVersionMinor) +
+             "): restore it with the ckpt-tool that dumped it";
     return -EPROTO;
   }
   if (n > kMaxMeta || n > b.size() - kProcessHeader) {

@@ -28,8 +28,9 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 2;  // 2.1: resource limits (2.0 images have none);
-                                              // 2.2: madvise state of mappings (Vma::advice)
+inline constexpr uint32_t kVersionMinor = 3;  // 2.1: resource limits (2.0 images have none);
+                                              // 2.2: madvise state of mappings (Vma::advice);
+                                              // 2.3: ITIMER_REAL (Image::itimer_real_ns)
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -152,6 +153,10 @@ struct Image {
   struct Rlimit {
     uint64_t cur = 0, max = 0;
   } rlimits[kNlimits];
+  // ITIMER_REAL (setitimer, alarm) at the dump: time left and interval, 0 = disarmed. 2.3.
+  // Restore arms it again with the time it had left (the time between dump and restore does
+  // not count). The process's other timers are refused at dump.
+  uint64_t itimer_real_ns = 0, itimer_real_interval_ns = 0;
 };
 
 // Metadata only (no page data).

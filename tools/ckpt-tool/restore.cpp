@@ -21,6 +21,7 @@
 #include <linux/ckpt.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -431,6 +432,20 @@ void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
   if (e) die("reading the mapping at " + hex(v.start) + ": " + strerror(-e));
 }
 
+// ITIMER_REAL as the dump found it (format 2.3): the time it had left, and its interval. It is
+// the process's (this child becomes the restored process), armed last, just before COMMIT; a
+// SIGALRM that comes before the image's handlers are in place stays pending (every signal is
+// blocked here) and is delivered under the image's mask.
+void set_itimer(const Image& img) {
+  if (!img.itimer_real_ns) return;
+  auto tv = [](uint64_t ns) {
+    return timeval{time_t(ns / 1000000000), suseconds_t(ns % 1000000000 / 1000)};
+  };
+  itimerval it{tv(img.itimer_real_interval_ns), tv(img.itimer_real_ns)};
+  if (!it.it_value.tv_sec && !it.it_value.tv_usec) it.it_value.tv_usec = 1;  // < 1 us left
+  if (setitimer(ITIMER_REAL, &it, nullptr) < 0) die(std::string("setitimer: ") + strerror(errno));
+}
+
 // madvise(2) state the image recorded for a mapping (format 2.2), set before its pages are
 // read: a THP-backed mapping gets huge pages again as the reads fault it in, and one the
 // process kept off THP stays off.
@@ -656,6 +671,7 @@ int g_go = -1;
   queue_signals(t.pending, true);
   set_rlimits(img);
   set_altstack(t);
+  set_itimer(img);
   phase("COMMIT");
   static Xsave xs;
   std::memcpy(xs.b, t.xsave.data(), t.xsave.size());

@@ -497,7 +497,8 @@ struct ckpt_sigaction {
  * struct ckpt_dump_task - CKPT_IOC_DUMP_TASK (_IOWR): read what ptrace does not show of a
  * task the caller traces (PTRACE_SEIZE'd by this thread and in a ptrace stop)
  * @pid:      in: the task's tid in the caller's pid namespace.
- * @flags:    in: must be 0.
+ * @flags:    in: 0 or CKPT_DUMP_TIMERS (a module without it fails the call with -EINVAL, which
+ *            is how a caller tells an old module from a process without timers).
  * @actions:  in: user pointer to CKPT_NSIG struct ckpt_sigaction (entry n-1 = signal n),
  *            filled from the task's signal handlers (shared by its thread group); 0 = skip.
  * @clear_child_tid, @robust_list, @robust_list_len: out, per thread.
@@ -505,6 +506,10 @@ struct ckpt_sigaction {
  * @blocked:  out: the blocked signal set (per thread).
  * @start_brk, @brk: out: the process's heap bounds (brk is not in /proc/PID/stat).
  * @rseq, @rseq_sig: out.
+ * @timers:   out, with CKPT_DUMP_TIMERS: CKPT_TIMER_* bits of the timers the task's process
+ *            has (interval timers armed; POSIX timers that exist, armed or not).
+ * @itimer_real_ns, @itimer_real_interval_ns: out, with CKPT_DUMP_TIMERS: ITIMER_REAL's time
+ *            left and interval (what getitimer(2) would tell the process); 0 when disarmed.
  * @reserved: must be zero.
  * Errors: -ESRCH no such task or it exited; -EPERM the caller is not its tracer or it is not
  * stopped; -EINVAL; -EFAULT.
@@ -524,8 +529,20 @@ struct ckpt_dump_task {
 	__u64 brk;
 	__u64 rseq;
 	__u64 rseq_sig;
-	__u64 reserved[6];
+	__u64 timers;
+	__u64 itimer_real_ns;
+	__u64 itimer_real_interval_ns;
+	__u64 reserved[3];
 };
+
+/* CKPT_IOC_DUMP_TASK flags */
+#define CKPT_DUMP_TIMERS	(1ULL << 0)	/* also report the process's timers */
+
+/* struct ckpt_dump_task.timers */
+#define CKPT_TIMER_REAL		(1ULL << 0)	/* setitimer(ITIMER_REAL) or alarm() armed */
+#define CKPT_TIMER_VIRTUAL	(1ULL << 1)	/* setitimer(ITIMER_VIRTUAL) armed */
+#define CKPT_TIMER_PROF		(1ULL << 2)	/* setitimer(ITIMER_PROF) armed */
+#define CKPT_TIMER_POSIX	(1ULL << 3)	/* timer_create() timers exist */
 
 #define CKPT_IOC_RESTORE_PREPARE _IOW(CKPT_IOC_MAGIC, 0x10, struct ckpt_restore_prepare)
 #define CKPT_IOC_RESTORE_COMMIT	_IO(CKPT_IOC_MAGIC, 0x11)

@@ -14,11 +14,13 @@
 // state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which unmaps the rest of the child,
 // maps and fills the staged mappings and returns into the image's registers. The outcome
 // comes back on a pipe.
-// The restored process runs with the caller's credentials and a new PID.
+// The restored process runs with the caller's credentials, with its PID again when that is free
+// and the caller may choose PIDs (fork_as), else a new one.
 #include <cpuid.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <linux/ckpt.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -766,13 +768,37 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
 // what can be refused before anything starts (check_image: the mapped files, the vdso, the
 // CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
 // anything the child met, and the child dies having touched nothing but itself.
+// fork(), the child taking the image's PID again when it is free and the caller may choose
+// PIDs: PID-1 written to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE
+// over the PID namespace) makes the next fork take PID, as CRIU did before clone3's set_tid
+// (a raw clone3 would skip glibc's fork bookkeeping in the child). Why: glibc caches every
+// thread's TID in its struct pthread, and raise(), abort() and pthread_kill() use the cached
+// one; with the same PID the main thread's is right again. Racy against forks elsewhere on
+// the system, harmlessly: the child then has another PID, as it always had without the right.
+// The flock keeps two restores from taking turns in between (CRIU takes the same lock).
+pid_t fork_as(uint64_t want) {
+  int fd = -1;
+  if (want > 1 && want <= INT32_MAX && kill(pid_t(want), 0) < 0 && errno == ESRCH)
+    fd = open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    std::string last = std::to_string(want - 1);
+    if (flock(fd, LOCK_EX) < 0 || pwrite(fd, last.data(), last.size(), 0) != ssize_t(last.size())) {
+      close(fd);  // no right to choose (EPERM): an ordinary fork
+      fd = -1;
+    }
+  }
+  pid_t pid = fork();
+  if (fd >= 0) close(fd);  // in both: the child must not take it into the image's process
+  return pid;
+}
+
 pid_t start_child(const Image& img, Loaded& ld) {
   int pfd[2], go[2];
   // go: a socket, so that telling a child that died already is an error, not SIGPIPE.
   if (pipe(pfd) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) < 0)
     throw Error{kFailed, std::string("pipe: ") + strerror(errno)};
   fflush(nullptr);
-  pid_t pid = fork();
+  pid_t pid = fork_as(img.pid);
   if (pid < 0) throw Error{kFailed, std::string("fork: ") + strerror(errno)};
   if (pid == 0) {
     close(pfd[0]);
@@ -869,8 +895,8 @@ void add_restore(CLI::App& app, Runner& run) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
-      "restore", "Recreate a process from the newest intact checkpoint in a store (new PID, the "
-                 "caller's credentials)");
+      "restore", "Recreate a process from the newest intact checkpoint in a store (its PID if "
+                 "free and you may choose PIDs, else a new one; the caller's credentials)");
   sub->add_option("--store", o->store, "store written by dump or run")->required();
   sub->add_flag("--wait", o->wait,
                 "wait for the restored process and exit with its status (128+N if killed by "

@@ -535,6 +535,38 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
 // (the checks refused the image, or the parent died) ends the child before PREPARE.
 int g_go = -1;
 
+// The image's PID (and TIDs) again when they are free and the caller may choose PIDs: PID-1
+// written to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE
+// over the PID namespace) makes the next fork take PID, as CRIU did before clone3's set_tid
+// (a raw clone3 would skip glibc's fork bookkeeping in the child). Why: glibc caches every
+// thread's TID in its struct pthread, and raise(), abort() and pthread_kill() use the cached
+// one; with the same PID and TIDs the cache is right again. Racy against forks elsewhere on
+// the system, harmlessly: the child (or a thread) then has another ID, as without the right.
+// The flock keeps two restores from taking turns in between (CRIU takes the same lock).
+class NextPid {
+ public:
+  NextPid() : fd_(open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC)) {
+    if (fd_ >= 0 && flock(fd_, LOCK_EX) < 0) release();
+  }
+  ~NextPid() { release(); }
+  // The next fork/clone takes `want` if it is free and ns_last_pid is writable (true: asked).
+  bool ask(uint64_t want) {
+    if (fd_ < 0 || want <= 1 || want > INT32_MAX) return false;
+    if (kill(pid_t(want), 0) == 0 || errno != ESRCH) return false;  // taken (or a zombie's)
+    std::string last = std::to_string(want - 1);
+    if (pwrite(fd_, last.data(), last.size(), 0) == ssize_t(last.size())) return true;
+    release();  // no right to choose (EPERM): ordinary PIDs from now on
+    return false;
+  }
+  void release() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
 [[noreturn]] void child(const Image& img, Loaded& ld, int status_w, int go_r) {
   g_status = status_w;
   g_go = go_r;
@@ -656,11 +688,16 @@ int g_go = -1;
   for (int fd : vfd)
     if (fd >= 0) close(fd);
 
-  // The other threads park in the kernel; COMMIT wants them all there.
-  for (auto& h : helpers_) {
-    pthread_t th;
-    if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
-      die(std::string("creating a thread: ") + strerror(e));
+  // The other threads park in the kernel; COMMIT wants them all there. Each gets its image
+  // thread's TID again where that is free and allowed (next_tid), like the process its PID.
+  {
+    NextPid next;
+    for (auto& h : helpers_) {
+      next.ask(h.t->tid);
+      pthread_t th;
+      if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
+        die(std::string("creating a thread: ") + strerror(e));
+    }
   }
   for (int i = 0;; i++) {
     int e = ioctl(ckpt, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK);
@@ -768,27 +805,12 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
 // what can be refused before anything starts (check_image: the mapped files, the vdso, the
 // CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
 // anything the child met, and the child dies having touched nothing but itself.
-// fork(), the child taking the image's PID again when it is free and the caller may choose
-// PIDs: PID-1 written to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE
-// over the PID namespace) makes the next fork take PID, as CRIU did before clone3's set_tid
-// (a raw clone3 would skip glibc's fork bookkeeping in the child). Why: glibc caches every
-// thread's TID in its struct pthread, and raise(), abort() and pthread_kill() use the cached
-// one; with the same PID the main thread's is right again. Racy against forks elsewhere on
-// the system, harmlessly: the child then has another PID, as it always had without the right.
-// The flock keeps two restores from taking turns in between (CRIU takes the same lock).
+// fork(), the child taking the image's PID if it can (NextPid).
 pid_t fork_as(uint64_t want) {
-  int fd = -1;
-  if (want > 1 && want <= INT32_MAX && kill(pid_t(want), 0) < 0 && errno == ESRCH)
-    fd = open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    std::string last = std::to_string(want - 1);
-    if (flock(fd, LOCK_EX) < 0 || pwrite(fd, last.data(), last.size(), 0) != ssize_t(last.size())) {
-      close(fd);  // no right to choose (EPERM): an ordinary fork
-      fd = -1;
-    }
-  }
+  NextPid next;
+  next.ask(want);
   pid_t pid = fork();
-  if (fd >= 0) close(fd);  // in both: the child must not take it into the image's process
+  if (pid == 0) next.release();  // the child must not take it into the image's process
   return pid;
 }
 

@@ -89,12 +89,21 @@ static int read_timers(struct task_struct *t, struct ckpt_dump_task *d)
 	d->itimer_real_ns = 0;
 	d->itimer_real_interval_ns = 0;
 #ifdef CONFIG_POSIX_TIMERS
+	/*
+	 * A periodic ITIMER_REAL is re-armed when its SIGALRM is dequeued, not when it fires: one
+	 * that fired while the process was stopped is inactive, with its interval still set and
+	 * SIGALRM pending. That is reported as armed with no time left (getitimer: value 0,
+	 * interval kept), so restore can carry the period on.
+	 */
 	if (hrtimer_active(&sig->real_timer)) {
 		ktime_t rem = __hrtimer_get_remaining(&sig->real_timer, true);
 
 		d->timers |= CKPT_TIMER_REAL;
 		/* getitimer's rule: an expired timer not yet re-armed still has a microsecond. */
 		d->itimer_real_ns = rem > 0 ? (u64)ktime_to_ns(rem) : NSEC_PER_USEC;
+	}
+	if (sig->it_real_incr) {
+		d->timers |= CKPT_TIMER_REAL;
 		d->itimer_real_interval_ns = ktime_to_ns(sig->it_real_incr);
 	}
 	if (sig->it[CPUCLOCK_VIRT].expires)

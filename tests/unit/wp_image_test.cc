@@ -204,8 +204,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
     return decode_meta(encode_meta(img), &out, &why) == -EBADMSG;
   };
   EXPECT_TRUE(refuses([](Image& i) { i.threads[0].regs.cs = 0x23; }));
-  EXPECT_TRUE(refuses([](Image& i) { i.itimer_real_interval_ns = 1000; }));  // no time left
   EXPECT_TRUE(refuses([](Image& i) { i.itimer_real_ns = ~0ull; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.itimer_real_interval_ns = ~0ull; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.itimer_real_interval_ns = 1000; }));  // fired, pending
   EXPECT_TRUE(refuses([](Image& i) { i.rlimits[2] = {2, 1}; }));  // soft above hard
   EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0][0] = 9; }));     // SIGKILL queued
   EXPECT_TRUE(refuses([](Image& i) { i.shared_pending[0].resize(64); }));  // short siginfo

@@ -224,7 +224,7 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   }
   if (leader) {
     img->itimer_real_ns = d.itimer_real_ns;
-    img->itimer_real_interval_ns = d.itimer_real_ns ? d.itimer_real_interval_ns : 0;
+    img->itimer_real_interval_ns = d.itimer_real_interval_ns;
   }
   for (int i = 0; i < kNsig; i++)
     img->actions[i] = {acts[i].handler, acts[i].flags, acts[i].restorer, acts[i].mask};

@@ -377,10 +377,10 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     img.itimer_real_ns = r.u64();
     img.itimer_real_interval_ns = r.u64();
     // setitimer takes seconds in a time_t; a century is beyond any real timer. An interval
-    // without a time left is a disarmed timer, which the dump writes as two zeros.
+    // with no time left is a periodic timer that fired while the process was stopped (the
+    // kernel re-arms it when the pending SIGALRM is dequeued).
     constexpr uint64_t kCentury = 100ull * 366 * 86400 * 1000000000ull;
-    if (r.ok() && (img.itimer_real_ns > kCentury || img.itimer_real_interval_ns > kCentury ||
-                   (!img.itimer_real_ns && img.itimer_real_interval_ns)))
+    if (r.ok() && (img.itimer_real_ns > kCentury || img.itimer_real_interval_ns > kCentury))
       return fail("interval timer");
   }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");

@@ -153,9 +153,10 @@ struct Image {
   struct Rlimit {
     uint64_t cur = 0, max = 0;
   } rlimits[kNlimits];
-  // ITIMER_REAL (setitimer, alarm) at the dump: time left and interval, 0 = disarmed. 2.3.
-  // Restore arms it again with the time it had left (the time between dump and restore does
-  // not count). The process's other timers are refused at dump.
+  // ITIMER_REAL (setitimer, alarm) at the dump: time left and interval, both 0 = disarmed; no
+  // time left with an interval = a periodic timer that fired while the process was stopped
+  // (SIGALRM pending). 2.3. Restore arms it again with the time it had left (the time between
+  // dump and restore does not count), or one interval. Other timers are refused at dump.
   uint64_t itimer_real_ns = 0, itimer_real_interval_ns = 0;
 };
 

@@ -509,7 +509,9 @@ struct ckpt_sigaction {
  * @timers:   out, with CKPT_DUMP_TIMERS: CKPT_TIMER_* bits of the timers the task's process
  *            has (interval timers armed; POSIX timers that exist, armed or not).
  * @itimer_real_ns, @itimer_real_interval_ns: out, with CKPT_DUMP_TIMERS: ITIMER_REAL's time
- *            left and interval (what getitimer(2) would tell the process); 0 when disarmed.
+ *            left and interval (what getitimer(2) would tell the process); 0 when disarmed. A
+ *            periodic timer that fired while the process was stopped has no time left and its
+ *            interval: the kernel re-arms it when the pending SIGALRM is dequeued.
  * @reserved: must be zero.
  * Errors: -ESRCH no such task or it exited; -EPERM the caller is not its tracer or it is not
  * stopped; -EINVAL; -EFAULT.

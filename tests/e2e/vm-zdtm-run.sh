@@ -88,6 +88,18 @@ if grep -q "^RESULT OK" "$out"; then tap 0 "$name: right answer"; else tap 1 "$n
 rm -rf "$d"
 }
 
+# checkpoint_now SUP STATS N: ask `run` (pid SUP) for a checkpoint, wait (up to 60 s) until its
+# --stats file STATS holds N lines.
+checkpoint_now() {
+  local i
+  kill -USR1 "$1"
+  for ((i = 0; i < 600; i++)); do
+    [ "$(cat "$2" 2>/dev/null | wc -l)" -ge "$3" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # on_request: --interval 0 takes checkpoints only on SIGUSR1; --stats has one line each; the
 # second (incremental, the 64 MiB program idle meanwhile) writes < 2% of what the first did.
 on_request() {
@@ -97,14 +109,7 @@ on_request() {
     "$build/zdtm/anon_big" "$d/ready" "$d/go" >"$d/out" 2>"$d/log" &
   sup=$!
   for ((i = 0; i < 600; i++)); do [ -e "$d/ready" ] && break; sleep 0.1; done
-  for k in 1 2; do
-    kill -USR1 $sup
-    for ((i = 0; i < 600; i++)); do
-      lines=$(cat "$d/stats" 2>/dev/null | wc -l)
-      [ "$lines" -ge $k ] && break
-      sleep 0.1
-    done
-  done
+  for k in 1 2; do checkpoint_now $sup "$d/stats" $k; done
   sleep 1
   lines=$(cat "$d/stats" 2>/dev/null | wc -l)
   # The supervisor keeps its own pages resident (mlockall), so no pause reads its code.
@@ -139,22 +144,16 @@ PY
 # checks the bytes and that the half it dropped was not brought back.
 dropped() {
   local d; d=$(mktemp -d /tmp/zdrop.XXXXXX)
-  local i k sup rc pid np lines=0
+  local i sup rc pid np
   "$tool" run --interval 0 --stats "$d/stats" --store "$d/img" -- \
     "$build/zdtm-run/dropped" "$d/ready" "$d/go" >"$d/out" 2>"$d/log" &
   sup=$!
   for ((i = 0; i < 600; i++)); do [ -e "$d/ready" ] && break; sleep 0.1; done
   pid=$(pid_of "$d/log")
-  for k in 1 2; do
-    [ $k = 2 ] && { kill -USR2 "$pid"
-      for ((i = 0; i < 600; i++)); do [ -e "$d/ready.dropped" ] && break; sleep 0.1; done; }
-    kill -USR1 $sup
-    for ((i = 0; i < 600; i++)); do
-      lines=$(cat "$d/stats" 2>/dev/null | wc -l)
-      [ "$lines" -ge $k ] && break
-      sleep 0.1
-    done
-  done
+  checkpoint_now $sup "$d/stats" 1
+  kill -USR2 "$pid"
+  for ((i = 0; i < 600; i++)); do [ -e "$d/ready.dropped" ] && break; sleep 0.1; done
+  checkpoint_now $sup "$d/stats" 2
   kill -9 "$pid" 2>/dev/null
   wait $sup
   sed 's/^/# /' "$d/stats"

@@ -439,11 +439,14 @@ void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
 // SIGALRM that comes before the image's handlers are in place stays pending (every signal is
 // blocked here) and is delivered under the image's mask.
 void set_itimer(const Image& img) {
-  if (!img.itimer_real_ns) return;
+  if (!img.itimer_real_ns && !img.itimer_real_interval_ns) return;
   auto tv = [](uint64_t ns) {
     return timeval{time_t(ns / 1000000000), suseconds_t(ns % 1000000000 / 1000)};
   };
-  itimerval it{tv(img.itimer_real_interval_ns), tv(img.itimer_real_ns)};
+  // No time left but an interval: it fired while the process was stopped and the kernel would
+  // have re-armed it for one interval when the (restored, pending) SIGALRM was dequeued.
+  itimerval it{tv(img.itimer_real_interval_ns),
+               tv(img.itimer_real_ns ? img.itimer_real_ns : img.itimer_real_interval_ns)};
   if (!it.it_value.tv_sec && !it.it_value.tv_usec) it.it_value.tv_usec = 1;  // < 1 us left
   if (setitimer(ITIMER_REAL, &it, nullptr) < 0) die(std::string("setitimer: ") + strerror(errno));
 }
@@ -535,13 +538,15 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
 // (the checks refused the image, or the parent died) ends the child before PREPARE.
 int g_go = -1;
 
-// The image's PID (and TIDs) again when they are free and the caller may choose PIDs: PID-1
+// The image's PID again when it is free and the caller may choose PIDs: PID-1
 // written to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE
 // over the PID namespace) makes the next fork take PID, as CRIU did before clone3's set_tid
 // (a raw clone3 would skip glibc's fork bookkeeping in the child). Why: glibc caches every
 // thread's TID in its struct pthread, and raise(), abort() and pthread_kill() use the cached
-// one; with the same PID and TIDs the cache is right again. Racy against forks elsewhere on
-// the system, harmlessly: the child (or a thread) then has another ID, as without the right.
+// one; with the same PID the main thread's is right again. (Threads keep new TIDs: a thread
+// created after ns_last_pid can take another image thread's TID when its own is briefly
+// taken, and a permuted TID would misdirect signals; a new one only makes them fail.) Racy
+// against forks elsewhere on the system, harmlessly: the child then has another PID.
 // The flock keeps two restores from taking turns in between (CRIU takes the same lock).
 class NextPid {
  public:
@@ -549,14 +554,15 @@ class NextPid {
     if (fd_ >= 0 && flock(fd_, LOCK_EX) < 0) release();
   }
   ~NextPid() { release(); }
-  // The next fork/clone takes `want` if it is free and ns_last_pid is writable (true: asked).
-  bool ask(uint64_t want) {
-    if (fd_ < 0 || want <= 1 || want > INT32_MAX) return false;
-    if (kill(pid_t(want), 0) == 0 || errno != ESRCH) return false;  // taken (or a zombie's)
+  // The next fork/clone takes `want` if it is free and ns_last_pid is writable.
+  enum Answer { kAsked, kTaken, kNo };
+  Answer ask(uint64_t want) {
+    if (fd_ < 0 || want <= 1 || want > INT32_MAX) return kNo;
+    if (kill(pid_t(want), 0) == 0 || errno != ESRCH) return kTaken;  // (or a zombie's)
     std::string last = std::to_string(want - 1);
-    if (pwrite(fd_, last.data(), last.size(), 0) == ssize_t(last.size())) return true;
+    if (pwrite(fd_, last.data(), last.size(), 0) == ssize_t(last.size())) return kAsked;
     release();  // no right to choose (EPERM): ordinary PIDs from now on
-    return false;
+    return kNo;
   }
   void release() {
     if (fd_ >= 0) close(fd_);
@@ -688,16 +694,11 @@ class NextPid {
   for (int fd : vfd)
     if (fd >= 0) close(fd);
 
-  // The other threads park in the kernel; COMMIT wants them all there. Each gets its image
-  // thread's TID again where that is free and allowed (next_tid), like the process its PID.
-  {
-    NextPid next;
-    for (auto& h : helpers_) {
-      next.ask(h.t->tid);
-      pthread_t th;
-      if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
-        die(std::string("creating a thread: ") + strerror(e));
-    }
+  // The other threads park in the kernel; COMMIT wants them all there.
+  for (auto& h : helpers_) {
+    pthread_t th;
+    if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
+      die(std::string("creating a thread: ") + strerror(e));
   }
   for (int i = 0;; i++) {
     int e = ioctl(ckpt, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK);
@@ -805,13 +806,24 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
 // what can be refused before anything starts (check_image: the mapped files, the vdso, the
 // CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
 // anything the child met, and the child dies having touched nothing but itself.
-// fork(), the child taking the image's PID if it can (NextPid).
+// fork(), the child taking the image's PID if it can (NextPid). A PID freed a moment ago may
+// still be held (waited for, briefly), and something can allocate a PID between ns_last_pid
+// and the fork (here: an io_uring worker of ours): a child that got another PID is killed at
+// once, before it has done anything but exist, and the fork tried again (up to 10 times).
 pid_t fork_as(uint64_t want) {
   NextPid next;
-  next.ask(want);
-  pid_t pid = fork();
-  if (pid == 0) next.release();  // the child must not take it into the image's process
-  return pid;
+  for (int forks = 0;; forks++) {
+    NextPid::Answer a = NextPid::kNo;
+    if (forks < 10)
+      for (int tries = 0; (a = next.ask(want)) == NextPid::kTaken && tries < 50; tries++)
+        usleep(1000);
+    pid_t pid = fork();
+    if (pid == 0) next.release();  // the child must not take it into the image's process
+    if (pid <= 0 || a != NextPid::kAsked || pid == pid_t(want)) return pid;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 pid_t start_child(const Image& img, Loaded& ld) {

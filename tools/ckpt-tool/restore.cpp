@@ -807,15 +807,18 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
 // CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
 // anything the child met, and the child dies having touched nothing but itself.
 // fork(), the child taking the image's PID if it can (NextPid). A PID freed a moment ago may
-// still be held (waited for, briefly), and something can allocate a PID between ns_last_pid
-// and the fork (here: an io_uring worker of ours): a child that got another PID is killed at
-// once, before it has done anything but exist, and the fork tried again (up to 10 times).
+// still be held (waited for, up to 10 ms). ns_last_pid is the namespace's, not ours: a fork
+// anywhere between our write and our fork's PID allocation (which comes after copying our
+// address space, milliseconds under TCG) takes the PID — the VM test harness's polling `sleep`
+// did, in half the runs. A child that got another PID is killed at once, before it has done
+// anything but exist, and the fork tried again (3 forks in all). clone3's set_tid would not
+// race; it is not used because a raw clone skips glibc's fork bookkeeping in the child.
 pid_t fork_as(uint64_t want) {
   NextPid next;
   for (int forks = 0;; forks++) {
     NextPid::Answer a = NextPid::kNo;
-    if (forks < 10)
-      for (int tries = 0; (a = next.ask(want)) == NextPid::kTaken && tries < 50; tries++)
+    if (forks < 3)
+      for (int tries = 0; (a = next.ask(want)) == NextPid::kTaken && tries < 10; tries++)
         usleep(1000);
     pid_t pid = fork();
     if (pid == 0) next.release();  // the child must not take it into the image's process

@@ -207,10 +207,8 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   const bool leader = t == &img->threads.front();
   d.flags = leader ? CKPT_DUMP_TIMERS : 0;
   int rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
-  if (rc < 0 && errno == EINVAL && d.flags) {
-    d = ckpt_dump_task{};
-    d.pid = uint64_t(tid);
-    d.actions = uint64_t(uintptr_t(acts));
+  if (rc < 0 && errno == EINVAL && d.flags) {  // refused: nothing was written back
+    d.flags = 0;
     rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
   }
   if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};

@@ -800,12 +800,6 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   return kOk;
 }
 
-// Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when
-// the store fell back to its older epoch while the child read (after replaying the read here).
-// The child starts at once and builds the layout and reads the pages while this process checks
-// what can be refused before anything starts (check_image: the mapped files, the vdso, the
-// CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
-// anything the child met, and the child dies having touched nothing but itself.
 // fork(), the child taking the image's PID if it can (NextPid). A PID freed a moment ago may
 // still be held (waited for, up to 10 ms). ns_last_pid is the namespace's, not ours: a fork
 // anywhere between our write and our fork's PID allocation (which comes after copying our
@@ -829,6 +823,12 @@ pid_t fork_as(uint64_t want) {
   }
 }
 
+// Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when
+// the store fell back to its older epoch while the child read (after replaying the read here).
+// The child starts at once and builds the layout and reads the pages while this process checks
+// what can be refused before anything starts (check_image: the mapped files, the vdso, the
+// CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
+// anything the child met, and the child dies having touched nothing but itself.
 pid_t start_child(const Image& img, Loaded& ld) {
   int pfd[2], go[2];
   // go: a socket, so that telling a child that died already is an error, not SIGPIPE.

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cmd.hpp"
+#include "proc.hpp"
 #include "wp.hpp"
 
 namespace ckpt_tool {
@@ -69,18 +70,11 @@ void keep_resident() {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
-  FILE* f = std::fopen("/proc/self/maps", "re");
-  if (!f) return;
-  char line[512];
-  while (std::fgets(line, sizeof(line), f)) {
-    unsigned long lo, hi;
-    char perms[5];
-    int path = 0;
-    if (std::sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &lo, &hi, perms, &path) < 3) continue;
-    if (perms[0] != 'r' || !path || line[path] != '/') continue;
-    madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_READ);  // best effort
-  }
-  std::fclose(f);
+  std::vector<proc::MapsLine> maps;
+  if (proc::read_maps(0, &maps)) return;
+  for (const auto& m : maps)
+    if (!m.perms.empty() && m.perms[0] == 'r' && !m.path.empty() && m.path[0] == '/')
+      madvise(reinterpret_cast<void*>(m.start), m.end - m.start, MADV_POPULATE_READ);  // best effort
 }
 
 }  // namespace

@@ -194,7 +194,7 @@ def incremental(a, work):
 
         def compare(name, what, num, den, limit=None, at_most=False):
             if a.tag:  # a variant (another medium): reported beside the issue's setting, no target
-                name, limit = f"{name[:-1]}, images on {a.images})", None
+                limit = None
             per = [n / k for n, k in zip(num, den)]
             ratio = statistics.median(num) / statistics.median(den)
             c = {"name": name, "unit": "ratio", "what": what, "ratio": ratio, "median": statistics.median(per),
@@ -205,13 +205,13 @@ def incremental(a, work):
             comparisons.append(c)
             print(f"  {name}: {ratio:.4g}" + (f" target {c['target']} -> {'met' if c['met'] else 'NOT MET'}"
                                               if limit is not None else ""))
-        compare(f"criu incremental dump time / ckpt-tool incremental checkpoint time ({tag}, {a.mib} MiB, 1% written)",
+        compare(f"criu incremental dump time / ckpt-tool incremental checkpoint time ({tag}, {a.mib} MiB, 1% written{where(a)})",
                 "criu dump --prev-images-dir wall time over ckpt-tool's checkpoint total_s (higher: ckpt-tool faster)",
                 [x["incr_s"] for x in cr], [x["incr_s"] for x in ck], 50)
-        compare(f"ckpt-tool incremental bytes / process memory ({tag}, {a.mib} MiB, 1% written)",
+        compare(f"ckpt-tool incremental bytes / process memory ({tag}, {a.mib} MiB, 1% written{where(a)})",
                 "bytes the incremental checkpoint wrote over the process's memory (lower is better)",
                 [x["incr_bytes"] for x in ck], [mem] * len(ck), 0.02, True)
-        compare(f"criu incremental page bytes / process memory ({tag}, {a.mib} MiB, 1% written)",
+        compare(f"criu incremental page bytes / process memory ({tag}, {a.mib} MiB, 1% written{where(a)})",
                 "pages-*.img bytes of criu's incremental dump over the process's memory",
                 [x["incr_bytes"] for x in cr], [mem] * len(cr))
     return figures, comparisons
@@ -276,6 +276,11 @@ def one_criu(mib, thp, work):
     return dump, rest, size
 
 
+def where(a):
+    """The comparison names' note of a variant's medium ("" for the issue's setting)."""
+    return f", images on {a.images}" if a.tag else ""
+
+
 def stats(v):
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v), "samples": v}
 
@@ -324,8 +329,7 @@ def main():
             for op in ("dump", "restore"):
                 per = [c / k for c, k in zip(r[f"criu_{op}"], r[f"ckpt_{op}"])]
                 ratio = statistics.median(r[f"criu_{op}"]) / statistics.median(r[f"ckpt_{op}"])
-                where = f", images on {a.images}" if a.tag else ""
-                comparisons.append({"name": f"criu {op} time / ckpt-tool {op} time ({tag}, {a.mib} MiB{where})",
+                comparisons.append({"name": f"criu {op} time / ckpt-tool {op} time ({tag}, {a.mib} MiB{where(a)})",
                                     "unit": "ratio", "what": "higher: ckpt-tool is faster", "ratio": ratio,
                                     "median": statistics.median(per), "min": min(per), "max": max(per),
                                     "n": len(per), "params": params})

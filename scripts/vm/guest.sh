@@ -14,6 +14,11 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 ip link set lo up 2>/dev/null
+# Hang diagnostics: sysrq's dumps (scripts/vm/hang-report presses sysrq-w and sysrq-l through
+# QEMU's monitor), and the hung-task detector at 60 s instead of 120, which run-all and
+# vm/run count as a failure.
+echo 1 > /proc/sys/kernel/sysrq
+echo 60 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
 
 status() { echo "$1" > "$RUN/status"; }
 die() { echo "vm: $*"; dmesg > "$RUN/dmesg"; status 126; exit 0; }
@@ -52,6 +57,9 @@ if [ -n "$VM_CKPT_KO" ]; then
   # seen stuck on a freshly patched entry; kmod/fault.c).
   insmod "$VM_CKPT_KO" hook_stay_armed=1 || die "insmod $VM_CKPT_KO failed"
 fi
+# The kernel's text symbols, for hang-report to name a stuck vCPU's RIP from outside (Debian's
+# image ships no System.map; a module reloaded later moves, the kernel does not).
+grep -i ' t ' /proc/kallsyms > "$RUN/kallsyms" 2>/dev/null
 
 cd "$VM_CWD" || die "no directory $VM_CWD in the guest"
 bash "$RUN/cmd"

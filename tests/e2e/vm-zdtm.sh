@@ -19,11 +19,18 @@ tap() {  # tap STATUS DESCRIPTION [REASON]  (STATUS: 0 pass, 4 skip, else fail)
   esac
 }
 
+# nap SECS: sleep without forking. A restore takes the image's PID through ns_last_pid and
+# forks a few milliseconds later; any fork in the guest in between (a polling `sleep`) takes it.
+# (A FIFO nobody writes, opened for each nap: a descriptor kept open would leak into the
+# processes under test, and ckpt-tool dump refuses a FIFO.)
+napfifo=$(mktemp -u /tmp/vm-zdtm-nap.XXXXXX) && mkfifo "$napfifo" && trap 'rm -f "$napfifo"' EXIT
+nap() { read -t "$1" <> "$napfifo"; [ $? -gt 128 ] || sleep "$1"; }
+
 wait_file() {  # wait_file PATH SECONDS
   local i
   for ((i = 0; i < $2 * 20; i++)); do
     [ -e "$1" ] && return 0
-    sleep 0.05
+    nap 0.05
   done
   return 1
 }
@@ -51,13 +58,13 @@ one() {
   # The restored process keeps the dumped stdout (a regular file at its offset).
   "$tool" restore --store "$img" --wait </dev/null 2>"$d/restore.err" &
   local rpid=$!
-  sleep 0.2
-  touch "$d/go"
+  nap 0.2
+  : > "$d/go"
   # A restored process that hangs must not hang the suite.
   local i rc=124
   for ((i = 0; i < 1200; i++)); do
     if ! kill -0 $rpid 2>/dev/null; then wait $rpid; rc=$?; break; fi
-    sleep 0.1
+    nap 0.1
   done
   if [ $rc = 124 ]; then
     local np; np=$(sed -n 's/.*restored as pid \([0-9]*\).*/\1/p' "$d/restore.err")

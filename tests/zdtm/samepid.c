@@ -2,8 +2,9 @@
 /* The restored process has its PID again (the restorer may choose it: root in the VM), so
  * glibc's cached TID of the main thread is right: raise() and pthread_kill(pthread_self())
  * reach it; with another PID they would signal a TID that no longer exists. Keeping the PID
- * is best effort (a fork elsewhere can take it between ns_last_pid and the restorer's fork,
- * e.g. the harness's polling sleep): then the test is skipped, and says so. */
+ * is best effort (a fork elsewhere can take it between ns_last_pid and the restorer's fork;
+ * vm-zdtm.sh does not fork while a restore runs, a new kernel worker still may): then the
+ * test is skipped, and says so. */
 #include <pthread.h>
 #include <signal.h>
 #include "zdtm.h"

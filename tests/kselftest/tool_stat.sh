@@ -46,10 +46,13 @@ else nok "the tracked program is listed with its regions, pages, faults, collect
 kill -9 $pid; wait $pid 2>/dev/null
 "$tool" stat | awk -v p=$pid '$1 == p { f = 1 } END { exit f }' \
   && ok "its session is gone once it is killed" || nok "its session is gone once it is killed"
+# Loaded again as it was: without the VM harness's hook_stay_armed the hook would go back to
+# being patched in and out every few seconds, which QEMU's TCG was seen to livelock on.
+args="hook_stay_armed=$(cat /sys/module/ckpt/parameters/hook_stay_armed)"
 rmmod ckpt
 msg=$("$tool" stat 2>&1); rc=$?
 [ $rc -eq 3 ] && grep -q "not loaded" <<<"$msg" && ok "module unloaded: exit 3, says so" || nok "module unloaded: exit 3, says so (rc $rc: $msg)"
-insmod "$KO"
+insmod "$KO" $args
 rm -rf "$d"
 echo "1..$n"
 echo "# Totals: pass:$((n-fail)) fail:$fail xfail:0 xpass:0 skip:0 error:0"

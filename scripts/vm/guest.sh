@@ -22,6 +22,9 @@ ip link set lo up 2>/dev/null
 # vm/run count as a failure.
 echo 1 > /proc/sys/kernel/sysrq
 echo 60 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+# A soft lockup ends the run at once (panic=-1 reboots, QEMU runs with -no-reboot) instead of
+# leaving a livelocked guest to --timeout; vm/run then prints the console's tail.
+echo 1 > /proc/sys/kernel/softlockup_panic
 
 status() { echo "$1" > "$RUN/status"; }
 die() { echo "vm: $*"; dmesg > "$RUN/dmesg"; status 126; exit 0; }

@@ -345,6 +345,11 @@ int main(int argc, char **argv) {
     // process's region, and unloaded. Interleaved rounds; medians.
     std::vector<double> un_loaded, un_armed, un_unloaded;
     bool can_unload = std::filesystem::exists(ko);
+    // Reloaded as it was loaded. With hook_stay_armed=Y (the VM harness) "loaded" is armed too;
+    // without the parameter the rest of the VM session would patch the hook in and out every
+    // few seconds, which QEMU's TCG livelocks on (Documentation/vm-harness.md).
+    std::string stay_armed = "N";
+    if (std::ifstream f("/sys/module/ckpt/parameters/hook_stay_armed"); f) f >> stay_armed;
     auto best_untracked = [&](int k) {
       double b = 1e18;
       for (int i = 0; i < k; i++) b = std::min(b, untracked_fault(pages));
@@ -361,7 +366,8 @@ int main(int argc, char **argv) {
       disarm_hook(child, rel);
       if (can_unload && run_quiet("rmmod ckpt")) {
         un_unloaded.push_back(best_untracked(untracked_trials));
-        if (!run_quiet("insmod " + ko)) throw std::runtime_error("insmod " + ko + " failed");
+        const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed;
+        if (!run_quiet(insmod)) throw std::runtime_error(insmod + " failed");
       } else {
         can_unload = false;
       }
@@ -414,6 +420,7 @@ int main(int argc, char **argv) {
     out["pages_uffd_mprotect"] = slow_pages;
     out["repeats"] = reps;
     out["quick"] = quick;
+    out["hook_stay_armed"] = stay_armed == "Y";  // then "loaded" means armed as well
     out["ns_per_page"] = {
         {"plain_write", m(plain)},
         {"ckpt_first_write_fault", f_ck},

@@ -665,6 +665,8 @@ enum class After { kRun, kLeaveRunning, kKill };
 int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
   auto t0 = std::chrono::steady_clock::now(), t = t0;
   Phases ph;
+  struct rusage ru0 {};
+  getrusage(RUSAGE_SELF, &ru0);
   if (kill(pid, 0) < 0 && errno == ESRCH)
     throw Error{kFailed, "no process " + std::to_string(pid)};
   int ckpt_fd = open_module();
@@ -1057,14 +1059,18 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
       stats->epoch = st.epoch();
       stats->bytes = (put + meta.size() / kPage) * kPage;
     }
-    if (getenv("CKPT_TOOL_PHASES"))
+    if (getenv("CKPT_TOOL_PHASES")) {
+      struct rusage ru {};
+      getrusage(RUSAGE_SELF, &ru);
       std::fprintf(stderr,
                    "ckpt-tool phases: seize %.4f proc %.4f (threads %.4f, fds %.4f, maps %.4f) "
                    "plan %.4f (pagemap %.4f, collect %.4f, metadata %.4f) regions %.4f pages "
                    "%.4f (begin %.4f, reading the process %.4f) commit %.4f kill %.4f s (%" PRIu64
-                   " pages)\n",
+                   " pages; the tool's own page faults %ld)\n",
                    ph.seize, ph.proc, ph.threads, ph.fds, ph.vmas, ph.plan, ph.pagemap, ph.collect,
-                   ph.meta, ph.regions, ph.pages, ph.begin, ph.read, ph.commit, ph.kill, put);
+                   ph.meta, ph.regions, ph.pages, ph.begin, ph.read, ph.commit, ph.kill, put,
+                   ru.ru_minflt - ru0.ru_minflt);
+    }
     tr.prev = std::move(img);
   } catch (...) {
     // The dirty logs taken so far are in no image: the next checkpoint must be a full one.

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The restored process has its PID again (the restorer may choose it: root in the VM), so
- * glibc's cached TID of the main thread is right: raise() and pthread_kill(pthread_self())
- * reach it; with another PID they would signal a TID that no longer exists. Keeping the PID
- * is best effort (a fork elsewhere can take it between ns_last_pid and the restorer's fork;
- * vm-zdtm.sh does not fork while a restore runs, a new kernel worker still may): then the
- * test is skipped, and says so. */
+/* The restored process has its PID again (the restorer may choose it: root in the VM; it asks
+ * for it with clone3's set_tid, which nothing else can take in between, and vm-zdtm.sh reaps the
+ * dumped process before the restore), so glibc's cached TID of the main thread is right:
+ * raise() and pthread_kill(pthread_self()) reach it. Another PID is a failure. */
 #include <pthread.h>
 #include <signal.h>
 #include "zdtm.h"
@@ -31,8 +29,7 @@ int main(int argc, char **argv)
 	if (geteuid() != 0)
 		return zdtm_skip("the restorer is not root: it cannot choose the PID");
 	if (getpid() != before)
-		return zdtm_skip("restored as pid %d, not %d: the PID was taken meanwhile", getpid(),
-				 before);
+		return zdtm_fail("restored as pid %d, not %d", getpid(), before);
 	if (raise(SIGUSR1) != 0)
 		return zdtm_fail("raise: %s", strerror(errno));
 	if ((e = pthread_kill(pthread_self(), SIGUSR1)))

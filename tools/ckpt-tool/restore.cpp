@@ -20,7 +20,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <linux/ckpt.h>
-#include <sys/file.h>
+#include <linux/sched.h>  // struct clone_args (glibc 2.36 has no clone3 wrapper)
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -221,6 +221,9 @@ void set_rlimits(const Image& img) {
 // Queue `q`'s signals again, to this thread (tid) or to the process (tid 0). Every signal is
 // blocked in the restorer, so they wait, and COMMIT's mask decides which are delivered on the
 // way into the image. A process may queue any siginfo to itself.
+// Queue the signals again: to the process, or (thread) to the calling thread. A thread's own
+// must be queued by itself: the kernel lets no other thread queue a kernel-made or tgkill
+// siginfo (si_code >= 0 or SI_TKILL) to it (rt_tgsigqueueinfo).
 void queue_signals(const std::vector<std::vector<uint8_t>>& q, bool thread) {
   for (const auto& si : q) {
     siginfo_t info;
@@ -356,12 +359,53 @@ struct Helper {
   int fd = -1;  // its own /dev/ckpt session
   ckpt_restore_thread req{};
   Xsave* xs = nullptr;
+  pid_t tid = 0;  // what clone3 gave it
 };
 
-void* helper_main(void* arg) {
+// The helper threads are raw clone3 threads, not pthreads, so that each can ask for its image
+// thread's TID (set_tid; see clone_as). They run on a stack of their own but share the main
+// thread's TLS, which they only read (the stack protector's canary): nothing here may write
+// errno, allocate, or take a lock: raw syscalls only.
+long raw_syscall(long nr, long a1, long a2 = 0, long a3 = 0, long a4 = 0) {
+  register long rax asm("rax") = nr;
+  register long rdi asm("rdi") = a1;
+  register long rsi asm("rsi") = a2;
+  register long rdx asm("rdx") = a3;
+  register long r10 asm("r10") = a4;
+  asm volatile("syscall" : "+r"(rax) : "r"(rdi), "r"(rsi), "r"(rdx), "r"(r10) : "rcx", "r11", "memory");
+  return rax;
+}
+
+[[noreturn]] void helper_fail(const char* what, long err) {
+  int64_t one = kStatusFailed;
+  const char* why = strerrordesc_np(int(-err));
+  if (write(g_status, &one, sizeof(one)) == sizeof(one)) {
+    (void)!write(g_status, what, strlen(what));
+    (void)!write(g_status, ": ", 2);
+    (void)!write(g_status, why ? why : "?", why ? strlen(why) : 1);
+  }
+  syscall(SYS_exit_group, 1);
+  __builtin_unreachable();
+}
+
+void helper_main(void* arg) {
   auto* h = static_cast<Helper*>(arg);
-  set_altstack(*h->t);
-  queue_signals(h->t->pending, true);
+  if (h->t->sas_size) {
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(h->t->sas_sp);
+    ss.ss_size = h->t->sas_size;
+    ss.ss_flags = int(h->t->sas_flags & (1u << 31));  // SS_AUTODISARM
+    if (long e = raw_syscall(SYS_sigaltstack, long(&ss)); e < 0)
+      helper_fail("restoring a thread's alternate signal stack", e);
+  }
+  // Its own pending signals (queue_signals, without errno).
+  const long pid = raw_syscall(SYS_getpid, 0), tid = raw_syscall(SYS_gettid, 0);
+  for (const auto& si : h->t->pending) {
+    siginfo_t info;
+    std::memcpy(&info, si.data(), sizeof(info));
+    if (long e = raw_syscall(SYS_rt_tgsigqueueinfo, pid, tid, info.si_signo, long(&info)); e < 0)
+      helper_fail("queueing a thread's pending signal again", e);
+  }
   std::memcpy(&h->req.regs, &h->t->regs, sizeof(h->req.regs));
   h->req.sigmask = h->t->sigmask;
   h->req.clear_child_tid = h->t->clear_child_tid;
@@ -538,40 +582,60 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
 // (the checks refused the image, or the parent died) ends the child before PREPARE.
 int g_go = -1;
 
-// The image's PID again when it is free and the caller may choose PIDs: PID-1
-// written to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE
-// over the PID namespace) makes the next fork take PID, as CRIU did before clone3's set_tid
-// (a raw clone3 would skip glibc's fork bookkeeping in the child). Why: glibc caches every
-// thread's TID in its struct pthread, and raise(), abort() and pthread_kill() use the cached
-// one; with the same PID the main thread's is right again. (Threads keep new TIDs: a thread
-// created after ns_last_pid can take another image thread's TID when its own is briefly
-// taken, and a permuted TID would misdirect signals; a new one only makes them fail.) Racy
-// against forks elsewhere on the system, harmlessly: the child then has another PID.
-// The flock keeps two restores from taking turns in between (CRIU takes the same lock).
-class NextPid {
- public:
-  NextPid() : fd_(open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC)) {
-    if (fd_ >= 0 && flock(fd_, LOCK_EX) < 0) release();
+// The image's PID and TIDs again, when they are free and the caller may choose them
+// (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the PID namespace): clone3's set_tid asks for
+// exactly one ID and fails rather than give another, so nothing else on the system can take
+// it in between, as it could between a write to ns_last_pid and a fork (what CRIU did before
+// set_tid, and this tool until it used set_tid). Why it matters: glibc caches every thread's
+// TID in its struct pthread (pthread_kill, pthread_sigqueue, error-checking and robust mutex
+// owners), and a PI or robust futex word holds its owner's TID, which the kernel checks.
+// Without the right (EPERM), or with the ID in use (EEXIST), the clone takes a new one.
+struct Clone3 {
+  clone_args a{};
+  pid_t want = 0;
+  // flags, plus set_tid when want is a usable ID and `ask` is set.
+  Clone3(uint64_t flags, uint64_t id, bool ask) {
+    a.flags = flags;
+    a.exit_signal = (flags & CLONE_THREAD) ? 0 : SIGCHLD;
+    if (ask && id > 1 && id <= INT32_MAX) {
+      want = pid_t(id);
+      a.set_tid = uint64_t(uintptr_t(&want));
+      a.set_tid_size = 1;
+    }
   }
-  ~NextPid() { release(); }
-  // The next fork/clone takes `want` if it is free and ns_last_pid is writable.
-  enum Answer { kAsked, kTaken, kNo };
-  Answer ask(uint64_t want) {
-    if (fd_ < 0 || want <= 1 || want > INT32_MAX) return kNo;
-    if (kill(pid_t(want), 0) == 0 || errno != ESRCH) return kTaken;  // (or a zombie's)
-    std::string last = std::to_string(want - 1);
-    if (pwrite(fd_, last.data(), last.size(), 0) == ssize_t(last.size())) return kAsked;
-    release();  // no right to choose (EPERM): ordinary PIDs from now on
-    return kNo;
-  }
-  void release() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
 };
+
+// 0 in the child, the child's PID, or -errno. A fork in all but glibc's own bookkeeping, none of
+// which the restorer needs in the child: no atfork handlers are registered, the process has
+// one thread, and glibc's cached TID of the child (the parent's) is read by nothing the child
+// calls (raise() asks the kernel) before the image replaces it.
+long clone3_fork(Clone3& c) {
+  long r = syscall(SYS_clone3, &c.a, sizeof(c.a));
+  return r < 0 ? -errno : r;
+}
+
+// A thread running fn(arg) on [stack, stack + size), sharing everything (CLONE_THREAD) but the
+// stack: its TID, or -errno. fn must not return.
+extern "C" long restore_clone3_thread(clone_args* args, size_t size, void (*fn)(void*), void* arg);
+asm(R"(
+  .text
+  .p2align 4
+  .type restore_clone3_thread, @function
+restore_clone3_thread:
+  mov %rdx, %r8
+  mov %rcx, %r9
+  mov $435, %eax
+  syscall
+  test %rax, %rax
+  jnz 1f
+  xor %ebp, %ebp
+  mov %r9, %rdi
+  call *%r8
+  ud2
+1:
+  ret
+  .size restore_clone3_thread, . - restore_clone3_thread
+)");
 
 [[noreturn]] void child(const Image& img, Loaded& ld, int status_w, int go_r) {
   g_status = status_w;
@@ -695,11 +759,32 @@ class NextPid {
     if (fd >= 0) close(fd);
 
   // The other threads park in the kernel; COMMIT wants them all there.
-  for (auto& h : helpers_) {
-    pthread_t th;
-    if (int e = pthread_create(&th, nullptr, helper_main, &h); e)
-      die(std::string("creating a thread: ") + strerror(e));
-  }
+  // Each asks for its image thread's TID first; those refused go in a second round, so that
+  // one taking a new TID cannot take the old TID of another image thread still to come (a
+  // permuted TID would misdirect signals; a new one only makes them fail).
+  const uint64_t kThreadFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                                CLONE_SYSVSEM;
+  constexpr size_t kHelperStack = 64 << 10;
+  for (int round = 0; round < 2; round++)
+    for (auto& h : helpers_) {
+      if (h.tid > 0) continue;
+      void* stack = mmap(nullptr, kHelperStack, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+      if (stack == MAP_FAILED) die(std::string("a thread's stack: ") + strerror(errno));
+      Clone3 c(kThreadFlags, h.t->tid, round == 0);
+      if (round == 0 && !c.want) continue;
+      c.a.stack = uint64_t(uintptr_t(stack));
+      c.a.stack_size = kHelperStack;
+      long tid = restore_clone3_thread(&c.a, sizeof(c.a), helper_main, &h);
+      if (tid > 0) {
+        h.tid = pid_t(tid);
+        continue;
+      }
+      munmap(stack, kHelperStack);
+      if (round == 1 || (tid != -EEXIST && tid != -EPERM && tid != -EINVAL && tid != -E2BIG &&
+                         tid != -ENOSYS))
+        die(std::string("creating a thread: ") + strerror(int(-tid)));
+    }
   for (int i = 0;; i++) {
     int e = ioctl(ckpt, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK);
     if (e == 0) break;
@@ -800,27 +885,21 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   return kOk;
 }
 
-// fork(), the child taking the image's PID if it can (NextPid). A PID freed a moment ago may
-// still be held (waited for, up to 10 ms). ns_last_pid is the namespace's, not ours: a fork
-// anywhere between our write and our fork's PID allocation (which comes after copying our
-// address space, milliseconds under TCG) takes the PID — the VM test harness's polling `sleep`
-// did, in half the runs. A child that got another PID is killed at once, before it has done
-// anything but exist, and the fork tried again (3 forks in all). clone3's set_tid would not
-// race; it is not used because a raw clone skips glibc's fork bookkeeping in the child.
+// fork(), the child taking the image's PID if it is free and the caller may choose it
+// (Clone3). The dumped process's PID may still be held a moment after it was killed, until its
+// parent reaps it: an EEXIST is tried again for up to 10 ms before the child takes a new PID.
 pid_t fork_as(uint64_t want) {
-  NextPid next;
-  for (int forks = 0;; forks++) {
-    NextPid::Answer a = NextPid::kNo;
-    if (forks < 3)
-      for (int tries = 0; (a = next.ask(want)) == NextPid::kTaken && tries < 10; tries++)
-        usleep(1000);
-    pid_t pid = fork();
-    if (pid == 0) next.release();  // the child must not take it into the image's process
-    if (pid <= 0 || a != NextPid::kAsked || pid == pid_t(want)) return pid;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+  long pid = -EEXIST;
+  for (int tries = 0; pid == -EEXIST && tries <= 10; tries++) {
+    Clone3 c(0, want, true);
+    if (!c.want) break;
+    if (tries) usleep(1000);
+    pid = clone3_fork(c);
   }
+  if (pid >= 0) return pid_t(pid);  // 0 in the child
+  // set_tid refused: EPERM (the caller may not choose PIDs), EEXIST (in use), or an old
+  // kernel's ENOSYS / E2BIG / EINVAL. A new PID, from glibc's own fork.
+  return fork();
 }
 
 // Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when

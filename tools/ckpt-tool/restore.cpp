@@ -18,7 +18,6 @@
 // and the caller may choose PIDs (fork_as), else a new one.
 #include <cpuid.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <linux/ckpt.h>
 #include <linux/sched.h>  // struct clone_args (glibc 2.36 has no clone3 wrapper)
 #include <sys/ioctl.h>
@@ -218,12 +217,10 @@ void set_rlimits(const Image& img) {
   }
 }
 
-// Queue `q`'s signals again, to this thread (tid) or to the process (tid 0). Every signal is
+// Queue `q`'s signals again, to the calling thread (thread) or to the process. Every signal is
 // blocked in the restorer, so they wait, and COMMIT's mask decides which are delivered on the
-// way into the image. A process may queue any siginfo to itself.
-// Queue the signals again: to the process, or (thread) to the calling thread. A thread's own
-// must be queued by itself: the kernel lets no other thread queue a kernel-made or tgkill
-// siginfo (si_code >= 0 or SI_TKILL) to it (rt_tgsigqueueinfo).
+// way into the image. A thread may queue any siginfo to itself, but no other thread may queue
+// it a kernel-made or tgkill one (si_code >= 0 or SI_TKILL): each queues its own.
 void queue_signals(const std::vector<std::vector<uint8_t>>& q, bool thread) {
   for (const auto& si : q) {
     siginfo_t info;
@@ -363,7 +360,7 @@ struct Helper {
 };
 
 // The helper threads are raw clone3 threads, not pthreads, so that each can ask for its image
-// thread's TID (set_tid; see clone_as). They run on a stack of their own but share the main
+// thread's TID (set_tid; see Clone3). They run on a stack of their own but share the main
 // thread's TLS, which they only read (the stack protector's canary): nothing here may write
 // errno, allocate, or take a lock: raw syscalls only.
 long raw_syscall(long nr, long a1, long a2 = 0, long a3 = 0, long a4 = 0) {
@@ -768,11 +765,11 @@ restore_clone3_thread:
   for (int round = 0; round < 2; round++)
     for (auto& h : helpers_) {
       if (h.tid > 0) continue;
+      Clone3 c(kThreadFlags, h.t->tid, round == 0);
+      if (round == 0 && !c.want) continue;
       void* stack = mmap(nullptr, kHelperStack, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
       if (stack == MAP_FAILED) die(std::string("a thread's stack: ") + strerror(errno));
-      Clone3 c(kThreadFlags, h.t->tid, round == 0);
-      if (round == 0 && !c.want) continue;
       c.a.stack = uint64_t(uintptr_t(stack));
       c.a.stack_size = kHelperStack;
       long tid = restore_clone3_thread(&c.a, sizeof(c.a), helper_main, &h);

@@ -19,8 +19,9 @@ tap() {  # tap STATUS DESCRIPTION [REASON]  (STATUS: 0 pass, 4 skip, else fail)
   esac
 }
 
-# nap SECS: sleep without forking. A restore takes the image's PID through ns_last_pid and
-# forks a few milliseconds later; any fork in the guest in between (a polling `sleep`) takes it.
+# nap SECS: sleep without forking. Written when restore took the image's PID through
+# ns_last_pid, which any fork in between (a polling `sleep`) defeated; clone3's set_tid has no
+# such race, and a wait that forks nothing still keeps the harness out of the PIDs under test.
 # (A FIFO nobody writes, opened for each nap: a descriptor kept open would leak into the
 # processes under test, and ckpt-tool dump refuses a FIFO.)
 napfifo=$(mktemp -u /tmp/vm-zdtm-nap.XXXXXX) && mkfifo "$napfifo" && trap 'rm -f "$napfifo"' EXIT

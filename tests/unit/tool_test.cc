@@ -180,4 +180,13 @@ TEST_F(ToolTest, UsageErrors) {
   EXPECT_NE(h.out.find("restorable"), std::string::npos);
 }
 
+// Scripts (and the CRIU bench's start-up figure) ask the tool what it is without a subcommand.
+TEST_F(ToolTest, VersionNamesTheFormats) {
+  Out v = tool("--version");
+  EXPECT_EQ(0, v.status);
+  EXPECT_EQ(0u, v.out.find("ckpt-tool "));
+  EXPECT_NE(v.out.find("process image 2."), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("ckpt.ko API "), std::string::npos) << v.out;
+}
+
 }  // namespace

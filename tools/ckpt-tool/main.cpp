@@ -1,6 +1,10 @@
-// ckpt-tool: inspect and verify ckpt stores, and show the module's live state.
+// ckpt-tool: checkpoint and restore processes (dump, restore, run), inspect and verify ckpt
+// stores, and show the module's live state.
 #include "cmd.hpp"
+#include "image.hpp"
 #include "proc.hpp"
+
+#include <linux/ckpt.h>
 
 #include <time.h>
 #include <unistd.h>
@@ -35,8 +39,14 @@ int main(int argc, char** argv) {
   const double started = phases ? since_exec_s() : 0;
   int rc;
   {
-    CLI::App app{"ckpt-tool: inspect ckpt stores and the ckpt.ko module's live state"};
+    CLI::App app{
+        "ckpt-tool: checkpoint and restore processes; inspect ckpt stores and the ckpt.ko "
+        "module's live state"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", "ckpt-tool " CKPT_VERSION " (process image " +
+                                          std::to_string(ckpt_tool::image::kVersionMajor) + "." +
+                                          std::to_string(ckpt_tool::image::kVersionMinor) +
+                                          ", ckpt.ko API " + std::to_string(CKPT_API_VERSION) + ")");
     app.footer(
         "Exit status: 0 ok, 1 the operation found a problem, 2 bad arguments, 3 something it needs "
         "is missing (module not loaded, store not found).");

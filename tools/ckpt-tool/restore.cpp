@@ -217,20 +217,41 @@ void set_rlimits(const Image& img) {
   }
 }
 
-// Queue `q`'s signals again, to the calling thread (thread) or to the process. Every signal is
-// blocked in the restorer, so they wait, and COMMIT's mask decides which are delivered on the
-// way into the image. A thread may queue any siginfo to itself, but no other thread may queue
-// it a kernel-made or tgkill one (si_code >= 0 or SI_TKILL): each queues its own.
-void queue_signals(const std::vector<std::vector<uint8_t>>& q, bool thread) {
+// A syscall without errno: -errno on failure. The helper threads (helper_main) may use nothing
+// else.
+long raw_syscall(long nr, long a1, long a2 = 0, long a3 = 0, long a4 = 0) {
+  register long rax asm("rax") = nr;
+  register long rdi asm("rdi") = a1;
+  register long rsi asm("rsi") = a2;
+  register long rdx asm("rdx") = a3;
+  register long r10 asm("r10") = a4;
+  asm volatile("syscall" : "+r"(rax) : "r"(rdi), "r"(rsi), "r"(rdx), "r"(r10) : "rcx", "r11", "memory");
+  return rax;
+}
+
+// Queue `q`'s signals again, to the calling thread (thread) or to the process: 0, or -errno
+// with *signo the signal refused. Every signal is blocked in the restorer, so they wait, and
+// COMMIT's mask decides which are delivered on the way into the image. A thread may queue any
+// siginfo to itself, but no other thread may queue it a kernel-made or tgkill one (si_code >= 0
+// or SI_TKILL): each queues its own, the helper threads too (raw syscalls only, no allocation).
+long requeue(const std::vector<std::vector<uint8_t>>& q, bool thread, int* signo) {
+  const long pid = raw_syscall(SYS_getpid, 0), tid = thread ? raw_syscall(SYS_gettid, 0) : 0;
   for (const auto& si : q) {
     siginfo_t info;
     std::memcpy(&info, si.data(), sizeof(info));
-    long e = thread ? syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), info.si_signo, &info)
-                    : syscall(SYS_rt_sigqueueinfo, getpid(), info.si_signo, &info);
-    if (e < 0)
-      die("queueing signal " + std::to_string(info.si_signo) + " again: " + strerror(errno) +
-          (errno == EAGAIN ? " (RLIMIT_SIGPENDING)" : ""));
+    *signo = info.si_signo;
+    long e = thread ? raw_syscall(SYS_rt_tgsigqueueinfo, pid, tid, info.si_signo, long(&info))
+                    : raw_syscall(SYS_rt_sigqueueinfo, pid, info.si_signo, long(&info));
+    if (e < 0) return e;
   }
+  return 0;
+}
+
+void queue_signals(const std::vector<std::vector<uint8_t>>& q, bool thread) {
+  int signo = 0;
+  if (long e = requeue(q, thread, &signo); e < 0)
+    die("queueing signal " + std::to_string(signo) + " again: " + strerror(int(-e)) +
+        (e == -EAGAIN ? " (RLIMIT_SIGPENDING)" : ""));
 }
 
 void set_fds(const Image& img, std::vector<int*> helpers) {
@@ -363,16 +384,6 @@ struct Helper {
 // thread's TID (set_tid; see Clone3). They run on a stack of their own but share the main
 // thread's TLS, which they only read (the stack protector's canary): nothing here may write
 // errno, allocate, or take a lock: raw syscalls only.
-long raw_syscall(long nr, long a1, long a2 = 0, long a3 = 0, long a4 = 0) {
-  register long rax asm("rax") = nr;
-  register long rdi asm("rdi") = a1;
-  register long rsi asm("rsi") = a2;
-  register long rdx asm("rdx") = a3;
-  register long r10 asm("r10") = a4;
-  asm volatile("syscall" : "+r"(rax) : "r"(rdi), "r"(rsi), "r"(rdx), "r"(r10) : "rcx", "r11", "memory");
-  return rax;
-}
-
 [[noreturn]] void helper_fail(const char* what, long err) {
   int64_t one = kStatusFailed;
   const char* why = strerrordesc_np(int(-err));
@@ -395,14 +406,9 @@ void helper_main(void* arg) {
     if (long e = raw_syscall(SYS_sigaltstack, long(&ss)); e < 0)
       helper_fail("restoring a thread's alternate signal stack", e);
   }
-  // Its own pending signals (queue_signals, without errno).
-  const long pid = raw_syscall(SYS_getpid, 0), tid = raw_syscall(SYS_gettid, 0);
-  for (const auto& si : h->t->pending) {
-    siginfo_t info;
-    std::memcpy(&info, si.data(), sizeof(info));
-    if (long e = raw_syscall(SYS_rt_tgsigqueueinfo, pid, tid, info.si_signo, long(&info)); e < 0)
-      helper_fail("queueing a thread's pending signal again", e);
-  }
+  int signo;
+  if (long e = requeue(h->t->pending, true, &signo); e < 0)
+    helper_fail("queueing a thread's pending signal again", e);
   std::memcpy(&h->req.regs, &h->t->regs, sizeof(h->req.regs));
   h->req.sigmask = h->t->sigmask;
   h->req.clear_child_tid = h->t->clear_child_tid;

@@ -142,6 +142,26 @@ time.sleep(600)' "$d/ready.$kind" $kind &
     kill -9 $pid; wait $pid 2>/dev/null
   done
 
+  # seccomp (here a filter that allows everything): restored without its filters the process
+  # would run outside its sandbox, so dump refuses it, by name, and leaves it running.
+  rm -f "$d/ready.seccomp"
+  /usr/bin/python3 -c 'import ctypes, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7fff0000))  # RET ALLOW
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(1, ctypes.addressof(insn))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+open(sys.argv[1], "w").close()
+time.sleep(600)' "$d/ready.seccomp" &
+  pid=$!
+  wait_file "$d/ready.seccomp" 60
+  expect_refusal "dump refuses a process under seccomp" "seccomp" \
+    "$tool" dump --store "$d/img.seccomp" $pid
+  kill -0 $pid 2>/dev/null && tap 0 "the seccomp process still runs" || tap 1 "the seccomp process still runs"
+  kill -9 $pid; wait $pid 2>/dev/null
+
   # Not allowed to ptrace (another user): refused, process untouched.
   sleep 600 &
   pid=$!
@@ -209,7 +229,7 @@ fi
 if [ $# -gt 0 ]; then tests=("$@"); else
   tests=(); for f in "$bin"/*; do [ -x "$f" ] && tests+=("$(basename "$f")"); done
 fi
-if [ $# -gt 0 ]; then echo "1..${#tests[@]}"; else echo "1..$((${#tests[@]} + 16))"; fi
+if [ $# -gt 0 ]; then echo "1..${#tests[@]}"; else echo "1..$((${#tests[@]} + 18))"; fi
 for t in "${tests[@]}"; do one "$t"; done
 # The same store code on the other media: device-DAX (DAX writer) and a file on ext4 -o dax.
 # The device may hold another test's store: its header blocks are zeroed, so it is blank.

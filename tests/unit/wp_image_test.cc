@@ -139,9 +139,10 @@ TEST(WpImage, Format20WithoutRlimits) {
   for (auto& t : in.threads) t.pending.clear();
   // 2.1 ends with the limit count (0 here), one queued-signal count per thread (2) and the
   // process's (all 0 here); 2.2 then adds the mapping count and one madvise word per mapping
-  // (3), 2.3 the two ITIMER_REAL words, then the end marker: dropping those ten is 2.0's layout.
+  // (3), 2.3 the two ITIMER_REAL words, 2.4 the personality and the prctl flags, then the end
+  // marker: dropping those twelve is 2.0's layout.
   std::vector<uint8_t> meta = encode_meta(in);
-  meta.erase(meta.end() - 88, meta.end() - 8);
+  meta.erase(meta.end() - 104, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 0), 0) << why;
@@ -154,7 +155,7 @@ TEST(WpImage, Format20WithoutRlimits) {
 // bytes read as 2.2 lack the madvise words and are refused.
 TEST(WpImage, Format21WithoutAdvice) {
   std::vector<uint8_t> meta = encode_meta(sample());
-  meta.erase(meta.end() - 56, meta.end() - 8);
+  meta.erase(meta.end() - 72, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 1), 0) << why;
@@ -176,11 +177,32 @@ TEST(WpImage, Format22WithoutItimerAndItimerRoundTrip) {
   ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
   EXPECT_EQ(out.itimer_real_ns, 1500000000u);
   EXPECT_EQ(out.itimer_real_interval_ns, 20000000u);
-  meta.erase(meta.end() - 24, meta.end() - 8);
+  meta.erase(meta.end() - 40, meta.end() - 8);
   ASSERT_EQ(decode_meta(meta, &out, &why, 2), 0) << why;
   EXPECT_EQ(out.itimer_real_ns, 0u);
   EXPECT_EQ(out.itimer_real_interval_ns, 0u);
   EXPECT_EQ(decode_meta(meta, &out, &why, 3), -EBADMSG);
+}
+
+// The personality and prctl state (2.4) round-trip; a 2.3 image (without them) decodes with
+// has_task_state false (restore then leaves the restorer's own), and the same bytes read as 2.4
+// lack the two words and are refused.
+TEST(WpImage, Format23WithoutTaskStateAndTaskStateRoundTrip) {
+  Image in = sample();
+  in.personality = 0x0040000;  // ADDR_NO_RANDOMIZE
+  in.task_flags = kTaskNoNewPrivs | kTaskThpDisable;
+  std::vector<uint8_t> meta = encode_meta(in);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
+  EXPECT_TRUE(out.has_task_state);
+  EXPECT_EQ(out.personality, 0x0040000u);
+  EXPECT_EQ(out.task_flags, kTaskNoNewPrivs | kTaskThpDisable);
+  meta.erase(meta.end() - 24, meta.end() - 8);
+  ASSERT_EQ(decode_meta(meta, &out, &why, 3), 0) << why;
+  EXPECT_FALSE(out.has_task_state);
+  EXPECT_EQ(out.task_flags, 0u);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 4), -EBADMSG);
 }
 
 // An image of a newer minor version (a newer tool's fields) is refused as such, not as damage.
@@ -230,6 +252,8 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = kAdvHugepage | kAdvNoHugepage; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = 1 << 5; }));        // unknown bit
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
+  EXPECT_TRUE(refuses([](Image& i) { i.personality = 0xffffffff; }));  // personality()'s query
+  EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 4; }));             // unknown bit
   EXPECT_FALSE(refuses([](Image&) {}));
 }
 

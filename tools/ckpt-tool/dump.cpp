@@ -299,6 +299,14 @@ void read_stat_fields(int pid, Image* img) {
   img->env_end = field(51);
 }
 
+// "Name:\tvalue" of /proc/PID/status as a number, or -1 when the line is missing (a kernel
+// without it).
+long status_field(const std::string& status, const char* name) {
+  const std::string key = std::string("\n") + name + ":\t";
+  size_t p = status.find(key);
+  return p == std::string::npos ? -1 : strtol(status.c_str() + p + key.size(), nullptr, 10);
+}
+
 void read_process(int pid, Image* img) {
   std::string base = "/proc/" + std::to_string(pid);
   img->pid = uint64_t(pid);
@@ -312,10 +320,29 @@ void read_process(int pid, Image* img) {
   if (ends_with(img->cwd, " (deleted)"))
     throw Error{kFailed, "the working directory " + img->cwd + " is not supported"};
   proc::read_link(base + "/exe", &img->exe);
-  if (proc::read_file(base + "/status", &s) == 0) {
-    size_t p = s.find("Umask:\t");
-    if (p != std::string::npos) img->umask = strtoull(s.c_str() + p + 7, nullptr, 8);
+  if (int e = proc::read_file(base + "/status", &s); e) throw Error{kFailed, "status: " + errstr(e)};
+  size_t p = s.find("Umask:\t");
+  if (p != std::string::npos) img->umask = strtoull(s.c_str() + p + 7, nullptr, 8);
+  if (status_field(s, "THP_enabled") == 0) img->task_flags |= kTaskThpDisable;  // per process
+  // no_new_privs and seccomp belong to each thread (the leader's status is the process's).
+  for (size_t i = 0; i < img->threads.size(); i++) {
+    std::string ts;
+    if (i > 0) {
+      const std::string path = base + "/task/" + std::to_string(img->threads[i].tid) + "/status";
+      if (int e = proc::read_file(path, &ts); e) throw Error{kFailed, path + ": " + errstr(e)};
+    }
+    const std::string& st = i ? ts : s;
+    if (const long mode = status_field(st, "Seccomp"); mode > 0)
+      throw Error{kFailed, std::string("the process runs under seccomp (") +
+                               (mode == 1 ? "strict mode" : "filters") +
+                               "), which is not supported: restored without it, it would run "
+                               "outside its sandbox (see Documentation/whole-process.md)"};
+    if (status_field(st, "NoNewPrivs") == 1) img->task_flags |= kTaskNoNewPrivs;
   }
+  if (int e = proc::read_file(base + "/personality", &s); e)
+    throw Error{kFailed, "personality: " + errstr(e)};
+  img->personality = strtoull(s.c_str(), nullptr, 16);
+  img->has_task_state = true;
   read_stat_fields(pid, img);
   for (int i = 0; i < kNlimits; i++) {
     struct rlimit rl;

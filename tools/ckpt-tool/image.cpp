@@ -200,6 +200,8 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   for (const auto& v : img.vmas) w.u64(v.advice);
   w.u64(img.itimer_real_ns);  // 2.3
   w.u64(img.itimer_real_interval_ns);
+  w.u64(img.personality);  // 2.4 (an image always has it from 2.4 on)
+  w.u64(img.task_flags);
   w.u64(kMetaMagic);
   return w.take();
 }
@@ -382,6 +384,14 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     constexpr uint64_t kCentury = 100ull * 366 * 86400 * 1000000000ull;
     if (r.ok() && (img.itimer_real_ns > kCentury || img.itimer_real_interval_ns > kCentury))
       return fail("interval timer");
+  }
+  if (minor >= 4 && r.ok()) {
+    img.has_task_state = true;
+    img.personality = r.u64();
+    img.task_flags = r.u64();
+    // personality(0xffffffff) only asks; the kernel keeps 32 bits.
+    if (r.ok() && (img.personality >= 0xffffffffu || (img.task_flags & ~kTaskAll)))
+      return fail("personality or prctl state");
   }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
   if (r.ok() && r.left()) return fail("trailing bytes after the metadata");

@@ -28,9 +28,10 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 3;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 4;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
-                                              // 2.3: ITIMER_REAL (Image::itimer_real_ns)
+                                              // 2.3: ITIMER_REAL (Image::itimer_real_ns);
+                                              // 2.4: personality, no_new_privs, THP disable
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -158,7 +159,15 @@ struct Image {
   // (SIGALRM pending). 2.3. Restore arms it again with the time it had left (the time between
   // dump and restore does not count), or one interval. Other timers are refused at dump.
   uint64_t itimer_real_ns = 0, itimer_real_interval_ns = 0;
+  // 2.4: personality(2) and prctl(2) state. has_task_state false (an older image): restore
+  // leaves the restorer's own. no_new_privs is per thread: set if any thread had it (restore
+  // gives it to every thread, never fewer restrictions than the dump found).
+  bool has_task_state = false;
+  uint64_t personality = 0;
+  uint64_t task_flags = 0;  // kTask*
 };
+inline constexpr uint64_t kTaskNoNewPrivs = 1, kTaskThpDisable = 2;
+inline constexpr uint64_t kTaskAll = kTaskNoNewPrivs | kTaskThpDisable;
 
 // Metadata only (no page data).
 std::vector<uint8_t> encode_meta(const Image& img);

@@ -22,6 +22,7 @@
 #include <linux/sched.h>  // struct clone_args (glibc 2.36 has no clone3 wrapper)
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -498,6 +499,22 @@ void set_itimer(const Image& img) {
   if (setitimer(ITIMER_REAL, &it, nullptr) < 0) die(std::string("setitimer: ") + strerror(errno));
 }
 
+// personality(2) and prctl(2) state (format 2.4), set in the child before its mappings are
+// built and its threads created, all of which inherit it: THP disabled (so that the reads do
+// not fault huge pages in), no_new_privs (a one-way switch: the restored process never has
+// fewer restrictions than the dump found), the personality. An older image leaves the
+// restorer's own.
+void set_task_state(const Image& img) {
+  if (!img.has_task_state) return;
+  if ((img.task_flags & kTaskThpDisable) && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
+    die(std::string("PR_SET_THP_DISABLE: ") + strerror(errno));
+  if ((img.task_flags & kTaskNoNewPrivs) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    die(std::string("PR_SET_NO_NEW_PRIVS: ") + strerror(errno));
+  personality(static_cast<unsigned long>(img.personality));
+  if (uint64_t(unsigned(personality(0xffffffff))) != img.personality)
+    die("the personality " + hex(img.personality) + " was not taken");
+}
+
 // madvise(2) state the image recorded for a mapping (format 2.2), set before its pages are
 // read: a THP-backed mapping gets huge pages again as the reads fault it in, and one the
 // process kept off THP stays off.
@@ -649,6 +666,7 @@ restore_clone3_thread:
   uint64_t all = ~0ull;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
 
+  set_task_state(img);
   int ckpt = open_session();
   std::vector<Helper> helpers_(img.threads.size() - 1);
   for (size_t i = 0; i < helpers_.size(); i++) {

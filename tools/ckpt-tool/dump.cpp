@@ -299,12 +299,12 @@ void read_stat_fields(int pid, Image* img) {
   img->env_end = field(51);
 }
 
-// "Name:\tvalue" of /proc/PID/status as a number, or -1 when the line is missing (a kernel
-// without it).
-long status_field(const std::string& status, const char* name) {
+// "Name:\tvalue" of /proc/PID/status as a number in `base`, or -1 when the line is missing (a
+// kernel without it).
+long status_field(const std::string& status, const char* name, int base = 10) {
   const std::string key = std::string("\n") + name + ":\t";
   size_t p = status.find(key);
-  return p == std::string::npos ? -1 : strtol(status.c_str() + p + key.size(), nullptr, 10);
+  return p == std::string::npos ? -1 : strtol(status.c_str() + p + key.size(), nullptr, base);
 }
 
 void read_process(int pid, Image* img) {
@@ -321,8 +321,7 @@ void read_process(int pid, Image* img) {
     throw Error{kFailed, "the working directory " + img->cwd + " is not supported"};
   proc::read_link(base + "/exe", &img->exe);
   if (int e = proc::read_file(base + "/status", &s); e) throw Error{kFailed, "status: " + errstr(e)};
-  size_t p = s.find("Umask:\t");
-  if (p != std::string::npos) img->umask = strtoull(s.c_str() + p + 7, nullptr, 8);
+  if (const long umask = status_field(s, "Umask", 8); umask >= 0) img->umask = uint64_t(umask);
   if (status_field(s, "THP_enabled") == 0) img->task_flags |= kTaskThpDisable;  // per process
   // no_new_privs and seccomp belong to each thread (the leader's status is the process's).
   for (size_t i = 0; i < img->threads.size(); i++) {

@@ -362,14 +362,20 @@ struct alignas(64) Xsave {
   __builtin_unreachable();
 }
 
-void set_altstack(const Thread& t) {
-  if (!t.sas_size) return;
+// The calling thread's alternate signal stack as the image had it: 0 or -errno. Raw syscalls
+// only, like requeue: the helper threads call it too.
+long altstack(const Thread& t) {
+  if (!t.sas_size) return 0;
   stack_t ss{};
   ss.ss_sp = reinterpret_cast<void*>(t.sas_sp);
   ss.ss_size = t.sas_size;
   ss.ss_flags = int(t.sas_flags & (1u << 31));  // SS_AUTODISARM
-  if (syscall(SYS_sigaltstack, &ss, nullptr) < 0)
-    die(std::string("restoring the alternate signal stack: ") + strerror(errno));
+  return raw_syscall(SYS_sigaltstack, long(&ss));
+}
+
+void set_altstack(const Thread& t) {
+  if (long e = altstack(t); e < 0)
+    die(std::string("restoring the alternate signal stack: ") + strerror(int(-e)));
 }
 
 // A helper thread: becomes one of the image's threads.
@@ -399,14 +405,8 @@ struct Helper {
 
 void helper_main(void* arg) {
   auto* h = static_cast<Helper*>(arg);
-  if (h->t->sas_size) {
-    stack_t ss{};
-    ss.ss_sp = reinterpret_cast<void*>(h->t->sas_sp);
-    ss.ss_size = h->t->sas_size;
-    ss.ss_flags = int(h->t->sas_flags & (1u << 31));  // SS_AUTODISARM
-    if (long e = raw_syscall(SYS_sigaltstack, long(&ss)); e < 0)
-      helper_fail("restoring a thread's alternate signal stack", e);
-  }
+  if (long e = altstack(*h->t); e < 0)
+    helper_fail("restoring a thread's alternate signal stack", e);
   int signo;
   if (long e = requeue(h->t->pending, true, &signo); e < 0)
     helper_fail("queueing a thread's pending signal again", e);

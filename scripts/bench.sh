@@ -27,7 +27,7 @@ done
 build=${CKPT_BUILD:-$top/build/cmake}
 case $build in /*) ;; *) build=$top/$build ;; esac
 for b in $build/bench/track_bench $build/bench/ckpt_bench $build/bench/criu_memhog \
-         $build/bin/ckpt-tool kmod/ckpt.ko; do
+         $build/bin/ckpt-tool "build/kmod/$(scripts/kernel-abi.sh)/ckpt.ko"; do
   [ -e "$b" ] || { echo "bench: $b is not built (run make)" >&2; exit 2; }
 done
 

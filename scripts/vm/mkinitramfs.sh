@@ -18,7 +18,12 @@ for m in 9p 9pnet_virtio virtio_pci; do
 done | sort -u | while read -r ko; do
   rel=${ko#"$src"/}
   mkdir -p "$root/lib/modules/$abi/$(dirname "$rel")"
-  cp "$ko" "$root/lib/modules/$abi/$rel"
+  # 6.12's modules are xz-compressed, which busybox's insmod does not read: unpack them.
+  case $ko in
+    *.ko.xz) xz -dc "$ko" > "$root/lib/modules/$abi/${rel%.xz}" ;;
+    *.ko.zst) zstd -qdc "$ko" > "$root/lib/modules/$abi/${rel%.zst}" ;;
+    *) cp "$ko" "$root/lib/modules/$abi/$rel" ;;
+  esac
 done
 cp "$src/modules.order" "$src/modules.builtin" "$src/modules.builtin.modinfo" "$root/lib/modules/$abi/" 2>/dev/null || true
 depmod -b "$root" "$abi"

@@ -4,7 +4,7 @@
 # while a session is open. Run in the VM as root with ckpt.ko loaded; KO names the module file.
 # Output is TAP, as kselftest's shell tests print it.
 set -u
-KO=${VM_CKPT_KO:-$(dirname "$0")/../../kmod/ckpt.ko}
+KO=${VM_CKPT_KO:?the module file: run in scripts/vm/run, which sets VM_CKPT_KO}
 # Loaded again with the parameter it was loaded with (the VM harness sets hook_stay_armed).
 ARGS="hook_stay_armed=$(cat /sys/module/ckpt/parameters/hook_stay_armed 2>/dev/null || echo N)"
 n=0 fail=0

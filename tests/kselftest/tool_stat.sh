@@ -12,7 +12,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tool=$top/build/cmake/bin/ckpt-tool
 heat=$top/build/cmake/bin/heat
-KO=${VM_CKPT_KO:-$top/kmod/ckpt.ko}
+KO=${VM_CKPT_KO:?the module file: run in scripts/vm/run, which sets VM_CKPT_KO}
 n=0 fail=0
 ok() { n=$((n+1)); echo "ok $n $1"; }
 nok() { n=$((n+1)); fail=$((fail+1)); echo "not ok $n $1"; }

@@ -78,7 +78,7 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
   ckpt_config_t def;
   ckpt_config_init(&def);
   if (!cfg) cfg = &def;
-  if (cfg->size != sizeof(*cfg) || cfg->tracker > CKPT_TRACKER_FULL || cfg->writer > CKPT_WRITER_URING ||
+  if (cfg->size != sizeof(*cfg) || cfg->tracker > CKPT_TRACKER_UFFD_ASYNC || cfg->writer > CKPT_WRITER_URING ||
       (cfg->flags & ~kKnownFlags))
     return open_fail(-EINVAL, "bad config: size, tracker, writer or flags");
   for (uint64_t r : cfg->reserved)
@@ -95,9 +95,14 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     int ret = ckpt::make_tracker(static_cast<ckpt::TrackerKind>(cfg->tracker), &c->tracker, &why);
     if (ret) return open_fail(ret == -EINVAL ? ret : -ENODEV, why);
     if ((cfg->flags & CKPT_CFG_ASYNC) && !c->tracker->can_hold())
-      return open_fail(-EOPNOTSUPP, std::string("asynchronous checkpoints need ckpt.ko with held pages "
-                                                "(CKPT_FEATURE_HOLD); the tracker here is ") +
-                                        c->tracker->name());
+      return open_fail(-EOPNOTSUPP,
+                       std::string("asynchronous checkpoints need ckpt.ko with held pages "
+                                   "(CKPT_FEATURE_HOLD); the tracker here is ") +
+                           c->tracker->name() +
+                           (strcmp(c->tracker->name(), "uffd-async")
+                                ? ""
+                                : ", whose write faults the kernel resolves with no handler, so "
+                                  "nothing can copy a held page before its first write"));
     ckpt::store::Options o;
     o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
     o.create_size = cfg->create_size;

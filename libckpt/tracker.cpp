@@ -42,11 +42,12 @@ int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* w
     const char* env = getenv("CKPT_TRACKER");
     if (env && *env) {
       if (!strcmp(env, "module")) kind = TrackerKind::kModule;
+      else if (!strcmp(env, "uffd-async")) kind = TrackerKind::kUffdAsync;
       else if (!strcmp(env, "uffd")) kind = TrackerKind::kUffd;
       else if (!strcmp(env, "mprotect")) kind = TrackerKind::kMprotect;
       else if (!strcmp(env, "full")) kind = TrackerKind::kFull;
       else {
-        *why = std::string("CKPT_TRACKER=") + env + " is not one of module|uffd|mprotect|full";
+        *why = std::string("CKPT_TRACKER=") + env + " is not one of module|uffd-async|uffd|mprotect|full";
         return -EINVAL;
       }
     }
@@ -55,6 +56,7 @@ int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* w
   switch (kind) {
     case TrackerKind::kAuto:
       if (make_module_tracker(out) == 0) return 0;
+      if (make_uffd_async_tracker(out) == 0) return 0;
       if (make_uffd_tracker(out) == 0) return 0;
       return make_mprotect_tracker(out);
     case TrackerKind::kModule:
@@ -64,6 +66,13 @@ int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* w
     case TrackerKind::kUffd:
       ret = make_uffd_tracker(out);
       if (ret) *why = "uffd tracker unavailable: userfaultfd write-protect not supported or not permitted";
+      return ret;
+    case TrackerKind::kUffdAsync:
+      ret = make_uffd_async_tracker(out);
+      if (ret)
+        *why = "uffd-async tracker unavailable: needs Linux >= 6.7 (UFFD_FEATURE_WP_ASYNC, "
+               "UFFD_FEATURE_WP_UNPOPULATED, PAGEMAP_SCAN) and userfaultfd permitted: " +
+               std::string(strerror(-ret));
       return ret;
     case TrackerKind::kMprotect:
       return make_mprotect_tracker(out);

@@ -16,7 +16,7 @@
 
 namespace ckpt {
 
-enum class TrackerKind { kAuto = 0, kModule = 1, kUffd = 2, kMprotect = 3, kFull = 4 };
+enum class TrackerKind { kAuto = 0, kModule = 1, kUffd = 2, kMprotect = 3, kFull = 4, kUffdAsync = 5 };
 
 class Tracker {
  public:
@@ -73,13 +73,15 @@ int take_dirty_runs(size_t words, Take&& take, Rearm&& rearm, std::vector<uint64
   return ret;
 }
 
-// Create a tracker. kAuto: env CKPT_TRACKER, else module > uffd > mprotect. -ENODEV if the
+// Create a tracker. kAuto: env CKPT_TRACKER, else module > uffd-async > uffd > mprotect. -ENODEV if the
 // requested kind is not available here, -EINVAL for an unknown CKPT_TRACKER value.
 int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* why);
 
 int make_full_tracker(std::unique_ptr<Tracker>* out);
 int make_mprotect_tracker(std::unique_ptr<Tracker>* out);
 int make_uffd_tracker(std::unique_ptr<Tracker>* out);
+// -EOPNOTSUPP where the kernel lacks UFFD_FEATURE_WP_ASYNC, WP_UNPOPULATED or PAGEMAP_SCAN.
+int make_uffd_async_tracker(std::unique_ptr<Tracker>* out);
 int make_module_tracker(std::unique_ptr<Tracker>* out);
 
 }  // namespace ckpt

@@ -43,11 +43,13 @@ typedef struct ckpt_heap ckpt_heap_t;
 
 /* Which tracker finds the pages written since the last checkpoint. */
 enum ckpt_tracker_kind {
-	CKPT_TRACKER_AUTO = 0,	/* env CKPT_TRACKER if set, else module > uffd > mprotect */
+	CKPT_TRACKER_AUTO = 0,	/* env CKPT_TRACKER if set, else module > uffd-async > uffd > mprotect */
 	CKPT_TRACKER_MODULE = 1,	/* ckpt.ko (/dev/ckpt with CKPT_FEATURE_TRACK) */
 	CKPT_TRACKER_UFFD = 2,	/* userfaultfd write-protect (sync), a handler thread */
 	CKPT_TRACKER_MPROTECT = 3,	/* mprotect + SIGSEGV, chaining the program's handler */
 	CKPT_TRACKER_FULL = 4,	/* no tracking: every checkpoint writes every page */
+	CKPT_TRACKER_UFFD_ASYNC = 5,	/* Linux >= 6.7: userfaultfd WP_ASYNC + PAGEMAP_SCAN, */
+					/* no handler (the kernel logs writes in the PTEs) */
 };
 
 /* Which writer persists pages; AUTO decides from the store path (DAX or io_uring). */
@@ -65,6 +67,7 @@ enum ckpt_writer_kind {
 						/* other data (destroys it); default: refuse */
 #define CKPT_CFG_ASYNC		(1u << 3)	/* asynchronous checkpoints (see ckpt_checkpoint); */
 						/* needs the module tracker, else ckpt_open: -EOPNOTSUPP */
+						/* (uffd-async included: nothing copies before a write) */
 
 /*
  * Session configuration. Initialise with ckpt_config_init(), then change fields. Passing NULL
@@ -206,7 +209,7 @@ struct ckpt_session_stats {
 					/* (CKPT_CFG_ASYNC: stop + collect, what the program waited) */
 	uint64_t restores;
 	uint64_t page_size;
-	char tracker[16];		/* "module", "uffd", "mprotect", "full" */
+	char tracker[16];		/* "module", "uffd-async", "uffd", "mprotect", "full" */
 	char writer[16];		/* "dax", "io_uring" */
 	uint64_t total_stop_ns;		/* waiting for attached threads to park */
 	uint64_t total_collect_ns;	/* asking the trackers for written pages, re-protecting them */

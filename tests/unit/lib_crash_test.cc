@@ -109,6 +109,6 @@ TEST_P(Crash, KillNineAtRandomInstantsRestoresAnEpoch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Trackers, Crash, ::testing::ValuesIn(trackers()),
-                         [](const auto& i) { return i.param; });
+                         [](const auto& i) { return test_name(i.param); });
 
 }  // namespace

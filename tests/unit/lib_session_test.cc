@@ -670,7 +670,7 @@ TEST_P(Session, BadInput) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Trackers, Session, ::testing::ValuesIn(trackers()),
-                         [](const auto& i) { return i.param; });
+                         [](const auto& i) { return test_name(i.param); });
 
 std::vector<std::string> module_only() {
   auto t = trackers();
@@ -680,7 +680,7 @@ std::vector<std::string> module_only() {
 // Not instantiated on a host without ckpt.ko: nothing to run there (AsyncNeedsTheModule runs).
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(AsyncSession);
 INSTANTIATE_TEST_SUITE_P(Trackers, AsyncSession, ::testing::ValuesIn(module_only()),
-                         [](const auto& i) { return i.param; });
+                         [](const auto& i) { return test_name(i.param); });
 
 TEST(Config, Invalid) {
   ckpt_t* c = nullptr;
@@ -725,7 +725,7 @@ TEST(Config, TrackerEnvironment) {
   unsetenv("CKPT_TRACKER");
   ASSERT_EQ(ckpt_open(sp.path().c_str(), nullptr, &c), 0);
   ASSERT_EQ(ckpt_get_stats(c, &st), 0);
-  EXPECT_STREQ(st.tracker, module_tracks() ? "module" : "uffd");
+  EXPECT_STREQ(st.tracker, module_tracks() ? "module" : uffd_async_available() ? "uffd-async" : "uffd");
   ckpt_close(c);
 }
 

@@ -2,7 +2,8 @@
 //
 // Environment (the VM suite tests/e2e/vm-lib.sh sets these):
 //   CKPT_TEST_TRACKERS  comma-separated trackers to run parametrized tests with
-//                       (default: full,mprotect,uffd, plus module when /dev/ckpt tracks)
+//                       (default: full,mprotect,uffd, plus uffd-async where the kernel has
+//                       it, plus module when /dev/ckpt tracks)
 //   CKPT_TEST_STORE     a store path to reuse (a DAX device or a file on /mnt/pmem); each test
 //                       formats it first (CKPT_CFG_FORMAT). Default: a fresh file per test.
 #pragma once
@@ -11,9 +12,12 @@
 #include <gtest/gtest.h>
 #include <linux/ckpt.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/syscall.h>
 #include <random>
 #include <string>
 #include <sys/ioctl.h>
@@ -36,10 +40,34 @@ inline bool module_tracks() {
   return ok;
 }
 
+// Whether this kernel offers what the uffd-async tracker needs (probed here independently of
+// libckpt: UFFD_FEATURE_WP_ASYNC + WP_UNPOPULATED, and PAGEMAP_SCAN on /proc/self/pagemap).
+inline bool uffd_async_available() {
+  int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (uffd < 0 && errno == EPERM) uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1));
+  if (uffd < 0) return false;
+  struct uffdio_api api;
+  memset(&api, 0, sizeof(api));
+  api.api = UFFD_API;
+  api.features = (1ULL << 15) | (1ULL << 13);  // WP_ASYNC, WP_UNPOPULATED
+  bool ok = ioctl(uffd, UFFDIO_API, &api) == 0;
+  close(uffd);
+  if (!ok) return false;
+  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pm < 0) return false;
+  uint64_t arg[12] = {sizeof(arg)};  // struct pm_scan_arg: size, then an empty range
+  ok = ioctl(pm, _IOWR('f', 16, uint64_t[12]), arg) == 0;
+  close(pm);
+  return ok;
+}
+
 inline std::vector<std::string> trackers() {
   std::vector<std::string> out;
   const char* env = getenv("CKPT_TEST_TRACKERS");
-  std::string s = env && *env ? env : (module_tracks() ? "full,mprotect,uffd,module" : "full,mprotect,uffd");
+  std::string def = "full,mprotect,uffd";
+  if (uffd_async_available()) def += ",uffd-async";
+  if (module_tracks()) def += ",module";
+  std::string s = env && *env ? env : def;
   size_t pos = 0;
   while (pos <= s.size()) {
     size_t c = s.find(',', pos);
@@ -50,9 +78,16 @@ inline std::vector<std::string> trackers() {
   return out;
 }
 
+// A tracker's name as a test name (gtest allows [A-Za-z0-9_]): uffd-async -> uffd_async.
+inline std::string test_name(std::string t) {
+  std::replace(t.begin(), t.end(), '-', '_');
+  return t;
+}
+
 inline uint32_t tracker_kind(const std::string& t) {
   if (t == "module") return CKPT_TRACKER_MODULE;
   if (t == "uffd") return CKPT_TRACKER_UFFD;
+  if (t == "uffd-async") return CKPT_TRACKER_UFFD_ASYNC;
   if (t == "mprotect") return CKPT_TRACKER_MPROTECT;
   if (t == "full") return CKPT_TRACKER_FULL;
   return CKPT_TRACKER_AUTO;

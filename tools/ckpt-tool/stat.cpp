@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cmd.hpp"
+#include "tracker.hpp"
 
 namespace ckpt_tool {
 namespace {
@@ -74,6 +75,14 @@ int read_sessions(std::vector<Session>* out, std::string* why) {
   return 0;
 }
 
+// The tracker libckpt's auto mode (CKPT_TRACKER honoured) picks in this environment.
+std::string tracker_here() {
+  std::unique_ptr<ckpt::Tracker> t;
+  std::string why;
+  if (ckpt::make_tracker(ckpt::TrackerKind::kAuto, &t, &why)) return "none (" + why + ")";
+  return t->name();
+}
+
 }  // namespace
 
 void add_stat(CLI::App& app, Runner& run) {
@@ -88,8 +97,12 @@ void add_stat(CLI::App& app, Runner& run) {
     run = [opts] {
       std::vector<Session> ss;
       std::string why;
+      const std::string tracker = tracker_here();
       if (int e = read_sessions(&ss, &why); e < 0) {
         std::fprintf(stderr, "ckpt-tool stat: %s\n", why.c_str());
+        if (e == -ENOENT)
+          std::fprintf(stderr, "ckpt-tool stat: libckpt tracks with %s here (its sessions are not listed: "
+                       "only the module's are)\n", tracker.c_str());
         return e == -ENOENT ? int(kUnavailable) : int(kFailed);
       }
       if (opts->json) {
@@ -100,9 +113,10 @@ void add_stat(CLI::App& app, Runner& run) {
                        {"collects", s.collects}, {"collected", s.collected},
                        {"kept", s.kept}, {"invalidations", s.invalidations},
                        {"thp_splits", s.thp_splits}});
-        std::printf("%s\n", nlohmann::json{{"sessions", j}}.dump(2).c_str());
+        std::printf("%s\n", nlohmann::json{{"tracker", tracker}, {"sessions", j}}.dump(2).c_str());
         return int(kOk);
       }
+      std::printf("libckpt tracker here: %s\n", tracker.c_str());
       std::printf("%8s %-16s %8s %12s %10s %12s %10s %12s %8s\n", "PID", "COMM", "REGIONS",
                   "PAGES", "DIRTY", "FAULTS", "COLLECTS", "COLLECTED", "KEPT");
       for (const auto& s : ss)

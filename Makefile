@@ -3,7 +3,7 @@
 #   make test       host tests + VM tests, one summary line; non-zero exit on any failure
 #   make vm-test    the VM suites alone          make vm-shell   a shell in the VM
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
-#   make bench      the benchmarks
+#   make bench      the benchmarks (VM)   make bench-host  the userspace trackers on this kernel, no VM
 #   make install PREFIX=/usr/local
 BUILD   := build/cmake
 WERROR  ?= $(if $(CI),1,0)
@@ -43,6 +43,9 @@ vm-shell: all
 bench: all
 	scripts/bench.sh
 
+bench-host: userspace
+	scripts/bench-host.sh
+
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -53,4 +56,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host bench install clean distclean
+.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host bench bench-host install clean distclean

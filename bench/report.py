@@ -833,12 +833,20 @@ def write_page(d, E, env, plots, docdir):
             if figs:
                 a(f"Medians, {what}: " + ", ".join(f"{e['name'].split('/', 1)[1]} {fmt(e['median'])} s" for e in figs) + ".")
                 a("")
+    # make bench-host's section (scripts/bench-host.sh): kept as it was measured, on the host.
+    host_md = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "host.md")
+    if os.path.exists(host_md):
+        a("<!-- bench-host: begin (scripts/bench-host.sh) -->")
+        a(open(host_md).read().rstrip("\n"))
+        a("<!-- bench-host: end -->")
+        a("")
     a("## Reproducing")
     a("")
     a("```sh")
     a("make bench                 # ~25 min: one VM boot, every benchmark, results + plots + this page")
     a("CKPT_BUILD=build/x scripts/bench.sh   # the same with the binaries of another build directory")
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
+    a("make bench-host            # ~3 min, no VM: the userspace trackers on this machine's kernel")
     a("```")
     a("")
     a("Raw per-benchmark JSON of the last run: `bench/results/raw/`; merged: `bench/results/latest.json`.")

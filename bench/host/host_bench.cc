@@ -1,0 +1,493 @@
+// make bench-host: the userspace trackers on this machine's own kernel, no VM, all in one run:
+// uffd-async (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN), uffd (sync, a handler thread), mprotect +
+// SIGSEGV, and full (no tracking). Sections:
+//   fault      first write to a protected page and collect (report + re-protect), per page,
+//              through libckpt's Tracker interface; collect of 1% scattered pages of 1 GiB
+//   latency    ckpt_checkpoint() vs dirty pages (64 MiB region)
+//   size       1% dirty of 1 GiB vs the same number of pages dirty in 10 MiB
+//   slowdown   a memory-bound loop's throughput at 10 and 100 checkpoints/s, 1% of its working
+//              set written per interval, against the same loop without libckpt
+// Prints tables, the ratios and issue 19's targets (met / not met); writes JSON (--json) and
+// the performance.md section (--md). The store is an io_uring file store on tmpfs (--dir,
+// default /dev/shm): the figures are the trackers' and the session's, not a disk's.
+//
+//   host_bench [--json F] [--md F] [--dir D] [--quick] [--only SECTION]  (--only: a look, no targets)
+#include <ckpt/ckpt.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tracker.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+constexpr size_t kPage = 4096;
+
+double now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e9 + t.tv_nsec;
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+[[noreturn]] void die(const std::string& s) { throw std::runtime_error(s); }
+
+unsigned char* map_anon(size_t len) {
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) die("mmap");
+  madvise(p, len, MADV_NOHUGEPAGE);  // 4 KiB pages: the per-page figures are per 4 KiB page
+  memset(p, 1, len);
+  return static_cast<unsigned char*>(p);
+}
+
+const std::vector<std::string> kTrackers = {"uffd-async", "uffd", "mprotect", "full"};
+uint32_t kind(const std::string& t) {
+  if (t == "uffd-async") return CKPT_TRACKER_UFFD_ASYNC;
+  if (t == "uffd") return CKPT_TRACKER_UFFD;
+  if (t == "mprotect") return CKPT_TRACKER_MPROTECT;
+  return CKPT_TRACKER_FULL;
+}
+
+json g_fig = json::object();  // name -> {value, unit}
+void fig(const std::string& name, double v, const char* unit) { g_fig[name] = {{"value", v}, {"unit", unit}}; }
+double figv(const std::string& name) { return g_fig.contains(name) ? g_fig[name]["value"].get<double>() : 0; }
+
+std::string g_dir = "/dev/shm";
+int g_reps = 5;
+bool g_quick = false;
+
+// ---- fault and collect, per page (Tracker interface) ----
+void fault_section() {
+  const size_t pages = g_quick ? 512 : 4096, len = pages * kPage;
+  fmt::print("\n== first write and collect, per 4 KiB page ({} pages, {} repeats) ==\n", pages, g_reps);
+  unsigned char* m = map_anon(len);
+  std::vector<double> plain, fresh;
+  for (int r = 0; r < g_reps; r++) {
+    double t0 = now_ns();
+    for (size_t i = 0; i < pages; i++) m[i * kPage] += 1;
+    plain.push_back((now_ns() - t0) / pages);
+    void* f = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    madvise(f, len, MADV_NOHUGEPAGE);
+    t0 = now_ns();
+    for (size_t i = 0; i < pages; i++) static_cast<volatile unsigned char*>(f)[i * kPage] = 1;
+    fresh.push_back((now_ns() - t0) / pages);
+    munmap(f, len);
+  }
+  fig("fault/plain_write_ns", median(plain), "ns/page");
+  fig("fault/first_touch_ns", median(fresh), "ns/page");
+  fmt::print("  {:<12} {:>14} {:>14} {:>16}\n", "tracker", "1st write ns", "collect ns", "collect 0 dirty");
+  fmt::print("  {:<12} {:>14.0f} {:>14} {:>16}   (write to a writable page)\n", "none", median(plain), "-", "-");
+  fmt::print("  {:<12} {:>14.0f} {:>14} {:>16}   (first touch of fresh memory)\n", "none", median(fresh), "-", "-");
+  for (const auto& name : kTrackers) {
+    if (name == "full") continue;
+    std::unique_ptr<ckpt::Tracker> t;
+    std::string why;
+    if (ckpt::make_tracker(static_cast<ckpt::TrackerKind>(kind(name)), &t, &why)) die(why);
+    if (t->add(0, m, len, false)) die("add " + name);
+    std::vector<double> w, c, c0;
+    std::vector<uint64_t> got;
+    for (int r = 0; r < g_reps; r++) {
+      double t0 = now_ns();
+      for (size_t i = 0; i < pages; i++) m[i * kPage] += 1;
+      w.push_back((now_ns() - t0) / pages);
+      got.clear();
+      t0 = now_ns();
+      if (t->collect(0, &got)) die("collect " + name);
+      c.push_back((now_ns() - t0) / pages);
+      if (got.size() != pages) die(fmt::format("{} reported {} of {} pages", name, got.size(), pages));
+      got.clear();
+      t0 = now_ns();
+      t->collect(0, &got);
+      c0.push_back(now_ns() - t0);
+    }
+    t->remove(0);
+    fig("fault/" + name + "/first_write_ns", median(w), "ns/page");
+    fig("fault/" + name + "/collect_ns", median(c), "ns/page");
+    fig("fault/" + name + "/collect_empty_ns", median(c0), "ns");
+    fmt::print("  {:<12} {:>14.0f} {:>14.0f} {:>14.0f} ns   (region of {} MiB)\n", name, median(w), median(c),
+               median(c0), len >> 20);
+  }
+  munmap(m, len);
+
+  // Collect of 1% scattered pages of 1 GiB: the walk follows the region, the reports the pages.
+  const size_t big = (g_quick ? 64ul : 1024ul) << 20, bp = big / kPage, k = bp / 100;
+  unsigned char* b = map_anon(big);
+  fmt::print("  collect of 1% scattered pages ({}) of {} MiB:\n", k, big >> 20);
+  for (const auto& name : kTrackers) {
+    if (name == "full") continue;
+    std::unique_ptr<ckpt::Tracker> t;
+    std::string why;
+    if (ckpt::make_tracker(static_cast<ckpt::TrackerKind>(kind(name)), &t, &why)) die(why);
+    if (t->add(0, b, big, false)) die("add " + name);
+    std::vector<double> c;
+    std::vector<uint64_t> got;
+    for (int r = 0; r < std::min(g_reps, 3); r++) {
+      for (size_t i = 0; i < k; i++) b[(i * 100 + r) % bp * kPage] += 1;
+      got.clear();
+      double t0 = now_ns();
+      if (t->collect(0, &got)) die("collect " + name);
+      c.push_back(now_ns() - t0);
+    }
+    t->remove(0);
+    fig("fault/" + name + "/collect_1pct_1g_ms", median(c) / 1e6, "ms");
+    fmt::print("    {:<12} {:8.2f} ms\n", name, median(c) / 1e6);
+  }
+  munmap(b, big);
+}
+
+// ---- sessions ----
+struct Store {
+  std::string path;
+  explicit Store(const std::string& tag) : path(g_dir + "/ckpt-bench-host-" + std::to_string(getpid()) + "-" + tag) {}
+  ~Store() { unlink(path.c_str()); }
+};
+
+ckpt_t* open_session(const Store& s, const std::string& tracker, uint64_t interval_ms = 0) {
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = kind(tracker);
+  cfg.flags = CKPT_CFG_FORMAT;
+  cfg.interval_ms = interval_ms;
+  ckpt_t* c = nullptr;
+  unlink(s.path.c_str());
+  if (ckpt_open(s.path.c_str(), &cfg, &c)) die(fmt::format("ckpt_open {}: {}", s.path, ckpt_open_error()));
+  return c;
+}
+void check(int r, ckpt_t* c, const char* what) {
+  if (r < 0) die(fmt::format("{}: {}", what, ckpt_last_error(c)));
+}
+
+// Dirty k pages spread over the region (a different byte each time), then time the checkpoint.
+double timed_checkpoint(ckpt_t* c, unsigned char* m, size_t pages, size_t k, int salt) {
+  if (k) {
+    size_t stride = std::max<size_t>(1, pages / k);
+    for (size_t i = 0; i < k; i++) m[((i * stride + salt) % pages) * kPage + salt % 4096] += 1;
+  }
+  double t0 = now_ns();
+  check(ckpt_checkpoint(c), c, "ckpt_checkpoint");
+  return (now_ns() - t0) / 1e6;
+}
+
+void latency_section() {
+  const size_t len = (g_quick ? 8ul : 64ul) << 20, pages = len / kPage;
+  std::vector<size_t> dirty = {16, 256, 2048, pages};
+  const int reps = std::min(g_reps, 3);
+  fmt::print("\n== checkpoint latency (ms) vs dirty pages, {} MiB region, median of {} ==\n", len >> 20, reps);
+  fmt::print("  {:<12}", "tracker");
+  for (size_t k : dirty) fmt::print(" {:>10}", k);
+  fmt::print("\n");
+  unsigned char* m = map_anon(len);
+  for (const auto& name : kTrackers) {
+    Store s("lat");
+    ckpt_t* c = open_session(s, name);
+    check(ckpt_register(c, "m", m, len), c, "ckpt_register");
+    check(ckpt_checkpoint(c), c, "first checkpoint");
+    fmt::print("  {:<12}", name);
+    for (size_t k : dirty) {
+      std::vector<double> v;
+      for (int r = 0; r < reps; r++) v.push_back(timed_checkpoint(c, m, pages, k, r));
+      fig(fmt::format("latency/{}/dirty={}", name, k), median(v), "ms");
+      fmt::print(" {:>10.3f}", median(v));
+    }
+    fmt::print("\n");
+    ckpt_close(c);
+  }
+  munmap(m, len);
+}
+
+void size_section() {
+  const size_t small = 10ul << 20, big = (g_quick ? 64ul : 1024ul) << 20, k = small / kPage;
+  const int reps = g_quick ? 1 : 5;
+  fmt::print("\n== {} dirty pages: in a {} MiB region vs in {} MiB (1% of it), median of {} ==\n", k, small >> 20,
+             big >> 20, reps);
+  for (const auto& name : kTrackers) {
+    if (name == "full") continue;  // copies the whole region by definition
+    double ms[2];
+    for (int which = 0; which < 2; which++) {
+      size_t len = which ? big : small, pages = len / kPage;
+      unsigned char* m = map_anon(len);
+      Store s("size");
+      ckpt_t* c = open_session(s, name);
+      check(ckpt_register(c, "m", m, len), c, "ckpt_register");
+      check(ckpt_checkpoint(c), c, "first checkpoint");
+      std::vector<double> v;
+      for (int r = 0; r < reps; r++) v.push_back(timed_checkpoint(c, m, pages, k, r));
+      ms[which] = median(v);
+      ckpt_close(c);
+      munmap(m, len);
+    }
+    fig(fmt::format("size/{}/small_ms", name), ms[0], "ms");
+    fig(fmt::format("size/{}/big_ms", name), ms[1], "ms");
+    fig(fmt::format("size/{}/ratio", name), ms[1] / ms[0], "x");
+    fmt::print("  {:<12} {:>8.3f} ms in {} MiB, {:>8.3f} ms in {} MiB: {:.2f}x\n", name, ms[0], small >> 20, ms[1],
+               big >> 20, ms[1] / ms[0]);
+  }
+}
+
+// ---- slowdown: the loop of bench/ckpt (ckpt_bench slowdown), on the host ----
+// One step reads 64 KiB of the working set and writes one byte into a page of the current write
+// window (1% of the pages); the window moves on after each checkpoint (without libckpt: every
+// 1/rate s). Each checkpointed run is interleaved with its own baseline run at the same rate.
+uint64_t g_sink;
+double run_loop(unsigned char* ws, size_t pages, double seconds, double rate, ckpt_t* c, double* ckpts) {
+  const size_t win = std::max<size_t>(1, pages / 100), read_pages = 16;
+  const double interval_ns = 1e9 / rate;
+  size_t rpos = 0, wbase = 0, wcur = 0;
+  uint64_t sum = 0, steps = 0;
+  ckpt_session_stats s0{}, s1{};
+  if (c) ckpt_get_stats(c, &s0);
+  double t0 = now_ns(), next_move = t0 + interval_ns, end = t0 + seconds * 1e9, t = t0;
+  for (;;) {
+    const uint64_t* q = reinterpret_cast<const uint64_t*>(ws + rpos * kPage);
+    for (size_t i = 0; i < read_pages * kPage / 8; i += 8) sum += q[i] ^ q[i + 1] ^ q[i + 3] ^ q[i + 5];
+    rpos = (rpos + read_pages) % pages;
+    ws[((wbase + wcur++ % win) % pages) * kPage + (steps & 4095)] += 1;
+    steps++;
+    bool moved = false;
+    if (c) {
+      int r = ckpt_hook(c);
+      check(r, c, "ckpt_hook");
+      moved = r == 1;
+    }
+    if ((steps & 15) == 0) {
+      t = now_ns();
+      if (t >= end) break;
+      if (!c && t >= next_move) {
+        moved = true;
+        next_move += interval_ns;
+      }
+    }
+    if (moved) {
+      wbase = (wbase + win) % pages;
+      wcur = 0;
+    }
+  }
+  g_sink += sum;
+  double dt = (t - t0) / 1e9;
+  if (c) {
+    ckpt_get_stats(c, &s1);
+    *ckpts = (s1.checkpoints - s0.checkpoints) / dt;
+  }
+  return steps / dt;
+}
+
+void slowdown_section() {
+  const size_t len = (g_quick ? 8ul : 64ul) << 20, pages = len / kPage;
+  const double seconds = g_quick ? 0.2 : 1.0;
+  const int reps = g_quick ? 1 : 3;
+  const std::vector<double> rates = {10, 100};
+  fmt::print("\n== throughput kept by a memory-bound loop ({} MiB working set, 1% written per interval), "
+             "median of {} x {} s ==\n", len >> 20, reps, seconds);
+  unsigned char* ws = map_anon(len);
+  fmt::print("  {:<12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10}\n", "tracker", "rate /s", "achieved", "kept", "ckpt ms",
+             "collect", "persist");
+  for (const auto& name : kTrackers) {
+    for (double rate : rates) {
+      std::vector<double> kept, achieved, ms, cms, pms;
+      for (int r = 0; r < reps; r++) {
+        double base = 0, with = 0, got = 0;
+        for (int side = 0; side < 2; side++) {
+          bool ck = (side + r) % 2 == 1;
+          for (size_t p = 0; p < pages; p++) {  // the same warm-up for both
+            volatile unsigned char* q = ws + p * kPage;
+            *q = *q;
+          }
+          if (!ck) {
+            base = run_loop(ws, pages, seconds, rate, nullptr, nullptr);
+            continue;
+          }
+          Store s("slow");
+          ckpt_t* c = open_session(s, name, static_cast<uint64_t>(1000 / rate));
+          check(ckpt_register(c, "ws", ws, len), c, "ckpt_register");
+          check(ckpt_checkpoint(c), c, "first checkpoint");
+          ckpt_session_stats s0, s1;
+          ckpt_get_stats(c, &s0);
+          with = run_loop(ws, pages, seconds, rate, c, &got);
+          ckpt_get_stats(c, &s1);
+          uint64_t n = s1.checkpoints - s0.checkpoints;
+          ms.push_back(n ? (s1.total_ns - s0.total_ns) / 1e6 / n : 0);
+          cms.push_back(n ? (s1.total_collect_ns - s0.total_collect_ns) / 1e6 / n : 0);
+          pms.push_back(n ? (s1.total_persist_ns - s0.total_persist_ns) / 1e6 / n : 0);
+          ckpt_close(c);
+        }
+        kept.push_back(with / base);
+        achieved.push_back(got);
+      }
+      fig(fmt::format("slowdown/{}/rate={}/kept", name, rate), median(kept), "fraction");
+      fig(fmt::format("slowdown/{}/rate={}/achieved", name, rate), median(achieved), "ckpt/s");
+      fig(fmt::format("slowdown/{}/rate={}/ckpt_ms", name, rate), median(ms), "ms");
+      fig(fmt::format("slowdown/{}/rate={}/collect_ms", name, rate), median(cms), "ms");
+      fig(fmt::format("slowdown/{}/rate={}/persist_ms", name, rate), median(pms), "ms");
+      fmt::print("  {:<12} {:>10.0f} {:>10.1f} {:>11.1f}% {:>12.3f} {:>10.3f} {:>10.3f}\n", name, rate, median(achieved),
+                 100 * median(kept), median(ms), median(cms), median(pms));
+    }
+  }
+  munmap(ws, len);
+}
+
+struct Target {
+  std::string what, value, goal;
+  bool met;
+};
+
+std::vector<Target> targets() {
+  std::vector<Target> t;
+  double a = figv("fault/uffd-async/first_write_ns"), mp = figv("fault/mprotect/first_write_ns"),
+         us = figv("fault/uffd/first_write_ns");
+  t.push_back({"first write: mprotect / uffd-async", fmt::format("{:.1f}x", mp / a), ">= 2.5x", mp / a >= 2.5});
+  t.push_back({"first write: uffd sync / uffd-async", fmt::format("{:.0f}x", us / a), ">= 40x", us / a >= 40});
+  double sr = figv("size/uffd-async/ratio");
+  t.push_back({"checkpoint of 2560 dirty pages: in 1 GiB / in 10 MiB (uffd-async)", fmt::format("{:.2f}x", sr),
+               "<= 10x", sr <= 10});
+  double k10 = figv("slowdown/uffd-async/rate=10/kept"), k100 = figv("slowdown/uffd-async/rate=100/kept");
+  t.push_back({"throughput kept at 10 checkpoints/s (uffd-async)", fmt::format("{:.1f}%", 100 * k10), ">= 97%",
+               k10 >= 0.97});
+  t.push_back({"throughput kept at 100 checkpoints/s (uffd-async)", fmt::format("{:.1f}%", 100 * k100), ">= 80%",
+               k100 >= 0.80});
+  return t;
+}
+
+std::string markdown(const std::vector<Target>& tg, const std::string& env) {
+  std::string s;
+  auto a = [&](const std::string& l) { s += l + "\n"; };
+  a("## Userspace trackers on this machine's kernel (make bench-host)");
+  a("");
+  a("Measured on **this machine's kernel (6.18, itself under a hypervisor)** directly, no VM, every "
+    "userspace tracker in the same run: `uffd-async` (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN), `uffd` "
+    "(sync write-protect, a handler thread), `mprotect` (+ SIGSEGV) and `full`. The store is an "
+    "io_uring file store on tmpfs, so the figures are the trackers' and the session's, not a disk's. "
+    "4 KiB pages (MADV_NOHUGEPAGE). " + env);
+  a("");
+  a("| target (issue 19) | measured | goal | |");
+  a("| --- | --- | --- | --- |");
+  for (const auto& x : tg) a(fmt::format("| {} | {} | {} | {} |", x.what, x.value, x.goal, x.met ? "met" : "**not met**"));
+  a("");
+  a("First write to a protected page and collect (report + re-protect), per 4 KiB page, median:");
+  a("");
+  a("| tracker | first write (ns) | collect (ns/page) | collect, nothing dirty, 16 MiB (ns) | collect 1% of 1 GiB (ms) |");
+  a("| --- | --- | --- | --- | --- |");
+  for (const auto& n : kTrackers) {
+    if (n == "full") continue;
+    a(fmt::format("| {} | {:.0f} | {:.0f} | {:.0f} | {:.2f} |", n, figv("fault/" + n + "/first_write_ns"),
+                  figv("fault/" + n + "/collect_ns"), figv("fault/" + n + "/collect_empty_ns"),
+                  figv("fault/" + n + "/collect_1pct_1g_ms")));
+  }
+  a(fmt::format("| (no tracker: a write to a writable page / first touch of fresh memory) | {:.0f} / {:.0f} | | | |",
+                figv("fault/plain_write_ns"), figv("fault/first_touch_ns")));
+  a("");
+  a("Checkpoint latency (ms, `ckpt_checkpoint`) against dirty pages, 64 MiB region:");
+  a("");
+  std::vector<std::string> ks;
+  for (auto& [k, v] : g_fig.items())
+    if (k.rfind("latency/uffd-async/dirty=", 0) == 0) ks.push_back(k.substr(std::string("latency/uffd-async/dirty=").size()));
+  std::sort(ks.begin(), ks.end(), [](const std::string& x, const std::string& y) { return std::stoul(x) < std::stoul(y); });
+  std::string h = "| tracker |", sep = "| --- |";
+  for (auto& k : ks) h += " " + k + " |", sep += " --- |";
+  a(h);
+  a(sep);
+  for (const auto& n : kTrackers) {
+    std::string row = "| " + n + " |";
+    for (auto& k : ks) row += fmt::format(" {:.3f} |", figv("latency/" + n + "/dirty=" + k));
+    a(row);
+  }
+  a("");
+  a("Cost against registered size: 2560 dirty pages (all of a 10 MiB region; 1% of 1 GiB):");
+  a("");
+  a("| tracker | in 10 MiB (ms) | in 1 GiB (ms) | ratio |");
+  a("| --- | --- | --- | --- |");
+  for (const auto& n : kTrackers) {
+    if (n == "full") continue;
+    a(fmt::format("| {} | {:.3f} | {:.3f} | {:.2f}x |", n, figv("size/" + n + "/small_ms"), figv("size/" + n + "/big_ms"),
+                  figv("size/" + n + "/ratio")));
+  }
+  a("");
+  a("Application throughput kept (the memory-bound loop of `make bench`'s slowdown: 64 MiB working "
+    "set, 1% written per interval, checkpoints at `ckpt_hook`), against the same loop without "
+    "libckpt, interleaved:");
+  a("");
+  a("| tracker | 10/s: kept | 10/s: achieved /s | 100/s: kept | 100/s: achieved /s | 100/s: ms per checkpoint (collect + persist) |");
+  a("| --- | --- | --- | --- | --- | --- |");
+  for (const auto& n : kTrackers)
+    a(fmt::format("| {} | {:.1f}% | {:.1f} | {:.1f}% | {:.0f} | {:.3f} ({:.3f} + {:.3f}) |", n,
+                  100 * figv("slowdown/" + n + "/rate=10/kept"), figv("slowdown/" + n + "/rate=10/achieved"),
+                  100 * figv("slowdown/" + n + "/rate=100/kept"), figv("slowdown/" + n + "/rate=100/achieved"),
+                  figv("slowdown/" + n + "/rate=100/ckpt_ms"), figv("slowdown/" + n + "/rate=100/collect_ms"),
+                  figv("slowdown/" + n + "/rate=100/persist_ms")));
+  a("");
+  a("Reproduce: `make bench-host` (~3 min; writes `bench/results/host.json` and this section).");
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string json_path, md_path, only;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--md" && i + 1 < argc) md_path = argv[++i];
+    else if (a == "--dir" && i + 1 < argc) g_dir = argv[++i];
+    else if (a == "--quick") g_quick = true, g_reps = 1;
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else {
+      fprintf(stderr, "usage: host_bench [--json F] [--md F] [--dir D] [--quick] [--only fault|latency|size|slowdown]\n");
+      return 2;
+    }
+  }
+  char host[256] = "";
+  FILE* f = popen("uname -r", "r");
+  if (f) {
+    if (!fgets(host, sizeof(host), f)) host[0] = 0;
+    pclose(f);
+  }
+  host[strcspn(host, "\n")] = 0;
+  double loadavg[3] = {0, 0, 0};
+  getloadavg(loadavg, 3);
+  std::string env = fmt::format("Kernel {}, {} CPUs, load average {:.2f} at the start.", host,
+                                sysconf(_SC_NPROCESSORS_ONLN), loadavg[0]);
+  fmt::print("host_bench: {}{}\n", env, g_quick ? " (quick)" : "");
+  double t0 = now_ns();
+  try {
+    std::unique_ptr<ckpt::Tracker> t;
+    std::string why;
+    if (ckpt::make_tracker(ckpt::TrackerKind::kUffdAsync, &t, &why)) die(why);
+    t.reset();
+    if (only.empty() || only == "fault") fault_section();
+    if (only.empty() || only == "latency") latency_section();
+    if (only.empty() || only == "size") size_section();
+    if (only.empty() || only == "slowdown") slowdown_section();
+  } catch (const std::exception& e) {
+    fprintf(stderr, "host_bench: %s\n", e.what());
+    return 1;
+  }
+  if (!only.empty()) return 0;  // a look at one section: no targets, no files
+  auto tg = targets();
+  fmt::print("\n== issue 19's targets ==\n");
+  for (const auto& x : tg) fmt::print("  {:<66} {:>8}  (goal {:>7})  {}\n", x.what, x.value, x.goal, x.met ? "met" : "NOT MET");
+  fmt::print("host_bench: {:.0f} s\n", (now_ns() - t0) / 1e9);
+  json tj = json::array();
+  for (const auto& x : tg) tj.push_back({{"target", x.what}, {"measured", x.value}, {"goal", x.goal}, {"met", x.met}});
+  if (!json_path.empty())
+    std::ofstream(json_path) << json{{"environment", env}, {"quick", g_quick}, {"figures", g_fig}, {"targets", tj}}.dump(1)
+                             << "\n";
+  if (!md_path.empty()) std::ofstream(md_path) << markdown(tg, env);
+  return 0;
+}

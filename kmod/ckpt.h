@@ -14,6 +14,7 @@
 #include <linux/uidgid.h>
 #include <linux/xarray.h>
 #include <linux/ckpt.h>
+#include "compat.h"
 
 /*
  * A tracked range. Its dirty log is a two-level bitmap preallocated at REGISTER:

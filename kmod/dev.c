@@ -2,7 +2,6 @@
 /* /dev/ckpt: the misc device, one session per open file, and the ioctl dispatch. */
 #include <linux/cred.h>
 #include <linux/fs.h>
-#include <linux/io_uring.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
@@ -120,7 +119,7 @@ static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 		return -ENOTTY;
 	if (issue_flags & IO_URING_F_NONBLOCK)
 		return -EAGAIN;
-	uptr = READ_ONCE(*(const u64 *)ioucmd->cmd);
+	uptr = READ_ONCE(*(const u64 *)ckpt_uring_cmd_payload(ioucmd));
 	mutex_lock(&s->lock);
 	ret = s->api_done ? ckpt_ioc_collect(s, u64_to_user_ptr(uptr), &count) : -EINVAL;
 	mutex_unlock(&s->lock);
@@ -128,7 +127,7 @@ static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 		return ret;
 	/*
 	 * 6.1's io_uring_cmd() only handles a negative return or -EIOCBQUEUED: a positive value
-	 * would be taken for an issue error. Post the count ourselves.
+	 * would be taken for an issue error. Post the count ourselves (6.12 accepts this too).
 	 */
 	io_uring_cmd_done(ioucmd, min_t(u64, count, INT_MAX), 0, issue_flags);
 	return -EIOCBQUEUED;

@@ -9,6 +9,7 @@
  * task must sit in a ptrace stop, so the fields cannot change while they are read and the
  * caller could read (and change) far more through ptrace anyway.
  */
+#include <linux/mutex.h>
 #include <linux/futex.h>
 #include <linux/hrtimer.h>
 #include <linux/pid.h>
@@ -110,7 +111,7 @@ static int read_timers(struct task_struct *t, struct ckpt_dump_task *d)
 		d->timers |= CKPT_TIMER_VIRTUAL;
 	if (sig->it[CPUCLOCK_PROF].expires)
 		d->timers |= CKPT_TIMER_PROF;
-	if (!list_empty(&sig->posix_timers))
+	if (ckpt_has_posix_timers(sig))
 		d->timers |= CKPT_TIMER_POSIX;
 #endif
 	unlock_sighand(sighand);

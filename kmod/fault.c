@@ -7,13 +7,16 @@
  * The page is logged when the fault *starts*. That alone would race with COLLECT (COLLECT
  * takes the bit while the PTE is still read-only, then the fault makes the PTE writable and
  * every later write of the page goes unseen), so COLLECT and REGISTER take the mmap lock for
- * writing: a fault runs handle_mm_fault() under the mmap lock held for reading, so it is
- * either entirely before COLLECT (the bit is set and the PTE writable: COLLECT takes and
- * protects it) or entirely after (its bit is for the next COLLECT). A fault that drops the
- * lock to wait (VM_FAULT_RETRY) re-enters handle_mm_fault() and is logged again.
+ * writing and write-lock each VMA whose pages they protect (ckpt_vma_start_write, pgtable.c):
+ * a fault runs handle_mm_fault() under the mmap lock held for reading or, with per-VMA locks
+ * (6.4+; Debian's 6.12), under its VMA's lock alone, so it is either entirely before the
+ * protection (the bit is set and the PTE writable: COLLECT takes and protects it) or entirely
+ * after (its bit is for the next COLLECT). A fault that drops the lock to wait
+ * (VM_FAULT_RETRY, or a VMA-locked fault falling back to the mmap lock) re-enters
+ * handle_mm_fault() and is logged again.
  *
- * A plain ftrace callback (arguments from the saved registers, no full pt_regs, no return
- * hook) is the cheapest hook 6.1 offers a module: a kretprobe cost three times as much per
+ * A plain ftrace callback (arguments from the saved registers through ckpt_fregs_arg(), no
+ * full pt_regs, no return hook) is the cheapest hook 6.1 offers a module: a kretprobe cost three times as much per
  * fault under TCG. The callback filters in a few loads: a write fault, of an mm that has
  * regions (RCU hash), at an address inside one. The ftrace ops is registered only while a
  * region exists somewhere (and hook_linger_ms after, see below), so processes pay nothing
@@ -38,7 +41,7 @@
 
 static atomic_t fault_missed = ATOMIC_INIT(0);
 
-/* May this fault map (or make writable) a whole PMD? Caller holds the mmap lock. */
+/* May this fault map (or make writable) a whole PMD? Caller holds the mmap or VMA lock. */
 static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 {
 	unsigned long haddr = addr & HPAGE_PMD_MASK;
@@ -57,9 +60,9 @@ static bool fault_maybe_huge(struct vm_area_struct *vma, unsigned long addr)
 static void notrace fault_hook(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 			       struct ftrace_regs *fregs)
 {
-	struct vm_area_struct *vma = (struct vm_area_struct *)fregs->regs.di;
-	unsigned long addr = fregs->regs.si, start, end;
-	unsigned int flags = fregs->regs.dx;
+	struct vm_area_struct *vma = (struct vm_area_struct *)ckpt_fregs_arg(fregs, 0);
+	unsigned long addr = ckpt_fregs_arg(fregs, 1), start, end;
+	unsigned int flags = ckpt_fregs_arg(fregs, 2);
 	struct ckpt_mm *cm;
 	int bit;
 

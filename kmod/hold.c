@@ -62,15 +62,36 @@ void ckpt_hold_pages(struct ckpt_region *r, const u64 *addr, unsigned long n)
 	spin_unlock(&r->hold_lock);
 }
 
+struct copy_pte_arg {
+	struct page *dst;
+	bool seen, ok;
+};
+
+/* apply_to_existing_page_range() callback: PTE lock held, *ptep not none. */
+static int copy_pte(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct copy_pte_arg *c = data;
+	pte_t pte = ptep_get(ptep);
+
+	c->seen = true;
+	if (pte_present(pte) && !pte_special(pte) && pfn_valid(pte_pfn(pte))) {
+		copy_highpage(c->dst, pte_page(pte));
+		c->ok = true;
+	} else if (pte_present(pte) && is_zero_pfn(pte_pfn(pte))) {
+		clear_highpage(c->dst);	/* never written: it read as zeros */
+		c->ok = true;
+	}
+	return 0;
+}
+
 /* Copy the page mapped at @addr of @mm into @r->copies at @idx; false if it cannot be. */
 static bool copy_held(struct mm_struct *mm, struct ckpt_region *r, unsigned long addr,
 		      unsigned long idx)
 {
+	struct copy_pte_arg c = {};
 	struct page *dst;
 	pmd_t *pmdp, pmd;
-	pte_t *ptep, pte;
-	spinlock_t *ptl;
-	bool ok = false;
+	bool ok;
 
 	pmdp = ckpt_pmd_lookup(mm, addr);
 	if (!pmdp)
@@ -83,16 +104,21 @@ static bool copy_held(struct mm_struct *mm, struct ckpt_region *r, unsigned long
 	dst = alloc_page(GFP_ATOMIC | __GFP_ACCOUNT | __GFP_NOWARN);
 	if (!dst)
 		return false;
-	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
-	pte = ptep_get(ptep);
-	if (pte_present(pte) && !pte_special(pte) && pfn_valid(pte_pfn(pte))) {
-		copy_highpage(dst, pte_page(pte));
-		ok = true;
-	} else if (pte_none(pte) || (pte_present(pte) && is_zero_pfn(pte_pfn(pte)))) {
-		clear_highpage(dst);	/* never written, or zapped: it read as zeros */
-		ok = true;
+	/*
+	 * The PTE under its lock, through apply_to_existing_page_range() (pte_offset_map_lock()
+	 * does not link in a module on 6.12; pgtable.c), which allocates nothing, as the fault
+	 * hook's atomic context needs, and calls back only if the PTE is not none (one page: its
+	 * old bug of skipping PTEs after an empty one does not matter here). The PMD is a page
+	 * table and stays one while the fault holds the mmap or VMA lock: a collapse needs both
+	 * for writing.
+	 */
+	c.dst = dst;
+	ok = !apply_to_existing_page_range(mm, addr, PAGE_SIZE, copy_pte, &c);
+	if (ok && !c.seen) {
+		clear_highpage(dst);	/* none: zapped, it reads as zeros */
+		c.ok = true;
 	}
-	pte_unmap_unlock(ptep, ptl);
+	ok = ok && c.ok;
 	if (ok) {
 		/* A copy from an earlier hold the caller never took is replaced: this one is due. */
 		struct page *old = xa_store(&r->copies, idx, dst, GFP_ATOMIC | __GFP_NOWARN);

@@ -1,11 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Write-protection of tracked pages and the TLB flush, with the kernel's inline page-table
- * helpers (walk_page_range and change_protection are not exported).
+ * Write-protection of tracked pages and the TLB flush (walk_page_range and change_protection
+ * are not exported).
  *
- * Callers hold the mmap lock for writing (REGISTER, COLLECT; see fault.c). With it held no page
- * table can be freed or collapsed under us; PTEs still change (faults, reclaim) and are
+ * Callers hold the mmap lock for writing (REGISTER, COLLECT; see fault.c), and every VMA whose
+ * page tables are changed here is write-locked too (ckpt_vma_start_write: with per-VMA locks,
+ * 6.4+, faults run without the mmap lock). With both held no fault runs in the VMA and no page
+ * table can be freed or collapsed under us; PTEs still change (reclaim, migration) and are
  * changed under the PTE lock, as here.
+ *
+ * PTEs are reached through apply_to_page_range(), exported on both kernels: its callback runs
+ * for each PTE of the range with the PTE lock held (pte_offset_map_lock() itself does not link
+ * in a module from 6.5 on: __pte_offset_map_lock is not exported). It WARNs and fails on a huge
+ * PMD or PUD and on a bad PMD, so a PMD is looked at first (below), and the walk is only
+ * started on a page table: under the locks above a page table cannot become a huge PMD (only a
+ * collapse does that, and it takes the mmap lock for writing), while a huge PMD can be split
+ * or migrated by rmap at any time, which is why huge ones are split first. On an existing page
+ * table it allocates nothing. Not apply_to_existing_page_range(), which skips empty PTEs: until
+ * "mm: fix apply_to_existing_page_range()" (a995199, 2025, in the stable 6.1 and 6.12 series)
+ * it stopped calling back after the first empty one, and a module cannot tell which it has.
  *
  * Only the write bit is cleared: the hardware dirty bit stays, reclaim of swap-cache pages
  * relies on it.
@@ -14,12 +27,19 @@
  * uprobes does (__split_huge_pmd is not exported). The split keeps each PTE's write bit, so it
  * is not a write; the notifier ignores the CLEAR event it raises (ckpt_mm.splitter).
  *
- * TLB: flush_tlb_mm_range() is not exported either. ckpt_flush_tlb_pages() bumps the mm's TLB
- * generation (CPUs that switch to the mm later see it and flush), then IPIs the CPUs in
- * mm_cpumask(mm) that are not in lazy TLB mode. Each drops the pages COLLECT protected one by
- * one with __flush_tlb_one_user() (paravirt, exported through pv_ops; it also handles the PTI
- * user ASID), or, above tlb_flush_pages pages or when nothing better is known (REGISTER),
- * everything with __flush_tlb_all(). One flush per COLLECT call, not per page.
+ * TLB: flush_tlb_mm_range() is not exported either, nor is anything that bumps an mm's TLB
+ * generation (inc_mm_tlb_gen() is hidden from modules), so the module flushes with what is
+ * exported, on_each_cpu_cond_mask() and the local flushes, and touches no private x86 state.
+ * A CPU running a thread of the mm (current->mm) drops the pages COLLECT protected one by one
+ * with __flush_tlb_one_user() (paravirt, exported through pv_ops; it also handles the PTI user
+ * ASID), or, above tlb_flush_pages pages or when nothing better is known (REGISTER), everything
+ * with __flush_tlb_all(). Any other CPU that may hold entries of the mm flushes everything:
+ * without PCID those are the CPUs in mm_cpumask(mm) (a kernel thread borrowing the mm lazily,
+ * a CPU switching away); with PCID a CPU keeps an mm's entries under its ASID after switching
+ * away and trusts them again on return unless the mm's TLB generation moved, which a module
+ * cannot move — so with PCID every online CPU is asked, and those not running the mm flush
+ * everything (__flush_tlb_all() drops every PCID's entries). One flush per COLLECT call, not
+ * per page.
  *
  * Why per page: a full flush makes the process refill every TLB entry it had, a cost that
  * grows with its working set, not with the pages checkpointed. Under QEMU's TCG, whose
@@ -27,12 +47,15 @@
  * 20 ms of refills; at 10 checkpoints/s that was a fifth of its time (design-tracking.md
  * section 2). The kernel's own range flush goes global above 33 pages
  * (tlb_single_page_flush_ceiling), tuned for hardware TLBs; tlb_flush_pages is ours.
+ * The price of not bumping the generation: with PCID, a full flush on CPUs that run other
+ * processes at the time of a COLLECT (the kernel would flush them later, on switching back).
  */
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
 #include <linux/hugetlb.h>
 #include <linux/pgtable.h>
 #include <linux/smp.h>
+#include <asm/cpufeature.h>
 #include <asm/tlbflush.h>
 #ifdef CONFIG_PARAVIRT
 #include <asm/paravirt.h>
@@ -63,12 +86,15 @@ pmd_t *ckpt_pmd_lookup(struct mm_struct *mm, unsigned long addr)
 	return pmd_offset(pud, addr);
 }
 
+/* The VMA holding @addr, write-locked (see the top of this file), or NULL. */
 static struct vm_area_struct *wp_vma(struct ckpt_wp *w, unsigned long addr)
 {
 	if (!w->vma || addr < w->vma->vm_start || addr >= w->vma->vm_end) {
 		w->vma = find_vma(w->mm, addr);
 		if (w->vma && addr < w->vma->vm_start)
 			w->vma = NULL;
+		if (w->vma)
+			ckpt_vma_start_write(w->vma);
 	}
 	return w->vma;
 }
@@ -80,26 +106,12 @@ static bool split_pmd(struct ckpt_wp *w, unsigned long addr)
 
 	mutex_lock(&w->cm->split_lock);
 	WRITE_ONCE(w->cm->splitter, current);
-	n = get_user_pages_remote(w->mm, addr, 1, FOLL_SPLIT_PMD | FOLL_FORCE, NULL, NULL, NULL);
+	n = ckpt_gup_remote(w->mm, addr, 1, FOLL_SPLIT_PMD | FOLL_FORCE);
 	WRITE_ONCE(w->cm->splitter, NULL);
 	mutex_unlock(&w->cm->split_lock);
 	if (n == 1)
 		w->splits++;
 	return n == 1;
-}
-
-/*
- * Page-table mappings of a large folio: as a whole (PMD) plus each subpage's PTEs. 6.1's
- * folio_mapcount() is not exported; this is what it adds up. A PTE-mapped anonymous THP holds
- * one folio reference per mapping (__split_huge_pmd_locked adds HPAGE_PMD_NR - 1).
- */
-static long large_mapcount(struct folio *folio)
-{
-	long i, n = folio_entire_mapcount(folio);
-
-	for (i = 0; i < folio_nr_pages(folio); i++)
-		n += atomic_read(&folio_page(folio, i)->_mapcount) + 1;
-	return n;
 }
 
 /*
@@ -135,19 +147,18 @@ static bool pte_maybe_pinned(pte_t pte, struct pin_cache *last)
 
 			last->folio = folio;
 			/*
-			 * Fast path, exact: an anonymous THP is born fully mapped, and in 6.1
-			 * unmapping any subpage queues it for deferred split. Off that queue
-			 * every subpage is still mapped, so the mappings are at least
-			 * folio_nr_pages() and a refcount within that leaves no room for a
-			 * get_user_pages() reference. Only the rest (shared after fork, partly
-			 * unmapped, references beyond) pays the walk over the subpages.
+			 * Fast path, exact: when every subpage is known to be still mapped
+			 * (compat.h), the mappings are at least folio_nr_pages() and a
+			 * refcount within that leaves no room for a get_user_pages()
+			 * reference. Only the rest (shared after fork, partly unmapped,
+			 * references beyond) pays the count (a walk over the subpages on 6.1).
 			 */
-			if (list_empty(page_deferred_list(&folio->page)) &&
+			if (ckpt_folio_surely_fully_mapped(folio) &&
 			    folio_ref_count(folio) <= folio_nr_pages(folio) + extra)
 				last->pinned = false;
 			else
 				last->pinned = folio_ref_count(folio) >
-					       large_mapcount(folio) + extra;
+					       ckpt_folio_mapcount(folio) + extra;
 		}
 		return last->pinned;
 	}
@@ -156,86 +167,94 @@ static bool pte_maybe_pinned(pte_t pte, struct pin_cache *last)
 	 * while the folio is not on an LRU list yet. Anything beyond may be a get_user_pages()
 	 * reference of an I/O in flight.
 	 */
-	return folio_ref_count(folio) > page_mapcount(&folio->page) +
+	return folio_ref_count(folio) > ckpt_folio_mapcount(folio) +
 					  !!folio_test_swapcache(folio) + !folio_test_lru(folio);
 }
 
-/*
- * Write-protect the present PTEs of the pages @addr[0..n) (ascending, all under one PMD).
- * With @check_pins, a page that may be written by DMA is passed to @sticky. Returns false
- * if the PMD could not be brought to 4 KiB PTEs (THP migration entry, split failure): the
- * caller keeps all @n pages logged.
- */
-static bool wp_pmd(struct ckpt_wp *w, const u64 *addr, unsigned long n, bool check_pins,
-		   void (*sticky)(void *arg, unsigned long addr), void *arg)
+/* One walk of apply_to_page_range() under one PMD. */
+struct wp_walk {
+	struct ckpt_wp *w;
+	const u64 *addr;	/* the pages to protect, ascending; NULL: every page walked */
+	unsigned long n, i;	/* @addr[@i] is the next one not yet passed */
+	bool check_pins;
+	void (*sticky)(void *arg, unsigned long addr);
+	void *arg;
+	struct pin_cache last;
+};
+
+/* apply_to_page_range() callback: PTE lock held. */
+static int wp_pte(pte_t *ptep, unsigned long a, void *data)
 {
-	unsigned long base = addr[0] & PMD_MASK, i;
-	struct pin_cache last = {};
+	struct wp_walk *ww = data;
+	pte_t pte;
+
+	if (ww->addr) {
+		while (ww->i < ww->n && ww->addr[ww->i] < a)
+			ww->i++;	/* cannot happen: every PTE of the range is visited */
+		if (ww->i == ww->n || ww->addr[ww->i] != a)
+			return 0;
+		ww->i++;
+	}
+	pte = ptep_get(ptep);
+	if (!pte_present(pte))
+		return 0;	/* none/swap/migration: a write faults anyway */
+	if (pte_write(pte)) {
+		ptep_set_wrprotect(ww->w->mm, a, ptep);
+		ww->w->flush = true;
+	}
+	if (ww->check_pins && pte_maybe_pinned(pte, &ww->last))
+		ww->sticky(ww->arg, a);
+	return 0;
+}
+
+/*
+ * Write-protect the present PTEs of [start, end) (all under one PMD), or with @ww->addr only
+ * those of the pages listed there. With @ww->check_pins, a page that may be written by DMA is
+ * passed to @ww->sticky. Returns false if the PMD could not be brought to 4 KiB PTEs (THP
+ * migration entry, split failure): the caller keeps all the pages logged.
+ */
+static bool wp_pmd(struct wp_walk *ww, unsigned long start, unsigned long end)
+{
+	struct ckpt_wp *w = ww->w;
 	pmd_t *pmdp, pmd;
-	pte_t *start_pte;
-	spinlock_t *ptl;
 
 again:
-	pmdp = ckpt_pmd_lookup(w->mm, base);
+	pmdp = ckpt_pmd_lookup(w->mm, start);
 	if (!pmdp)
 		return true;	/* nothing mapped */
 	pmd = READ_ONCE(*pmdp);
 	if (pmd_none(pmd))
 		return true;
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd)) {
-		if (!split_pmd(w, addr[0]))
+		if (!split_pmd(w, start))
 			return false;
 		goto again;
 	}
 	if (!pmd_present(pmd) || pmd_bad(pmd))
 		return false;	/* THP migration entry or garbage: keep logged */
-
-	start_pte = pte_offset_map_lock(w->mm, pmdp, base, &ptl);
-	for (i = 0; i < n; i++) {
-		pte_t *ptep = start_pte + ((addr[i] - base) >> PAGE_SHIFT);
-		pte_t pte = ptep_get(ptep);
-
-		if (!pte_present(pte))
-			continue;	/* none/swap: a write faults anyway */
-		if (pte_write(pte)) {
-			ptep_set_wrprotect(w->mm, addr[i], ptep);
-			w->flush = true;
-		}
-		if (check_pins && pte_maybe_pinned(pte, &last))
-			sticky(arg, addr[i]);
-	}
-	pte_unmap_unlock(start_pte, ptl);
-	return true;
-}
-
-static void no_sticky(void *arg, unsigned long addr)
-{
+	/* A page table now, and it stays one (see the top of this file). */
+	return !apply_to_page_range(w->mm, start, end - start, wp_pte, ww);
 }
 
 /* Protect all of [start, end) (REGISTER). */
 void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
 {
-	u64 batch[64];
+	struct wp_walk ww = { .w = w };
+	struct vm_area_struct *vma;
+	unsigned long a;
 
+	/* Every VMA of the range write-locked before any PTE is touched. */
+	for (a = start; a < end; a = vma->vm_end) {
+		vma = find_vma(w->mm, a);
+		if (!vma || vma->vm_start >= end)
+			break;
+		ckpt_vma_start_write(vma);
+	}
 	while (start < end) {
 		unsigned long next = min(pmd_addr_end(start, end), end);
-		pmd_t *pmdp = ckpt_pmd_lookup(w->mm, start);
 
-		/* Nothing mapped under this PMD (sparse or reserved memory): skip it whole. */
-		if (!pmdp || pmd_none(READ_ONCE(*pmdp))) {
-			start = next;
-			continue;
-		}
-		/* One PMD at a time, in batches of 64 PTEs. */
-		while (start < next) {
-			unsigned long n = 0;
-
-			while (start < next && n < ARRAY_SIZE(batch)) {
-				batch[n++] = start;
-				start += PAGE_SIZE;
-			}
-			wp_pmd(w, batch, n, false, no_sticky, NULL);
-		}
+		wp_pmd(&ww, start, next);
+		start = next;
 		cond_resched();
 	}
 }
@@ -253,6 +272,7 @@ void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 	while (i < n) {
 		struct vm_area_struct *vma = wp_vma(w, addr[i]);
 		unsigned long j = i + 1, k;
+		struct wp_walk ww = { .w = w, .check_pins = true, .sticky = sticky, .arg = arg };
 
 		if (!vma || !ckpt_vma_supported(vma)) {
 			sticky(arg, addr[i++]);
@@ -261,7 +281,9 @@ void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 		/* The run of pages under the same PMD and inside this vma. */
 		while (j < n && (addr[j] & PMD_MASK) == (addr[i] & PMD_MASK) && addr[j] < vma->vm_end)
 			j++;
-		if (!wp_pmd(w, addr + i, j - i, true, sticky, arg))
+		ww.addr = addr + i;
+		ww.n = j - i;
+		if (!wp_pmd(&ww, addr[i], addr[j - 1] + PAGE_SIZE))
 			for (k = i; k < j; k++)
 				sticky(arg, addr[k]);
 		i = j;
@@ -270,6 +292,7 @@ void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 
 /* Which pages to drop from the TLB; NULL @addr and @bm: everything. */
 struct flush_arg {
+	struct mm_struct *mm;
 	const u64 *addr;		/* @n page addresses */
 	unsigned long n;
 	const unsigned long *bm;	/* or: bit i of @bm[0..@words) is page @base + i */
@@ -281,18 +304,20 @@ module_param(tlb_flush_pages, uint, 0644);
 MODULE_PARM_DESC(tlb_flush_pages,
 		 "flush at most this many pages one by one per COLLECT call, more with a full TLB flush");
 
+/* IPI callback (interrupts off, so current and its mm cannot change under us). */
 static void flush_local(void *data)
 {
-#ifdef CONFIG_PARAVIRT
 	const struct flush_arg *f = data;
+#ifdef CONFIG_PARAVIRT
 	unsigned long i;
 
-	if (f->addr) {
+	/* A thread of the mm runs here, so its page tables are the loaded ones. */
+	if (current->mm == f->mm && f->addr) {
 		for (i = 0; i < f->n; i++)
 			__flush_tlb_one_user(f->addr[i]);
 		return;
 	}
-	if (f->bm) {
+	if (current->mm == f->mm && f->bm) {
 		for_each_set_bit(i, f->bm, f->words * BITS_PER_LONG)
 			__flush_tlb_one_user(f->base + (i << PAGE_SHIFT));
 		return;
@@ -301,32 +326,15 @@ static void flush_local(void *data)
 	__flush_tlb_all();
 }
 
-/*
- * cpu_tlbstate_shared is exported but declared under #ifndef MODULE in asm/tlbflush.h; its
- * type in 6.1 is struct tlb_state_shared { bool is_lazy; }. A CPU in lazy TLB mode (running a
- * kernel thread on this mm's page tables) is skipped, as native flush_tlb_multi() does: it
- * compares the mm's TLB generation when it switches back and flushes then.
- */
-struct ckpt_tlb_state_shared {
-	bool is_lazy;
-};
-DECLARE_PER_CPU_SHARED_ALIGNED(struct ckpt_tlb_state_shared, cpu_tlbstate_shared);
-
-static bool cpu_not_lazy(int cpu, void *unused)
-{
-	return !per_cpu(cpu_tlbstate_shared.is_lazy, cpu);
-}
-
 static void flush_mm(struct mm_struct *mm, struct flush_arg *f)
 {
 	/*
-	 * inc_mm_tlb_gen() is hidden from modules (#ifndef MODULE in asm/tlbflush.h); this is its
-	 * body. The full barrier orders the PTE writes before the read of mm_cpumask, which is
-	 * what switch_mm_irqs_off() pairs with. The bump is also what covers a CPU that is not
-	 * running the mm now but kept its entries under a PCID: it flushes when it switches back.
+	 * The PTE writes are ordered before the IPIs by smp_call_function_many_cond()'s own
+	 * barriers, as for the kernel's flushes. See the top of this file for the CPUs asked.
 	 */
-	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_cond_mask(cpu_not_lazy, flush_local, f, true, mm_cpumask(mm));
+	f->mm = mm;
+	on_each_cpu_cond_mask(NULL, flush_local, f, true,
+			      boot_cpu_has(X86_FEATURE_PCID) ? cpu_online_mask : mm_cpumask(mm));
 }
 
 void ckpt_flush_tlb_mm(struct mm_struct *mm)

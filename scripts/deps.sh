@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  linux-headers-amd64 kmod cpio gzip xz-utils
+  linux-headers-amd64 kmod cpio gzip xz-utils dwarves
   qemu-system-x86 busybox-static ndctl e2fsprogs
   liburing-dev libnl-genl-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev

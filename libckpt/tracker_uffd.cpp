@@ -6,7 +6,10 @@
 //
 // Known limits, documented in the user guide: pages are populated when a region is added
 // (6.1 cannot protect unpopulated anonymous pages), and a range zapped later by MADV_DONTNEED
-// loses its protection.
+// loses its protection. After fork() the child's copy refuses every call (-ECHILD) and its
+// destructor only closes the descriptors: they name the parent's context, so an unregister
+// from the child would silently end the parent's tracking, and a write to the stop eventfd
+// would stop the parent's handler thread.
 #include "tracker.hpp"
 
 #include <atomic>
@@ -44,6 +47,14 @@ struct Region {
 class UffdTracker final : public Tracker {
  public:
   ~UffdTracker() override {
+    if (getpid() != pid_) {
+      // A forked child's copy: the descriptors name the parent's userfaultfd context and its
+      // handler's stop eventfd, and the handler thread is not ours. Close, touch nothing else.
+      if (thread_.joinable()) thread_.detach();
+      if (uffd_ >= 0) close(uffd_);
+      if (stop_fd_ >= 0) close(stop_fd_);
+      return;
+    }
     if (thread_.joinable()) {
       uint64_t one = 1;
       (void)!write(stop_fd_, &one, sizeof(one));
@@ -59,6 +70,7 @@ class UffdTracker final : public Tracker {
 
   int init() {
     ps_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    pid_ = getpid();
     uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
     if (uffd_ < 0 && errno == EPERM)
       uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
@@ -79,6 +91,7 @@ class UffdTracker final : public Tracker {
   }
 
   int add(uint32_t rid, void* addr, size_t len, bool dirty) override {
+    if (getpid() != pid_) return -ECHILD;  // see ~UffdTracker
     std::lock_guard<std::mutex> g(mu_);
     if (regions_.count(rid)) return -EEXIST;
     // Populate first: a write to an unpopulated (or zero-page) anonymous page would not fault.
@@ -106,6 +119,7 @@ class UffdTracker final : public Tracker {
   }
 
   int remove(uint32_t rid) override {
+    if (getpid() != pid_) return -ECHILD;
     std::lock_guard<std::mutex> g(mu_);
     auto it = regions_.find(rid);
     if (it == regions_.end()) return -ENOENT;
@@ -116,6 +130,7 @@ class UffdTracker final : public Tracker {
   }
 
   int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
+    if (getpid() != pid_) return -ECHILD;
     std::lock_guard<std::mutex> g(mu_);
     auto it = regions_.find(rid);
     if (it == regions_.end()) return -ENOENT;
@@ -173,6 +188,7 @@ class UffdTracker final : public Tracker {
   }
 
   int uffd_ = -1, stop_fd_ = -1;
+  pid_t pid_ = 0;  // the process whose mm the userfaultfd names and whose thread handles it
   size_t ps_ = 4096;
   std::mutex mu_;  // protects regions_ (bitmaps) against the handler thread
   std::map<uint32_t, Region> regions_;

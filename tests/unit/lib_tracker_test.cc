@@ -470,6 +470,49 @@ TEST_P(UffdAsync, ForkChildDoesNotInheritATracker) {
   EXPECT_EQ(collect(), (std::set<uint64_t>{9}));
 }
 
+// The same for the sync uffd tracker: the child shares the parent's userfaultfd context and the
+// handler thread's stop eventfd, and has no handler thread of its own. Destroying its copy of the
+// tracker must neither stop the parent's handler (the parent's next write to a protected page
+// would then block for ever) nor unregister the parent's regions, nor hang the child.
+TEST(UffdSync, ForkChildLeavesTheParentsTrackerAlone) {
+  std::unique_ptr<ckpt::Tracker> t;
+  std::string why;
+  ASSERT_EQ(ckpt::make_tracker(ckpt::TrackerKind::kUffd, &t, &why), 0) << why;
+  Area a(16 * ps());
+  memset(a.p, 1, a.len);
+  ASSERT_EQ(t->add(0, a.p, a.len, false), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(10);  // a child stuck in the destructor dies of SIGALRM
+    int bad = 0;
+    std::vector<uint64_t> v;
+    if (t->collect(0, &v) != -ECHILD) bad |= 1;
+    if (t->remove(0) != -ECHILD) bad |= 2;
+    t.reset();
+    _exit(bad);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st)) << "child killed by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0)
+                             << " (SIGALRM: stuck destroying its copy of the tracker)";
+  if (WIFEXITED(st)) {
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "1: collect, 2: remove not refused in the child";
+  }
+  // The parent's write to a protected page completes (its handler still runs) and is reported.
+  std::atomic<bool> done{false};
+  std::thread w([&] {
+    a.p[3 * ps()] = 3;
+    done = true;
+  });
+  for (int i = 0; i < 500 && !done; i++) usleep(10000);
+  ASSERT_TRUE(done.load()) << "the parent's write blocks: the child stopped its handler thread";
+  w.join();
+  std::vector<uint64_t> v;
+  ASSERT_EQ(t->collect(0, &v), 0);
+  EXPECT_EQ(v, (std::vector<uint64_t>{3}));
+}
+
 // CKPT_TRACKER names it, and the other trackers' names still select them.
 TEST(UffdAsyncSelection, EnvironmentAndAuto) {
   if (!uffd_async_available()) GTEST_SKIP() << "this kernel has no UFFD_FEATURE_WP_ASYNC/PAGEMAP_SCAN";

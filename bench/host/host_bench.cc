@@ -11,7 +11,9 @@
 // the performance.md section (--md). The store is an io_uring file store on tmpfs (--dir,
 // default /dev/shm): the figures are the trackers' and the session's, not a disk's.
 //
-//   host_bench [--json F] [--md F] [--dir D] [--quick] [--only SECTION]  (--only: a look, no targets)
+//   host_bench [--json F] [--md F] [--dir D] [--quick] [--only SECTION] [--trackers LIST]
+//   (--only: a look at one section, no targets; --trackers module,uffd-async: the module against
+//   this tracker where ckpt.ko runs on a kernel that has both, e.g. the 6.12 guest)
 #include <ckpt/ckpt.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -65,8 +67,10 @@ unsigned char* map_anon(size_t len) {
   return static_cast<unsigned char*>(p);
 }
 
-const std::vector<std::string> kTrackers = {"uffd-async", "uffd", "mprotect", "full"};
+// --trackers: e.g. module,uffd-async in a guest where ckpt.ko runs (6.12: both in one run).
+std::vector<std::string> kTrackers = {"uffd-async", "uffd", "mprotect", "full"};
 uint32_t kind(const std::string& t) {
+  if (t == "module") return CKPT_TRACKER_MODULE;
   if (t == "uffd-async") return CKPT_TRACKER_UFFD_ASYNC;
   if (t == "uffd") return CKPT_TRACKER_UFFD;
   if (t == "mprotect") return CKPT_TRACKER_MPROTECT;
@@ -472,8 +476,19 @@ int main(int argc, char** argv) {
     else if (a == "--dir" && i + 1 < argc) g_dir = argv[++i];
     else if (a == "--quick") g_quick = true, g_reps = 1;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--trackers" && i + 1 < argc) {
+      kTrackers.clear();
+      std::string l = argv[++i];
+      for (size_t p = 0; p <= l.size();) {
+        size_t q = l.find(',', p);
+        if (q == std::string::npos) q = l.size();
+        if (q > p) kTrackers.push_back(l.substr(p, q - p));
+        p = q + 1;
+      }
+    }
     else {
-      fprintf(stderr, "usage: host_bench [--json F] [--md F] [--dir D] [--quick] [--only fault|latency|size|slowdown]\n");
+      fprintf(stderr, "usage: host_bench [--json F] [--md F] [--dir D] [--quick] [--only fault|latency|size|slowdown]"
+                      " [--trackers module,uffd-async,uffd,mprotect,full]\n");
       return 2;
     }
   }
@@ -493,7 +508,8 @@ int main(int argc, char** argv) {
   try {
     std::unique_ptr<ckpt::Tracker> t;
     std::string why;
-    if (ckpt::make_tracker(ckpt::TrackerKind::kUffdAsync, &t, &why)) die(why);
+    for (const auto& n : kTrackers)
+      if (ckpt::make_tracker(static_cast<ckpt::TrackerKind>(kind(n)), &t, &why)) die(why);
     t.reset();
     if (only.empty() || only == "fault") fault_section();
     if (only.empty() || only == "latency") latency_section();

@@ -11,9 +11,9 @@
 //   markers in its none PTEs, so the first touch of a never-touched page is a write too.
 // - MADV_DONTNEED (and anything else that zaps anonymous PTEs, e.g. MADV_FREE's reclaim). A
 //   zap of anonymous memory drops the PTE with its uffd-wp marker; the page now reads as
-//   zeros. 6.18 reports a none PTE, and a missing page table, in a WP_ASYNC VMA as
-//   PAGE_IS_WRITTEN, and the WP_MATCHING walk puts a marker back (measured here, and checked
-//   by init() on a scratch page). Where a kernel does not, a second scan reports the pages that
+//   zeros. 6.18 reports a none PTE in a WP_ASYNC VMA as PAGE_IS_WRITTEN (also after a whole
+//   2 MiB extent is zapped), and the WP_MATCHING walk puts a marker back (measured here, and
+//   checked by init() on a scratch page). Where a kernel does not, a second scan reports the pages that
 //   are neither present nor swapped (markers count as swapped) and protects them: after a
 //   register every PTE in a region is present, swapped or a marker, so a none entry means
 //   "zapped since". Either way those pages are reported once and are tracked exactly again.

@@ -125,7 +125,7 @@ void ckpt_mm_put(struct ckpt_mm *cm);
 struct ckpt_mm *ckpt_mm_lookup(struct mm_struct *mm);	/* RCU */
 bool ckpt_mm_tracks(struct ckpt_mm *cm, unsigned long addr);	/* RCU */
 void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
-		 struct mm_struct *fault_mm);
+		 struct vm_area_struct *fault_vma);
 void ckpt_mm_add(struct ckpt_mm *cm, struct ckpt_region *r);
 void ckpt_mm_del(struct ckpt_mm *cm, struct ckpt_region *r);
 
@@ -133,7 +133,7 @@ void ckpt_mm_del(struct ckpt_mm *cm, struct ckpt_region *r);
 void ckpt_hold_init(struct ckpt_region *r);
 int ckpt_hold_prepare(struct ckpt_region *r);
 void ckpt_hold_pages(struct ckpt_region *r, const u64 *addr, unsigned long n);
-void ckpt_hold_fault(struct mm_struct *mm, struct ckpt_region *r, unsigned long start,
+void ckpt_hold_fault(struct vm_area_struct *vma, struct ckpt_region *r, unsigned long start,
 		     unsigned long end);
 void ckpt_hold_invalidate(struct ckpt_region *r, unsigned long start, unsigned long end);
 void ckpt_hold_free(struct ckpt_region *r);

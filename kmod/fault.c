@@ -82,7 +82,7 @@ static void notrace fault_hook(unsigned long ip, unsigned long parent_ip, struct
 			start = addr & HPAGE_PMD_MASK;
 			end = start + HPAGE_PMD_SIZE;
 		}
-		ckpt_mm_log(cm, start, end, vma->vm_mm);
+		ckpt_mm_log(cm, start, end, vma);
 	}
 	rcu_read_unlock();
 	ftrace_test_recursion_unlock(bit);

@@ -11,14 +11,33 @@
  * fault, and a second fault on the same page waits on r->hold_lock until the first one's copy
  * is stored. RELEASE hands the copies to the library, which puts them over what it read.
  *
- * The hook runs with preemption disabled (ftrace), so the copy is GFP_ATOMIC; a failed
- * allocation, or a held page changed without a fault we can copy at (unmap, MADV_DONTNEED,
- * swap-out, THP collapse: the mmu notifier sees them), counts in r->hold_lost and the library
- * drops that epoch instead of committing a page it cannot vouch for.
+ * The hook runs with preemption disabled and under rcu_read_lock() (ftrace callback), so a copy
+ * is allocated without sleeping and without reserves (HOLD_GFP: no __GFP_HIGH, no
+ * __GFP_MEMALLOC, charged to the faulting task's memory cgroup, which it may not exceed). A
+ * page that reads as zeros (never
+ * populated in an anonymous mapping, or the shared zero page) is not copied: its entry is
+ * HOLD_ZERO and RELEASE writes zeros. A copy that cannot be made, or a held page changed
+ * without a fault we can copy at (unmap, MADV_DONTNEED, swap-out, THP collapse: the mmu
+ * notifier sees them), counts in r->hold_lost and the library drops that epoch instead of
+ * committing a page it cannot vouch for.
  *
- * Locking: r->hold_lock (spinlock, any context but hard irq) protects r->held's bits against
- * the END that clears them and orders a copy's store before END returns; it nests outside the
- * PTE lock. r->copies is an xarray with its own lock.
+ * What protects what, on every path that may run under the fault hook:
+ *  - The region: the hook and the notifier find it on ckpt_mm.regions under rcu_read_lock();
+ *    region removal (UNREGISTER, and session close, even while a fault is in the hook)
+ *    unlinks it and frees it only after synchronize_rcu() (session.c remove_regions), so no
+ *    hook or notifier still runs on it when ckpt_hold_free() runs. RELEASE and COLLECT use
+ *    it under ckpt_session.lock, which removal holds too (close: no ioctl is in flight).
+ *  - r->held: allocated once, under ckpt_session.lock, published with release order (the hook
+ *    reads the pointer locklessly); its bits are set (COLLECT) and cleared (hook, notifier,
+ *    END) only under r->hold_lock; freed by ckpt_hold_free() after the grace period above.
+ *  - r->copies: an entry is stored (copy_held) and erased (hold_take) only under r->hold_lock.
+ *    Whoever erases an entry owns its page: hold_take copies a page to user memory only after
+ *    erasing it, with no lock held (the copy may fault on a held page of this very region,
+ *    whose hook takes r->hold_lock), and puts it back if that copy fails. copy_held frees the
+ *    page it replaces under r->hold_lock, so a page is never freed while another path uses it.
+ *  - r->ncopies, r->hold_lost: atomics (counters for RELEASE).
+ *
+ * Lock order: r->hold_lock -> PTE lock -> the xarray's lock. Never taken in hard irq.
  */
 #include <linux/highmem.h>
 #include <linux/mm.h>
@@ -28,11 +47,22 @@
 #include <linux/xarray.h>
 #include "ckpt.h"
 
+/* An entry of r->copies for a page that read as zeros: nothing allocated. */
+#define HOLD_ZERO xa_mk_value(0)
+/* Allocations in the fault hook: no sleep, no reserves, no warning; cgroup-accounted. */
+#define HOLD_GFP (GFP_NOWAIT | __GFP_NOWARN | __GFP_NOMEMALLOC | __GFP_ACCOUNT)
+
 void ckpt_hold_init(struct ckpt_region *r)
 {
 	spin_lock_init(&r->hold_lock);
-	xa_init(&r->copies);
+	/* XA_FLAGS_ACCOUNT: the xarray's nodes are charged to the memory cgroup too. */
+	xa_init_flags(&r->copies, XA_FLAGS_ACCOUNT);
 	atomic_long_set(&r->ncopies, 0);
+}
+
+static unsigned long held_bytes(struct ckpt_region *r)
+{
+	return r->l0_words * sizeof(long);
 }
 
 /* Before a HOLD COLLECT takes anything from @r's log. Caller holds the session lock. */
@@ -42,7 +72,7 @@ int ckpt_hold_prepare(struct ckpt_region *r)
 
 	if (r->held)
 		return 0;
-	held = kvzalloc(r->l0_words * sizeof(long), GFP_KERNEL_ACCOUNT);
+	held = kvzalloc(held_bytes(r), GFP_KERNEL_ACCOUNT);
 	if (!held)
 		return -ENOMEM;
 	/* The hook reads r->held locklessly: publish a zeroed bitmap. */
@@ -62,9 +92,16 @@ void ckpt_hold_pages(struct ckpt_region *r, const u64 *addr, unsigned long n)
 	spin_unlock(&r->hold_lock);
 }
 
+/* Free an entry of r->copies that its caller owns (erased, or never stored). */
+static void free_entry(struct ckpt_region *r, void *entry)
+{
+	if (entry && !xa_is_value(entry))
+		__free_page(entry);
+}
+
 struct copy_pte_arg {
-	struct page *dst;
-	bool seen, ok;
+	struct page *src;	/* the page mapped there, referenced */
+	bool seen, zero;
 };
 
 /* apply_to_existing_page_range() callback: PTE lock held, *ptep not none. */
@@ -74,73 +111,89 @@ static int copy_pte(pte_t *ptep, unsigned long addr, void *data)
 	pte_t pte = ptep_get(ptep);
 
 	c->seen = true;
-	if (pte_present(pte) && !pte_special(pte) && pfn_valid(pte_pfn(pte))) {
-		copy_highpage(c->dst, pte_page(pte));
-		c->ok = true;
-	} else if (pte_present(pte) && is_zero_pfn(pte_pfn(pte))) {
-		clear_highpage(c->dst);	/* never written: it read as zeros */
-		c->ok = true;
+	if (pte_present(pte) && is_zero_pfn(pte_pfn(pte))) {
+		c->zero = true;
+	} else if (pte_present(pte) && !pte_special(pte) && pfn_valid(pte_pfn(pte))) {
+		c->src = pte_page(pte);
+		get_page(c->src);
 	}
+	/* Anything else (a swap entry, a marker...) is not the page as it read: no copy. */
 	return 0;
 }
 
-/* Copy the page mapped at @addr of @mm into @r->copies at @idx; false if it cannot be. */
-static bool copy_held(struct mm_struct *mm, struct ckpt_region *r, unsigned long addr,
-		      unsigned long idx)
+/*
+ * The entry for a copy of the page mapped at @addr of @vma: a fresh page, HOLD_ZERO, or NULL if
+ * it cannot be copied. Under r->hold_lock, from the fault hook.
+ */
+static void *copy_page_at(struct vm_area_struct *vma, struct ckpt_region *r, unsigned long addr)
 {
 	struct copy_pte_arg c = {};
 	struct page *dst;
+	void *entry = NULL;
 	pmd_t *pmdp, pmd;
-	bool ok;
 
-	pmdp = ckpt_pmd_lookup(mm, addr);
+	lockdep_assert_held(&r->hold_lock);
+	pmdp = ckpt_pmd_lookup(vma->vm_mm, addr);
 	if (!pmdp)
-		return false;
+		return NULL;
 	pmd = READ_ONCE(*pmdp);
 	/* COLLECT split held pages to PTEs; a huge or absent PMD means they were changed. */
 	if (!pmd_present(pmd) || pmd_trans_huge(pmd) || pmd_devmap(pmd) || pmd_bad(pmd))
-		return false;
-	/* Charged to the faulting task's memory cgroup, like the page it protects. */
-	dst = alloc_page(GFP_ATOMIC | __GFP_ACCOUNT | __GFP_NOWARN);
-	if (!dst)
-		return false;
+		return NULL;
 	/*
 	 * The PTE under its lock, through apply_to_existing_page_range() (pte_offset_map_lock()
 	 * does not link in a module on 6.12; pgtable.c), which allocates nothing, as the fault
-	 * hook's atomic context needs, and calls back only if the PTE is not none (one page: its
-	 * old bug of skipping PTEs after an empty one does not matter here). The PMD is a page
-	 * table and stays one while the fault holds the mmap or VMA lock: a collapse needs both
-	 * for writing.
+	 * hook's atomic context needs, and calls back only if the PTE is not none. The PMD is a
+	 * page table and stays one while the fault holds the mmap or VMA lock: a collapse needs
+	 * both for writing. The page is referenced under the PTE lock and copied after it.
 	 */
-	c.dst = dst;
-	ok = !apply_to_existing_page_range(mm, addr, PAGE_SIZE, copy_pte, &c);
-	if (ok && !c.seen) {
-		clear_highpage(dst);	/* none: zapped, it reads as zeros */
-		c.ok = true;
+	if (apply_to_existing_page_range(vma->vm_mm, addr, PAGE_SIZE, copy_pte, &c))
+		return NULL;
+	if (c.zero || (!c.seen && vma_is_anonymous(vma)))
+		return HOLD_ZERO;	/* never written, zapped, or the zero page: it read as zeros */
+	/* A none PTE of a file mapping read as the file's bytes: not copied here. */
+	if (!c.src)
+		return NULL;
+	/*
+	 * The page cannot change meanwhile: its PTE is read-only (COLLECT), and whatever would
+	 * write it or make it writable faults here or calls the notifier, both of which wait for
+	 * r->hold_lock.
+	 */
+	dst = alloc_page(HOLD_GFP);
+	if (dst) {
+		copy_highpage(dst, c.src);
+		entry = dst;
 	}
-	ok = ok && c.ok;
-	if (ok) {
-		/* A copy from an earlier hold the caller never took is replaced: this one is due. */
-		struct page *old = xa_store(&r->copies, idx, dst, GFP_ATOMIC | __GFP_NOWARN);
+	put_page(c.src);
+	return entry;
+}
 
-		if (xa_is_err(old)) {
-			ok = false;
-		} else if (old) {
-			__free_page(old);
-		} else {
-			atomic_long_inc(&r->ncopies);
-		}
+/* Copy the held page at @addr (index @idx) of @r into r->copies; false if it cannot be. */
+static bool copy_held(struct vm_area_struct *vma, struct ckpt_region *r, unsigned long addr,
+		      unsigned long idx)
+{
+	void *entry = copy_page_at(vma, r, addr), *old;
+
+	if (!entry)
+		return false;
+	/* A copy from an earlier hold the caller never took is replaced: this one is due. */
+	old = xa_store(&r->copies, idx, entry, HOLD_GFP & ~__GFP_ACCOUNT);
+	if (xa_is_err(old)) {
+		free_entry(r, entry);
+		return false;
 	}
-	if (!ok)
-		__free_page(dst);
-	return ok;
+	if (old)
+		free_entry(r, old);	/* ours: erased under r->hold_lock, which we hold */
+	else
+		atomic_long_inc(&r->ncopies);
+	return true;
 }
 
 /*
- * A write fault on [start, end) ∩ @r is about to be handled (fault hook; RCU, preemption
- * disabled). Copy every held page in it first.
+ * A write fault on [start, end) ∩ @r of @vma is about to be handled (fault hook; RCU,
+ * preemption disabled). Copy every held page in it first.
  */
-void ckpt_hold_fault(struct mm_struct *mm, struct ckpt_region *r, unsigned long start,
+void ckpt_hold_fault(struct vm_area_struct *vma, struct ckpt_region *r, unsigned long start,
 		     unsigned long end)
 {
 	unsigned long *held = smp_load_acquire(&r->held);
@@ -154,7 +207,7 @@ void ckpt_hold_fault(struct mm_struct *mm, struct ckpt_region *r, unsigned long 
 
 		if (!test_and_clear_bit(idx, held))
 			continue;
-		if (!copy_held(mm, r, addr, idx))
+		if (!copy_held(vma, r, addr, idx))
 			atomic_inc(&r->hold_lost);
 	}
 	spin_unlock(&r->hold_lock);
@@ -185,34 +238,72 @@ static void hold_end(struct ckpt_region *r)
 	spin_unlock(&r->hold_lock);
 }
 
+/* Take the lowest entry of r->copies at or after *@idx: the caller owns it, NULL if none. */
+static void *take_entry(struct ckpt_region *r, unsigned long *idx)
+{
+	void *entry;
+
+	spin_lock(&r->hold_lock);
+	entry = xa_find(&r->copies, idx, ULONG_MAX, XA_PRESENT);
+	if (entry) {
+		xa_erase(&r->copies, *idx);
+		atomic_long_dec(&r->ncopies);
+	}
+	spin_unlock(&r->hold_lock);
+	return entry;
+}
+
+/* Put back an entry that could not be delivered, unless a newer copy took its place. */
+static void put_back_entry(struct ckpt_region *r, unsigned long idx, void *entry)
+{
+	void *cur;
+
+	spin_lock(&r->hold_lock);
+	cur = xa_cmpxchg(&r->copies, idx, NULL, entry, GFP_NOWAIT | __GFP_NOWARN);
+	if (!cur)
+		atomic_long_inc(&r->ncopies);
+	spin_unlock(&r->hold_lock);
+	if (cur) {
+		/* A newer copy is due (it replaces ours anyway); or no memory: the page is lost. */
+		if (xa_is_err(cur))
+			atomic_inc(&r->hold_lost);
+		free_entry(r, entry);
+	}
+}
+
 /*
  * Move up to @max copies of @r to user memory (@addrs, @data from entry @done on).
- * Returns the number moved or -EFAULT (the copy that failed stays).
+ * Returns the number moved or -EFAULT (the copy that failed stays). No lock is held while
+ * user memory is written: it may be a held page of @r, whose fault copies it first.
  */
 static long hold_take(struct ckpt_region *r, u64 __user *addrs, void __user *data, u64 done,
 		      u64 max)
 {
 	unsigned long idx = 0;
-	struct page *pg;
 	long n = 0;
 
 	while (done + n < max) {
-		u64 a;
-		void *src;
+		void __user *dst = data + (done + n) * PAGE_SIZE;
 		unsigned long left;
+		void *entry, *src;
+		u64 a;
 
-		pg = xa_find(&r->copies, &idx, ULONG_MAX, XA_PRESENT);
-		if (!pg)
+		entry = take_entry(r, &idx);
+		if (!entry)
 			break;
 		a = r->start + ((u64)idx << PAGE_SHIFT);
-		src = kmap_local_page(pg);
-		left = copy_to_user(data + (done + n) * PAGE_SIZE, src, PAGE_SIZE);
-		kunmap_local(src);
-		if (left || put_user(a, addrs + done + n))
+		if (xa_is_value(entry)) {
+			left = clear_user(dst, PAGE_SIZE);
+		} else {
+			src = kmap_local_page(entry);
+			left = copy_to_user(dst, src, PAGE_SIZE);
+			kunmap_local(src);
+		}
+		if (left || put_user(a, addrs + done + n)) {
+			put_back_entry(r, idx, entry);
 			return -EFAULT;
-		xa_erase(&r->copies, idx);
-		__free_page(pg);
-		atomic_long_dec(&r->ncopies);
+		}
+		free_entry(r, entry);
 		n++;
 	}
 	return n;
@@ -257,14 +348,17 @@ long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg)
 	return ret;
 }
 
-/* The region is gone (no hook or notifier can see it any more): free its hold. */
+/*
+ * The region is gone: unlinked from every list the hook and the notifier walk, and a grace
+ * period has passed (session.c remove_regions), so nothing else touches its hold any more.
+ */
 void ckpt_hold_free(struct ckpt_region *r)
 {
 	unsigned long idx;
-	struct page *pg;
+	void *entry;
 
-	xa_for_each(&r->copies, idx, pg)
-		__free_page(pg);
+	xa_for_each(&r->copies, idx, entry)
+		free_entry(r, entry);
 	xa_destroy(&r->copies);
 	kvfree(r->held);
 }

@@ -53,11 +53,11 @@ bool ckpt_mm_tracks(struct ckpt_mm *cm, unsigned long addr)
 }
 
 /*
- * Log [start, end) in every region of @cm: a write fault of @fault_mm (its held pages are
- * copied first, hold.c), or an invalidation (@fault_mm NULL).
+ * Log [start, end) in every region of @cm: a write fault in @fault_vma (its held pages are
+ * copied first, hold.c), or an invalidation (@fault_vma NULL).
  */
 void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
-		 struct mm_struct *fault_mm)
+		 struct vm_area_struct *fault_vma)
 {
 	struct ckpt_region *r;
 
@@ -67,8 +67,8 @@ void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
 
 		if (s >= e)
 			continue;
-		if (fault_mm) {
-			ckpt_hold_fault(fault_mm, r, s, e);
+		if (fault_vma) {
+			ckpt_hold_fault(fault_vma, r, s, e);
 			atomic64_inc(&r->faults);
 		} else {
 			ckpt_hold_invalidate(r, s, e);

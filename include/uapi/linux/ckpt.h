@@ -233,8 +233,9 @@ struct ckpt_attach {
  * @remaining: out: copies the module still holds for these regions after this call.
  * @lost:   out: held pages of these regions whose contents changed without a copy since their
  *          hold began (an unmap, MADV_DONTNEED, swap-out or THP collapse of a held page, a
- *          held page swapped out when written, a copy that could not be allocated). Reported
- *          and reset by the call with END.
+ *          held page swapped out when written, a held page of a private file mapping not
+ *          mapped yet when written, a copy that could not be allocated). Reported and reset
+ *          by the call with END. A held anonymous page never populated comes back as zeros.
  * @reserved: must be zero.
  *
  * Asynchronous checkpoints. COLLECT with CKPT_COLLECT_HOLD reports and protects pages as

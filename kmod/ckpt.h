@@ -16,6 +16,14 @@
 #include <linux/ckpt.h>
 #include "compat.h"
 
+/* user.c: what the sessions of one uid hold (max_user_sessions, max_user_kmem_kb). */
+struct ckpt_user {
+	struct hlist_node node;		/* in the uid hash, under its lock (user.c) */
+	kuid_t uid;
+	unsigned int sessions;		/* open sessions, under that lock; freed at 0 */
+	atomic_long_t kmem;		/* bytes charged: regions, logs, hold copies, restores */
+};
+
 /*
  * A tracked range. Its dirty log is a two-level bitmap preallocated at REGISTER:
  * l0 has one bit per page, l1 one bit per l0 word that may be non-zero. Writers (the fault
@@ -28,6 +36,7 @@ struct ckpt_region {
 	struct list_head s_node;	/* in ckpt_session.regions, under ckpt_session.lock */
 	struct rcu_head rcu;
 	u64 id;
+	struct ckpt_user *user;		/* charged for its memory; outlives the region */
 	unsigned long start, end;	/* [start, end), page-aligned */
 	unsigned long pages;
 	unsigned long l0_words;
@@ -82,6 +91,7 @@ struct ckpt_session {
 	pid_t tgid;
 	char comm[TASK_COMM_LEN];
 	kuid_t uid;
+	struct ckpt_user *user;	/* the opener's euid: what this session holds is charged there */
 	struct list_head node;	/* ckpt_sessions, under ckpt_sessions_lock */
 	struct ckpt_restore *restore;	/* restore.c: a prepared restore, or NULL; under @lock */
 };
@@ -102,8 +112,15 @@ long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg);
 void ckpt_session_teardown(struct ckpt_session *s);
 void ckpt_session_sum(struct ckpt_session *s, struct ckpt_stats *st);
 
+/* user.c */
+struct ckpt_user *ckpt_user_get(kuid_t uid);
+void ckpt_user_put(struct ckpt_user *u);
+bool ckpt_user_charge(struct ckpt_user *u, unsigned long bytes);
+void ckpt_user_uncharge(struct ckpt_user *u, unsigned long bytes);
+
 /* log.c: the dirty bitmaps */
-struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len);
+struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len,
+				      struct ckpt_user *user);
 void ckpt_region_free(struct ckpt_region *r);
 void ckpt_log_mark(struct ckpt_region *r, unsigned long first, unsigned long n);
 void ckpt_log_mark_addr(struct ckpt_region *r, unsigned long start, unsigned long end);

@@ -24,10 +24,17 @@ DEFINE_MUTEX(ckpt_sessions_lock);
 
 static int ckpt_open(struct inode *inode, struct file *file)
 {
-	struct ckpt_session *s = kzalloc(sizeof(*s), GFP_KERNEL);
+	struct ckpt_user *u = ckpt_user_get(current_euid());
+	struct ckpt_session *s;
 
-	if (!s)
+	if (IS_ERR(u))
+		return PTR_ERR(u);	/* -EMFILE: max_user_sessions (user.c) */
+	s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
+	if (!s) {
+		ckpt_user_put(u);
 		return -ENOMEM;
+	}
+	s->user = u;
 	mutex_init(&s->lock);
 	INIT_LIST_HEAD(&s->regions);
 	/* Bound to the opener's address space; kernel threads have none (-ESRCH later). */
@@ -54,6 +61,7 @@ static int ckpt_release(struct inode *inode, struct file *file)
 	mutex_unlock(&ckpt_sessions_lock);
 	ckpt_session_teardown(s);
 	ckpt_restore_free(s->restore);
+	ckpt_user_put(s->user);	/* after everything charged to it is freed */
 	mutex_destroy(&s->lock);
 	kfree(s);
 	return 0;

@@ -152,7 +152,7 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 
 	if (d.actions) {
 		ret = -ENOMEM;
-		actions = kcalloc(CKPT_NSIG, sizeof(*actions), GFP_KERNEL);
+		actions = kcalloc(CKPT_NSIG, sizeof(*actions), GFP_KERNEL_ACCOUNT);
 		if (!actions)
 			goto out;
 		ret = read_actions(t, actions);

@@ -13,8 +13,8 @@
  *
  * The hook runs with preemption disabled and under rcu_read_lock() (ftrace callback), so a copy
  * is allocated without sleeping and without reserves (HOLD_GFP: no __GFP_HIGH, no
- * __GFP_MEMALLOC, charged to the faulting task's memory cgroup, which it may not exceed). A
- * page that reads as zeros (never
+ * __GFP_MEMALLOC, charged to the faulting task's memory cgroup, which it may not exceed) and
+ * charged to the session's user (user.c, max_user_kmem_kb). A page that reads as zeros (never
  * populated in an anonymous mapping, or the shared zero page) is not copied: its entry is
  * HOLD_ZERO and RELEASE writes zeros. A copy that cannot be made, or a held page changed
  * without a fault we can copy at (unmap, MADV_DONTNEED, swap-out, THP collapse: the mmu
@@ -72,9 +72,13 @@ int ckpt_hold_prepare(struct ckpt_region *r)
 
 	if (r->held)
 		return 0;
+	if (!ckpt_user_charge(r->user, held_bytes(r)))
+		return -ENOSPC;
 	held = kvzalloc(held_bytes(r), GFP_KERNEL_ACCOUNT);
-	if (!held)
+	if (!held) {
+		ckpt_user_uncharge(r->user, held_bytes(r));
 		return -ENOMEM;
+	}
 	/* The hook reads r->held locklessly: publish a zeroed bitmap. */
 	smp_store_release(&r->held, held);
 	return 0;
@@ -95,8 +99,10 @@ void ckpt_hold_pages(struct ckpt_region *r, const u64 *addr, unsigned long n)
 /* Free an entry of r->copies that its caller owns (erased, or never stored). */
 static void free_entry(struct ckpt_region *r, void *entry)
 {
-	if (entry && !xa_is_value(entry))
+	if (entry && !xa_is_value(entry)) {
 		__free_page(entry);
+		ckpt_user_uncharge(r->user, PAGE_SIZE);
+	}
 }
 
 struct copy_pte_arg {
@@ -159,10 +165,14 @@ static void *copy_page_at(struct vm_area_struct *vma, struct ckpt_region *r, uns
 	 * write it or make it writable faults here or calls the notifier, both of which wait for
 	 * r->hold_lock.
 	 */
-	dst = alloc_page(HOLD_GFP);
-	if (dst) {
-		copy_highpage(dst, c.src);
-		entry = dst;
+	if (ckpt_user_charge(r->user, PAGE_SIZE)) {
+		dst = alloc_page(HOLD_GFP);
+		if (dst) {
+			copy_highpage(dst, c.src);
+			entry = dst;
+		} else {
+			ckpt_user_uncharge(r->user, PAGE_SIZE);
+		}
 	}
 	put_page(c.src);
 	return entry;
@@ -360,5 +370,8 @@ void ckpt_hold_free(struct ckpt_region *r)
 	xa_for_each(&r->copies, idx, entry)
 		free_entry(r, entry);
 	xa_destroy(&r->copies);
-	kvfree(r->held);
+	if (r->held) {
+		kvfree(r->held);
+		ckpt_user_uncharge(r->user, held_bytes(r));
+	}
 }

@@ -18,23 +18,36 @@
 /* kvmalloc() warns above INT_MAX; 1 GiB of l0 covers 32 TiB, more than any real region. */
 #define MAX_L0_BYTES (1UL << 30)
 
-struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len)
+/* What a region of @pages pages holds in kernel memory (charged to its user). */
+static unsigned long region_bytes(unsigned long pages)
+{
+	unsigned long l0_words = BITS_TO_LONGS(pages);
+
+	return sizeof(struct ckpt_region) + (l0_words + BITS_TO_LONGS(l0_words)) * sizeof(long);
+}
+
+/* A region, charged to @user; ERR_PTR(-ENOSPC) past the user's cap, ERR_PTR(-ENOMEM). */
+struct ckpt_region *ckpt_region_alloc(unsigned long start, unsigned long len,
+				      struct ckpt_user *user)
 {
 	struct ckpt_region *r;
 	unsigned long pages = len >> PAGE_SHIFT;
 	unsigned long l0_words = BITS_TO_LONGS(pages);
 
 	if (l0_words * sizeof(long) > MAX_L0_BYTES)
-		return NULL;
+		return ERR_PTR(-ENOMEM);
+	if (!ckpt_user_charge(user, region_bytes(pages)))
+		return ERR_PTR(-ENOSPC);
 	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
 	if (!r)
-		return NULL;
+		goto err_charge;
 	r->l0 = kvzalloc(l0_words * sizeof(long), GFP_KERNEL_ACCOUNT);
 	if (!r->l0)
 		goto err_r;
 	r->l1 = kvzalloc(BITS_TO_LONGS(l0_words) * sizeof(long), GFP_KERNEL_ACCOUNT);
 	if (!r->l1)
 		goto err_l0;
+	r->user = user;
 	r->start = start;
 	r->end = start + len;
 	r->pages = pages;
@@ -48,7 +61,9 @@ err_l0:
 	kvfree(r->l0);
 err_r:
 	kfree(r);
-	return NULL;
+err_charge:
+	ckpt_user_uncharge(user, region_bytes(pages));
+	return ERR_PTR(-ENOMEM);
 }
 
 void ckpt_region_free(struct ckpt_region *r)
@@ -56,6 +71,7 @@ void ckpt_region_free(struct ckpt_region *r)
 	ckpt_hold_free(r);
 	kvfree(r->l1);
 	kvfree(r->l0);
+	ckpt_user_uncharge(r->user, region_bytes(r->pages));
 	kfree(r);
 }
 

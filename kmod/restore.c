@@ -85,6 +85,8 @@ struct ckpt_restore {
 	struct ckpt_restore_run *runs;
 	struct file *data;
 	struct file *status;		/* NULL without CKPT_RESTORE_STATUS_FD */
+	struct ckpt_user *user;		/* charged @charged bytes (user.c), or NULL */
+	unsigned long charged;
 };
 
 void ckpt_restore_free(struct ckpt_restore *r)
@@ -109,6 +111,8 @@ void ckpt_restore_free(struct ckpt_restore *r)
 		fput(r->data);
 	if (r->status)
 		fput(r->status);
+	if (r->user)
+		ckpt_user_uncharge(r->user, r->charged);
 	kfree(r);
 }
 
@@ -347,7 +351,7 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 	struct file *self;
 	long ret;
 
-	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
 	if (!r)
 		return -ENOMEM;
 	p = &r->req;
@@ -387,13 +391,24 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 	if (ret)
 		goto out_free;
 
+	/*
+	 * The staged request is kernel memory the caller holds until COMMIT or close: charged to
+	 * the session's user (max_user_kmem_kb) and to the caller's memory cgroup.
+	 */
+	ret = -ENOSPC;
+	r->charged = sizeof(*r) + sizeof(*r->rdv) +
+		     p->nr_vmas * (sizeof(*r->vmas) + sizeof(*r->files)) +
+		     p->nr_runs * sizeof(*r->runs);
+	if (!ckpt_user_charge(s->user, r->charged))
+		goto out_free;
+	r->user = s->user;
 	ret = -ENOMEM;
-	r->vmas = kvmalloc_array(p->nr_vmas, sizeof(*r->vmas), GFP_KERNEL);
-	r->files = kvcalloc(p->nr_vmas, sizeof(*r->files), GFP_KERNEL);
+	r->vmas = kvmalloc_array(p->nr_vmas, sizeof(*r->vmas), GFP_KERNEL_ACCOUNT);
+	r->files = kvcalloc(p->nr_vmas, sizeof(*r->files), GFP_KERNEL_ACCOUNT);
 	if (!r->vmas || !r->files)
 		goto out_free;
 	if (p->nr_runs) {
-		r->runs = kvmalloc_array(p->nr_runs, sizeof(*r->runs), GFP_KERNEL);
+		r->runs = kvmalloc_array(p->nr_runs, sizeof(*r->runs), GFP_KERNEL_ACCOUNT);
 		if (!r->runs)
 			goto out_free;
 	}
@@ -428,7 +443,7 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 	}
 
 	ret = -ENOMEM;
-	r->rdv = kzalloc(sizeof(*r->rdv), GFP_KERNEL);
+	r->rdv = kzalloc(sizeof(*r->rdv), GFP_KERNEL_ACCOUNT);
 	if (!r->rdv)
 		goto out_free;
 	refcount_set(&r->rdv->ref, 1);
@@ -517,7 +532,7 @@ static int fill_all(struct ckpt_restore *r)
 	u64 i;
 	int ret = 0;
 
-	buf = kvmalloc(CKPT_BOUNCE, GFP_KERNEL);
+	buf = kvmalloc(CKPT_BOUNCE, GFP_KERNEL_ACCOUNT);
 	if (!buf)
 		return -ENOMEM;
 	for (i = 0; i < r->req.nr_runs && !ret; i++) {

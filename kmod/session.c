@@ -82,9 +82,9 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 	mm = session_mm(s);
 	if (!mm)
 		return -ESRCH;
-	r = ckpt_region_alloc(a.start, a.len);
-	if (!r) {
-		ret = -ENOMEM;
+	r = ckpt_region_alloc(a.start, a.len, s->user);
+	if (IS_ERR(r)) {
+		ret = PTR_ERR(r);
 		goto out_mm;
 	}
 	if (!s->cm) {
@@ -255,7 +255,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 	}
 	chunk = min(chunk, max(logged, 64UL));
 	if (chunk) {
-		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL);
+		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL_ACCOUNT);
 		if (!kbuf)
 			return -ENOMEM;
 	}
@@ -346,7 +346,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 
 	if (a->buf_len < bytes)
 		return -EINVAL;
-	kbm = kvzalloc(bytes, GFP_KERNEL);
+	kbm = kvzalloc(bytes, GFP_KERNEL_ACCOUNT);
 	if (!kbm)
 		return -ENOMEM;
 	check_missed(r);

@@ -5,6 +5,9 @@
  * This header is the reference for every command: what each field means, what is checked and
  * which errno each failure returns. Documentation/ioctl-abi.md explains the model around it.
  *
+ * open(): -EMFILE when the opener's effective uid already has the module parameter
+ * max_user_sessions sessions open (Documentation/ioctl-abi.md, "Per-user limits").
+ *
  * Conventions (every command):
  *   - Every field is a __u64. Structures only grow at the end; their size is part of the ioctl
  *     number, so a caller built against another layout gets -ENOTTY, never a misread.
@@ -89,7 +92,8 @@ struct ckpt_api {
  * -ENOMEM some page of the range is not mapped (as mprotect(2) reports it), or no memory;
  * -EOPNOTSUPP the range contains a shared, I/O, PFN-mapped or hugetlb mapping;
  * -EEXIST the range overlaps a region of this session; -ENOSPC the session has
- * CKPT_MAX_REGIONS regions; -ESRCH the session's address space has exited; -EINTR a fatal
+ * CKPT_MAX_REGIONS regions, or the region's log would take the kernel memory held for the
+ * opener's uid past the module parameter max_user_kmem_kb; -ESRCH the session's address space has exited; -EINTR a fatal
  * signal arrived while waiting for that address space's mmap lock; -EFAULT.
  */
 struct ckpt_register {
@@ -150,6 +154,7 @@ struct ckpt_unregister {
  * On return every reported page is write-protected again on every CPU (the TLB flush is done),
  * so a write that starts after the call returns faults and is logged for the next COLLECT.
  * Errors: -ENOENT unknown id; -EINVAL bad flags, reserved, buffer size, or id 0 with BITMAP;
+ * -ENOSPC (HOLD) a region's first hold bitmap would pass max_user_kmem_kb;
  * -ESRCH the session's address space has exited; -EINTR a fatal signal arrived while waiting
  * for its mmap lock; -EFAULT @buf not writable (nothing is taken
  * from the log then).
@@ -234,7 +239,8 @@ struct ckpt_attach {
  * @lost:   out: held pages of these regions whose contents changed without a copy since their
  *          hold began (an unmap, MADV_DONTNEED, swap-out or THP collapse of a held page, a
  *          held page swapped out when written, a held page of a private file mapping not
- *          mapped yet when written, a copy that could not be allocated). Reported and reset
+ *          mapped yet when written, a copy that could not be allocated or would pass the
+ *          module parameter max_user_kmem_kb). Reported and reset
  *          by the call with END. A held anonymous page never populated comes back as zeros.
  * @reserved: must be zero.
  *
@@ -408,7 +414,8 @@ struct ckpt_regs {
  * Errors: -EINVAL malformed request (unaligned, overlapping, out of range, bad flags/
  * reserved/registers, no handshake); -EBADF an fd is not open or not open for reading
  * (writing for @status_fd); -EACCES a mapped or data file is not a regular file; -E2BIG too many
- * vmas or runs; -ENOMEM; -EFAULT.
+ * vmas or runs; -ENOSPC the staged request (72 bytes per vma, 24 per run) would take the kernel
+ * memory held for the opener's uid past the module parameter max_user_kmem_kb; -ENOMEM; -EFAULT.
  */
 struct ckpt_restore_prepare {
 	__u64 flags;

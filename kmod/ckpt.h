@@ -33,7 +33,9 @@ struct ckpt_user {
  */
 struct ckpt_region {
 	struct list_head mm_node;	/* in ckpt_mm.regions: RCU readers, ckpt_mm.lock writers */
-	struct list_head s_node;	/* in ckpt_session.regions, under ckpt_session.lock */
+	struct list_head s_node;	/* in ckpt_session.regions: RCU readers (the netlink
+					 * status), ckpt_session.lock writers */
+	struct ckpt_region *dead_next;	/* removal: the regions waiting for a grace period */
 	struct rcu_head rcu;
 	u64 id;
 	struct ckpt_user *user;		/* charged for its memory; outlives the region */
@@ -45,7 +47,7 @@ struct ckpt_region {
 	int seen_missed;		/* ckpt_fault_missed() already folded into the log */
 	atomic64_t faults;		/* write faults logged */
 	atomic64_t invalidations;	/* pages logged by the mmu notifier */
-	/* Under ckpt_session.lock: */
+	/* Written under ckpt_session.lock (read racily by the netlink status): */
 	u64 collects, collected, thp_splits, kept;
 	unsigned long pass_pos;		/* where an unfinished array COLLECT pass resumes, 0 = none */
 	/* Held pages (hold.c): copy-before-write for asynchronous checkpoints. */
@@ -72,7 +74,13 @@ struct ckpt_mm {
 	struct task_struct *splitter;	/* the task doing it: its own CLEAR events are not writes */
 };
 
-/* One open file of /dev/ckpt. */
+/*
+ * One open file of /dev/ckpt. Its ioctls run under @lock, which may be held for long (a
+ * helper thread parked in RESTORE_THREAD, a COLLECT waiting for the mmap lock). The netlink
+ * status never takes it: it walks ckpt_sessions and each session's @regions under RCU and
+ * reads the counters and the identity racily (a snapshot, not a consistent one). A session
+ * is freed an RCU grace period after it left ckpt_sessions.
+ */
 struct ckpt_session {
 	struct mutex lock;	/* serialises ioctls of this session; protects the fields below */
 	bool api_done;		/* CKPT_IOC_API succeeded; other commands refused before */
@@ -92,12 +100,13 @@ struct ckpt_session {
 	char comm[TASK_COMM_LEN];
 	kuid_t uid;
 	struct ckpt_user *user;	/* the opener's euid: what this session holds is charged there */
-	struct list_head node;	/* ckpt_sessions, under ckpt_sessions_lock */
+	struct list_head node;	/* ckpt_sessions: RCU readers, ckpt_sessions_lock writers */
+	struct rcu_head rcu;
 	struct ckpt_restore *restore;	/* restore.c: a prepared restore, or NULL; under @lock */
 };
 
 extern struct list_head ckpt_sessions;
-extern struct mutex ckpt_sessions_lock;
+extern spinlock_t ckpt_sessions_lock;	/* changes to ckpt_sessions; nothing nests inside */
 
 /* dev.c */
 int ckpt_dev_init(void);

@@ -18,9 +18,13 @@
 	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
 	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_HOLD)
 
-/* Every session, for the netlink status. */
+/*
+ * Every session, for the netlink status: RCU readers, writers (open, close) hold the
+ * spinlock for the list operation only. No session's lock is ever taken under it, so a session
+ * stuck in an ioctl cannot hold up another process's open, close or status dump.
+ */
 LIST_HEAD(ckpt_sessions);
-DEFINE_MUTEX(ckpt_sessions_lock);
+DEFINE_SPINLOCK(ckpt_sessions_lock);
 
 static int ckpt_open(struct inode *inode, struct file *file)
 {
@@ -45,9 +49,9 @@ static int ckpt_open(struct inode *inode, struct file *file)
 	s->tgid = task_tgid_vnr(current);
 	get_task_comm(s->comm, current);
 	s->uid = current_euid();
-	mutex_lock(&ckpt_sessions_lock);
-	list_add_tail(&s->node, &ckpt_sessions);
-	mutex_unlock(&ckpt_sessions_lock);
+	spin_lock(&ckpt_sessions_lock);
+	list_add_tail_rcu(&s->node, &ckpt_sessions);
+	spin_unlock(&ckpt_sessions_lock);
 	file->private_data = s;
 	return 0;
 }
@@ -56,14 +60,14 @@ static int ckpt_release(struct inode *inode, struct file *file)
 {
 	struct ckpt_session *s = file->private_data;
 
-	mutex_lock(&ckpt_sessions_lock);
-	list_del(&s->node);
-	mutex_unlock(&ckpt_sessions_lock);
+	spin_lock(&ckpt_sessions_lock);
+	list_del_rcu(&s->node);
+	spin_unlock(&ckpt_sessions_lock);
 	ckpt_session_teardown(s);
 	ckpt_restore_free(s->restore);
 	ckpt_user_put(s->user);	/* after everything charged to it is freed */
 	mutex_destroy(&s->lock);
-	kfree(s);
+	kfree_rcu(s, rcu);	/* a status dump may still be reading it */
 	return 0;
 }
 
@@ -128,7 +132,8 @@ static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	if (issue_flags & IO_URING_F_NONBLOCK)
 		return -EAGAIN;
 	uptr = READ_ONCE(*(const u64 *)ckpt_uring_cmd_payload(ioucmd));
-	mutex_lock(&s->lock);
+	if (mutex_lock_killable(&s->lock))
+		return -EINTR;
 	ret = s->api_done ? ckpt_ioc_collect(s, u64_to_user_ptr(uptr), &count) : -EINVAL;
 	mutex_unlock(&s->lock);
 	if (ret)
@@ -150,7 +155,9 @@ static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	if (_IOC_TYPE(cmd) != CKPT_IOC_MAGIC)
 		return -ENOTTY;
 
-	mutex_lock(&s->lock);
+	/* Another thread may sleep in this session for long (RESTORE_THREAD): stay killable. */
+	if (mutex_lock_killable(&s->lock))
+		return -EINTR;
 	switch (cmd) {
 	case CKPT_IOC_API:
 		ret = ioctl_api(s, uarg);

@@ -3,6 +3,10 @@
  * Generic netlink status family CKPT_GENL_NAME: one dump command listing the sessions with
  * their counters. Callers see their own sessions (same effective uid as the session's
  * process); with CAP_SYS_PTRACE they see all.
+ *
+ * The dump takes no sleeping lock: it walks the sessions and their regions under RCU and
+ * reads their counters racily (struct ckpt_session), so a session whose ioctl sleeps with its
+ * lock held (RESTORE_THREAD, a long COLLECT) neither blocks the dump nor, through it, anyone.
  */
 #include <linux/cred.h>
 #include <net/genetlink.h>
@@ -10,21 +14,24 @@
 
 static struct genl_family ckpt_genl_family;
 
+/* Under rcu_read_lock(). */
 static int put_session(struct sk_buff *skb, struct netlink_callback *cb, struct ckpt_session *s)
 {
 	struct ckpt_stats st = {};
+	char comm[TASK_COMM_LEN];
 	void *hdr;
 
-	mutex_lock(&s->lock);
 	ckpt_session_sum(s, &st);
-	mutex_unlock(&s->lock);
+	/* ATTACH may rewrite it meanwhile: a copy, terminated. */
+	memcpy(comm, s->comm, sizeof(comm));
+	comm[sizeof(comm) - 1] = 0;
 
 	hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq, &ckpt_genl_family,
 			  NLM_F_MULTI, CKPT_GENL_CMD_GET_SESSIONS);
 	if (!hdr)
 		return -EMSGSIZE;
-	if (nla_put_u32(skb, CKPT_GENL_A_PID, s->tgid) ||
-	    nla_put_string(skb, CKPT_GENL_A_COMM, s->comm) ||
+	if (nla_put_u32(skb, CKPT_GENL_A_PID, READ_ONCE(s->tgid)) ||
+	    nla_put_string(skb, CKPT_GENL_A_COMM, comm) ||
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_REGIONS, st.regions, CKPT_GENL_A_PAD) ||
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_PAGES, st.pages, CKPT_GENL_A_PAD) ||
 	    nla_put_u64_64bit(skb, CKPT_GENL_A_DIRTY, st.dirty, CKPT_GENL_A_PAD) ||
@@ -49,9 +56,9 @@ static int ckpt_genl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	struct ckpt_session *s;
 	long i = 0;
 
-	mutex_lock(&ckpt_sessions_lock);
-	list_for_each_entry(s, &ckpt_sessions, node) {
-		if (!all && !uid_eq(s->uid, me))
+	rcu_read_lock();
+	list_for_each_entry_rcu(s, &ckpt_sessions, node) {
+		if (!all && !uid_eq(READ_ONCE(s->uid), me))
 			continue;
 		if (i++ < cb->args[0])
 			continue;
@@ -60,7 +67,7 @@ static int ckpt_genl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 			break;
 		}
 	}
-	mutex_unlock(&ckpt_sessions_lock);
+	rcu_read_unlock();
 	cb->args[0] = i;
 	return skb->len;
 }

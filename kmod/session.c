@@ -126,7 +126,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 	list_for_each_entry(pos, &s->regions, s_node)
 		if (pos->start > r->start)
 			break;
-	list_add_tail(&r->s_node, &pos->s_node);
+	list_add_tail_rcu(&r->s_node, &pos->s_node);
 	s->nr_regions++;
 	mmput(mm);
 
@@ -146,19 +146,32 @@ out_mm:
 	return ret;
 }
 
-/* Unlink regions from the fault hook's view, wait for readers, free them. */
-static void remove_regions(struct ckpt_session *s, struct list_head *list)
+/*
+ * Remove region @only, or every region (NULL): unlink them from the fault hook's and the
+ * notifier's view (ckpt_mm.regions) and from the status's (s->regions), wait for an RCU grace
+ * period, after which no hook, notifier or status dump still runs on them (a fault in the hook
+ * holds rcu_read_lock() throughout, hold.c), and free them.
+ */
+static void remove_regions(struct ckpt_session *s, struct ckpt_region *only)
 {
-	struct ckpt_region *r, *tmp;
+	struct ckpt_region *r, *tmp, *dead = NULL;
 
-	if (list_empty(list))
-		return;
-	list_for_each_entry(r, list, s_node)
+	lockdep_assert_held(&s->lock);
+	list_for_each_entry_safe(r, tmp, &s->regions, s_node) {
+		if (only && r != only)
+			continue;
 		ckpt_mm_del(s->cm, r);
+		list_del_rcu(&r->s_node);
+		r->dead_next = dead;
+		dead = r;
+	}
+	if (!dead)
+		return;
 	synchronize_rcu();
-	list_for_each_entry_safe(r, tmp, list, s_node) {
-		list_del(&r->s_node);
-		s->old_faults += atomic64_read(&r->faults);
+	while (dead) {
+		r = dead;
+		dead = r->dead_next;
+		WRITE_ONCE(s->old_faults, s->old_faults + atomic64_read(&r->faults));
 		s->nr_regions--;
 		ckpt_region_free(r);
 		ckpt_fault_put();
@@ -169,7 +182,6 @@ long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_unregister a;
 	struct ckpt_region *r;
-	LIST_HEAD(list);
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
@@ -178,17 +190,16 @@ long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg)
 	r = find_region(s, a.id);
 	if (!r)
 		return -ENOENT;
-	list_move(&r->s_node, &list);
-	remove_regions(s, &list);
+	remove_regions(s, r);
 	return 0;
 }
 
+/* The file is closed: no ioctl is in flight or will come; the status may still read @s. */
 void ckpt_session_teardown(struct ckpt_session *s)
 {
-	LIST_HEAD(list);
-
-	list_splice_init(&s->regions, &list);
-	remove_regions(s, &list);
+	mutex_lock(&s->lock);	/* uncontended: for remove_regions()'s assertion */
+	remove_regions(s, NULL);
+	mutex_unlock(&s->lock);
 	if (s->cm)
 		ckpt_mm_put(s->cm);
 	if (s->mm)
@@ -489,28 +500,32 @@ long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
 	return 0;
 }
 
+/* Under ckpt_session.lock, or racily under RCU (the netlink status). */
 static void region_sum(struct ckpt_region *r, struct ckpt_stats *st)
 {
 	st->regions++;
 	st->pages += r->pages;
 	st->dirty += ckpt_log_count(r);
 	st->faults += atomic64_read(&r->faults);
-	st->collected += r->collected;
-	st->thp_splits += r->thp_splits;
+	st->collected += READ_ONCE(r->collected);
+	st->thp_splits += READ_ONCE(r->thp_splits);
 	st->invalidations += atomic64_read(&r->invalidations);
-	st->kept += r->kept;
+	st->kept += READ_ONCE(r->kept);
 }
 
-/* Session totals (id 0 of STATS, and the netlink status). */
+/*
+ * Session totals (id 0 of STATS, under ckpt_session.lock; and the netlink status, under
+ * rcu_read_lock() only: the regions cannot be freed under it, the counters may move).
+ */
 void ckpt_session_sum(struct ckpt_session *s, struct ckpt_stats *st)
 {
 	struct ckpt_region *r;
 
-	list_for_each_entry(r, &s->regions, s_node)
+	list_for_each_entry_rcu(r, &s->regions, s_node, lockdep_is_held(&s->lock))
 		region_sum(r, st);
-	st->faults += s->old_faults;
-	st->collects = s->seq;
-	st->collected = s->collected;
+	st->faults += READ_ONCE(s->old_faults);
+	st->collects = READ_ONCE(s->seq);
+	st->collected = READ_ONCE(s->collected);
 }
 
 long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg)

@@ -283,11 +283,12 @@ static void put_back_entry(struct ckpt_region *r, unsigned long idx, void *entry
 
 /*
  * Move up to @max copies of @r to user memory (@addrs, @data from entry @done on).
- * Returns the number moved or -EFAULT (the copy that failed stays). No lock is held while
- * user memory is written: it may be a held page of @r, whose fault copies it first.
+ * Returns the number moved; *@err = -EFAULT if a copy could not be written (it stays, and so
+ * do the ones after it). No lock is held while user memory is written: it may be a held page
+ * of @r, whose fault copies it first.
  */
 static long hold_take(struct ckpt_region *r, u64 __user *addrs, void __user *data, u64 done,
-		      u64 max)
+		      u64 max, int *err)
 {
 	unsigned long idx = 0;
 	long n = 0;
@@ -311,7 +312,8 @@ static long hold_take(struct ckpt_region *r, u64 __user *addrs, void __user *dat
 		}
 		if (left || put_user(a, addrs + done + n)) {
 			put_back_entry(r, idx, entry);
-			return -EFAULT;
+			*err = -EFAULT;
+			break;
 		}
 		free_entry(r, entry);
 		n++;
@@ -333,19 +335,23 @@ long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg)
 	a.count = a.remaining = a.lost = 0;
 	/* The caller holds s->lock (dev.c). */
 	list_for_each_entry(r, &s->regions, s_node) {
-		long n;
+		int err = 0;
 
 		if (a.id && r->id != a.id)
 			continue;
 		found = true;
 		if (a.flags & CKPT_RELEASE_END)
 			hold_end(r);
-		n = hold_take(r, u64_to_user_ptr(a.addrs), u64_to_user_ptr(a.data), a.count, a.max);
-		if (n < 0) {
-			ret = n;
-			break;
-		}
-		a.count += n;
+		/*
+		 * After a copy failed to reach user memory no more are taken, but every region is
+		 * still ended and counted, and @count says which copies the caller did get (they
+		 * are freed here: a caller that lost track of them would lose their pages).
+		 */
+		if (!ret)
+			a.count += hold_take(r, u64_to_user_ptr(a.addrs), u64_to_user_ptr(a.data),
+					     a.count, a.max, &err);
+		if (err)
+			ret = err;
 		a.remaining += atomic_long_read(&r->ncopies);
 		a.lost += atomic_read(&r->hold_lost);
 		if (a.flags & CKPT_RELEASE_END)

@@ -346,4 +346,41 @@ TEST(unmapped_file_page_is_lost_anon_is_zero)
 	munmap(data, 4 * PAGE);
 }
 
+/*
+ * RELEASE into a buffer whose second page cannot be written: the first copy is delivered and
+ * counted, the second stays (the UAPI's -EFAULT contract). The module before this test freed
+ * the delivered copy and reported count 0 and remaining 0 with the -EFAULT, so a caller that
+ * retried lost that page's COLLECT-time contents.
+ */
+TEST(release_efault_counts_what_was_delivered)
+{
+	int fd = ck_open();
+	char *m = ck_map(2 * PAGE, PAGE), *data = ck_map(2 * PAGE, PAGE);
+	uint64_t addrs[2], a[2] = { 0, 0 };
+	struct ckpt_release r;
+	long id;
+
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, m);
+	ASSERT_NE(NULL, data);
+	ASSERT_EQ(0, madvise(m, 2 * PAGE, MADV_NOHUGEPAGE));
+	memset(m, 'a', 2 * PAGE);
+	ASSERT_EQ(0, mprotect(data + PAGE, PAGE, PROT_READ));
+	id = ck_register(fd, m, 2 * PAGE, CKPT_REGISTER_DIRTY);
+	ASSERT_LT(0, id);
+	ASSERT_EQ(2, ck_collect(fd, id, addrs, 2, CKPT_COLLECT_HOLD, NULL));
+	m[0] = 'b';
+	m[PAGE] = 'b';
+	EXPECT_EQ(-EFAULT, ck_release(fd, id, CKPT_RELEASE_END, a, data, 2, &r));
+	EXPECT_EQ(1, r.count);
+	EXPECT_EQ(1, r.remaining);
+	EXPECT_EQ((uintptr_t)m, a[0]);
+	EXPECT_EQ('a', data[0]);
+	ASSERT_EQ(1, ck_release(fd, id, 0, a, data, 1, &r));
+	EXPECT_EQ((uintptr_t)m + PAGE, a[0]);
+	EXPECT_EQ('a', data[0]);
+	EXPECT_EQ(0, r.remaining);
+	close(fd);
+}
+
 TEST_HARNESS_MAIN

@@ -67,6 +67,8 @@ dax=/dev/dax0.0 file=/mnt/pmem/bench.store
   echo "  \"pmem_fs_kib\": $(df -k --output=size /mnt/pmem 2>/dev/null | tail -n1 | tr -d ' ' || echo 0),"
   echo "  \"thp\": \"$(cat /sys/kernel/mm/transparent_hugepage/enabled)\","
   echo "  \"quick\": $([ -n "$quick" ] && echo true || echo false),"
+  # SLUB debugging / page poisoning (scripts/vm/run's default; scripts/bench.sh boots without).
+  echo "  \"kernel_debug\": $(grep -qE 'slub_debug|page_poison' /proc/cmdline && echo true || echo false),"
   echo "  \"date\": \"$(date -u +%FT%TZ)\""
   echo "}"
 } > "$out/env.json"

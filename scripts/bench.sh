@@ -46,6 +46,9 @@ else
   # (io_uring store), and 3 GiB of guest RAM for the 1 GiB region beside everything else.
   vmopts=(--timeout 3000 --pmem-size 3072M --dax-size 1536M --mem 3G)
 fi
+# Benchmarks measure the kernel as shipped: no SLUB debugging or page poisoning (vm/run boots
+# with them by default for the tests; Documentation/vm-harness.md says what they cost).
+vmopts+=(--no-debug)
 # What CRIU needs in the guest (bench/criu): socket diagnostics and netfilter modules.
 vmopts+=(--env "CKPT_BUILD=$build")
 vmopts+=(--modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat")

@@ -210,7 +210,8 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-TEST_F(hold, threads_race_async_snapshot)
+/* 50 rounds of three writers: past the harness's 30 s under slub_debug/page_poison (vm/run). */
+TEST_F_TIMEOUT(hold, threads_race_async_snapshot, 120)
 {
 	char *oracle = malloc(NP * PAGE), *snap = malloc(NP * PAGE);
 	struct race rc = { .m = self->m, .seed = 7 };

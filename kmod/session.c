@@ -14,8 +14,8 @@
 #include <linux/mmap_lock.h>
 #include <linux/pid.h>
 #include <linux/ptrace.h>
-#include <linux/sched/coredump.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/task.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include "ckpt.h"
@@ -554,29 +554,42 @@ long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg)
 }
 
 /*
- * May the caller bind a session to @task? The core of __ptrace_may_access() (not exported):
- * its tracer, or CAP_SYS_PTRACE in the target's user namespace, or the same uids and gids
- * with a dumpable target. LSM hooks (Yama's ptrace_scope) are not consulted.
+ * The address space of @task, if the calling thread is its ptrace tracer and it sits in a
+ * ptrace stop (mmgrab'ed), else NULL with *err set.
+ *
+ * Why that is the permission: the kernel ran all of ptrace_may_access() when the caller
+ * attached (PTRACE_ATTACH/SEIZE: uids and gids, dumpability, CAP_SYS_PTRACE and the LSM hooks,
+ * Yama, SELinux, AppArmor), under the tracee's cred_guard_mutex, so no execve was half-way. While
+ * the task stays traced, an execve of a set-user-ID or file-capability program does not gain
+ * privileges its tracer lacks (LSM_UNSAFE_PTRACE). A task in a ptrace stop is not inside
+ * execve, so the mm read here is the one of the credentials ptrace checked.
+ *
+ * Locking: task_lock() protects task->mm (exec_mmap and exit_mm change it under it). The
+ * ptrace link (->ptrace, ->parent: RCU) is changed only by the tracer (PTRACE_DETACH, its own
+ * exit: current is in this ioctl) and when the tracee is reaped (then it has no mm). The stop
+ * (JOBCTL_TRACED) ends only by the tracer's resume (current again) or by SIGKILL, after which
+ * the task can only exit. So what is checked here stays true while the mm is taken.
  */
-static bool may_attach(struct task_struct *task, struct mm_struct *mm)
+static struct mm_struct *traced_mm(struct task_struct *task, long *err)
 {
-	const struct cred *me = current_cred(), *tcred;
-	bool ok;
+	struct mm_struct *mm = NULL;
+	bool ours;
 
+	task_lock(task);
 	rcu_read_lock();
-	if (ptrace_parent(task) == current) {
-		rcu_read_unlock();
-		return true;
-	}
-	tcred = __task_cred(task);
-	ok = uid_eq(me->uid, tcred->euid) && uid_eq(me->uid, tcred->suid) &&
-	     uid_eq(me->uid, tcred->uid) && gid_eq(me->gid, tcred->egid) &&
-	     gid_eq(me->gid, tcred->sgid) && gid_eq(me->gid, tcred->gid) &&
-	     get_dumpable(mm) == SUID_DUMP_USER;
-	if (!ok)
-		ok = ns_capable(tcred->user_ns, CAP_SYS_PTRACE);
+	ours = (task->ptrace & PT_PTRACED) && rcu_dereference(task->parent) == current &&
+	       task_is_traced(task);
 	rcu_read_unlock();
-	return ok;
+	if (!ours) {
+		*err = -EPERM;
+	} else if (!task->mm || (task->flags & PF_KTHREAD)) {
+		*err = -ESRCH;
+	} else {
+		mm = task->mm;
+		mmgrab(mm);
+	}
+	task_unlock(task);
+	return mm;
 }
 
 long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
@@ -600,16 +613,9 @@ long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
 	put_pid(pid);
 	if (!task)
 		return -ESRCH;
-	mm = get_task_mm(task);
-	if (!mm) {
-		ret = -ESRCH;
+	mm = traced_mm(task, &ret);
+	if (!mm)
 		goto out_task;
-	}
-	if (!may_attach(task, mm)) {
-		ret = -EPERM;
-		goto out_mm;
-	}
-	mmgrab(mm);
 	if (s->mm)
 		mmdrop(s->mm);
 	s->mm = mm;
@@ -617,8 +623,6 @@ long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
 	s->tgid = task_tgid_vnr(task);
 	get_task_comm(s->comm, task);
 	s->uid = task_euid(task);
-out_mm:
-	mmput(mm);
 out_task:
 	put_task_struct(task);
 	return ret;

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 
 #include "track_util.h"
@@ -217,6 +218,16 @@ static void stop_target(struct target *t)
 	close(t->ack);
 }
 
+/* ATTACH's rule: the caller traces the task and it sits in a ptrace stop. 0 or -errno. */
+static int seize_stop(pid_t pid)
+{
+	int st;
+
+	if (ptrace(PTRACE_SEIZE, pid, 0, 0) || ptrace(PTRACE_INTERRUPT, pid, 0, 0))
+		return -errno;
+	return waitpid(pid, &st, __WALL) == pid && WIFSTOPPED(st) ? 0 : -ECHILD;
+}
+
 TEST(attach_tracks_another_process)
 {
 	struct target t;
@@ -228,10 +239,12 @@ TEST(attach_tracks_another_process)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, start_target(&t, 1));
 	at.pid = t.pid;
+	ASSERT_EQ(0, seize_stop(t.pid));
 	ASSERT_EQ(0, ck_ioctl(fd, CKPT_IOC_ATTACH, &at));
 	EXPECT_EQ(-EBUSY, ck_ioctl(fd, CKPT_IOC_ATTACH, &at));
 	id = ck_register(fd, (void *)t.addr, 16 * PAGE, 0);
 	ASSERT_LT(0, id);
+	ASSERT_EQ(0, ptrace(PTRACE_DETACH, t.pid, 0, 0));	/* the session stays bound */
 	ASSERT_EQ(0, target_write(&t, '3'));
 	ASSERT_EQ(0, target_write(&t, '9'));
 	ASSERT_EQ(2, ck_collect(fd, id, out, 16, 0, NULL));
@@ -250,13 +263,16 @@ TEST(attach_tracks_another_process)
 	close(fd);
 }
 
+/*
+ * Only a tracer's own ptrace stop: a root-owned target refuses uid 65534 (ptrace itself says
+ * no), and a same-uid dumpable target is refused too until the caller has it stopped.
+ */
 TEST(attach_permissions)
 {
 	struct target t;
 	int status;
 	pid_t pid;
 
-	/* A root-owned target; an unprivileged caller must be refused. */
 	ASSERT_EQ(0, start_target(&t, 1));
 	pid = fork();
 	ASSERT_LE(0, pid);
@@ -266,33 +282,34 @@ TEST(attach_permissions)
 
 		if (fd < 0 || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
 			_exit(10);
-		_exit(ck_ioctl(fd, CKPT_IOC_ATTACH, &at) == -EPERM ? 0 : 11);
+		if (!ptrace(PTRACE_SEIZE, t.pid, 0, 0))
+			_exit(11);
+		_exit(ck_ioctl(fd, CKPT_IOC_ATTACH, &at) == -EPERM ? 0 : 12);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status));
 	stop_target(&t);
 
-	/* Same uid: allowed on a dumpable target, refused on a non-dumpable one. */
-	for (int dumpable = 1; dumpable >= 0; dumpable--) {
-		pid = fork();
-		ASSERT_LE(0, pid);
-		if (!pid) {
-			struct target u;
-			struct ckpt_attach at = {};
-			int fd = ck_open(), e;
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct target u;
+		struct ckpt_attach at = {};
+		int fd = ck_open(), e1, e2;
 
-			if (fd < 0 || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
-				_exit(10);
-			if (start_target(&u, dumpable))
-				_exit(12);
-			at.pid = u.pid;
-			e = ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
-			stop_target(&u);
-			_exit(e == (dumpable ? 0 : -EPERM) ? 0 : 13);
-		}
-		ASSERT_EQ(pid, waitpid(pid, &status, 0));
-		EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("dumpable=%d", dumpable);
+		if (fd < 0 || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(10);
+		if (start_target(&u, 1))
+			_exit(12);
+		at.pid = u.pid;
+		e1 = ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
+		e2 = seize_stop(u.pid) ? -1 : ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
+		kill(u.pid, SIGKILL);
+		waitpid(u.pid, NULL, __WALL);
+		_exit(e1 == -EPERM && e2 == 0 ? 0 : 13);
 	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 TEST(attach_after_register_is_busy)

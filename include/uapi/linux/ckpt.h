@@ -213,10 +213,16 @@ struct ckpt_stats {
  * @flags: must be 0.
  * @reserved: must be zero.
  *
- * Only before the first REGISTER. The caller must be the target's ptrace tracer, or share its
- * uids with a dumpable target, or have CAP_SYS_PTRACE.
- * Errors: -ESRCH no such process or it has no address space; -EPERM not allowed;
- * -EBUSY the session already has regions or is already attached; -EINVAL; -EFAULT.
+ * Only before the first REGISTER. The calling thread must be the target's ptrace tracer
+ * (PTRACE_ATTACH or PTRACE_SEIZE by this very thread, as ptrace(2) requests need) and the
+ * target must sit in a ptrace stop: the kernel checked the caller's right to it, LSM hooks
+ * included, when it attached, and a traced task's execve gains no privileges its tracer lacks.
+ * @pid may be any thread of the process. The session stays bound to that address space after
+ * the caller detaches; once the process execs or exits, the commands that need it answer
+ * -ESRCH (the session never follows the process into a new address space).
+ * Errors: -ESRCH no such task or it has no address space; -EPERM the calling thread is not the
+ * task's tracer or the task is not in a ptrace stop; -EBUSY the session already has regions or
+ * is already attached; -EINVAL; -EFAULT.
  */
 struct ckpt_attach {
 	__u64 pid;

@@ -31,6 +31,20 @@
 #define ckpt_fregs_arg(fregs, n)	regs_get_kernel_argument(&(fregs)->regs, n)
 #endif
 
+/* class_create() lost its owner argument in 6.4. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define ckpt_class_create(name)		class_create(name)
+#else
+#define ckpt_class_create(name)		class_create(THIS_MODULE, name)
+#endif
+
+/* struct device_type's devnode() takes a const device since 6.2. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define CKPT_DEVNODE_CONST const
+#else
+#define CKPT_DEVNODE_CONST
+#endif
+
 /* get_user_pages_remote() lost its vmas argument in 6.5. */
 static inline long ckpt_gup_remote(struct mm_struct *mm, unsigned long addr, unsigned long n,
 				   unsigned int flags)

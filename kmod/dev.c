@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-/* /dev/ckpt: the misc device, one session per open file, and the ioctl dispatch. */
+/* /dev/ckpt: the character device, one session per open file, and the ioctl dispatch. */
+#include <linux/cdev.h>
 #include <linux/cred.h>
+#include <linux/device.h>
 #include <linux/fs.h>
-#include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -188,19 +189,99 @@ static const struct file_operations ckpt_fops = {
 	.llseek = noop_llseek,
 };
 
-static struct miscdevice ckpt_misc = {
-	.minor = MISC_DYNAMIC_MINOR,
+/*
+ * The device node. Whoever may open /dev/ckpt may track their own memory, prepare and commit a
+ * restore of their own process and ATTACH to their own ptrace stops (admin-guide.md, "Security
+ * model"): the node is for a group an administrator chooses, never for every local user. udev
+ * sets it (udev/60-ckpt.rules: group ckpt, 0660); without udev, devtmpfs creates it with these
+ * two parameters, read when the module loads.
+ */
+static ushort dev_mode = 0600;
+module_param(dev_mode, ushort, 0444);
+MODULE_PARM_DESC(dev_mode, "mode of /dev/ckpt as devtmpfs creates it (default 0600; bits for others are refused)");
+static uint dev_gid;
+module_param(dev_gid, uint, 0444);
+MODULE_PARM_DESC(dev_gid, "group of /dev/ckpt as devtmpfs creates it (default 0, root)");
+
+/* A device of our own rather than a misc one: only a device_type's devnode sets the group. */
+static char *ckpt_devnode(CKPT_DEVNODE_CONST struct device *dev, umode_t *mode, kuid_t *uid,
+			  kgid_t *gid)
+{
+	if (mode)
+		*mode = dev_mode;
+	if (gid)
+		*gid = make_kgid(&init_user_ns, dev_gid);
+	return NULL;
+}
+
+static const struct device_type ckpt_dev_type = {
 	.name = CKPT_DEVICE_NAME,
-	.fops = &ckpt_fops,
-	.mode = 0666,
+	.devnode = ckpt_devnode,
 };
+
+static dev_t ckpt_devt;
+static struct class *ckpt_class;
+static struct cdev ckpt_cdev;
+static struct device *ckpt_device;
+
+static void ckpt_device_release(struct device *dev)
+{
+	kfree(dev);
+}
 
 int ckpt_dev_init(void)
 {
-	return misc_register(&ckpt_misc);
+	int ret;
+
+	if (dev_mode & ~0660) {
+		pr_err("ckpt: dev_mode=%#o: only owner and group bits (0660) are allowed\n", dev_mode);
+		return -EINVAL;
+	}
+	if (!gid_valid(make_kgid(&init_user_ns, dev_gid))) {
+		pr_err("ckpt: dev_gid=%u is not a valid group\n", dev_gid);
+		return -EINVAL;
+	}
+	ret = alloc_chrdev_region(&ckpt_devt, 0, 1, CKPT_DEVICE_NAME);
+	if (ret)
+		return ret;
+	ckpt_class = ckpt_class_create(CKPT_DEVICE_NAME);
+	if (IS_ERR(ckpt_class)) {
+		ret = PTR_ERR(ckpt_class);
+		goto out_region;
+	}
+	ckpt_device = kzalloc(sizeof(*ckpt_device), GFP_KERNEL);
+	if (!ckpt_device) {
+		ret = -ENOMEM;
+		goto out_class;
+	}
+	device_initialize(ckpt_device);
+	ckpt_device->devt = ckpt_devt;
+	ckpt_device->class = ckpt_class;
+	ckpt_device->type = &ckpt_dev_type;
+	ckpt_device->release = ckpt_device_release;
+	ret = dev_set_name(ckpt_device, CKPT_DEVICE_NAME);
+	if (ret)
+		goto out_device;
+	cdev_init(&ckpt_cdev, &ckpt_fops);
+	ckpt_cdev.owner = THIS_MODULE;
+	ret = cdev_device_add(&ckpt_cdev, ckpt_device);
+	if (ret)
+		goto out_device;
+	return 0;
+
+out_device:
+	put_device(ckpt_device);
+out_class:
+	class_destroy(ckpt_class);
+out_region:
+	unregister_chrdev_region(ckpt_devt, 1);
+	return ret;
 }
 
 void ckpt_dev_exit(void)
 {
-	misc_deregister(&ckpt_misc);
+	cdev_device_del(&ckpt_cdev, ckpt_device);
+	put_device(ckpt_device);
+	class_destroy(ckpt_class);
+	unregister_chrdev_region(ckpt_devt, 1);
 }

@@ -350,6 +350,13 @@ int main(int argc, char **argv) {
     // few seconds, which QEMU's TCG livelocks on (Documentation/vm-harness.md).
     std::string stay_armed = "N";
     if (std::ifstream f("/sys/module/ckpt/parameters/hook_stay_armed"); f) f >> stay_armed;
+    std::string dev_args;  // /dev/ckpt's mode and group as the harness set them
+    for (const char* p : {"dev_mode", "dev_gid"})
+      if (std::ifstream f(std::string("/sys/module/ckpt/parameters/") + p); f) {
+        std::string v;
+        f >> v;
+        dev_args += std::string(" ") + p + "=" + v;
+      }
     auto best_untracked = [&](int k) {
       double b = 1e18;
       for (int i = 0; i < k; i++) b = std::min(b, untracked_fault(pages));
@@ -366,7 +373,7 @@ int main(int argc, char **argv) {
       disarm_hook(child, rel);
       if (can_unload && run_quiet("rmmod ckpt")) {
         un_unloaded.push_back(best_untracked(untracked_trials));
-        const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed;
+        const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed + dev_args;
         if (!run_quiet(insmod)) throw std::runtime_error(insmod + " failed");
       } else {
         can_unload = false;

@@ -61,7 +61,13 @@ fi
 if [ -n "$VM_CKPT_KO" ]; then
   # hook_stay_armed: one patch of handle_mm_fault() per boot, not one per arm/disarm (TCG was
   # seen stuck on a freshly patched entry; kmod/fault.c).
-  insmod "$VM_CKPT_KO" hook_stay_armed=1 || die "insmod $VM_CKPT_KO failed"
+  # /dev/ckpt as a udev rule would make it (udev/60-ckpt.rules; the guest has no udev): mode
+  # 0660, group ckpt (the host's, else gid 7577). Tests that run as uid 65534 get that group as
+  # a supplementary one (CKPT_GID below); without it they cannot open the device.
+  gid=$(getent group ckpt | cut -d: -f3)
+  export CKPT_GID=${gid:-7577}
+  insmod "$VM_CKPT_KO" hook_stay_armed=1 dev_mode=0660 dev_gid="$CKPT_GID" ||
+    die "insmod $VM_CKPT_KO failed"
 fi
 # The kernel's text symbols, for hang-report to name a stuck vCPU's RIP from outside (Debian's
 # image ships no System.map; a module reloaded later moves, the kernel does not).

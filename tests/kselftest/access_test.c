@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Who may touch whose memory through /dev/ckpt: CKPT_IOC_ATTACH (Documentation/ioctl-abi.md).
+ * Who may touch whose memory through /dev/ckpt (Documentation/admin-guide.md, "Security model").
  *
  * ATTACH: only to a task the calling thread traces and that sits in a ptrace stop. Refused
  * without ptrace (even to root with CAP_SYS_PTRACE, which ptrace itself would check through the
@@ -10,6 +10,8 @@
  * the mm was taken): a uid-65534 process that loops ATTACH on its child while the child execs
  * a set-user-ID-root program bound sessions to the root process's new address space, and could
  * REGISTER and COLLECT its memory. Under ptrace the same execve does not raise privileges.
+ *
+ * The device node: not accessible to others; uid 65534 opens it only with its group.
  *
  * Runs as root in the VM; the unprivileged parts drop to uid 65534 in children.
  */
@@ -526,6 +528,47 @@ TEST(traced_setuid_execve_not_elevated)
 	unlink(suid);
 	ASSERT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The device node */
+
+TEST(device_not_accessible_to_others)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, stat("/dev/ckpt", &st));
+	EXPECT_EQ(0, st.st_mode & 0007) TH_LOG("/dev/ckpt mode %o", st.st_mode & 07777);
+	EXPECT_EQ(0, st.st_uid);
+}
+
+/* uid 65534: -EACCES without the device's group, a session with it (the harness sets one). */
+TEST(device_open_needs_the_group)
+{
+	struct stat st;
+	int status;
+
+	ASSERT_EQ(0, stat("/dev/ckpt", &st));
+	ASSERT_NE(0, st.st_gid) TH_LOG("the VM harness gives /dev/ckpt a group (scripts/vm/guest.sh)");
+	ASSERT_EQ(0060, st.st_mode & 0060);
+	for (int with = 0; with <= 1; with++) {
+		pid_t pid = fork();
+
+		ASSERT_LE(0, pid);
+		if (!pid) {
+			gid_t g = st.st_gid;
+			int fd;
+
+			if (drop_to_nobody(&g, with))
+				_exit(10);
+			fd = ck_open();
+			if (with)
+				_exit(fd >= 0 ? 0 : 11);
+			_exit(fd == -EACCES ? 0 : 12);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("with the group: %d", with);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -5,8 +5,12 @@
 # Output is TAP, as kselftest's shell tests print it.
 set -u
 KO=${VM_CKPT_KO:?the module file: run in scripts/vm/run, which sets VM_CKPT_KO}
-# Loaded again with the parameter it was loaded with (the VM harness sets hook_stay_armed).
+# Loaded again with the parameters it was loaded with (the VM harness sets hook_stay_armed and
+# the mode and group of /dev/ckpt).
 ARGS="hook_stay_armed=$(cat /sys/module/ckpt/parameters/hook_stay_armed 2>/dev/null || echo N)"
+for p in dev_mode dev_gid; do
+  [ -r /sys/module/ckpt/parameters/$p ] && ARGS="$ARGS $p=$(cat /sys/module/ckpt/parameters/$p)"
+done
 n=0 fail=0
 ok() { n=$((n+1)); echo "ok $n $1"; }
 nok() { n=$((n+1)); fail=$((fail+1)); echo "not ok $n $1"; }

@@ -48,7 +48,9 @@ kill -9 $pid; wait $pid 2>/dev/null
   && ok "its session is gone once it is killed" || nok "its session is gone once it is killed"
 # Loaded again as it was: without the VM harness's hook_stay_armed the hook would go back to
 # being patched in and out every few seconds, which QEMU's TCG was seen to livelock on.
+# The mode and group of /dev/ckpt too: the tests that run as uid 65534 open it through its group.
 args="hook_stay_armed=$(cat /sys/module/ckpt/parameters/hook_stay_armed)"
+args="$args dev_mode=$(cat /sys/module/ckpt/parameters/dev_mode) dev_gid=$(cat /sys/module/ckpt/parameters/dev_gid)"
 rmmod ckpt
 msg=$("$tool" stat 2>&1); rc=$?
 [ $rc -eq 3 ] && grep -q "not loaded" <<<"$msg" && ok "module unloaded: exit 3, says so" || nok "module unloaded: exit 3, says so (rc $rc: $msg)"

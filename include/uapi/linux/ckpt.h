@@ -34,9 +34,13 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define CKPT_DEVICE_NAME	"ckpt"		/* /dev/ckpt, mode 0666: a session only ever */
-						/* touches its own address space unless */
-						/* CKPT_IOC_ATTACH passes a ptrace check */
+/*
+ * /dev/ckpt: root:ckpt 0660 with the shipped udev rule (udev/60-ckpt.rules), else as the
+ * module's dev_mode/dev_gid parameters say (default 0600 root; never open to others). A session
+ * only ever touches its own address space, or, after CKPT_IOC_ATTACH, that of a task its
+ * caller has stopped under ptrace. Documentation/admin-guide.md, "Security model".
+ */
+#define CKPT_DEVICE_NAME	"ckpt"
 
 #define CKPT_API_VERSION	1ULL
 

@@ -551,6 +551,11 @@ static int fill_all(struct ckpt_restore *r)
 				ret = got < 0 ? (int)got : -EIO;
 				break;
 			}
+			/*
+			 * FOLL_FORCE only here: @addr lies in a mapping map_all() has just created
+			 * in an address space no other process uses (checked by ioc_commit), before
+			 * the task runs any of it. Writes as ptrace's would: private copies.
+			 */
 			if (v->prot & PROT_WRITE) {
 				if (copy_to_user((void __user *)addr, buf, n)) {
 					ret = -EFAULT;
@@ -711,6 +716,35 @@ static void report_status(struct ckpt_restore *r, s64 status)
 		kernel_write(r->status, &status, sizeof(status), &pos);
 }
 
+/*
+ * Does a task outside the caller's thread group use @mm: a clone(CLONE_VM) process, a vfork
+ * parent or child, a kernel thread that borrowed it? Such a task could unmap and map pages
+ * where COMMIT is about to write (fill_all writes read-only and executable pages with
+ * FOLL_FORCE), or would find its memory gone. RCU keeps the task lists walkable; ->mm is only
+ * compared. No such task can appear afterwards: only a task of @mm can share it (clone), and
+ * every thread of the caller is parked or is the caller.
+ */
+static bool mm_shared(struct mm_struct *mm)
+{
+	struct task_struct *p, *t;
+	bool shared = false;
+
+	rcu_read_lock();
+	for_each_process(p) {
+		if (same_thread_group(p, current))
+			continue;
+		for_each_thread(p, t) {
+			if (READ_ONCE(t->mm) == mm) {
+				shared = true;
+				goto out;
+			}
+		}
+	}
+out:
+	rcu_read_unlock();
+	return shared;
+}
+
 static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 {
 	struct ckpt_restore *r = s->restore;
@@ -724,6 +758,9 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	spin_lock(&ckpt_rdv_lock);
 	ret = r->rdv->parked == get_nr_threads(current) - 1 ? 0 : -EBUSY;
 	spin_unlock(&ckpt_rdv_lock);
+	/* No other process may see the layout change, or change it under fill_all(). */
+	if (!ret && mm_shared(mm))
+		ret = -EBUSY;
 	if (ret || arg == CKPT_COMMIT_CHECK)
 		return ret;
 	p = &r->req;

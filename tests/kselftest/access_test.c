@@ -13,6 +13,11 @@
  *
  * The device node: not accessible to others; uid 65534 opens it only with its group.
  *
+ * RESTORE: COMMIT writes read-only and executable pages (FOLL_FORCE) only into the mappings it
+ * creates itself, so it refuses an address space another process shares (that process could
+ * change the layout under it); no other ioctl sequence writes into a read-only or executable
+ * mapping of the caller.
+ *
  * Runs as root in the VM; the unprivileged parts drop to uid 65534 in children.
  */
 #include <errno.h>
@@ -569,6 +574,212 @@ TEST(device_open_needs_the_group)
 		ASSERT_EQ(pid, waitpid(pid, &status, 0));
 		EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("with the group: %d", with);
 	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RESTORE writes only into the mappings COMMIT creates */
+
+/* The caller's [vvar]+[vdso] range. */
+static void own_vdso(__u64 *start, __u64 *end)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s, e;
+
+	*start = *end = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vvar]"))
+			*start = s;
+		if (strstr(line, "[vdso]"))
+			*end = e;
+	}
+	if (f)
+		fclose(f);
+}
+
+FIXTURE(rs) {
+	int fd, data, rxfd;
+	struct ckpt_restore_vma vma;
+	struct ckpt_restore_run run;
+	struct ckpt_restore_prepare p;
+	char *ro, *rx;		/* a read-only anonymous page, an r-x page of a file */
+};
+
+FIXTURE_SETUP(rs)
+{
+	char page[PAGE], path[] = "/tmp/access_test.XXXXXX";
+	int f;
+
+	memset(page, 0x01, sizeof(page));	/* "add %eax,(%rcx)": faults at once if run */
+	self->fd = ck_open();
+	ASSERT_LE(0, self->fd);
+	self->data = mkstemp(path);
+	ASSERT_LE(0, self->data);
+	unlink(path);
+	ASSERT_EQ(PAGE, write(self->data, page, PAGE));
+	self->ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->ro);
+	memset(self->ro, 'R', PAGE);
+	ASSERT_EQ(0, mprotect(self->ro, PAGE, PROT_READ));
+	strcpy(path, "/tmp/access_test.XXXXXX");
+	f = mkstemp(path);
+	ASSERT_LE(0, f);
+	unlink(path);
+	memset(page, 'X', sizeof(page));
+	ASSERT_EQ(PAGE, write(f, page, PAGE));
+	self->rx = mmap(NULL, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE, f, 0);
+	ASSERT_NE(MAP_FAILED, self->rx);
+	self->rxfd = f;
+
+	/* A restore of one RW page at an address nothing uses, entered at that page. */
+	void *hole = mmap(NULL, 16 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, hole);
+	munmap(hole, 16 * PAGE);
+	self->vma = (struct ckpt_restore_vma){ .start = (__u64)hole, .len = 4 * PAGE,
+					       .prot = PROT_READ | PROT_WRITE | PROT_EXEC };
+	self->run = (struct ckpt_restore_run){ .addr = (__u64)hole, .len = PAGE };
+	memset(&self->p, 0, sizeof(self->p));
+	self->p.self_fd = self->fd;
+	self->p.vmas = (__u64)&self->vma;
+	self->p.nr_vmas = 1;
+	self->p.runs = (__u64)&self->run;
+	self->p.nr_runs = 1;
+	self->p.data_fd = self->data;
+	own_vdso(&self->p.keep_start, &self->p.keep_end);
+	self->p.regs.cs = 0x33;
+	self->p.regs.ss = 0x2b;
+	self->p.regs.ip = (__u64)hole;
+}
+
+FIXTURE_TEARDOWN(rs)
+{
+	close(self->fd);
+	close(self->data);
+	close(self->rxfd);
+}
+
+static int untouched(const char *p, char c)
+{
+	for (unsigned long i = 0; i < PAGE; i++)
+		if (p[i] != c)
+			return 0;
+	return 1;
+}
+
+static int commit_thread_fd;
+static void *commit_thread(void *arg)
+{
+	return (void *)(intptr_t)(ioctl(commit_thread_fd, CKPT_IOC_RESTORE_COMMIT, 0) ? -errno : 0);
+}
+
+/* Every way into a read-only or executable page of the caller, outside a COMMIT. */
+TEST_F(rs, no_write_into_readonly_or_exec_outside_commit)
+{
+	char *pages[2] = { self->ro, self->rx };
+
+	for (int i = 0; i < 2; i++) {
+		char *m = pages[i], c = m[0];
+		struct ckpt_restore_vma v = { .start = (__u64)m, .len = PAGE, .prot = PROT_READ,
+					      .flags = CKPT_VMA_PREBUILT };
+		struct ckpt_restore_run r = { .addr = (__u64)m, .len = PAGE };
+		struct ckpt_restore_prepare p = self->p;
+		uint64_t out[4];
+		pthread_t th;
+		void *ret;
+
+		/* A prebuilt mapping keeps its pages: no run may point into it. */
+		p.vmas = (__u64)&v;
+		p.runs = (__u64)&r;
+		if (m == self->rx) {
+			v.prot |= PROT_EXEC;
+			v.flags |= CKPT_VMA_FILE;
+			v.fd = self->rxfd;
+		}
+		EXPECT_EQ(-EINVAL, ck_ioctl(self->fd, CKPT_IOC_RESTORE_PREPARE, &p));
+		/* A run into a mapping the restore would create there: staged, nothing written. */
+		v.flags &= ~(CKPT_VMA_PREBUILT | CKPT_VMA_FILE);
+		v.fd = 0;
+		v.prot = PROT_READ | PROT_WRITE;
+		p.regs.ip = (__u64)m;
+		EXPECT_EQ(0, ck_ioctl(self->fd, CKPT_IOC_RESTORE_PREPARE, &p));
+		EXPECT_EQ(0, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
+		/* COMMIT from a task other than the one that prepared. */
+		commit_thread_fd = self->fd;
+		ASSERT_EQ(0, pthread_create(&th, NULL, commit_thread, NULL));
+		ASSERT_EQ(0, pthread_join(th, &ret));
+		EXPECT_EQ(-EINVAL, (int)(intptr_t)ret);
+		/* Buffers the module writes, inside the page: refused, nothing written. */
+		int raw = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
+
+		ASSERT_LE(0, raw);
+		EXPECT_EQ(-EFAULT, ck_ioctl(raw, CKPT_IOC_API, m));
+		close(raw);
+		EXPECT_NE(0, ck_ioctl(self->fd, CKPT_IOC_STATS, m));
+		long id = ck_register(self->fd, self->ro, PAGE, CKPT_REGISTER_DIRTY);
+
+		ASSERT_LT(0, id);
+		EXPECT_EQ(-EFAULT, ck_collect(self->fd, id, (uint64_t *)m, 4, 0, NULL));
+		EXPECT_EQ(-EFAULT, ck_collect(self->fd, id, (uint64_t *)m, 4, CKPT_COLLECT_HOLD, NULL));
+		EXPECT_EQ(1, ck_collect(self->fd, id, out, 4, CKPT_COLLECT_HOLD, NULL));
+		struct ckpt_release rel = { .id = id, .flags = CKPT_RELEASE_END,
+					    .addrs = (__u64)m, .data = (__u64)m, .max = 1 };
+
+		EXPECT_LE(0, ck_ioctl(self->fd, CKPT_IOC_RELEASE, &rel));
+		EXPECT_EQ(0, ck_unregister(self->fd, id));
+		EXPECT_TRUE(untouched(m, c)) TH_LOG("page %d was written", i);
+	}
+	/* Closing the session with a restore prepared writes nothing either. */
+	close(self->fd);
+	self->fd = ck_open();
+	EXPECT_TRUE(untouched(self->ro, 'R'));
+	EXPECT_TRUE(untouched(self->rx, 'X'));
+}
+
+static int sibling(void *arg)
+{
+	for (;;)
+		syscall(SYS_pause);
+	return 0;
+}
+
+/*
+ * A process that shares the caller's address space (clone(CLONE_VM) without CLONE_THREAD)
+ * could map its own pages where COMMIT is about to write: COMMIT refuses before it starts.
+ */
+TEST_F(rs, commit_refused_when_another_process_shares_the_mm)
+{
+	int pfd[2], ws;
+	pid_t pid, sib = 0;
+
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *stack = mmap(NULL, 65536, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		pid_t s;
+
+		close(pfd[0]);
+		if (stack == MAP_FAILED)
+			_exit(10);
+		s = clone(sibling, stack + 65536, CLONE_VM | SIGCHLD, NULL);
+		if (s < 0 || write(pfd[1], &s, sizeof(s)) != sizeof(s))
+			_exit(11);
+		if (ck_ioctl(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p))
+			_exit(12);
+		_exit(ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, 0) && errno == EBUSY ? 0 : 13);
+	}
+	close(pfd[1]);
+	ASSERT_EQ(sizeof(sib), read(pfd[0], &sib, sizeof(sib)));
+	ASSERT_EQ(pid, waitpid(pid, &ws, 0));
+	kill(sib, SIGKILL);
+	close(pfd[0]);
+	EXPECT_TRUE(WIFEXITED(ws)) TH_LOG("COMMIT went ahead: the child died of signal %d",
+					  WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+	if (WIFEXITED(ws))
+		EXPECT_EQ(0, WEXITSTATUS(ws));
 }
 
 TEST_HARNESS_MAIN

@@ -370,7 +370,9 @@ struct ckpt_restore_vma {
  * struct ckpt_restore_run - page contents: @len bytes of the data file at @data_off go to
  * @addr. @addr, @len and @data_off are page-aligned, @len > 0, the range lies inside one
  * vma of the request and inside the data file. Read-only or PROT_NONE private mappings are
- * written as ptrace would (FOLL_FORCE, the pages become private copies).
+ * written as ptrace would (FOLL_FORCE, the pages become private copies): only the mappings
+ * COMMIT itself has just created, in an address space no other process shares, before the
+ * task runs any of it. No other command writes through a mapping's protection.
  */
 struct ckpt_restore_run {
 	__u64 addr;
@@ -492,7 +494,8 @@ struct ckpt_restore_thread {
  * with rax = regs.ax (no syscall restart). fs/gs base and the FPU/AVX state are the caller's
  * (set them just before the call, from code that no longer needs TLS).
  * Before the point of no return: -EINVAL nothing prepared / other task / bad arg; -EBUSY
- * not every other thread of the process is parked in RESTORE_THREAD. After it, a failure (no memory, a mapping refused by the
+ * not every other thread of the process is parked in RESTORE_THREAD, or another process shares
+ * the address space (clone(CLONE_VM) without CLONE_THREAD, vfork). After it, a failure (no memory, a mapping refused by the
  * kernel or an LSM, a short read of the data file) is written to @status_fd and the task is
  * killed with SIGKILL: the address space is gone, there is nothing to return to.
  */

@@ -1,7 +1,10 @@
 # ckpt: one entry point. See README.md.
 #   make            build ckpt.ko and the userspace parts (installs missing Debian packages)
-#   make test       host tests + VM tests, one summary line; non-zero exit on any failure
+#   make test       host tests + VM tests on each kernel of KERNELS, a line per kernel and one
+#                   summary line; non-zero exit on any failure
 #   make vm-test    the VM suites alone          make vm-shell   a shell in the VM
+#   CKPT_KERNEL=6.1|6.12|<abi>   the kernel make, vm-test, vm-shell, demo build for and boot
+#                   (default 6.1; scripts/kernel-abi.sh); ckpt.ko goes to build/kmod/<abi>/
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
 #   make bench      the benchmarks (VM)   make bench-host  the userspace trackers on this kernel, no VM
 #   make install PREFIX=/usr/local
@@ -9,6 +12,7 @@ BUILD   := build/cmake
 WERROR  ?= $(if $(CI),1,0)
 PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc)
+KERNELS ?= 6.1 6.12
 
 all: kmod userspace
 
@@ -18,6 +22,10 @@ deps:
 kmod: deps
 	$(MAKE) -C kmod WERROR=$(WERROR)
 
+# ckpt.ko for every kernel make test boots.
+kmods: deps
+	@for k in $(KERNELS); do $(MAKE) -C kmod WERROR=$(WERROR) CKPT_KERNEL=$$k || exit 1; done
+
 $(BUILD)/CMakeCache.txt: CMakeLists.txt | deps
 	cmake -S . -B $(BUILD) -DCKPT_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) \
 	  -DCKPT_KSELFTEST_DIR=$$(scripts/fetch-kselftest.sh) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
@@ -25,8 +33,8 @@ $(BUILD)/CMakeCache.txt: CMakeLists.txt | deps
 userspace: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: all
-	scripts/test.sh
+test: all kmods
+	CKPT_TEST_KERNELS="$(KERNELS)" scripts/test.sh
 
 vm-test: all
 	scripts/vm/run -- tests/vm/run-all
@@ -56,4 +64,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod userspace test vm-test vm-shell demo demo-host bench bench-host install clean distclean
+.PHONY: all deps kmod kmods userspace test vm-test vm-shell demo demo-host bench bench-host install clean distclean

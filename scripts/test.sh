@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# make test: host unit tests (CTest) and VM tests (tests/vm/run-all in one guest), then one
-# summary line "N passed, M failed, K skipped". Exits non-zero on any failure.
+# make test: host unit tests (CTest) and VM tests (tests/vm/run-all, one guest per kernel), a
+# result line per kernel, then one summary line "N passed, M failed, K skipped". Exits non-zero
+# on any failure.
 #   CKPT_SKIP_VM=1 runs only the host tests (the VM part is then reported as not run).
+#   CKPT_TEST_KERNELS="6.1 6.12" (default) the kernels whose VM suites run, each booted once with
+#   its own build/kmod/<abi>/ckpt.ko (make test builds both). The harness self-test and the
+#   power-cut test boot the first kernel only: they test the harness and the NVDIMM path.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$top/build/cmake
@@ -40,24 +44,31 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
   "$top/tests/e2e/powercut.sh" 2 2>&1 | tee "$top/build/powercut.log"
   count_tap "$top/build/powercut.log" "${PIPESTATUS[0]}"
 
-  echo "=== VM tests (scripts/vm/run -- tests/vm/run-all)"
-  vmlog=$top/build/vm-test.log
-  # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
-  # comparison too instead of skipping it (same list as scripts/bench.sh).
-  "$top/scripts/vm/run" --timeout "${CKPT_VM_TIMEOUT:-1800}" \
-    --modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat" \
-    -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
-  vrc=${PIPESTATUS[0]}
-  line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$vmlog" | tail -n1)
-  if [ -n "$line" ]; then
-    read -r p f s < <(sed -E 's/^vm: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/' <<<"$line")
+  results=()
+  for k in ${CKPT_TEST_KERNELS:-6.1 6.12}; do
+    abi=$("$top/scripts/kernel-abi.sh" "$k") || { fail=$((fail + 1)); status=1; results+=("kernel $k: no ABI"); continue; }
+    echo "=== VM tests on $k ($abi): scripts/vm/run --kernel $k -- tests/vm/run-all"
+    vmlog=$top/build/vm-test-$k.log
+    # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
+    # comparison too instead of skipping it (same list as scripts/bench.sh).
+    "$top/scripts/vm/run" --kernel "$k" --timeout "${CKPT_VM_TIMEOUT:-1800}" \
+      --modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat" \
+      -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
+    vrc=${PIPESTATUS[0]}
+    line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$vmlog" | tail -n1)
+    p=0 f=0 s=0
+    if [ -n "$line" ]; then
+      read -r p f s < <(sed -E 's/^vm: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/' <<<"$line")
+    fi
+    if [ "$vrc" -ne 0 ]; then
+      status=1
+      # The harness failed the run itself (hang, kernel log problem, setup): count it.
+      if [ -z "$line" ] || [ "$vrc" -ge 124 ]; then f=$((f + 1)); fi
+    fi
     pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
-  fi
-  if [ "$vrc" -ne 0 ]; then
-    status=1
-    # The harness failed the run itself (hang, kernel log problem, setup): count it.
-    if [ -z "$line" ] || [ "$vrc" -ge 124 ]; then fail=$((fail + 1)); fi
-  fi
+    results+=("kernel $k ($abi): $p passed, $f failed, $s skipped$([ "$vrc" -eq 0 ] || echo " (vm/run exit $vrc)")")
+  done
+  printf '%s\n' "${results[@]}"
 else
   echo "=== VM tests skipped (CKPT_SKIP_VM set)"
 fi

@@ -75,7 +75,7 @@ dax=/dev/dax0.0 file=/mnt/pmem/bench.store
 
 echo "TAP version 13"
 echo "1..8"
-bench track track "$bin/track_bench" --json "$out/track.json" --ko "$top/kmod/ckpt.ko" $quick
+bench track track "$bin/track_bench" --json "$out/track.json" --ko "${VM_CKPT_KO:?run in scripts/vm/run}" $quick
 bench latency ckpt "$bin/ckpt_bench" latency --json "$out/latency.json" --dax $dax --file $file $quick
 bench scaling ckpt "$bin/ckpt_bench" scaling --json "$out/scaling.json" --dax $dax --writers dax $quick
 bench throughput ckpt "$bin/ckpt_bench" throughput --json "$out/throughput.json" --dax $dax --file $file $quick

@@ -7,6 +7,7 @@
 #                   (default 6.1; scripts/kernel-abi.sh); ckpt.ko goes to build/kmod/<abi>/
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
 #   make bench      the benchmarks (VM)   make bench-host  the userspace trackers on this kernel, no VM
+#   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays)
 #   make install PREFIX=/usr/local
 BUILD   := build/cmake
 WERROR  ?= $(if $(CI),1,0)
@@ -54,6 +55,9 @@ bench: all
 bench-host: userspace
 	scripts/bench-host.sh
 
+fuzz: all
+	scripts/fuzz.sh
+
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -64,4 +68,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod kmods userspace test vm-test vm-shell demo demo-host bench bench-host install clean distclean
+.PHONY: all deps kmod kmods userspace test vm-test vm-shell demo demo-host bench bench-host fuzz install clean distclean

@@ -466,7 +466,9 @@ struct ckpt_restore_prepare {
  * COMMIT has replaced the address space, then returns straight into @regs with rax = @regs.ax,
  * like COMMIT. Set fs/gs base and FPU state before the call, as for COMMIT.
  * Errors (before sleeping): -ENOENT no restore prepared in this address space; -EINVAL; -EFAULT.
- * While sleeping: -EINTR if the process is killed (a failed COMMIT kills it).
+ * While sleeping: -EINTR if the process is killed (a failed COMMIT kills it); -ECANCELED if
+ * the restore it waited for was dropped before its COMMIT (replaced by another PREPARE, or its
+ * session closed).
  */
 struct ckpt_restore_thread {
 	struct ckpt_regs regs;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make fuzz: the /dev/ckpt ioctl storm (tests/kselftest/fuzz_storm.c, build/cmake/vmfuzz/fuzz_storm)
+# in one VM boot, with CKPT_FUZZ_CALLS random calls (default 1000000). Prints the
+# seed and the number of calls made; a failure names the seed that replays it:
+#   CKPT_FUZZ_SEED=0x... make fuzz
+# Passed to the guest when set: CKPT_FUZZ_SEED, CKPT_FUZZ_CALLS, CKPT_FUZZ_ORACLE_CALLS,
+# CKPT_FUZZ_COMMITS, CKPT_FUZZ_HOLD_TAKE_RACE (tests/kselftest/fuzz_util.h). CKPT_FUZZ_TIMEOUT:
+# seconds the fuzzers may take (default 14400).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export CKPT_FUZZ_CALLS=${CKPT_FUZZ_CALLS:-1000000}
+limit=${CKPT_FUZZ_TIMEOUT:-14400}
+envs=(--env "CKPT_TEST_TIMEOUT=$limit")
+for v in CKPT_FUZZ_SEED CKPT_FUZZ_CALLS CKPT_FUZZ_ORACLE_CALLS CKPT_FUZZ_COMMITS CKPT_FUZZ_HOLD_TAKE_RACE; do
+  [ -z "${!v:-}" ] || envs+=(--env "$v=${!v}")
+done
+log=$top/build/fuzz.log
+t0=$SECONDS
+scripts/vm/run --timeout $((limit + 600)) "${envs[@]}" -- build/cmake/vmfuzz/fuzz_storm 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+echo "fuzz: $((SECONDS - t0)) s; exit $rc"
+grep -h '^# fuzz: seed' "$log" | sed 's/^# /fuzz: /'
+exit "$rc"

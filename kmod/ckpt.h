@@ -177,17 +177,19 @@ struct ckpt_wp {
 	struct mm_struct *mm;
 	struct ckpt_mm *cm;
 	struct vm_area_struct *vma;	/* cache of the last lookup */
-	bool flush;			/* a PTE lost its write bit: flush before returning */
+	bool flush;			/* a PTE lost its write bit: a flush is pending (mm's
+					 * tlb_flush_pending raised), ckpt_flush_tlb_*() before returning */
 	unsigned long splits;		/* huge PMDs split */
 };
 bool ckpt_vma_supported(struct vm_area_struct *vma);
 pmd_t *ckpt_pmd_lookup(struct mm_struct *mm, unsigned long addr);
-void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end);
+void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end,
+		   void (*sticky)(void *arg, unsigned long addr), void *arg);
 void ckpt_wp_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n,
 		   void (*sticky)(void *arg, unsigned long addr), void *arg);
-void ckpt_flush_tlb_mm(struct mm_struct *mm);
-void ckpt_flush_tlb_pages(struct mm_struct *mm, const u64 *addr, unsigned long n);
-void ckpt_flush_tlb_bitmap(struct mm_struct *mm, unsigned long base, const unsigned long *bm,
+void ckpt_flush_tlb_mm(struct ckpt_wp *w);
+void ckpt_flush_tlb_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n);
+void ckpt_flush_tlb_bitmap(struct ckpt_wp *w, unsigned long base, const unsigned long *bm,
 			   unsigned long words, unsigned long n);
 
 /* genl.c */

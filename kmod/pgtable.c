@@ -23,6 +23,22 @@
  * Only the write bit is cleared: the hardware dirty bit stays, reclaim of swap-cache pages
  * relies on it.
  *
+ * Non-present PTEs that come back writable without a fault are made read-only too, as
+ * change_pte_range() does: a writable migration entry (remove_migration_pte() restores the
+ * write bit once the page is copied; a page that was being migrated, by compaction, NUMA
+ * balancing, move_pages(2) or soft offline, while COLLECT took it would be writable again
+ * and every later write unseen), and writable device-private/device-exclusive entries.
+ *
+ * The TLB flush runs after the mmap lock is dropped (the IPIs wait for every CPU asked).
+ * Between the PTE change and the flush other CPUs may still hold writable TLB entries of a
+ * read-only PTE. Paths that decide from the PTE alone under its lock, without our mmap lock
+ * (KSM's write_protect_page(), pte_accessible() in ptep_clear_flush(), tlb_finish_mmu()'s
+ * nested-flush check), ask mm_tlb_flush_pending() whether such entries may exist; so the
+ * first PTE change is preceded by inc_tlb_flush_pending() and the flush (ckpt_flush_tlb_*())
+ * ends with dec_tlb_flush_pending(), as change_protection() brackets its own flush. Without
+ * it KSM could compare a page, see it read-only and clean, and merge it while a stale entry
+ * still let a thread write the old copy: a write lost to the process itself, not just to us.
+ *
  * THP: a huge PMD is split to 4 KiB PTEs with get_user_pages_remote(FOLL_SPLIT_PMD), as
  * uprobes does (__split_huge_pmd is not exported). The split keeps each PTE's write bit, so it
  * is not a write; the notifier ignores the CLEAR event it raises (ckpt_mm.splitter).
@@ -53,8 +69,10 @@
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
 #include <linux/hugetlb.h>
+#include <linux/mm_inline.h>
 #include <linux/pgtable.h>
 #include <linux/smp.h>
+#include <linux/swapops.h>
 #include <asm/cpufeature.h>
 #include <asm/tlbflush.h>
 #ifdef CONFIG_PARAVIRT
@@ -182,6 +200,49 @@ struct wp_walk {
 	struct pin_cache last;
 };
 
+/*
+ * Under the PTE lock: a non-present @pte that would become a writable PTE without a write
+ * fault is made read-only, as change_pte_range() does. Returns true if it changed.
+ */
+static bool wp_swap_pte(struct mm_struct *mm, unsigned long addr, pte_t *ptep, pte_t pte)
+{
+	swp_entry_t entry;
+	pte_t newpte;
+
+	if (pte_none(pte) || !is_swap_pte(pte))
+		return false;
+	entry = pte_to_swp_entry(pte);
+	if (is_writable_migration_entry(entry)) {
+		/* Writable implies exclusive for anon (try_to_migrate_one()): keep that. */
+		if (PageAnon(pfn_swap_entry_to_page(entry)))
+			entry = make_readable_exclusive_migration_entry(swp_offset(entry));
+		else
+			entry = make_readable_migration_entry(swp_offset(entry));
+	} else if (is_writable_device_private_entry(entry)) {
+		entry = make_readable_device_private_entry(swp_offset(entry));
+	} else if (is_writable_device_exclusive_entry(entry)) {
+		entry = make_readable_device_exclusive_entry(swp_offset(entry));
+	} else {
+		return false;	/* plain swap, readable entries, markers: a write faults */
+	}
+	newpte = swp_entry_to_pte(entry);
+	if (pte_swp_soft_dirty(pte))
+		newpte = pte_swp_mksoft_dirty(newpte);
+	if (pte_swp_uffd_wp(pte))
+		newpte = pte_swp_mkuffd_wp(newpte);
+	set_pte_at(mm, addr, ptep, newpte);
+	return true;
+}
+
+/* Before the first PTE change of a REGISTER/COLLECT step; see the top of this file. */
+static void wp_changing(struct ckpt_wp *w)
+{
+	if (!w->flush) {
+		inc_tlb_flush_pending(w->mm);
+		w->flush = true;
+	}
+}
+
 /* apply_to_page_range() callback: PTE lock held. */
 static int wp_pte(pte_t *ptep, unsigned long a, void *data)
 {
@@ -196,11 +257,14 @@ static int wp_pte(pte_t *ptep, unsigned long a, void *data)
 		ww->i++;
 	}
 	pte = ptep_get(ptep);
-	if (!pte_present(pte))
-		return 0;	/* none/swap/migration: a write faults anyway */
+	if (!pte_present(pte)) {
+		/* Writable migration/device entries made read-only; in no TLB: no flush. */
+		wp_swap_pte(ww->w->mm, a, ptep, pte);
+		return 0;	/* none/swap: a write faults */
+	}
 	if (pte_write(pte)) {
+		wp_changing(ww->w);
 		ptep_set_wrprotect(ww->w->mm, a, ptep);
-		ww->w->flush = true;
 	}
 	if (ww->check_pins && pte_maybe_pinned(pte, &ww->last))
 		ww->sticky(ww->arg, a);
@@ -211,11 +275,13 @@ static int wp_pte(pte_t *ptep, unsigned long a, void *data)
  * Write-protect the present PTEs of [start, end) (all under one PMD), or with @ww->addr only
  * those of the pages listed there. With @ww->check_pins, a page that may be written by DMA is
  * passed to @ww->sticky. Returns false if the PMD could not be brought to 4 KiB PTEs (THP
- * migration entry, split failure): the caller keeps all the pages logged.
+ * migration entry, split failure, a huge PMD still there after one split): the caller keeps
+ * all the pages logged. Never loops: one split per call.
  */
 static bool wp_pmd(struct wp_walk *ww, unsigned long start, unsigned long end)
 {
 	struct ckpt_wp *w = ww->w;
+	bool split = false;
 	pmd_t *pmdp, pmd;
 
 again:
@@ -225,9 +291,18 @@ again:
 	pmd = READ_ONCE(*pmdp);
 	if (pmd_none(pmd))
 		return true;
+	if (pmd_devmap(pmd) && !pmd_write(pmd))
+		/*
+		 * A read-only device PMD: a private mapping of a file on a DAX file system (such
+		 * a PMD is never writable there; a write falls back to 4 KiB and copies the page
+		 * on write, a fault we log). GUP does not split it (follow_devmap_pmd() returns
+		 * the page), so splitting would loop: nothing to protect, leave it.
+		 */
+		return true;
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd)) {
-		if (!split_pmd(w, start))
+		if (split || !split_pmd(w, start))
 			return false;
+		split = true;
 		goto again;
 	}
 	if (!pmd_present(pmd) || pmd_bad(pmd))
@@ -236,8 +311,13 @@ again:
 	return !apply_to_page_range(w->mm, start, end - start, wp_pte, ww);
 }
 
-/* Protect all of [start, end) (REGISTER). */
-void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
+/*
+ * Protect all of [start, end) (REGISTER). A page that could not be protected (its PMD would
+ * not split, a THP under migration) is passed to @sticky: the caller logs it, so the first
+ * COLLECT reports it and tries again.
+ */
+void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end,
+		   void (*sticky)(void *arg, unsigned long addr), void *arg)
 {
 	struct wp_walk ww = { .w = w };
 	struct vm_area_struct *vma;
@@ -251,9 +331,11 @@ void ckpt_wp_range(struct ckpt_wp *w, unsigned long start, unsigned long end)
 		ckpt_vma_start_write(vma);
 	}
 	while (start < end) {
-		unsigned long next = min(pmd_addr_end(start, end), end);
+		unsigned long next = min(pmd_addr_end(start, end), end), a;
 
-		wp_pmd(&ww, start, next);
+		if (!wp_pmd(&ww, start, next))
+			for (a = start; a < next; a += PAGE_SIZE)
+				sticky(arg, a);
 		start = next;
 		cond_resched();
 	}
@@ -326,8 +408,12 @@ static void flush_local(void *data)
 	__flush_tlb_all();
 }
 
-static void flush_mm(struct mm_struct *mm, struct flush_arg *f)
+static void flush_mm(struct ckpt_wp *w, struct flush_arg *f)
 {
+	struct mm_struct *mm = w->mm;
+
+	if (!w->flush)
+		return;	/* no PTE lost its write bit */
 	/*
 	 * The PTE writes are ordered before the IPIs by smp_call_function_many_cond()'s own
 	 * barriers, as for the kernel's flushes. See the top of this file for the CPUs asked.
@@ -335,30 +421,38 @@ static void flush_mm(struct mm_struct *mm, struct flush_arg *f)
 	f->mm = mm;
 	on_each_cpu_cond_mask(NULL, flush_local, f, true,
 			      boot_cpu_has(X86_FEATURE_PCID) ? cpu_online_mask : mm_cpumask(mm));
+	/* Paired with wp_changing(): no stale writable TLB entry is left. */
+	dec_tlb_flush_pending(mm);
+	w->flush = false;
 }
 
-void ckpt_flush_tlb_mm(struct mm_struct *mm)
+/*
+ * The flush after REGISTER or a COLLECT step, with the mmap lock dropped. Each one must follow
+ * the protection it covers: it also ends the flush the protection marked pending.
+ */
+
+void ckpt_flush_tlb_mm(struct ckpt_wp *w)
 {
 	struct flush_arg f = {};
 
-	flush_mm(mm, &f);
+	flush_mm(w, &f);
 }
 
-void ckpt_flush_tlb_pages(struct mm_struct *mm, const u64 *addr, unsigned long n)
+void ckpt_flush_tlb_pages(struct ckpt_wp *w, const u64 *addr, unsigned long n)
 {
 	struct flush_arg f = { .addr = addr, .n = n };
 
 	if (n > READ_ONCE(tlb_flush_pages))
 		f.addr = NULL;
-	flush_mm(mm, &f);
+	flush_mm(w, &f);
 }
 
-void ckpt_flush_tlb_bitmap(struct mm_struct *mm, unsigned long base, const unsigned long *bm,
+void ckpt_flush_tlb_bitmap(struct ckpt_wp *w, unsigned long base, const unsigned long *bm,
 			   unsigned long words, unsigned long n)
 {
 	struct flush_arg f = { .bm = bm, .words = words, .base = base };
 
 	if (n > READ_ONCE(tlb_flush_pages))
 		f.bm = NULL;
-	flush_mm(mm, &f);
+	flush_mm(w, &f);
 }

@@ -56,6 +56,15 @@ static int check_range(struct mm_struct *mm, unsigned long start, unsigned long 
 	return 0;
 }
 
+/* ckpt_wp_range()/ckpt_wp_pages() callback: @addr must stay logged in region @arg. */
+static void relog_page(void *arg, unsigned long addr)
+{
+	struct ckpt_region *r = arg;
+
+	ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
+	r->kept++;
+}
+
 long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_register a;
@@ -116,10 +125,10 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 		ckpt_log_mark(r, 0, r->pages);
 	w.mm = mm;
 	w.cm = s->cm;
-	ckpt_wp_range(&w, a.start, end);
+	/* A page that could not be protected stays logged: the first COLLECT reports it. */
+	ckpt_wp_range(&w, a.start, end, relog_page, r);
 	mmap_write_unlock(mm);
-	if (w.flush)
-		ckpt_flush_tlb_mm(mm);
+	ckpt_flush_tlb_mm(&w);
 	r->thp_splits = w.splits;
 
 	/* Keep the session's list sorted by address: COLLECT of id 0 reports in that order. */
@@ -233,15 +242,6 @@ static void relog(struct ckpt_session *s, const u64 *addrs, unsigned long n)
 	}
 }
 
-/* ckpt_wp_pages() callback: @addr must stay logged in region @arg. */
-static void relog_page(void *arg, unsigned long addr)
-{
-	struct ckpt_region *r = arg;
-
-	ckpt_log_mark(r, (addr - r->start) >> PAGE_SHIFT, 1);
-	r->kept++;
-}
-
 /* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
 static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
 			  struct ckpt_region *only)
@@ -309,8 +309,7 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			if (hold)
 				ckpt_hold_pages(r, kbuf, n);
 			mmap_write_unlock(mm);
-			if (w.flush)
-				ckpt_flush_tlb_pages(mm, kbuf, n);
+			ckpt_flush_tlb_pages(&w, kbuf, n);
 			r->thp_splits += w.splits;
 			if (!n)
 				break;
@@ -380,8 +379,7 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 		ckpt_wp_pages(&w, addrs, n, relog_page, r);
 	}
 	mmap_write_unlock(mm);
-	if (w.flush)
-		ckpt_flush_tlb_bitmap(mm, r->start, kbm, r->l0_words, a->count);
+	ckpt_flush_tlb_bitmap(&w, r->start, kbm, r->l0_words, a->count);
 	r->thp_splits += w.splits;
 	if (copy_to_user(u64_to_user_ptr(a->buf), kbm, bytes)) {
 		for (wi = 0; wi < r->l0_words; wi++)

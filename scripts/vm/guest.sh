@@ -53,7 +53,9 @@ if [ "$VM_PMEM" = 1 ]; then
   for i in $(seq 50); do [ -e /dev/dax0.0 ] && ls /dev/pmem* >/dev/null 2>&1 && break; sleep 0.1; done
   pmem=$(ls /dev/pmem* 2>/dev/null | head -n1)
   [ -e /dev/dax0.0 ] && [ -n "$pmem" ] || die "DAX devices did not appear"
-  blkid "$pmem" >/dev/null 2>&1 || mkfs.ext4 -q -F -b 4096 "$pmem" || die "mkfs.ext4 $pmem failed"
+  # stride = 2 MiB: ext4 then places large extents 2 MiB-aligned, so DAX files can be mapped by
+  # PMDs (track_lostwrite_test's private_dax_mapping needs them).
+  blkid "$pmem" >/dev/null 2>&1 || mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 "$pmem" || die "mkfs.ext4 $pmem failed"
   mkdir -p /mnt/pmem
   mount -o dax "$pmem" /mnt/pmem || die "mount -o dax $pmem failed"
 fi

@@ -168,7 +168,7 @@ long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg);
 /* fault.c: the write-fault hook */
 int ckpt_fault_init(void);
 void ckpt_fault_exit(void);
-void ckpt_fault_get(void);	/* a region exists: hook armed */
+int ckpt_fault_get(void);	/* a region exists: hook armed, or -errno */
 void ckpt_fault_put(void);
 int ckpt_fault_missed(void);	/* hook calls skipped (recursion) since load */
 

@@ -88,8 +88,15 @@ static void notrace fault_hook(unsigned long ip, unsigned long parent_ip, struct
 	ftrace_test_recursion_unlock(bit);
 }
 
+/*
+ * FTRACE_OPS_FL_PERMANENT: while the hook is armed, `sysctl kernel.ftrace_enabled=0` is refused
+ * (-EBUSY) instead of silently stopping every callback, and arming with ftrace disabled fails
+ * (-EBUSY) instead of succeeding with a callback that never runs. A failed arming fails
+ * REGISTER (ckpt_fault_get()).
+ */
 static struct ftrace_ops fault_ops = {
 	.func = fault_hook,
+	.flags = FTRACE_OPS_FL_PERMANENT,
 };
 
 /*
@@ -134,12 +141,20 @@ static void hook_disarm(struct work_struct *work)
 }
 static DECLARE_DELAYED_WORK(hook_disarm_work, hook_disarm);
 
-void ckpt_fault_get(void)
+/* A region is about to exist: arm the hook if it is not. Returns 0 or -errno (not armed). */
+int ckpt_fault_get(void)
 {
+	int ret = 0;
+
 	mutex_lock(&hook_lock);
-	if (!hook_users++ && !hook_armed)
-		hook_armed = !WARN_ON_ONCE(register_ftrace_function(&fault_ops));
+	if (!hook_armed) {
+		ret = register_ftrace_function(&fault_ops);
+		hook_armed = !ret;
+	}
+	if (!ret)
+		hook_users++;
 	mutex_unlock(&hook_lock);
+	return ret;
 }
 
 void ckpt_fault_put(void)

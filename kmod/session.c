@@ -105,8 +105,14 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 		}
 		s->cm = cm;
 	}
-	/* Armed before the page tables are touched, so no fault after REGISTER goes unseen. */
-	ckpt_fault_get();
+	/*
+	 * Armed before the page tables are touched, so no fault after REGISTER goes unseen. An
+	 * ftrace that will not take the hook (kernel.ftrace_enabled=0: -EBUSY, ftrace shut down
+	 * after a bug: -ENODEV) fails REGISTER: tracking without the hook would miss every write.
+	 */
+	ret = ckpt_fault_get();
+	if (ret)
+		goto out_free;
 
 	/*
 	 * The write lock keeps out faults that passed the hook's filter before the region

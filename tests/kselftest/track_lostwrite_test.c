@@ -8,6 +8,7 @@
  * - page migration while COLLECT protects: a writable migration entry became a writable PTE
  *   again after the copy, with no fault (migration_*);
  * - REGISTER of a THP under migration (a PMD migration entry it could not protect);
+ * - kernel.ftrace_enabled=0, which stopped the fault hook silently (ftrace_*);
  * - a private mapping of a file on the DAX mount, whose read-only device PMD made REGISTER
  *   loop for ever under the mmap lock (private_dax_*);
  * - mprotect and MADV_DONTNEED racing COLLECT's protection and its TLB flush (racing_*).
@@ -306,6 +307,109 @@ TEST(racing_mprotect_dontneed)
 	struct race r = { .pages = 256, .seed = 3, .nodes = numa_nodes() };
 
 	race_run(_metadata, &r, 4.0, mapper, 1);
+}
+
+static const char ftrace_sysctl[] = "/proc/sys/kernel/ftrace_enabled";
+
+/* Write @v to kernel.ftrace_enabled; 0 or -errno. */
+static int set_ftrace(const char *v)
+{
+	int fd = open(ftrace_sysctl, O_WRONLY), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, v, strlen(v)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Is the fault hook on handle_mm_fault now (ftrace's enabled_functions)? */
+static int hook_armed(void)
+{
+	char line[256];
+	FILE *f = fopen("/sys/kernel/tracing/enabled_functions", "r");
+	int armed = 0;
+
+	if (!f)
+		f = fopen("/sys/kernel/debug/tracing/enabled_functions", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "handle_mm_fault ", 16) || !strncmp(line, "handle_mm_fault\t", 16))
+			armed = 1;
+	fclose(f);
+	return armed;
+}
+
+/* While a region exists the hook is armed, and the sysctl that would stop it is refused. */
+TEST(ftrace_disable_refused_while_tracking)
+{
+	char *mem = ck_map(16 * PAGE, PAGE);
+	uint64_t out[16];
+	int fd = ck_open(), ret;
+	long id;
+
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, mem);
+	memset(mem, 1, 16 * PAGE);
+	id = ck_register(fd, mem, 16 * PAGE, 0);
+	ASSERT_LT(0, id);
+	ret = set_ftrace("0");
+	if (ret == 0) {
+		/* The old module: the hook is off now, and this write is not seen. */
+		mem[3 * PAGE] = 2;
+		long n = ck_collect(fd, id, out, 16, 0, NULL);
+
+		set_ftrace("1");
+		ASSERT_EQ(-EBUSY, ret)
+			TH_LOG("ftrace_enabled=0 accepted while tracking; COLLECT then saw %ld pages of 1 written", n);
+	}
+	ASSERT_EQ(-EBUSY, ret);
+	mem[3 * PAGE] = 2;
+	ASSERT_EQ(1, ck_collect(fd, id, out, 16, 0, NULL));
+	ASSERT_EQ((uintptr_t)mem + 3 * PAGE, out[0]);
+	close(fd);
+	munmap(mem, 16 * PAGE);
+}
+
+/*
+ * With ftrace disabled, REGISTER fails with -EBUSY instead of tracking without its hook.
+ * Possible only while the hook is disarmed: with hook_stay_armed=1 (the VM harness) it is
+ * armed from load on, and then the sysctl itself must be refused. tests/kselftest/
+ * hook_demand.sh runs this program with hook_stay_armed=0, where both paths are taken.
+ */
+TEST(ftrace_disabled_register_fails)
+{
+	char *mem = ck_map(16 * PAGE, PAGE);
+	int fd = ck_open(), ret;
+	double t0 = now();
+	long id;
+
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, mem);
+	memset(mem, 1, 16 * PAGE);
+	/* A linger (hook_linger_ms) after the last region of any session, the hook disarms. */
+	while (hook_armed() == 1 && now() - t0 < 10)
+		usleep(50000);
+	ret = set_ftrace("0");
+	if (hook_armed() == 1) {
+		TH_LOG("hook armed (hook_stay_armed=1 or another session): the sysctl must be refused");
+		ASSERT_EQ(-EBUSY, ret);
+	} else {
+		ASSERT_EQ(0, ret) TH_LOG("hook disarmed, ftrace_enabled=0 refused: %d", ret);
+		id = ck_register(fd, mem, 16 * PAGE, 0);
+		ASSERT_EQ(0, set_ftrace("1"));
+		ASSERT_EQ(-EBUSY, id) TH_LOG("REGISTER with ftrace disabled returned %ld", id);
+	}
+	id = ck_register(fd, mem, 16 * PAGE, 0);
+	ASSERT_LT(0, id);
+	mem[5 * PAGE] = 2;
+	uint64_t out[16];
+
+	ASSERT_EQ(1, ck_collect(fd, id, out, 16, 0, NULL));
+	close(fd);
+	munmap(mem, 16 * PAGE);
 }
 
 /*

@@ -154,6 +154,7 @@ void ckpt_mm_log(struct ckpt_mm *cm, unsigned long start, unsigned long end,
 		 struct vm_area_struct *fault_vma);
 void ckpt_mm_add(struct ckpt_mm *cm, struct ckpt_region *r);
 void ckpt_mm_del(struct ckpt_mm *cm, struct ckpt_region *r);
+bool ckpt_mm_secondary(struct ckpt_mm *cm);	/* another mmu notifier: -EXDEV; mmap lock held */
 
 /* hold.c: held pages (CKPT_COLLECT_HOLD, CKPT_IOC_RELEASE) */
 void ckpt_hold_init(struct ckpt_region *r);

@@ -10,6 +10,7 @@
  */
 #include <linux/hashtable.h>
 #include <linux/mm.h>
+#include <linux/mmap_lock.h>
 #include <linux/mmu_notifier.h>
 #include <linux/slab.h>
 #include "ckpt.h"
@@ -170,6 +171,40 @@ struct ckpt_mm *ckpt_mm_get(struct mm_struct *mm)
 void ckpt_mm_put(struct ckpt_mm *cm)
 {
 	mmu_notifier_put(&cm->mn);
+}
+
+/*
+ * Secondary MMUs. Write-protecting a page must tell every mmu notifier of the mm
+ * (invalidate_range_start/end with MMU_NOTIFY_PROTECTION_PAGE, as change_protection() does),
+ * or a device that mirrors the page tables — KVM's nested page tables, HMM, RDMA ODP and GPU
+ * userptr through interval notifiers — keeps its writable mapping and writes unseen. Neither
+ * 6.1 nor 6.12 exports __mmu_notifier_invalidate_range_start() to modules (Module.symvers),
+ * so the module cannot send that event. It refuses instead: REGISTER and COLLECT fail with
+ * -EXDEV while the mm has any notifier but ours (an interval notifier, once inserted, marks
+ * the mm for good). Under the mmap write lock the answer is stable: a notifier is added only
+ * with that lock held (mmu_notifier_register(), mmu_notifier_get_locked(), and the first
+ * interval notifier's has_itree), and one being removed meanwhile only makes us refuse once.
+ *
+ * struct mmu_notifier_subscriptions is private to mm/mmu_notifier.c; its first two members,
+ * the notifier list and has_itree, have been these since 5.5 and still are in 6.12.
+ */
+struct subscriptions_head {
+	struct hlist_head list;
+	bool has_itree;
+};
+
+bool ckpt_mm_secondary(struct ckpt_mm *cm)
+{
+	struct mm_struct *mm = cm->mn.mm;
+	struct subscriptions_head *subs = (void *)READ_ONCE(mm->notifier_subscriptions);
+
+	mmap_assert_write_locked(mm);
+	if (!subs)
+		return false;	/* not reached: ours is registered */
+	if (READ_ONCE(subs->has_itree))
+		return true;
+	/* Ours alone: first in the list, nothing after it. */
+	return READ_ONCE(subs->list.first) != &cm->mn.hlist || READ_ONCE(cm->mn.hlist.next);
 }
 
 int ckpt_mm_init(void)

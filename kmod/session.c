@@ -124,6 +124,11 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 	ret = check_range(mm, a.start, end);
 	if (ret)
 		goto out_unlock;
+	/* A secondary MMU would keep writing through mappings we cannot revoke (mm.c). */
+	if (ckpt_mm_secondary(s->cm)) {
+		ret = -EXDEV;
+		goto out_unlock;
+	}
 	r->id = ++s->next_id;
 	r->seen_missed = ckpt_fault_missed();
 	ckpt_mm_add(s->cm, r);
@@ -248,6 +253,23 @@ static void relog(struct ckpt_session *s, const u64 *addrs, unsigned long n)
 	}
 }
 
+/*
+ * Under the mmap write lock, before COLLECT takes bits: an mmu notifier that appeared since
+ * REGISTER (a KVM VM created on this mm, say) may have written through its own mappings
+ * unseen, and would keep doing so. Fail with -EXDEV and log every page of the session, so the
+ * first COLLECT after it went away reports everything.
+ */
+static int check_secondary(struct ckpt_session *s)
+{
+	struct ckpt_region *r;
+
+	if (!ckpt_mm_secondary(s->cm))
+		return 0;
+	list_for_each_entry(r, &s->regions, s_node)
+		ckpt_log_mark(r, 0, r->pages);
+	return -EXDEV;
+}
+
 /* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
 static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
 			  struct ckpt_region *only)
@@ -307,6 +329,11 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			ret = mmap_write_lock_killable(mm);
 			if (ret)
 				goto out;
+			ret = check_secondary(s);
+			if (ret) {
+				mmap_write_unlock(mm);
+				goto out;
+			}
 			n = ckpt_log_take(r, kbuf, min(room, chunk), &r->pass_pos);
 			for (i = 0; i < n; i++)
 				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
@@ -370,6 +397,11 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 	ret = mmap_write_lock_killable(mm);
 	if (ret)
 		goto out;
+	ret = check_secondary(s);
+	if (ret) {
+		mmap_write_unlock(mm);
+		goto out;
+	}
 	r->pass_pos = 0;	/* a bitmap COLLECT is a whole pass: it ends any array pass */
 	a->count = ckpt_log_take_bitmap(r, kbm);
 	for (wi = 0; wi < r->l0_words; wi++) {

@@ -33,6 +33,10 @@ mkdir -p /run/ckpt-modprobe.d
 # -C: an empty configuration, so host install hooks (ndctl load-keys, ...) do not run here.
 modprobe -C /run/ckpt-modprobe.d -d "$VM_KERNEL_DIR" -S "$VM_ABI" -a nfit nd_pmem dax_pmem device_dax ext4 $VM_MODULES ||
   die "modprobe failed"
+# KVM, when the CPU model offers SVM (TCG's -cpu max does): a real secondary MMU for
+# track_lostwrite_test's secondary_mmu_kvm. Not fatal: another VM_CPU may lack it.
+grep -qw svm /proc/cpuinfo &&
+  modprobe -C /run/ckpt-modprobe.d -d "$VM_KERNEL_DIR" -S "$VM_ABI" -a kvm kvm_amd 2>/dev/null
 
 if [ "$VM_PMEM" = 1 ]; then
   # The NVDIMM has a label area; its namespaces persist in the backing file. Create them on a

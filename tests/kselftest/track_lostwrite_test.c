@@ -11,9 +11,13 @@
  * - kernel.ftrace_enabled=0, which stopped the fault hook silently (ftrace_*);
  * - a private mapping of a file on the DAX mount, whose read-only device PMD made REGISTER
  *   loop for ever under the mmap lock (private_dax_*);
- * - mprotect and MADV_DONTNEED racing COLLECT's protection and its TLB flush (racing_*).
+ * - mprotect and MADV_DONTNEED racing COLLECT's protection and its TLB flush (racing_*);
+ * - a secondary MMU (a KVM guest writing the tracked memory through its nested page tables,
+ *   which write-protecting the PTEs does not revoke: the module cannot send the mmu notifier
+ *   event that would), refused with EXDEV (secondary_mmu_kvm).
  * Run in the VM as root.
  */
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -539,6 +543,96 @@ TEST_F_TIMEOUT(slow, private_dax_mapping, 120)
 	if (WEXITSTATUS(status) == 2)
 		SKIP(return, "the file was not mapped by device PMDs (its extents are not 2 MiB-aligned)");
 	ASSERT_EQ(0, WEXITSTATUS(status));
+}
+
+/*
+ * KVM in the guest (QEMU's TCG emulates SVM; the harness loads kvm_amd): a VM whose memory is
+ * the tracked region runs real-mode code `inc byte [0x1000]; hlt`. Its first write faults
+ * the host PTE writable through GUP (we log it), then KVM's nested page table maps the page
+ * writable. Protecting the PTE at COLLECT does not reach KVM (no mmu notifier event), so the
+ * second run's write went unseen. Now COLLECT fails with EXDEV while the VM exists, REGISTER
+ * too, and once it is gone the next COLLECT reports every page.
+ */
+static int kvm_run_once(int vcpu, struct kvm_run *run)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu, KVM_GET_SREGS, &sregs))
+		return -errno;
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	sregs.ds.base = 0;
+	sregs.ds.selector = 0;
+	if (ioctl(vcpu, KVM_SET_SREGS, &sregs))
+		return -errno;
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = 0;
+	regs.rflags = 2;
+	if (ioctl(vcpu, KVM_SET_REGS, &regs))
+		return -errno;
+	if (ioctl(vcpu, KVM_RUN, 0))
+		return -errno;
+	return run->exit_reason == KVM_EXIT_HLT ? 0 : -(int)run->exit_reason - 1000;
+}
+
+TEST(secondary_mmu_kvm)
+{
+	static const unsigned char code[] = { 0xfe, 0x06, 0x00, 0x10, 0xf4 }; /* inc [0x1000]; hlt */
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm, vcpu, fd = ck_open(), ran;
+	char *mem = ck_map(4 * PAGE, 4 * PAGE), *other = ck_map(4 * PAGE, PAGE);
+	struct kvm_userspace_memory_region slot = { .slot = 0, .guest_phys_addr = 0,
+						    .memory_size = 4 * PAGE };
+	struct kvm_run *run;
+	uint64_t out[4];
+	long id, c1, c2, c3;
+
+	if (kvm < 0)
+		SKIP(return, "no /dev/kvm (the harness loads kvm_amd; the CPU model needs svm)");
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, mem);
+	ASSERT_NE(NULL, other);
+	memset(mem, 0xf4, 4 * PAGE);
+	memcpy(mem, code, sizeof(code));
+	mem[PAGE] = 0;
+	memset(other, 1, 4 * PAGE);
+	id = ck_register(fd, mem, 4 * PAGE, 0);
+	ASSERT_LT(0, id);
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm) TH_LOG("KVM_CREATE_VM: %s", strerror(errno));
+	slot.userspace_addr = (uintptr_t)mem;
+	ASSERT_EQ(0, ioctl(vm, KVM_SET_USER_MEMORY_REGION, &slot));
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu);
+	run = mmap(NULL, ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0), PROT_READ | PROT_WRITE, MAP_SHARED,
+		   vcpu, 0);
+	ASSERT_NE(MAP_FAILED, run);
+
+	ran = kvm_run_once(vcpu, run);
+	c1 = ck_collect(fd, id, out, 4, 0, NULL);
+	if (!ran)
+		ran = kvm_run_once(vcpu, run);
+	c2 = ck_collect(fd, id, out, 4, 0, NULL);
+	TH_LOG("guest runs: %s, byte now %d; COLLECT after the first run %ld, after the second %ld",
+	       ran ? strerror(ran < -999 ? EIO : -ran) : "ok", mem[PAGE], c1, c2);
+	if (!ran && c2 >= 0)
+		ASSERT_EQ(-EXDEV, c2) TH_LOG("the guest's second write went unreported");
+	ASSERT_EQ(-EXDEV, c1);
+	ASSERT_EQ(-EXDEV, c2);
+	/* A new region of the same mm is refused too. */
+	ASSERT_EQ(-EXDEV, ck_register(fd, other, 4 * PAGE, 0));
+	/* The VM goes away: every page of the session is reported, tracking works again. */
+	munmap(run, ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0));
+	close(vcpu);
+	close(vm);
+	c3 = ck_collect(fd, id, out, 4, 0, NULL);
+	ASSERT_EQ(4, c3);
+	mem[3 * PAGE] = 5;
+	ASSERT_EQ(1, ck_collect(fd, id, out, 4, 0, NULL));
+	ASSERT_EQ((uintptr_t)mem + 3 * PAGE, out[0]);
+	ASSERT_LT(0, ck_register(fd, other, 4 * PAGE, 0));
+	close(fd);
+	close(kvm);
 }
 
 TEST_HARNESS_MAIN

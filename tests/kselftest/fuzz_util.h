@@ -65,7 +65,8 @@ static inline bool fz_documented(unsigned long cmd, int e)
 	case CKPT_IOC_RELEASE:
 		return e == -ENOENT;
 	case CKPT_IOC_COLLECT:
-		return e == -ENOENT || e == -ESRCH || e == -EINTR;
+		/* -ENOSPC: a HOLD's first bitmap past max_user_kmem_kb. */
+		return e == -ENOENT || e == -ESRCH || e == -EINTR || e == -ENOSPC;
 	case CKPT_IOC_ATTACH:
 		return e == -ESRCH || e == -EPERM || e == -EBUSY;
 	case CKPT_IOC_RESTORE_PREPARE:

@@ -295,8 +295,8 @@ again:
 		/*
 		 * A read-only device PMD: a private mapping of a file on a DAX file system (such
 		 * a PMD is never writable there; a write falls back to 4 KiB and copies the page
-		 * on write, a fault we log). GUP does not split it (follow_devmap_pmd() returns
-		 * the page), so splitting would loop: nothing to protect, leave it.
+		 * on write, a fault we log). GUP's FOLL_SPLIT_PMD is not meant for it
+		 * (follow_devmap_pmd()): nothing to protect, leave it.
 		 */
 		return true;
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd)) {

@@ -124,9 +124,13 @@ int main(int argc, char **argv)
 
 	ckpt_config_init(&cfg);
 	cfg.interval_ms = interval;
+	/* An existing empty file or zeroed device becomes a store too (never one that holds
+	 * a file system or other data: that is refused, see ckpt_open). */
+	cfg.flags |= CKPT_CFG_CREATE;
 	rc = ckpt_open(store, &cfg, &c);
 	if (rc < 0) {
-		fprintf(stderr, "heat: cannot open store %s: %s\n", store, strerror(-rc));
+		fprintf(stderr, "heat: cannot open store %s: %s (%s)\n", store, strerror(-rc),
+			ckpt_open_error());
 		return 1;
 	}
 	if ((rc = ckpt_register(c, "heat.state", s, 4096)) < 0 ||

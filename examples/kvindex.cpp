@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   ckpt_config_t cfg;
   ckpt_config_init(&cfg);
   cfg.every_n = every;
+  cfg.flags |= CKPT_CFG_CREATE;  // an existing empty file or zeroed device becomes a store too
   ckpt_t* c = nullptr;
   if (int rc = ckpt_open(store.c_str(), &cfg, &c); rc < 0) return die("open store", rc, nullptr);
   ckpt_heap_t* h = nullptr;

@@ -7,13 +7,15 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "session.hpp"
 
 namespace {
 
-constexpr uint32_t kKnownFlags = CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT | CKPT_CFG_ASYNC;
+constexpr uint32_t kKnownFlags =
+    CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT | CKPT_CFG_ASYNC | CKPT_CFG_CREATE;
 
 template <class F>
 int guard(F&& f) {
@@ -46,6 +48,11 @@ int guard(ckpt_t* c, const char* what, F&& f) {
   return ret;
 }
 
+// The fork rule (session.hpp): a child of fork() gets -ECHILD from every call on its parent's
+// sessions and heaps, and touches nothing of theirs.
+void on_fork_child() { ckpt::g_fork_gen.fetch_add(1, std::memory_order_relaxed); }
+std::once_flag g_atfork_once;
+
 thread_local std::string tls_open_error;
 
 int open_fail(int ret, std::string why) {
@@ -60,6 +67,14 @@ bool valid_name(const char* name) {
 }
 
 }  // namespace
+
+std::atomic<uint64_t> ckpt::g_fork_gen{0};
+
+// Every call on a session or heap starts with this: -ECHILD in a child of fork().
+#define CKPT_NOT_FORKED(c)          \
+  do {                              \
+    if ((c)->forked()) return -ECHILD; \
+  } while (0)
 
 extern "C" {
 
@@ -86,8 +101,10 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
   if ((cfg->flags & CKPT_CFG_TIMER) && !cfg->interval_ms)
     return open_fail(-EINVAL, "bad config: CKPT_CFG_TIMER needs interval_ms");
   return guard([&] {
+    std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
     auto c = std::make_unique<ckpt_session>();
     c->cfg = *cfg;
+    c->fork_gen = ckpt::g_fork_gen.load(std::memory_order_relaxed);
     c->ps = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     const char* env = getenv("CKPT_TRACKER");
     c->tracker_forced = cfg->tracker != CKPT_TRACKER_AUTO || (env && *env);
@@ -107,6 +124,7 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     o.writer = static_cast<ckpt::store::Writer>(cfg->writer);
     o.create_size = cfg->create_size;
     o.force_format = (cfg->flags & CKPT_CFG_FORMAT) != 0;
+    o.create = (cfg->flags & CKPT_CFG_CREATE) != 0;
     std::string why_store;
     o.why = &why_store;
     // -EINTR: a pending io_uring task-work notification interrupts e.g. fallocate on tmpfs
@@ -134,11 +152,13 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
 
 int ckpt_register(ckpt_t* c, const char* name, void* addr, size_t len) {
   if (!c || !valid_name(name)) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] { return c->do_register(name, addr, len); });
 }
 
 int ckpt_unregister(ckpt_t* c, const char* name) {
   if (!c || !valid_name(name)) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] {
     auto g = c->lock();
     return c->do_unregister_locked(name);
@@ -147,11 +167,13 @@ int ckpt_unregister(ckpt_t* c, const char* name) {
 
 int ckpt_checkpoint(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard(c, "checkpoint", [&] { return c->checkpoint(); });
 }
 
 int ckpt_wait(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard(c, "wait", [&] {
     auto g = c->lock();
     return c->job_ret;
@@ -160,17 +182,21 @@ int ckpt_wait(ckpt_t* c) {
 
 int ckpt_restore(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard(c, "restore", [&] { return c->restore(); });
 }
 
 uint64_t ckpt_epoch(const ckpt_t* c) {
-  if (!c) return 0;
+  if (!c || c->forked()) return 0;
   auto g = c->lock();
   return c->store->epoch();
 }
 
 int ckpt_close(ckpt_t* c) {
   if (!c) return 0;
+  // The child's copy is left alone: tearing it down would drain the parent's ring, close its
+  // module session's regions, unregister its trackers. It goes with the child's exit or exec.
+  CKPT_NOT_FORKED(c);
   return guard([&] {
     c->detach();
     c->set_timer(0);
@@ -187,11 +213,13 @@ int ckpt_close(ckpt_t* c) {
 
 int ckpt_hook(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] { return c->hook(); });
 }
 
 int ckpt_set_timer(ckpt_t* c, uint64_t interval_ms) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] {
     if (interval_ms) c->cfg.flags |= CKPT_CFG_TIMER;
     else c->cfg.flags &= ~CKPT_CFG_TIMER;
@@ -201,21 +229,25 @@ int ckpt_set_timer(ckpt_t* c, uint64_t interval_ms) {
 
 int ckpt_thread_attach(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return c->attach();
 }
 
 int ckpt_thread_detach(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return c->detach();
 }
 
 int ckpt_safepoint(ckpt_t* c) {
   if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return c->safepoint();
 }
 
 int ckpt_on_restore(ckpt_t* c, const char* name, ckpt_restore_fn fn, void* arg) {
   if (!c || !name) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] {
     auto g = c->lock();
     ckpt::Region* r = c->find_locked(name);
@@ -233,6 +265,7 @@ int ckpt_on_restore(ckpt_t* c, const char* name, ckpt_restore_fn fn, void* arg) 
 
 int ckpt_get_stats(const ckpt_t* c, struct ckpt_session_stats* out) {
   if (!c || !out) return -EINVAL;
+  CKPT_NOT_FORKED(c);
   auto g = c->lock();
   *out = c->stats;
   out->epoch = c->store->epoch();
@@ -241,27 +274,34 @@ int ckpt_get_stats(const ckpt_t* c, struct ckpt_session_stats* out) {
 
 const char* ckpt_last_error(const ckpt_t* c) {
   if (!c) return "";
+  if (c->forked())
+    return "this process is a child of fork(): the session belongs to the parent (-ECHILD); "
+           "open a store of its own";
   return c->err.c_str();
 }
 
 int ckpt_heap_open(ckpt_t* c, const char* name, size_t size, void* addr_hint, ckpt_heap_t** out) {
   if (!c || !out || !name || !*name || strnlen(name, 101) > 100 || strchr(name, '@') || !size)
     return -EINVAL;
+  CKPT_NOT_FORKED(c);
   return guard([&] { return ckpt::heap_open(c, name, size, addr_hint, out); });
 }
 
 int ckpt_heap_alloc(ckpt_heap_t* h, size_t n, void** out) {
   if (!h || !out) return -EINVAL;
+  CKPT_NOT_FORKED(h->c);
   return ckpt::heap_alloc(h, n, out);
 }
 
 int ckpt_heap_free(ckpt_heap_t* h, void* p) {
   if (!h || !p) return -EINVAL;
+  CKPT_NOT_FORKED(h->c);
   return ckpt::heap_free(h, p);
 }
 
 int ckpt_heap_info(ckpt_heap_t* h, void** base, size_t* size) {
   if (!h) return -EINVAL;
+  CKPT_NOT_FORKED(h->c);
   if (base) *base = h->base;
   if (size) *size = h->size;
   return 0;

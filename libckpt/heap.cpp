@@ -204,6 +204,7 @@ int heap_free(ckpt_heap_t* h, void* p) {
 // Root accessors live here to keep the header layout private.
 extern "C" int ckpt_heap_root(ckpt_heap_t* h, void** out) {
   if (!h || !out) return -EINVAL;
+  if (h->c->forked()) return -ECHILD;  // the fork rule (session.hpp)
   std::lock_guard<std::mutex> g(h->mu);
   auto* H = static_cast<ckpt::Header*>(h->base);
   *out = H->root ? static_cast<char*>(h->base) + H->root : nullptr;
@@ -212,6 +213,7 @@ extern "C" int ckpt_heap_root(ckpt_heap_t* h, void** out) {
 
 extern "C" int ckpt_heap_set_root(ckpt_heap_t* h, void* root) {
   if (!h) return -EINVAL;
+  if (h->c->forked()) return -ECHILD;
   auto* cp = static_cast<char*>(root);
   auto* base = static_cast<char*>(h->base);
   if (cp && (cp < base || cp >= base + h->size)) return -EINVAL;

@@ -32,8 +32,19 @@ struct Region {
 
 }  // namespace ckpt
 
+namespace ckpt {
+// After fork(): the child's copy of a session belongs to the parent (its store lock, its ring,
+// its module session, its trackers' state), so every call on it in the child returns -ECHILD
+// (ckpt.h, "After fork"). g_fork_gen counts the forks this process came out of: a
+// pthread_atfork child handler increments it, and a session remembers the value it was opened
+// under. Checked without a system call (ckpt_hook's fast path).
+extern std::atomic<uint64_t> g_fork_gen;
+}  // namespace ckpt
+
 struct ckpt_session {
   ckpt_config_t cfg{};
+  uint64_t fork_gen = 0;  // ckpt::g_fork_gen when opened; differs in a child of fork()
+  bool forked() const { return fork_gen != ckpt::g_fork_gen.load(std::memory_order_relaxed); }
   size_t ps = 4096;
   std::unique_ptr<ckpt::store::Store> store;
   std::unique_ptr<ckpt::Tracker> tracker;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -35,10 +36,19 @@ struct Slot {
 
 Slot g_slots[kSlots];
 std::atomic<int> g_high{0};          // slots in use are below this
-std::mutex g_mu;                      // protects slot allocation and handler installation
+std::mutex g_mu;                      // protects slot allocation, handler installation, collects
 bool g_installed = false;             // under g_mu
 struct sigaction g_old;               // the program's handler before ours (under g_mu, then fixed)
 size_t g_ps;
+
+// fork() while another thread collects would leave the child a slot with `collecting` set for
+// ever, and its handler spinning on the first write to that region: g_mu (held by collect) is
+// taken across fork(), so the child starts with no collect in progress and g_mu free. The
+// parent's slots stay in the child: its writes to them are logged and let through, touching
+// nothing of the parent (the session's calls in the child give -ECHILD).
+void atfork_prepare() { g_mu.lock(); }
+void atfork_release() { g_mu.unlock(); }
+const int g_atfork = pthread_atfork(atfork_prepare, atfork_release, atfork_release);
 
 void chain(int sig, siginfo_t* si, void* uc) {
   if (g_old.sa_flags & SA_SIGINFO) {
@@ -160,6 +170,7 @@ class MprotectTracker final : public Tracker {
   int collect(uint32_t rid, std::vector<uint64_t>* pages) override {
     auto it = slot_.find(rid);
     if (it == slot_.end()) return -ENOENT;
+    std::lock_guard<std::mutex> g(g_mu);  // so that fork() never copies `collecting` set
     Slot& s = g_slots[it->second];
     uintptr_t st = s.start.load();
     size_t npages = s.len.load() / g_ps, words = (npages + 63) / 64;

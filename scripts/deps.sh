@@ -9,7 +9,7 @@ PKGS=(
   qemu-system-x86 busybox-static ndctl e2fsprogs
   liburing-dev libnl-genl-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev
+  libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev libblkid-dev
   python3
   python3-matplotlib criu
 )

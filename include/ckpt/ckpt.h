@@ -17,6 +17,16 @@
  * thread other than the caller is parked at a safepoint, so the epoch shows registered memory
  * as it was between the attached threads' iterations. Threads that are not attached are not
  * waited for; they must not write registered memory while a checkpoint runs.
+ *
+ * After fork: a session belongs to the process that opened it. In a child of fork() (the
+ * child's copy of the handle shares the parent's store lock, io_uring ring, DAX mapping and
+ * module session), every call on the parent's sessions and heaps returns -ECHILD and touches
+ * nothing of them: ckpt_close() too (the child's copy is freed by its exit or exec),
+ * ckpt_epoch() returns 0 and ckpt_last_error() says why. The parent goes on checkpointing as
+ * before. The child may open a store of its own (its parent's store gives -EBUSY). Writes the
+ * child makes to registered memory are its own and are never checkpointed. Detected through
+ * pthread_atfork, so a child made by a raw clone() system call is not detected: do not call
+ * libckpt there.
  */
 #ifndef CKPT_CKPT_H
 #define CKPT_CKPT_H
@@ -64,10 +74,12 @@ enum ckpt_writer_kind {
 #define CKPT_CFG_PARTIAL_RESTORE (1u << 1)	/* restore even if the epoch holds regions */
 						/* that are not registered (default: -ESRCH) */
 #define CKPT_CFG_FORMAT		(1u << 2)	/* format the store even if it holds one or */
-						/* other data (destroys it); default: refuse */
+						/* other data (destroys it); implies CREATE */
 #define CKPT_CFG_ASYNC		(1u << 3)	/* asynchronous checkpoints (see ckpt_checkpoint); */
 						/* needs the module tracker, else ckpt_open: -EOPNOTSUPP */
 						/* (uffd-async included: nothing copies before a write) */
+#define CKPT_CFG_CREATE		(1u << 4)	/* make a store of an existing path that holds */
+						/* none (an empty file, a blank device); see ckpt_open */
 
 /*
  * Session configuration. Initialise with ckpt_config_init(), then change fields. Passing NULL
@@ -89,10 +101,19 @@ int ckpt_config_init(ckpt_config_t *cfg);
 
 /*
  * Open (or create) the store at `store` and start a session.
- * A path that does not exist becomes a file store that grows as regions are registered; a DAX
- * device or a file without a store is formatted; a store is opened. Errors: -EBUSY the store is
- * open in another process; -EPROTO another format version; -ENOSPC too small; -ENODEV a forced
- * tracker or writer is not available here; -EINVAL bad config; other -errno from the system.
+ * A store is opened. A path that does not exist becomes a new file store that grows as regions
+ * are registered (a new file holds nothing to lose). A path that exists but holds no store is
+ * never formatted unless asked:
+ *   - CKPT_CFG_CREATE: an empty or blank (zeroed) file, a block device in which libblkid
+ *     recognises nothing, a device-DAX whose header is zeroed, becomes a store;
+ *   - CKPT_CFG_FORMAT: anything is formatted, a store or a file system included.
+ * Refusals (nothing is written): -ENODATA no store there and CKPT_CFG_CREATE not given;
+ * -EEXIST it holds a file system, partition table, LUKS header, swap area... (libblkid), or a
+ * file holds other data: only CKPT_CFG_FORMAT formats it; -EUCLEAN a damaged store.
+ * Symlinks in the path are followed (a store is never created through a dangling one).
+ * Other errors: -EBUSY the store is open in another process; -EPROTO another format version;
+ * -ENOSPC too small; -ENODEV a forced tracker or writer is not available here; -EINVAL bad
+ * config; other -errno from the system. ckpt_open_error() says which, naming the path.
  */
 int ckpt_open(const char *store, const ckpt_config_t *cfg, ckpt_t **out);
 

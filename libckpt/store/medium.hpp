@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+struct stat;
+
 #include "store.hpp"
 
 namespace ckpt::store {
@@ -54,12 +56,17 @@ class Medium {
 
 struct MediumInfo {
   bool created = false;   // the path did not exist: a new growing file store
-  bool device = false;    // a device node (DAX or block): formatted when it holds no store
-  std::string path;
+  bool device = false;    // a device node (DAX or block)
+  std::string path;       // as given
+  std::string target;     // what it resolved to (symlinks followed), "" if unknown
+  // What libblkid recognised on a path without the store's magic ("an \"ext4\" file system"),
+  // "" if nothing (or not probed: device-DAX, a new or empty file, a read-only open).
+  std::string signature;
 };
 
-// Open (or create) the medium for `path` as Options says, taking the exclusive lock
-// (-EBUSY when another process holds it). Writer choice: a device-DAX node, or a regular file
+// Open (or create) the medium for `path` as Options says, taking the exclusive lock, or the
+// shared one with no_modify (-EBUSY when another process holds a conflicting one). An existing
+// empty file becomes a store only with create or force_format (-ENODATA). Writer choice: a device-DAX node, or a regular file
 // that maps with MAP_SYNC -> DAX; anything else -> io_uring. Writer::kDax on a non-DAX path:
 // -EOPNOTSUPP.
 int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
@@ -76,6 +83,12 @@ int uring_medium(int fd, bool growable, bool direct, uint64_t size, std::unique_
 // DAX: maps the whole device or file with libpmem2; -EOPNOTSUPP when it is not DAX (no
 // MAP_SYNC, so only page-granular persistence).
 int dax_medium(int fd, bool growable, std::unique_ptr<Medium>* out, std::string* why);
+
+// The read-only medium (Options::no_modify) on an open, locked O_RDONLY descriptor: pread for
+// a file or block device of `size` bytes, a read-only mapping for device-DAX (its size from
+// sysfs) or a file on a DAX file system. Writes give -EROFS. Ownership as for the writers.
+int read_medium(int fd, const struct stat& st, uint64_t size, std::unique_ptr<Medium>* out,
+                std::string* why);
 
 // A medium over a byte image in memory (grows when `growable`); for fuzzing and tests.
 std::unique_ptr<Medium> memory_medium(std::vector<uint8_t> image, bool growable,

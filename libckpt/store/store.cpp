@@ -323,6 +323,8 @@ int StoreImpl::open_or_format(std::string* why) {
     }
     fmt_needed = true;
   } else {
+    // No store. What may be formatted is in store.hpp (Options::create); each refusal names
+    // what the path holds and how to ask.
     bool blank = true;
     for (int i = 0; i < 4 && blank; i++)
       for (size_t j = 0; j < kBlockSize; j++)
@@ -330,9 +332,31 @@ int StoreImpl::open_or_format(std::string* why) {
           blank = false;
           break;
         }
-    if (!blank && !info_.device && !info_.created) {
-      *why = "not a ckpt store, and not blank: refusing to overwrite it (force_format formats)";
-      return -EINVAL;
+    if (opts_.no_modify) {
+      *why = blank ? "holds no ckpt store (blank)" : "holds no ckpt store (it holds other data)";
+      return -ENODATA;
+    }
+    const std::string where =
+        !info_.target.empty() && info_.target != info_.path ? " (" + info_.target + ")" : "";
+    if (!info_.signature.empty()) {
+      *why = "holds " + info_.signature + " (libblkid)" + where +
+             ", not a ckpt store: refusing to format it (force formatting destroys it: "
+             "CKPT_CFG_FORMAT, --force)";
+      return -EEXIST;
+    }
+    if (!info_.created && !opts_.create) {
+      *why = std::string("holds no ckpt store") + where +
+             (blank ? "" : " (and is not blank)") +
+             ": refusing to format it unless creation is asked for (CKPT_CFG_CREATE, --create)";
+      return -ENODATA;
+    }
+    // A block device libblkid found nothing on is formatted; a file or device-DAX only when
+    // its header is blank (nothing probes device-DAX, and a file's bytes are someone's data).
+    const bool block_dev = info_.device && !m_->mapping();
+    if (!blank && !block_dev && !info_.created) {
+      *why = "holds data that is not a ckpt store" + where +
+             ": refusing to overwrite it (force formatting destroys it: CKPT_CFG_FORMAT, --force)";
+      return -EEXIST;
     }
     fmt_needed = true;
   }
@@ -842,6 +866,7 @@ int StoreImpl::make_room(uint64_t size, const Region* except, std::string_view n
 // would leave up to a quarter of the store unused (a 64 MiB process dumped into a new store
 // made an 85 MB file, every page of it allocated by fallocate on tmpfs).
 int StoreImpl::reserve(uint64_t bytes, uint64_t nregions) {
+  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (bytes % kBlockSize || bytes / kBlockSize > (1ull << 44) || nregions > (1ull << 32))
     return set_err(-EINVAL, "reserve: size not a multiple of 4096, or too large");
   const uint64_t need = room_for(bytes / kBlockSize, nregions);
@@ -855,6 +880,7 @@ int StoreImpl::reserve(uint64_t bytes, uint64_t nregions) {
 }
 
 int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id) try {
+  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (name.empty() || name.size() > kMaxName || name.find('\0') != std::string_view::npos)
     return set_err(-EINVAL, "region name must be 1..255 bytes without NUL");
   auto it = by_name_.find(std::string(name));
@@ -894,6 +920,7 @@ int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id)
 }
 
 int StoreImpl::resize_region(uint32_t id, uint64_t size) try {
+  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (txn_) return set_err(-EBUSY, "resize_region: a checkpoint is in progress");
   Region* r = find_visible(id);
   if (!r) return set_err(-ENOENT, "resize_region: no region " + std::to_string(id));
@@ -921,6 +948,7 @@ int StoreImpl::resize_region(uint32_t id, uint64_t size) try {
 }
 
 int StoreImpl::remove_region(uint32_t id) {
+  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (txn_) return set_err(-EBUSY, "remove_region: a checkpoint is in progress");
   Region* r = find_visible(id);
   if (!r) return set_err(-ENOENT, "remove_region: no region " + std::to_string(id));
@@ -936,6 +964,7 @@ int StoreImpl::remove_region(uint32_t id) {
 }
 
 int StoreImpl::begin(std::unique_ptr<Txn>* out) {
+  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
   if (txn_) return set_err(-EBUSY, "a checkpoint is already in progress");
   auto t = std::make_unique<TxnImpl>(this);
@@ -1672,10 +1701,6 @@ int Store::open(const std::string& path, const Options& opts, std::unique_ptr<St
   std::unique_ptr<Medium> m;
   MediumInfo info;
   std::string why;
-  if (opts.no_modify && access(path.c_str(), F_OK) != 0) {
-    if (opts.why) *opts.why = path + ": no such store";
-    return -ENOENT;
-  }
   int r = open_medium(path, opts, &m, &info, &why);
   if (r) {
     if (opts.why) *opts.why = why;

@@ -24,14 +24,26 @@ enum class Writer { kAuto, kDax, kUring };
 struct Options {
   Writer writer = Writer::kAuto;  // kAuto: device-DAX or a MAP_SYNC-capable file -> DAX, else io_uring
   uint64_t create_size = 0;       // file stores: initial size when created (0 = grow on demand)
-  // Added by the store (defaults keep the meaning above):
-  // Format even when the path holds a store or other data (destroys it). Default false: a
-  // device or file with neither a store nor blank header blocks is refused (-EINVAL), a damaged
-  // store is refused (-EUCLEAN), never reformatted behind the user's back.
+  // Added by the store (defaults keep the meaning above).
+  // What open() may format. A path that does not exist is always created (a new file holds
+  // nothing to lose). A path that exists but holds no store is formatted only when asked:
+  //  - create: an empty or blank file (the first 16 KiB all zeros), a block device in which
+  //    libblkid recognises nothing, a device-DAX whose first 16 KiB are zeros;
+  //  - force_format (implies create): anything, a store included (destroys it).
+  // Refused otherwise, the store untouched and `why` naming what it holds:
+  //  -ENODATA  no store, and create was not asked for;
+  //  -EEXIST   libblkid recognises a file system, partition table, LUKS header, swap area,
+  //            RAID member..., or a file or device-DAX has other data in its header (create
+  //            is not enough: force_format);
+  //  -EUCLEAN  a damaged store (both superblocks bad after a commit): never reformatted.
+  bool create = false;
   bool force_format = false;
-  // Inspection (ckpt-tool inspect/verify): never create, format or repair anything. A missing
-  // path gives -ENOENT, a path that holds no store -ENODATA. The lock is still taken (-EBUSY
-  // while a program has the store open), so what is read is a committed state.
+  // Inspection and restore (ckpt-tool restore/inspect/verify): never create, format or repair
+  // anything. Opened O_RDONLY under a shared lock (several readers at once, read-only media and
+  // files work; -EBUSY while a program has it open for writing, so what is read is a committed
+  // state), through a medium that sets up no io_uring ring, staging buffer or libpmem2. A
+  // missing path gives -ENOENT, a path that holds no store -ENODATA; begin(), define_region(),
+  // resize_region(), remove_region() and reserve() give -EROFS.
   bool no_modify = false;
   // If set, receives a one-line human-readable reason when open() fails.
   std::string* why = nullptr;
@@ -137,9 +149,10 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Open the store at `path`: a path that does not exist becomes a growing file store; a DAX
-  // device or file without a store is formatted; one with a store is opened (another format
-  // version: -EPROTO). A store already open in another process: -EBUSY. Too small: -ENOSPC.
+  // Open the store at `path`: a path that does not exist becomes a growing file store; one with
+  // a store is opened (another format version: -EPROTO); one without a store is formatted only
+  // as Options::create / force_format say. Symlinks are followed (never created through). A
+  // store already open in another process: -EBUSY. Too small: -ENOSPC.
   static int open(const std::string& path, const Options& opts, std::unique_ptr<Store>* out);
 
   virtual uint64_t epoch() const = 0;          // last committed epoch, 0 = none

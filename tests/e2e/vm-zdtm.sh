@@ -58,7 +58,7 @@ one() {
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     sed 's/^/# /' "$out"; tap 1 "$label" "never became ready"; return
   fi
-  if ! timeout 300 ${as[@]+"${as[@]}"} "$tool" dump --store "$img" $pid 2>"$d/dump.err"; then
+  if ! timeout 300 ${as[@]+"${as[@]}"} "$tool" dump --store "$img" ${store_at:+--create} $pid 2>"$d/dump.err"; then
     sed 's/^/# /' "$d/dump.err" "$out"
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     tap 1 "$label" "dump failed"; return
@@ -218,7 +218,7 @@ time.sleep(600)' "$d/ready.seccomp" &
     sed 's/^/# out: /' "$d/out3"
   fi
   head -c 65536 /dev/urandom >"$d/random"
-  expect_refusal "restore refuses a random file" "not a ckpt store" "$tool" restore --store "$d/random"
+  expect_refusal "restore refuses a random file" "holds no ckpt store" "$tool" restore --store "$d/random"
   touch -d '2001-01-01' "$d/prog"
   expect_refusal "restore refuses a changed binary" "changed on disk" "$tool" restore --store "$d/good"
   rm -rf "$d"

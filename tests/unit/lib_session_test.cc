@@ -5,8 +5,12 @@
 #include <csetjmp>
 #include <csignal>
 #include <thread>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "lib_testutil.hpp"
 
@@ -669,6 +673,72 @@ TEST_P(Session, BadInput) {
   ckpt_close(c);
 }
 
+// The fork rule (ckpt.h, "After fork"): a child of fork() gets -ECHILD from every call on its
+// parent's session and touches nothing of it, and the parent goes on checkpointing. Before the
+// rule the child's checkpoint was accepted (it drove the parent's io_uring ring and module
+// session), and the parent's next checkpoint failed.
+TEST_P(Session, ForkedChildGetsEchildParentGoesOn) {
+  Mem a(4);
+  memset(a.data(), 1, a.size());
+  ckpt_t* c = open(CKPT_CFG_TIMER, 5);  // a timer thread too: it must not run in the child
+  ASSERT_TRUE(c);
+  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
+  ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
+  ASSERT_EQ(ckpt_set_timer(c, 0), 0);
+  const uint64_t e0 = ckpt_epoch(c);
+  std::string own = sp_.path() + ".child";
+  if (getenv("CKPT_TEST_STORE")) own = "/tmp/ckpt-fork-child.store";
+  unlink(own.c_str());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    auto expect = [&](int got, int bit) { if (got != -ECHILD) bad |= 1 << bit; };
+    memset(a.data(), 2, a.size());  // the child writes the parent's registered memory
+    expect(ckpt_checkpoint(c), 0);
+    expect(ckpt_hook(c), 1);
+    expect(ckpt_register(c, "b", a.data(), a.size()), 2);
+    expect(ckpt_restore(c), 3);
+    expect(ckpt_wait(c), 4);
+    expect(ckpt_safepoint(c), 5);
+    expect(ckpt_thread_attach(c), 6);
+    ckpt_session_stats st;
+    expect(ckpt_get_stats(c, &st), 7);
+    expect(ckpt_set_timer(c, 10), 8);
+    expect(ckpt_unregister(c, "a"), 9);
+    if (ckpt_epoch(c) != 0) bad |= 1 << 10;
+    if (!strstr(ckpt_last_error(c), "fork")) bad |= 1 << 11;
+    expect(ckpt_close(c), 12);
+    // Its own store works.
+    ckpt_config_t cfg = config(GetParam());
+    ckpt_t* mine = nullptr;
+    if (ckpt_open(own.c_str(), &cfg, &mine) != 0 || ckpt_register(mine, "a", a.data(), a.size()) != 0 ||
+        ckpt_checkpoint(mine) != 0 || ckpt_epoch(mine) != 1 || ckpt_close(mine) != 0)
+      bad |= 1 << 13;
+    // Its parent's store is still the parent's.
+    ckpt_t* theirs = nullptr;
+    if (ckpt_open(sp_.path().c_str(), &cfg, &theirs) != -EBUSY) bad |= 1 << 14;
+    _exit(bad ? 100 + __builtin_ctz(bad) : 0);
+  }
+  int wst = 0;
+  ASSERT_EQ(waitpid(pid, &wst, 0), pid);
+  ASSERT_TRUE(WIFEXITED(wst)) << "the child died of signal " << WTERMSIG(wst);
+  EXPECT_EQ(WEXITSTATUS(wst), 0) << "check 100+N failed in the child (N: see the test)";
+  unlink(own.c_str());
+  // The parent: a child that system() starts and exec()s, then on.
+  EXPECT_EQ(system("true"), 0);
+  memset(a.data(), 3, a.size());
+  ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
+  EXPECT_EQ(ckpt_epoch(c), e0 + 1);
+  memset(a.data(), 4, 4096);
+  ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
+  std::vector<unsigned char> want(a.data(), a.data() + a.size());
+  memset(a.data(), 9, a.size());
+  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), a.data())) << "the parent's epoch is not its own";
+  EXPECT_EQ(ckpt_close(c), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Trackers, Session, ::testing::ValuesIn(trackers()),
                          [](const auto& i) { return test_name(i.param); });
 
@@ -706,6 +776,91 @@ TEST(Config, Invalid) {
   EXPECT_EQ(ckpt_open("/tmp/x", &cfg, &c), -EINVAL);
   EXPECT_NE(strstr(ckpt_open_error(), "interval_ms"), nullptr) << ckpt_open_error();
   EXPECT_EQ(c, nullptr);
+}
+
+// A write error mid-checkpoint: the store's file system fills up (a 1 MiB tmpfs, mounted in a
+// private mount namespace). ckpt_checkpoint() returns -ENOSPC, the previous epoch stays live,
+// restores and verifies (ckpt-tool verify), and a later checkpoint that fits succeeds.
+TEST(StoreErrors, FullFileSystemIsEnospcAndThePreviousEpochStays) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  char tmpl[] = "/tmp/ckpt-enospc-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0)
+      _exit(10);
+    const std::string store = dir + "/s";
+    Mem a(128);
+    memset(a.data(), 1, a.size());
+    ckpt_config_t cfg = config("full");
+    ckpt_t* c = nullptr;
+    if (ckpt_open(store.c_str(), &cfg, &c) != 0 || ckpt_register(c, "a", a.data(), a.size()) != 0 ||
+        ckpt_checkpoint(c) != 0 || ckpt_epoch(c) != 1)
+      _exit(11);
+    memset(a.data(), 2, a.size());  // every page again: the store must keep epoch 1 meanwhile
+    int r = ckpt_checkpoint(c);
+    fprintf(stderr, "# second checkpoint: %d (%s)\n", r, ckpt_last_error(c));
+    if (r != -ENOSPC) _exit(12);
+    if (ckpt_epoch(c) != 1) _exit(13);
+    if (ckpt_restore(c) != 0) _exit(14);
+    for (size_t i = 0; i < a.size(); i++)
+      if (a.data()[i] != 1) _exit(15);
+    if (ckpt_close(c) != 0) _exit(16);
+    // Reopened: epoch 1, and ckpt-tool verifies it.
+    if (ckpt_open(store.c_str(), &cfg, &c) != 0 || ckpt_epoch(c) != 1) _exit(17);
+    ckpt_close(c);
+#ifdef CKPT_TOOL_PATH
+    int st = system((std::string(CKPT_TOOL_PATH) + " verify -q " + store + " >&2").c_str());
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(18);
+#endif
+    _exit(0);
+  }
+  int wst = 0;
+  ASSERT_EQ(waitpid(pid, &wst, 0), pid);
+  rmdir(dir.c_str());
+  ASSERT_TRUE(WIFEXITED(wst));
+  EXPECT_EQ(WEXITSTATUS(wst), 0)
+      << "10 mount, 11 first checkpoint, 12 the second was not -ENOSPC, 13 the epoch moved, "
+         "14/15 restore, 16 close, 17 reopen, 18 ckpt-tool verify";
+}
+
+// ckpt_open creates a missing path, but an existing one without a store only with
+// CKPT_CFG_CREATE, and never one holding a file system without CKPT_CFG_FORMAT.
+TEST(Config, CreateIsExplicitForExistingPaths) {
+  char tmpl[] = "/tmp/ckpt-create-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  const std::string empty = dir + "/empty", fs = dir + "/ext4.img", fresh = dir + "/fresh";
+  int fd = open(empty.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = CKPT_TRACKER_FULL;
+  ckpt_t* c = nullptr;
+  EXPECT_EQ(ckpt_open(fresh.c_str(), &cfg, &c), 0) << "a missing path is created without asking";
+  ckpt_close(c);
+  c = nullptr;
+  EXPECT_EQ(ckpt_open(empty.c_str(), &cfg, &c), -ENODATA);
+  EXPECT_NE(std::string(ckpt_open_error()).find("CKPT_CFG_CREATE"), std::string::npos)
+      << ckpt_open_error();
+  struct stat st;
+  ASSERT_EQ(stat(empty.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0) << "the refused open sized the file";
+  cfg.flags = CKPT_CFG_CREATE;
+  ASSERT_EQ(ckpt_open(empty.c_str(), &cfg, &c), 0) << ckpt_open_error();
+  ckpt_close(c);
+  c = nullptr;
+  ASSERT_EQ(std::system(("truncate -s 8M " + fs + " && mkfs.ext4 -q -F " + fs).c_str()), 0);
+  EXPECT_EQ(ckpt_open(fs.c_str(), &cfg, &c), -EEXIST);
+  EXPECT_NE(std::string(ckpt_open_error()).find("ext4"), std::string::npos) << ckpt_open_error();
+  EXPECT_EQ(std::system(("e2fsck -n -f " + fs + " >/dev/null 2>&1").c_str()), 0)
+      << "the refused open damaged the file system";
+  cfg.flags = CKPT_CFG_FORMAT;
+  ASSERT_EQ(ckpt_open(fs.c_str(), &cfg, &c), 0) << ckpt_open_error();
+  ckpt_close(c);
+  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST(Config, TrackerEnvironment) {

@@ -270,13 +270,16 @@ TEST(StoreDax, PersistThroughputAgainstMemcpy) {
 }
 
 // The io_uring writer on a block device (a loop device the VM script sets up and names in
-// CKPT_STORE_BLOCKDEV): fixed size from BLKGETSIZE64, O_DIRECT, formatted because blank.
+// CKPT_STORE_BLOCKDEV): fixed size from BLKGETSIZE64, O_DIRECT, formatted because blank and
+// asked to (Options::create).
 TEST(StoreBlockDevice, FixedSizeIoUringStoreRoundTrips) {
   const char* dev = getenv("CKPT_STORE_BLOCKDEV");
   if (!dev) GTEST_FAIL() << "CKPT_STORE_BLOCKDEV not set (tests/e2e/vm-store-dax.sh sets it)";
   Contents oracle;
   {
-    auto s = open_or_fail(dev);
+    Options c;
+    c.create = true;  // a blank device is a store only when asked (store.hpp)
+    auto s = open_or_fail(dev, c);
     ASSERT_TRUE(s);
     EXPECT_STREQ("io_uring", s->writer_name());
     StoreStat st;

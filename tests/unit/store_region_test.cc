@@ -221,6 +221,7 @@ TEST(StoreRegions, ResizeBeyondAFixedStoreIsEnospcAndChangesNothing) {
   std::unique_ptr<Store> s;
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {},
                               &s));
   uint32_t a;
@@ -241,6 +242,7 @@ TEST(StoreRegions, DroppedPagesBecomeFreeOnceNoRetainedEpochNeedsThem) {
   std::unique_ptr<Store> s;
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(128 * 4096), false), info, {},
                               &s));
   Contents o;
@@ -334,6 +336,7 @@ TEST(StoreRegions, InSessionFallbackAcrossRemoveAndResize) {
   std::unique_ptr<Store> s;
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   ASSERT_EQ(0, open_on_medium(std::move(med), info, {}, &s));
   Contents e1, e2;
   ASSERT_EQ(0, checkpoint(*s, {{"gone", 2 * kPg}, {"shrunk", 4 * kPg}, {"grown", kPg}},

@@ -318,7 +318,7 @@ TEST(Store, NonStoreFileIsRefusedNotOverwritten) {
   std::vector<uint8_t> text(10000, 'x');
   ASSERT_TRUE(write_file(p, text));
   std::unique_ptr<Store> s;
-  EXPECT_EQ(-EINVAL, Store::open(p, {}, &s));
+  EXPECT_EQ(-ENODATA, Store::open(p, {}, &s));  // more in store_safety_test.cc
   EXPECT_TRUE(read_file(p) == text);
   EXPECT_EQ(-EISDIR, Store::open(d.path(), {}, &s));
   EXPECT_EQ(-ENOENT, Store::open(d.file("no/such/dir/s"), {}, &s));
@@ -509,6 +509,7 @@ TEST(Store, FixedSizeStoreTooSmallOrFullIsEnospc) {
   std::unique_ptr<Store> s;
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   EXPECT_EQ(-ENOSPC, open_on_medium(memory_medium(std::vector<uint8_t>(4 * 4096), false), info,
                                     {}, &s));
   ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {},
@@ -541,6 +542,7 @@ TEST(Store, PutPagesEqualsPutPageByPage) {
   };
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   std::unique_ptr<Store> bulk, single;
   auto rec = std::make_unique<Recorder>(memory_medium(std::vector<uint8_t>(4096 * 4096), false));
   Recorder* r = rec.get();
@@ -663,6 +665,7 @@ TEST(Store, UringWriteNocopyOverlapsLandInOrder) {
 TEST(Store, PutPagesErrors) {
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   std::unique_ptr<Store> s;
   ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {}, &s));
   uint32_t id;
@@ -820,6 +823,7 @@ TEST(Store, ReserveGrowsAFileStoreOnceToExactlyTheLayout) {
   std::unique_ptr<Store> f;
   MediumInfo info;
   info.device = true;
+  info.created = true;  // a blank medium the test just made: formatted without Options::create
   ASSERT_EQ(0, open_on_medium(memory_medium(std::vector<uint8_t>(64 * 4096), false), info, {},
                               &f));
   EXPECT_EQ(-ENOSPC, f->reserve(64 * 4096, 1));

@@ -1,7 +1,7 @@
 # libckpt store tests (included from tests/unit/CMakeLists.txt).
 if(TARGET ckpt_store)
   # Host tests: io_uring on regular files in /tmp, crash enumeration, corrupted stores.
-  foreach(t store_test store_region_test store_crash_test store_corrupt_test)
+  foreach(t store_test store_region_test store_crash_test store_corrupt_test store_safety_test)
     add_executable(${t} ${t}.cc)
     target_link_libraries(${t} PRIVATE ckpt_store GTest::gtest_main Threads::Threads)
     gtest_discover_tests(${t} DISCOVERY_TIMEOUT 30 PROPERTIES TIMEOUT 600)

@@ -14,6 +14,7 @@ enum Exit : int {
   kFailed = 1,       // the operation ran and found a problem (e.g. verify: not restorable)
   kUsage = 2,        // bad arguments
   kUnavailable = 3,  // something needed is missing (module not loaded, store not found)
+  kRefused = 4,      // refused: it would destroy data (--create, --force, --replace ask for it)
 };
 
 // Set by a subcommand's callback; main() returns it.

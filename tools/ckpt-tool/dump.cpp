@@ -575,6 +575,9 @@ std::string store_error(const ckpt::store::Store& s, int e, const char* what) {
 // committed checkpoint.
 struct wp::Tracker {
   std::string path;
+  bool create = false;    // --create: make a store of an existing path that holds none
+  bool force = false;     // --force: format whatever the path holds
+  bool replace = false;   // dump --replace: overwrite the image of another process
   std::unique_ptr<ckpt::store::Store> store;
   bool track = true;      // incremental checkpoints through ckpt.ko (run); false: dump
   int fd = -1;            // session ATTACHed to the process, -1 before the first checkpoint
@@ -642,10 +645,15 @@ void open_store(wp::Tracker& tr) {
   ckpt::store::Options o;
   std::string why;
   o.why = &why;
+  o.create = tr.create;
+  o.force_format = tr.force;
   int e = ckpt::store::Store::open(tr.path, o, &tr.store);
   if (e == -EBUSY)
     throw Error{kUnavailable, "--store " + tr.path + ": open in another program" +
                                   (why.empty() ? "" : " (" + why + ")")};
+  // Nothing there is a store, and formatting it would destroy (or claim) it: the store's
+  // reason names what it holds and the option that asks for it.
+  if (e == -ENODATA || e == -EEXIST) throw Error{kRefused, "--store " + why};
   if (e)
     throw Error{kFailed, "--store " + tr.path + ": " + (why.empty() ? strerror(-e) : why)};
   // A store that holds something else (a libckpt program's regions) is not overwritten.
@@ -655,6 +663,32 @@ void open_store(wp::Tracker& tr) {
       throw Error{kFailed, "--store " + tr.path + " holds region \"" + r.name +
                                "\", not a process image; use another store"};
     }
+}
+
+// dump: a store that holds the image of another process (another PID, or another program at
+// that PID) is not overwritten unless --replace. A process restored from the store keeps its
+// PID and program, so dumping it again into its own store needs no option.
+void check_replace(wp::Tracker& tr, const Image& img) {
+  if (tr.replace || tr.store->epoch() == 0) return;
+  uint32_t id = 0;
+  uint64_t size = 0;
+  for (const RegionInfo& r : tr.store->regions())
+    if (r.name == kProcessRegion) id = r.id, size = r.size;
+  if (!id) return;
+  std::vector<uint8_t> meta(size);
+  Image old;
+  std::string why;
+  if (tr.store->read_region(id, meta.data(), meta.size(), nullptr) != 0 ||
+      decode_process(meta, &old, &why) != 0) {
+    tr.store.reset();
+    throw Error{kRefused, "--store " + tr.path + " holds a process image that cannot be read (" +
+                              (why.empty() ? "damaged" : why) + "); --replace overwrites it"};
+  }
+  if (old.pid == img.pid && old.exe == img.exe) return;
+  tr.store.reset();
+  throw Error{kRefused, "--store " + tr.path + " holds the image of another process (pid " +
+                            std::to_string(old.pid) + ", " + old.exe +
+                            "); --replace overwrites it"};
 }
 
 // Per mapping: the pages the image holds after this checkpoint, and those to write now.
@@ -738,6 +772,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
   ph.proc = ph.threads + since(t);
   // Only now, with nothing refused: a refused dump leaves no store behind.
   open_store(tr);
+  if (!tr.track) check_replace(tr, img);
   ckpt::store::Store& st = *tr.store;
 
   std::string base = "/proc/" + std::to_string(pid);
@@ -1108,6 +1143,11 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
 
 }  // namespace
 
+void wp::set_store_mode(Tracker* tr, bool create, bool force) {
+  tr->create = create;
+  tr->force = force;
+}
+
 int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
                    std::string* why) {
   try {
@@ -1124,6 +1164,7 @@ void add_dump(CLI::App& app, Runner& run) {
     std::string store;
     int pid = 0;
     bool leave_running = false;
+    bool create = false, force = false, replace = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
@@ -1131,8 +1172,16 @@ void add_dump(CLI::App& app, Runner& run) {
               "process is killed afterwards unless --leave-running");
   sub->add_option("--store", o->store,
                   "store to write (file, DAX file or device-DAX; created if missing); the "
-                  "process image replaces what it held, in one atomic commit")
+                  "process image replaces the same process's earlier one, in one atomic commit")
       ->required();
+  sub->add_flag("--create", o->create,
+                "make a store of an existing path that holds none (an empty or zeroed file, a "
+                "block device libblkid finds nothing on)");
+  sub->add_flag("--force", o->force,
+                "format the path whatever it holds: a file system, partition table, other data "
+                "(destroys it)");
+  sub->add_flag("--replace", o->replace,
+                "overwrite the image of another process (another PID or program) the store holds");
   sub->add_option("pid", o->pid, "process to dump (you must be allowed to ptrace it)")
       ->required()
       ->check(CLI::PositiveNumber);
@@ -1143,6 +1192,9 @@ void add_dump(CLI::App& app, Runner& run) {
       wp::Tracker tr;
       tr.path = o->store;
       tr.track = false;
+      tr.create = o->create;
+      tr.force = o->force;
+      tr.replace = o->replace;
       wp::DumpStats ds;
       try {
         take(tr, o->pid, o->leave_running ? After::kLeaveRunning : After::kKill, &ds);

@@ -88,7 +88,7 @@ void wp::catch_checkpoint_requests() {
 }
 
 int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
-                  const std::string& stats_path) {
+                  const std::string& stats_path, bool create, bool force) {
   catch_checkpoint_requests();
   keep_resident();
   FILE* stats = nullptr;
@@ -103,6 +103,7 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
   uint64_t n = 0;
   double max_pause = 0, sum_pause = 0;
   auto tracker = make_tracker();
+  set_store_mode(tracker.get(), create, force);
   for (;;) {
     // Wait for the interval (forever with --interval 0) or a SIGUSR1, watching the child.
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);
@@ -164,6 +165,7 @@ void add_run(CLI::App& app, Runner& run) {
     std::string store;
     unsigned interval = 1000;
     bool resume = false;
+    bool create = false, force = false;
     std::string stats;
     std::vector<std::string> argv;
   };
@@ -181,6 +183,12 @@ void add_run(CLI::App& app, Runner& run) {
   sub->add_option("--stats", o->stats,
                   "append one JSON line per checkpoint to this file (epoch, pages, mappings, "
                   "pause_s, total_s, bytes)");
+  sub->add_flag("--create", o->create,
+                "make a store of an existing path that holds none (an empty or zeroed file, a "
+                "block device libblkid finds nothing on)");
+  sub->add_flag("--force", o->force,
+                "format the path whatever it holds: a file system, partition table, other data "
+                "(destroys it)");
   sub->add_flag("--resume", o->resume,
                 "restore from the store when it holds a process image, else start PROG");
   sub->add_option("prog", o->argv, "program and its arguments (after --)")->required();
@@ -227,7 +235,7 @@ void add_run(CLI::App& app, Runner& run) {
         close(pfd[0]);
         std::fprintf(stderr, "ckpt-tool run: started pid %d\n", pid);
       }
-      return wp::supervise(o->store, pid, o->interval, o->stats);
+      return wp::supervise(o->store, pid, o->interval, o->stats, o->create, o->force);
     };
   });
 }

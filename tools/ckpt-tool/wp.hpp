@@ -28,6 +28,10 @@ struct TrackerDeleter {
   void operator()(Tracker* t) const;
 };
 std::unique_ptr<Tracker, TrackerDeleter> make_tracker();
+// How the first checkpoint opens an existing path that holds no store: --create makes one of
+// an empty or zeroed file (or a block device libblkid finds nothing on), --force formats it
+// whatever it holds. Default: refused (exit status kRefused), as ckpt::store::Options says.
+void set_store_mode(Tracker* tr, bool create, bool force);
 
 // One checkpoint of `pid` (left running) into the store at `store` (opened on the first call,
 // created if missing): the first one (and any after a failure, or when the module cannot track
@@ -50,7 +54,7 @@ bool reaped_status(pid_t pid, int* wstatus);
 // is appended to that file (Documentation/ckpt-tool.1 lists the fields).
 // Call catch_checkpoint_requests() before starting the child, so that no SIGUSR1 is lost.
 int supervise(const std::string& store, pid_t pid, unsigned interval_ms,
-              const std::string& stats_path = {});
+              const std::string& stats_path = {}, bool create = false, bool force = false);
 // Install the SIGUSR1 handler supervise() listens to.
 void catch_checkpoint_requests();
 

@@ -112,7 +112,8 @@ int ckpt_config_init(ckpt_config_t *cfg);
  * file holds other data: only CKPT_CFG_FORMAT formats it; -EUCLEAN a damaged store.
  * Symlinks in the path are followed (a store is never created through a dangling one).
  * Other errors: -EBUSY the store is open in another process; -EPROTO another format version;
- * -ENOSPC too small; -ENODEV a forced tracker or writer is not available here; -EINVAL bad
+ * -ENOSPC too small; -ENODEV a forced tracker is not available here; -EOPNOTSUPP a forced writer
+ * cannot write this store, or CKPT_CFG_ASYNC without a tracker that holds pages; -EINVAL bad
  * config; other -errno from the system. ckpt_open_error() says which, naming the path.
  */
 int ckpt_open(const char *store, const ckpt_config_t *cfg, ckpt_t **out);

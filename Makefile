@@ -9,6 +9,7 @@
 #   make bench      the benchmarks (VM)   make bench-host  the userspace trackers on this kernel, no VM
 #   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays)
 #   make install PREFIX=/usr/local
+#   make deb        the Debian packages (debian/, debhelper) into build/deb
 BUILD   := build/cmake
 WERROR  ?= $(if $(CI),1,0)
 PREFIX  ?= /usr/local
@@ -58,6 +59,9 @@ bench-host: userspace
 fuzz: all
 	scripts/fuzz.sh
 
+deb: deps
+	scripts/deb.sh
+
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -68,4 +72,4 @@ clean:
 distclean: clean
 	rm -rf build
 
-.PHONY: all deps kmod kmods userspace test vm-test vm-shell demo demo-host bench bench-host fuzz install clean distclean
+.PHONY: all deps kmod kmods userspace test vm-test vm-shell demo demo-host bench bench-host fuzz deb install clean distclean

@@ -12,6 +12,7 @@ PKGS=(
   libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev libblkid-dev
   python3
   python3-matplotlib criu
+  debhelper dh-dkms dkms lintian
 )
 
 missing=()

@@ -42,7 +42,7 @@ if CKPT_TRACKER=module "$heat" "${a[@]}" > "$d/o1" 2>&1 && want=$(grep '^result:
 else nok "heat checkpoints with the module tracker and restores the same result"; sed 's/^/# /' "$d/o1" "$d/o2" | tail -n 6; fi
 rmmod ckpt || nok "rmmod the DKMS-built ckpt.ko"
 if [ -n "$was" ]; then
-  insmod "${VM_CKPT_KO:-$top/kmod/ckpt.ko}" "hook_stay_armed=$was" || nok "the tree's ckpt.ko loaded again"
+  insmod "${VM_CKPT_KO:-$top/build/kmod/$k/ckpt.ko}" "hook_stay_armed=$was" || nok "the tree's ckpt.ko loaded again"
 fi
 rm -rf "$d"
 echo "1..$n"

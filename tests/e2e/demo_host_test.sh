@@ -3,7 +3,7 @@
 # the kill lands after at least two committed checkpoints and before the end, the restart
 # resumes from the last checkpoint printed before the kill (same step and epoch), and the
 # restored run's answer is the uninterrupted run's. About 25 s on this 2-core host under a
-# load of 20; it fails past 90 s.
+# load of 20; it fails past 120 s.
 #   demo_host_test.sh SOURCE_DIR     (CKPT_BIN: the built examples and ckpt-tool)
 set -uo pipefail
 top=$1
@@ -27,5 +27,5 @@ got=$(grep -oE 'result: steps=[0-9]+ checksum=[0-9a-f]+' <<<"$out" | tail -n1)
 [ -n "$want" ] && [ "$want" = "$got" ] && [ "$(grep -cE 'result: steps=' <<<"$out")" -ge 2 ] ||
   fail "answers differ or missing: '$want' vs '$got'"
 grep -q '^== same answer after kill -9 and restore: yes' <<<"$out" || fail "no 'same answer' verdict"
-[ $took -le 90 ] || fail "took $took s (want <= 90)"
+[ $took -le 120 ] || fail "took $took s (want <= 120)"
 echo "demo_host_test: ok: killed at step $at of $steps after $cks checkpoints, resumed at step $ckstep (epoch $ckepoch), same answer, $took s"

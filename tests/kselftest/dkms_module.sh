@@ -22,9 +22,13 @@ d=$(mktemp -d)
 case $ko in *.xz) xz -dc "$ko" > "$d/ckpt.ko"; ko=$d/ckpt.ko ;; esac
 echo "# $ko"
 # Loaded as the harness loaded the tree's module: under TCG the fault hook must stay armed
-# (kmod/fault.c, hook_stay_armed); a module not loaded at all is loaded with it too.
+# (kmod/fault.c, hook_stay_armed), and /dev/ckpt keeps its mode and group (dev_mode, dev_gid);
+# a module not loaded at all is loaded with hook_stay_armed=1.
 was=$(cat /sys/module/ckpt/parameters/hook_stay_armed 2>/dev/null)
 args="hook_stay_armed=${was:-1}"
+for p in dev_mode dev_gid; do
+  [ -r /sys/module/ckpt/parameters/$p ] && args="$args $p=$(cat /sys/module/ckpt/parameters/$p)"
+done
 [ -n "$was" ] && rmmod ckpt
 vm=$(modinfo -F vermagic "$ko")
 [ "${vm%% *}" = "$k" ] && ok "DKMS-built for the running kernel (vermagic $vm)" || nok "DKMS-built for the running kernel (vermagic $vm, running $k)"
@@ -42,7 +46,7 @@ if CKPT_TRACKER=module "$heat" "${a[@]}" > "$d/o1" 2>&1 && want=$(grep '^result:
 else nok "heat checkpoints with the module tracker and restores the same result"; sed 's/^/# /' "$d/o1" "$d/o2" | tail -n 6; fi
 rmmod ckpt || nok "rmmod the DKMS-built ckpt.ko"
 if [ -n "$was" ]; then
-  insmod "${VM_CKPT_KO:-$top/build/kmod/$k/ckpt.ko}" "hook_stay_armed=$was" || nok "the tree's ckpt.ko loaded again"
+  insmod "${VM_CKPT_KO:-$top/build/kmod/$k/ckpt.ko}" $args || nok "the tree's ckpt.ko loaded again"
 fi
 rm -rf "$d"
 echo "1..$n"

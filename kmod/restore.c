@@ -23,6 +23,7 @@
 #include <linux/ptrace.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/task.h>
 #include <linux/sched/task_stack.h>
 #include <linux/signal.h>
 #include <linux/slab.h>
@@ -47,7 +48,7 @@
 struct ckpt_rdv {
 	struct list_head node;		/* in ckpt_rdvs while its restore is prepared */
 	refcount_t ref;			/* the restore's, plus one per parked thread */
-	struct mm_struct *mm;		/* compared only */
+	struct mm_struct *mm;		/* compared only; mmgrab'ed so no new mm reuses the address */
 	wait_queue_head_t wq;		/* parked threads wait for @state != 0 */
 	int parked;			/* threads sleeping in RESTORE_THREAD */
 	int state;			/* 0 pending, 1 address space ready, -errno failed */
@@ -59,8 +60,10 @@ static LIST_HEAD(ckpt_rdvs);
 
 static void rdv_put(struct ckpt_rdv *v)
 {
-	if (refcount_dec_and_test(&v->ref))
+	if (refcount_dec_and_test(&v->ref)) {
+		mmdrop(v->mm);
 		kfree(v);
+	}
 }
 
 /* Leave the list; parked threads are woken with @state (kept if already decided). */
@@ -77,8 +80,9 @@ static void rdv_finish(struct ckpt_rdv *v, int state)
 
 struct ckpt_restore {
 	struct ckpt_rdv *rdv;
-	struct task_struct *task;	/* the task that prepared (not referenced: compared only) */
-	struct mm_struct *mm;		/* its mm at PREPARE (compared only) */
+	struct task_struct *task;	/* the task that prepared (compared only; referenced, so
+					 * no later task reuses the address) */
+	struct mm_struct *mm;		/* its mm at PREPARE (compared only; @rdv holds it) */
 	struct ckpt_restore_prepare req;
 	struct ckpt_restore_vma *vmas;
 	struct file **files;		/* per vma, NULL for anonymous */
@@ -113,6 +117,8 @@ void ckpt_restore_free(struct ckpt_restore *r)
 		fput(r->status);
 	if (r->user)
 		ckpt_user_uncharge(r->user, r->charged);
+	if (r->task)
+		put_task_struct(r->task);
 	kfree(r);
 }
 
@@ -448,8 +454,10 @@ static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
 		goto out_free;
 	refcount_set(&r->rdv->ref, 1);
 	INIT_LIST_HEAD(&r->rdv->node);
+	mmgrab(current->mm);
 	r->rdv->mm = current->mm;
 	init_waitqueue_head(&r->rdv->wq);
+	get_task_struct(current);
 	r->task = current;
 	r->mm = current->mm;
 	ckpt_restore_free(s->restore);
@@ -665,6 +673,8 @@ static long ioc_thread(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_restore_thread t;
 	struct ckpt_rdv *v = NULL, *it;
+	struct rseq __user *old_rseq;
+	u32 old_rseq_sig;
 	int state;
 	long ret;
 
@@ -688,7 +698,13 @@ static long ioc_thread(struct ckpt_session *s, void __user *uarg)
 	if (!v)
 		return -ENOENT;
 
-	/* The old rseq area is about to disappear: nothing may write there meanwhile. */
+	/*
+	 * The old rseq area is about to disappear: nothing may write there meanwhile. A restore
+	 * that is cancelled or fails before replacing the address space leaves it in place, and
+	 * the thread gets its registration back with the error.
+	 */
+	old_rseq = current->rseq;
+	old_rseq_sig = current->rseq_sig;
 	current->rseq = NULL;
 	current->rseq_sig = 0;
 	ret = wait_event_killable(v->wq, READ_ONCE(v->state) != 0);
@@ -697,10 +713,11 @@ static long ioc_thread(struct ckpt_session *s, void __user *uarg)
 	state = v->state;
 	spin_unlock(&ckpt_rdv_lock);
 	rdv_put(v);
-	if (ret)
-		return -EINTR;
-	if (state < 0)
-		return state;
+	if (ret || state < 0) {
+		current->rseq = old_rseq;
+		current->rseq_sig = old_rseq_sig;
+		return ret ? -EINTR : state;
+	}
 
 	set_regs(current_pt_regs(), &t.regs);
 	set_thread_state(t.sigmask, t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig);

@@ -7,6 +7,7 @@
  * the log). The successful paths are exercised end to end by tests/e2e/vm-zdtm.sh.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -346,6 +349,68 @@ TEST_F(rs, commit_fails_after_point_of_no_return)
 	EXPECT_TRUE(WIFSIGNALED(ws));
 	EXPECT_EQ(SIGKILL, WTERMSIG(ws));
 	close(pfd[0]);
+}
+
+/*
+ * A thread parked in RESTORE_THREAD gives up its rseq registration (its area is about to be
+ * unmapped). When the restore is cancelled instead, the address space stays and the thread
+ * must get its registration back: glibc still uses the area. Registering the same area again
+ * answers EBUSY while it is registered, and succeeds (0) once the kernel forgot it.
+ */
+struct rseq_park {
+	int fd;
+	long ret;
+	int before, after;	/* errno of re-registering the thread's rseq area, 0 if it succeeded */
+};
+
+static int rseq_again(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+
+	/* glibc registers its area with the original ABI size, 32 bytes; __rseq_size is the
+	 * part of it that glibc uses (20), which the kernel would take for another area. */
+	return syscall(SYS_rseq, area, 32, 0, RSEQ_SIG) ? errno : 0;
+}
+
+static void *park_with_rseq(void *arg)
+{
+	struct rseq_park *pk = arg;
+	struct ckpt_restore_thread t = { .self_fd = pk->fd };
+
+	pk->before = rseq_again();
+	t.regs.cs = 0x33;
+	t.regs.ss = 0x2b;
+	pk->ret = ioc(pk->fd, CKPT_IOC_RESTORE_THREAD, &t);
+	pk->after = rseq_again();
+	return NULL;
+}
+
+TEST_F(rs, cancelled_thread_keeps_its_rseq)
+{
+	struct rseq_park pk = { .fd = open_dev() };
+	pthread_t th;
+	int i;
+
+	if (!__rseq_size)
+		SKIP(return, "glibc registered no rseq area (glibc.pthread.rseq=0?)");
+	ASSERT_LE(0, pk.fd);
+	ASSERT_EQ(0, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p));
+	ASSERT_EQ(0, pthread_create(&th, NULL, park_with_rseq, &pk));
+	/* COMMIT_CHECK answers 0 once every other thread is parked. */
+	for (i = 0; i < 600; i++) {
+		if (!ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK))
+			break;
+		usleep(50000);
+	}
+	EXPECT_LT(i, 600) TH_LOG("the thread did not park");
+	/* A new PREPARE replaces the restore: the parked thread wakes with -ECANCELED. */
+	ASSERT_EQ(0, ioc(self->fd, CKPT_IOC_RESTORE_PREPARE, &self->p));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	EXPECT_EQ(-ECANCELED, pk.ret);
+	ASSERT_EQ(EBUSY, pk.before) TH_LOG("the thread had no rseq registration to begin with");
+	EXPECT_EQ(EBUSY, pk.after) TH_LOG("after the cancelled restore the kernel %s",
+					  pk.after ? "refused the area" : "had forgotten the area");
+	close(pk.fd);
 }
 
 static void on_usr1(int sig)

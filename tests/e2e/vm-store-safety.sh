@@ -10,7 +10,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CKPT_BUILD_DIR:-$top/build/cmake}
 tool=$build/bin/ckpt-tool
-heat=$build/examples/heat
+heat=$build/bin/heat
 n=0 pass=0 fail=0
 
 tap() {  # tap STATUS DESCRIPTION

@@ -767,6 +767,7 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	struct ckpt_restore *r = s->restore;
 	struct mm_struct *mm = current->mm;
 	const struct ckpt_restore_prepare *p;
+	unsigned int self_fd;
 	long ret;
 
 	if ((arg & ~CKPT_COMMIT_CHECK) || !r || r->task != current || r->mm != mm)
@@ -815,13 +816,14 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	if (r->status)
 		close_fd(p->status_fd);
 	ret = (long)p->regs.ax;
+	self_fd = p->self_fd;	/* @p is in @r, freed next */
 	s->restore = NULL;
 	ckpt_restore_free(r);
 	/*
 	 * Our own fd goes last. The file is not released under us: the final fput of a user
 	 * task is deferred to task work, which runs on the way back to user space.
 	 */
-	close_fd(p->self_fd);
+	close_fd(self_fd);
 	return ret;
 }
 

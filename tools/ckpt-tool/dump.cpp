@@ -1143,9 +1143,10 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
 
 }  // namespace
 
-void wp::set_store_mode(Tracker* tr, bool create, bool force) {
+void wp::set_store_mode(Tracker* tr, bool create, bool force, bool replace) {
   tr->create = create;
   tr->force = force;
+  tr->replace = replace;
 }
 
 int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,

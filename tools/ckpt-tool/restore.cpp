@@ -1049,7 +1049,11 @@ void add_restore(CLI::App& app, Runner& run) {
         if (o->interval) wp::catch_checkpoint_requests();
         int rc = do_restore(o->store, &pid, false);
         if (rc != kOk) return rc;
-        if (o->interval) return wp::supervise(o->store, pid, o->interval, o->stats);
+        // The restored process keeps its PID, but its /proc/PID/exe names ckpt-tool (it cannot
+        // be set back), so dump's check that the store holds this process's image would refuse
+        // its first checkpoint: it is the process made from this very store.
+        if (o->interval)
+          return wp::supervise(o->store, pid, o->interval, o->stats, false, false, true);
         return o->wait ? wait_child(pid) : int(kOk);
       } catch (const Error& e) {
         std::fprintf(stderr, "ckpt-tool restore: %s\n", e.msg.c_str());

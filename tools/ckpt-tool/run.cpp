@@ -88,7 +88,7 @@ void wp::catch_checkpoint_requests() {
 }
 
 int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
-                  const std::string& stats_path, bool create, bool force) {
+                  const std::string& stats_path, bool create, bool force, bool replace) {
   catch_checkpoint_requests();
   keep_resident();
   FILE* stats = nullptr;
@@ -103,7 +103,7 @@ int wp::supervise(const std::string& store, pid_t pid, unsigned interval_ms,
   uint64_t n = 0;
   double max_pause = 0, sum_pause = 0;
   auto tracker = make_tracker();
-  set_store_mode(tracker.get(), create, force);
+  set_store_mode(tracker.get(), create, force, replace);
   for (;;) {
     // Wait for the interval (forever with --interval 0) or a SIGUSR1, watching the child.
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);

@@ -31,7 +31,7 @@ std::unique_ptr<Tracker, TrackerDeleter> make_tracker();
 // How the first checkpoint opens an existing path that holds no store: --create makes one of
 // an empty or zeroed file (or a block device libblkid finds nothing on), --force formats it
 // whatever it holds. Default: refused (exit status kRefused), as ckpt::store::Options says.
-void set_store_mode(Tracker* tr, bool create, bool force);
+void set_store_mode(Tracker* tr, bool create, bool force, bool replace = false);
 
 // One checkpoint of `pid` (left running) into the store at `store` (opened on the first call,
 // created if missing): the first one (and any after a failure, or when the module cannot track
@@ -53,8 +53,11 @@ bool reaped_status(pid_t pid, int* wstatus);
 // signal N). Progress and pauses go to stderr; with a stats_path, one JSON line per checkpoint
 // is appended to that file (Documentation/ckpt-tool.1 lists the fields).
 // Call catch_checkpoint_requests() before starting the child, so that no SIGUSR1 is lost.
+// `replace`: the store's image may be another process's (dump --replace); restore --interval
+// sets it for the process it made from that very store, whose /proc/PID/exe names ckpt-tool.
 int supervise(const std::string& store, pid_t pid, unsigned interval_ms,
-              const std::string& stats_path = {}, bool create = false, bool force = false);
+              const std::string& stats_path = {}, bool create = false, bool force = false,
+              bool replace = false);
 // Install the SIGUSR1 handler supervise() listens to.
 void catch_checkpoint_requests();
 

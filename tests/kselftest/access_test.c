@@ -102,85 +102,6 @@ static int drop_to_nobody(const gid_t *groups, int n)
 	return 0;
 }
 
-/* A child that maps 16 pages, reports their address, then writes page N on command 'N'. */
-struct target {
-	pid_t pid;
-	int cmd, ack;
-	uintptr_t addr;
-};
-
-static int start_target(struct target *t)
-{
-	int c[2], a[2];
-
-	if (pipe(c) || pipe(a))
-		return -1;
-	t->pid = fork();
-	if (t->pid < 0)
-		return -1;
-	if (!t->pid) {
-		char *m = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		uintptr_t addr = (uintptr_t)m;
-		char op;
-
-		if (m == MAP_FAILED)
-			_exit(1);
-		madvise(m, 16 * PAGE, MADV_NOHUGEPAGE);
-		memset(m, 0, 16 * PAGE);
-		close(c[1]);
-		close(a[0]);
-		if (write(a[1], &addr, sizeof(addr)) != sizeof(addr))
-			_exit(1);
-		while (read(c[0], &op, 1) == 1) {
-			if (op == 'q')
-				_exit(0);
-			if (op == 'e') {
-				execl("/proc/self/exe", "access_test", "--sleeper", NULL);
-				_exit(3);
-			}
-			m[(op - '0') * PAGE] ^= 1;
-			if (write(a[1], &op, 1) != 1)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	close(c[0]);
-	close(a[1]);
-	t->cmd = c[1];
-	t->ack = a[0];
-	return read(t->ack, &t->addr, sizeof(t->addr)) == sizeof(t->addr) ? 0 : -1;
-}
-
-static int target_write(struct target *t, char page)
-{
-	char ack;
-
-	return write(t->cmd, &page, 1) == 1 && read(t->ack, &ack, 1) == 1 ? 0 : -1;
-}
-
-static void stop_target(struct target *t)
-{
-	kill(t->pid, SIGKILL);
-	waitpid(t->pid, NULL, __WALL);
-	close(t->cmd);
-	close(t->ack);
-}
-
-/* PTRACE_SEIZE + PTRACE_INTERRUPT: the task sits in a ptrace stop. 0 or -errno. */
-static int seize_stop(pid_t pid, long options)
-{
-	int st;
-
-	if (ptrace(PTRACE_SEIZE, pid, 0, options))
-		return -errno;
-	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
-		return -errno;
-	if (waitpid(pid, &st, __WALL) != pid)
-		return -errno;
-	return WIFSTOPPED(st) ? 0 : -ECHILD;
-}
-
 static int attach(int fd, pid_t pid)
 {
 	struct ckpt_attach at = { .pid = (uint64_t)pid };
@@ -193,52 +114,52 @@ static int attach(int fd, pid_t pid)
 
 TEST(attach_without_ptrace_refused)
 {
-	struct target t;
+	struct ck_target t;
 	int fd = ck_open();
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, start_target(&t));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
 	/* Root, same uids, dumpable, CAP_SYS_PTRACE: still not this session's to read. */
 	EXPECT_EQ(-EPERM, attach(fd, t.pid));
-	stop_target(&t);
+	ck_target_stop(&t);
 	close(fd);
 }
 
 TEST(attach_running_tracee_refused)
 {
-	struct target t;
+	struct ck_target t;
 	int fd = ck_open();
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, start_target(&t));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
 	ASSERT_EQ(0, ptrace(PTRACE_SEIZE, t.pid, 0, 0));	/* traced, not stopped */
 	EXPECT_EQ(-EPERM, attach(fd, t.pid));
-	stop_target(&t);
+	ck_target_stop(&t);
 	close(fd);
 }
 
 TEST(attach_stopped_tracee_tracks_it)
 {
-	struct target t;
+	struct ck_target t;
 	uint64_t out[16];
 	int fd = ck_open();
 	long id;
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, start_target(&t));
-	ASSERT_EQ(0, seize_stop(t.pid, 0));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
+	ASSERT_EQ(0, ck_seize_stop(t.pid, 0));
 	ASSERT_EQ(0, attach(fd, t.pid));
 	EXPECT_EQ(-EBUSY, attach(fd, t.pid));
 	id = ck_register(fd, (void *)t.addr, 16 * PAGE, 0);
 	ASSERT_LT(0, id);
 	/* The session outlives the ptrace stop: detached, the target runs and is tracked. */
 	ASSERT_EQ(0, ptrace(PTRACE_DETACH, t.pid, 0, 0));
-	ASSERT_EQ(0, target_write(&t, '3'));
-	ASSERT_EQ(0, target_write(&t, '9'));
+	ASSERT_EQ(0, ck_target_write(&t, '3'));
+	ASSERT_EQ(0, ck_target_write(&t, '9'));
 	ASSERT_EQ(2, ck_collect(fd, id, out, 16, 0, NULL));
 	EXPECT_EQ(t.addr + 3 * PAGE, out[0]);
 	EXPECT_EQ(t.addr + 9 * PAGE, out[1]);
-	stop_target(&t);
+	ck_target_stop(&t);
 	EXPECT_EQ(-ESRCH, ck_collect(fd, id, out, 16, 0, NULL));
 	close(fd);
 }
@@ -252,31 +173,31 @@ static void *attach_thread(void *arg)
 
 TEST(attach_from_another_thread_of_the_tracer_refused)
 {
-	struct target t;
+	struct ck_target t;
 	pthread_t th;
 	void *ret;
 
 	thread_fd = ck_open();
 	ASSERT_LE(0, thread_fd);
-	ASSERT_EQ(0, start_target(&t));
-	ASSERT_EQ(0, seize_stop(t.pid, 0));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
+	ASSERT_EQ(0, ck_seize_stop(t.pid, 0));
 	thread_pid = t.pid;
 	/* ptrace(2) answers only the thread that attached; so does ATTACH. */
 	ASSERT_EQ(0, pthread_create(&th, NULL, attach_thread, NULL));
 	ASSERT_EQ(0, pthread_join(th, &ret));
 	EXPECT_EQ(-EPERM, (int)(intptr_t)ret);
 	EXPECT_EQ(0, attach(thread_fd, t.pid));
-	stop_target(&t);
+	ck_target_stop(&t);
 	close(thread_fd);
 }
 
 TEST(attach_by_nobody_to_root_refused)
 {
-	struct target t;
+	struct ck_target t;
 	int status;
 	pid_t pid;
 
-	ASSERT_EQ(0, start_target(&t));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
@@ -293,20 +214,20 @@ TEST(attach_by_nobody_to_root_refused)
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status));
-	stop_target(&t);
+	ck_target_stop(&t);
 }
 
 TEST(session_dead_after_execve)
 {
-	struct target t;
+	struct ck_target t;
 	uint64_t out[16];
 	int fd = ck_open(), fd2 = ck_open(), st;
 	long id;
 
 	ASSERT_LE(0, fd);
 	ASSERT_LE(0, fd2);
-	ASSERT_EQ(0, start_target(&t));
-	ASSERT_EQ(0, seize_stop(t.pid, PTRACE_O_TRACEEXEC));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
+	ASSERT_EQ(0, ck_seize_stop(t.pid, PTRACE_O_TRACEEXEC));
 	ASSERT_EQ(0, attach(fd, t.pid));
 	id = ck_register(fd, (void *)t.addr, 16 * PAGE, 0);
 	ASSERT_LT(0, id);
@@ -321,7 +242,7 @@ TEST(session_dead_after_execve)
 	/* A new session at the exec stop binds the new program's address space. */
 	EXPECT_EQ(0, attach(fd2, t.pid));
 	EXPECT_EQ(-ENOMEM, ck_register(fd2, (void *)t.addr, 16 * PAGE, 0));
-	stop_target(&t);
+	ck_target_stop(&t);
 	close(fd);
 	close(fd2);
 }
@@ -507,7 +428,7 @@ TEST(traced_setuid_execve_not_elevated)
 			execl(suid, "access_test", "--suid-helper", a2, a3, NULL);
 			_exit(2);
 		}
-		if (seize_stop(c, PTRACE_O_TRACEEXEC) || ptrace(PTRACE_CONT, c, 0, 0))
+		if (ck_seize_stop(c, PTRACE_O_TRACEEXEC) || ptrace(PTRACE_CONT, c, 0, 0))
 			_exit(102);
 		if (write(go[1], "g", 1) != 1)
 			_exit(103);
@@ -579,26 +500,6 @@ TEST(device_open_needs_the_group)
 /* ------------------------------------------------------------------------------------------ */
 /* RESTORE writes only into the mappings COMMIT creates */
 
-/* The caller's [vvar]+[vdso] range. */
-static void own_vdso(__u64 *start, __u64 *end)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	unsigned long s, e;
-
-	*start = *end = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
-			continue;
-		if (strstr(line, "[vvar]"))
-			*start = s;
-		if (strstr(line, "[vdso]"))
-			*end = e;
-	}
-	if (f)
-		fclose(f);
-}
-
 FIXTURE(rs) {
 	int fd, data, rxfd;
 	struct ckpt_restore_vma vma;
@@ -647,7 +548,7 @@ FIXTURE_SETUP(rs)
 	self->p.runs = (__u64)&self->run;
 	self->p.nr_runs = 1;
 	self->p.data_fd = self->data;
-	own_vdso(&self->p.keep_start, &self->p.keep_end);
+	ck_own_vdso(&self->p.keep_start, &self->p.keep_end);
 	self->p.regs.cs = 0x33;
 	self->p.regs.ss = 0x2b;
 	self->p.regs.ip = (__u64)hole;

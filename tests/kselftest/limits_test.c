@@ -248,22 +248,10 @@ TEST_F(lim, restore_prepare_beyond_kmem_is_enospc)
 {
 	static struct ckpt_restore_vma vmas[2000];
 	struct ckpt_restore_prepare p = { 0 };
-	char line[512];
-	unsigned long s, e;
-	FILE *f;
 	int fd;
 
-	f = fopen("/proc/self/maps", "r");
-	ASSERT_NE(NULL, f);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
-			continue;
-		if (strstr(line, "[vvar]"))
-			p.keep_start = s;
-		if (strstr(line, "[vdso]"))
-			p.keep_end = e;
-	}
-	fclose(f);
+	ck_own_vdso(&p.keep_start, &p.keep_end);
+	ASSERT_NE(0, p.keep_end);
 	p.vmas = (uintptr_t)vmas;
 	p.nr_vmas = 2000;		/* 2000 * 72 bytes staged */
 	p.regs.cs = 0x33;

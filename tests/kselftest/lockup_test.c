@@ -79,13 +79,11 @@ TEST(open_close_and_status_while_a_session_sleeps)
 	struct ckpt_restore_vma vma;
 	struct ckpt_restore_run run;
 	struct parked pk;
-	char path[] = "/tmp/lockup.XXXXXX", line[512];
-	unsigned long s, e;
+	char path[] = "/tmp/lockup.XXXXXX";
 	pthread_t th;
 	pid_t dumper, opener;
 	int fd, data, rc_dump, rc_open;
 	void *hole;
-	FILE *f;
 
 	fd = ck_open();
 	ASSERT_LE(0, fd);
@@ -99,17 +97,8 @@ TEST(open_close_and_status_while_a_session_sleeps)
 	vma = (struct ckpt_restore_vma){ .start = (uintptr_t)hole, .len = 4 * PAGE,
 					 .prot = PROT_READ | PROT_WRITE };
 	run = (struct ckpt_restore_run){ .addr = (uintptr_t)hole, .len = PAGE };
-	f = fopen("/proc/self/maps", "r");
-	ASSERT_NE(NULL, f);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
-			continue;
-		if (strstr(line, "[vvar]"))
-			p.keep_start = s;
-		if (strstr(line, "[vdso]"))
-			p.keep_end = e;
-	}
-	fclose(f);
+	ck_own_vdso(&p.keep_start, &p.keep_end);
+	ASSERT_NE(0, p.keep_end);
 	p.self_fd = fd;
 	p.vmas = (uintptr_t)&vma;
 	p.nr_vmas = 1;

@@ -24,6 +24,7 @@
 
 #include <linux/ckpt.h>
 
+#include "track_util.h"
 #include "kselftest_harness.h"
 
 #ifndef SA_RESTORER
@@ -43,26 +44,6 @@ static int open_dev(void)
 static int ioc(int fd, unsigned long cmd, void *arg)
 {
 	return ioctl(fd, cmd, arg) ? -errno : 0;
-}
-
-/* The caller's [vvar]+[vdso] range. */
-static void own_vdso(__u64 *start, __u64 *end)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	unsigned long s, e;
-
-	*start = *end = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
-			continue;
-		if (strstr(line, "[vvar]"))
-			*start = s;
-		if (strstr(line, "[vdso]"))
-			*end = e;
-	}
-	if (f)
-		fclose(f);
 }
 
 FIXTURE(rs) {
@@ -100,7 +81,7 @@ FIXTURE_SETUP(rs)
 	self->p.runs = (__u64)&self->run;
 	self->p.nr_runs = 1;
 	self->p.data_fd = self->data;
-	own_vdso(&self->p.keep_start, &self->p.keep_end);
+	ck_own_vdso(&self->p.keep_start, &self->p.keep_end);
 	self->p.regs.cs = 0x33;
 	self->p.regs.ss = 0x2b;
 	self->p.regs.ip = (__u64)hole;

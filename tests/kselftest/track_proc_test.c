@@ -157,103 +157,32 @@ TEST(exec_ends_session)
 	close(fd);
 }
 
-/* A child that maps memory, reports its address, then writes on command. */
-struct target {
-	pid_t pid;
-	int cmd, ack;
-	uintptr_t addr;
-};
-
-static int start_target(struct target *t, int dumpable)
-{
-	int c[2], a[2];
-
-	if (pipe(c) || pipe(a))
-		return -1;
-	t->pid = fork();
-	if (t->pid < 0)
-		return -1;
-	if (!t->pid) {
-		char *m = ck_map(16 * PAGE, PAGE);
-		char op;
-
-		madvise(m, 16 * PAGE, MADV_NOHUGEPAGE);
-		memset(m, 0, 16 * PAGE);
-		prctl(PR_SET_DUMPABLE, dumpable);
-		uintptr_t addr = (uintptr_t)m;
-
-		if (write(a[1], &addr, sizeof(addr)) != sizeof(addr))
-			_exit(1);
-		while (read(c[0], &op, 1) == 1) {
-			if (op == 'q')
-				_exit(0);
-			m[(op - '0') * PAGE] ^= 1;	/* write page N */
-			if (write(a[1], &op, 1) != 1)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	close(c[0]);
-	close(a[1]);
-	t->cmd = c[1];
-	t->ack = a[0];
-	return read(t->ack, &t->addr, sizeof(t->addr)) == sizeof(t->addr) ? 0 : -1;
-}
-
-static int target_write(struct target *t, char page)
-{
-	char ack;
-
-	return write(t->cmd, &page, 1) == 1 && read(t->ack, &ack, 1) == 1 ? 0 : -1;
-}
-
-static void stop_target(struct target *t)
-{
-	int status;
-
-	if (write(t->cmd, "q", 1) != 1)
-		kill(t->pid, SIGKILL);
-	waitpid(t->pid, &status, 0);
-	close(t->cmd);
-	close(t->ack);
-}
-
-/* ATTACH's rule: the caller traces the task and it sits in a ptrace stop. 0 or -errno. */
-static int seize_stop(pid_t pid)
-{
-	int st;
-
-	if (ptrace(PTRACE_SEIZE, pid, 0, 0) || ptrace(PTRACE_INTERRUPT, pid, 0, 0))
-		return -errno;
-	return waitpid(pid, &st, __WALL) == pid && WIFSTOPPED(st) ? 0 : -ECHILD;
-}
-
 TEST(attach_tracks_another_process)
 {
-	struct target t;
+	struct ck_target t;
 	struct ckpt_attach at = {};
 	uint64_t out[16];
 	int fd = ck_open();
 	long id;
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, start_target(&t, 1));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
 	at.pid = t.pid;
-	ASSERT_EQ(0, seize_stop(t.pid));
+	ASSERT_EQ(0, ck_seize_stop(t.pid, 0));
 	ASSERT_EQ(0, ck_ioctl(fd, CKPT_IOC_ATTACH, &at));
 	EXPECT_EQ(-EBUSY, ck_ioctl(fd, CKPT_IOC_ATTACH, &at));
 	id = ck_register(fd, (void *)t.addr, 16 * PAGE, 0);
 	ASSERT_LT(0, id);
 	ASSERT_EQ(0, ptrace(PTRACE_DETACH, t.pid, 0, 0));	/* the session stays bound */
-	ASSERT_EQ(0, target_write(&t, '3'));
-	ASSERT_EQ(0, target_write(&t, '9'));
+	ASSERT_EQ(0, ck_target_write(&t, '3'));
+	ASSERT_EQ(0, ck_target_write(&t, '9'));
 	ASSERT_EQ(2, ck_collect(fd, id, out, 16, 0, NULL));
 	EXPECT_EQ(t.addr + 3 * PAGE, out[0]);
 	EXPECT_EQ(t.addr + 9 * PAGE, out[1]);
-	ASSERT_EQ(0, target_write(&t, '9'));
+	ASSERT_EQ(0, ck_target_write(&t, '9'));
 	ASSERT_EQ(1, ck_collect(fd, id, out, 16, 0, NULL));
 	/* The target exits: the session is dead. */
-	stop_target(&t);
+	ck_target_stop(&t);
 	EXPECT_EQ(-ESRCH, ck_collect(fd, id, out, 16, 0, NULL));
 	EXPECT_EQ(-ESRCH, ck_register(fd, (void *)(t.addr + 64 * PAGE), PAGE, 0));
 	struct ckpt_stats st;
@@ -269,11 +198,11 @@ TEST(attach_tracks_another_process)
  */
 TEST(attach_permissions)
 {
-	struct target t;
+	struct ck_target t;
 	int status;
 	pid_t pid;
 
-	ASSERT_EQ(0, start_target(&t, 1));
+	ASSERT_EQ(0, ck_target_start(&t, 1));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
@@ -288,22 +217,22 @@ TEST(attach_permissions)
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status));
-	stop_target(&t);
+	ck_target_stop(&t);
 
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		struct target u;
+		struct ck_target u;
 		struct ckpt_attach at = {};
 		int fd = ck_open(), e1, e2;
 
 		if (fd < 0 || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
 			_exit(10);
-		if (start_target(&u, 1))
+		if (ck_target_start(&u, 1))
 			_exit(12);
 		at.pid = u.pid;
 		e1 = ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
-		e2 = seize_stop(u.pid) ? -1 : ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
+		e2 = ck_seize_stop(u.pid, 0) ? -1 : ck_ioctl(fd, CKPT_IOC_ATTACH, &at);
 		kill(u.pid, SIGKILL);
 		waitpid(u.pid, NULL, __WALL);
 		_exit(e1 == -EPERM && e2 == 0 ? 0 : 13);

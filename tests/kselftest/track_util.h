@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Helpers shared by the write-tracking tests (track_*_test.c): thin -errno ioctl wrappers. */
+/*
+ * Helpers shared by the module's test programs: thin -errno ioctl wrappers, mappings, a
+ * target process to attach to, the ptrace stop ATTACH requires.
+ */
 #ifndef CKPT_TRACK_UTIL_H
 #define CKPT_TRACK_UTIL_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/ckpt.h>
@@ -129,6 +136,112 @@ static inline long ck_anon_huge_kb(void *addr)
 	}
 	fclose(f);
 	return kb;
+}
+
+/* The caller's [vvar]+[vdso] range (what RESTORE_PREPARE keeps: keep_start, keep_end). */
+static inline void ck_own_vdso(__u64 *start, __u64 *end)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s, e;
+
+	*start = *end = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vvar]"))
+			*start = s;
+		if (strstr(line, "[vdso]"))
+			*end = e;
+	}
+	if (f)
+		fclose(f);
+}
+
+/* PTRACE_SEIZE + PTRACE_INTERRUPT: @pid sits in a ptrace stop (what ATTACH requires). 0 or -errno. */
+static inline int ck_seize_stop(pid_t pid, long options)
+{
+	int st;
+
+	if (ptrace(PTRACE_SEIZE, pid, 0, options))
+		return -errno;
+	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
+		return -errno;
+	if (waitpid(pid, &st, __WALL) != pid)
+		return -errno;
+	return WIFSTOPPED(st) ? 0 : -ECHILD;
+}
+
+/*
+ * A child that maps 16 pages (no THP), reports their address, then on command 'N' writes
+ * page N and acknowledges, on 'e' execs this program with the argument "--sleeper", on 'q'
+ * exits. It dies with the test (PR_SET_PDEATHSIG).
+ */
+struct ck_target {
+	pid_t pid;
+	int cmd, ack;
+	uintptr_t addr;
+};
+
+static inline int ck_target_start(struct ck_target *t, int dumpable)
+{
+	int c[2], a[2];
+
+	if (pipe(c) || pipe(a))
+		return -1;
+	t->pid = fork();
+	if (t->pid < 0)
+		return -1;
+	if (!t->pid) {
+		char *m = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uintptr_t addr = (uintptr_t)m;
+		char op;
+
+		if (m == MAP_FAILED)
+			_exit(1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_DUMPABLE, dumpable);
+		madvise(m, 16 * PAGE, MADV_NOHUGEPAGE);
+		memset(m, 0, 16 * PAGE);
+		close(c[1]);
+		close(a[0]);
+		if (write(a[1], &addr, sizeof(addr)) != sizeof(addr))
+			_exit(1);
+		while (read(c[0], &op, 1) == 1) {
+			if (op == 'q')
+				_exit(0);
+			if (op == 'e') {
+				execl("/proc/self/exe", "ck_target", "--sleeper", (char *)NULL);
+				_exit(3);
+			}
+			m[(op - '0') * PAGE] ^= 1;
+			if (write(a[1], &op, 1) != 1)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(c[0]);
+	close(a[1]);
+	t->cmd = c[1];
+	t->ack = a[0];
+	return read(t->ack, &t->addr, sizeof(t->addr)) == sizeof(t->addr) ? 0 : -1;
+}
+
+/* The target writes page @page ('0'..'9', ...) and has done so when this returns 0. */
+static inline int ck_target_write(struct ck_target *t, char page)
+{
+	char ack;
+
+	return write(t->cmd, &page, 1) == 1 && read(t->ack, &ack, 1) == 1 ? 0 : -1;
+}
+
+static inline void ck_target_stop(struct ck_target *t)
+{
+	kill(t->pid, SIGKILL);
+	waitpid(t->pid, NULL, __WALL);
+	close(t->cmd);
+	close(t->ack);
 }
 
 #endif

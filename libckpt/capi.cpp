@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The C API: argument checks, exception barrier (allocation failure -> -ENOMEM), and dispatch
 // to the session. Nothing here sets errno or aborts.
 #include <ckpt/ckpt.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The persistent heap: an arena mapped at a fixed address and registered as a region. The
 // allocator's metadata (header, free lists, block headers) lives in the arena, so it is
 // checkpointed and restored with the objects; pointers stay valid because the arena comes back

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The session: registering regions, checkpoints (collect -> put pages -> commit), restore,
 // the stop-the-world protocol for attached threads, hook points and the timer.
 #include "session.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt internal: the session behind a ckpt_t — regions, trackers, triggers, threads.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Tracker selection and the `full` tracker (no tracking: the baseline that copies everything).
 #include "tracker.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt internal: trackers find the pages written since the last collect.
 //
 // A tracker watches regions (page-aligned ranges). collect() returns the page indices written

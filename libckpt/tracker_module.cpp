@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The module tracker: ckpt.ko logs the first write to each protected page; COLLECT returns the
 // logged page addresses and re-protects exactly those pages (Documentation/ioctl-abi.md).
 #include "tracker.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The mprotect + SIGSEGV tracker: tracked pages are read-only; the first write faults, the
 // handler logs the page in the region's bitmap and makes it writable again. collect() takes
 // the bitmap and makes exactly those pages read-only again.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The userfaultfd write-protect tracker (sync mode, the only one 6.1 has): tracked pages are
 // write-protected through a userfaultfd; a write blocks the writer and queues a message; a
 // handler thread logs the page and removes the protection, which wakes the writer. Unlike

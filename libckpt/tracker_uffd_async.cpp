@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The uffd-async tracker (Linux >= 6.7): the kernel tracks writes by itself. Regions are
 // registered with a userfaultfd that has UFFD_FEATURE_WP_ASYNC, so the first write to a
 // write-protected page is resolved in the fault path with no handler (the PTE just loses its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The kernel ABI of asynchronous userfaultfd write-protect and PAGEMAP_SCAN (Linux >= 6.7),
  * which Debian 12's linux-libc-dev (6.1) does not have. The values are the kernel's
  * (include/uapi/linux/userfaultfd.h and include/uapi/linux/fs.h); a newer <linux/fs.h> that

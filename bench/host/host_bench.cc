@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // make bench-host: the userspace trackers on this machine's own kernel, no VM, all in one run:
 // uffd-async (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN), uffd (sync, a handler thread), mprotect +
 // SIGSEGV, and full (no tracking). Sections:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt C++ API: RAII wrappers over include/ckpt/ckpt.h.
 //
 // Handles are move-only and close what they own. Calls return ckpt::Status (an errno, 0 = ok)

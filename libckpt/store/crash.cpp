@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the operation recorder and crash-image construction (crash.hpp).
 #include "crash.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: recording a medium's persistence operations and rebuilding what a crash at
 // any instant could leave on it (for crash-consistency tests; medium.hpp has the model).
 //

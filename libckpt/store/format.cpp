@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: checksums and validation of the on-store structures (format.hpp).
 #include "format.hpp"
 

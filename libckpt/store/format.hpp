@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the on-store format, version 1.1 (Documentation/store-format.md).
 //
 // Every structure is little-endian, fixed-size and checksummed with XXH3-64. The store is an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the medium, the one seam every store write, flush and fence goes through.
 //
 // The store core (store.cpp) never touches a file descriptor or a mapping: it calls write()

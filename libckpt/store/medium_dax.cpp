@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the DAX writer (device-DAX, or a file on a -o dax file system).
 //
 // The whole device or file is mapped MAP_SHARED_VALIDATE | MAP_SYNC: for a file, the file

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: a medium over a byte image in memory (fuzzing, reader tests).
 #include <cerrno>
 #include <cstring>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: from a path to a locked medium, choosing the writer.
 //
 //   missing path        -> created regular file (never replacing anything: link() of a stamped

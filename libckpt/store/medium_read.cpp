@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the read-only medium, for opens with Options::no_modify (ckpt-tool restore,
 // inspect, verify). It sets up nothing a reader does not use: no io_uring ring, no staging
 // buffer, no libpmem2. A regular file or a block device is read with pread(); device-DAX (which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the io_uring writer, for regular files and block devices.
 //
 // write() copies the caller's block into a slot of one registered staging buffer and queues a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt store: the core — open/format, metadata replay, copy-on-write allocation, the
 // commit protocol, reads with checksum verification and fallback. Every byte it persists goes
 // through Medium::write and every durability point through Medium::barrier (medium.hpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt internal: the store, as the rest of the library sees it.
 //
 // CONTRACT between the session layer (libckpt/*.cpp) and the store (libckpt/store/*). The store

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target over the store reader: the input is a store image (any bytes). Opening it,
 // listing, reading every region, verifying and committing on top must each succeed or fail
 // with -errno — never crash, hang or leak. Built with clang -fsanitize=fuzzer,address as

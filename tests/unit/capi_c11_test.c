@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The C API of opaque handles, from C: built with -std=c11 -Wall -Werror -pedantic (CTest
  * capi_c11_test), and built again against an installed copy with pkg-config (capi_install_test).
  * Checkpoints a region, reopens the store, restores it into fresh memory and compares.

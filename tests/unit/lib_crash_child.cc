@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Child of lib_crash_test: restores whatever the store holds, then checkpoints a deterministic
 // function of the iteration number in a loop until it is killed (kill -9 at a random instant).
 //   lib_crash_child STORE [READY_FD]   (tracker from CKPT_TRACKER)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The program state of the kill -9 campaign (lib_crash_test, lib_crash_child) and its oracle:
 // after iteration n, the registered memory is a pure function of n, so any restored epoch can
 // be checked exactly.

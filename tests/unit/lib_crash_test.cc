@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Kill -9 campaign: a child checkpoints a deterministic state in a loop and is killed at random
 // instants; after each kill this process opens the store, restores, and checks the restored
 // state against the oracle (lib_crash_model.hpp). Per tracker; the kills add up to >= 200.

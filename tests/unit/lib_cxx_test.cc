@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The C++ wrapper: RAII, move-only handles, results that carry the errno.
 #include <ckpt/ckpt.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The persistent heap: pointer-rich structures survive close/reopen/restore at the same address,
 // the allocator's metadata comes back with them, and a taken address or a changed size fails
 // clearly.

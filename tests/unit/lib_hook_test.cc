@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt_hook's interval runs from the END of the previous checkpoint (include/ckpt/ckpt.h): a
 // checkpoint slower than the interval must not make the next one follow at once, and a manual
 // ckpt_checkpoint() restarts the interval too. Host test, full-copy tracker (slow on purpose:

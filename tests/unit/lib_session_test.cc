@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The session layer through the C API, once per tracker: round trips, O(dirty) checkpoints, a
 // randomized differential test against a full-copy oracle, kernel writes, triggers, restore
 // hooks, mismatches and bad input.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TEST DOUBLE, unit tests only: an in-memory ckpt::store::Store, so the session layer (regions,
 // trackers, triggers, threads, heap) can be tested before/without the real store. Linked only
 // into lib_session_double_test; every other test uses the real store (libckpt/store).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers shared by the libckpt unit tests (lib_*_test.cc).
 //
 // Environment (the VM suite tests/e2e/vm-lib.sh sets these):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The tracker contract (design.md) checked on the Tracker interface itself, per tracker: every
 // page whose bytes changed since the previous collect is reported (a superset), and on 4 KiB
 // memory nothing else is (the page the test did not write, zap or hand to the kernel). Writes by

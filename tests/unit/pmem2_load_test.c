@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* libckpt loads libpmem2 only for a DAX store (libckpt/store/medium_dax.cpp), and says so
  * clearly when it cannot. Opens STORE through libckpt.so's C API, checkpoints one region, and
  * checks whether libpmem2 got into the process:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Bad input for the store reader, deterministically: a corpus of real stores (several epochs,
 // a snapshot, deltas, region definitions) with corruption applied — random bit flips anywhere,
 // zeroed and random blocks, truncation at every block boundary, well-formed but wrong metadata

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Crash consistency by enumeration. A checkpoint runs on the real io_uring writer over a file
 // in /tmp, with a Recorder in the seam logging every write, barrier and grow. Then every crash
 // state is rebuilt — each prefix of the operations, and for each prefix every subset of the

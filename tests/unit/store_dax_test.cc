@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The DAX writer, in the VM (tests/e2e/vm-store-dax.sh): device-DAX /dev/dax0.0 and a file on
 // the ext4 -o dax mount /mnt/pmem (MAP_SYNC). Round trips across reopen, writer choice, the
 // lock, crash enumeration with 8-byte tearing through the real DAX medium, and the persist

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Regions that change (format 1.1): resize_region, remove_region, read_range. Every errno of
 // the contract, reopen after each change, ids never reused (across snapshots too), space
 // accounting (dropped pages are free once no retained epoch references them), the retained

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the store refuses to format (Options::create / force_format, libblkid), the symlink
 // rule, and read-only opens (Options::no_modify): O_RDONLY under a shared lock, several readers
 // at once, no io_uring ring, on a file the caller may not write. Host files only; the same on a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The store on the host: the io_uring writer on regular files in /tmp, epochs, incremental
 // writes, snapshot compaction, fallback to the retained epoch, and every clear error
 // (-EBUSY across processes, -EPROTO, -ENOSPC on a full file system, -EINVAL, -EUCLEAN).

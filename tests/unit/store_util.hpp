@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers shared by the store tests: temporary directories, file images, an oracle of region
 // contents per epoch, and a check that a store holds exactly one oracle epoch.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool inspect / verify against real stores made with libckpt: output, --json, exit
 // statuses, damage named exactly, and that inspection never creates or modifies anything.
 #include <ckpt/ckpt.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Host checks of the ioctl ABI in include/uapi/linux/ckpt.h: the properties the header promises
 // (u64-only layouts, directions, distinct numbers) hold for every command.
 #include <linux/ckpt.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Whole-process image (tools/ckpt-tool/image.hpp): round trip, validation, and a fuzz of the
 // "process" region decoder as restore reads it from a store, with random corruption and
 // truncation: it must refuse (never crash, never read out of bounds) or return an image that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: one file per subcommand; each registers its CLI11 subcommand and returns the
 // process exit status from its handler.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool dump (and run's checkpoints): a running process into a libckpt store (image.hpp
 // has the regions), one store transaction per checkpoint.
 //

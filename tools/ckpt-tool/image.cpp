@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: encoding and validation of the whole-process image (image.hpp).
 #include "image.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: the whole-process image, as it lives in a libckpt store (libckpt/store/store.hpp).
 //
 // A process image is a store whose regions are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool inspect STORE: what a store holds — medium and writer, format, epochs and what each
 // wrote, regions, free space. Opens the store without modifying it.
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: checkpoint and restore processes (dump, restore, run), inspect and verify ckpt
 // stores, and show the module's live state.
 #include "cmd.hpp"

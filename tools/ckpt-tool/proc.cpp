@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: /proc readers (proc.hpp).
 #include "proc.hpp"
 

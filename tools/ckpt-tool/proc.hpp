@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: small readers of /proc for dump and restore. Errors are -errno, never errno.
 #pragma once
 

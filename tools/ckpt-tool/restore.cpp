@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool restore: recreate a process from a whole-process image in a store, through ckpt.ko.
 //
 // The tool reads the metadata of the store's newest committed epoch, checks what can be checked

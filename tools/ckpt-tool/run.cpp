@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool run: start a program (or resume it from its store) and checkpoint it periodically
 // and on SIGUSR1.
 //

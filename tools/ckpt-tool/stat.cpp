@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool stat: the module's live sessions over its generic netlink family (libnl-genl-3).
 #include <linux/ckpt.h>
 #include <netlink/genl/ctrl.h>

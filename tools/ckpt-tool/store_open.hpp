@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: opening a store for inspection (never creates, formats or repairs it).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool verify STORE: check every page checksum of every retained epoch and the commit
 // chain; the exit status says whether the newest epoch is restorable.
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ckpt-tool: whole-process dump/restore entry points shared by dump, restore and run.
 // Each returns an exit status (cmd.hpp's Exit) and sets *why on failure.
 #pragma once

@@ -72,7 +72,20 @@ struct ckpt_mm {
 	bool dead;			/* the mm exited (notifier release) */
 	struct mutex split_lock;	/* one THP split on our behalf at a time; */
 	struct task_struct *splitter;	/* the task doing it: its own CLEAR events are not writes */
+	/*
+	 * Other mmu notifiers (mm.c, ckpt_mm_secondary()). Set under the mmap write lock:
+	 * @inherited and @head_pprev once, when this state is made; @itree (sticky) by the
+	 * probe on __mmu_notifier_register() for an interval notifier.
+	 */
+	bool inherited;			/* the mm had notifier subscriptions before ours */
+	bool itree;			/* an interval notifier was registered since */
+	struct hlist_node **head_pprev;	/* mn.hlist.pprev when ours was alone in the list */
+	unsigned long flags;		/* CKPT_MM_* bits */
+	struct list_head exit_node;	/* module exit's list of states to put */
 };
+
+/* ckpt_mm.flags: the mm's own reference (taken at creation) was put: by release or exit. */
+#define CKPT_MM_LIFETIME_PUT	0
 
 /*
  * One open file of /dev/ckpt. Its ioctls run under @lock, which may be held for long (a

@@ -14,7 +14,9 @@
  * - mprotect and MADV_DONTNEED racing COLLECT's protection and its TLB flush (racing_*);
  * - a secondary MMU (a KVM guest writing the tracked memory through its nested page tables,
  *   which write-protecting the PTEs does not revoke: the module cannot send the mmu notifier
- *   event that would), refused with EXDEV (secondary_mmu_kvm).
+ *   event that would), refused with EXDEV (secondary_mmu_kvm; a VM made before the first
+ *   REGISTER: secondary_mmu_kvm_first). The module learns of other notifiers through public
+ *   interfaces only (kmod/mm.c); a session closed and reopened is not one (own_state_reused).
  * Run in the VM as root.
  */
 #include <linux/kvm.h>
@@ -633,6 +635,75 @@ TEST(secondary_mmu_kvm)
 	ASSERT_LT(0, ck_register(fd, other, 4 * PAGE, 0));
 	close(fd);
 	close(kvm);
+}
+
+/*
+ * A KVM VM made before the mm's first REGISTER: refused, and still refused once the VM is
+ * closed (the kernel keeps the mm's notifier subscriptions; the module cannot tell from public
+ * interfaces what was in them, so an mm that had a notifier before ckpt tracked it is refused
+ * for its life, Documentation/design-tracking.md). A child process (a fresh mm) is tracked.
+ */
+TEST(secondary_mmu_kvm_first)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm, fd = ck_open(), st;
+	char *mem = ck_map(4 * PAGE, PAGE);
+	pid_t pid;
+
+	if (kvm < 0)
+		SKIP(return, "no /dev/kvm (the harness loads kvm_amd; the CPU model needs svm)");
+	ASSERT_LE(0, fd);
+	ASSERT_NE(NULL, mem);
+	memset(mem, 1, 4 * PAGE);
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm) TH_LOG("KVM_CREATE_VM: %s", strerror(errno));
+	ASSERT_EQ(-EXDEV, ck_register(fd, mem, 4 * PAGE, 0));
+	close(vm);
+	ASSERT_EQ(-EXDEV, ck_register(fd, mem, 4 * PAGE, 0));
+	close(fd);
+	fd = ck_open();
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(-EXDEV, ck_register(fd, mem, 4 * PAGE, 0));
+	close(fd);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		int cfd = ck_open();
+		uint64_t out[4];
+
+		if (ck_register(cfd, mem, 4 * PAGE, 0) <= 0)
+			_exit(1);
+		mem[2 * PAGE] = 7;
+		_exit(ck_collect(cfd, 0, out, 4, 0, NULL) == 1 && out[0] == (uintptr_t)mem + 2 * PAGE
+		      ? 0 : 2);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	close(kvm);
+}
+
+/*
+ * Our own notifier is not another one: a session closed and a new one opened in the same
+ * process tracks (the mm's tracking state is kept until the mm exits), and a fork's child,
+ * whose mm starts with no notifier, tracks too.
+ */
+TEST(own_state_reused)
+{
+	char *mem = ck_map(4 * PAGE, PAGE);
+	uint64_t out[4];
+
+	ASSERT_NE(NULL, mem);
+	memset(mem, 1, 4 * PAGE);
+	for (int i = 0; i < 3; i++) {
+		int fd = ck_open();
+
+		ASSERT_LE(0, fd);
+		ASSERT_LT(0, ck_register(fd, mem, 4 * PAGE, 0));
+		mem[i * PAGE] = 9;
+		ASSERT_EQ(1, ck_collect(fd, 0, out, 4, 0, NULL));
+		ASSERT_EQ((uintptr_t)mem + i * PAGE, out[0]);
+		close(fd);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Shared parts of the /dev/ckpt fuzzers (fuzz_*_test.c): the seed (random, printed, replayable
+ * Shared parts of the /dev/ckpt fuzzer (fuzz_storm.c): the seed (random, printed, replayable
  * through CKPT_FUZZ_SEED), the call counter, the documented errnos of every command, and the
  * switches that keep sequences hitting a known, not yet fixed bug out of the default run.
  */

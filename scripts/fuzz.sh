@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make fuzz: the /dev/ckpt ioctl storm (tests/kselftest/fuzz_storm.c, build/cmake/vmfuzz/fuzz_storm)
+# make fuzz: the /dev/ckpt ioctl storm (tests/kselftest/fuzz_storm.c, build/cmake/kselftest/fuzz_storm)
 # in one VM boot, with CKPT_FUZZ_CALLS random calls (default 1000000). Prints the
 # seed and the number of calls made; a failure names the seed that replays it:
 #   CKPT_FUZZ_SEED=0x... make fuzz
@@ -17,7 +17,7 @@ for v in CKPT_FUZZ_SEED CKPT_FUZZ_CALLS CKPT_FUZZ_ORACLE_CALLS CKPT_FUZZ_COMMITS
 done
 log=$top/build/fuzz.log
 t0=$SECONDS
-scripts/vm/run --timeout $((limit + 600)) "${envs[@]}" -- build/cmake/vmfuzz/fuzz_storm 2>&1 | tee "$log"
+scripts/vm/run --timeout $((limit + 600)) "${envs[@]}" -- build/cmake/kselftest/fuzz_storm 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 echo "fuzz: $((SECONDS - t0)) s; exit $rc"
 grep -h '^# fuzz: seed' "$log" | sed 's/^# /fuzz: /'

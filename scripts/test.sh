@@ -51,7 +51,7 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
     vmlog=$top/build/vm-test-$k.log
     # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
     # comparison too instead of skipping it (same list as scripts/bench.sh).
-    "$top/scripts/vm/run" --kernel "$k" --timeout "${CKPT_VM_TIMEOUT:-2400}" \
+    "$top/scripts/vm/run" --kernel "$k" --timeout "${CKPT_VM_TIMEOUT:-3000}" \
       --modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat" \
       -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
     vrc=${PIPESTATUS[0]}

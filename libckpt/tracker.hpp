@@ -74,6 +74,15 @@ int take_dirty_runs(size_t words, Take&& take, Rearm&& rearm, std::vector<uint64
   return ret;
 }
 
+// Construct a T and run its init() (0 or -errno); hand it over only if that succeeded.
+template <class T>
+int make_initialized(std::unique_ptr<Tracker>* out) {
+  auto t = std::make_unique<T>();
+  if (int ret = t->init()) return ret;
+  *out = std::move(t);
+  return 0;
+}
+
 // Create a tracker. kAuto: env CKPT_TRACKER, else module > uffd-async > uffd > mprotect. -ENODEV if the
 // requested kind is not available here, -EINVAL for an unknown CKPT_TRACKER value.
 int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* why);

@@ -147,11 +147,7 @@ class ModuleTracker final : public Tracker {
 }  // namespace
 
 int make_module_tracker(std::unique_ptr<Tracker>* out) {
-  auto t = std::make_unique<ModuleTracker>();
-  int ret = t->init();
-  if (ret) return ret;
-  *out = std::move(t);
-  return 0;
+  return make_initialized<ModuleTracker>(out);
 }
 
 }  // namespace ckpt

@@ -12,28 +12,22 @@
 // from the child would silently end the parent's tracking, and a write to the stop eventfd
 // would stop the parent's handler thread.
 #include "tracker.hpp"
+#include "uffd.hpp"
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
-#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <map>
 #include <mutex>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <utility>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
 #endif
 
 namespace ckpt {
@@ -72,15 +66,8 @@ class UffdTracker final : public Tracker {
   int init() {
     ps_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     pid_ = getpid();
-    uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-    if (uffd_ < 0 && errno == EPERM)
-      uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
-    if (uffd_ < 0) return -errno;
-    struct uffdio_api api;
-    memset(&api, 0, sizeof(api));
-    api.api = UFFD_API;
-    if (ioctl(uffd_, UFFDIO_API, &api)) return -errno;
-    if (!(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) return -EOPNOTSUPP;
+    uffd_ = uffd_open(0, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+    if (uffd_ < 0) return uffd_;
     stop_fd_ = eventfd(0, EFD_CLOEXEC);
     if (stop_fd_ < 0) return -errno;
     try {
@@ -97,12 +84,7 @@ class UffdTracker final : public Tracker {
     if (regions_.count(rid)) return -EEXIST;
     // Populate first: a write to an unpopulated (or zero-page) anonymous page would not fault.
     if (madvise(addr, len, MADV_POPULATE_WRITE)) return -errno;
-    struct uffdio_register reg;
-    memset(&reg, 0, sizeof(reg));
-    reg.range.start = reinterpret_cast<uintptr_t>(addr);
-    reg.range.len = len;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    if (ioctl(uffd_, UFFDIO_REGISTER, &reg)) return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    if (int ret = uffd_register_wp(uffd_, reinterpret_cast<uintptr_t>(addr), len)) return ret;
     Region r{reinterpret_cast<uintptr_t>(addr), len, {}};
     size_t pages = len / ps_;
     r.bits.assign((pages + 63) / 64, 0);
@@ -143,21 +125,8 @@ class UffdTracker final : public Tracker {
   }
 
  private:
-  int protect(uintptr_t start, size_t len, bool wp) {
-    struct uffdio_writeprotect p;
-    memset(&p, 0, sizeof(p));
-    p.range.start = start;
-    p.range.len = len;
-    p.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
-    while (ioctl(uffd_, UFFDIO_WRITEPROTECT, &p)) {
-      if (errno != EAGAIN) return -errno;
-    }
-    return 0;
-  }
-  void unregister(uintptr_t start, size_t len) {
-    struct uffdio_range r{start, len};
-    ioctl(uffd_, UFFDIO_UNREGISTER, &r);
-  }
+  int protect(uintptr_t start, size_t len, bool wp) { return uffd_writeprotect(uffd_, start, len, wp); }
+  void unregister(uintptr_t start, size_t len) { uffd_unregister(uffd_, start, len); }
 
   // The handler thread: log each write-protect fault and let the writer continue.
   void loop() {
@@ -199,11 +168,7 @@ class UffdTracker final : public Tracker {
 }  // namespace
 
 int make_uffd_tracker(std::unique_ptr<Tracker>* out) {
-  auto t = std::make_unique<UffdTracker>();
-  int ret = t->init();
-  if (ret) return ret;
-  *out = std::move(t);
-  return 0;
+  return make_initialized<UffdTracker>(out);
 }
 
 }  // namespace ckpt

@@ -35,6 +35,7 @@
 // Pages pinned long-term for DMA (io_uring fixed buffers, RDMA) are written without a fault,
 // as with every PTE-based tracker.
 #include "tracker.hpp"
+#include "uffd.hpp"
 #include "uffd_async_uapi.h"
 
 #include <algorithm>
@@ -45,7 +46,6 @@
 #include <map>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace ckpt {
@@ -70,19 +70,11 @@ class UffdAsyncTracker final : public Tracker {
   int init() {
     ps_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     pid_ = getpid();
-    uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-    // Without vm.unprivileged_userfaultfd: user-mode-only is enough here, since the async
-    // path resolves kernel-mode WP faults (GUP) before the user-mode-only check.
-    if (uffd_ < 0 && errno == EPERM)
-      uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
-    if (uffd_ < 0) return -errno;
-    struct uffdio_api api;
-    memset(&api, 0, sizeof(api));
-    api.api = UFFD_API;
-    api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
-    if (ioctl(uffd_, UFFDIO_API, &api)) return errno == EINVAL ? -EOPNOTSUPP : -errno;
-    const uint64_t need = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
-    if ((api.features & need) != need) return -EOPNOTSUPP;
+    // Opened user-mode-only where unprivileged userfaultfd needs it: that is enough here, since
+    // the async path resolves kernel-mode WP faults (GUP) before the user-mode-only check.
+    uffd_ = uffd_open(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+                      UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+    if (uffd_ < 0) return uffd_;
     pagemap_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap_ < 0) return -errno;
     // A scan of the empty range: 0 where the kernel has PAGEMAP_SCAN, -ENOTTY where not.
@@ -98,24 +90,12 @@ class UffdAsyncTracker final : public Tracker {
     if (getpid() != pid_) return -ECHILD;
     if (regions_.count(rid)) return -EEXIST;
     uintptr_t start = reinterpret_cast<uintptr_t>(addr);
-    struct uffdio_register reg;
-    memset(&reg, 0, sizeof(reg));
-    reg.range.start = start;
-    reg.range.len = len;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    if (ioctl(uffd_, UFFDIO_REGISTER, &reg)) return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    if (int ret = uffd_register_wp(uffd_, start, len)) return ret;
     // Every page protected (none PTEs get markers), so from here a write is logged by the
     // kernel; a registration with dirty pages reports them all at the first collect as well.
-    struct uffdio_writeprotect wp;
-    memset(&wp, 0, sizeof(wp));
-    wp.range.start = start;
-    wp.range.len = len;
-    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-    while (ioctl(uffd_, UFFDIO_WRITEPROTECT, &wp)) {
-      if (errno == EAGAIN) continue;
-      int e = -errno;
-      unregister(start, len);
-      return e;
+    if (int ret = uffd_writeprotect(uffd_, start, len, true)) {
+      uffd_unregister(uffd_, start, len);
+      return ret;
     }
     regions_.emplace(rid, Region{start, len, dirty});
     return 0;
@@ -211,10 +191,7 @@ class UffdAsyncTracker final : public Tracker {
     munmap(p, ps_);
     return ret;
   }
-  void unregister(uintptr_t start, size_t len) {
-    struct uffdio_range r{start, len};
-    ioctl(uffd_, UFFDIO_UNREGISTER, &r);  // best effort: the range may be unmapped already
-  }
+  void unregister(uintptr_t start, size_t len) { uffd_unregister(uffd_, start, len); }
 
   int uffd_ = -1, pagemap_ = -1;
   pid_t pid_ = 0;  // the process whose mm both descriptors name
@@ -228,11 +205,7 @@ class UffdAsyncTracker final : public Tracker {
 }  // namespace
 
 int make_uffd_async_tracker(std::unique_ptr<Tracker>* out) {
-  auto t = std::make_unique<UffdAsyncTracker>();
-  int ret = t->init();
-  if (ret) return ret;
-  *out = std::move(t);
-  return 0;
+  return make_initialized<UffdAsyncTracker>(out);
 }
 
 }  // namespace ckpt

@@ -6,7 +6,7 @@
 #   CKPT_KERNEL=6.1|6.12|<abi>   the kernel make, vm-test, vm-shell, demo build for and boot
 #                   (default 6.1; scripts/kernel-abi.sh); ckpt.ko goes to build/kmod/<abi>/
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
-#   make bench      the benchmarks (VM)   make bench-host  the userspace trackers on this kernel, no VM
+#   make bench      the benchmarks (VM, each kernel of KERNELS)   make bench-host  the userspace trackers on this kernel, no VM
 #   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays)
 #   make install PREFIX=/usr/local
 #   make deb        the Debian packages (debian/, debhelper) into build/deb
@@ -50,8 +50,8 @@ demo-host: all
 vm-shell: all
 	scripts/vm/run --interactive -- bash -i
 
-bench: all
-	scripts/bench.sh
+bench: all kmods
+	KERNELS="$(KERNELS)" scripts/bench.sh
 
 bench-host: userspace
 	scripts/bench-host.sh

@@ -2,9 +2,12 @@
 # SPDX-License-Identifier: MIT
 """Results of `make bench`: validate, merge, plot, write the performance page.
 
-  report.py --validate ckpt|track FILE     exit 1 if FILE is not a well-formed result
+  report.py --validate ckpt|track|host FILE   exit 1 if FILE is not a well-formed result
   report.py merge DIR OUT.json             DIR/*.json (bench/run-guest.sh) -> one results file
-  report.py render RESULTS.json DOCDIR     PNG plots + DOCDIR/performance.md (needs matplotlib)
+  report.py render RESULTS.json DOCDIR [KERNEL=RESULTS.json ...]
+                                           PNG plots + DOCDIR/performance.md (needs matplotlib);
+                                           the page is RESULTS.json's, with the comparisons of the
+                                           other kernels' results of the same make bench beside it
 
 The merged file has one entry per figure: name, unit, median, min, max (n, params), and for
 comparisons also ratio, target and met. Only ratios measured in the same run are claimed.
@@ -68,6 +71,20 @@ def validate_track(d, path):
     return errs
 
 
+def validate_host(d, path):
+    """bench/host's host_bench JSON: figures {name: {value, unit}}, targets [{target, measured}]."""
+    errs = []
+    f = d.get("figures")
+    if not isinstance(f, dict) or not f:
+        return ["missing figures"]
+    for k, v in f.items():
+        if not isinstance(v, dict) or not num(v.get("value")) or v["value"] < 0:
+            errs.append(f"figures.{k}: value not a non-negative number")
+    if not isinstance(d.get("targets"), list) or not d["targets"]:
+        errs.append("missing targets")
+    return errs
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -78,7 +95,7 @@ def load(path):
 
 def validate(kind, path):
     d = load(path)
-    errs = (validate_ckpt if kind == "ckpt" else validate_track)(d, path)
+    errs = {"ckpt": validate_ckpt, "track": validate_track, "host": validate_host}[kind](d, path)
     if errs:
         for e in errs[:20]:
             print(f"{path}: {e}", file=sys.stderr)
@@ -136,6 +153,16 @@ def merge(indir, outpath):
     if not entries:
         fail(f"no results in {indir}")
     doc = {"environment": env, "sections": sections, "entries": entries}
+    # ckpt.ko against uffd-async (bench/host's host_bench in a kernel that has both): its own table.
+    md = os.path.join(indir, "uffd-async.md")
+    if os.path.exists(md) and os.path.exists(os.path.join(indir, "uffd-async.json")):
+        doc["uffd_async"] = load(os.path.join(indir, "uffd-async.json"))
+        with open(md) as f:
+            doc["uffd_async_md"] = f.read()
+        sections.append("uffd-async")
+    tp = os.path.join(indir, "track.json")
+    if os.path.exists(tp) and load(tp).get("unload_failures"):
+        doc["unload_failures"] = load(tp)["unload_failures"]
     with open(outpath, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
@@ -158,7 +185,7 @@ def fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
-def render(results, docdir):
+def render(results, docdir, also=()):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -375,7 +402,11 @@ def render(results, docdir):
         fig.savefig(os.path.join(docdir, plots["criu_incr"]), dpi=90)
         plt.close(fig)
 
-    write_page(d, E, env, plots, docdir)
+    others = []
+    for a in also:
+        label, _, path = a.partition("=")
+        others.append((label, load(path)))
+    write_page(d, E, env, plots, docdir, others)
 
 
 def stability(e):
@@ -401,7 +432,82 @@ def target_rows(entries):
     return rows
 
 
-def write_page(d, E, env, plots, docdir):
+def kernels_section(d, others):
+    """The comparisons of every kernel of one make bench, side by side (issue 16)."""
+    runs = [d] + [o for _, o in others]
+    envs = [r.get("environment", {}) for r in runs]
+    Es = [by_name(r["entries"]) for r in runs]
+    L = []
+    a = L.append
+    a("## Both kernels side by side")
+    a("")
+    a("`make bench` runs every benchmark on each kernel of `KERNELS` (default `6.1 6.12`, as `make test`), "
+      "one guest after the other in the same invocation, with the same binaries and the same guest "
+      "settings (TCG, 2 vCPUs, `--no-debug`). The rest of this page shows the first kernel's figures; "
+      "this table puts the comparisons of each kernel beside each other. Under TCG and on a shared host, "
+      "compare the ratios within a column; across columns only a large difference means something "
+      "(the two guests ran minutes apart, under whatever load the host had then: see the load rows). "
+      "On the kernels after the first, a full `make bench` runs the write-tracking (track_bench) and CRIU "
+      "comparisons and ckpt.ko against uffd-async; the other benchmarks (latency, scaling, throughput, "
+      "slowdown) are the first kernel's only (`CKPT_BENCH_ALL=1` runs them everywhere).")
+    a("")
+    a("| | " + " | ".join(f"`{e.get('kernel', '?')}`" for e in envs) + " |")
+    a("| --- |" + " --- |" * len(runs))
+    a("| measured (UTC) | " + " | ".join(str(e.get("date", "?")) for e in envs) + " |")
+    a("| host load (1, 5, 15 min) at start / end | " + " | ".join(
+        f"{e.get('host', {}).get('load_start', '?')} / {e.get('host', {}).get('load_end', '?')}" for e in envs) + " |")
+    a("| guest session | " + " | ".join(f"{e.get('host', {}).get('session_seconds', 0) // 60} min" for e in envs) + " |")
+    names = []
+    for r in runs:
+        for e in r["entries"]:
+            if e["name"] not in names and ("target" in e or e["name"].startswith("track/")
+                                           or e["name"].startswith("track: ")):
+                names.append(e["name"])
+
+    def cell(E, n):
+        e = E.get(n)
+        if not e:
+            return "(not run)"
+        v = e.get("ratio", e.get("median"))
+        u = "" if e.get("unit") == "ratio" else f" {e.get('unit', '')}"
+        t = f"{fmt(v)}{u}"
+        if "met" in e:
+            t += " met" if e["met"] else " **not met**"
+        return t
+    # Every track_bench row any kernel has (a missing one is news: "not run"); the other
+    # comparisons where every kernel ran them (a full make bench runs the rest on the first only).
+    names = [n for n in names if n.startswith("track") or all(n in E for E in Es)]
+    targeted = [n for n in names if any("target" in E.get(n, {}) for E in Es)]
+    a("| **comparisons with a target** (ratio, verdict) |" + " |" * len(runs))
+    for n in targeted:
+        tgt = next(E[n]["target"] for E in Es if n in E and "target" in E[n])
+        a(f"| {n} (target {tgt}) | " + " | ".join(cell(E, n) for E in Es) + " |")
+    a("| **track_bench, medians** |" + " |" * len(runs))
+    for n in names:
+        if n.startswith("track/") and not n.startswith("track/ratio/"):
+            a(f"| {n[len('track/'):]} | " + " | ".join(cell(E, n) for E in Es) + " |")
+    crit = [n for n in (e["name"] for e in d["entries"]) if n.startswith(("criu/", "criu-incr/"))
+            and n.rsplit("/", 1)[-1] in ("ckpt_dump", "criu_dump", "ckpt_restore", "criu_restore", "ckpt_incr",
+                                         "criu_incr")]
+    if crit:
+        a("| **CRIU comparison, medians** |" + " |" * len(runs))
+        for n in crit:
+            a(f"| {n} | " + " | ".join(cell(E, n) for E in Es) + " |")
+    a("")
+    for r, e in zip(runs, envs):
+        for f in r.get("unload_failures", []):
+            a(f"- `{e.get('kernel')}`: track_bench's `rmmod ckpt` failed (round {f.get('round')}, attempt "
+              f"{f.get('attempt')}): `{f.get('rmmod', '').strip()}`; refcnt {f.get('refcnt')}, holders "
+              f"`{f.get('holders') or 'none'}`, descriptors open on it: {', '.join(f.get('open_descriptors', [])) or 'none'}.")
+    for r in runs:
+        if r.get("uffd_async_md"):
+            a("")
+            a(r["uffd_async_md"].rstrip("\n"))
+    a("")
+    return L
+
+
+def write_page(d, E, env, plots, docdir, others=()):
     L = []
     a = L.append
     quick = env.get("quick")
@@ -452,6 +558,8 @@ def write_page(d, E, env, plots, docdir):
       "hang on which repeat is the median; \"undecided\" targets need more repeats or a quieter machine "
       "before anyone quotes them as met or missed. track_bench's targets carry no per-repeat spread.")
     a("")
+    if others or d.get("uffd_async_md"):
+        L += kernels_section(d, others)
 
     # Latency
     lat = [e for e in d["entries"] if e["name"].startswith("latency/")]
@@ -843,13 +951,15 @@ def write_page(d, E, env, plots, docdir):
     a("## Reproducing")
     a("")
     a("```sh")
-    a("make bench                 # ~25 min: one VM boot, every benchmark, results + plots + this page")
+    a("make bench                 # one VM boot per kernel of KERNELS (6.1 6.12), every benchmark, results + plots + this page")
+    a("KERNELS=6.1 make bench     # one kernel only")
     a("CKPT_BUILD=build/x scripts/bench.sh   # the same with the binaries of another build directory")
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
     a("make bench-host            # ~3 min, no VM: the userspace trackers on this machine's kernel")
     a("```")
     a("")
-    a("Raw per-benchmark JSON of the last run: `bench/results/raw/`; merged: `bench/results/latest.json`.")
+    a("Raw per-benchmark JSON of the last run: `bench/results/raw/` (first kernel) and `bench/results/raw-<kernel>/`; "
+      "merged: `bench/results/latest.json` and `latest-<kernel>.json`.")
     with open(os.path.join(docdir, "performance.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     print(f"report.py: wrote {os.path.join(docdir, 'performance.md')} and {len(plots)} plots")
@@ -924,12 +1034,12 @@ def slowdown_reading(sd, E):
 
 def main():
     a = sys.argv[1:]
-    if len(a) == 3 and a[0] == "--validate" and a[1] in ("ckpt", "track"):
+    if len(a) == 3 and a[0] == "--validate" and a[1] in ("ckpt", "track", "host"):
         validate(a[1], a[2])
     elif len(a) == 3 and a[0] == "merge":
         merge(a[1], a[2])
-    elif len(a) == 3 and a[0] == "render":
-        render(a[1], a[2])
+    elif len(a) >= 3 and a[0] == "render" and all("=" in x for x in a[3:]):
+        render(a[1], a[2], a[3:])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -74,7 +74,7 @@ dax=/dev/dax0.0 file=/mnt/pmem/bench.store
 } > "$out/env.json"
 
 echo "TAP version 13"
-echo "1..8"
+echo "1..9"
 bench track track "$bin/track_bench" --json "$out/track.json" --ko "${VM_CKPT_KO:?run in scripts/vm/run}" $quick
 bench latency ckpt "$bin/ckpt_bench" latency --json "$out/latency.json" --dax $dax --file $file $quick
 bench scaling ckpt "$bin/ckpt_bench" scaling --json "$out/scaling.json" --dax $dax --writers dax $quick
@@ -86,6 +86,17 @@ bench slowdown ckpt "$bin/ckpt_bench" slowdown --json "$out/slowdown.json" --dax
 bench slowdown-async ckpt "$bin/ckpt_bench" slowdown --async --json "$out/slowdown-async.json" --dax $dax \
   --writers dax --reps 7 $quick
 rm -f "$file" "$file.small"
+# ckpt.ko against the kernel's own write tracking (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN, Linux >=
+# 6.7: Debian's 6.12, not 6.1), same run, libckpt's trackers (bench/host, design-tracking.md 8).
+kv=$(uname -r | cut -d- -f1)
+if [ -n "$only" ] && [[ $only != *",uffd-async,"* ]]; then
+  :
+elif [ "$(printf '%s\n' 6.7 "$kv" | sort -V | head -n1)" != 6.7 ]; then
+  tap 4 "uffd-async" "kernel $kv has no UFFD_FEATURE_WP_ASYNC/PAGEMAP_SCAN (Linux >= 6.7)"
+else
+  bench uffd-async host "$bin/host_bench" --trackers module,uffd-async,mprotect --dir /dev/shm \
+    --json "$out/uffd-async.json" --md "$out/uffd-async.md" $quick
+fi
 # CRIU needs these modules loaded (scripts/bench.sh passes them to scripts/vm/run --modules);
 # make test's VM does not load them, so there the comparison is skipped, not failed.
 criu_mods="unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat"

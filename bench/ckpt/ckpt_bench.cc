@@ -43,18 +43,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_time.hpp"
 #include "store.hpp"
 
 namespace {
 
+using bench::now_ns;
+
 using json = nlohmann::json;
 constexpr size_t kPage = 4096;
-
-double now_ns() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
 
 struct Stats {
   double median = 0, min = 0, max = 0;
@@ -577,27 +574,21 @@ void warm_up(char* ws, size_t pages) {
 }
 
 LoopResult run_loop(char* ws, size_t pages, double seconds, double rate, ckpt_t* c) {
-  const size_t win = std::max<size_t>(1, pages / 100), read_pages = 16;
+  bench::MemLoop lp{reinterpret_cast<unsigned char*>(ws), pages, std::max<size_t>(1, pages / 100)};
   const double interval_ns = 1e9 / rate;
-  size_t rpos = 0, wbase = 0, wcur = 0;
-  uint64_t sum = 0, steps = 0;
   ckpt_session_stats s0{}, s1{};
   if (c) check(ckpt_get_stats(c, &s0), "ckpt_get_stats");
   uint64_t f0 = minor_faults();
   double t0 = now_ns(), next_move = t0 + interval_ns, end = t0 + seconds * 1e9, t = t0;
   for (;;) {
-    const uint64_t* q = reinterpret_cast<const uint64_t*>(ws + rpos * kPage);
-    for (size_t i = 0; i < read_pages * kPage / 8; i += 8) sum += q[i] ^ q[i + 1] ^ q[i + 3] ^ q[i + 5];
-    rpos = (rpos + read_pages) % pages;
-    ws[((wbase + wcur++ % win) % pages) * kPage + (steps & 4095)] += 1;
-    steps++;
+    lp.step();
     bool moved = false;
     if (c) {
       int r = ckpt_hook(c);
       check(r, "ckpt_hook", c);
       moved = r == 1;
     }
-    if ((steps & 15) == 0) {
+    if ((lp.steps & 15) == 0) {
       t = now_ns();
       if (t >= end) break;
       if (!c && t >= next_move) {
@@ -605,16 +596,13 @@ LoopResult run_loop(char* ws, size_t pages, double seconds, double rate, ckpt_t*
         next_move += interval_ns;
       }
     }
-    if (moved) {
-      wbase = (wbase + win) % pages;
-      wcur = 0;
-    }
+    if (moved) lp.move_window();
   }
   uint64_t f1 = minor_faults();
-  g_sink += sum;
+  g_sink += lp.sum;
   LoopResult lr;
   double dt = (t - t0) / 1e9;
-  lr.steps_per_s = steps / dt;
+  lr.steps_per_s = lp.steps / dt;
   lr.faults_per_s = (f1 - f0) / dt;
   if (c) {
     check(ckpt_get_stats(c, &s1), "ckpt_get_stats");

@@ -33,25 +33,21 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench_time.hpp"
+
 namespace {
+
+using bench::median;
+using bench::now_ns;
 
 constexpr size_t kPage = 4096;
 
-double now_ns() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 [[noreturn]] void fail(const std::string &what) {
   throw std::runtime_error(fmt::format("{}: {}", what, strerror(errno)));
@@ -235,6 +231,39 @@ void disarm_hook(pid_t pid, int release_fd) {
 
 bool run_quiet(const std::string &cmd) { return system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
 
+std::string slurp(const std::string &path) {
+  std::ifstream f(path);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Why 'rmmod ckpt' failed: its message, the module's reference count and holders, and every
+// process that still has /dev/ckpt open (a descriptor is a module reference: fops.owner).
+nlohmann::json unload_failure(const std::string &msg) {
+  nlohmann::json j = {{"rmmod", msg}, {"refcnt", slurp("/sys/module/ckpt/refcnt")}};
+  std::string holders;
+  std::error_code ec;
+  for (auto &h : std::filesystem::directory_iterator("/sys/module/ckpt/holders", ec))
+    holders += h.path().filename().string() + " ";
+  j["holders"] = holders;
+  nlohmann::json fds = nlohmann::json::array();
+  for (auto &p : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string pid = p.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code e2;
+    for (auto &fd : std::filesystem::directory_iterator(p.path() / "fd", e2)) {
+      std::error_code e3;
+      auto t = std::filesystem::read_symlink(fd.path(), e3);
+      if (!e3 && t.string().find("ckpt") != std::string::npos)
+        fds.push_back(pid + " (" + slurp("/proc/" + pid + "/comm") + "): fd " + fd.path().filename().string() +
+                      " -> " + t.string());
+    }
+  }
+  j["open_descriptors"] = fds;
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -344,6 +373,7 @@ int main(int argc, char **argv) {
     // Fault cost of an untracked process: module loaded (hook idle), armed by another
     // process's region, and unloaded. Interleaved rounds; medians.
     std::vector<double> un_loaded, un_armed, un_unloaded;
+    nlohmann::json unload_failures = nlohmann::json::array();
     bool can_unload = std::filesystem::exists(ko);
     // Reloaded as it was loaded. With hook_stay_armed=Y (the VM harness) "loaded" is armed too;
     // without the parameter the rest of the VM session would patch the hook in and out every
@@ -371,13 +401,33 @@ int main(int argc, char **argv) {
       pid_t child = arm_hook(&rel);
       un_armed.push_back(best_untracked(untracked_trials));
       disarm_hook(child, rel);
-      if (can_unload && run_quiet("rmmod ckpt")) {
-        un_unloaded.push_back(best_untracked(untracked_trials));
-        const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed + dev_args;
-        if (!run_quiet(insmod)) throw std::runtime_error(insmod + " failed");
-      } else {
-        can_unload = false;
+      if (!can_unload) continue;
+      // A failed unload is recorded with what held the module, and retried a few times
+      // (100 ms apart) so that a reference dropped late shows as such, not as a leak.
+      std::string msg;
+      bool unloaded = false;
+      for (int attempt = 0; attempt < 5 && !unloaded; attempt++) {
+        if (attempt) usleep(100000);
+        FILE *p = popen("rmmod ckpt 2>&1", "r");
+        char line[256];
+        msg.clear();
+        while (p && fgets(line, sizeof(line), p)) msg += line;
+        unloaded = p && pclose(p) == 0;
+        if (!unloaded) {
+          auto f = unload_failure(msg);
+          f["round"] = r;
+          f["attempt"] = attempt;
+          unload_failures.push_back(f);
+          fmt::print(stderr, "track_bench: rmmod ckpt failed (round {}, attempt {}): {}\n", r, attempt, f.dump());
+        }
       }
+      if (!unloaded) {
+        can_unload = false;
+        continue;
+      }
+      un_unloaded.push_back(best_untracked(untracked_trials));
+      const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed + dev_args;
+      if (!run_quiet(insmod)) throw std::runtime_error(insmod + " failed");
     }
 
     // The TLB flush of COLLECT: a loop's sweep over its working set right after a COLLECT that
@@ -476,6 +526,7 @@ int main(int argc, char **argv) {
                                 {"at_most", t.at_most}, {"met", met}});
     }
     if (un_unloaded.empty()) fmt::print("  (module could not be unloaded: loaded/unloaded ratio not measured)\n");
+    out["unload_failures"] = unload_failures;
     if (!sw_page.empty()) {
       out["tlb_sweep"] = {{"working_set_bytes", ws}, {"pages_protected", win},
                           {"tlb_flush_pages", std::stoul(flush_pages)},

@@ -6,8 +6,9 @@
   report.py merge DIR OUT.json             DIR/*.json (bench/run-guest.sh) -> one results file
   report.py render RESULTS.json DOCDIR [KERNEL=RESULTS.json ...]
                                            PNG plots + DOCDIR/performance.md (needs matplotlib);
-                                           the page is RESULTS.json's, with the comparisons of the
-                                           other kernels' results of the same make bench beside it
+                                           the page is RESULTS.json's; its "Both kernels" section
+                                           puts the comparisons of the KERNEL=RESULTS (every kernel
+                                           of one make bench) side by side
 
 The merged file has one entry per figure: name, unit, median, min, max (n, params), and for
 comparisons also ratio, target and met. Only ratios measured in the same run are claimed.
@@ -433,8 +434,11 @@ def target_rows(entries):
 
 
 def kernels_section(d, others):
-    """The comparisons of every kernel of one make bench, side by side (issue 16)."""
-    runs = [d] + [o for _, o in others]
+    """The comparisons of every kernel of one make bench (others: [(kernel, results)], the first
+    kernel's included), side by side (issue 16)."""
+    page_env = d.get("environment", {})
+    runs = [o for _, o in others]
+    d = runs[0]
     envs = [r.get("environment", {}) for r in runs]
     Es = [by_name(r["entries"]) for r in runs]
     L = []
@@ -449,7 +453,15 @@ def kernels_section(d, others):
       "(the two guests ran minutes apart, under whatever load the host had then: see the load rows). "
       "On the kernels after the first, a full `make bench` runs the write-tracking (track_bench) and CRIU "
       "comparisons and ckpt.ko against uffd-async; the other benchmarks (latency, scaling, throughput, "
-      "slowdown) are the first kernel's only (`CKPT_BENCH_ALL=1` runs them everywhere).")
+      "slowdown) are the first kernel's only (`CKPT_BENCH_ALL=1` runs them everywhere); `scripts/bench.sh "
+      "--compare` runs just these comparisons on every kernel and rewrites only this section.")
+    a("")
+    same = page_env.get("date") == envs[0].get("date")
+    a(f"This section: the run of {envs[0].get('date', '?')}" + (f" to {envs[-1].get('date')}" if len(envs) > 1 else "")
+      + " (each kernel's guest start below). The other sections of this page: "
+      + ("the same run's first kernel." if same else
+         f"the full run of {page_env.get('date', '?')} on `{page_env.get('kernel', '?')}` (an earlier run).")
+      )
     a("")
     a("| | " + " | ".join(f"`{e.get('kernel', '?')}`" for e in envs) + " |")
     a("| --- |" + " --- |" * len(runs))
@@ -558,7 +570,7 @@ def write_page(d, E, env, plots, docdir, others=()):
       "hang on which repeat is the median; \"undecided\" targets need more repeats or a quieter machine "
       "before anyone quotes them as met or missed. track_bench's targets carry no per-repeat spread.")
     a("")
-    if others or d.get("uffd_async_md"):
+    if others:
         L += kernels_section(d, others)
 
     # Latency

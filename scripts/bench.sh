@@ -11,6 +11,10 @@
 #   scripts/bench.sh            full run (~25 min under TCG); commits nothing
 #   scripts/bench.sh --quick    every benchmark with tiny sizes, a smoke check (~1 min); results
 #                               go to build/bench-quick/, the committed results are not touched
+#   scripts/bench.sh --compare  only the comparisons issue 16 asks for on every kernel (track, criu,
+#                               criu-incr, uffd-async): bench/results/compare/raw-<kernel>,
+#                               compare-<kernel>.json; the page's "Both kernels" section is
+#                               rewritten from them, its other figures stay the last full run's
 #   scripts/bench.sh --only criu,criu-incr
 #                               just those benchmarks (bench/run-guest.sh's names), full size;
 #                               results go to build/bench-only/, the committed ones are not touched
@@ -21,12 +25,13 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-quick= only=()
+quick= only=() compare=
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=--quick; shift ;;
     --only) only=(--only "$2"); shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--quick] [--only NAME[,NAME...]]" >&2; exit 2 ;;
+    --compare) compare=1; shift ;;
+    *) echo "usage: scripts/bench.sh [--quick] [--compare] [--only NAME[,NAME...]]" >&2; exit 2 ;;
   esac
 done
 
@@ -43,7 +48,11 @@ for k in "${kernels[@]}"; do
   [ -e "$ko" ] || { echo "bench: $ko is not built (make kmods KERNELS=\"${kernels[*]}\")" >&2; exit 2; }
 done
 
-if [ ${#only[@]} -gt 0 ]; then
+if [ -n "$compare" ]; then
+  out=bench/results/compare docdir=Documentation
+  only=(--only track,criu,criu-incr,uffd-async)
+  vmopts=(--timeout 3000 --pmem-size 3072M --dax-size 1536M --mem 3G)
+elif [ ${#only[@]} -gt 0 ]; then
   out=build/bench-only docdir=build/bench-only
   vmopts=(--timeout 3000 --pmem-size 3072M --dax-size 1536M --mem 3G)
 elif [ -n "$quick" ]; then
@@ -71,7 +80,9 @@ rc=0 also=()
 for i in "${!kernels[@]}"; do
   k=${kernels[$i]}
   # The first kernel keeps the names the page and the plots always had.
-  if [ "$i" -eq 0 ]; then raw=$out/raw results=$out/latest.json; else raw=$out/raw-$k results=$out/latest-$k.json; fi
+  if [ -n "$compare" ]; then raw=$out/raw-$k results=$out/compare-$k.json
+  elif [ "$i" -eq 0 ]; then raw=$out/raw results=$out/latest.json
+  else raw=$out/raw-$k results=$out/latest-$k.json; fi
   rm -rf "$raw"
   mkdir -p "$raw"
   t0=$SECONDS
@@ -91,10 +102,14 @@ for i in "${!kernels[@]}"; do
   printf '{"load_start": "%s", "load_end": "%s", "session_seconds": %d, "cpus": %d}\n' \
     "$load0" "$(load)" $((SECONDS - t0)) "$(nproc)" > "$raw/host.json"
   $py bench/report.py merge "$raw" "$results" || { [ "$krc" -ne 0 ] || krc=1; }
-  [ "$i" -eq 0 ] && first=$results || also+=("$k=$results")
+  [ "$i" -eq 0 ] && first=$results
+  also+=("$k=$results")
   [ "$krc" -eq 0 ] || { echo "bench: kernel $k: some benchmark failed (exit $krc); its results are partial" >&2; rc=$krc; }
 done
-if [ -n "$quick" ] || [ ${#only[@]} -gt 0 ]; then
+if [ -n "$compare" ]; then
+  # The page's figures stay the last full run's (bench/results/latest.json).
+  $py bench/report.py render bench/results/latest.json "$docdir" "${also[@]}"
+elif [ -n "$quick" ] || [ ${#only[@]} -gt 0 ]; then
   if $py -c 'import matplotlib' 2>/dev/null; then $py bench/report.py render "$first" "$docdir" "${also[@]}"; fi
 else
   $py bench/report.py render "$first" "$docdir" "${also[@]}"

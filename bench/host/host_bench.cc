@@ -595,26 +595,29 @@ std::string markdown(const std::vector<Target>& tg, const std::string& env) {
     }
     a("");
     double un = figv("wake/unpinned/p50_ns"), one = figv("wake/same_cpu/p50_ns"), two = figv("wake/two_cpus/p50_ns"),
+           two90 = figv("wake/two_cpus/p90_ns"), spin = figv("wake/two_cpus_spin/p50_ns"),
            asy = figv("fault/uffd-async/first_write_ns");
     a(fmt::format(
-        "Reading (generated from this run's figures): libckpt's unpinned handler handled {:.0f}% of the faults on "
-        "the writer's own CPU and cost {:.1f} us (p50), like the pinned one-CPU case ({:.1f} us): the round trip is "
-        "then two context switches on one CPU. Pinned to the other CPU the same fault costs {:.1f} us, {:.1f}x "
-        "as much: each fault then makes two cross-CPU wake-ups (the handler's, then the writer's), each an "
-        "inter-processor interrupt, which on this machine (a KVM guest itself) the hypervisor delivers to the "
-        "other vCPU. Against uffd-async's first write ({:.2f} us) the sync fault is {:.1f}x (one CPU) to {:.1f}x "
-        "(two CPUs). Where the writer's CPU has nothing else to run the scheduler wakes the handler on an idle "
-        "CPU (select_idle_sibling), and an idle vCPU here has halted into the hypervisor (cpuidle haltpoll with "
-        "`haltpoll.guest_halt_poll_ns=0` on this kernel's command line), so on a quiet machine every fault pays "
-        "two wake-ups of halted vCPUs; the idle-entries column counts how often a CPU went idle during the "
-        "writes (0 means the machine was too busy for that path in this run). The issue's 70 us (FACTS.md: "
-        "track_bench's userfaultfd probe on this kernel, the mean over 256 faults, an earlier and quieter "
-        "machine) is that path plus whatever preemption the mean caught; this table's means show how far a "
-        "mean moves from the median on a shared machine. The 40x target compares uffd-async with that "
-        "cross-CPU, idle-wake-up round trip; it does not hold against the one-CPU round trip that libckpt's "
-        "tracker gets on a busy machine, and nothing in the tracker should be slowed to restore it.",
-        100 * figv("wake/unpinned/same_cpu_fraction"), un / 1e3, one / 1e3, two / 1e3, two / one, asy / 1e3,
-        one / asy, two / asy));
+        "Reading (generated from this run's figures): libckpt's handler, unpinned, handled {:.0f}% of the faults "
+        "on the writer's own CPU and cost {:.1f} µs (p50), as the handler pinned to the writer's CPU ({:.1f} µs): "
+        "the round trip is then two context switches on one CPU. With the handler on the other CPU the same "
+        "fault costs {:.1f} µs ({:.1f}x): each fault then makes two cross-CPU wake-ups (the handler's, then the "
+        "writer's), inter-processor interrupts that this machine's hypervisor delivers (the host is itself a "
+        "KVM guest); a handler that spins instead of blocking saves one of them ({:.1f} µs). Against "
+        "uffd-async's first write ({:.2f} µs) the sync fault is {:.1f}x on one CPU and {:.1f}x across two. "
+        "Which of the two libckpt's tracker gets is the scheduler's choice: on a busy machine (the "
+        "idle-entries column: how often a CPU went idle during the writes) the handler is woken where the "
+        "writer runs; on a quiet one the scheduler puts a woken thread on an idle CPU, and an idle vCPU here "
+        "has halted into the hypervisor (cpuidle haltpoll with `haltpoll.guest_halt_poll_ns=0` on this "
+        "kernel's command line), which adds a halted vCPU's wake-up to each crossing (not measurable while "
+        "no CPU goes idle). The issue's 70 µs (FACTS.md, one run of a probe, the machine quieter then) lies "
+        "within this run's cross-CPU spread (p50 {:.1f} µs, p90 {:.1f} µs), and a mean over all faults, as a "
+        "single figure per run reads, moves far above the median on a shared machine (the means here). So "
+        "the 40x ratio measures where the handler ran and how idle the machine was, not the kernel's "
+        "userfaultfd code or uffd-async: it holds at most against the cross-CPU round trip, and nothing in "
+        "the sync tracker should be slowed (or pinned apart) to restore it.",
+        100 * figv("wake/unpinned/same_cpu_fraction"), un / 1e3, one / 1e3, two / 1e3, two / one, spin / 1e3,
+        asy / 1e3, one / asy, two / asy, two / 1e3, two90 / 1e3));
     a("");
   }
   a("Checkpoint latency (ms, `ckpt_checkpoint`) against dirty pages, 64 MiB region:");

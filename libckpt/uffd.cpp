@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The userfaultfd calls both uffd trackers make (uffd.hpp).
 #include "uffd.hpp"
 

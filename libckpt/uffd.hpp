@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libckpt internal: the userfaultfd calls both uffd trackers make (tracker_uffd.cpp, sync mode
 // with a handler thread; tracker_uffd_async.cpp, UFFD_FEATURE_WP_ASYNC). Each returns 0 (or the
 // descriptor) on success, -errno on failure.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The clocks, the median and the memory-bound loop the benchmarks here share (bench/host,
 // bench/ckpt, bench/track).
 #pragma once

@@ -524,6 +524,10 @@ std::vector<Target> targets() {
     t.push_back({fmt::format("throughput kept at 100 checkpoints/s ({})", tr), fmt::format("{:.1f}%", 100 * k100),
                  goal ? ">= 80%" : "", k100 >= 0.80});
   }
+  // Issue 19's goals are for this machine's own kernel; in a TCG guest (where the module runs) the
+  // same comparisons are shown without them.
+  if (has("module"))
+    for (auto& x : t) x.goal.clear();
   return t;
 }
 
@@ -665,7 +669,11 @@ std::string markdown(const std::vector<Target>& tg, const std::string& env) {
     "copy into the tmpfs store, and for a CPU on the shared machine; the CPU-time throughput above "
     "does not count it.");
   a("");
-  a("Reproduce: `make bench-host` (~3 min; writes `bench/results/host.json` and this section).");
+  if (has("module"))
+    a("Reproduce: `scripts/bench.sh --compare` or `make bench` (bench/run-guest.sh's `uffd-async` benchmark, in "
+      "each guest whose kernel has UFFD_FEATURE_WP_ASYNC).");
+  else
+    a("Reproduce: `make bench-host` (~3 min on a quiet machine; writes `bench/results/host.json` and this section).");
   return s;
 }
 

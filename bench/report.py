@@ -447,7 +447,7 @@ def kernels_section(d, others):
     a("")
     a("`make bench` runs every benchmark on each kernel of `KERNELS` (default `6.1 6.12`, as `make test`), "
       "one guest after the other in the same invocation, with the same binaries and the same guest "
-      "settings (TCG, 2 vCPUs, `--no-debug`). The rest of this page shows the first kernel's figures; "
+      "settings (TCG, 2 vCPUs, `--no-debug`); "
       "this table puts the comparisons of each kernel beside each other. Under TCG and on a shared host, "
       "compare the ratios within a column; across columns only a large difference means something "
       "(the two guests ran minutes apart, under whatever load the host had then: see the load rows). "

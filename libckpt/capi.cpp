@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include "session.hpp"
+#include "store/mac.hpp"
 
 namespace {
 
 constexpr uint32_t kKnownFlags =
-    CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT | CKPT_CFG_ASYNC | CKPT_CFG_CREATE;
+    CKPT_CFG_TIMER | CKPT_CFG_PARTIAL_RESTORE | CKPT_CFG_FORMAT | CKPT_CFG_ASYNC | CKPT_CFG_CREATE |
+    CKPT_CFG_OTHER_PROGRAM;
 
 template <class F>
 int guard(F&& f) {
@@ -99,6 +101,9 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     return open_fail(-EINVAL, "bad config: size, tracker, writer or flags");
   for (uint64_t r : cfg->reserved)
     if (r) return open_fail(-EINVAL, "bad config: reserved fields must be zero");
+  if ((cfg->key == nullptr) != (cfg->key_len == 0) ||
+      (cfg->key && (cfg->key_len < ckpt::store::kMinMacKey || cfg->key_len > ckpt::store::kMaxMacKey)))
+    return open_fail(-EINVAL, "bad config: key and key_len go together, 16 to 64 bytes");
   if ((cfg->flags & CKPT_CFG_TIMER) && !cfg->interval_ms)
     return open_fail(-EINVAL, "bad config: CKPT_CFG_TIMER needs interval_ms");
   return guard([&] {
@@ -126,6 +131,9 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     o.create_size = cfg->create_size;
     o.force_format = (cfg->flags & CKPT_CFG_FORMAT) != 0;
     o.create = (cfg->flags & CKPT_CFG_CREATE) != 0;
+    if (cfg->key) o.mac_key.assign(static_cast<const char*>(cfg->key), cfg->key_len);
+    c->cfg.key = nullptr;  // the caller's buffer: the store keeps its own copy
+    c->cfg.key_len = 0;
     std::string why_store;
     o.why = &why_store;
     // -EINTR: a pending io_uring task-work notification interrupts e.g. fallocate on tmpfs
@@ -136,6 +144,21 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
       return open_fail(ret, std::string("store ") + path + ": " +
                                 (why_store.empty() ? strerror(-ret) : why_store));
     if (c->store->page_size() != c->ps) return open_fail(-EINVAL, "store page size differs from the system's");
+    // Another program's checkpoint (store-format.md "Provenance"): its regions may carry the
+    // same names, and restoring them, or checkpointing over them, would be silent damage.
+    if (c->store->epoch() != 0 && !(cfg->flags & CKPT_CFG_OTHER_PROGRAM)) {
+      const ckpt::store::Provenance p = c->store->provenance();
+      const ckpt::store::Provenance& me = ckpt::store::self_provenance();
+      if (!ckpt::store::same_program(p, me)) {
+        auto who = [](const ckpt::store::Provenance& x) {
+          return x.exe + (x.build_id.empty() ? "" : " (build-id " + x.build_id.substr(0, 16) + ")");
+        };
+        return open_fail(-EMEDIUMTYPE, std::string("store ") + path + ": its checkpoint (epoch " +
+                                           std::to_string(c->store->epoch()) + ") was made by " +
+                                           who(p) + ", not by this program, " + who(me) +
+                                           ": refusing it (CKPT_CFG_OTHER_PROGRAM accepts it)");
+      }
+    }
     c->stats.page_size = c->ps;
     c->stats.epoch = c->store->epoch();
     snprintf(c->stats.tracker, sizeof(c->stats.tracker), "%s", c->tracker->name());

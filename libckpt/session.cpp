@@ -397,10 +397,22 @@ int ckpt_session::restore() {
       ret = set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
                                   " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
   }
+  // Every registered region must be in the epoch before any is filled: a read of no bytes
+  // answers -ENOENT for one the committed epoch does not hold, and reads nothing.
+  std::string missing;
+  for (auto& r : regions) {
+    if (ret) break;
+    int e = store->read_range(r.sid, 0, nullptr, 0, nullptr);
+    if (e == -ENOENT) missing += (missing.empty() ? "'" : ", '") + r.name + "'";
+    else if (e) ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+  }
+  if (!ret && !missing.empty())
+    ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing +
+                                " (nothing was restored)");
   // The store may fall back to an older epoch while reading (a damaged page in the newest one
   // and an intact retained epoch): every region must then come from that older epoch, never a
-  // mix, so a pass that saw two epochs is read again.
-  std::string missing;
+  // mix, so a pass that saw two epochs is read again. An older epoch that lacks a region (it
+  // was registered after that epoch) is still -ESRCH, but only found while filling.
   for (int pass = 0; pass < 3 && !ret; pass++) {
     missing.clear();
     uint64_t lo = UINT64_MAX, hi = 0;

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   linux-headers-amd64 kmod cpio gzip xz-utils dwarves
-  qemu-system-x86 busybox-static ndctl e2fsprogs
+  qemu-system-x86 busybox-static ndctl e2fsprogs fdisk dmsetup libsodium23
   liburing-dev libnl-genl-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev libblkid-dev

@@ -80,6 +80,8 @@ enum ckpt_writer_kind {
 						/* (uffd-async included: nothing copies before a write) */
 #define CKPT_CFG_CREATE		(1u << 4)	/* make a store of an existing path that holds */
 						/* none (an empty file, a blank device); see ckpt_open */
+#define CKPT_CFG_OTHER_PROGRAM	(1u << 5)	/* open a store whose checkpoint another program */
+						/* made (default: -EMEDIUMTYPE); see ckpt_open */
 
 /*
  * Session configuration. Initialise with ckpt_config_init(), then change fields. Passing NULL
@@ -93,7 +95,9 @@ struct ckpt_config {
 	uint64_t interval_ms;	/* timer period and hook interval; 0 = no time trigger */
 	uint64_t every_n;	/* ckpt_hook checkpoints every N calls; 0 = off */
 	uint64_t create_size;	/* a new file store's initial size; 0 = grow on demand */
-	uint64_t reserved[8];	/* must be zero */
+	const void *key;	/* NULL, or key_len bytes: authenticate the store's commit */
+	uint64_t key_len;	/* records with a keyed MAC (16..64 bytes; see ckpt_open) */
+	uint64_t reserved[6];	/* must be zero */
 };
 
 /* Fill *cfg with the defaults. -EINVAL if cfg is NULL. */
@@ -111,6 +115,17 @@ int ckpt_config_init(ckpt_config_t *cfg);
  * -EEXIST it holds a file system, partition table, LUKS header, swap area... (libblkid), or a
  * file holds other data: only CKPT_CFG_FORMAT formats it; -EUCLEAN a damaged store.
  * Symlinks in the path are followed (a store is never created through a dangling one).
+ * With cfg->key, every checkpoint's commit record is authenticated with a keyed MAC (libsodium's
+ * BLAKE2b, loaded when a key is given) and the newest one is checked here: -EKEYREJECTED the
+ * store's record has no MAC (written without a key) or one this key does not verify (forged,
+ * another store's, another key); -ENOKEY no key given but the store's records carry a MAC;
+ * -ELIBACC libsodium cannot be loaded; -EINVAL key_len outside 16..64. XXH3 checksums stay the
+ * damage check; the MAC covers the commit record and its provenance (store-format.md).
+ * -EMEDIUMTYPE: the store's newest checkpoint was made by another program (another executable
+ * path and another ELF build-id; a rebuilt program keeps its path, a moved copy its build-id):
+ * restoring its regions, or checkpointing over them, is refused unless CKPT_CFG_OTHER_PROGRAM
+ * is set. Stores whose checkpoint was written by a library before store format 1.2 record no
+ * program and open as before; their next checkpoint records this one.
  * Other errors: -EBUSY the store is open in another process; -EPROTO another format version;
  * -ENOSPC too small; -ENODEV a forced tracker is not available here; -EOPNOTSUPP a forced writer
  * cannot write this store, or CKPT_CFG_ASYNC without a tracker that holds pages; -EINVAL bad

@@ -3,6 +3,7 @@
 #include "format.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstddef>
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
@@ -29,6 +30,14 @@ uint64_t meta_csum(const void* block) {
 }
 
 uint64_t store_key(const uint8_t uuid[16]) { return XXH3_64bits(uuid, 16) | 1; }
+
+uint64_t tail_csum(const void* slot) {
+  const auto* b = static_cast<const uint8_t*>(slot) + kProvOffset;
+  ProvenanceHeader h;
+  std::memcpy(&h, b, sizeof(h));
+  const size_t n = sizeof(h) + std::min<size_t>(h.path_len, kMaxProvPath);
+  return XXH3_64bits(b, n) | 1;
+}
 
 uint64_t page_hash(const void* page, uint64_t key, uint32_t region, uint64_t index) {
   const uint64_t seed = key ^ (uint64_t(region) << 40) ^ (index * 0x9e3779b97f4a7c15ull);
@@ -84,6 +93,15 @@ int check_commit(const void* block, const uint8_t uuid[16], const char** why) {
   if (cr.epoch == 0 || cr.live.epoch != cr.epoch || cr.retained.epoch >= cr.epoch) {
     *why = "commit record epochs inconsistent";
     return -EUCLEAN;
+  }
+  if (cr.tail_csum != 0) {
+    ProvenanceHeader h;
+    std::memcpy(&h, static_cast<const uint8_t*>(block) + kProvOffset, sizeof(h));
+    if (h.magic != kProvMagic || h.version != 1 || h.path_len > kMaxProvPath ||
+        h.build_id_len > kMaxBuildId || (!kFuzzing && tail_csum(block) != cr.tail_csum)) {
+      *why = "commit record's provenance damaged";
+      return -EUCLEAN;
+    }
   }
   return 0;
 }

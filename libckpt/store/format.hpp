@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// libckpt store: the on-store format, version 1.1 (Documentation/store-format.md).
+// libckpt store: the on-store format, version 1.2 (Documentation/store-format.md).
 //
 // Every structure is little-endian, fixed-size and checksummed with XXH3-64. The store is an
 // array of 4 KiB blocks:
@@ -20,7 +20,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the on-store format is
 
 constexpr uint32_t kBlockSize = 4096;
 constexpr uint32_t kFormatMajor = 1;  // a store of another major version is refused (-EPROTO)
-constexpr uint32_t kFormatMinor = 1;  // newer minors only add fields that were reserved-zero
+constexpr uint32_t kFormatMinor = 2;  // newer minors only add fields that were reserved-zero
                                       // or features gated by an incompat bit
 
 constexpr uint64_t kSuperMagic = 0x524f545354504b43ull;   // "CKPTSTOR"
@@ -77,10 +77,34 @@ struct CommitRecord {  // at offset 0 of a commit slot; the rest of the block is
   uint64_t total_blocks;   // store size this epoch may reference
   EpochRef live;           // the committed epoch
   EpochRef retained;       // the older epoch kept restorable (its blocks are never reused)
-  uint64_t reserved[10];
+  // Since 1.2: tail_csum() of the provenance after the record in the same slot (the program
+  // that committed this epoch), 0 = none (written by 1.1 or older). Covered by csum, so a torn
+  // provenance fails the record as a torn record does.
+  uint64_t tail_csum;
+  // Since 1.2: keyed MAC of the slot (mac.hpp) when the store was written with a key, else 0.
+  uint8_t mac[32];
+  uint64_t reserved[5];
   uint64_t csum;  // XXH3-64 of the 248 bytes before it
 };
 static_assert(sizeof(CommitRecord) == 256);
+
+// Since 1.2, at offset 256 of a commit slot (after the record), when the record's tail_csum is
+// not 0: who committed the epoch. Then path_len bytes of the executable's path. 1.1 readers
+// ignore it (the rest of a slot was zero and unread).
+constexpr uint64_t kProvMagic = 0x564f525054504b43ull;  // "CKPTPROV"
+constexpr size_t kProvOffset = sizeof(CommitRecord);
+constexpr size_t kMaxBuildId = 64;
+struct ProvenanceHeader {
+  uint64_t magic;
+  uint32_t version;       // 1
+  uint16_t path_len;      // bytes of the executable path that follow, <= kMaxProvPath
+  uint8_t build_id_len;   // bytes of build_id used (the ELF NT_GNU_BUILD_ID note), 0 = none
+  uint8_t reserved0;
+  uint8_t build_id[kMaxBuildId];
+  uint64_t reserved[2];
+};
+static_assert(sizeof(ProvenanceHeader) == 96);
+constexpr size_t kMaxProvPath = kBlockSize - kProvOffset - sizeof(ProvenanceHeader);  // 3744
 
 enum MetaKind : uint32_t { kSnapshot = 1, kDelta = 2 };
 
@@ -150,6 +174,8 @@ uint64_t super_csum(const SuperBlock& sb);
 uint64_t commit_csum(const CommitRecord& cr);
 uint64_t meta_csum(const void* block);  // over the whole block, csum field as zero
 uint64_t store_key(const uint8_t uuid[16]);
+// XXH3-64 of the provenance header and path in a commit slot, never 0. `slot` is the 4 KiB slot.
+uint64_t tail_csum(const void* slot);
 // A page's checksum is seeded with where it belongs, so a block holding another page's bytes
 // (a misdirected or stale write) fails as surely as a torn one.
 uint64_t page_hash(const void* page, uint64_t key, uint32_t region, uint64_t index);
@@ -158,6 +184,7 @@ uint64_t page_hash(const void* page, uint64_t key, uint32_t region, uint64_t ind
 //   -ENOENT  no magic (nothing there)   -EPROTO  another format version / unknown incompat bits
 //   -EUCLEAN magic but damaged
 int check_super(const void* block, const char** why);
+// `block` is the whole 4 KiB slot (the provenance after the record is checked too).
 int check_commit(const void* block, const uint8_t uuid[16], const char** why);
 int check_meta(const void* block, uint64_t key, const char** why);
 

@@ -63,6 +63,9 @@ struct MediumInfo {
   // What libblkid recognised on a path without the store's magic ("an \"ext4\" file system"),
   // "" if nothing (or not probed: device-DAX, a new or empty file, a read-only open).
   std::string signature;
+  // Options::force_format: the signatures libblkid found and erased before formatting
+  // ("ext4, gpt"), "" if none.
+  std::string wiped;
 };
 
 // Open (or create) the medium for `path` as Options says, taking the exclusive lock, or the

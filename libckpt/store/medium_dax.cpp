@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "format.hpp"
+#include "guarded_copy.hpp"
 #include "medium.hpp"
 
 namespace ckpt::store {
@@ -198,10 +199,11 @@ class DaxMedium final : public Medium {
     return map(nullptr);
   }
 
+  // A page that raises SIGBUS (poisoned pmem, a file truncated under the mapping) is -EIO:
+  // the store takes it for a damaged page (guarded_copy.hpp).
   int read(uint64_t off, void* dst, size_t len) override {
     if (off > size_ || len > size_ - off) return -EIO;
-    std::memcpy(dst, base_ + off, len);
-    return 0;
+    return guarded_copy(dst, base_ + off, len);
   }
 
   int write(uint64_t off, const void* src, size_t len) override {
@@ -248,6 +250,7 @@ class DaxMedium final : public Medium {
       return r;
     }
     base_ = static_cast<uint8_t*>(addr);
+    guard_sigbus();  // a page that raises SIGBUS reads as -EIO (guarded_copy.hpp)
     size_ = size;
     return 0;
   }

@@ -30,7 +30,8 @@
 // Before a path that holds no store is formatted, libblkid probes it (regular files and block
 // devices) for a file system, partition table, RAID member, LUKS header, swap area...; what it
 // finds is MediumInfo::signature, and the store refuses to format over it without
-// force_format. Device-DAX is not probed: it has no read() path for libblkid, and it cannot
+// force_format; with force_format every signature libblkid finds is erased (wipe_signatures)
+// before the store formats. Device-DAX is not probed: it has no read() path for libblkid, and it cannot
 // hold a mounted file system or a partition table; the store formats one only when its header
 // blocks are blank (store.cpp).
 #include <blkid/blkid.h>
@@ -129,6 +130,43 @@ std::string probe_signature(int fd) {
   return found;
 }
 
+// Erases every signature libblkid finds on fd — file systems, partition tables (a GPT's backup
+// header at the end too), RAID members, LUKS headers, swap areas — as wipefs(8) --all does, and
+// says which in *wiped ("ext4, dos"). Called before a forced format: the store's format writes
+// only its first blocks, and a signature elsewhere (a btrfs superblock at 64 KiB, a GPT backup
+// header or an md superblock at the end) would keep claiming the device for blkid, udev and
+// mount, which would then corrupt the store. 0 or -errno.
+int wipe_signatures(int fd, std::string* wiped) {
+  blkid_probe pr = blkid_new_probe();
+  if (!pr) return -ENOMEM;
+  int rc = 0;
+  if (blkid_probe_set_device(pr, fd, 0, 0) != 0) {
+    rc = -EIO;
+  } else {
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_TYPE |
+                                              BLKID_SUBLKS_BADCSUM);
+    blkid_probe_enable_partitions(pr, 1);
+    blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC | BLKID_PARTS_FORCE_GPT);
+    // Each wipe steps the probe back, so the same chain is probed again for what was under it;
+    // bounded in case a signature survives its wipe.
+    for (int i = 0; i < 64 && blkid_do_probe(pr) == 0; i++) {
+      const char* t = nullptr;
+      if (blkid_probe_lookup_value(pr, "TYPE", &t, nullptr) != 0)
+        blkid_probe_lookup_value(pr, "PTTYPE", &t, nullptr);
+      const std::string type = t ? t : "?";
+      errno = 0;
+      if (blkid_do_wipe(pr, 0) != 0) {
+        rc = errno ? -errno : -EIO;
+        break;
+      }
+      if (wiped->find(type) == std::string::npos) *wiped += (wiped->empty() ? "" : ", ") + type;
+    }
+  }
+  blkid_free_probe(pr);
+  return rc;
+}
+
 // Whether fd's first two blocks hold the store's superblock magic (a store, maybe damaged:
 // the store decides). Reads with pread before O_DIRECT is set.
 bool has_store_magic(int fd) {
@@ -220,6 +258,7 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
   info->created = false;
   info->device = false;
   info->signature.clear();
+  info->wiped.clear();
   if (path.empty()) return err(why, -EINVAL, "(empty)", "no store path");
   const bool ro = opts.no_modify;
 
@@ -285,6 +324,10 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
       return 0;
     }
     if (!has_store_magic(fd)) info->signature = probe_signature(fd);
+    if (opts.force_format) {
+      if (int e = wipe_signatures(fd, &info->wiped); e != 0)
+        return fail_locked(e, "cannot erase the signatures libblkid found");
+    }
     int flags = fcntl(fd, F_GETFL);
     bool direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
     int r = uring_medium(fd, false, direct, bytes & ~uint64_t(fmt::kBlockSize - 1), out, why);
@@ -302,6 +345,10 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
     return 0;
   }
   if (size != 0 && !has_store_magic(fd)) info->signature = probe_signature(fd);
+  if (size != 0 && opts.force_format) {
+    if (int e = wipe_signatures(fd, &info->wiped); e != 0)
+      return fail_locked(e, "cannot erase the signatures libblkid found");
+  }
   if (size == 0 || info->created) {
     // An empty file holds nothing to lose, but only a new one (or an explicit create) becomes
     // a store: an empty file someone made is theirs.

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "format.hpp"
+#include "guarded_copy.hpp"
 #include "medium.hpp"
 
 namespace ckpt::store {
@@ -36,6 +37,7 @@ class ReadMedium final : public Medium {
                    fd_, 0);
     if (a == MAP_FAILED) return -errno;
     base_ = static_cast<uint8_t*>(a);
+    guard_sigbus();  // a page that raises SIGBUS reads as -EIO (guarded_copy.hpp)
     return 0;
   }
 
@@ -51,10 +53,7 @@ class ReadMedium final : public Medium {
 
   int read(uint64_t off, void* dst, size_t len) override {
     if (off > size_ || len > size_ - off) return -EIO;
-    if (base_) {
-      std::memcpy(dst, base_ + off, len);
-      return 0;
-    }
+    if (base_) return guarded_copy(dst, base_ + off, len);  // SIGBUS: -EIO (guarded_copy.hpp)
     auto* d = static_cast<uint8_t*>(dst);
     while (len > 0) {
       ssize_t n = pread(fd_, d, len, static_cast<off_t>(off));

@@ -32,6 +32,7 @@
 #include <unordered_set>
 
 #include "format.hpp"
+#include "mac.hpp"
 #include "medium.hpp"
 
 namespace ckpt::store {
@@ -173,6 +174,7 @@ class StoreImpl final : public Store {
   int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
                  ReadReport* report) override;
   uint64_t read_epoch() const override { return live_.ref.epoch; }
+  Provenance provenance() const override { return prov_; }
   int verify(VerifyReport* report, const Progress& progress) override;
   int stat(StoreStat* out) const override;
   const std::string& last_error() const override { return err_; }
@@ -280,6 +282,7 @@ class StoreImpl final : public Store {
   TxnImpl* txn_ = nullptr;
   bool broken_ = false;  // a commit record write failed: the medium's state is unknown
   std::string err_;
+  Provenance prov_;      // of the newest committed epoch
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -394,14 +397,57 @@ int StoreImpl::open_or_format(std::string* why) {
   // The newest valid commit record is the live epoch.
   CommitRecord cr{};
   bool found = false;
+  int slot = 0;
   for (int i = 0; i < 2; i++) {
     const char* w = "";
     if (check_commit(hdr[2 + i].data(), sb_.uuid, &w) != 0) continue;
     CommitRecord c;
     std::memcpy(&c, hdr[2 + i].data(), sizeof(c));
     if (c.epoch % 2 != uint64_t(i)) continue;  // a record always sits in slot epoch % 2
-    if (!found || c.epoch > cr.epoch) cr = c;
+    if (!found || c.epoch > cr.epoch) {
+      cr = c;
+      slot = i;
+    }
     found = true;
+  }
+  if (found) {  // 1.2: the keyed MAC
+    bool has_mac = false;
+    for (uint8_t b : cr.mac) has_mac |= b != 0;
+    if (!opts_.mac_key.empty()) {
+      uint8_t mac[kMacBytes];
+      std::string w;
+      if (int r = commit_mac(opts_.mac_key, hdr[2 + slot].data(), mac, &w); r != 0) {
+        *why = w;
+        return r;
+      }
+      if (!has_mac) {
+        *why = "epoch " + std::to_string(cr.epoch) +
+               " was committed without a key (no MAC): refusing an unauthenticated store";
+        return -EKEYREJECTED;
+      }
+      if (std::memcmp(mac, cr.mac, kMacBytes) != 0) {
+        *why = "epoch " + std::to_string(cr.epoch) +
+               ": the commit record's MAC does not verify with this key (forged, another "
+               "store's, or another key)";
+        return -EKEYREJECTED;
+      }
+    } else if (has_mac && !opts_.no_modify) {
+      *why = "its commit records are authenticated with a key: give the key (ckpt_config.key, "
+             "--key-file)";
+      return -ENOKEY;
+    }
+  }
+  if (found && cr.tail_csum != 0) {  // 1.2: who committed it (checked by check_commit)
+    ProvenanceHeader ph;
+    const uint8_t* t = hdr[2 + slot].data() + kProvOffset;
+    std::memcpy(&ph, t, sizeof(ph));
+    prov_.known = true;
+    prov_.exe.assign(reinterpret_cast<const char*>(t + sizeof(ph)), ph.path_len);
+    static const char hex[] = "0123456789abcdef";
+    for (uint32_t k = 0; k < ph.build_id_len; k++) {
+      prov_.build_id += hex[ph.build_id[k] >> 4];
+      prov_.build_id += hex[ph.build_id[k] & 15];
+    }
   }
   if (!found) {  // formatted, nothing committed (or the first commit was cut)
     rebuild_used();
@@ -1247,8 +1293,27 @@ int StoreImpl::commit(TxnImpl* t) try {
   l.nregions = nregions;
   l.npages = npages;
   cr.retained = live_.ref;
-  seal_commit(&cr);
+  // 1.2: the committing program after the record, its checksum in the record.
   std::memset(buf.data(), 0, kBlockSize);
+  const Provenance& me = self_provenance();
+  {
+    ProvenanceHeader ph{};
+    ph.magic = kProvMagic;
+    ph.version = 1;
+    ph.path_len = static_cast<uint16_t>(std::min<size_t>(me.exe.size(), kMaxProvPath));
+    for (size_t k = 0; k + 1 < me.build_id.size() && k / 2 < kMaxBuildId; k += 2)
+      ph.build_id[ph.build_id_len++] =
+          static_cast<uint8_t>(std::stoi(me.build_id.substr(k, 2), nullptr, 16));
+    std::memcpy(buf.data() + kProvOffset, &ph, sizeof(ph));
+    std::memcpy(buf.data() + kProvOffset + sizeof(ph), me.exe.data(), ph.path_len);
+    cr.tail_csum = tail_csum(buf.data());
+  }
+  if (!opts_.mac_key.empty()) {
+    std::memcpy(buf.data(), &cr, sizeof(cr));
+    std::string w;
+    if (int e = commit_mac(opts_.mac_key, buf.data(), cr.mac, &w); e != 0) return set_err(e, w);
+  }
+  seal_commit(&cr);
   std::memcpy(buf.data(), &cr, sizeof(cr));
   // Durability point 2: the record. A torn record fails its checksum and the other slot (the
   // previous epoch) is live; once the barrier returns, this epoch is.
@@ -1333,6 +1398,7 @@ int StoreImpl::commit(TxnImpl* t) try {
   live_ = std::move(next);
   undo_ = std::move(undo);
   committed_ = epoch;
+  prov_ = me;
   t->allocated_.clear();
   txn_ = nullptr;
   if (rebuild_after_commit_) {
@@ -1350,18 +1416,13 @@ int StoreImpl::commit(TxnImpl* t) try {
 // ---------------------------------------------------------------------------------------------
 // reads, fallback, verify
 
+// Through Medium::read even when the medium is mapped: a mapped page that raises SIGBUS
+// (poisoned pmem, a truncated file) is read as -EIO there, never hashed in place.
 bool StoreImpl::page_ok(const PageRef& ref, uint32_t region, uint64_t page, uint8_t* scratch) {
   if (ref.block == 0) return true;
-  const uint8_t* src;
-  const uint8_t* map = m_->mapping();
-  if (map && ref.block < total_) {
-    src = map + ref.block * kBlockSize;
-  } else {
-    if (ref.block >= total_ || m_->read(ref.block * kBlockSize, scratch, kBlockSize) != 0)
-      return false;
-    src = scratch;
-  }
-  return kFuzzing || page_hash(src, key_, region, page) == ref.hash;
+  if (ref.block >= total_ || m_->read(ref.block * kBlockSize, scratch, kBlockSize) != 0)
+    return false;
+  return kFuzzing || page_hash(scratch, key_, region, page) == ref.hash;
 }
 
 // Read pages [first, first + n) of a region's view into dst, reading runs of consecutive
@@ -1674,6 +1735,7 @@ int StoreImpl::stat(StoreStat* out) const {
   s.read_epoch = live_.ref.epoch;
   s.retained_epoch = ret_.ref.epoch;
   s.chain = live_.records;
+  s.provenance = prov_;
   *out = std::move(s);
   return 0;
 }

@@ -30,7 +30,9 @@ struct Options {
   // nothing to lose). A path that exists but holds no store is formatted only when asked:
   //  - create: an empty or blank file (the first 16 KiB all zeros), a block device in which
   //    libblkid recognises nothing, a device-DAX whose first 16 KiB are zeros;
-  //  - force_format (implies create): anything, a store included (destroys it).
+  //  - force_format (implies create): anything, a store included (destroys it); every signature
+  //    libblkid finds (file system, partition table with its backup GPT, RAID, swap...) is erased
+  //    first (wipefs --all), so nothing but the store claims the device or file afterwards.
   // Refused otherwise, the store untouched and `why` naming what it holds:
   //  -ENODATA  no store, and create was not asked for;
   //  -EEXIST   libblkid recognises a file system, partition table, LUKS header, swap area,
@@ -46,6 +48,14 @@ struct Options {
   // missing path gives -ENOENT, a path that holds no store -ENODATA; begin(), define_region(),
   // resize_region(), remove_region() and reserve() give -EROFS.
   bool no_modify = false;
+  // Keyed MAC (16..64 bytes; store-format.md "Keyed MAC"): every commit record written is
+  // authenticated with it, and open() checks the newest record's. Empty: none. Refusals:
+  //  -EKEYREJECTED  a key is given and the newest commit record has no MAC (an unkeyed store)
+  //                 or one that does not verify (forged, another store's, another key);
+  //  -ENOKEY        no key is given and the store's newest record has a MAC (writers only:
+  //                 a no_modify open reads it unauthenticated);
+  //  -ELIBACC       libsodium (libsodium23) cannot be loaded; -EINVAL a key of another length.
+  std::string mac_key;
   // If set, receives a one-line human-readable reason when open() fails.
   std::string* why = nullptr;
   // Write a full page-map snapshot after this many delta epochs (0 = automatic: after 256 — the
@@ -59,6 +69,19 @@ struct RegionInfo {
   uint64_t size = 0;   // bytes, a multiple of the page size
   uint32_t id = 0;     // stable within the store
 };
+
+// Who committed an epoch (format 1.2, store-format.md "Provenance"): the program's executable
+// path and its ELF build-id. Each commit records the committing program's.
+struct Provenance {
+  bool known = false;     // false: nothing committed, or committed by a library before 1.2
+  std::string exe;        // /proc/self/exe of the committing process
+  std::string build_id;   // its NT_GNU_BUILD_ID note in hex, "" if it has none
+};
+// The running program's (computed once per process).
+const Provenance& self_provenance();
+// The same program: the same executable path, or the same non-empty build-id (a rebuilt
+// program keeps its path; an installed or moved copy its build-id). True if either is unknown.
+bool same_program(const Provenance& a, const Provenance& b);
 
 // What a restore found, for clear errors and for ckpt-tool.
 struct ReadReport {
@@ -96,6 +119,7 @@ struct StoreStat {
   uint64_t read_epoch = 0;     // epoch reads come from (== epoch unless it fell back)
   uint64_t retained_epoch = 0; // the older epoch kept restorable, 0 = none
   std::vector<EpochInfo> chain;
+  Provenance provenance;       // of the newest committed epoch
 };
 
 struct DamagedPage {
@@ -218,6 +242,8 @@ class Store {
 
   // --- Added by the store. ---
   virtual uint64_t read_epoch() const = 0;     // epoch read_region() serves, 0 = none
+  // Who committed the newest epoch (known == false: nothing committed, or a pre-1.2 writer).
+  virtual Provenance provenance() const { return {}; }
   // Check every page checksum of every retained epoch. 0 when the read epoch verifies
   // completely; -EIO when something is damaged (report says what); -ECANCELED by progress.
   virtual int verify(VerifyReport* report, const Progress& progress = {}) = 0;

@@ -47,7 +47,12 @@ struct State {
   ckpt_heap_t* heap = nullptr;
 
   int open(const char* path) {
-    int r = ckpt_open(path, nullptr, &c);
+    // lib_crash_child checkpoints and lib_crash_test restores: two programs sharing a store on
+    // purpose, so each accepts the other's checkpoints.
+    ckpt_config_t cfg;
+    ckpt_config_init(&cfg);
+    cfg.flags = CKPT_CFG_OTHER_PROGRAM;
+    int r = ckpt_open(path, &cfg, &c);
     if (r) return r;
     meta = static_cast<uint64_t*>(mmap(nullptr, kPs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     data = static_cast<uint64_t*>(mmap(nullptr, kPages * kPs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));

@@ -634,6 +634,26 @@ TEST_P(Session, MismatchesAreClearErrors) {
   EXPECT_NE(strstr(ckpt_last_error(c), "'new'"), nullptr) << ckpt_last_error(c);
   ckpt_close(c);
 
+  // A registered region missing from the epoch: -ESRCH before anything is filled (issue 17).
+  // The regions the epoch does hold keep the bytes the program has now.
+  {
+    Mem a4(4), b4(1), y(1);
+    memset(a4.data(), 0x5a, a4.size());
+    memset(b4.data(), 0xa5, b4.size());
+    c = open();
+    ASSERT_TRUE(c);
+    ASSERT_EQ(ckpt_register(c, "a", a4.data(), a4.size()), 0) << ckpt_last_error(c);
+    ASSERT_EQ(ckpt_register(c, "b", b4.data(), b4.size()), 0) << ckpt_last_error(c);
+    ASSERT_EQ(ckpt_register(c, "later", y.data(), y.size()), 0) << ckpt_last_error(c);
+    EXPECT_EQ(ckpt_restore(c), -ESRCH);
+    EXPECT_NE(strstr(ckpt_last_error(c), "'later'"), nullptr) << ckpt_last_error(c);
+    size_t touched = 0;
+    for (size_t i = 0; i < a4.size(); i++) touched += a4.data()[i] != 0x5a;
+    for (size_t i = 0; i < b4.size(); i++) touched += b4.data()[i] != 0xa5;
+    EXPECT_EQ(touched, 0u) << "ckpt_restore filled regions before returning -ESRCH";
+    ckpt_close(c);
+  }
+
   // Opting in to a partial restore.
   c = open(CKPT_CFG_PARTIAL_RESTORE);
   ASSERT_TRUE(c);
@@ -825,6 +845,88 @@ TEST(StoreErrors, FullFileSystemIsEnospcAndThePreviousEpochStays) {
   EXPECT_EQ(WEXITSTATUS(wst), 0)
       << "10 mount, 11 first checkpoint, 12 the second was not -ENOSPC, 13 the epoch moved, "
          "14/15 restore, 16 close, 17 reopen, 18 ckpt-tool verify";
+}
+
+// A store records the program that made its checkpoint (executable path and ELF build-id);
+// another program that opens it is told (-EMEDIUMTYPE, naming both), and opens it only with
+// CKPT_CFG_OTHER_PROGRAM (issue 17). Before provenance, this ckpt_open returned 0 and the
+// regions, had their names matched, would have been restored from heat's memory.
+#ifdef CKPT_HEAT_PATH
+TEST(Provenance, AnotherProgramsStoreIsRefusedUnlessAsked) {
+  char tmpl[] = "/tmp/ckpt-prov-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string store = dir + "/heat.store";
+  const std::string cmd = std::string("CKPT_TRACKER=full ") + CKPT_HEAT_PATH + " --store " + store +
+                          " --n 32 --steps 20 --quiet >/dev/null 2>&1";
+  ASSERT_EQ(0, system(cmd.c_str())) << cmd;
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = CKPT_TRACKER_FULL;
+  ckpt_t* c = nullptr;
+  EXPECT_EQ(-EMEDIUMTYPE, ckpt_open(store.c_str(), &cfg, &c));
+  EXPECT_EQ(c, nullptr);
+  const std::string why = ckpt_open_error();
+  EXPECT_NE(why.find("/heat"), std::string::npos) << why;
+  EXPECT_NE(why.find("build-id"), std::string::npos) << why;
+  EXPECT_NE(why.find("CKPT_CFG_OTHER_PROGRAM"), std::string::npos) << why;
+  // Asked explicitly: it opens, heat's regions restore into this program's memory.
+  cfg.flags = CKPT_CFG_OTHER_PROGRAM;
+  ASSERT_EQ(0, ckpt_open(store.c_str(), &cfg, &c)) << ckpt_open_error();
+  EXPECT_GE(ckpt_epoch(c), 1u);
+  Mem st(1);
+  ASSERT_EQ(0, ckpt_register(c, "heat.state", st.data(), st.size()));
+  // Its first checkpoint records this program: the next open needs no flag.
+  cfg.flags = CKPT_CFG_PARTIAL_RESTORE;
+  ASSERT_EQ(0, ckpt_checkpoint(c)) << ckpt_last_error(c);
+  ckpt_close(c);
+  cfg.flags = 0;
+  ASSERT_EQ(0, ckpt_open(store.c_str(), &cfg, &c)) << ckpt_open_error();
+  ckpt_close(c);
+  // And heat is now told the same about it.
+  EXPECT_NE(0, system(cmd.c_str())) << "heat opened a store this program checkpointed";
+  unlink(store.c_str());
+  rmdir(dir.c_str());
+}
+#endif
+
+// ckpt_config.key: the commit records are authenticated; the store opens only with its key.
+TEST(Config, KeyAuthenticatesTheStore) {
+  char tmpl[] = "/tmp/ckpt-key-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string store = dir + "/s";
+  const std::string key = "0123456789abcdef0123456789abcdef", other = "fedcba9876543210";
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = CKPT_TRACKER_FULL;
+  cfg.key = key.data();
+  cfg.key_len = key.size();
+  Mem a(2);
+  memset(a.data(), 7, a.size());
+  ckpt_t* c = nullptr;
+  ASSERT_EQ(0, ckpt_open(store.c_str(), &cfg, &c)) << ckpt_open_error();
+  ASSERT_EQ(0, ckpt_register(c, "a", a.data(), a.size()));
+  ASSERT_EQ(0, ckpt_checkpoint(c)) << ckpt_last_error(c);
+  ckpt_close(c);
+  ckpt_config_t nokey = cfg;
+  nokey.key = nullptr;
+  nokey.key_len = 0;
+  EXPECT_EQ(-ENOKEY, ckpt_open(store.c_str(), &nokey, &c));
+  EXPECT_NE(std::string(ckpt_open_error()).find("key"), std::string::npos) << ckpt_open_error();
+  ckpt_config_t wrong = cfg;
+  wrong.key = other.data();
+  wrong.key_len = other.size();
+  EXPECT_EQ(-EKEYREJECTED, ckpt_open(store.c_str(), &wrong, &c));
+  ckpt_config_t bad = cfg;
+  bad.key_len = 8;
+  EXPECT_EQ(-EINVAL, ckpt_open(store.c_str(), &bad, &c));
+  ASSERT_EQ(0, ckpt_open(store.c_str(), &cfg, &c)) << ckpt_open_error();
+  memset(a.data(), 0, a.size());
+  ASSERT_EQ(0, ckpt_register(c, "a", a.data(), a.size()));
+  ASSERT_EQ(0, ckpt_restore(c)) << ckpt_last_error(c);
+  EXPECT_EQ(7, a.data()[a.size() - 1]);
+  ckpt_close(c);
+  unlink(store.c_str());
+  rmdir(dir.c_str());
 }
 
 // ckpt_open creates a missing path, but an existing one without a store only with

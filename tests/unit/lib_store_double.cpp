@@ -83,7 +83,21 @@ class DoubleStore final : public Store {
   // tests do not use them.
   int resize_region(uint32_t, uint64_t) override { return -EOPNOTSUPP; }
   int remove_region(uint32_t) override { return -EOPNOTSUPP; }
-  int read_range(uint32_t, uint64_t, void*, uint64_t, ReadReport*) override { return -EOPNOTSUPP; }
+  int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                 ReadReport* report) override {
+    if (!st_->epoch) return -ENOENT;
+    const RegionInfo* ri = nullptr;
+    for (auto& r : st_->regions)
+      if (r.id == region) ri = &r;
+    if (!ri) return -ENOENT;
+    if (offset % kPs || len % kPs || offset > ri->size || len > ri->size - offset) return -EINVAL;
+    if (len) memset(dst, 0, len);
+    for (auto& [k, v] : st_->pages)
+      if (k.first == region && k.second * kPs >= offset && k.second * kPs < offset + len)
+        memcpy(static_cast<char*>(dst) + (k.second * kPs - offset), v.data(), kPs);
+    if (report) report->epoch = st_->epoch;
+    return 0;
+  }
   uint64_t read_epoch() const override { return st_->epoch; }
   int verify(VerifyReport*, const Progress&) override { return 0; }
   int stat(StoreStat*) const override { return -EOPNOTSUPP; }

@@ -336,3 +336,198 @@ TEST(StoreCorruptChanges, HugeRegionIdIsRefusedNotAllocated) {
 }
 
 }  // namespace
+
+// --- A mapped page that raises SIGBUS is a damaged page (issue 17) ---
+//
+// Poisoned persistent memory raises SIGBUS on load; so does a page of a file truncated under
+// its mapping, which is how these tests make one. The DAX media read their mapping through
+// guarded_copy(): the reader gets -EIO for that page, never the signal.
+
+#include <setjmp.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "guarded_copy.hpp"
+
+namespace {
+
+// A store medium over a MAP_SHARED mapping of a file (the DAX media's read path on a non-DAX
+// file system, which refuses MAP_SYNC): reads through guarded_copy() as DaxMedium does, writes
+// with pwrite (the page cache is what the mapping shows).
+class MappedFileMedium final : public Medium {
+ public:
+  MappedFileMedium(int fd, uint64_t size) : fd_(fd), size_(size) {
+    void* a = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    base_ = a == MAP_FAILED ? nullptr : static_cast<uint8_t*>(a);
+    guard_sigbus();  // as the DAX media do when they map
+  }
+  ~MappedFileMedium() override {
+    if (base_) munmap(base_, size_);
+    close(fd_);
+  }
+  const char* name() const override { return "mapped"; }
+  uint64_t size() const override { return size_; }
+  bool growable() const override { return false; }
+  int grow(uint64_t) override { return -ENOSPC; }
+  int read(uint64_t off, void* dst, size_t len) override {
+    if (off > size_ || len > size_ - off) return -EIO;
+    return guarded_copy(dst, base_ + off, len);
+  }
+  int write(uint64_t off, const void* src, size_t len) override {
+    return pwrite(fd_, src, len, off_t(off)) == ssize_t(len) ? 0 : -EIO;
+  }
+  int barrier() override { return 0; }
+  size_t tear_unit() const override { return 8; }
+  const uint8_t* mapping() const override { return base_; }
+
+ private:
+  int fd_;
+  uint64_t size_;
+  uint8_t* base_;
+};
+
+// A mapped 3-page file truncated to 1 page: its 2nd page raises SIGBUS.
+struct Truncated {
+  TempDir d;
+  int fd = -1;
+  uint8_t* map = nullptr;
+  Truncated() {
+    fd = open(d.file("f").c_str(), O_RDWR | O_CREAT, 0600);
+    EXPECT_EQ(0, ftruncate(fd, 3 * 4096));
+    map = static_cast<uint8_t*>(mmap(nullptr, 3 * 4096, PROT_READ, MAP_SHARED, fd, 0));
+    EXPECT_NE(MAP_FAILED, static_cast<void*>(map));
+    EXPECT_EQ(0, ftruncate(fd, 4096));
+  }
+  ~Truncated() {
+    munmap(map, 3 * 4096);
+    close(fd);
+  }
+};
+
+sigjmp_buf g_test_jb;
+volatile sig_atomic_t g_test_handler_ran = 0;
+void test_handler(int) {
+  g_test_handler_ran = 1;
+  siglongjmp(g_test_jb, 1);
+}
+
+}  // namespace
+
+TEST(StoreSigbus, GuardedCopyTurnsSigbusIntoEio) {
+  Truncated t;
+  std::vector<uint8_t> buf(2 * 4096);
+  const uint64_t before = guarded_copy_faults();
+  EXPECT_EQ(0, guarded_copy(buf.data(), t.map, 4096));
+  EXPECT_EQ(-EIO, guarded_copy(buf.data(), t.map + 4096, 4096));
+  EXPECT_EQ(-EIO, guarded_copy(buf.data(), t.map, 2 * 4096));  // faults part-way
+  EXPECT_EQ(before + 2, guarded_copy_faults());
+  EXPECT_EQ(0, guarded_copy(buf.data(), t.map, 4096));  // and the next copy works
+}
+
+// SIGBUS that is not a guarded copy's goes where it went before the guard was installed (by the
+// next store open, guard_sigbus()): the program's own handler, or the default action (the
+// process dies of SIGBUS).
+TEST(StoreSigbus, OtherSigbusReachesThePreviousDisposition) {
+  for (bool own_handler : {true, false}) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      signal(SIGBUS, own_handler ? test_handler : SIG_DFL);
+      guard_sigbus();  // what a store open does
+      Truncated t;
+      std::vector<uint8_t> buf(4096);
+      if (guarded_copy(buf.data(), t.map + 4096, 4096) != -EIO) _exit(10);
+      if (sigsetjmp(g_test_jb, 1) == 0) {
+        volatile uint8_t x = t.map[4096];  // unguarded: not the store's fault
+        (void)x;
+        _exit(11);
+      }
+      _exit(g_test_handler_ran ? 0 : 12);
+    }
+    int st = 0;
+    ASSERT_EQ(pid, waitpid(pid, &st, 0));
+    if (own_handler) {
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
+    } else {
+      EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS) << "status " << st;
+    }
+  }
+}
+
+// The store over a mapping: epoch 2's page sits in a block past the end of the truncated file.
+// Reading it is a damaged page, the store falls back to epoch 1 (intact, below the cut) as for a
+// checksum failure, verify names the page, and the process lives.
+TEST(StoreSigbus, TruncatedMappingIsDamageAndFallsBack) {
+  TempDir d;
+  const std::string p = d.file("store");
+  constexpr uint64_t kSize = 1 << 20;
+  int fd = open(p.c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ftruncate(fd, kSize));
+  auto m = std::make_unique<MappedFileMedium>(fd, kSize);
+  ASSERT_NE(nullptr, m->mapping());
+  MediumInfo info;
+  info.path = p;
+  Options o;
+  o.force_format = true;
+  std::unique_ptr<Store> s;
+  ASSERT_EQ(0, open_on_medium(std::move(m), info, o, &s));
+  Contents e1, e2;
+  ASSERT_EQ(0, checkpoint(*s, {{"r", 4 * 4096}}, {{"r", 0, 1}, {"r", 1, 2}, {"r", 2, 3}}, &e1));
+  e2 = e1;
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"r", 0, 100}}, &e2));
+  // Cut the file at epoch 2's copy of page 0 (the only block holding page_of(100)).
+  const auto img = read_file(p);
+  const auto want = page_of(100);
+  uint64_t cut = 0;
+  for (uint64_t off = 0; off + 4096 <= img.size(); off += 4096)
+    if (std::memcmp(img.data() + off, want.data(), 4096) == 0) cut = off;
+  ASSERT_GT(cut, 0u) << "epoch 2's page not found in the file";
+  int tfd = open(p.c_str(), O_RDWR);
+  ASSERT_EQ(0, ftruncate(tfd, off_t(cut)));
+  close(tfd);
+
+  const uint64_t faults = guarded_copy_faults();
+  std::vector<uint8_t> buf(4 * 4096);
+  ReadReport rep;
+  uint32_t id = s->regions().at(0).id;
+  ASSERT_EQ(0, s->read_region(id, buf.data(), buf.size(), &rep)) << s->last_error();
+  EXPECT_EQ(1u, rep.epoch) << "did not fall back to epoch 1";
+  EXPECT_TRUE(buf == e1["r"]) << "read something other than epoch 1";
+  EXPECT_GT(guarded_copy_faults(), faults) << "no SIGBUS was taken: the test cut nothing";
+  EXPECT_NE(std::string::npos, s->last_error().find("fell back")) << s->last_error();
+}
+
+// verify() on a mapping with a page that raises SIGBUS reports it damaged and lives.
+TEST(StoreSigbus, VerifyReportsTheUnreadablePage) {
+  TempDir d;
+  const std::string p = d.file("store");
+  constexpr uint64_t kSize = 1 << 20;
+  int fd = open(p.c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ftruncate(fd, kSize));
+  MediumInfo info;
+  info.path = p;
+  Options o;
+  o.force_format = true;
+  std::unique_ptr<Store> s;
+  ASSERT_EQ(0, open_on_medium(std::make_unique<MappedFileMedium>(fd, kSize), info, o, &s));
+  Contents e;
+  ASSERT_EQ(0, checkpoint(*s, {{"r", 2 * 4096}}, {{"r", 0, 1}}, &e));
+  ASSERT_EQ(0, checkpoint(*s, {}, {{"r", 1, 200}}, &e));
+  const auto img = read_file(p);
+  const auto want = page_of(200);
+  uint64_t cut = 0;
+  for (uint64_t off = 0; off + 4096 <= img.size(); off += 4096)
+    if (std::memcmp(img.data() + off, want.data(), 4096) == 0) cut = off;
+  ASSERT_GT(cut, 0u);
+  int tfd = open(p.c_str(), O_RDWR);
+  ASSERT_EQ(0, ftruncate(tfd, off_t(cut)));
+  close(tfd);
+  VerifyReport vr;
+  EXPECT_EQ(-EIO, s->verify(&vr));
+  ASSERT_EQ(1u, vr.damaged.size());
+  EXPECT_EQ(1u, vr.damaged[0].page);
+  EXPECT_EQ(2u, vr.damaged[0].epoch);
+  EXPECT_EQ(1u, vr.newest_intact_epoch);
+}

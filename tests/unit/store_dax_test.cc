@@ -123,6 +123,53 @@ TEST(StoreDax, MissingFileOnDaxMountIsAGrowingDaxStore) {
   EXPECT_TRUE(got == oracle);
 }
 
+// A page of a DAX store that raises SIGBUS (poisoned pmem; here: the store file truncated under
+// the DAX writer's MAP_SYNC mapping, and under the read-only medium's mapping) is a damaged page:
+// the read falls back to the retained epoch as for a checksum failure, verify names the page,
+// and the process lives (issue 17). Before guarded_copy(), both media memcpy'd from the mapping
+// and the test process died of SIGBUS.
+TEST(StoreDax, PageRaisingSigbusIsDamageAndFallsBack) {
+  if (!have(kPmemDir)) GTEST_FAIL() << kPmemDir << " missing";
+  for (bool read_only : {false, true}) {
+    SCOPED_TRACE(read_only ? "read-only medium" : "DAX writer");
+    TempDir d(kPmemDir);
+    const std::string p = d.file("s");
+    Contents e1, e2;
+    {
+      auto s = open_or_fail(p);
+      ASSERT_TRUE(s);
+      ASSERT_EQ(0, checkpoint(*s, {{"r", 4 * 4096}}, {{"r", 0, 1}, {"r", 1, 2}, {"r", 2, 3}}, &e1));
+      e2 = e1;
+      ASSERT_EQ(0, checkpoint(*s, {}, {{"r", 0, 100}}, &e2));
+    }
+    Options o;
+    o.no_modify = read_only;
+    auto s = open_or_fail(p, o);
+    ASSERT_TRUE(s);
+    EXPECT_STREQ("dax", s->writer_name());
+    // Cut the file at epoch 2's copy of page 0, under the open store's mapping.
+    const auto img = read_file(p);
+    const auto want = page_of(100);
+    uint64_t cut = 0;
+    for (uint64_t off = 0; off + 4096 <= img.size(); off += 4096)
+      if (std::memcmp(img.data() + off, want.data(), 4096) == 0) cut = off;
+    ASSERT_GT(cut, 0u) << "epoch 2's page not found in the file";
+    ASSERT_EQ(0, truncate(p.c_str(), off_t(cut)));
+    VerifyReport vr;
+    EXPECT_EQ(-EIO, s->verify(&vr));
+    ASSERT_EQ(1u, vr.damaged.size());
+    EXPECT_EQ(0u, vr.damaged[0].page);
+    EXPECT_EQ(2u, vr.damaged[0].epoch);
+    EXPECT_EQ(1u, vr.newest_intact_epoch);
+    std::vector<uint8_t> buf(4 * 4096);
+    ReadReport rep;
+    ASSERT_EQ(0, s->read_region(s->regions().at(0).id, buf.data(), buf.size(), &rep))
+        << s->last_error();
+    EXPECT_EQ(1u, rep.epoch);
+    EXPECT_TRUE(buf == e1["r"]) << "read something other than epoch 1";
+  }
+}
+
 // Crash states of a checkpoint recorded through the real DAX medium; each image is put into
 // a file on the DAX mount and opened with the DAX writer.
 TEST(StoreDax, CrashAtEveryPersistPointWithEightByteTearing) {

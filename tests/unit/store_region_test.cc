@@ -153,7 +153,7 @@ TEST(StoreRegions, RemoveFreesTheNameAndIdsAreNeverReused) {
     StoreStat st;
     ASSERT_EQ(0, s->stat(&st));
     EXPECT_TRUE(st.chain.back().snapshot || st.chain.front().snapshot);
-    EXPECT_EQ(1u, st.format_minor);
+    EXPECT_EQ(fmt::kFormatMinor, st.format_minor);
     uint32_t x;
     ASSERT_EQ(0, s->define_region("x", kPg, &x));
     EXPECT_GT(x, a2);
@@ -464,7 +464,7 @@ TEST(StoreRegions, IncompatBitIsSetByTheFirstChangeAndRefusedByOlderReaders) {
   for (int i = 0; i < 2; i++) {
     fmt::SuperBlock sb;
     std::memcpy(&sb, &img[i * 4096], sizeof(sb));
-    EXPECT_EQ(1u, sb.minor);
+    EXPECT_EQ(fmt::kFormatMinor, sb.minor);
     EXPECT_EQ(bits, sb.incompat) << "copy " << i;
     // What a reader that knows no such bit sees: an unknown incompat bit.
     sb.incompat |= 1ull << 40;
@@ -506,7 +506,7 @@ TEST(StoreRegions, ToolInspectAndVerifyAfterRemoveAndResize) {
   ASSERT_EQ(1u, j["regions"].size());
   EXPECT_EQ("alpha", j["regions"][0]["name"]);
   EXPECT_EQ(6u, j["regions"][0]["pages"].get<uint64_t>());
-  EXPECT_EQ("1.1", j["format"]);
+  EXPECT_EQ("1." + std::to_string(fmt::kFormatMinor), j["format"]);
   const auto& last = j["epochs"].back();
   EXPECT_EQ(2u, last["epoch"].get<uint64_t>());
   EXPECT_EQ(1u, last["regions_resized"].get<uint64_t>());

@@ -122,6 +122,41 @@ TEST(StoreSafety, Ext4ImageIsRefusedByName) {
   EXPECT_FALSE(sh("e2fsck -n -f '" + p + "'")) << "force_format did not format it";
 }
 
+// Force formatting erases every signature libblkid knows, not only those in the blocks the
+// store's header overwrites: a GPT keeps a backup header in the last sector, which wipefs and
+// partitioning tools still find (and offer to restore) after the first 16 KiB are rewritten.
+// Before the wipe, `wipefs` listed "gpt" at the end of the formatted image (issue 17).
+TEST(StoreSafety, ForceFormatErasesOtherSignatures) {
+  TempDir d;
+  const std::string gpt = d.file("gpt.img"), e4 = d.file("ext4.img");
+  ASSERT_TRUE(sh("truncate -s 8M '" + gpt + "' && echo 'label: gpt' | sfdisk -q '" + gpt + "'"))
+      << "sfdisk (Debian package fdisk)";
+  ASSERT_TRUE(sh("truncate -s 8M '" + e4 + "' && mkfs.ext4 -q -F '" + e4 + "'")) << "mkfs.ext4";
+  for (const std::string& p : {gpt, e4}) {
+    std::unique_ptr<Store> s;
+    std::string why;
+    ASSERT_EQ(-EEXIST, Store::open(p, with(true, false, &why), &s)) << p;
+    ASSERT_EQ(0, Store::open(p, with(false, true, &why), &s)) << why;
+    s.reset();
+    // blkid -p exits 2 when it finds nothing; wipefs lists every signature it knows, backup
+    // GPT headers included (one header line, then a line per signature).
+    EXPECT_EQ(2 << 8, std::system(("blkid -p '" + p + "' >/dev/null 2>&1").c_str())) << p;
+    FILE* f = popen(("wipefs '" + p + "' 2>&1").c_str(), "r");
+    ASSERT_TRUE(f);
+    std::string out;
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+      out += line;
+      lines++;
+    }
+    pclose(f);
+    EXPECT_LE(lines, 1) << p << ": signatures left after force formatting:\n" << out;
+    // And it is a store: it opens without asking.
+    ASSERT_EQ(0, Store::open(p, with(false, false, &why), &s)) << why;
+  }
+}
+
 TEST(StoreSafety, SwapAreaIsRefusedByName) {
   TempDir d;
   const std::string p = d.file("swap.img");

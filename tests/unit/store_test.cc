@@ -454,6 +454,146 @@ TEST(Store, DamagedNewestMetadataOpensTheRetainedEpoch) {
   EXPECT_TRUE(vr.meta_fell_back);
 }
 
+// Format 1.2: each commit slot records who committed the epoch (provenance), covered by the
+// record's checksum. A store written by a 1.1 library has none (the slot's tail is zero and the
+// record's tail_csum 0): it opens and reads as before, provenance unknown, and its next commit
+// records this program. A torn or altered provenance fails its record like a torn record.
+TEST(Store, ProvenanceRecordedOldStoresHaveNoneTornOnesFailTheRecord) {
+  TempDir d;
+  const std::string p = d.file("s");
+  Contents e1, e2;
+  {
+    auto s = must_open(p);
+    EXPECT_FALSE(s->provenance().known);
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 4 * 4096}}, {{"a", 0, 1}}, &e1));
+    e2 = e1;
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 1, 2}}, &e2));
+    EXPECT_TRUE(s->provenance().known);
+  }
+  const auto& me = ckpt::store::self_provenance();
+  ASSERT_TRUE(me.known);
+  EXPECT_NE(std::string::npos, me.exe.find("store_test")) << me.exe;
+  EXPECT_FALSE(me.build_id.empty()) << "no NT_GNU_BUILD_ID note in the test binary";
+  {
+    auto s = must_open(p);
+    auto pv = s->provenance();
+    EXPECT_TRUE(pv.known);
+    EXPECT_EQ(me.exe, pv.exe);
+    EXPECT_EQ(me.build_id, pv.build_id);
+    StoreStat st;
+    ASSERT_EQ(0, s->stat(&st));
+    EXPECT_EQ(me.exe, st.provenance.exe);
+  }
+  const auto img = read_file(p);
+  // As a 1.1 writer left it: both slots without a tail.
+  auto old = img;
+  for (int slot = 0; slot < 2; slot++) {
+    uint8_t* b = &old[fmt::kCommitBlock[slot] * 4096];
+    fmt::CommitRecord cr;
+    std::memcpy(&cr, b, sizeof(cr));
+    ASSERT_NE(0u, cr.tail_csum) << "slot " << slot;
+    std::memset(b + fmt::kProvOffset, 0, 4096 - fmt::kProvOffset);
+    cr.tail_csum = 0;
+    fmt::seal_commit(&cr);
+    std::memcpy(b, &cr, sizeof(cr));
+  }
+  ASSERT_TRUE(write_file(p, old));
+  {
+    auto s = must_open(p);
+    EXPECT_EQ(2u, s->epoch());
+    EXPECT_FALSE(s->provenance().known);
+    expect_contents(*s, e2);
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 2, 3}}, &e2));
+    EXPECT_TRUE(s->provenance().known);
+  }
+  {
+    auto s = must_open(p);
+    EXPECT_EQ(3u, s->epoch());
+    EXPECT_EQ(me.exe, s->provenance().exe);
+  }
+  // Epoch 2's provenance altered (slot 0): its record fails, epoch 1 (slot 1) is live.
+  auto torn = img;
+  torn[fmt::kCommitBlock[0] * 4096 + fmt::kProvOffset + sizeof(fmt::ProvenanceHeader) + 1] ^= 1;
+  ASSERT_TRUE(write_file(p, torn));
+  auto s = must_open(p);
+  EXPECT_EQ(1u, s->epoch());
+  expect_contents(*s, e1);
+}
+
+// Keyed MAC (format 1.2, Options::mac_key): every commit record is authenticated, the newest
+// one is checked at open. A forged record (altered, its XXH3 checksum recomputed as anyone who
+// knows the format can), a swapped image (another store, another key) and an unkeyed store are
+// refused with the key; a writer without the key is refused too (issue 17).
+TEST(Store, KeyedMacRefusesForgedSwappedAndUnkeyedStores) {
+  TempDir d;
+  const std::string p = d.file("s"), q = d.file("other"), u = d.file("unkeyed"),
+                    f = d.file("forged");
+  const std::string key(32, 'k'), other_key(32, 'o');
+  Options k;
+  k.mac_key = key;
+  Contents e, e2;
+  {
+    auto s = must_open(p, k);
+    ASSERT_TRUE(s);
+    ASSERT_EQ(0, checkpoint(*s, {{"a", 2 * 4096}}, {{"a", 0, 1}}, &e));
+    ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 1, 2}}, &e));
+  }
+  {
+    auto s = must_open(p, k);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(2u, s->epoch());
+    expect_contents(*s, e);
+  }
+  std::unique_ptr<Store> s;
+  std::string why;
+  auto open_with = [&](const std::string& path, const std::string& kk, bool ro = false) {
+    Options o;
+    o.mac_key = kk;
+    o.no_modify = ro;
+    o.why = &why;
+    s.reset();
+    why.clear();
+    return Store::open(path, o, &s);
+  };
+  EXPECT_EQ(-EKEYREJECTED, open_with(p, other_key));
+  EXPECT_NE(std::string::npos, why.find("does not verify")) << why;
+  EXPECT_EQ(-ENOKEY, open_with(p, ""));
+  EXPECT_NE(std::string::npos, why.find("key")) << why;
+  EXPECT_EQ(0, open_with(p, "", true)) << why;  // inspection reads it, unauthenticated
+  EXPECT_EQ(-EINVAL, open_with(p, "short"));
+  s.reset();
+  {
+    auto s2 = must_open(u);
+    ASSERT_TRUE(s2);
+    ASSERT_EQ(0, checkpoint(*s2, {{"a", 4096}}, {{"a", 0, 1}}, &e2));
+  }
+  EXPECT_EQ(-EKEYREJECTED, open_with(u, key));
+  EXPECT_NE(std::string::npos, why.find("without a key")) << why;
+  // Forged: epoch 2's record (slot 0) loses its retained epoch, resealed with XXH3.
+  auto img = read_file(p);
+  fmt::CommitRecord cr;
+  std::memcpy(&cr, &img[fmt::kCommitBlock[0] * 4096], sizeof(cr));
+  ASSERT_EQ(2u, cr.epoch);
+  cr.retained = fmt::EpochRef{};
+  fmt::seal_commit(&cr);
+  std::memcpy(&img[fmt::kCommitBlock[0] * 4096], &cr, sizeof(cr));
+  ASSERT_TRUE(write_file(f, img));
+  EXPECT_EQ(0, open_with(f, "", true)) << "the forgery is a well-formed store: " << why;
+  EXPECT_EQ(-EKEYREJECTED, open_with(f, key));
+  // Swapped: the image of another store, made with another key.
+  {
+    Options ko;
+    ko.mac_key = other_key;
+    auto s3 = must_open(q, ko);
+    ASSERT_TRUE(s3);
+    Contents e3;
+    ASSERT_EQ(0, checkpoint(*s3, {{"a", 2 * 4096}}, {{"a", 0, 9}}, &e3));
+  }
+  ASSERT_TRUE(write_file(p, read_file(q)));
+  EXPECT_EQ(-EKEYREJECTED, open_with(p, key));
+  s.reset();
+}
+
 // A store on a file system that fills up: clear -ENOSPC, and the committed epoch survives.
 // Runs in a child with its own mount namespace and a 1 MiB tmpfs; where mounting is not
 // allowed it uses RLIMIT_FSIZE instead (the same "no more room" to the store).

@@ -7,7 +7,8 @@
 #                   (default 6.1; scripts/kernel-abi.sh); ckpt.ko goes to build/kmod/<abi>/
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
 #   make bench      the benchmarks (VM, each kernel of KERNELS)   make bench-host  the userspace trackers on this kernel, no VM
-#   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays)
+#   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays), then
+#                   the host fuzz targets store_fuzz and image_fuzz, 600 s each
 #   make install PREFIX=/usr/local
 #   make deb        the Debian packages (debian/, debhelper) into build/deb
 BUILD   := build/cmake

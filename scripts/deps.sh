@@ -10,7 +10,7 @@ PKGS=(
   liburing-dev libnl-genl-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libpmem2-dev libblkid-dev
-  python3
+  python3 clang-14 libclang-rt-14-dev
   python3-matplotlib criu
   debhelper dh-dkms dkms lintian
 )

@@ -5,7 +5,8 @@
 #   CKPT_FUZZ_SEED=0x... make fuzz
 # Passed to the guest when set: CKPT_FUZZ_SEED, CKPT_FUZZ_CALLS, CKPT_FUZZ_ORACLE_CALLS,
 # CKPT_FUZZ_COMMITS, CKPT_FUZZ_HOLD_TAKE_RACE (tests/kselftest/fuzz_util.h). CKPT_FUZZ_TIMEOUT:
-# seconds the fuzzers may take (default 14400).
+# seconds the fuzzers may take (default 14400). Then the host fuzz targets (store_fuzz,
+# image_fuzz) for CKPT_FUZZ_HOST_SECONDS each (default 600).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -21,4 +22,15 @@ scripts/vm/run --timeout $((limit + 600)) "${envs[@]}" -- build/cmake/kselftest/
 rc=${PIPESTATUS[0]}
 echo "fuzz: $((SECONDS - t0)) s; exit $rc"
 grep -h '^# fuzz: seed' "$log" | sed 's/^# /fuzz: /'
+# The host fuzz targets (tests/fuzz: the store reader and the process-image decoder), each for
+# CKPT_FUZZ_HOST_SECONDS (default 600) from its committed corpus with a random seed; make test
+# runs them for 100000 executions only. A crash input lands in build/fuzz-artifacts/.
+mkdir -p build/fuzz-artifacts
+for f in store image; do
+  tests/fuzz/run_fuzz.sh "build/cmake/fuzz/${f}_fuzz" "tests/fuzz/corpus/$f" -1 0 \
+    -max_total_time="${CKPT_FUZZ_HOST_SECONDS:-600}" -artifact_prefix="$top/build/fuzz-artifacts/$f-"
+  frc=$?
+  echo "fuzz: ${f}_fuzz exit $frc"
+  [ "$frc" = 0 ] || rc=$frc
+done
 exit "$rc"

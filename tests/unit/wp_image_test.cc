@@ -98,6 +98,10 @@ Image sample() {
 
 }  // namespace
 
+// The bytes format 2.5 adds before the end marker when the image has no supplementary groups:
+// 4 uids, 4 gids, the group count, 5 capability sets, nice, policy, priority, oom_score_adj.
+constexpr long k25 = 18 * 8;
+
 TEST(WpImage, RoundTrip) {
   Image in = sample();
   std::vector<uint8_t> meta = encode_meta(in);
@@ -143,7 +147,7 @@ TEST(WpImage, Format20WithoutRlimits) {
   // (3), 2.3 the two ITIMER_REAL words, 2.4 the personality and the prctl flags, then the end
   // marker: dropping those twelve is 2.0's layout.
   std::vector<uint8_t> meta = encode_meta(in);
-  meta.erase(meta.end() - 104, meta.end() - 8);
+  meta.erase(meta.end() - 104 - k25, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 0), 0) << why;
@@ -156,7 +160,7 @@ TEST(WpImage, Format20WithoutRlimits) {
 // bytes read as 2.2 lack the madvise words and are refused.
 TEST(WpImage, Format21WithoutAdvice) {
   std::vector<uint8_t> meta = encode_meta(sample());
-  meta.erase(meta.end() - 72, meta.end() - 8);
+  meta.erase(meta.end() - 72 - k25, meta.end() - 8);
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 1), 0) << why;
@@ -178,7 +182,7 @@ TEST(WpImage, Format22WithoutItimerAndItimerRoundTrip) {
   ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
   EXPECT_EQ(out.itimer_real_ns, 1500000000u);
   EXPECT_EQ(out.itimer_real_interval_ns, 20000000u);
-  meta.erase(meta.end() - 40, meta.end() - 8);
+  meta.erase(meta.end() - 40 - k25, meta.end() - 8);
   ASSERT_EQ(decode_meta(meta, &out, &why, 2), 0) << why;
   EXPECT_EQ(out.itimer_real_ns, 0u);
   EXPECT_EQ(out.itimer_real_interval_ns, 0u);
@@ -199,11 +203,45 @@ TEST(WpImage, Format23WithoutTaskStateAndTaskStateRoundTrip) {
   EXPECT_TRUE(out.has_task_state);
   EXPECT_EQ(out.personality, 0x0040000u);
   EXPECT_EQ(out.task_flags, kTaskNoNewPrivs | kTaskThpDisable);
-  meta.erase(meta.end() - 24, meta.end() - 8);
+  meta.erase(meta.end() - 24 - k25, meta.end() - 8);
   ASSERT_EQ(decode_meta(meta, &out, &why, 3), 0) << why;
   EXPECT_FALSE(out.has_task_state);
   EXPECT_EQ(out.task_flags, 0u);
   EXPECT_EQ(decode_meta(meta, &out, &why, 4), -EBADMSG);
+}
+
+// Credentials, scheduling and oom_score_adj (2.5) round-trip; a 2.4 image (without them)
+// decodes with has_creds false (restore then runs it as the caller, with its own scheduling),
+// and the same bytes read as 2.5 lack them and are refused.
+TEST(WpImage, Format24WithoutCredsAndCredsRoundTrip) {
+  Image in = sample();
+  in.creds.uid[0] = 1000, in.creds.uid[1] = 1001, in.creds.uid[2] = 1002, in.creds.uid[3] = 1001;
+  in.creds.gid[0] = in.creds.gid[1] = in.creds.gid[2] = in.creds.gid[3] = 100;
+  in.creds.groups = {4, 24, 24, 27};  // the kernel keeps duplicates, sorted
+  in.creds.cap_prm = in.creds.cap_eff = 1ull << 21;
+  in.creds.cap_inh = 1ull << 21;
+  in.creds.cap_amb = 1ull << 21;
+  in.creds.cap_bnd = kCapMask;
+  in.nice = -3;
+  in.sched_policy = 2;  // SCHED_RR
+  in.sched_priority = 10;
+  in.oom_score_adj = -500;
+  std::vector<uint8_t> meta = encode_meta(in);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
+  EXPECT_TRUE(out.has_creds);
+  EXPECT_TRUE(out.creds == in.creds);
+  EXPECT_EQ(out.nice, -3);
+  EXPECT_EQ(out.sched_policy, 2u);
+  EXPECT_EQ(out.sched_priority, 10u);
+  EXPECT_EQ(out.oom_score_adj, -500);
+  EXPECT_EQ(encode_meta(out), meta);
+  meta.erase(meta.end() - 8 - k25 - 4 * 8, meta.end() - 8);  // 4 groups
+  ASSERT_EQ(decode_meta(meta, &out, &why, 4), 0) << why;
+  EXPECT_FALSE(out.has_creds);
+  EXPECT_EQ(out.nice, 0);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
 }
 
 // An image of a newer minor version (a newer tool's fields) is refused as such, not as damage.
@@ -255,6 +293,18 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
   EXPECT_TRUE(refuses([](Image& i) { i.personality = 0xffffffff; }));  // personality()'s query
   EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 4; }));             // unknown bit
+  EXPECT_TRUE(refuses([](Image& i) { i.creds.uid[1] = 0xffffffff; }));  // (uid_t)-1
+  EXPECT_TRUE(refuses([](Image& i) { i.creds.groups = {5, 4}; }));      // not sorted
+  EXPECT_TRUE(refuses([](Image& i) { i.creds.cap_bnd = 1ull << 50; }));  // no such capability
+  EXPECT_TRUE(refuses([](Image& i) { i.creds.cap_eff = 1; }));          // effective, not permitted
+  EXPECT_TRUE(refuses([](Image& i) { i.creds.cap_prm = 1; i.creds.cap_amb = 1; }));  // not inheritable
+  EXPECT_TRUE(refuses([](Image& i) { i.nice = -21; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.nice = 20; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.sched_policy = 6; }));           // SCHED_DEADLINE
+  EXPECT_TRUE(refuses([](Image& i) { i.sched_policy = 1; }));           // FIFO, priority 0
+  EXPECT_TRUE(refuses([](Image& i) { i.sched_priority = 5; }));         // OTHER with a priority
+  EXPECT_TRUE(refuses([](Image& i) { i.oom_score_adj = 1001; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.sched_policy = 1; i.sched_priority = 99; i.nice = -20; }));
   EXPECT_FALSE(refuses([](Image&) {}));
 }
 

@@ -203,6 +203,16 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   w.u64(img.itimer_real_interval_ns);
   w.u64(img.personality);  // 2.4 (an image always has it from 2.4 on)
   w.u64(img.task_flags);
+  const Creds& c = img.creds;  // 2.5 (an image always has them from 2.5 on)
+  for (uint64_t v : c.uid) w.u64(v);
+  for (uint64_t v : c.gid) w.u64(v);
+  w.u64(c.groups.size());
+  for (uint64_t g : c.groups) w.u64(g);
+  for (uint64_t v : {c.cap_inh, c.cap_prm, c.cap_eff, c.cap_bnd, c.cap_amb}) w.u64(v);
+  w.u64(uint64_t(img.nice));
+  w.u64(img.sched_policy);
+  w.u64(img.sched_priority);
+  w.u64(uint64_t(img.oom_score_adj));
   w.u64(kMetaMagic);
   return w.take();
 }
@@ -393,6 +403,34 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     // personality(0xffffffff) only asks; the kernel keeps 32 bits.
     if (r.ok() && (img.personality >= 0xffffffffu || (img.task_flags & ~kTaskAll)))
       return fail("personality or prctl state");
+  }
+  if (minor >= 5 && r.ok()) {
+    img.has_creds = true;
+    Creds& c = img.creds;
+    for (uint64_t& v : c.uid) v = r.u64();
+    for (uint64_t& v : c.gid) v = r.u64();
+    for (int i = 0; i < 4 && r.ok(); i++)
+      if (c.uid[i] > 0xfffffffeu || c.gid[i] > 0xfffffffeu) return fail("credentials");
+    uint64_t ng = r.count(8, kMaxGroups, "groups");
+    for (uint64_t i = 0; i < ng && r.ok(); i++) {
+      c.groups.push_back(r.u64());
+      if (r.ok() && (c.groups.back() > 0xfffffffeu || (i && c.groups[i] < c.groups[i - 1])))
+        return fail("supplementary groups");
+    }
+    for (uint64_t* p : {&c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb}) *p = r.u64();
+    if (r.ok() && (((c.cap_inh | c.cap_prm | c.cap_eff | c.cap_bnd | c.cap_amb) & ~kCapMask) ||
+                   (c.cap_eff & ~c.cap_prm) || (c.cap_amb & ~(c.cap_prm & c.cap_inh))))
+      return fail("capabilities");
+    img.nice = int64_t(r.u64());
+    img.sched_policy = r.u64();
+    img.sched_priority = r.u64();
+    img.oom_score_adj = int64_t(r.u64());
+    const bool rt = img.sched_policy == 1 || img.sched_policy == 2;
+    if (r.ok() && (img.nice < -20 || img.nice > 19 ||
+                   (img.sched_policy > 5 || img.sched_policy == 4) ||
+                   (rt ? img.sched_priority < 1 || img.sched_priority > 99 : img.sched_priority) ||
+                   img.oom_score_adj < -1000 || img.oom_score_adj > 1000))
+      return fail("scheduling or oom_score_adj");
   }
   if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
   if (r.ok() && r.left()) return fail("trailing bytes after the metadata");

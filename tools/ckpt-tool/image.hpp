@@ -29,10 +29,11 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 4;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 5;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
-                                              // 2.4: personality, no_new_privs, THP disable
+                                              // 2.4: personality, no_new_privs, THP disable;
+                                              // 2.5: credentials, scheduling, oom_score_adj
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -49,6 +50,8 @@ inline constexpr int kNsig = 64;
 inline constexpr int kNlimits = 16;  // RLIM_NLIMITS on Linux
 inline constexpr size_t kSiginfo = 128;         // sizeof(siginfo_t)
 inline constexpr size_t kMaxPending = 1 << 16;  // queued signals per queue
+inline constexpr size_t kMaxGroups = 65536;     // NGROUPS_MAX
+inline constexpr uint64_t kCapMask = (1ull << 41) - 1;  // CAP_LAST_CAP 40 (6.1, 6.12)
 
 // struct user_regs_struct order (x86-64).
 struct Regs {
@@ -132,6 +135,14 @@ struct Fd {
   FileId file;
 };
 
+// The credentials of a process (every thread's are the same, or dump refuses): /proc/PID/status.
+struct Creds {
+  uint64_t uid[4] = {}, gid[4] = {};  // real, effective, saved, filesystem
+  std::vector<uint64_t> groups;       // supplementary groups, as the kernel lists them (sorted)
+  uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
+  bool operator==(const Creds&) const = default;
+};
+
 struct Image {
   uint64_t pid = 0;
   std::string comm, cwd, exe;
@@ -166,6 +177,14 @@ struct Image {
   bool has_task_state = false;
   uint64_t personality = 0;
   uint64_t task_flags = 0;  // kTask*
+  // 2.5: who made the image and how it was scheduled. has_creds false (an older image): restore
+  // runs it with the caller's credentials and its own scheduling, as before.
+  bool has_creds = false;
+  Creds creds;
+  int64_t nice = 0;            // getpriority(PRIO_PROCESS), -20..19
+  uint64_t sched_policy = 0;   // SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5
+  uint64_t sched_priority = 0; // real-time priority: 1..99 for FIFO/RR, else 0
+  int64_t oom_score_adj = 0;   // -1000..1000
 };
 inline constexpr uint64_t kTaskNoNewPrivs = 1, kTaskThpDisable = 2;
 inline constexpr uint64_t kTaskAll = kTaskNoNewPrivs | kTaskThpDisable;

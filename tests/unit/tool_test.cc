@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -224,9 +225,45 @@ TEST_F(ToolTest, UsageErrors) {
   EXPECT_EQ(2, tool("").status);
   EXPECT_EQ(2, tool("inspect").status);
   EXPECT_EQ(2, tool("frobnicate").status);
+  Out l = tool("dump --lose everything --store /nonexistent/s 1");
+  EXPECT_EQ(2, l.status);
+  EXPECT_NE(l.err.find("--lose"), std::string::npos) << l.err;
   Out h = tool("verify --help");
   EXPECT_EQ(0, h.status);
   EXPECT_NE(h.out.find("restorable"), std::string::npos);
+}
+
+// run (without --resume) into a store that holds a process image would overwrite it with its
+// first checkpoint: refused (exit 4) before the program is started, naming whose image it is;
+// --replace starts it. (Before, run started it and overwrote the image.) The image is the
+// committed fuzz seed (tests/fuzz/corpus/image/minimal: process 42, /a), in a store written
+// with libckpt, so no module is needed: run refuses before it checkpoints anything.
+TEST_F(ToolTest, RunRefusesAStoreHoldingAnImageUnlessReplace) {
+  const std::string seed = read_file(CKPT_IMAGE_SEED);
+  ASSERT_EQ(seed.size(), kPage);
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = CKPT_TRACKER_FULL;
+  ckpt_t* c;
+  ASSERT_EQ(0, ckpt_open(store_.c_str(), &cfg, &c));
+  auto* p = static_cast<char*>(mmap(nullptr, kPage, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  std::memcpy(p, seed.data(), kPage);
+  ASSERT_EQ(0, ckpt_register(c, "process", p, kPage));
+  ASSERT_EQ(0, ckpt_checkpoint(c));
+  ASSERT_EQ(0, ckpt_close(c));
+  munmap(p, kPage);
+  const std::string before = read_file(store_), ran = dir_ + "/ran";
+  Out r = tool("run --store " + store_ + " --interval 0 -- touch " + ran);
+  EXPECT_EQ(4, r.status) << r.err;
+  EXPECT_NE(r.err.find("holds the image of process 42 (/a); --resume restores it, --replace "
+                       "overwrites it"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;  // one line
+  EXPECT_NE(access(ran.c_str(), F_OK), 0) << "the refused run started the program";
+  EXPECT_EQ(read_file(store_), before);
+  r = tool("run --replace --store " + store_ + " --interval 0 -- touch " + ran);
+  EXPECT_EQ(0, r.status) << r.err;
+  EXPECT_EQ(access(ran.c_str(), F_OK), 0);
 }
 
 // Scripts (and the CRIU bench's start-up figure) ask the tool what it is without a subcommand.

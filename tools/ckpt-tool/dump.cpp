@@ -7,10 +7,15 @@
 // fd,fdinfo,cwd,stat,status}, process_vm_readv for memory. What only the kernel knows (signal
 // handlers, sigaltstack, clear_child_tid, robust list, rseq, brk, timers) comes from ckpt.ko's
 // CKPT_IOC_DUMP_TASK, so no code is injected into the target.
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/ckpt.h>
 #include <linux/elf.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/sem.h>
+#include <sys/syscall.h>
+#include <linux/kcmp.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -31,6 +36,7 @@
 #include <condition_variable>
 #include <exception>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -308,6 +314,36 @@ long status_field(const std::string& status, const char* name, int base = 10) {
   return p == std::string::npos ? -1 : strtol(status.c_str() + p + key.size(), nullptr, base);
 }
 
+using proc::numbers;
+
+// A thread's credentials from its status (Uid, Gid, Groups, Cap*).
+Creds creds_from_status(const std::string& st) {
+  Creds c;
+  if (proc::creds_from_status(st, &c))
+    throw Error{kFailed, "/proc/PID/status: unexpected Uid, Gid or Cap lines"};
+  return c;
+}
+
+// A thread's scheduling: policy (with SCHED_RESET_ON_FORK), real-time priority, nice. Anyone
+// may ask (no permission check).
+struct Sched {
+  int policy = 0, priority = 0, nice = 0;
+  bool operator==(const Sched&) const = default;
+};
+Sched read_sched(int tid) {
+  Sched s;
+  s.policy = sched_getscheduler(tid);
+  sched_param sp{};
+  if (s.policy < 0 || sched_getparam(tid, &sp) < 0)
+    throw Error{kFailed, "scheduling policy of thread " + std::to_string(tid) + ": " + strerror(errno)};
+  s.priority = sp.sched_priority;
+  errno = 0;
+  s.nice = getpriority(PRIO_PROCESS, id_t(tid));
+  if (s.nice == -1 && errno)
+    throw Error{kFailed, "nice value of thread " + std::to_string(tid) + ": " + strerror(errno)};
+  return s;
+}
+
 void read_process(int pid, Image* img) {
   std::string base = "/proc/" + std::to_string(pid);
   img->pid = uint64_t(pid);
@@ -324,6 +360,23 @@ void read_process(int pid, Image* img) {
   if (int e = proc::read_file(base + "/status", &s); e) throw Error{kFailed, "status: " + errstr(e)};
   if (const long umask = status_field(s, "Umask", 8); umask >= 0) img->umask = uint64_t(umask);
   if (status_field(s, "THP_enabled") == 0) img->task_flags |= kTaskThpDisable;  // per process
+  // Credentials and scheduling, saved once for the process: threads that differ are refused.
+  img->creds = creds_from_status(s);
+  img->has_creds = true;
+  const Sched sched = read_sched(pid);
+  if (sched.policy & SCHED_RESET_ON_FORK)
+    throw Error{kFailed, "the process has SCHED_RESET_ON_FORK set, which is not saved"};
+  if (sched.policy != SCHED_OTHER && sched.policy != SCHED_BATCH && sched.policy != SCHED_IDLE &&
+      sched.policy != SCHED_FIFO && sched.policy != SCHED_RR)
+    throw Error{kFailed, "the process runs under scheduling policy " + std::to_string(sched.policy) +
+                             " (SCHED_DEADLINE?), which is not saved"};
+  img->sched_policy = uint64_t(sched.policy);
+  img->sched_priority = uint64_t(sched.priority);
+  img->nice = sched.nice;
+  std::string oom;
+  if (int e = proc::read_file(base + "/oom_score_adj", &oom); e)
+    throw Error{kFailed, "oom_score_adj: " + errstr(e)};
+  img->oom_score_adj = strtol(oom.c_str(), nullptr, 10);
   // no_new_privs and seccomp belong to each thread (the leader's status is the process's).
   for (size_t i = 0; i < img->threads.size(); i++) {
     std::string ts;
@@ -338,6 +391,17 @@ void read_process(int pid, Image* img) {
                                "), which is not supported: restored without it, it would run "
                                "outside its sandbox (see Documentation/whole-process.md)"};
     if (status_field(st, "NoNewPrivs") == 1) img->task_flags |= kTaskNoNewPrivs;
+    if (i > 0) {
+      const int tid = int(img->threads[i].tid);
+      if (!(creds_from_status(st) == img->creds))
+        throw Error{kFailed, "thread " + std::to_string(tid) +
+                                 " has other credentials (uid, gid, groups or capabilities) than "
+                                 "the main thread, which is not saved: one set for the process is"};
+      if (!(read_sched(tid) == sched))
+        throw Error{kFailed, "thread " + std::to_string(tid) +
+                                 " has another scheduling policy, priority or nice value than the "
+                                 "main thread, which is not saved: one setting for the process is"};
+    }
   }
   if (int e = proc::read_file(base + "/personality", &s); e)
     throw Error{kFailed, "personality: " + errstr(e)};
@@ -364,6 +428,26 @@ void read_fds(int pid, Image* img, KnownFiles* known) {
     if (stat(fdp.c_str(), &st) < 0) throw Error{kFailed, "fd " + std::to_string(n) + ": " + strerror(errno)};
     if (int e = proc::read_file(base + "/fdinfo/" + std::to_string(n), &info); e)
       throw Error{kFailed, "fdinfo: " + errstr(e)};
+    // A lock held through this descriptor (flock, a POSIX lock of this process, an OFD lock,
+    // a lease): fdinfo lists it (fs/locks.c, show_fd_locks).
+    if (size_t l = info.find("\nlock:\t"); l != std::string::npos) {
+      std::vector<std::string> w;
+      const std::string line = info.substr(l + 7, info.find('\n', l + 7) - (l + 7));
+      for (size_t a = 0, b; a < line.size(); a = b + 1) {
+        b = line.find_first_of(" \t", a);
+        if (b == std::string::npos) b = line.size();
+        if (b > a) w.push_back(line.substr(a, b - a));
+      }
+      const std::string type = w.size() > 1 ? w[1] : "?";
+      const char* kind = type == "FLOCK"    ? "an flock() lock"
+                         : type == "POSIX"  ? "a POSIX record lock (fcntl F_SETLK, lockf)"
+                         : type == "OFDLCK" ? "an open file description lock (F_OFD_SETLK)"
+                         : type == "LEASE"  ? "a lease"
+                                            : "a file lock";
+      throw Error{kFailed, "fd " + std::to_string(n) + " (" + link + ") holds " + kind +
+                               ", which is not saved: restored without it, the process would "
+                               "believe it holds the lock"};
+    }
     Fd f;
     f.fd = uint64_t(n);
     size_t p = info.find("pos:");
@@ -467,6 +551,8 @@ void read_vmas(int pid, Image* img, KnownFiles* known, std::vector<proc::MapsLin
              (m.perms[2] == 'x' ? PROT_EXEC : 0);
     bool shared = m.perms[3] == 's';
     if (shared) {
+      if (m.path.rfind("/SYSV", 0) == 0)
+        throw Error{kFailed, where + ": System V shared memory (shmat) is not saved"};
       if (m.path != "/dev/zero (deleted)" && !m.path.empty())
         throw Error{kFailed, where + ": shared file mappings (and System V / memfd shared "
                                      "memory) are not supported"};
@@ -491,6 +577,124 @@ void read_vmas(int pid, Image* img, KnownFiles* known, std::vector<proc::MapsLin
   }
   if (img->vdso_start && (!img->vvar_start || vvar_end != img->vdso_start))
     throw Error{kFailed, "unexpected layout: [vvar] is not directly below [vdso]"};
+}
+
+// What dump does not save and finds outside the process's own files: children, a file offset
+// shared with another process, System V IPC objects it used. `lose`: what the caller accepts to
+// lose (dump --lose).
+void check_unsaved(int pid, const Image& img, const std::set<std::string>& lose) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  // Children (and unreaped zombies), of every thread: only one process is restored.
+  std::vector<uint64_t> kids;
+  for (const Thread& t : img.threads) {
+    std::string c;
+    if (int e = proc::read_file(base + "/task/" + std::to_string(t.tid) + "/children", &c); e)
+      throw Error{kFailed, "/proc/PID/task/TID/children: " + errstr(e)};
+    for (uint64_t k : numbers(c, 10)) kids.push_back(k);
+  }
+  if (!kids.empty()) {
+    std::string list;
+    for (size_t i = 0; i < kids.size() && i < 8; i++) list += (i ? ", " : "") + std::to_string(kids[i]);
+    if (kids.size() > 8) list += ", ...";
+    throw Error{kFailed, "the process has child processes (pid " + list +
+                             "), which are not saved: only the process itself would be restored"};
+  }
+
+  // System V IPC objects the process used last (the kernel keeps them, not the process: after
+  // a restart of the system they are gone). Semaphore sets list no user: each semaphore's
+  // last user is asked for (semctl GETPID, needs read permission on the set).
+  if (!lose.count("sysv-ipc")) {
+    auto table = [](const char* file, std::vector<std::vector<uint64_t>>* rows) {
+      std::string t;
+      if (proc::read_file(std::string("/proc/sysvipc/") + file, &t)) return;
+      for (size_t p = t.find('\n'); p != std::string::npos && p + 1 < t.size();) {
+        size_t e = t.find('\n', p + 1);
+        rows->push_back(numbers(t.substr(p + 1, e == std::string::npos ? e : e - p - 1), 10));
+        p = e;
+      }
+    };
+    auto refuse = [](const char* what, uint64_t id) {
+      throw Error{kRefused, std::string("the process used System V ") + what + " " +
+                                std::to_string(id) +
+                                ", which is not saved (it lives in the kernel: gone after a "
+                                "restart); --lose sysv-ipc dumps it anyway"};
+    };
+    std::vector<std::vector<uint64_t>> rows;
+    table("msg", &rows);  // key msqid perms cbytes qnum lspid lrpid ...
+    for (const auto& r : rows)
+      if (r.size() > 6 && (r[5] == uint64_t(pid) || r[6] == uint64_t(pid)))
+        refuse("message queue (msqid)", r[1]);
+    rows.clear();
+    table("shm", &rows);  // key shmid perms size cpid lpid ...
+    for (const auto& r : rows)
+      if (r.size() > 5 && (r[4] == uint64_t(pid) || r[5] == uint64_t(pid)))
+        refuse("shared memory segment (shmid)", r[1]);
+    rows.clear();
+    table("sem", &rows);  // key semid perms nsems ...
+    for (const auto& r : rows)
+      for (uint64_t k = 0; r.size() > 3 && k < r[3] && k < 65536; k++) {
+        int last = semctl(int(r[1]), int(k), GETPID);
+        if (last < 0) break;
+        if (last == pid) refuse("semaphore set (semid)", r[1]);
+      }
+  }
+
+  // A regular file's offset shared with another process (the same open file description:
+  // inherited across fork, or passed over a socket): the restored process gets its own offset,
+  // and the other process's writes no longer move it. Every process whose descriptors we may
+  // read is compared with kcmp(KCMP_FILE); this tool itself is not (run's supervisor hands its
+  // own standard output and error to the program it starts).
+  if (lose.count("shared-offset")) return;
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<uint64_t>> ours;  // (dev, ino) -> fds
+  for (const Fd& f : img.fds) {
+    if (f.kind != kFdRegular) continue;
+    struct stat st;
+    if (stat((base + "/fd/" + std::to_string(f.fd)).c_str(), &st) == 0)
+      ours[{uint64_t(st.st_dev), uint64_t(st.st_ino)}].push_back(f.fd);
+  }
+  if (ours.empty()) return;
+  std::vector<int> procs;
+  DIR* d = opendir("/proc");
+  if (!d) throw Error{kFailed, std::string("/proc: ") + strerror(errno)};
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long v = strtol(e->d_name, &end, 10);
+    if (*e->d_name && !*end && v > 0 && v != pid && v != getpid()) procs.push_back(int(v));
+  }
+  closedir(d);
+  for (int other : procs) {
+    int dfd = open(("/proc/" + std::to_string(other) + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) continue;  // gone, or not ours to look at
+    DIR* fdd = fdopendir(dfd);
+    if (!fdd) {
+      close(dfd);
+      continue;
+    }
+    std::string hit;
+    while (dirent* e = readdir(fdd)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st;
+      if (fstatat(dfd, e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode)) continue;
+      auto it = ours.find({uint64_t(st.st_dev), uint64_t(st.st_ino)});
+      if (it == ours.end()) continue;
+      const long theirs = strtol(e->d_name, nullptr, 10);
+      for (uint64_t fd : it->second)
+        if (syscall(SYS_kcmp, pid, other, KCMP_FILE, long(fd), theirs) == 0) {
+          std::string path, comm;
+          proc::read_link(base + "/fd/" + std::to_string(fd), &path);
+          proc::read_file("/proc/" + std::to_string(other) + "/comm", &comm);
+          while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+          hit = "fd " + std::to_string(fd) + " (" + path + ") shares its file offset with fd " +
+                std::to_string(theirs) + " of process " + std::to_string(other) + " (" + comm +
+                "), which is not saved: restored, it would have an offset of its own; --lose "
+                "shared-offset dumps it anyway";
+          break;
+        }
+      if (!hit.empty()) break;
+    }
+    closedir(fdd);
+    if (!hit.empty()) throw Error{kRefused, hit};
+  }
 }
 
 // Reads pages of the stopped process: process_vm_readv where the mapping is readable (many runs
@@ -579,6 +783,7 @@ struct wp::Tracker {
   bool create = false;    // --create: make a store of an existing path that holds none
   bool force = false;     // --force: format whatever the path holds
   bool replace = false;   // dump --replace: overwrite the image of another process
+  std::set<std::string> lose;  // dump --lose: state not saved that the caller accepts to lose
   std::unique_ptr<ckpt::store::Store> store;
   bool track = true;      // incremental checkpoints through ckpt.ko (run); false: dump
   int fd = -1;            // session ATTACHed to the process, -1 before the first checkpoint
@@ -769,6 +974,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
   read_fds(pid, &img, &known);
   ph.fds = since(f0);
   read_vmas(pid, &img, &known, tr.track ? &tr.last_maps : nullptr);
+  check_unsaved(pid, img, tr.lose);
   ph.vmas = since(f0);
   ph.proc = ph.threads + since(t);
   // Only now, with nothing refused: a refused dump leaves no store behind.
@@ -1150,6 +1356,24 @@ void wp::set_store_mode(Tracker* tr, bool create, bool force, bool replace) {
   tr->replace = replace;
 }
 
+bool wp::holds_image(const std::string& path, std::string* what) {
+  ckpt::store::Options o;
+  o.no_modify = true;
+  std::unique_ptr<ckpt::store::Store> st;
+  if (ckpt::store::Store::open(path, o, &st) != 0 || st->epoch() == 0) return false;
+  for (const RegionInfo& r : st->regions()) {
+    if (r.name != kProcessRegion) continue;
+    std::vector<uint8_t> meta(r.size);
+    Image img;
+    *what = "a process";
+    if (st->read_region(r.id, meta.data(), meta.size(), nullptr) == 0 &&
+        decode_process(meta, &img, nullptr) == 0)
+      *what = "process " + std::to_string(img.pid) + " (" + img.exe + ")";
+    return true;
+  }
+  return false;
+}
+
 int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
                    std::string* why) {
   try {
@@ -1161,12 +1385,23 @@ int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* 
   }
 }
 
+void add_store_mode_flags(CLI::App* sub, StoreMode* m, const std::string& replace_help) {
+  sub->add_flag("--create", m->create,
+                "make a store of an existing path that holds none (an empty or zeroed file, a "
+                "block device libblkid finds nothing on)");
+  sub->add_flag("--force", m->force,
+                "format the path whatever it holds: a file system, partition table, other data "
+                "(destroys it)");
+  sub->add_flag("--replace", m->replace, replace_help);
+}
+
 void add_dump(CLI::App& app, Runner& run) {
   struct Opts {
     std::string store;
     int pid = 0;
     bool leave_running = false;
-    bool create = false, force = false, replace = false;
+    StoreMode mode;
+    std::vector<std::string> lose;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
@@ -1176,14 +1411,16 @@ void add_dump(CLI::App& app, Runner& run) {
                   "store to write (file, DAX file or device-DAX; created if missing); the "
                   "process image replaces the same process's earlier one, in one atomic commit")
       ->required();
-  sub->add_flag("--create", o->create,
-                "make a store of an existing path that holds none (an empty or zeroed file, a "
-                "block device libblkid finds nothing on)");
-  sub->add_flag("--force", o->force,
-                "format the path whatever it holds: a file system, partition table, other data "
-                "(destroys it)");
-  sub->add_flag("--replace", o->replace,
-                "overwrite the image of another process (another PID or program) the store holds");
+  add_store_mode_flags(sub, &o->mode,
+                       "overwrite the image of another process (another PID or program) the store "
+                       "holds");
+  sub->add_option("--lose", o->lose,
+                  "dump although the process has this state, which is not saved and is lost at "
+                  "restore: shared-offset (a file offset shared with another process), sysv-ipc "
+                  "(System V IPC objects it used); repeatable")
+      ->check(CLI::IsMember({"shared-offset", "sysv-ipc"}))
+      ->allow_extra_args(false)
+      ->delimiter(',');
   sub->add_option("pid", o->pid, "process to dump (you must be allowed to ptrace it)")
       ->required()
       ->check(CLI::PositiveNumber);
@@ -1194,9 +1431,10 @@ void add_dump(CLI::App& app, Runner& run) {
       wp::Tracker tr;
       tr.path = o->store;
       tr.track = false;
-      tr.create = o->create;
-      tr.force = o->force;
-      tr.replace = o->replace;
+      tr.create = o->mode.create;
+      tr.force = o->mode.force;
+      tr.replace = o->mode.replace;
+      tr.lose.insert(o->lose.begin(), o->lose.end());
       wp::DumpStats ds;
       try {
         take(tr, o->pid, o->leave_running ? After::kLeaveRunning : After::kKill, &ds);

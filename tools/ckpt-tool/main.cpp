@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
                                           ", ckpt.ko API " + std::to_string(CKPT_API_VERSION) + ")");
     app.footer(
         "Exit status: 0 ok, 1 the operation found a problem, 2 bad arguments, 3 something it needs "
-        "is missing (module not loaded, store not found), 4 refused because it would destroy data "
-        "(--create, --force, --replace ask for it).");
+        "is missing (module not loaded, store not found), 4 refused, nothing done, and an option "
+        "asks for it (--create, --force, --replace, --lose, --as-image-user).");
     ckpt_tool::Runner run;
     ckpt_tool::add_stat(app, run);
     ckpt_tool::add_inspect(app, run);

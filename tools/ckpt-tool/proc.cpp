@@ -139,6 +139,44 @@ int read_smaps(int pid, std::vector<MapsLine>* out) {
 
 int list_fds(int pid, std::vector<int>* out) { return list_dir_numbers(base(pid) + "/fd", out); }
 
+std::string status_line(const std::string& status, const char* name) {
+  const std::string key = std::string("\n") + name + ":\t";
+  size_t p = status.find(key);
+  if (p == std::string::npos) return "";
+  p += key.size();
+  return status.substr(p, status.find('\n', p) - p);
+}
+
+std::vector<uint64_t> numbers(const std::string& v, int base) {
+  std::vector<uint64_t> out;
+  const char* p = v.c_str();
+  for (;;) {
+    char* end;
+    uint64_t n = strtoull(p, &end, base);
+    if (end == p) return out;
+    out.push_back(n);
+    p = end;
+  }
+}
+
+int creds_from_status(const std::string& st, image::Creds* c) {
+  *c = image::Creds{};
+  std::vector<uint64_t> u = numbers(status_line(st, "Uid"), 10), g = numbers(status_line(st, "Gid"), 10);
+  if (u.size() != 4 || g.size() != 4) return -EINVAL;
+  std::copy(u.begin(), u.end(), c->uid);
+  std::copy(g.begin(), g.end(), c->gid);
+  c->groups = numbers(status_line(st, "Groups"), 10);
+  std::sort(c->groups.begin(), c->groups.end());
+  uint64_t* caps[] = {&c->cap_inh, &c->cap_prm, &c->cap_eff, &c->cap_bnd, &c->cap_amb};
+  const char* names[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
+  for (int i = 0; i < 5; i++) {
+    std::vector<uint64_t> v = numbers(status_line(st, names[i]), 16);
+    if (v.size() != 1) return -EINVAL;
+    *caps[i] = v[0];
+  }
+  return 0;
+}
+
 int list_tasks(int pid, std::vector<int>* out) { return list_dir_numbers(base(pid) + "/task", out); }
 
 }  // namespace ckpt_tool::proc

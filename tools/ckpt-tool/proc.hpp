@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "image.hpp"
+
 namespace ckpt_tool::proc {
 
 struct MapsLine {
@@ -36,6 +38,13 @@ int read_link(const std::string& path, std::string* out);
 
 // Every fd number open in /proc/<pid>/fd, ascending. 0 or -errno.
 int list_fds(int pid, std::vector<int>* out);
+
+// The value of a "Name:\tvalue" line of a /proc/PID/status text, "" when missing.
+std::string status_line(const std::string& status, const char* name);
+// The whitespace-separated numbers of a string, in `base`, up to the first that is not one.
+std::vector<uint64_t> numbers(const std::string& v, int base);
+// A task's credentials from its status text (Uid, Gid, Groups, Cap*). 0 or -EINVAL.
+int creds_from_status(const std::string& status, image::Creds* out);
 
 // Every tid in /proc/<pid>/task. 0 or -errno.
 int list_tasks(int pid, std::vector<int>* out);

@@ -15,8 +15,9 @@
 // state with XRSTOR and calls CKPT_IOC_RESTORE_COMMIT, which unmaps the rest of the child,
 // maps and fills the staged mappings and returns into the image's registers. The outcome
 // comes back on a pipe.
-// The restored process runs with the caller's credentials, with its PID again when that is free
-// and the caller may choose PIDs (fork_as), else a new one.
+// The restored process runs with the image's credentials, which must be the caller's unless
+// --as-image-user (check_creds, become_image_user), with its PID again when that is free and
+// the caller may choose PIDs (fork_as), else a new one.
 #include <cpuid.h>
 #include <fcntl.h>
 #include <linux/ckpt.h>
@@ -25,6 +26,10 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/time.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -160,6 +165,7 @@ void check_xsave(const std::vector<uint8_t>& xsave) {
 // --- The child. Errors go to the status pipe as (s64 1, text); then _exit(1). ---
 
 int g_status = -1;
+bool g_as_image_user = false;  // restore --as-image-user
 
 // Status words on the pipe: 0 restored, 1 + text failed, 2 + (region, offset, length) the
 // store fell back to its older epoch while the child read that range (the parent replays the
@@ -516,6 +522,87 @@ void set_task_state(const Image& img) {
     die("the personality " + hex(img.personality) + " was not taken");
 }
 
+// restore --as-image-user: the image's credentials (format 2.5), exactly, or the restore fails.
+// Set in the child once its /dev/ckpt sessions are open (the image's user need not be in the
+// ckpt group) and before it opens or maps any file of the image, which it then does with the
+// image's rights, not the caller's. The bounding set first (dropping needs CAP_SETPCAP), then
+// groups, gids, uids (capabilities kept across the uid change), then the capability sets,
+// which may only shrink: an image with a capability the caller lacks is refused. The child is
+// single-threaded here, so the set*id calls concern it alone.
+void become_image_user(const Image& img) {
+  const Creds& c = img.creds;
+  for (int cap = 0; cap < 64; cap++)
+    if (!(c.cap_bnd >> cap & 1) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+        prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+      die("dropping capability " + std::to_string(cap) + " from the bounding set: " +
+          strerror(errno));
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) die(std::string("PR_SET_KEEPCAPS: ") + strerror(errno));
+  std::vector<gid_t> groups(c.groups.begin(), c.groups.end());
+  auto need = [&](const char* what, long rc) {
+    if (rc < 0)
+      die(std::string("running as the image's user (uid ") + std::to_string(c.uid[1]) +
+          ", gid " + std::to_string(c.gid[1]) + "): " + what + ": " + strerror(errno) +
+          (errno == EPERM ? " (only a caller with CAP_SETUID and CAP_SETGID may)" : ""));
+  };
+  need("setgroups", setgroups(groups.size(), groups.data()));
+  need("setresgid", setresgid(gid_t(c.gid[0]), gid_t(c.gid[1]), gid_t(c.gid[2])));
+  setfsgid(gid_t(c.gid[3]));
+  need("setresuid", setresuid(uid_t(c.uid[0]), uid_t(c.uid[1]), uid_t(c.uid[2])));
+  setfsuid(uid_t(c.uid[3]));
+  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct d[2] = {};
+  for (int i = 0; i < 2; i++) {
+    d[i].effective = uint32_t(c.cap_eff >> (32 * i));
+    d[i].permitted = uint32_t(c.cap_prm >> (32 * i));
+    d[i].inheritable = uint32_t(c.cap_inh >> (32 * i));
+  }
+  if (syscall(SYS_capset, &h, d) < 0)
+    die(std::string("setting the image's capabilities: ") + strerror(errno) +
+        (errno == EPERM ? " (the image had capabilities you do not have)" : ""));
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (int cap = 0; cap < 64; cap++)
+    if ((c.cap_amb >> cap & 1) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+      die("raising ambient capability " + std::to_string(cap) + ": " + strerror(errno));
+  // A uid change made the child non-dumpable (its /proc files root's): a process of that user
+  // started normally is dumpable, and restore writes its own /proc/self/oom_score_adj.
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  std::string st;
+  Creds now;
+  if (proc::read_file("/proc/self/status", &st) || proc::creds_from_status(st, &now) || !(now == c))
+    die("the restorer's credentials could not be made exactly the image's");
+}
+
+// Scheduling and oom_score_adj (format 2.5), set just before COMMIT (after the resource
+// limits: RLIMIT_NICE and RLIMIT_RTPRIO may be what allows them) for every thread: `tids`.
+// What the caller may not set (a negative nice value or a real-time policy without
+// CAP_SYS_NICE or the limit, a lower oom_score_adj without CAP_SYS_RESOURCE) fails the restore.
+void set_sched(const Image& img, const std::vector<pid_t>& tids) {
+  if (!img.has_creds) return;
+  static const char* const kPolicy[] = {"SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH",
+                                        "?",           "SCHED_IDLE"};
+  for (pid_t tid : tids) {
+    sched_param sp{};
+    sp.sched_priority = int(img.sched_priority);
+    if (sched_setscheduler(tid, int(img.sched_policy), &sp) < 0)
+      die(std::string("restoring the scheduling policy ") + kPolicy[img.sched_policy] +
+          " (priority " + std::to_string(img.sched_priority) + "): " + strerror(errno));
+    if (setpriority(PRIO_PROCESS, id_t(tid), int(img.nice)) < 0)
+      die("restoring nice " + std::to_string(img.nice) + ": " + strerror(errno) +
+          (errno == EACCES || errno == EPERM ? " (a lower nice value needs CAP_SYS_NICE or RLIMIT_NICE)" : ""));
+  }
+  std::string cur;
+  if (proc::read_file("/proc/self/oom_score_adj", &cur) == 0 &&
+      strtol(cur.c_str(), nullptr, 10) == img.oom_score_adj)
+    return;
+  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  const std::string v = std::to_string(img.oom_score_adj);
+  if (fd < 0 || write(fd, v.data(), v.size()) != ssize_t(v.size()))
+    die("restoring oom_score_adj " + v + ": " + strerror(errno) +
+        (errno == EACCES ? " (a lower value needs CAP_SYS_RESOURCE)" : ""));
+  close(fd);
+}
+
 // madvise(2) state the image recorded for a mapping (format 2.2), set before its pages are
 // read: a THP-backed mapping gets huge pages again as the reads fault it in, and one the
 // process kept off THP stays off.
@@ -677,6 +764,7 @@ restore_clone3_thread:
     std::memset(helpers_[i].xs, 0, sizeof(Xsave));
     std::memcpy(helpers_[i].xs->b, img.threads[i + 1].xsave.data(), img.threads[i + 1].xsave.size());
   }
+  if (g_as_image_user) become_image_user(img);
   // One descriptor per mapping (each is handed to the module and closed on its own), but
   // one open per file: the others are dups (an open on the VM's 9p root is a round trip).
   std::vector<int> vfd(img.vmas.size(), -1);
@@ -817,6 +905,11 @@ restore_clone3_thread:
   queue_signals(img.shared_pending, false);
   queue_signals(t.pending, true);
   set_rlimits(img);
+  {
+    std::vector<pid_t> tids{pid_t(syscall(SYS_gettid))};
+    for (const auto& h : helpers_) tids.push_back(h.tid);
+    set_sched(img, tids);
+  }
   set_altstack(t);
   set_itimer(img);
   phase("COMMIT");
@@ -862,6 +955,44 @@ void load(const std::string& path, Image* img, Loaded* ld) {
 
 pid_t start_child(const Image& img, Loaded& ld);
 
+std::string id_list(const uint64_t* v, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; i++) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// The image's credentials against what the restore would give it (the caller's): another
+// user's image, or one whose groups or capabilities differ, is refused unless
+// --as-image-user. A 2.4 or older image records none and runs as the caller.
+void check_creds(const Image& img) {
+  if (!img.has_creds) return;
+  std::string st;
+  Creds me;
+  if (proc::read_file("/proc/self/status", &st) || proc::creds_from_status(st, &me))
+    throw Error{kFailed, "/proc/self/status: cannot read this process's credentials"};
+  const Creds& c = img.creds;
+  if (me == c) return;
+  if (g_as_image_user) return;  // the child becomes the image's user, or fails saying why
+  std::string what;
+  if (!std::equal(c.uid, c.uid + 4, me.uid))
+    what = "was made by uid " + id_list(c.uid, 4) + " (real, effective, saved, fs); you are " +
+           id_list(me.uid, 4);
+  else if (!std::equal(c.gid, c.gid + 4, me.gid))
+    what = "was made with gid " + id_list(c.gid, 4) + "; you have " + id_list(me.gid, 4);
+  else if (c.groups != me.groups)
+    what = "was made with supplementary groups " +
+           (c.groups.empty() ? std::string("(none)") : id_list(c.groups.data(), c.groups.size())) +
+           "; you have " +
+           (me.groups.empty() ? std::string("(none)") : id_list(me.groups.data(), me.groups.size()));
+  else
+    what = "was made with other capabilities (effective " + hex(c.cap_eff) + ", permitted " +
+           hex(c.cap_prm) + ", bounding " + hex(c.cap_bnd) + ") than yours (" + hex(me.cap_eff) +
+           ", " + hex(me.cap_prm) + ", " + hex(me.cap_bnd) + ")";
+  throw Error{kRefused, "the image " + what +
+                            "; --as-image-user restores it with the image's credentials (if "
+                            "you may give them)"};
+}
+
 int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
   g_phases = getenv("CKPT_TOOL_PHASES") != nullptr;
@@ -885,6 +1016,7 @@ int do_restore(const std::string& store, pid_t* out_pid, bool quiet) {
   for (int attempt = 0;; attempt++) {
     if (attempt == 3) throw Error{kFailed, store + ": the store kept changing epoch while read"};
     load(store, &img, &ld);
+    check_creds(img);
     pid_t pid = start_child(img, ld);
     if (pid > 0) {
       *out_pid = pid;
@@ -1028,13 +1160,15 @@ void add_restore(CLI::App& app, Runner& run) {
   struct Opts {
     std::string store;
     bool wait = false;
+    bool as_image_user = false;
     unsigned interval = 0;
     std::string stats;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
       "restore", "Recreate a process from the newest intact checkpoint in a store (its PID if "
-                 "free and you may choose PIDs, else a new one; the caller's credentials)");
+                 "free and you may choose PIDs, else a new one; an image made with other "
+                 "credentials than yours is refused unless --as-image-user)");
   sub->add_option("--store", o->store, "store written by dump or run")->required();
   sub->add_flag("--wait", o->wait,
                 "wait for the restored process and exit with its status (128+N if killed by "
@@ -1043,11 +1177,16 @@ void add_restore(CLI::App& app, Runner& run) {
                   "keep checkpointing the restored process into the same store every MS "
                   "milliseconds (and on SIGUSR1), as `run` does (implies --wait)");
   sub->add_option("--stats", o->stats, "with --interval: as run --stats");
+  sub->add_flag("--as-image-user", o->as_image_user,
+                "restore an image made by another user (or with other groups or capabilities "
+                "than yours) with the image's credentials: needs the right to give them (root); "
+                "never more than the image had");
   sub->callback([&run, o] {
     run = [o] {
       try {
         pid_t pid = 0;
         if (o->interval) wp::catch_checkpoint_requests();
+        g_as_image_user = o->as_image_user;
         int rc = do_restore(o->store, &pid, false);
         if (rc != kOk) return rc;
         // The restored process keeps its PID, but its /proc/PID/exe names ckpt-tool (it cannot

@@ -166,7 +166,7 @@ void add_run(CLI::App& app, Runner& run) {
     std::string store;
     unsigned interval = 1000;
     bool resume = false;
-    bool create = false, force = false;
+    StoreMode mode;
     std::string stats;
     std::vector<std::string> argv;
   };
@@ -184,12 +184,9 @@ void add_run(CLI::App& app, Runner& run) {
   sub->add_option("--stats", o->stats,
                   "append one JSON line per checkpoint to this file (epoch, pages, mappings, "
                   "pause_s, total_s, bytes)");
-  sub->add_flag("--create", o->create,
-                "make a store of an existing path that holds none (an empty or zeroed file, a "
-                "block device libblkid finds nothing on)");
-  sub->add_flag("--force", o->force,
-                "format the path whatever it holds: a file system, partition table, other data "
-                "(destroys it)");
+  add_store_mode_flags(sub, &o->mode,
+                       "start PROG although the store holds a process image (its first "
+                       "checkpoint overwrites it; --resume restores it instead)");
   sub->add_flag("--resume", o->resume,
                 "restore from the store when it holds a process image, else start PROG");
   sub->add_option("prog", o->argv, "program and its arguments (after --)")->required();
@@ -207,6 +204,16 @@ void add_run(CLI::App& app, Runner& run) {
       if (rc == kOk) {
         std::fprintf(stderr, "ckpt-tool run: resumed as pid %d\n", pid);
       } else {  // no store, or no process image in it yet: start PROG
+        // ... unless it holds one (without --resume, or one --resume could not restore): the
+        // first checkpoint would overwrite it.
+        std::string held;
+        if (!o->mode.replace && wp::holds_image(o->store, &held)) {
+          std::fprintf(stderr,
+                       "ckpt-tool run: --store %s holds the image of %s; --resume restores it, "
+                       "--replace overwrites it\n",
+                       o->store.c_str(), held.c_str());
+          return kRefused;
+        }
         std::vector<char*> args;
         for (auto& a : o->argv) args.push_back(a.data());
         args.push_back(nullptr);
@@ -236,7 +243,7 @@ void add_run(CLI::App& app, Runner& run) {
         close(pfd[0]);
         std::fprintf(stderr, "ckpt-tool run: started pid %d\n", pid);
       }
-      return wp::supervise(o->store, pid, o->interval, o->stats, o->create, o->force);
+      return wp::supervise(o->store, pid, o->interval, o->stats, o->mode.create, o->mode.force);
     };
   });
 }

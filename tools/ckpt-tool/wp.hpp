@@ -59,6 +59,10 @@ bool reaped_status(pid_t pid, int* wstatus);
 int supervise(const std::string& store, pid_t pid, unsigned interval_ms,
               const std::string& stats_path = {}, bool create = false, bool force = false,
               bool replace = false);
+// Does the store at `path` hold a committed process image? Then *what says whose ("process 123
+// (/usr/bin/prog)", or "a process" when it cannot be read). A path that holds no store, or one
+// that cannot be opened, holds none (opening it for writing then says why).
+bool holds_image(const std::string& path, std::string* what);
 // Install the SIGUSR1 handler supervise() listens to.
 void catch_checkpoint_requests();
 

@@ -527,7 +527,7 @@ std::vector<Target> targets() {
   // Issue 19's goals are for this machine's own kernel; in a TCG guest (where the module runs) the
   // same comparisons are shown without them.
   if (has("module"))
-    for (auto& x : t) x.goal.clear();
+    for (auto& target : t) target.goal.clear();
   return t;
 }
 

@@ -233,6 +233,55 @@ TEST_F(ToolTest, UsageErrors) {
   EXPECT_NE(h.out.find("restorable"), std::string::npos);
 }
 
+// --key-file: the key that made a store authenticates it; another key is refused and names the
+// key, so a swapped or forged store is not restored or trusted; a key file of the wrong length
+// or readable by others is a usage error, read before anything is opened.
+TEST_F(ToolTest, KeyFileAuthenticatesTheStore) {
+  const std::string key(32, 'k'), other(32, 'o');
+  auto write_key = [&](const std::string& name, const std::string& bytes, mode_t mode) {
+    std::string p = dir_ + "/" + name;
+    std::ofstream(p, std::ios::binary) << bytes;
+    chmod(p.c_str(), mode);
+    return p;
+  };
+  const std::string good = write_key("good.key", key, 0600), bad = write_key("bad.key", other, 0600);
+  ckpt_config_t cfg;
+  ckpt_config_init(&cfg);
+  cfg.tracker = CKPT_TRACKER_FULL;
+  cfg.key = key.data();
+  cfg.key_len = key.size();
+  ckpt_t* c;
+  ASSERT_EQ(0, ckpt_open(store_.c_str(), &cfg, &c));
+  auto* mem = static_cast<char*>(mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(MAP_FAILED, mem);
+  memset(mem, 'x', kPages * kPage);
+  ASSERT_EQ(0, ckpt_register(c, "alpha", mem, kPages * kPage));
+  ASSERT_EQ(0, ckpt_checkpoint(c));
+  ASSERT_EQ(0, ckpt_close(c));
+  munmap(mem, kPages * kPage);
+  const std::string before = read_file(store_);
+
+  Out ok = tool("verify --key-file " + good + " " + store_);
+  EXPECT_EQ(0, ok.status) << ok.out << ok.err;
+  EXPECT_EQ(0, tool("inspect --key-file " + good + " " + store_).status);
+  Out wrong = tool("verify --key-file " + bad + " " + store_);
+  EXPECT_EQ(1, wrong.status) << wrong.out;  // found a problem, as verify says of damage
+  EXPECT_NE(wrong.err.find("key"), std::string::npos) << wrong.err;
+  Out restore = tool("restore --key-file " + bad + " --store " + store_);
+  EXPECT_NE(0, restore.status);
+  EXPECT_NE(restore.err.find("key"), std::string::npos) << restore.err;
+
+  Out shared = tool("verify --key-file " + write_key("shared.key", key, 0640) + " " + store_);
+  EXPECT_EQ(2, shared.status);
+  EXPECT_NE(shared.err.find("chmod 600"), std::string::npos) << shared.err;
+  Out shortk = tool("verify --key-file " + write_key("short.key", "0123456789", 0600) + " " + store_);
+  EXPECT_EQ(2, shortk.status);
+  EXPECT_NE(shortk.err.find("16 to 64 bytes"), std::string::npos) << shortk.err;
+  EXPECT_EQ(2, tool("verify --key-file " + dir_ + "/missing.key " + store_).status);
+  EXPECT_EQ(before, read_file(store_)) << "a refused key changed the store";
+}
+
 // run (without --resume) into a store that holds a process image would overwrite it with its
 // first checkpoint: refused (exit 4) before the program is started, naming whose image it is;
 // --replace starts it. (Before, run started it and overwrote the image.) The image is the

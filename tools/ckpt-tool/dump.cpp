@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "key.hpp"
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
@@ -851,6 +852,7 @@ void open_store(wp::Tracker& tr) {
   ckpt::store::Options o;
   std::string why;
   o.why = &why;
+  o.mac_key = store_key();
   o.create = tr.create;
   o.force_format = tr.force;
   int e = ckpt::store::Store::open(tr.path, o, &tr.store);
@@ -1359,6 +1361,7 @@ void wp::set_store_mode(Tracker* tr, bool create, bool force, bool replace) {
 bool wp::holds_image(const std::string& path, std::string* what) {
   ckpt::store::Options o;
   o.no_modify = true;
+  o.mac_key = store_key();
   std::unique_ptr<ckpt::store::Store> st;
   if (ckpt::store::Store::open(path, o, &st) != 0 || st->epoch() == 0) return false;
   for (const RegionInfo& r : st->regions()) {
@@ -1407,6 +1410,7 @@ void add_dump(CLI::App& app, Runner& run) {
   CLI::App* sub = app.add_subcommand(
       "dump", "Checkpoint a running process (memory, registers, files) into a store; the "
               "process is killed afterwards unless --leave-running");
+  add_key_file_option(sub);
   sub->add_option("--store", o->store,
                   "store to write (file, DAX file or device-DAX; created if missing); the "
                   "process image replaces the same process's earlier one, in one atomic commit")

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "key.hpp"
 #include "store_open.hpp"
 
 namespace ckpt_tool {
@@ -28,6 +29,7 @@ int open_for_inspection(const char* who, const std::string& path,
   ckpt::store::Options o;
   std::string why;
   o.no_modify = true;
+  o.mac_key = store_key();
   o.why = &why;
   int r = ckpt::store::Store::open(path, o, out);
   if (r == 0) return 0;
@@ -40,7 +42,7 @@ int open_for_inspection(const char* who, const std::string& path,
   if (msg.size() < std::strlen(es) || msg.compare(msg.size() - std::strlen(es), std::string::npos, es))
     msg += std::string(": ") + es;
   std::fprintf(stderr, "ckpt-tool %s: %s%s\n", who, msg.c_str(), hint);
-  return (r == -EUCLEAN || r == -EIO || r == -EPROTO) ? int(kFailed) : int(kUnavailable);
+  return (r == -EUCLEAN || r == -EIO || r == -EPROTO || r == -EKEYREJECTED) ? int(kFailed) : int(kUnavailable);
 }
 
 namespace {
@@ -144,6 +146,7 @@ void add_inspect(CLI::App& app, Runner& run) {
   CLI::App* sub = app.add_subcommand(
       "inspect", "Show what a store holds: writer, format, epochs and what each wrote, regions, "
                  "free space. Never modifies the store.");
+  add_key_file_option(sub);
   sub->add_option("STORE", o->store, "store path (file, /dev/daxX.Y, block device)")->required();
   sub->add_flag("--json", o->json, "print JSON for scripts");
   sub->callback([&run, o] { run = [o] { return inspect(o->store, o->json); }; });

@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "key.hpp"
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
@@ -924,6 +925,7 @@ void load(const std::string& path, Image* img, Loaded* ld) {
   using ckpt::store::Store;
   ckpt::store::Options o;
   o.no_modify = true;  // a restore never creates, formats or repairs a store
+  o.mac_key = store_key();
   std::string why;
   o.why = &why;
   int e = ld->st ? 0 : Store::open(path, o, &ld->st);
@@ -1169,6 +1171,7 @@ void add_restore(CLI::App& app, Runner& run) {
       "restore", "Recreate a process from the newest intact checkpoint in a store (its PID if "
                  "free and you may choose PIDs, else a new one; an image made with other "
                  "credentials than yours is refused unless --as-image-user)");
+  add_key_file_option(sub);
   sub->add_option("--store", o->store, "store written by dump or run")->required();
   sub->add_flag("--wait", o->wait,
                 "wait for the restored process and exit with its status (128+N if killed by "

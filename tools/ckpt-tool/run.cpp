@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "key.hpp"
 #include "cmd.hpp"
 #include "proc.hpp"
 #include "wp.hpp"
@@ -174,6 +175,7 @@ void add_run(CLI::App& app, Runner& run) {
   CLI::App* sub = app.add_subcommand(
       "run", "Start PROG (or, with --resume, restore it from the store) and checkpoint it "
              "every --interval and on SIGUSR1; exit with its status");
+  add_key_file_option(sub);
   sub->add_option("--store", o->store,
                   "store (file, DAX file or device-DAX; created if missing); each checkpoint "
                   "is one atomic commit")

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "key.hpp"
 #include "store_open.hpp"
 
 namespace ckpt_tool {
@@ -102,6 +103,7 @@ void add_verify(CLI::App& app, Runner& run) {
       "verify", "Check every checksum and the commit chain. Exit 0: the newest epoch is "
                 "restorable; 1: it is not (damaged pages and the epoch restore would use are "
                 "named); 3: no store there, or it is in use.");
+  add_key_file_option(sub);
   sub->add_option("STORE", o->store, "store path")->required();
   sub->add_flag("--json", o->json, "print JSON for scripts");
   sub->add_flag("-q,--quiet", o->quiet, "print only problems");

@@ -211,7 +211,9 @@ int ckpt_genl_init(void);
 void ckpt_genl_exit(void);
 
 /* restore.c, dump.c: whole-process restore and dump (commands 0x10 and up) */
-#define CKPT_PROC_FEATURES (CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP | CKPT_FEATURE_RESTORE_PREBUILT)
+#define CKPT_PROC_FEATURES                                                                    \
+	(CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP | CKPT_FEATURE_RESTORE_PREBUILT |            \
+	 CKPT_FEATURE_DUMP_PROCESS)
 #define CKPT_PROC_IOCTLS                                                                      \
 	((1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)) | (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)) | \
 	 (1ULL << _IOC_NR(CKPT_IOC_RESTORE_THREAD)) | (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)))

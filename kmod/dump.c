@@ -128,11 +128,12 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&d, uarg, sizeof(d)))
 		return -EFAULT;
-	if ((d.flags & ~CKPT_DUMP_TIMERS) || !ckpt_all_zero(d.reserved, ARRAY_SIZE(d.reserved)) ||
+	if ((d.flags & ~(CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS)) ||
+	    !ckpt_all_zero(d.reserved, ARRAY_SIZE(d.reserved)) ||
 	    !d.pid || d.pid > INT_MAX)
 		return -EINVAL;
 	/* Outputs: whatever they hold on input is ignored. */
-	d.timers = d.itimer_real_ns = d.itimer_real_interval_ns = 0;
+	d.timers = d.itimer_real_ns = d.itimer_real_interval_ns = d.process = 0;
 
 	rcu_read_lock();
 	t = pid_task(find_vpid(d.pid), PIDTYPE_PID);
@@ -165,6 +166,13 @@ static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 		if (ret)
 			goto out;
 	}
+
+	/*
+	 * Set by prctl() of a task of the process itself; the task is stopped, another thread may
+	 * still change it: a snapshot, as /proc gives of what it shows.
+	 */
+	if ((d.flags & CKPT_DUMP_PROCESS) && t->signal->is_child_subreaper)
+		d.process |= CKPT_PROCESS_CHILD_SUBREAPER;
 
 	/* The task is stopped: these per-thread fields are stable. */
 	d.clear_child_tid = (unsigned long)t->clear_child_tid;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # ckpt-tool loses nothing by a mistake (issue 17), in the VM (dump needs ckpt.ko):
 # - dump refuses, by name and leaving the process running, the process state it does not
-#   save: child processes, file locks (flock, POSIX, OFD), threads with different scheduling,
+#   save: child processes, file locks (flock, POSIX, OFD), the child-subreaper flag (which only
+#   ckpt.ko can report), threads with different scheduling,
 #   a file offset shared with another process and System V IPC it used (these two: exit 4,
 #   --lose dumps them anyway);
 # - a nice value the restorer may not give is refused at restore (zdtm test sched_oom checks
@@ -77,7 +78,7 @@ alive() {  # alive PID DESCRIPTION
 }
 
 echo "TAP version 13"
-echo "1..28"
+echo "1..30"
 
 # --- dump refuses what it does not save, and leaves the process running ---
 hold child child
@@ -86,6 +87,12 @@ expect 1 "child processes (pid" "dump refuses a process with a child, naming it"
 alive $pid "the process with a child still runs"
 [ -e "$d/s.child" ] && tap 1 "no store left by the refused dump" || tap 0 "no store left by the refused dump"
 kill -9 $(cat "/proc/$pid/task/$pid/children") $pid; wait $pid 2>/dev/null
+
+hold subreaper subreaper
+expect 1 "is a child subreaper" "dump refuses a child subreaper (reported by ckpt.ko)" \
+  "$tool" dump --store "$d/s.subreaper" $pid
+alive $pid "the subreaper still runs"
+kill -9 $pid; wait $pid 2>/dev/null
 
 start flock 'import fcntl; f = open(sys.argv[1] + ".lock", "w"); fcntl.flock(f, fcntl.LOCK_EX)'
 expect 1 "holds an flock() lock" "dump refuses an flock lock" "$tool" dump --store "$d/s" $pid

@@ -351,7 +351,7 @@ static void reserved_of(unsigned long cmd, int *off, int *n)
 	case CKPT_IOC_RESTORE_THREAD:
 		*off = offsetof(struct ckpt_restore_thread, reserved) / 8; *n = 5; break;
 	case CKPT_IOC_DUMP_TASK:
-		*off = offsetof(struct ckpt_dump_task, reserved) / 8; *n = 3; break;
+		*off = offsetof(struct ckpt_dump_task, reserved) / 8; *n = 2; break;
 	}
 }
 
@@ -369,7 +369,7 @@ static int flags_of(unsigned long cmd, uint64_t *valid)
 	case CKPT_IOC_RESTORE_PREPARE: *valid = CKPT_RESTORE_STATUS_FD; return 0;
 	case CKPT_IOC_RESTORE_THREAD:
 		*valid = 0; return offsetof(struct ckpt_restore_thread, flags) / 8;
-	case CKPT_IOC_DUMP_TASK: *valid = CKPT_DUMP_TIMERS; return 1;
+	case CKPT_IOC_DUMP_TASK: *valid = CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS; return 1;
 	}
 	return -1;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
@@ -467,8 +468,14 @@ TEST(dump_task)
 	EXPECT_EQ(24, d.robust_list_len);
 	EXPECT_EQ(0, d.timers);	/* not asked for */
 	/* CKPT_DUMP_TIMERS: ITIMER_REAL as getitimer would tell it; outputs on input ignored. */
-	d.flags = 2;
+	d.flags = 1ULL << 2;	/* no such flag */
 	EXPECT_EQ(-EINVAL, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	/* CKPT_DUMP_PROCESS: not a subreaper (see dump_task_child_subreaper); outputs ignored. */
+	d.flags = CKPT_DUMP_PROCESS;
+	d.process = ~0ULL;
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	EXPECT_EQ(0, d.process);
+	EXPECT_EQ(0, d.timers);
 	d.flags = CKPT_DUMP_TIMERS;
 	d.timers = ~0ULL;
 	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
@@ -481,4 +488,52 @@ TEST(dump_task)
 	close(fd);
 }
 
+
+/*
+ * The child-subreaper flag (prctl PR_SET_CHILD_SUBREAPER) is visible only to the process
+ * itself: DUMP_TASK reports it with CKPT_DUMP_PROCESS, so that ckpt-tool dump refuses what it
+ * does not save. Set by one thread, seen through any (it is per process).
+ */
+TEST(dump_task_child_subreaper)
+{
+	struct ckpt_api a = { .api = CKPT_API_VERSION };
+	struct ckpt_dump_task d = { 0 };
+	int fd = open_dev(), st, go[2];
+	pid_t pid;
+	char c;
+
+	ASSERT_LE(0, fd);	/* handshaken: its features, from a descriptor of its own */
+	int api_fd = open("/dev/" CKPT_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+
+	ASSERT_LE(0, api_fd);
+	ASSERT_EQ(0, ioc(api_fd, CKPT_IOC_API, &a));
+	close(api_fd);
+	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP_PROCESS);
+	ASSERT_EQ(0, pipe(go));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		close(go[0]);
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1))
+			_exit(1);
+		(void)!write(go[1], "r", 1);
+		pause();
+		_exit(0);
+	}
+	close(go[1]);
+	ASSERT_EQ(1, read(go[0], &c, 1));
+	close(go[0]);
+	ASSERT_EQ(0, ck_seize_stop(pid, 0));
+	d.pid = pid;
+	d.flags = CKPT_DUMP_PROCESS;
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	EXPECT_EQ(CKPT_PROCESS_CHILD_SUBREAPER, d.process);
+	d.flags = 0;	/* not asked: not reported */
+	d.process = 0;
+	ASSERT_EQ(0, ioc(fd, CKPT_IOC_DUMP_TASK, &d));
+	EXPECT_EQ(0, d.process);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, __WALL);
+	close(fd);
+}
 TEST_HARNESS_MAIN

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/prctl.h>
 #include <sys/sem.h>
 #include <unistd.h>
 
@@ -32,7 +33,7 @@ int main(int argc, char **argv)
 	char path[4096], id[32] = "";
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s READY plain|child|msg|sem\n", argv[0]);
+		fprintf(stderr, "usage: %s READY plain|child|msg|sem|subreaper\n", argv[0]);
 		return 2;
 	}
 	if (!strcmp(argv[2], "child")) {
@@ -65,6 +66,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		snprintf(id, sizeof(id), "%d", s);
+	} else if (!strcmp(argv[2], "subreaper")) {
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1)) {
+			perror("PR_SET_CHILD_SUBREAPER");
+			return 2;
+		}
 	} else if (strcmp(argv[2], "plain")) {
 		fprintf(stderr, "unknown mode %s\n", argv[2]);
 		return 2;

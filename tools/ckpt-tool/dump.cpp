@@ -213,13 +213,22 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   // The process's timers, once (the thread group leader comes first). A module without
   // CKPT_DUMP_TIMERS refuses the flag: then they are not known, and not saved (as before).
   const bool leader = t == &img->threads.front();
-  d.flags = leader ? CKPT_DUMP_TIMERS : 0;
+  // CKPT_DUMP_PROCESS likewise: the process state only the process itself can read.
+  d.flags = leader ? CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS : 0;
   int rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
   if (rc < 0 && errno == EINVAL && d.flags) {  // refused: nothing was written back
+    d.flags = CKPT_DUMP_TIMERS;
+    rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
+  }
+  if (rc < 0 && errno == EINVAL && d.flags) {
     d.flags = 0;
     rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
   }
   if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};
+  if (d.process & CKPT_PROCESS_CHILD_SUBREAPER)
+    throw Error{kFailed, "the process is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), which "
+                         "is not saved: restored without it, orphans of its future children would "
+                         "go to init instead (see Documentation/whole-process.md)"};
   if (const uint64_t no = d.timers & (CKPT_TIMER_VIRTUAL | CKPT_TIMER_PROF | CKPT_TIMER_POSIX)) {
     std::string what;
     if (no & CKPT_TIMER_VIRTUAL) what += ", ITIMER_VIRTUAL";

@@ -331,6 +331,7 @@ enum ckpt_genl_attr {
 #define CKPT_FEATURE_RESTORE	(1ULL << 5)	/* RESTORE_PREPARE / RESTORE_COMMIT */
 #define CKPT_FEATURE_DUMP	(1ULL << 6)	/* DUMP_TASK */
 #define CKPT_FEATURE_RESTORE_PREBUILT (1ULL << 7) /* CKPT_VMA_PREBUILT */
+#define CKPT_FEATURE_DUMP_PROCESS (1ULL << 9)	/* DUMP_TASK's CKPT_DUMP_PROCESS */
 
 /* struct ckpt_restore_vma.flags */
 #define CKPT_VMA_FILE		(1ULL << 0)	/* private mapping of @fd at @pgoff, else anonymous */
@@ -520,8 +521,9 @@ struct ckpt_sigaction {
  * struct ckpt_dump_task - CKPT_IOC_DUMP_TASK (_IOWR): read what ptrace does not show of a
  * task the caller traces (PTRACE_SEIZE'd by this thread and in a ptrace stop)
  * @pid:      in: the task's tid in the caller's pid namespace.
- * @flags:    in: 0 or CKPT_DUMP_TIMERS (a module without it fails the call with -EINVAL, which
- *            is how a caller tells an old module from a process without timers).
+ * @flags:    in: 0 or CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS (a module without one fails the call
+ *            with -EINVAL, which is how a caller tells an old module from a process without
+ *            timers; CKPT_FEATURE_DUMP_PROCESS advertises CKPT_DUMP_PROCESS).
  * @actions:  in: user pointer to CKPT_NSIG struct ckpt_sigaction (entry n-1 = signal n),
  *            filled from the task's signal handlers (shared by its thread group); 0 = skip.
  * @clear_child_tid, @robust_list, @robust_list_len: out, per thread.
@@ -535,6 +537,8 @@ struct ckpt_sigaction {
  *            left and interval (what getitimer(2) would tell the process); 0 when disarmed. A
  *            periodic timer that fired while the process was stopped has no time left and its
  *            interval: the kernel re-arms it when the pending SIGALRM is dequeued.
+ * @process:  out, with CKPT_DUMP_PROCESS: CKPT_PROCESS_* bits of the task's process state that
+ *            neither ptrace nor /proc shows (prctl state only the process itself can read).
  * @reserved: must be zero.
  * Errors: -ESRCH no such task or it exited; -EPERM the caller is not its tracer or it is not
  * stopped; -EINVAL; -EFAULT.
@@ -557,11 +561,16 @@ struct ckpt_dump_task {
 	__u64 timers;
 	__u64 itimer_real_ns;
 	__u64 itimer_real_interval_ns;
-	__u64 reserved[3];
+	__u64 process;
+	__u64 reserved[2];
 };
 
 /* CKPT_IOC_DUMP_TASK flags */
 #define CKPT_DUMP_TIMERS	(1ULL << 0)	/* also report the process's timers */
+#define CKPT_DUMP_PROCESS	(1ULL << 1)	/* also report @process */
+
+/* struct ckpt_dump_task.process */
+#define CKPT_PROCESS_CHILD_SUBREAPER (1ULL << 0) /* prctl(PR_SET_CHILD_SUBREAPER) is set */
 
 /* struct ckpt_dump_task.timers */
 #define CKPT_TIMER_REAL		(1ULL << 0)	/* setitimer(ITIMER_REAL) or alarm() armed */

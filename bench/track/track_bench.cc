@@ -370,6 +370,48 @@ int main(int argc, char **argv) {
     munmap(bigm, big);
     out["big_region"] = {{"bytes", big}, {"dirty_pages", dirty.size()}, {"register_ms", reg_ms}};
 
+    // The TLB flush of COLLECT: a loop's sweep over its working set right after a COLLECT that
+    // protected 1% of it, with the module's per-page flush (tlb_flush_pages as loaded) and with
+    // a full flush (tlb_flush_pages=0), alternated; medians. A full flush makes the loop refill
+    // every TLB entry it had, a cost that grows with the working set (design-tracking.md 2).
+    std::vector<double> sw_full, sw_page;
+    const char *flush_param = "/sys/module/ckpt/parameters/tlb_flush_pages";
+    std::string flush_pages;
+    std::getline(std::ifstream(flush_param), flush_pages);
+    auto set_flush = [&](const std::string &v) {
+      std::ofstream f(flush_param);
+      f << v << "\n";
+      f.close();
+      if (!f) throw std::runtime_error(std::string("writing ") + flush_param + " failed");
+    };
+    const size_t ws = (quick ? 8UL : 256UL) << 20, ws_pages = ws / kPage, win = ws_pages / 100;
+    if (!flush_pages.empty()) {
+      char *w = map_anon(ws, false);
+      memset(w, 1, ws);
+      Ckpt c;
+      uint64_t id = c.reg(w, ws);
+      uint64_t sum = 0;
+      for (int i = 0; i < 2 * std::max(reps, 5); i++) {
+        bool full = i % 2;
+        set_flush(full ? "0" : flush_pages);
+        for (size_t p = 0; p < win; p++) w[((i * win + p) % ws_pages) * kPage]++;
+        if (c.collect(id, addrs) < win) throw std::runtime_error("TLB sweep: COLLECT missed pages");
+        double t0 = now_ns();
+        for (size_t off = 0; off < ws; off += kPage) {
+          const uint64_t *q = reinterpret_cast<const uint64_t *>(w + off);
+          for (size_t k = 0; k < kPage / 8; k += 8) sum += q[k] ^ q[k + 1];
+        }
+        (full ? sw_full : sw_page).push_back(now_ns() - t0);
+      }
+      set_flush(flush_pages);
+      c.unreg(id);
+      munmap(w, ws);
+      if (sum == 42) fmt::print(" ");  // keep the sweep
+    }
+
+    // Last: the module reloads below, and this process, which registered regions with the
+    // loaded module, may not register again with the next one (its mm keeps the old notifier
+    // state: REGISTER is -EXDEV, design-tracking.md); the arming children are new processes.
     // Fault cost of an untracked process: module loaded (hook idle), armed by another
     // process's region, and unloaded. Interleaved rounds; medians.
     std::vector<double> un_loaded, un_armed, un_unloaded;
@@ -428,45 +470,6 @@ int main(int argc, char **argv) {
       un_unloaded.push_back(best_untracked(untracked_trials));
       const std::string insmod = "insmod " + ko + " hook_stay_armed=" + stay_armed + dev_args;
       if (!run_quiet(insmod)) throw std::runtime_error(insmod + " failed");
-    }
-
-    // The TLB flush of COLLECT: a loop's sweep over its working set right after a COLLECT that
-    // protected 1% of it, with the module's per-page flush (tlb_flush_pages as loaded) and with
-    // a full flush (tlb_flush_pages=0), alternated; medians. A full flush makes the loop refill
-    // every TLB entry it had, a cost that grows with the working set (design-tracking.md 2).
-    std::vector<double> sw_full, sw_page;
-    const char *flush_param = "/sys/module/ckpt/parameters/tlb_flush_pages";
-    std::string flush_pages;
-    std::getline(std::ifstream(flush_param), flush_pages);
-    auto set_flush = [&](const std::string &v) {
-      std::ofstream f(flush_param);
-      f << v << "\n";
-      f.close();
-      if (!f) throw std::runtime_error(std::string("writing ") + flush_param + " failed");
-    };
-    const size_t ws = (quick ? 8UL : 256UL) << 20, ws_pages = ws / kPage, win = ws_pages / 100;
-    if (!flush_pages.empty()) {
-      char *w = map_anon(ws, false);
-      memset(w, 1, ws);
-      Ckpt c;
-      uint64_t id = c.reg(w, ws);
-      uint64_t sum = 0;
-      for (int i = 0; i < 2 * std::max(reps, 5); i++) {
-        bool full = i % 2;
-        set_flush(full ? "0" : flush_pages);
-        for (size_t p = 0; p < win; p++) w[((i * win + p) % ws_pages) * kPage]++;
-        if (c.collect(id, addrs) < win) throw std::runtime_error("TLB sweep: COLLECT missed pages");
-        double t0 = now_ns();
-        for (size_t off = 0; off < ws; off += kPage) {
-          const uint64_t *q = reinterpret_cast<const uint64_t *>(w + off);
-          for (size_t k = 0; k < kPage / 8; k += 8) sum += q[k] ^ q[k + 1];
-        }
-        (full ? sw_full : sw_page).push_back(now_ns() - t0);
-      }
-      set_flush(flush_pages);
-      c.unreg(id);
-      munmap(w, ws);
-      if (sum == 42) fmt::print(" ");  // keep the sweep
     }
 
     auto m = [](const std::vector<double> &v) { return median(v); };

@@ -18,15 +18,17 @@ constexpr size_t kMinKey = 16, kMaxKey = 64;  // ckpt_config.key_len's range
 void load_key(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw CLI::ValidationError("--key-file", path + ": " + std::strerror(errno));
-  struct stat st;
-  std::string key;
+  struct stat st {};
   char buf[kMaxKey + 1];
-  ssize_t n = 0;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) n = read(fd, buf, sizeof buf);
-  int err = errno;
+  ssize_t n = -1;
+  int err = 0;
+  if (fstat(fd, &st) < 0)
+    err = errno;
+  else if (S_ISREG(st.st_mode) && (n = read(fd, buf, sizeof buf)) < 0)
+    err = errno;
   close(fd);
+  if (err) throw CLI::ValidationError("--key-file", path + ": " + std::strerror(err));
   if (!S_ISREG(st.st_mode)) throw CLI::ValidationError("--key-file", path + ": not a regular file");
-  if (n < 0) throw CLI::ValidationError("--key-file", path + ": " + std::strerror(err));
   // Like ssh with its private keys: a key others can read authenticates nothing.
   if (st.st_mode & (S_IRWXG | S_IRWXO))
     throw CLI::ValidationError("--key-file", path + ": readable or writable by its group or by others (chmod 600 " + path + ")");

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "bench_time.hpp"
+#include "ckptdev.hpp"
 
 namespace {
 
@@ -48,10 +49,11 @@ using bench::now_ns;
 
 constexpr size_t kPage = 4096;
 
-
-[[noreturn]] void fail(const std::string &what) {
-  throw std::runtime_error(fmt::format("{}: {}", what, strerror(errno)));
+[[noreturn]] void fail_errno(const std::string &what, int neg_errno) {
+  throw std::runtime_error(fmt::format("{}: {}", what, strerror(-neg_errno)));
 }
+
+[[noreturn]] void fail(const std::string &what) { fail_errno(what, -errno); }
 
 char *map_anon(size_t len, bool thp) {
   void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -72,33 +74,26 @@ double touch(char *p, size_t pages) {
 
 // ---- ckpt.ko ----
 struct Ckpt {
-  int fd = -1;
+  ckptdev::Session dev;
   Ckpt() {
-    fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
-    if (fd < 0) fail("open /dev/ckpt");
-    ckpt_api a{};
-    a.api = CKPT_API_VERSION;
-    if (ioctl(fd, CKPT_IOC_API, &a)) fail("CKPT_IOC_API");
+    if (int e = dev.open()) fail_errno("open /dev/ckpt", e);
   }
-  ~Ckpt() { close(fd); }
   uint64_t reg(void *p, size_t len) {
     ckpt_register r{};
     r.start = reinterpret_cast<uintptr_t>(p);
     r.len = len;
-    if (ioctl(fd, CKPT_IOC_REGISTER, &r)) fail("CKPT_IOC_REGISTER");
+    if (int e = ckptdev::register_range(dev.fd(), &r)) fail_errno("CKPT_IOC_REGISTER", e);
     return r.id;
   }
   void unreg(uint64_t id) {
-    ckpt_unregister u{};
-    u.id = id;
-    if (ioctl(fd, CKPT_IOC_UNREGISTER, &u)) fail("CKPT_IOC_UNREGISTER");
+    if (int e = ckptdev::unregister(dev.fd(), id)) fail_errno("CKPT_IOC_UNREGISTER", e);
   }
   uint64_t collect(uint64_t id, std::vector<uint64_t> &out) {
     ckpt_collect c{};
     c.id = id;
     c.buf = reinterpret_cast<uintptr_t>(out.data());
     c.buf_len = out.size() * 8;
-    if (ioctl(fd, CKPT_IOC_COLLECT, &c)) fail("CKPT_IOC_COLLECT");
+    if (int e = ckptdev::collect(dev.fd(), &c)) fail_errno("CKPT_IOC_COLLECT", e);
     return c.count;
   }
 };

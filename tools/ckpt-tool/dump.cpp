@@ -12,7 +12,6 @@
 #include <linux/ckpt.h>
 #include <linux/elf.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/sem.h>
 #include <sys/syscall.h>
 #include <linux/kcmp.h>
@@ -44,6 +43,7 @@
 #include <vector>
 
 #include "key.hpp"
+#include "ckptdev.hpp"
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
@@ -215,16 +215,16 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   const bool leader = t == &img->threads.front();
   // CKPT_DUMP_PROCESS likewise: the process state only the process itself can read.
   d.flags = leader ? CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS : 0;
-  int rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
-  if (rc < 0 && errno == EINVAL && d.flags) {  // refused: nothing was written back
+  int rc = ckptdev::dump_task(ckpt_fd, &d);
+  if (rc == -EINVAL && d.flags) {  // refused: nothing was written back
     d.flags = CKPT_DUMP_TIMERS;
-    rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
+    rc = ckptdev::dump_task(ckpt_fd, &d);
   }
-  if (rc < 0 && errno == EINVAL && d.flags) {
+  if (rc == -EINVAL && d.flags) {
     d.flags = 0;
-    rc = ioctl(ckpt_fd, CKPT_IOC_DUMP_TASK, &d);
+    rc = ckptdev::dump_task(ckpt_fd, &d);
   }
-  if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(errno)};
+  if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(-rc)};
   if (d.process & CKPT_PROCESS_CHILD_SUBREAPER)
     throw Error{kFailed, "the process is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), which "
                          "is not saved: restored without it, orphans of its future children would "
@@ -257,17 +257,18 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
 }
 
 int open_module() {
-  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
-  if (fd < 0)
-    throw Error{kUnavailable, std::string("/dev/ckpt: ") + strerror(errno) +
+  ckptdev::Session dev;
+  if (int e = dev.open()) {
+    if (e == -EPROTONOSUPPORT)
+      throw Error{kUnavailable, "this ckpt.ko speaks API version " +
+                                    std::to_string(dev.module_api()) + ", ckpt-tool " +
+                                    std::to_string(CKPT_API_VERSION)};
+    throw Error{kUnavailable, std::string("/dev/ckpt: ") + strerror(-e) +
                                   " (load ckpt.ko; see Documentation/admin-guide.md)"};
-  ckpt_api a{};
-  a.api = CKPT_API_VERSION;
-  if (ioctl(fd, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_DUMP)) {
-    close(fd);
-    throw Error{kUnavailable, "this ckpt.ko does not offer CKPT_FEATURE_DUMP"};
   }
-  return fd;
+  if (!dev.has(CKPT_FEATURE_DUMP))
+    throw Error{kUnavailable, "this ckpt.ko does not offer CKPT_FEATURE_DUMP"};
+  return dev.take_fd();
 }
 
 // Files already identified, by (path, inode): within one checkpoint a library is mapped several
@@ -770,8 +771,8 @@ std::vector<uint64_t> collect(int fd, uint64_t id, std::vector<uint64_t>& buf) {
     c.id = id;
     c.buf = uint64_t(uintptr_t(buf.data()));
     c.buf_len = buf.size() * 8;
-    if (ioctl(fd, CKPT_IOC_COLLECT, &c) < 0)
-      throw Error{kFailed, std::string("ckpt.ko COLLECT: ") + strerror(errno)};
+    if (int e = ckptdev::collect(fd, &c))
+      throw Error{kFailed, std::string("ckpt.ko COLLECT: ") + strerror(-e)};
     out.insert(out.end(), buf.begin(), buf.begin() + long(c.count));
     if (!c.remaining) return out;
   }
@@ -824,19 +825,11 @@ struct wp::Tracker {
   }
   // Forget the dirty logs: the next checkpoint is a full one.
   void reset() {
-    for (auto& [start, r] : regs) {
-      ckpt_unregister u{};
-      u.id = r.id;
-      ioctl(fd, CKPT_IOC_UNREGISTER, &u);
-    }
+    for (auto& [start, r] : regs) ckptdev::unregister(fd, r.id);
     regs.clear();
     have_prev = false;
   }
-  void unregister(uint64_t id) {
-    ckpt_unregister u{};
-    u.id = id;
-    ioctl(fd, CKPT_IOC_UNREGISTER, &u);
-  }
+  void unregister(uint64_t id) { ckptdev::unregister(fd, id); }
 };
 
 bool wp::reaped_status(pid_t pid, int* wstatus) {
@@ -957,9 +950,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
     throw Error{kFailed, "more than " + std::to_string(kMaxThreads) + " threads"};
   if (tr.track && tr.usable && tr.fd < 0) {
     tr.fd = open_module();
-    ckpt_attach a{};
-    a.pid = uint64_t(pid);
-    if (ioctl(tr.fd, CKPT_IOC_ATTACH, &a) < 0) tr.usable = false;
+    if (ckptdev::attach(tr.fd, uint64_t(pid))) tr.usable = false;
   }
   ph.seize = since(t);
   Image img;
@@ -1109,7 +1100,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
           ckpt_register r{};
           r.start = v.start;
           r.len = v.end - v.start;
-          if (ioctl(tr.fd, CKPT_IOC_REGISTER, &r) == 0) keep[v.start] = {r.id, v.start, v.end};
+          if (ckptdev::register_range(tr.fd, &r) == 0) keep[v.start] = {r.id, v.start, v.end};
         }
       }
       for (uint64_t k = 0; k < p.present.size();) {  // empty when the runs are made above

@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <linux/ckpt.h>
 #include <linux/sched.h>  // struct clone_args (glibc 2.36 has no clone3 wrapper)
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/time.h>
@@ -52,6 +51,7 @@
 #include <vector>
 
 #include "key.hpp"
+#include "ckptdev.hpp"
 #include "cmd.hpp"
 #include "image.hpp"
 #include "proc.hpp"
@@ -432,14 +432,16 @@ void helper_main(void* arg) {
 uint64_t g_features = 0;  // of the module, from the first session
 
 int open_session() {
-  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
-  if (fd < 0) die(std::string("/dev/ckpt: ") + strerror(errno) + " (is ckpt.ko loaded?)");
-  ckpt_api a{};
-  a.api = CKPT_API_VERSION;
-  if (ioctl(fd, CKPT_IOC_API, &a) < 0 || !(a.features & CKPT_FEATURE_RESTORE))
-    die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
-  g_features = a.features;
-  return fd;
+  ckptdev::Session dev;
+  if (int e = dev.open()) {
+    if (e == -EPROTONOSUPPORT)
+      die("this ckpt.ko speaks API version " + std::to_string(dev.module_api()) +
+          ", ckpt-tool " + std::to_string(CKPT_API_VERSION));
+    die(std::string("/dev/ckpt: ") + strerror(-e) + " (is ckpt.ko loaded?)");
+  }
+  if (!dev.has(CKPT_FEATURE_RESTORE)) die("this ckpt.ko does not offer CKPT_FEATURE_RESTORE");
+  g_features = dev.features();
+  return dev.take_fd();
 }
 
 // With CKPT_TOOL_PHASES set: when each step of the restore happened (stderr, for profiling).
@@ -857,8 +859,8 @@ restore_clone3_thread:
   if (got != 1) _exit(1);
   close(g_go);
   phase("PREPARE");
-  if (ioctl(ckpt, CKPT_IOC_RESTORE_PREPARE, &p) < 0) {
-    int e = errno;
+  if (int rc = ckptdev::restore_prepare(ckpt, &p)) {
+    int e = -rc;
     const char* hint = e == EINVAL ? " (the image's layout or registers were refused)"
                        : e == EACCES ? " (a mapped file is not a regular file)"
                                      : "";
@@ -897,9 +899,9 @@ restore_clone3_thread:
         die(std::string("creating a thread: ") + strerror(int(-tid)));
     }
   for (int i = 0;; i++) {
-    int e = ioctl(ckpt, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK);
+    int e = ckptdev::restore_commit_check(ckpt);
     if (e == 0) break;
-    if (errno != EBUSY) die(std::string("ckpt.ko RESTORE_COMMIT check: ") + strerror(errno));
+    if (e != -EBUSY) die(std::string("ckpt.ko RESTORE_COMMIT check: ") + strerror(-e));
     if (i > 30000) die("the helper threads did not park in ckpt.ko within 30 s");
     usleep(1000);
   }

@@ -211,15 +211,11 @@ int ckpt_genl_init(void);
 void ckpt_genl_exit(void);
 
 /* restore.c, dump.c: whole-process restore and dump (commands 0x10 and up) */
-#define CKPT_PROC_FEATURES                                                                    \
-	(CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP | CKPT_FEATURE_RESTORE_PREBUILT |            \
-	 CKPT_FEATURE_DUMP_PROCESS)
-#define CKPT_PROC_IOCTLS                                                                      \
-	((1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)) | (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)) | \
-	 (1ULL << _IOC_NR(CKPT_IOC_RESTORE_THREAD)) | (1ULL << _IOC_NR(CKPT_IOC_DUMP_TASK)))
 struct ckpt_restore;
-long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
-long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg);
+long ckpt_ioc_restore_prepare(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_restore_commit(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_restore_thread(struct ckpt_session *s, void __user *uarg);
+long ckpt_ioc_dump_task(struct ckpt_session *s, void __user *uarg);
 void ckpt_restore_free(struct ckpt_restore *r);
 
 /* Reserved fields of every ioctl struct must be zero (the UAPI's rule). */

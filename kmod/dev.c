@@ -10,14 +10,11 @@
 #include <linux/uaccess.h>
 #include "ckpt.h"
 
-#define SUPPORTED_IOCTLS                                                                      \
-	((1ULL << _IOC_NR(CKPT_IOC_API)) | (1ULL << _IOC_NR(CKPT_IOC_REGISTER)) |             \
-	 (1ULL << _IOC_NR(CKPT_IOC_UNREGISTER)) | (1ULL << _IOC_NR(CKPT_IOC_COLLECT)) |       \
-	 (1ULL << _IOC_NR(CKPT_IOC_STATS)) | (1ULL << _IOC_NR(CKPT_IOC_ATTACH)) |              \
-	 (1ULL << _IOC_NR(CKPT_IOC_RELEASE)))
+/* Every optional behaviour this module has (the UAPI header's "Feature bits"). */
 #define SUPPORTED_FEATURES                                                                    \
 	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
-	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_HOLD)
+	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP |   \
+	 CKPT_FEATURE_RESTORE_PREBUILT | CKPT_FEATURE_HOLD | CKPT_FEATURE_DUMP_PROCESS)
 
 /*
  * Every session, for the netlink status: RCU readers, writers (open, close) hold the
@@ -72,7 +69,9 @@ static int ckpt_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
+static u64 supported_ioctls(void);
+
+static long ioc_api(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_api a;
 	long ret = 0;
@@ -84,8 +83,8 @@ static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
 	if (a.api != CKPT_API_VERSION || a.features || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		ret = -EINVAL;
 	a.api = CKPT_API_VERSION;
-	a.features = SUPPORTED_FEATURES | CKPT_PROC_FEATURES;
-	a.ioctls = SUPPORTED_IOCTLS | CKPT_PROC_IOCTLS;
+	a.features = SUPPORTED_FEATURES;
+	a.ioctls = supported_ioctls();
 	a.page_size = PAGE_SIZE;
 	memset(a.reserved, 0, sizeof(a.reserved));
 	if (copy_to_user(uarg, &a, sizeof(a)))
@@ -95,25 +94,53 @@ static long ioctl_api(struct ckpt_session *s, struct ckpt_api __user *uarg)
 	return ret;
 }
 
-static long ioctl_track(struct ckpt_session *s, unsigned int cmd, void __user *uarg)
+static long ioc_collect(struct ckpt_session *s, void __user *uarg)
 {
 	u64 count;
 
-	switch (cmd) {
-	case CKPT_IOC_REGISTER:
-		return ckpt_ioc_register(s, uarg);
-	case CKPT_IOC_UNREGISTER:
-		return ckpt_ioc_unregister(s, uarg);
-	case CKPT_IOC_COLLECT:
-		return ckpt_ioc_collect(s, uarg, &count);
-	case CKPT_IOC_STATS:
-		return ckpt_ioc_stats(s, uarg);
-	case CKPT_IOC_ATTACH:
-		return ckpt_ioc_attach(s, uarg);
-	case CKPT_IOC_RELEASE:
-		return ckpt_ioc_release(s, uarg);
-	}
-	return -ENOTTY;
+	return ckpt_ioc_collect(s, uarg, &count);
+}
+
+/*
+ * The commands, by number. ckpt_ioctl() checks, for all of them in one place, that @cmd is
+ * the header's number exactly: type, number, direction and argument size (a caller built
+ * against another layout of a struct gets -ENOTTY, never a misread), and that the handshake
+ * was done (every command but CKPT_IOC_API: -EINVAL before it). Each handler then runs under
+ * the session's lock and copies its own argument in and out (some copy out on failure too:
+ * API its version, COLLECT and RELEASE what they did).
+ */
+struct ckpt_ioc {
+	unsigned int cmd;
+	long (*fn)(struct ckpt_session *s, void __user *uarg);
+};
+
+#define CKPT_IOC(_cmd, _fn) [_IOC_NR(_cmd)] = { .cmd = (_cmd), .fn = (_fn) }
+static const struct ckpt_ioc ckpt_iocs[] = {
+	CKPT_IOC(CKPT_IOC_API, ioc_api),
+	CKPT_IOC(CKPT_IOC_REGISTER, ckpt_ioc_register),
+	CKPT_IOC(CKPT_IOC_UNREGISTER, ckpt_ioc_unregister),
+	CKPT_IOC(CKPT_IOC_COLLECT, ioc_collect),
+	CKPT_IOC(CKPT_IOC_STATS, ckpt_ioc_stats),
+	CKPT_IOC(CKPT_IOC_ATTACH, ckpt_ioc_attach),
+	CKPT_IOC(CKPT_IOC_RELEASE, ckpt_ioc_release),
+	CKPT_IOC(CKPT_IOC_RESTORE_PREPARE, ckpt_ioc_restore_prepare),
+	CKPT_IOC(CKPT_IOC_RESTORE_COMMIT, ckpt_ioc_restore_commit),
+	CKPT_IOC(CKPT_IOC_RESTORE_THREAD, ckpt_ioc_restore_thread),
+	CKPT_IOC(CKPT_IOC_DUMP_TASK, ckpt_ioc_dump_task),
+};
+/* ckpt_api.ioctls has a bit per command number. */
+static_assert(ARRAY_SIZE(ckpt_iocs) <= 64);
+
+/* ckpt_api.ioctls: bit (1 << _IOC_NR(cmd)) for every command of the table. */
+static u64 supported_ioctls(void)
+{
+	u64 bits = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(ckpt_iocs); i++)
+		if (ckpt_iocs[i].fn)
+			bits |= 1ULL << i;
+	return bits;
 }
 
 /*
@@ -150,31 +177,22 @@ static int ckpt_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 static long ckpt_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct ckpt_session *s = file->private_data;
-	void __user *uarg = (void __user *)arg;
+	const struct ckpt_ioc *ioc;
 	long ret;
 
-	if (_IOC_TYPE(cmd) != CKPT_IOC_MAGIC)
+	if (_IOC_TYPE(cmd) != CKPT_IOC_MAGIC || _IOC_NR(cmd) >= ARRAY_SIZE(ckpt_iocs))
+		return -ENOTTY;
+	ioc = &ckpt_iocs[_IOC_NR(cmd)];
+	if (!ioc->fn || ioc->cmd != cmd)
 		return -ENOTTY;
 
 	/* Another thread may sleep in this session for long (RESTORE_THREAD): stay killable. */
 	if (mutex_lock_killable(&s->lock))
 		return -EINTR;
-	switch (cmd) {
-	case CKPT_IOC_API:
-		ret = ioctl_api(s, uarg);
-		break;
-	case CKPT_IOC_REGISTER:
-	case CKPT_IOC_UNREGISTER:
-	case CKPT_IOC_COLLECT:
-	case CKPT_IOC_STATS:
-	case CKPT_IOC_ATTACH:
-	case CKPT_IOC_RELEASE:
-		ret = s->api_done ? ioctl_track(s, cmd, uarg) : -EINVAL;
-		break;
-	default:
-		ret = ckpt_proc_ioctl(s, cmd, arg);
-		break;
-	}
+	if (s->api_done || cmd == CKPT_IOC_API)
+		ret = ioc->fn(s, (void __user *)arg);
+	else
+		ret = -EINVAL;
 	mutex_unlock(&s->lock);
 	return ret;
 }

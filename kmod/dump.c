@@ -118,7 +118,7 @@ static int read_timers(struct task_struct *t, struct ckpt_dump_task *d)
 	return 0;
 }
 
-static long ioc_dump_task(struct ckpt_session *s, void __user *uarg)
+long ckpt_ioc_dump_task(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_sigaction *actions = NULL;
 	struct ckpt_dump_task d;
@@ -207,11 +207,4 @@ out:
 	kfree(actions);
 	put_task_struct(t);
 	return ret;
-}
-
-long ckpt_dump_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg)
-{
-	if (cmd == CKPT_IOC_DUMP_TASK)
-		return ioc_dump_task(s, (void __user *)arg);
-	return -ENOTTY;
 }

@@ -350,7 +350,7 @@ static int check_prebuilt(struct mm_struct *mm, const struct ckpt_restore *r)
 	return ret;
 }
 
-static long ioc_prepare(struct ckpt_session *s, void __user *uarg)
+long ckpt_ioc_restore_prepare(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_restore *r;
 	struct ckpt_restore_prepare *p;
@@ -561,7 +561,7 @@ static int fill_all(struct ckpt_restore *r)
 			}
 			/*
 			 * FOLL_FORCE only here: @addr lies in a mapping map_all() has just created
-			 * in an address space no other process uses (checked by ioc_commit), before
+			 * in an address space no other process uses (checked by COMMIT), before
 			 * the task runs any of it. Writes as ptrace's would: private copies.
 			 */
 			if (v->prot & PROT_WRITE) {
@@ -669,7 +669,7 @@ static bool is_self_fd(struct ckpt_session *s, u64 fd)
 	return ok;
 }
 
-static long ioc_thread(struct ckpt_session *s, void __user *uarg)
+long ckpt_ioc_restore_thread(struct ckpt_session *s, void __user *uarg)
 {
 	struct ckpt_restore_thread t;
 	struct ckpt_rdv *v = NULL, *it;
@@ -762,8 +762,10 @@ out:
 	return shared;
 }
 
-static long ioc_commit(struct ckpt_session *s, unsigned long arg)
+/* The argument is a value: 0 or CKPT_COMMIT_CHECK (the command is _IO). */
+long ckpt_ioc_restore_commit(struct ckpt_session *s, void __user *uarg)
 {
+	unsigned long arg = (unsigned long)uarg;
 	struct ckpt_restore *r = s->restore;
 	struct mm_struct *mm = current->mm;
 	const struct ckpt_restore_prepare *p;
@@ -825,20 +827,4 @@ static long ioc_commit(struct ckpt_session *s, unsigned long arg)
 	 */
 	close_fd(self_fd);
 	return ret;
-}
-
-/* The whole-process commands (0x10 and up), from dev.c's dispatch, under s->lock. */
-long ckpt_proc_ioctl(struct ckpt_session *s, unsigned int cmd, unsigned long arg)
-{
-	switch (cmd) {
-	case CKPT_IOC_RESTORE_PREPARE:
-		return s->api_done ? ioc_prepare(s, (void __user *)arg) : -EINVAL;
-	case CKPT_IOC_RESTORE_COMMIT:
-		return s->api_done ? ioc_commit(s, arg) : -EINVAL;
-	case CKPT_IOC_RESTORE_THREAD:
-		return s->api_done ? ioc_thread(s, (void __user *)arg) : -EINVAL;
-	case CKPT_IOC_DUMP_TASK:
-		return s->api_done ? ckpt_dump_ioctl(s, cmd, arg) : -EINVAL;
-	}
-	return -ENOTTY;
 }

@@ -3,7 +3,9 @@
 // to the session. Nothing here sets errno or aborts.
 #include <ckpt/ckpt.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -208,6 +210,29 @@ int ckpt_restore(ckpt_t* c) {
   if (!c) return -EINVAL;
   CKPT_NOT_FORKED(c);
   return guard(c, "restore", [&] { return c->restore(); });
+}
+
+int ckpt_list_epochs(const ckpt_t* c, uint64_t* epochs, size_t n) {
+  if (!c || (n && !epochs)) return -EINVAL;
+  CKPT_NOT_FORKED(c);
+  return guard([&] {
+    auto g = c->lock();
+    const std::vector<uint64_t> v = c->store->epochs();
+    for (size_t i = 0; i < v.size() && i < n; i++) epochs[i] = v[i];
+    return static_cast<int>(std::min<size_t>(v.size(), INT_MAX));
+  });
+}
+
+int ckpt_restore_epoch(ckpt_t* c, uint64_t epoch) {
+  if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
+  return guard(c, "restore_epoch", [&] {
+    if (epoch == 0) {
+      auto g = c->lock();
+      return c->set_error(-ENOENT, "epoch 0 is never committed");
+    }
+    return c->restore(epoch);
+  });
 }
 
 uint64_t ckpt_epoch(const ckpt_t* c) {

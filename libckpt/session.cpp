@@ -379,50 +379,66 @@ int ckpt_session::reap_job_locked() {
   return 0;
 }
 
-int ckpt_session::restore() {
-  world_stop();
-  std::unique_lock<std::mutex> g = lock();
-  int ret = 0;
-  if (store->epoch() == 0) {
-    ret = set_error(-ENOENT, "the store holds no committed checkpoint");
-    g.unlock();
-    world_resume();
-    return ret;
+// Before anything is filled: every registered region must be in the epoch, and (unless
+// CKPT_CFG_PARTIAL_RESTORE) every region of the epoch registered. `want` 0: the read epoch.
+int ckpt_session::restore_check_locked(uint64_t want) {
+  std::vector<ckpt::store::RegionInfo> held;
+  if (want) {
+    int e = store->regions_of(want, &held);
+    if (e) return set_error(e, "the store does not hold epoch " + std::to_string(want) + " intact");
+  } else {
+    held = store->regions();
   }
   if (!(cfg.flags & CKPT_CFG_PARTIAL_RESTORE)) {
     std::string extra;
-    for (auto& ri : store->regions())
+    for (auto& ri : held)
       if (!find_locked(ri.name)) extra += (extra.empty() ? "'" : ", '") + ri.name + "'";
     if (!extra.empty())
-      ret = set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
-                                  " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
+      return set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
+                                   " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
   }
-  // Every registered region must be in the epoch before any is filled: a read of no bytes
-  // answers -ENOENT for one the committed epoch does not hold, and reads nothing.
+  // A read of no bytes answers -ENOENT for a region the committed epoch does not hold.
   std::string missing;
   for (auto& r : regions) {
-    if (ret) break;
-    int e = store->read_range(r.sid, 0, nullptr, 0, nullptr);
-    if (e == -ENOENT) missing += (missing.empty() ? "'" : ", '") + r.name + "'";
-    else if (e) ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+    bool in = false;
+    if (want) {
+      for (auto& ri : held) in |= ri.name == r.name && ri.id == r.sid && ri.size == r.len;
+    } else {
+      int e = store->read_range(r.sid, 0, nullptr, 0, nullptr);
+      if (e && e != -ENOENT) return set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+      in = e == 0;
+    }
+    if (!in) missing += (missing.empty() ? "'" : ", '") + r.name + "'";
   }
-  if (!ret && !missing.empty())
-    ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing +
-                                " (nothing was restored)");
-  // The store may fall back to an older epoch while reading (a damaged page in the newest one
-  // and an intact retained epoch): every region must then come from that older epoch, never a
-  // mix, so a pass that saw two epochs is read again. An older epoch that lacks a region (it
-  // was registered after that epoch) is still -ESRCH, but only found while filling.
+  if (!missing.empty())
+    return set_error(-ESRCH, "registered regions not in the checkpoint: " + missing +
+                                 " (nothing was restored)");
+  return 0;
+}
+
+// Fill every registered region from the store's read epoch and re-arm its tracker clean (the
+// memory is the epoch's: the next checkpoint's delta is relative to it). A region that could
+// not be filled is re-armed dirty, whole, so the next checkpoint writes it as it is now.
+// The store may fall back to an older epoch while reading (a damaged page in the newest one
+// and an intact retained epoch, unless an epoch was selected): every region must then come
+// from that older epoch, never a mix, so a pass that saw two epochs is read again. An older
+// epoch that lacks a region (it was registered after that epoch) is still -ESRCH, but only
+// found while filling.
+int ckpt_session::restore_fill_locked() {
+  int ret = 0;
+  std::string missing;
+  std::vector<bool> filled(regions.size());
   for (int pass = 0; pass < 3 && !ret; pass++) {
     missing.clear();
     uint64_t lo = UINT64_MAX, hi = 0;
-    for (auto& r : regions) {
-      if (ret) break;
+    for (size_t i = 0; i < regions.size() && !ret; i++) {
+      Region& r = regions[i];
       r.tracker->remove(r.rid);
       ckpt::store::ReadReport rep;
       int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
       int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
       r.carry.clear();
+      filled[i] = e == 0 && a == 0;
       if (!e) {
         lo = std::min(lo, rep.epoch);
         hi = std::max(hi, rep.epoch);
@@ -431,7 +447,7 @@ int ckpt_session::restore() {
         missing += (missing.empty() ? "'" : ", '") + r.name + "'";
       } else if (e == -EIO) {
         std::string pages;
-        for (size_t i = 0; i < rep.damaged.size() && i < 16; i++) pages += " " + std::to_string(rep.damaged[i]);
+        for (size_t k = 0; k < rep.damaged.size() && k < 16; k++) pages += " " + std::to_string(rep.damaged[k]);
         ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
       } else if (e) {
         ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
@@ -444,6 +460,30 @@ int ckpt_session::restore() {
   }
   if (!ret && !missing.empty())
     ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing);
+  if (ret)
+    for (size_t i = 0; i < regions.size(); i++) {
+      if (filled[i]) continue;
+      Region& r = regions[i];
+      r.tracker->remove(r.rid);
+      r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, true);
+    }
+  return ret;
+}
+
+// want 0: the newest epoch that verifies (falling back to the retained one on damage); else
+// exactly epoch `want`, which the next checkpoint then builds on (ckpt_restore_epoch).
+int ckpt_session::restore(uint64_t want) {
+  world_stop();
+  std::unique_lock<std::mutex> g = lock();
+  int ret = 0;
+  if (store->epoch() == 0)
+    ret = set_error(-ENOENT, "the store holds no committed checkpoint");
+  if (!ret) ret = restore_check_locked(want);
+  if (!ret && want) {
+    ret = store->select_epoch(want);
+    if (ret) set_error(ret, "selecting epoch " + std::to_string(want) + ": " + store->last_error());
+  }
+  if (!ret) ret = restore_fill_locked();
   // Restore hooks run with the world stopped and the session unlocked, so they may call
   // ckpt_register etc. for their own transient state.
   std::vector<Region> snapshot;

@@ -109,7 +109,9 @@ struct ckpt_session {
   int do_unregister_locked(const std::string& name);
   int checkpoint();
   int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
-  int restore();
+  int restore(uint64_t epoch = 0);  // 0: the newest that verifies
+  int restore_check_locked(uint64_t epoch);
+  int restore_fill_locked();
   int safepoint();
   int hook();
   int attach();

@@ -185,8 +185,31 @@ int ckpt_wait(ckpt_t *c);
  */
 int ckpt_restore(ckpt_t *c);
 
-/* Last committed epoch; 0 = none (or c is NULL). */
+/* Last committed epoch; 0 = none (or c is NULL). After ckpt_restore_epoch(c, e): e. */
 uint64_t ckpt_epoch(const ckpt_t *c);
+
+/*
+ * The epochs the store holds intact, newest first. Writes up to n of them to epochs[] and
+ * returns how many it holds (may be > n), or -errno. Today at most two: the newest committed
+ * epoch and the retained one before it (after a fallback from a damaged newest epoch, the one
+ * it fell back to). "Intact" means their metadata is whole; a damaged page is found when it is
+ * read (ckpt_restore_epoch then fails with -EIO). 0: nothing committed.
+ */
+int ckpt_list_epochs(const ckpt_t *c, uint64_t *epochs, size_t n);
+
+/*
+ * Restore exactly `epoch`, which must be one of ckpt_list_epochs (today: the newest or the one
+ * before it), then run the restore hooks. -ENOENT: the store does not hold it intact (nothing
+ * changed). -ESRCH: as ckpt_restore, checked against that epoch before anything is filled.
+ * -EIO: a page of that epoch is damaged (no fallback to another epoch).
+ * After it, ckpt_epoch(c) == epoch and the next checkpoint commits epoch+1, superseding
+ * (forgetting) every epoch newer than `epoch`; it writes only the pages written since this call,
+ * relative to `epoch`. A crash at any instant of that checkpoint leaves the store holding
+ * `epoch` (as newest, or as retained behind the superseded newest) or the new epoch+1, never a
+ * mix. Until that checkpoint commits, the superseded epochs stay on the store: a process that
+ * exits first finds them again at ckpt_open.
+ */
+int ckpt_restore_epoch(ckpt_t *c, uint64_t epoch);
 
 /* Stop the timer, unregister everything, unmap the session's heaps, close the store. Does not
  * checkpoint. Other threads must have detached and stopped using c. NULL is a no-op. */

@@ -139,6 +139,14 @@ class Session {
   // ok: restored; err() == ENOENT: nothing committed yet.
   Status restore() { return Status::from(ckpt_restore(c_)); }
   uint64_t epoch() const { return ckpt_epoch(c_); }
+  // Restore exactly `e`, one of epochs(); the next checkpoint commits e + 1 (ckpt_restore_epoch).
+  Status restore_epoch(uint64_t e) { return Status::from(ckpt_restore_epoch(c_, e)); }
+  // The epochs the store holds intact, newest first (empty on error or if none).
+  std::vector<uint64_t> epochs() const {
+    uint64_t e[8];
+    const int n = ckpt_list_epochs(c_, e, 8);
+    return n > 0 ? std::vector<uint64_t>(e, e + (n < 8 ? n : 8)) : std::vector<uint64_t>{};
+  }
   // true if this call took a checkpoint.
   Result<bool> hook() {
     int r = ckpt_hook(c_);

@@ -174,6 +174,22 @@ class StoreImpl final : public Store {
   int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
                  ReadReport* report) override;
   uint64_t read_epoch() const override { return live_.ref.epoch; }
+  std::vector<uint64_t> epochs() const override {
+    std::vector<uint64_t> v;
+    if (live_.ref.epoch) v.push_back(live_.ref.epoch);
+    if (ret_.ref.epoch) v.push_back(ret_.ref.epoch);
+    return v;
+  }
+  int select_epoch(uint64_t epoch) override;
+  int regions_of(uint64_t epoch, std::vector<RegionInfo>* out) const override {
+    if (epoch == 0 || (epoch != live_.ref.epoch && epoch != ret_.ref.epoch)) return -ENOENT;
+    const bool ret = epoch != live_.ref.epoch;
+    out->clear();
+    for (const Region& r : regions_) {
+      if (ret ? r.ret_size != 0 : in_read(r)) out->push_back({r.name, ret ? r.ret_size : r.size, r.id});
+    }
+    return 0;
+  }
   Provenance provenance() const override { return prov_; }
   int verify(VerifyReport* report, const Progress& progress) override;
   int stat(StoreStat* out) const override;
@@ -229,6 +245,10 @@ class StoreImpl final : public Store {
   // of every page, the metadata of two epochs).
   static uint64_t room_for(uint64_t pages, uint64_t nregions);
   int enable_region_changes();
+  // Write the commit record of `epoch` into its slot, then a barrier.
+  int write_record(uint64_t epoch, const EpochRef& live, const EpochRef& retained);
+  int supersede_before(uint64_t epoch);
+  int supersede_after(uint64_t epoch);
 
   // commit
   int commit(TxnImpl* t);
@@ -267,7 +287,9 @@ class StoreImpl final : public Store {
   std::vector<Region> regions_;  // index = id - 1
   std::unordered_map<std::string, uint32_t> by_name_;  // visible regions
   uint32_t next_id_ = 1;  // ids are never reused, even those only defined in memory
-  uint64_t committed_ = 0;  // newest committed epoch on the medium
+  uint64_t committed_ = 0;  // newest committed epoch (lowered by select_epoch)
+  uint64_t on_medium_ = 0;  // newest valid commit record on the medium (> committed_: superseded)
+  bool pinned_ = false;     // select_epoch: reads never fall back from the read epoch
   Chain live_;              // the epoch regions_ holds (the read epoch)
   Chain ret_;               // the retained older epoch, ref.epoch == 0: none
   Undo undo_;
@@ -453,7 +475,7 @@ int StoreImpl::open_or_format(std::string* why) {
     rebuild_used();
     return 0;
   }
-  committed_ = cr.epoch;
+  committed_ = on_medium_ = cr.epoch;
 
   std::string w;
   int r = load_chain(cr.live, &live_, &regions_, &w);
@@ -1147,6 +1169,68 @@ int StoreImpl::enable_region_changes() {
   return 0;
 }
 
+// One commit record: `live`, with `retained` behind it, into slot epoch % 2, followed by the
+// committing program (1.2) and, with a key, its MAC; then a barrier.
+int StoreImpl::write_record(uint64_t epoch, const EpochRef& live, const EpochRef& retained) {
+  CommitRecord cr{};
+  cr.magic = kCommitMagic;
+  std::memcpy(cr.uuid, sb_.uuid, 16);
+  cr.epoch = epoch;
+  cr.total_blocks = total_;
+  cr.live = live;
+  cr.retained = retained;
+  Block buf;
+  // 1.2: the committing program after the record, its checksum in the record.
+  const Provenance& me = self_provenance();
+  {
+    ProvenanceHeader ph{};
+    ph.magic = kProvMagic;
+    ph.version = 1;
+    ph.path_len = static_cast<uint16_t>(std::min<size_t>(me.exe.size(), kMaxProvPath));
+    for (size_t k = 0; k + 1 < me.build_id.size() && k / 2 < kMaxBuildId; k += 2)
+      ph.build_id[ph.build_id_len++] =
+          static_cast<uint8_t>(std::stoi(me.build_id.substr(k, 2), nullptr, 16));
+    std::memcpy(buf.data() + kProvOffset, &ph, sizeof(ph));
+    std::memcpy(buf.data() + kProvOffset + sizeof(ph), me.exe.data(), ph.path_len);
+    cr.tail_csum = tail_csum(buf.data());
+  }
+  if (!opts_.mac_key.empty()) {
+    std::memcpy(buf.data(), &cr, sizeof(cr));
+    std::string w;
+    if (int e = commit_mac(opts_.mac_key, buf.data(), cr.mac, &w); e != 0) return set_err(e, w);
+  }
+  seal_commit(&cr);
+  std::memcpy(buf.data(), &cr, sizeof(cr));
+  int r = m_->write(kCommitBlock[epoch % 2] * kBlockSize, buf.data(), kBlockSize);
+  return r ? r : m_->barrier();
+}
+
+// Going back: after select_epoch(B) with B older than the newest record on the medium (N), the
+// next commit is B+1, in slot (B+1) % 2. A crash at any instant of it must leave N (whose
+// retained epoch is B), B, or B+1, each with a retained epoch whose blocks are intact:
+//  - N in the slot of B+1 (N - B odd, e.g. N = B+1): while the record of B+1 overwrites N's,
+//    the other slot's record decides. It may be B's own, whose retained epoch B-1 is no longer
+//    protected; so B's record without a retained epoch is written there first (until the
+//    record of B+1 lands, N's record is whole and newest);
+//  - N in the other slot (N - B even, after an earlier fallback): B+1 < N, so the record of
+//    B+1 would lose; once it is durable, N's record is zeroed behind a barrier (supersede_after).
+int StoreImpl::supersede_before(uint64_t epoch) {
+  if (on_medium_ % 2 != epoch % 2) return 0;
+  // B's record without a retained epoch, into slot B % 2, durable (with the pages written so
+  // far) before anything else: one more barrier, paid by the first commit after going back.
+  const uint64_t base = epoch - 1;
+  int r = write_record(base, live_.ref, EpochRef{});
+  if (r) return set_err(r, "rewriting the record of epoch " + std::to_string(base) + " failed");
+  return 0;
+}
+
+int StoreImpl::supersede_after(uint64_t epoch) {
+  if (on_medium_ % 2 == epoch % 2) return 0;
+  Block zero;
+  int r = m_->write(kCommitBlock[on_medium_ % 2] * kBlockSize, zero.data(), kBlockSize);
+  return r ? r : m_->barrier();
+}
+
 // The commit protocol (Documentation/store-format.md, "Commit").
 int StoreImpl::commit(TxnImpl* t) try {
   if (broken_) return set_err(-EIO, "an earlier commit failed midway: reopen the store");
@@ -1274,16 +1358,17 @@ int StoreImpl::commit(TxnImpl* t) try {
     int r = m_->write(where[i] * kBlockSize, buf.data(), kBlockSize);
     if (r) return set_err(r, "writing checkpoint metadata failed");
   }
+  // Going back to an older epoch: the record of the epoch this one builds on, without its
+  // retained epoch, goes in the other slot before the barrier (supersede_before).
+  if (on_medium_ > committed_) {
+    int r = supersede_before(epoch);
+    if (r) return r;
+  }
   // Durability point 1: pages and metadata on the medium before anything points at them.
   int r = m_->barrier();
   if (r) return set_err(r, "flushing the checkpoint failed");
 
-  CommitRecord cr{};
-  cr.magic = kCommitMagic;
-  std::memcpy(cr.uuid, sb_.uuid, 16);
-  cr.epoch = epoch;
-  cr.total_blocks = total_;
-  EpochRef& l = cr.live;
+  EpochRef l{};
   l.epoch = epoch;
   l.snap_epoch = snapshot ? epoch : live_.ref.snap_epoch;
   l.snap_head = snapshot ? where[0] : live_.ref.snap_head;
@@ -1292,37 +1377,15 @@ int StoreImpl::commit(TxnImpl* t) try {
   l.meta_blocks = (snapshot ? 0 : live_.meta.size()) + where.size();
   l.nregions = nregions;
   l.npages = npages;
-  cr.retained = live_.ref;
-  // 1.2: the committing program after the record, its checksum in the record.
-  std::memset(buf.data(), 0, kBlockSize);
-  const Provenance& me = self_provenance();
-  {
-    ProvenanceHeader ph{};
-    ph.magic = kProvMagic;
-    ph.version = 1;
-    ph.path_len = static_cast<uint16_t>(std::min<size_t>(me.exe.size(), kMaxProvPath));
-    for (size_t k = 0; k + 1 < me.build_id.size() && k / 2 < kMaxBuildId; k += 2)
-      ph.build_id[ph.build_id_len++] =
-          static_cast<uint8_t>(std::stoi(me.build_id.substr(k, 2), nullptr, 16));
-    std::memcpy(buf.data() + kProvOffset, &ph, sizeof(ph));
-    std::memcpy(buf.data() + kProvOffset + sizeof(ph), me.exe.data(), ph.path_len);
-    cr.tail_csum = tail_csum(buf.data());
-  }
-  if (!opts_.mac_key.empty()) {
-    std::memcpy(buf.data(), &cr, sizeof(cr));
-    std::string w;
-    if (int e = commit_mac(opts_.mac_key, buf.data(), cr.mac, &w); e != 0) return set_err(e, w);
-  }
-  seal_commit(&cr);
-  std::memcpy(buf.data(), &cr, sizeof(cr));
   // Durability point 2: the record. A torn record fails its checksum and the other slot (the
   // previous epoch) is live; once the barrier returns, this epoch is.
-  r = m_->write(kCommitBlock[epoch % 2] * kBlockSize, buf.data(), kBlockSize);
-  if (!r) r = m_->barrier();
+  r = write_record(epoch, l, live_.ref);
+  if (!r && on_medium_ > committed_) r = supersede_after(epoch);
   if (r) {
     broken_ = true;  // the record may or may not have reached the medium
     return set_err(r, "writing the commit record failed; reopen the store");
   }
+  const Provenance& me = self_provenance();
 
   // In memory: the old retained epoch's own blocks become free; the read epoch becomes the
   // retained one, and undo_ holds its refs wherever the new epoch differs: pages written now,
@@ -1397,7 +1460,8 @@ int StoreImpl::commit(TxnImpl* t) try {
   ret_ = std::move(live_);
   live_ = std::move(next);
   undo_ = std::move(undo);
-  committed_ = epoch;
+  committed_ = on_medium_ = epoch;
+  pinned_ = false;
   prov_ = me;
   t->allocated_.clear();
   txn_ = nullptr;
@@ -1588,6 +1652,26 @@ void StoreImpl::switch_to_retained() {
   rebuild_after_commit_ = true;  // the abandoned epoch's blocks stay protected until then
 }
 
+// Going back on request (the retained epoch), or staying (the read epoch): either way reads
+// stay on it from now on, and an epoch older than the newest committed one becomes the base of
+// the next commit, which then supersedes the newer ones (supersede_before/after).
+int StoreImpl::select_epoch(uint64_t epoch) try {
+  if (txn_) return set_err(-EBUSY, "select_epoch: a checkpoint is in progress");
+  if (epoch == 0 || (epoch != live_.ref.epoch && epoch != ret_.ref.epoch))
+    return set_err(-ENOENT, "the store does not hold epoch " + std::to_string(epoch) +
+                                " intact (it holds " +
+                                (live_.ref.epoch ? std::to_string(live_.ref.epoch) : "none") +
+                                (ret_.ref.epoch ? " and " + std::to_string(ret_.ref.epoch) : "") +
+                                ")");
+  if (epoch != live_.ref.epoch) switch_to_retained();
+  pinned_ = true;
+  committed_ = epoch;
+  err_.clear();
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
 int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) {
   ReadReport local;
   if (!report) report = &local;
@@ -1629,7 +1713,7 @@ int StoreImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t 
 
   // Damage in the read epoch: fall back to the retained epoch as a whole, never page by page.
   Block scratch;
-  if (ret_.ref.epoch != 0 && retained_intact(scratch.data())) {
+  if (!pinned_ && ret_.ref.epoch != 0 && retained_intact(scratch.data())) {
     const uint64_t from = live_.ref.epoch;
     switch_to_retained();
     err_ = "epoch " + std::to_string(from) + " damaged; fell back to epoch " +

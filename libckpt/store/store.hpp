@@ -10,6 +10,7 @@
 // the meaning of what is here without updating both sides.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -242,6 +243,26 @@ class Store {
 
   // --- Added by the store. ---
   virtual uint64_t read_epoch() const = 0;     // epoch read_region() serves, 0 = none
+  // The epochs the store holds restorable, newest first: the read epoch and the retained one
+  // (whose metadata loaded; damaged pages are found when read). Empty: nothing committed.
+  virtual std::vector<uint64_t> epochs() const {
+    if (read_epoch() == 0) return {};
+    return {read_epoch()};
+  }
+  // Make `epoch` (one of epochs()) the read epoch, for good: reads never fall back from it
+  // (damage is -EIO), and when it is older than epoch(), epoch() becomes `epoch` and the next
+  // commit is epoch + 1, superseding every newer epoch (store-format.md, "Going back to an
+  // older epoch"). -ENOENT: not held; -EBUSY: a Txn is open.
+  // The regions `epoch` (one of epochs()) holds, as committed in it (pending definitions and
+  // changes not included): to check a restore before select_epoch. -ENOENT: not held.
+  virtual int regions_of(uint64_t epoch, std::vector<RegionInfo>* out) const {
+    if (epoch == 0 || epoch != read_epoch()) return -ENOENT;
+    *out = regions();
+    return 0;
+  }
+  virtual int select_epoch(uint64_t epoch) {
+    return epoch != 0 && epoch == read_epoch() && epoch == this->epoch() ? 0 : -ENOENT;
+  }
   // Who committed the newest epoch (known == false: nothing committed, or a pre-1.2 writer).
   virtual Provenance provenance() const { return {}; }
   // Check every page checksum of every retained epoch. 0 when the read epoch verifies

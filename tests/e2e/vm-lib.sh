@@ -31,7 +31,7 @@ run() {  # run DESCRIPTION ENV... -- PROGRAM ARGS...
 }
 
 echo "TAP version 13"
-echo "1..8"
+echo "1..10"
 
 module=0
 if [ -x "$bin/lib_session_test" ] && \
@@ -64,6 +64,16 @@ done
 run "session suite, userspace trackers, store $pmemfile" CKPT_TEST_TRACKERS=uffd,mprotect,full CKPT_TEST_STORE=$pmemfile -- \
   "$bin/lib_session_test" $gt --gtest_filter="$key"
 
+# Going back to the retained epoch (ckpt_restore_epoch): the module on device-DAX, the
+# userspace trackers on the -o dax file.
+if [ $module -eq 1 ]; then
+  run "older epochs, module tracker, store $dax" CKPT_TEST_TRACKERS=module CKPT_TEST_STORE=$dax -- \
+    "$bin/lib_epoch_test" $gt --gtest_filter='*RestoreTheRetained*'
+else
+  tap 4 "older epochs, module tracker, store $dax" "$nomod"
+fi
+run "older epochs, userspace trackers, store $pmemfile" CKPT_TEST_TRACKERS=uffd,mprotect,full CKPT_TEST_STORE=$pmemfile -- \
+  "$bin/lib_epoch_test" $gt
 run "persistent heap, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_heap_test" $gt
 run "C++ API, store $pmemfile" CKPT_TEST_STORE=$pmemfile -- "$bin/lib_cxx_test" $gt
 run "C API from C11, store $dax" -- "$bin/capi_c11_test" "$dax"

@@ -19,27 +19,7 @@ using namespace ckpt_test;
 
 namespace {
 
-class Session : public ::testing::TestWithParam<std::string> {
- protected:
-  // Open the test's store (formatting a shared one on the first open).
-  ckpt_t* open(uint32_t flags = 0, uint64_t interval_ms = 0, uint64_t every_n = 0) {
-    ckpt_config_t cfg = config(GetParam(), flags | (first_ ? sp_.first_flags() : 0));
-    cfg.interval_ms = interval_ms;
-    cfg.every_n = every_n;
-    first_ = false;
-    ckpt_t* c = nullptr;
-    int r = ckpt_open(sp_.path().c_str(), &cfg, &c);
-    EXPECT_EQ(r, 0) << "ckpt_open(" << sp_.path() << "): " << strerror(-r);
-    if (c) {
-      ckpt_session_stats st;
-      EXPECT_EQ(ckpt_get_stats(c, &st), 0);
-      EXPECT_STREQ(st.tracker, GetParam().c_str());
-    }
-    return c;
-  }
-  StorePath sp_;
-  bool first_ = true;
-};
+class Session : public TrackerSession {};
 
 void fill(unsigned char* p, size_t n, std::mt19937_64& rng) {
   for (size_t i = 0; i < n; i += 8) {

@@ -151,4 +151,27 @@ inline ckpt_config_t config(const std::string& tracker, uint32_t flags = 0) {
   return c;
 }
 
+// A test parametrized by tracker name, on the test's store (StorePath): open() opens it with
+// that tracker (formatting a shared store on the first open) and checks the tracker in use.
+class TrackerSession : public ::testing::TestWithParam<std::string> {
+ protected:
+  ckpt_t* open(uint32_t flags = 0, uint64_t interval_ms = 0, uint64_t every_n = 0) {
+    ckpt_config_t cfg = config(GetParam(), flags | (first_ ? sp_.first_flags() : 0));
+    cfg.interval_ms = interval_ms;
+    cfg.every_n = every_n;
+    first_ = false;
+    ckpt_t* c = nullptr;
+    int r = ckpt_open(sp_.path().c_str(), &cfg, &c);
+    EXPECT_EQ(r, 0) << "ckpt_open(" << sp_.path() << "): " << strerror(-r);
+    if (c) {
+      ckpt_session_stats st;
+      EXPECT_EQ(ckpt_get_stats(c, &st), 0);
+      EXPECT_STREQ(st.tracker, GetParam().c_str());
+    }
+    return c;
+  }
+  StorePath sp_;
+  bool first_ = true;
+};
+
 }  // namespace ckpt_test

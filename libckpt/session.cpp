@@ -63,6 +63,24 @@ Region* ckpt_session::find_locked(const std::string& name) {
   return nullptr;
 }
 
+// The module refused this mm (-EXDEV: another mmu notifier, a secondary MMU such as a KVM VM,
+// may write it unseen; or the mm was tracked by an earlier load of ckpt.ko — kmod/mm.c). The
+// refusal is for the mm's life, so in automatic mode, and while no region is on the module yet,
+// the session moves to the userspace tracker the automatic choice would take without the module.
+// Asynchronous checkpoints need the module's hold: there, and with a forced tracker, the
+// refusal stands. Returns 0 when the session moved, else -EXDEV.
+int ckpt_session::leave_module_locked() {
+  if (tracker_forced || (cfg.flags & CKPT_CFG_ASYNC) || strcmp(tracker->name(), "module"))
+    return -EXDEV;
+  for (auto& r : regions)
+    if (r.tracker == tracker.get()) return -EXDEV;
+  std::unique_ptr<ckpt::Tracker> t;
+  if (ckpt::make_userspace_tracker(&t)) return -EXDEV;
+  tracker = std::move(t);
+  snprintf(stats.tracker, sizeof(stats.tracker), "%s", tracker->name());
+  return 0;
+}
+
 int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   if (!a || a % ps || !len || len % ps || a + len < a)
@@ -92,12 +110,20 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   r.sid = sid;
   r.tracker = tracker.get();
   ret = tracker->add(r.rid, addr, len, true);
+  if (ret == -EXDEV && (ret = leave_module_locked()) == 0) {
+    r.tracker = tracker.get();
+    ret = tracker->add(r.rid, addr, len, true);
+  }
   if (ret == -EOPNOTSUPP && !tracker_forced && strcmp(tracker->name(), "mprotect")) {
     // E.g. shmem without UFFD_FEATURE_WP_HUGETLBFS_SHMEM: the mprotect tracker still works.
     if (!fallback) ckpt::make_mprotect_tracker(&fallback);
     r.tracker = fallback.get();
     ret = fallback->add(r.rid, addr, len, true);
   }
+  if (ret == -EXDEV)
+    return set_error(ret, "region '" + name + "': ckpt.ko cannot track this process's memory: another "
+                              "mmu notifier (a secondary MMU such as a KVM VM, or an earlier load of "
+                              "ckpt.ko) may write it unseen");
   if (ret)
     return set_error(ret, "region '" + name + "': tracker " + tracker->name() + " refused it: " + strerror(-ret));
   regions.push_back(std::move(r));

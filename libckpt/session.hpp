@@ -105,6 +105,7 @@ struct ckpt_session {
   int checkpoint_async_locked(int64_t t0);
   int put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why);
   void persist_job();
+  int leave_module_locked();
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);
   int checkpoint();

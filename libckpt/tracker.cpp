@@ -38,6 +38,12 @@ int make_full_tracker(std::unique_ptr<Tracker>* out) {
   return 0;
 }
 
+int make_userspace_tracker(std::unique_ptr<Tracker>* out) {
+  if (make_uffd_async_tracker(out) == 0) return 0;
+  if (make_uffd_tracker(out) == 0) return 0;
+  return make_mprotect_tracker(out);
+}
+
 int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* why) {
   if (kind == TrackerKind::kAuto) {
     const char* env = getenv("CKPT_TRACKER");
@@ -57,9 +63,7 @@ int make_tracker(TrackerKind kind, std::unique_ptr<Tracker>* out, std::string* w
   switch (kind) {
     case TrackerKind::kAuto:
       if (make_module_tracker(out) == 0) return 0;
-      if (make_uffd_async_tracker(out) == 0) return 0;
-      if (make_uffd_tracker(out) == 0) return 0;
-      return make_mprotect_tracker(out);
+      return make_userspace_tracker(out);
     case TrackerKind::kModule:
       ret = make_module_tracker(out);
       if (ret) *why = "module tracker unavailable: /dev/ckpt missing or without CKPT_FEATURE_TRACK";

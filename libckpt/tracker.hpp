@@ -93,5 +93,7 @@ int make_uffd_tracker(std::unique_ptr<Tracker>* out);
 // -EOPNOTSUPP where the kernel lacks UFFD_FEATURE_WP_ASYNC, WP_UNPOPULATED or PAGEMAP_SCAN.
 int make_uffd_async_tracker(std::unique_ptr<Tracker>* out);
 int make_module_tracker(std::unique_ptr<Tracker>* out);
+// The automatic choice without the module: uffd-async, else uffd, else mprotect.
+int make_userspace_tracker(std::unique_ptr<Tracker>* out);
 
 }  // namespace ckpt

@@ -142,7 +142,10 @@ const char *ckpt_open_error(void);
  * len a non-zero multiple of the page size; the memory must stay mapped read-write while it is
  * registered. Registering a name the store already holds with another size gives -EINVAL (the
  * program changed; nothing is restored or overwritten). -EEXIST: the name or an overlapping
- * range is already registered in this session.
+ * range is already registered in this session. -EXDEV: ckpt.ko cannot track this process's
+ * memory (another mmu notifier may write it unseen) and the session cannot leave the module
+ * tracker (forced, or CKPT_CFG_ASYNC); in AUTO mode a session with no region on the module yet
+ * moves to the userspace tracker AUTO would pick without it (user-guide.md, "Choosing a tracker").
  */
 int ckpt_register(ckpt_t *c, const char *name, void *addr, size_t len);
 

@@ -13,6 +13,7 @@ PKGS=(
   python3 clang-14 libclang-rt-14-dev
   python3-matplotlib criu
   debhelper dh-dkms dkms lintian
+  libopenmpi-dev openmpi-bin libmpich-dev mpich
 )
 
 missing=()

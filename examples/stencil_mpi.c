@@ -9,9 +9,9 @@
  *          [--n 512] [--steps 400] [--every 10 | --interval-ms 200]
  *
  * Prints, on rank 0, "answer <hex>": a hash of every rank's block in rank order.
- * Test options: --pid-dir DIR (each rank writes DIR/<rank>.pid), --die-at-step S --die-rank R
- * (rank R SIGKILLs itself after step S's hook), --sleep-us U (per step, to give a kill campaign
- * time).
+ * Test options: --pid-dir DIR (each rank writes DIR/<rank>.pid); --die-at-step S --die-rank R
+ * (after step S's hook, once every rank's shared copy in flight is written, rank R SIGKILLs
+ * itself); --sleep-us U (per step, to give a kill campaign time).
  */
 #include <ckpt/ckpt_mpi.h>
 #include <errno.h>
@@ -164,8 +164,15 @@ int main(int argc, char **argv)
 		if (r == 1 && rank == 0 && getenv("STENCIL_VERBOSE"))
 			printf("epoch %llu at step %llu\n", (unsigned long long)ckpt_mpi_epoch(c),
 			       (unsigned long long)meta->step);
-		if ((long)meta->step == die_step && rank == die_rank)
-			raise(SIGKILL);
+		if (r == 1 && rank == 0)
+			fflush(stdout);
+		if ((long)meta->step == die_step) {
+			/* A test's crash: after the shared copies in flight are written */
+			ckpt_mpi_wait_shared(c);
+			MPI_Barrier(MPI_COMM_WORLD);
+			if (rank == die_rank)
+				raise(SIGKILL);
+		}
 	}
 	double *u = g[meta->step & 1];
 	uint64_t h = 1469598103934665603ull;

@@ -35,16 +35,20 @@ namespace {
 constexpr char kRecordMagic[8] = {'C', 'K', 'P', 'T', 'M', 'P', 'I', '1'};
 constexpr char kSharedMagic[8] = {'C', 'K', 'P', 'T', 'M', 'P', 'S', '1'};
 
-// The rank's record, beside its store, replaced atomically (write, fsync, rename, fsync dir).
-// Local epoch L >= valid_from holds global epoch L + base. `complete` is the newest epoch this
+// The rank's record, beside its store: two slots (offsets 0 and 512, each within one sector),
+// written alternately in place and made durable with one fdatasync; each slot is checksummed and
+// the valid slot with the higher sequence number is the record, so a torn write leaves the
+// previous one. Local epoch L >= valid_from holds global epoch L + base. `complete` is the newest epoch this
 // rank knows to be globally complete; `gen` counts rollbacks below a complete epoch (a new
 // timeline), so records of an abandoned timeline are outvoted.
 struct Record {
 	char magic[8];
 	uint32_t rank, size;
 	uint64_t gen, base, valid_from, complete;
+	uint64_t seq;
 	uint64_t csum;
 };
+constexpr off_t kSlot = 512;
 
 struct Region {
 	std::string name;
@@ -178,6 +182,9 @@ struct ckpt_mpi {
 	bool store_was_missing = false;
 
 	Record rec{};		// as on disk (or as it will be written)
+	int record_fd = -1;
+	std::thread syncer;	// the record's background fdatasync (see record_write)
+	int sync_result = 0;
 	bool record_dirty = false;	// a write failed: retried before the next local commit
 	uint64_t epoch = 0;	// last globally complete epoch known here
 	uint64_t local_next = 1;	// the local epoch the next ckpt_checkpoint commits
@@ -206,13 +213,46 @@ namespace {
 
 void set_err(ckpt_mpi *c, std::string m) { c->err = std::move(m); }
 
-int record_write(ckpt_mpi *c)
+int record_sync_wait(ckpt_mpi *c)
 {
+	if (c->syncer.joinable())
+		c->syncer.join();
+	int r = c->sync_result;
+	c->sync_result = 0;
+	if (r) {
+		c->record_dirty = true;
+		set_err(c, fmt("rank %d: fdatasync of the record %s: %s", c->rank,
+			       c->record_path.c_str(), strerror(-r)));
+	}
+	return r;
+}
+
+// Write the record into its next slot. sync: make it durable before returning; else the
+// fdatasync runs in the background and record_sync_wait() (called before the next local
+// commit, the first write that could depend on it) collects it.
+int record_write(ckpt_mpi *c, bool sync = true)
+{
+	record_sync_wait(c);
 	memcpy(c->rec.magic, kRecordMagic, 8);
 	c->rec.rank = uint32_t(c->rank);
 	c->rec.size = uint32_t(c->size);
+	c->rec.seq++;
 	c->rec.csum = record_sum(c->rec);
-	int r = write_atomic(c->record_path, &c->rec, sizeof(c->rec));
+	int r = 0;
+	if (c->record_fd < 0) {
+		c->record_fd = open(c->record_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (c->record_fd < 0)
+			r = -errno;
+		else
+			r = fsync_dir_of(c->record_path);	// the new name is durable
+	}
+	if (!r && pwrite(c->record_fd, &c->rec, sizeof(c->rec), off_t(c->rec.seq % 2) * kSlot) !=
+		      ssize_t(sizeof(c->rec)))
+		r = errno ? -errno : -EIO;
+	if (!r && sync && fdatasync(c->record_fd) < 0)
+		r = -errno;
+	if (!r && !sync)
+		c->syncer = std::thread([c] { c->sync_result = fdatasync(c->record_fd) < 0 ? -errno : 0; });
 	c->record_dirty = r != 0;
 	if (r)
 		set_err(c, fmt("rank %d: writing the record %s: %s", c->rank, c->record_path.c_str(),
@@ -225,14 +265,22 @@ bool record_read(ckpt_mpi *c, Record *out)
 	int fd = open(c->record_path.c_str(), O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	Record r;
-	ssize_t n = read(fd, &r, sizeof(r));
-	close(fd);
-	if (n != ssize_t(sizeof(r)) || memcmp(r.magic, kRecordMagic, 8) || r.csum != record_sum(r) ||
-	    r.rank != uint32_t(c->rank) || r.size != uint32_t(c->size))
-		return false;
-	*out = r;
-	return true;
+	bool found = false;
+	for (off_t slot = 0; slot < 2; slot++) {
+		Record r;
+		if (pread(fd, &r, sizeof(r), slot * kSlot) != ssize_t(sizeof(r)) ||
+		    memcmp(r.magic, kRecordMagic, 8) || r.csum != record_sum(r) ||
+		    r.rank != uint32_t(c->rank) || r.size != uint32_t(c->size))
+			continue;
+		if (!found || r.seq > out->seq)
+			*out = r;
+		found = true;
+	}
+	if (found)
+		c->record_fd = fd;
+	else
+		close(fd);
+	return found;
 }
 
 // This rank's intact local epochs, newest first.
@@ -541,8 +589,10 @@ int ckpt_mpi_open(MPI_Comm comm, const char *pattern, const ckpt_mpi_config_t *c
 		memset(&c->rec, 0, sizeof(c->rec));
 		c->rec.valid_from = c->local_next;
 		c->rec.base = 0;
-		if (c->store_was_missing)
-			unlink(c->record_path.c_str());
+		if (c->record_fd >= 0)
+			close(c->record_fd);
+		c->record_fd = -1;
+		unlink(c->record_path.c_str());	// absent, stale or damaged: a new one
 	}
 	// The job's plan: the newest generation and the newest complete epoch recorded in it.
 	uint64_t g = c->rec.gen, gmax;
@@ -621,12 +671,15 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 		c->rec.valid_from = c->local_next;
 		c->record_dirty = true;
 	}
+	// The record of g-1 must be durable before the local commit of g, which may forget g-2
+	// (a background fdatasync not finished yet is waited for here, in the local time).
+	uint64_t t0 = now_ns();
+	record_sync_wait(c);
 	if (c->record_dirty) {
 		int r = record_write(c);
 		if (r)
 			status = r, msg = c->err;
 	}
-	uint64_t t0 = now_ns();
 	if (!status) {
 		int r = ckpt_checkpoint(c->s);
 		if (!r)
@@ -657,7 +710,7 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 	// before the next local commit, which waits for it: see design.md).
 	c->rec.complete = g;
 	c->epoch = g;
-	record_write(c);
+	record_write(c, false);
 	uint64_t t2 = now_ns();
 	c->st.checkpoints++;
 	c->st.last_local_ns = t1 - t0;
@@ -688,6 +741,7 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 	mine[MISSING] = c->store_was_missing;
 	uint64_t le[8];
 	int nle = c->store_was_missing ? 0 : local_epochs(c, le, 8);
+	nle = std::max(0, std::min(nle, 8));
 	for (int i = 0; i < nle && mine[NL] < 4; i++)
 		if (le[i] >= c->rec.valid_from && c->rec.valid_from)
 			mine[L0 + mine[NL]++] = le[i] + c->rec.base;
@@ -868,7 +922,10 @@ int ckpt_mpi_close(ckpt_mpi_t *c)
 	wait_copy(c);
 	if (c->treq != MPI_REQUEST_NULL)
 		MPI_Wait(&c->treq, MPI_STATUS_IGNORE);
+	record_sync_wait(c);
 	int r = ckpt_close(c->s);
+	if (c->record_fd >= 0)
+		close(c->record_fd);
 	MPI_Barrier(c->comm);
 	MPI_Comm_free(&c->comm);
 	MPI_Comm_free(&c->tcomm);

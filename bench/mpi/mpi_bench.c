@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mpi_bench: per-rank checkpoint time of libckpt-mpi against each rank writing the same state
+ * with MPI-IO to one shared file (MPI_File_write_at_all + MPI_File_sync), in the same run,
+ * interleaved. Every rank holds --mib MiB of state.
+ *   - ckpt full: the first collective checkpoint (every page);
+ *   - ckpt 1%: 1% of each rank's pages written, then a collective checkpoint; its local commit
+ *     and the agreement (allreduce + record file) reported apart;
+ *   - MPI-IO: the whole state, durable (MPI_File_sync).
+ * A repetition's time is the slowest rank's (what the job waits for). Prints one JSON object on
+ * rank 0 with the medians and the ratio ckpt 1% / MPI-IO full (target <= 1/20 = 0.05).
+ *   mpirun -np N mpi_bench --dir DIR --mib 64 [--reps 5] [--label openmpi]
+ */
+#include <ckpt/ckpt_mpi.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double slowest(double x)
+{
+	double m;
+	MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+	return m;
+}
+
+static const char *arg(int argc, char **argv, const char *n, const char *d)
+{
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], n))
+			return argv[i + 1];
+	return d;
+}
+
+#define MAXREP 32
+
+int main(int argc, char **argv)
+{
+	MPI_Init(&argc, &argv);
+	int rank, np;
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &np);
+	const char *dir = arg(argc, argv, "--dir", NULL), *label = arg(argc, argv, "--label", "mpi");
+	long mib = atol(arg(argc, argv, "--mib", "16"));
+	int reps = atoi(arg(argc, argv, "--reps", "5"));
+	if (!dir || mib <= 0 || reps < 1 || reps > MAXREP) {
+		if (!rank)
+			fprintf(stderr, "usage: mpi_bench --dir DIR --mib N [--reps 1..32] [--label L]\n");
+		MPI_Finalize();
+		return 2;
+	}
+	size_t len = (size_t)mib << 20, pg = (size_t)sysconf(_SC_PAGESIZE), pages = len / pg;
+	char *state = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (state == MAP_FAILED)
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	for (size_t i = 0; i < len; i += 8)
+		*(uint64_t *)(state + i) = i * 2654435761u + (uint64_t)rank;
+
+	char pat[4096], shared[4096];
+	snprintf(pat, sizeof(pat), "%s/ckpt.%%d", dir);
+	snprintf(shared, sizeof(shared), "%s/mpiio.dat", dir);
+	ckpt_mpi_config_t cfg;
+	ckpt_mpi_config_init(&cfg);
+	cfg.base.flags |= CKPT_CFG_FORMAT;
+	ckpt_mpi_t *c;
+	int r = ckpt_mpi_open(MPI_COMM_WORLD, pat, &cfg, &c);
+	if (r < 0) {
+		fprintf(stderr, "rank %d: ckpt_mpi_open: %s\n", rank, ckpt_mpi_last_error(NULL));
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+	if ((r = ckpt_mpi_register(c, "state", state, len)) < 0)
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	MPI_File fh;
+	if (MPI_File_open(MPI_COMM_WORLD, shared, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh) != MPI_SUCCESS)
+		MPI_Abort(MPI_COMM_WORLD, 1);
+
+	double full[MAXREP], incr[MAXREP], local[MAXREP], agree[MAXREP], mpiio[MAXREP], t;
+	MPI_Barrier(MPI_COMM_WORLD);
+	t = now_ms();
+	if (ckpt_mpi_checkpoint(c) < 0)
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	full[0] = slowest(now_ms() - t);
+	struct ckpt_mpi_stats st;
+	size_t dirty = pages / 100 ? pages / 100 : 1;
+	uint64_t seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)rank;
+	for (int i = 0; i < reps; i++) {
+		/* MPI-IO: the whole state, durable */
+		MPI_Barrier(MPI_COMM_WORLD);
+		t = now_ms();
+		MPI_Offset off = (MPI_Offset)rank * (MPI_Offset)len;
+		for (size_t done = 0; done < len;) {
+			size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
+			MPI_File_write_at_all(fh, off + (MPI_Offset)done, state + done, (int)n, MPI_BYTE, MPI_STATUS_IGNORE);
+			done += n;
+		}
+		MPI_File_sync(fh);
+		mpiio[i] = slowest(now_ms() - t);
+		/* 1% of the pages written, then a collective checkpoint */
+		for (size_t k = 0; k < dirty; k++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			state[(seed >> 17) % pages * pg + (size_t)i] += 1;
+		}
+		MPI_Barrier(MPI_COMM_WORLD);
+		t = now_ms();
+		if (ckpt_mpi_checkpoint(c) < 0)
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		incr[i] = slowest(now_ms() - t);
+		ckpt_mpi_get_stats(c, &st);
+		local[i] = slowest((double)st.last_local_ns / 1e6);
+		agree[i] = slowest((double)st.last_agree_ns / 1e6);
+	}
+	double mf = full[0], mi = median(incr, reps), ml = median(local, reps), ma = median(agree, reps),
+	       mm = median(mpiio, reps);
+	if (!rank)
+		printf("{\"mpi\": \"%s\", \"ranks\": %d, \"mib_per_rank\": %ld, \"reps\": %d, "
+		       "\"ckpt_full_ms\": %.3f, \"ckpt_1pct_ms\": %.3f, \"ckpt_1pct_local_ms\": %.3f, "
+		       "\"agreement_ms\": %.3f, \"mpiio_full_ms\": %.3f, \"ratio_1pct_over_mpiio\": %.4f, "
+		       "\"ratio_full_over_mpiio\": %.3f}\n",
+		       label, np, mib, reps, mf, mi, ml, ma, mm, mi / mm, mf / mm);
+	MPI_File_close(&fh);
+	ckpt_mpi_close(c);
+	MPI_Finalize();
+	return 0;
+}

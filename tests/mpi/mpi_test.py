@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""MPI tests of libckpt-mpi with examples/stencil_mpi, 4 ranks on this machine.
+
+  mpi_test.py --mpiexec 'mpiexec.openmpi --allow-run-as-root --oversubscribe' --bin STENCIL \
+              --dir WORKDIR TEST
+
+TEST is one of:
+  kill          kill campaign: SIGKILL one rank at a random instant (the job dies), relaunch,
+                until >= --kills kills and a run that finishes; every finished run prints the
+                uninterrupted run's answer, every relaunch restores one epoch on all ranks, never
+                older than the last epoch rank 0 reported complete before the kill
+  crash-local   a rank dies between its local commit of epoch 5 and the agreement: the relaunch
+                restores epoch 4 on every rank (though stores hold 5) and finishes right
+  crash-agree   a rank dies after the agreement on epoch 5 but before recording it: the others
+                recorded 5 and committed 6 locally; the relaunch restores 5 on every rank
+  missing       a rank's store (and record) deleted: every rank fails with the same error
+  lost-local    a rank's local storage lost, shared copies present: it restores from the shared
+                copy, the others the same epoch from local, and the job finishes right
+Exit 0 only if every assertion held.
+"""
+import argparse, os, random, re, shlex, shutil, signal, subprocess, sys, time
+
+N, STEPS, EVERY = 256, 200, 10
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+class Runner:
+    def __init__(self, a):
+        self.mpiexec = shlex.split(a.mpiexec)
+        self.bin = a.bin
+        self.dir = a.dir
+        self.tool = a.tool
+
+    def newest(self, store):
+        """The newest committed epoch of a rank's store, from ckpt-tool inspect."""
+        p = subprocess.run([self.tool, "inspect", store], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        m = re.search(r"^epoch\s+(\d+) \(newest committed\)", p.stdout, re.M)
+        if not m:
+            fail(f"ckpt-tool inspect {store}: no newest epoch\n{p.stdout}")
+        return int(m.group(1))
+
+    def cmd(self, store, *extra, steps=STEPS, every=EVERY):
+        return self.mpiexec + ["-np", "4", self.bin, "--store", store, "--n", str(N),
+                               "--steps", str(steps), "--every", str(every)] + list(extra)
+
+    def run(self, store, *extra, env=None, timeout=120, **kw):
+        e = dict(os.environ, STENCIL_VERBOSE="1")
+        e.update(env or {})
+        p = subprocess.run(self.cmd(store, *extra, **kw), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=e, timeout=timeout)
+        return p.returncode, p.stdout
+
+
+def answer(out):
+    m = re.search(r"^answer ([0-9a-f]+) steps (\d+)$", out, re.M)
+    return m.group(1) if m else None
+
+
+def restored(out):
+    """{rank: (epoch, step, source)} from a relaunch's output."""
+    return {int(m[0]): (int(m[1]), int(m[2]), m[3]) for m in
+            re.findall(r"^rank (\d+): restored epoch (\d+) step (\d+) from (\w+)$", out, re.M)}
+
+
+def fresh(d):
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def reference(r, steps=STEPS):
+    d = fresh(os.path.join(r.dir, "ref"))
+    rc, out = r.run(os.path.join(d, "s.%d"), steps=steps)
+    ref = answer(out)
+    if rc != 0 or not ref:
+        fail(f"uninterrupted run: exit {rc}\n{out}")
+    return ref
+
+
+def one_epoch_all_ranks(out, what):
+    res = restored(out)
+    if sorted(res) != [0, 1, 2, 3]:
+        fail(f"{what}: not every rank restored:\n{out}")
+    epochs = {v[0] for v in res.values()}
+    steps = {v[1] for v in res.values()}
+    if len(epochs) != 1 or len(steps) != 1:
+        fail(f"{what}: ranks restored different epochs {res}")
+    return res
+
+
+def t_kill(r, a):
+    ref = reference(r, steps=400)
+    rng = random.Random(a.seed)
+    print(f"reference answer {ref}; seed {a.seed}")
+    kills = finished = launches = 0
+    d = fresh(os.path.join(r.dir, "kill"))
+    store = os.path.join(d, "s.%d")
+    last_complete = 0   # newest epoch rank 0 reported complete in this round
+    t0 = time.monotonic()
+    while kills < a.kills or finished == 0:
+        if time.monotonic() - t0 > a.budget:
+            fail(f"campaign over its {a.budget} s budget: {kills} kills, {finished} finished runs")
+        piddir = fresh(os.path.join(r.dir, "pids"))
+        launches += 1
+        p = subprocess.Popen(r.cmd(store, "--pid-dir", piddir, "--sleep-us", "3000", steps=400),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ, STENCIL_VERBOSE="1"), start_new_session=True)
+        # Wait for the four ranks, then kill one at a random instant.
+        deadline = time.monotonic() + 30
+        while len(os.listdir(piddir)) < 4 and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        killed = None
+        if p.poll() is None and len(os.listdir(piddir)) == 4:
+            time.sleep(rng.uniform(0.0, 1.2))
+            victim = rng.randrange(4)
+            try:
+                pid = int(open(os.path.join(piddir, f"{victim}.pid")).read())
+                os.kill(pid, signal.SIGKILL)
+                killed = victim
+            except (ProcessLookupError, ValueError):
+                pass
+        try:
+            out, _ = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+            fail(f"launch {launches}: the job did not end after rank {killed} was killed\n{out}")
+        res = restored(out)
+        if res:
+            one_epoch_all_ranks(out, f"launch {launches}")
+            e = next(iter(res.values()))[0]
+            if e < last_complete:
+                fail(f"launch {launches}: restored epoch {e}, but epoch {last_complete} had been "
+                     f"reported complete before the kill\n{out}")
+        elif "fresh start" not in out and p.returncode == 0:
+            fail(f"launch {launches}: neither restored nor fresh\n{out}")
+        elif last_complete and "fresh start" in out:
+            fail(f"launch {launches}: fresh start after epoch {last_complete} was complete\n{out}")
+        reported = [int(x) for x in re.findall(r"^epoch (\d+) at step", out, re.M)]
+        if reported:
+            last_complete = max(last_complete, max(reported))
+        if p.returncode == 0:
+            ans = answer(out)
+            if ans != ref:
+                fail(f"launch {launches}: finished with answer {ans}, expected {ref}\n{out}")
+            finished += 1
+            print(f"launch {launches}: finished, answer matches ({kills} kills so far)")
+            d = fresh(os.path.join(r.dir, "kill"))   # next round from scratch
+            last_complete = 0
+            continue
+        if killed is None:
+            fail(f"launch {launches}: exit {p.returncode} without a kill\n{out}")
+        if "ckpt_mpi_restore:" in out or "ckpt_mpi_open:" in out:
+            fail(f"launch {launches}: restore failed\n{out}")
+        kills += 1
+        print(f"launch {launches}: killed rank {killed}; restored {sorted(set(res.values()))}; "
+              f"newest reported complete {last_complete}")
+    print(f"PASS: {kills} kills, {finished} finished runs with the reference answer, "
+          f"{launches} launches, {time.monotonic() - t0:.0f} s")
+
+
+def record_complete(path):
+    """The epoch a rank's record (<store>.mpi) says is globally complete. libckpt_mpi's layout:
+    two slots at 0 and 512 of magic[8], rank u32, size u32, gen, base, valid_from, complete, seq,
+    csum (u64 LE); the valid slot with the higher seq is the record (the checksum is XXH3, not
+    checked here)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    best = None
+    for off in (0, 512):
+        s = b[off:off + 64]
+        if len(s) == 64 and s[:8] == b"CKPTMPI1":
+            seq = int.from_bytes(s[48:56], "little")
+            if best is None or seq > best[0]:
+                best = (seq, int.from_bytes(s[40:48], "little"))
+    if best is None:
+        fail(f"{path}: no record")
+    return best[1]
+
+
+def crash_then_restart(r, a, fault, expect_epoch):
+    ref = reference(r)
+    d = fresh(os.path.join(r.dir, fault))
+    store = os.path.join(d, "s.%d")
+    rc, out = r.run(store, env={"CKPT_MPI_FAULT": f"{fault}:5:1"})
+    if rc == 0:
+        fail(f"the fault {fault}:5:1 did not kill the job\n{out}")
+    newest = [r.newest(store % k) for k in range(4)]
+    complete = [record_complete(store % k + ".mpi") for k in range(4)]
+    print(f"after the crash: stores' newest epochs {newest}, records say complete {complete}")
+    if newest[1] != 5:
+        fail("rank 1 died at its fault point without its store holding epoch 5")
+    if fault == "after-local-commit" and complete != [4, 4, 4, 4]:
+        fail("a record says more than epoch 4 is complete though rank 1 never agreed on 5")
+    if fault == "after-agreement" and (complete[1] != 4 or max(complete) != 5):
+        fail("expected rank 1's record at 4 and another rank's at 5")
+    rc, out = r.run(store)
+    res = one_epoch_all_ranks(out, "relaunch")
+    e, step, _ = res[0]
+    if e != expect_epoch or step != expect_epoch * EVERY:
+        fail(f"restored epoch {e} step {step}, expected epoch {expect_epoch}\n{out}")
+    if rc != 0 or answer(out) != ref:
+        fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
+    print(f"PASS: every rank restored epoch {expect_epoch}, answer {ref}")
+
+
+def t_missing(r, a):
+    d = fresh(os.path.join(r.dir, "missing"))
+    store = os.path.join(d, "s.%d")
+    rc, out = r.run(store, "--die-at-step", "75", "--die-rank", "0")
+    if rc == 0:
+        fail("the job did not die")
+    for f in ("s.2", "s.2.mpi"):
+        os.unlink(os.path.join(d, f))
+    rc, out = r.run(store)
+    lines = re.findall(r"^rank (\d+): (ckpt_mpi_restore: .*)$", out, re.M)
+    if rc == 0 or sorted(int(k) for k, _ in lines) != [0, 1, 2, 3]:
+        fail(f"expected every rank to fail ckpt_mpi_restore (exit {rc})\n{out}")
+    texts = {t for _, t in lines}
+    if len(texts) != 1:
+        fail(f"the ranks' errors differ: {texts}")
+    t = texts.pop()
+    if "rank 2" not in t or "s.2" not in t or "missing" not in t:
+        fail(f"the error does not name rank 2 and its missing store: {t}")
+    print(f"PASS: every rank: {t}")
+
+
+def t_lost_local(r, a):
+    ref = reference(r)
+    d = fresh(os.path.join(r.dir, "lost"))
+    shared = fresh(os.path.join(r.dir, "lost-shared"))
+    store = os.path.join(d, "s.%d")
+    extra = ["--shared", shared, "--shared-every", "3"]
+    # Epochs 1..6 (steps 10..60), copies of 3 and 6; the job dies at step 65.
+    rc, out = r.run(store, *extra, "--die-at-step", "65", "--die-rank", "3")
+    if rc == 0:
+        fail("the job did not die")
+    have = sorted(os.listdir(shared))
+    want = [f"ckpt-mpi.r{k}.e{e}" for k in range(4) for e in (3, 6)]
+    if sorted(want) != have:
+        fail(f"shared directory holds {have}, expected {sorted(want)}")
+    for f in ("s.1", "s.1.mpi"):
+        os.unlink(os.path.join(d, f))
+    rc, out = r.run(store, *extra)
+    res = one_epoch_all_ranks(out, "relaunch")
+    if res[1][2] != "shared" or any(res[k][2] != "local" for k in (0, 2, 3)):
+        fail(f"expected rank 1 from the shared copy, the others local: {res}\n{out}")
+    if res[0][0] != 6:
+        fail(f"restored epoch {res[0][0]}, expected 6\n{out}")
+    if rc != 0 or answer(out) != ref:
+        fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
+    print(f"PASS: rank 1 restored epoch 6 from the shared copy, the others from local; answer {ref}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mpiexec", required=True)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--tool", required=True, help="ckpt-tool")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--budget", type=float, default=110)
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("CKPT_MPI_SEED", time.time_ns() % 100000)))
+    ap.add_argument("test", choices=["kill", "crash-local", "crash-agree", "missing", "lost-local"])
+    a = ap.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    r = Runner(a)
+    if a.test == "kill":
+        t_kill(r, a)
+    elif a.test == "crash-local":
+        crash_then_restart(r, a, "after-local-commit", 4)
+    elif a.test == "crash-agree":
+        crash_then_restart(r, a, "after-agreement", 5)
+    elif a.test == "missing":
+        t_missing(r, a)
+    else:
+        t_lost_local(r, a)
+
+
+if __name__ == "__main__":
+    main()

@@ -960,6 +960,13 @@ def write_page(d, E, env, plots, docdir, others=()):
         a(open(host_md).read().rstrip("\n"))
         a("<!-- bench-host: end -->")
         a("")
+    # make bench-mpi's section (scripts/bench-mpi.sh): kept as it was measured, on the host.
+    mpi_md = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "mpi.md")
+    if os.path.exists(mpi_md):
+        a("<!-- bench-mpi: begin (scripts/bench-mpi.sh) -->")
+        a(open(mpi_md).read().rstrip("\n"))
+        a("<!-- bench-mpi: end -->")
+        a("")
     a("## Reproducing")
     a("")
     a("```sh")
@@ -968,6 +975,7 @@ def write_page(d, E, env, plots, docdir, others=()):
     a("CKPT_BUILD=build/x scripts/bench.sh   # the same with the binaries of another build directory")
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
     a("make bench-host            # ~3 min, no VM: the userspace trackers on this machine's kernel")
+    a("make bench-mpi             # no VM: libckpt-mpi against MPI-IO, Open MPI and MPICH, 1/2/4 ranks (also run by make bench)")
     a("```")
     a("")
     a("Raw per-benchmark JSON of the last run: `bench/results/raw/` (first kernel) and `bench/results/raw-<kernel>/`; "

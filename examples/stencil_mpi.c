@@ -9,9 +9,10 @@
  *          [--n 512] [--steps 400] [--every 10 | --interval-ms 200]
  *
  * Prints, on rank 0, "answer <hex>": a hash of every rank's block in rank order.
- * Test options: --pid-dir DIR (each rank writes DIR/<rank>.pid); --die-at-step S --die-rank R
+ * Test options: --pid-dir DIR (each rank writes DIR/<rank>.pid once restored); --die-at-step S --die-rank R
  * (after step S's hook, once every rank's shared copy in flight is written, rank R SIGKILLs
- * itself); --sleep-us U (per step, to give a kill campaign time).
+ * itself); --sleep-us U (per step, to give a kill campaign time); --skew-us U (ranks sleep
+ * different multiples of U per step: their clocks see a time trigger due at different steps).
  */
 #include <ckpt/ckpt_mpi.h>
 #include <errno.h>
@@ -67,17 +68,8 @@ int main(int argc, char **argv)
 	}
 	long n = argl(argc, argv, "--n", 512), steps = argl(argc, argv, "--steps", 400);
 	long die_step = argl(argc, argv, "--die-at-step", -1), die_rank = argl(argc, argv, "--die-rank", 0);
-	long sleep_us = argl(argc, argv, "--sleep-us", 0);
+	long sleep_us = argl(argc, argv, "--sleep-us", 0), skew_us = argl(argc, argv, "--skew-us", 0);
 	const char *piddir = args(argc, argv, "--pid-dir", NULL);
-	if (piddir) {
-		char p[4096];
-		snprintf(p, sizeof(p), "%s/%d.pid", piddir, rank);
-		FILE *f = fopen(p, "w");
-		if (f) {
-			fprintf(f, "%d\n", (int)getpid());
-			fclose(f);
-		}
-	}
 
 	int dims[2] = {0, 0}, periods[2] = {0, 0}, coords[2];
 	MPI_Dims_create(size, 2, dims);
@@ -136,6 +128,15 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	fflush(stdout);
+	if (piddir) {	/* once restored: a kill campaign's kills land in the computation */
+		char p[4096];
+		snprintf(p, sizeof(p), "%s/%d.pid", piddir, rank);
+		FILE *f = fopen(p, "w");
+		if (f) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		}
+	}
 
 	MPI_Datatype col;
 	MPI_Type_vector((int)nx, 1, (int)ld, MPI_DOUBLE, &col);
@@ -156,8 +157,8 @@ int main(int argc, char **argv)
 			for (long j = 1; j <= ny; j++)
 				V(i, j) = 0.25 * (U(i - 1, j) + U(i + 1, j) + U(i, j - 1) + U(i, j + 1));
 		meta->step++;
-		if (sleep_us)
-			usleep((useconds_t)sleep_us);
+		if (sleep_us || skew_us)
+			usleep((useconds_t)(sleep_us + skew_us * (rank * 7 % 5) * (long)(meta->step % 3)));
 		r = ckpt_mpi_hook(c);
 		if (r < 0 && rank == 0)
 			fprintf(stderr, "checkpoint: %s: %s\n", strerror(-r), ckpt_mpi_last_error(c));

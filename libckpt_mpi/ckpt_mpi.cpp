@@ -46,6 +46,7 @@ struct Record {
 	uint32_t rank, size;
 	uint64_t gen, base, valid_from, complete;
 	uint64_t seq;
+	uint64_t extra_local, extra_epoch;	// one more local epoch -> job epoch (see rebase)
 	uint64_t csum;
 };
 constexpr off_t kSlot = 512;
@@ -262,7 +263,7 @@ int record_write(ckpt_mpi *c, bool sync = true)
 
 bool record_read(ckpt_mpi *c, Record *out)
 {
-	int fd = open(c->record_path.c_str(), O_RDONLY | O_CLOEXEC);
+	int fd = open(c->record_path.c_str(), O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return false;
 	bool found = false;
@@ -281,6 +282,16 @@ bool record_read(ckpt_mpi *c, Record *out)
 	else
 		close(fd);
 	return found;
+}
+
+// The local epoch that holds job epoch g by the record's mapping; 0 if none.
+uint64_t local_of(const Record &r, uint64_t g)
+{
+	if (g && r.valid_from && g >= r.base && g - r.base >= r.valid_from)
+		return g - r.base;
+	if (g && r.extra_epoch == g)
+		return r.extra_local;
+	return 0;
 }
 
 // This rank's intact local epochs, newest first.
@@ -667,6 +678,14 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 		wait_copy(c);
 	// Keep local epoch numbers aligned with the job's: the next local commit must be g.
 	if (c->local_next + c->rec.base != g) {
+		// The complete epoch keeps its local number in `extra` while the store holds it (after
+		// a failed collective checkpoint it is the store's previous epoch).
+		uint64_t Lc = local_of(c->rec, c->epoch);
+		if (Lc && Lc < c->local_next) {
+			c->rec.extra_local = Lc;
+			c->rec.extra_epoch = c->epoch;
+		} else if (c->rec.extra_epoch != c->epoch)
+			c->rec.extra_local = c->rec.extra_epoch = 0;
 		c->rec.base = g - c->local_next;
 		c->rec.valid_from = c->local_next;
 		c->record_dirty = true;
@@ -745,6 +764,9 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 	for (int i = 0; i < nle && mine[NL] < 4; i++)
 		if (le[i] >= c->rec.valid_from && c->rec.valid_from)
 			mine[L0 + mine[NL]++] = le[i] + c->rec.base;
+		else if (c->rec.extra_epoch && le[i] == c->rec.extra_local)
+			mine[L0 + mine[NL]++] = c->rec.extra_epoch;
+	static_assert(L0 + 4 == NS, "four local epochs");
 	auto sv = shared_epochs(c);
 	for (size_t i = 0; i < sv.size() && mine[NS] < 4; i++)
 		mine[S0 + mine[NS]++] = sv[i];
@@ -767,12 +789,14 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 	uint64_t gmax = 0, M = 0;
 	for (int r = 0; r < c->size; r++)
 		gmax = std::max(gmax, at(r, GEN));
-	for (int r = 0; r < c->size; r++) {
+	for (int r = 0; r < c->size; r++)
 		if (at(r, GEN) == gmax)
 			M = std::max(M, at(r, COMP));
-		for (uint64_t i = 0; i < at(r, NS); i++)	// copies are only of complete epochs
+	// No record at all (every rank's local storage lost): the shared copies, which are only
+	// ever made of complete epochs, say what was complete.
+	for (int r = 0; r < c->size && !M; r++)
+		for (uint64_t i = 0; i < at(r, NS); i++)
 			M = std::max(M, at(r, S0 + int(i)));
-	}
 	c->restored_or_started = true;
 	if (M == 0) {
 		c->epoch = 0;
@@ -814,7 +838,7 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 	int status;
 	std::string msg;
 	if (local) {
-		uint64_t L = T - c->rec.base;
+		uint64_t L = local_of(c->rec, T);
 		status = local_restore(c, L);
 		if (status < 0)
 			msg = fmt("rank %d: restoring epoch %llu (local %llu) from %s: %s", c->rank,
@@ -830,6 +854,7 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 			// The local store holds nothing of this timeline: its next commit is T + 1.
 			c->rec.base = T + 1 - c->local_next;
 			c->rec.valid_from = c->local_next;
+			c->rec.extra_local = c->rec.extra_epoch = 0;
 		}
 	}
 	if (!status) {

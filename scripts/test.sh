@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test: host unit tests (CTest) and VM tests (tests/vm/run-all, one guest per kernel), a
+# make test: host unit tests (CTest; with libckpt-mpi's MPI tests against Open MPI), the MPI tests
+# again against MPICH (build/cmake-mpich, make mpich), and VM tests (tests/vm/run-all, one guest per kernel), a
 # result line per kernel, then one summary line "N passed, M failed, K skipped". Exits non-zero
 # on any failure.
 #   CKPT_SKIP_VM=1 runs only the host tests (the VM part is then reported as not run).
@@ -24,6 +25,27 @@ else
   echo "test: ctest printed no result line"; fail=$((fail + 1))
 fi
 [ "$crc" -eq 0 ] || status=1
+
+# libckpt-mpi's tests against MPICH: the second build directory (make mpich); the Open MPI ones
+# ran above, in build/cmake. A build without them is a failure, not a skip.
+mbuild=${CKPT_MPICH_BUILD:-$top/build/cmake-mpich}
+echo "=== MPI tests against MPICH (ctest -L mpi in $mbuild)"
+if ctest --test-dir "$mbuild" -N -L mpi 2>/dev/null | grep -qE 'Total Tests: [1-9]'; then
+  ctest --test-dir "$mbuild" --output-on-failure -L mpi 2>&1 | tee "$mbuild/ctest-mpi.log"
+  mrc=${PIPESTATUS[0]}
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$mbuild/ctest-mpi.log" | tail -n1)
+  if [ -n "$line" ]; then
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    f=$(sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/' <<<"$line")
+    s=$(grep -cE '\*\*\*Skipped|Not Run' "$mbuild/ctest-mpi.log")
+    pass=$((pass + total - f - s)) fail=$((fail + f)) skip=$((skip + s))
+  else
+    echo "test: ctest printed no result line for $mbuild"; fail=$((fail + 1))
+  fi
+  [ "$mrc" -eq 0 ] || status=1
+else
+  echo "test: no MPI tests in $mbuild (make mpich builds them against MPICH)"; fail=$((fail + 1)); status=1
+fi
 
 count_tap() {  # add a TAP program's "# Totals:" to the sums; a missing line is a failure
   local log=$1 rc=$2 t

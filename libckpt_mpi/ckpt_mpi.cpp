@@ -287,8 +287,11 @@ bool record_read(ckpt_mpi *c, Record *out)
 // The local epoch that holds job epoch g by the record's mapping; 0 if none.
 uint64_t local_of(const Record &r, uint64_t g)
 {
-	if (g && r.valid_from && g >= r.base && g - r.base >= r.valid_from)
-		return g - r.base;
+	// base may be "negative" (a store numbered ahead of the job after a restore from the
+	// shared copy): the arithmetic wraps, as it does where local epochs are mapped.
+	uint64_t L = g - r.base;
+	if (g && r.valid_from && L >= r.valid_from && L < (1ull << 62))
+		return L;
 	if (g && r.extra_epoch == g)
 		return r.extra_local;
 	return 0;
@@ -690,6 +693,11 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 		c->rec.valid_from = c->local_next;
 		c->record_dirty = true;
 	}
+	// The record must exist before the store's first commit under it: a rank killed after the
+	// agreement but before writing its first record would otherwise leave epochs no record
+	// maps (found by the kill campaign: every rank then failed with -ENODATA).
+	if (c->record_fd < 0)
+		c->record_dirty = true;
 	// The record of g-1 must be durable before the local commit of g, which may forget g-2
 	// (a background fdatasync not finished yet is waited for here, in the local time).
 	uint64_t t0 = now_ns();
@@ -797,25 +805,26 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 	for (int r = 0; r < c->size && !M; r++)
 		for (uint64_t i = 0; i < at(r, NS); i++)
 			M = std::max(M, at(r, S0 + int(i)));
-	c->restored_or_started = true;
 	if (M == 0) {
+		c->restored_or_started = true;
 		c->epoch = 0;
 		c->rec.gen = gmax;
 		c->rec.complete = 0;
 		c->err = "no epoch is globally complete (first run)";
 		return -ENOENT;
 	}
-	// The newest epoch <= M that every rank holds, locally or in the shared directory.
+	// The newest epoch <= M that every rank holds, locally or in the shared directory (it is
+	// one of rank 0's, so only those are candidates).
 	uint64_t T = 0;
-	for (uint64_t g = M; g >= 1 && !T; g--) {
-		bool ok = true, dummy;
-		for (int r = 0; r < c->size && ok; r++)
-			ok = holds(r, g, &dummy);
-		if (ok)
-			T = g;
-		if (g == 1)
-			break;
-	}
+	for (int k = 0; k < 2; k++)
+		for (uint64_t i = 0; i < at(0, k ? NS : NL); i++) {
+			uint64_t g = at(0, (k ? S0 : L0) + int(i));
+			bool ok = g <= M && g > T, dummy;
+			for (int r = 1; r < c->size && ok; r++)
+				ok = holds(r, g, &dummy);
+			if (ok)
+				T = g;
+		}
 	if (!T) {
 		int bad = 0;
 		bool dummy;
@@ -878,6 +887,7 @@ int ckpt_mpi_restore(ckpt_mpi_t *c)
 		return status;
 	}
 	c->epoch = T;
+	c->restored_or_started = true;
 	c->store_was_missing = false;
 	c->source = local ? "local" : "shared";
 	reset_trigger(c);

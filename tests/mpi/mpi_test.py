@@ -117,7 +117,7 @@ def t_kill(r, a):
             fail(f"campaign over its {a.budget} s budget: {kills} kills, {finished} finished runs")
         piddir = fresh(os.path.join(r.dir, "pids"))
         launches += 1
-        p = subprocess.Popen(r.cmd(store, "--pid-dir", piddir),
+        p = subprocess.Popen(r.cmd(store, "--pid-dir", piddir, "--sleep-us", str(a.sleep_us)),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=dict(os.environ, STENCIL_VERBOSE="1"), start_new_session=True)
         # Wait for the four ranks, then kill one at a random instant.
@@ -299,7 +299,9 @@ def main():
     ap.add_argument("--tool", required=True, help="ckpt-tool")
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--budget", type=float, default=115)
-    ap.add_argument("--max-delay", type=float, default=1.5,
+    ap.add_argument("--sleep-us", type=int, default=8000,
+                    help="the campaign's runs sleep this long per step (a run lasts >= 1 s)")
+    ap.add_argument("--max-delay", type=float, default=1.0,
                     help="a kill lands uniformly within this many seconds after the ranks restored")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CKPT_MPI_SEED", time.time_ns() % 100000)))
     ap.add_argument("test", choices=["kill", "crash-local", "crash-agree", "missing", "lost-local",

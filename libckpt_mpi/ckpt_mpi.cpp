@@ -22,14 +22,6 @@
 #include <vector>
 #include <xxhash.h>
 
-// The store's retained-epoch calls. Weak until every libckpt in use has them: without them a
-// rank can only restore its newest epoch (the fallback below), which is enough except after a
-// crash between a local commit and the agreement.
-extern "C" {
-int ckpt_list_epochs(const ckpt_t *c, uint64_t *epochs, size_t n) __attribute__((weak));
-int ckpt_restore_epoch(ckpt_t *c, uint64_t epoch) __attribute__((weak));
-}
-
 namespace {
 
 constexpr char kRecordMagic[8] = {'C', 'K', 'P', 'T', 'M', 'P', 'I', '1'};
@@ -297,26 +289,10 @@ uint64_t local_of(const Record &r, uint64_t g)
 	return 0;
 }
 
-// This rank's intact local epochs, newest first.
-int local_epochs(ckpt_mpi *c, uint64_t *v, size_t n)
-{
-	if (ckpt_list_epochs)
-		return ckpt_list_epochs(c->s, v, n);
-	uint64_t e = ckpt_epoch(c->s);
-	if (!e || !n)
-		return 0;
-	v[0] = e;
-	return 1;
-}
+// This rank's intact local epochs, newest first (the store keeps the newest and the one before).
+int local_epochs(ckpt_mpi *c, uint64_t *v, size_t n) { return ckpt_list_epochs(c->s, v, n); }
 
-int local_restore(ckpt_mpi *c, uint64_t L)
-{
-	if (ckpt_restore_epoch)
-		return ckpt_restore_epoch(c->s, L);
-	if (L != ckpt_epoch(c->s))
-		return -ENOENT;
-	return ckpt_restore(c->s);
-}
+int local_restore(ckpt_mpi *c, uint64_t L) { return ckpt_restore_epoch(c->s, L); }
 
 std::string shared_name(const ckpt_mpi *c, int rank, uint64_t g)
 {

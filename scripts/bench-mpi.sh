@@ -49,15 +49,17 @@ L = ["## MPI jobs: libckpt-mpi against MPI-IO (make bench-mpi)", "",
      "file store, tracker chosen automatically, io_uring writer), interleaved with every rank writing "
      "the whole state with MPI-IO to one shared file (`MPI_File_write_at_all` + `MPI_File_sync`, as "
      "durable as a checkpoint). Times are the slowest rank's (what the job waits for), medians of "
-     f"{rows[0]['reps']} repetitions (full checkpoint: the first one, once). The agreement (the allreduce and "
-     "the record's write; its fdatasync runs in the background until the next local commit, which waits "
-     "for it) is reported apart from the local commit. Target: 1% incremental <= 1/20 of an MPI-IO full "
+     f"{rows[0]['reps']} repetitions (full checkpoint: the first one, once). The local commit and the agreement are "
+     "each the slowest rank's, so they need not add up: the agreement (the allreduce and the record's "
+     "write; its fdatasync runs in the background until the next local commit, which waits for it) "
+     "includes a fast rank's wait for the slowest rank's local commit; 'allreduce alone' is the same "
+     "allreduce with every rank already there, the agreement's own cost. Target: 1% incremental <= 1/20 of an MPI-IO full "
      "write (ratio <= 0.05).", "",
-     "| MPI | ranks | MiB/rank | ckpt full (ms) | ckpt 1% (ms) | of which local | agreement | MPI-IO full (ms) | 1% / MPI-IO | target met |",
-     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+     "| MPI | ranks | MiB/rank | ckpt full (ms) | ckpt 1% (ms) | local commit | agreement (with wait) | allreduce alone | MPI-IO full (ms) | 1% / MPI-IO | target met |",
+     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for r in rows:
     L.append(f"| {r['mpi']} | {r['ranks']} | {r['mib_per_rank']} | {r['ckpt_full_ms']:.1f} | {r['ckpt_1pct_ms']:.2f} | "
-             f"{r['ckpt_1pct_local_ms']:.2f} | {r['agreement_ms']:.2f} | {r['mpiio_full_ms']:.1f} | "
+             f"{r['ckpt_1pct_local_ms']:.2f} | {r['agreement_ms']:.2f} | {r['allreduce_ms']:.3f} | {r['mpiio_full_ms']:.1f} | "
              f"{r['ratio_1pct_over_mpiio']:.3f} | {'yes' if r['ratio_1pct_over_mpiio'] <= 0.05 else 'no'} |")
 L += ["", "Reproduce: `make bench-mpi` (both MPIs; writes `bench/results/mpi.json` and this section)."]
 md = "\n".join(L)

@@ -13,7 +13,8 @@ TEST is one of:
   crash-local   a rank dies between its local commit of epoch 5 and the agreement: the relaunch
                 restores epoch 4 on every rank (though stores hold 5) and finishes right
   crash-agree   a rank dies after the agreement on epoch 5 but before recording it: the others
-                recorded 5 and committed 6 locally; the relaunch restores 5 on every rank
+                recorded 5 (and may have committed 6 locally); its own record says 4; the
+                relaunch restores 5 on every rank (the newest epoch any rank recorded)
   missing       a rank's store (and record) deleted: every rank fails with the same error
   interval      time-triggered checkpoints (--interval-ms) with ranks at different paces: no
                 hang, and a restart from one of them finishes right

@@ -68,7 +68,8 @@ int open_fail(int ret, std::string why) {
 bool valid_name(const char* name) {
   if (!name) return false;
   size_t n = strnlen(name, 201);
-  return n >= 1 && n <= 200 && strncmp(name, "@heap:", 6) != 0;
+  // "@heap:" and "@thread:" names are the heaps' and the threads' regions (ckpt_thread_register).
+  return n >= 1 && n <= 200 && strncmp(name, "@heap:", 6) != 0 && strncmp(name, "@thread:", 8) != 0;
 }
 
 }  // namespace
@@ -183,7 +184,9 @@ int ckpt_register(ckpt_t* c, const char* name, void* addr, size_t len) {
 }
 
 int ckpt_unregister(ckpt_t* c, const char* name) {
-  if (!c || !valid_name(name)) return -EINVAL;
+  // A thread's region is unregistered by its store name, "@thread:<thread>:<name>".
+  if (!c || !(valid_name(name) || (name && strncmp(name, "@thread:", 8) == 0 && strnlen(name, 201) <= 200)))
+    return -EINVAL;
   CKPT_NOT_FORKED(c);
   return guard([&] {
     auto g = c->lock();
@@ -247,7 +250,7 @@ int ckpt_close(ckpt_t* c) {
   // module session's regions, unregister its trackers. It goes with the child's exit or exec.
   CKPT_NOT_FORKED(c);
   return guard([&] {
-    c->detach();
+    ckpt::thread_detach(c);
     c->set_timer(0);
     {
       auto g = c->lock();
@@ -263,6 +266,7 @@ int ckpt_close(ckpt_t* c) {
 int ckpt_hook(ckpt_t* c) {
   if (!c) return -EINVAL;
   CKPT_NOT_FORKED(c);
+  if (int v = ckpt::volatile_check(c)) return v;  // a volatile thread wrote persistent memory
   return guard([&] { return c->hook(); });
 }
 
@@ -279,18 +283,19 @@ int ckpt_set_timer(ckpt_t* c, uint64_t interval_ms) {
 int ckpt_thread_attach(ckpt_t* c) {
   if (!c) return -EINVAL;
   CKPT_NOT_FORKED(c);
-  return c->attach();
+  return guard([&] { return ckpt::thread_attach(c, 1, nullptr); });
 }
 
 int ckpt_thread_detach(ckpt_t* c) {
   if (!c) return -EINVAL;
   CKPT_NOT_FORKED(c);
-  return c->detach();
+  return guard([&] { return ckpt::thread_detach(c); });
 }
 
 int ckpt_safepoint(ckpt_t* c) {
   if (!c) return -EINVAL;
   CKPT_NOT_FORKED(c);
+  if (int v = ckpt::volatile_check(c)) return v;
   return c->safepoint();
 }
 

@@ -48,6 +48,15 @@ namespace {
 thread_local ckpt_t* tls_attached = nullptr;
 }  // namespace
 
+// A thread region's owner is part of its name, so the store needs no other record of it.
+std::string owner_of(const std::string& region) {
+  static const std::string kHeap = "@heap:", kThread = "@thread:";
+  size_t at = region.compare(0, kHeap.size(), kHeap) ? 0 : kHeap.size();
+  if (region.compare(at, kThread.size(), kThread)) return "";
+  size_t b = at + kThread.size(), e = region.find(':', b);
+  return e == std::string::npos ? "" : region.substr(b, e - b);
+}
+
 }  // namespace ckpt
 
 using ckpt::Region;
@@ -109,6 +118,15 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   r.rid = next_rid++;
   r.sid = sid;
   r.tracker = tracker.get();
+  r.owner = ckpt::owner_of(name);
+  // A thread region whose owner's stored copy is not restored yet stays out of checkpoints
+  // until ckpt_thread_restore fills it: a checkpoint would overwrite the stored copy.
+  if (!r.owner.empty() && !restored_names.count(r.owner))
+    for (auto& ri : store->regions())
+      if (ri.id != sid && ckpt::owner_of(ri.name) == r.owner && !store->read_range(ri.id, 0, nullptr, 0, nullptr)) {
+        r.await_restore = true;
+        break;
+      }
   ret = tracker->add(r.rid, addr, len, true);
   if (ret == -EXDEV && (ret = leave_module_locked()) == 0) {
     r.tracker = tracker.get();
@@ -146,7 +164,7 @@ int ckpt_session::do_unregister_locked(const std::string& name) {
 
 // Wait until every attached thread but the caller is parked at a safepoint. If another thread
 // is already coordinating, the caller parks (if attached) until that checkpoint is done.
-void ckpt_session::world_stop() {
+int ckpt_session::world_stop(uint64_t bound_ms) {
   std::unique_lock<std::mutex> l(wmu);
   bool self = ckpt::tls_attached == this;
   while (stop.load()) {
@@ -165,7 +183,24 @@ void ckpt_session::world_stop() {
   // would let this checkpoint start while they run on into their next iteration.
   wcv.wait(l, [&] { return parked == 0; });
   stop.store(true);
-  wcv.wait(l, [&] { return parked >= attached - (self ? 1 : 0); });
+  // A thread waiting for a persistent lock while holding none (quiet) is at a safepoint too.
+  auto all = [&] { return parked + quiet >= attached - (self ? 1 : 0); };
+  if (!bound_ms) {
+    wcv.wait(l, all);
+    return 0;
+  }
+  if (wcv.wait_for(l, std::chrono::milliseconds(bound_ms), all)) return 0;
+  // The stop bound (ckpt_set_stop_bound): give up this checkpoint, let the threads run on.
+  std::string who = unparked_names();
+  stop.store(false);
+  gen++;
+  wcv.notify_all();
+  l.unlock();
+  stop_timeouts.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> g(mu);
+  stats.failed_checkpoints++;
+  return set_error(-ETIMEDOUT, "checkpoint not taken: attached threads did not reach a safepoint within the "
+                               "stop bound of " + std::to_string(bound_ms) + " ms (" + who + ")");
 }
 
 void ckpt_session::world_resume() {
@@ -177,6 +212,9 @@ void ckpt_session::world_resume() {
 
 int ckpt_session::safepoint() {
   if (!stop.load(std::memory_order_acquire)) return 0;
+  // Inside a critical section of a persistent lock: not a safepoint (it is when the last
+  // ckpt_mutex_t is released).
+  if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) return 0;
   std::unique_lock<std::mutex> l(wmu);
   if (!stop.load() || ckpt::tls_attached != this) return 0;
   parked++;
@@ -206,9 +244,20 @@ int ckpt_session::detach() {
   return 0;
 }
 
-int ckpt_session::checkpoint() {
+int ckpt_session::checkpoint(bool automatic) {
+  if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) {
+    std::lock_guard<std::mutex> g(mu);
+    return set_error(-EDEADLK, "checkpoint refused: the calling thread holds " +
+                                   std::to_string(ckpt::held_locks().load()) +
+                                   " persistent lock(s) (ckpt_mutex_t): its critical section is half done");
+  }
+  if (int w = wait_pending(automatic)) return w;
   int64_t t0 = ckpt::now_ns();
-  world_stop();
+  if (int w = world_stop(automatic ? stop_bound_ms.load() : 0)) {
+    if (cfg.interval_ms)
+      next_due_ns.store(ckpt::now_ns() + static_cast<int64_t>(cfg.interval_ms) * 1000000);
+    return w;
+  }
   int ret;
   {
     std::lock_guard<std::mutex> g(mu);
@@ -251,6 +300,7 @@ int ckpt_session::checkpoint_locked(int64_t t0) {
   int ret = 0;
   // Collect everything first: pages taken from a tracker stay in carry until a commit succeeds.
   for (auto& r : regions) {
+    if (r.await_restore) continue;  // its owner has not restored it: the store keeps its copy
     size_t before = r.carry.size();
     int e = r.tracker->collect(r.rid, &r.carry);
     if (e && !ret) ret = set_error(e, "region '" + r.name + "': collect failed: " + strerror(-e));
@@ -303,7 +353,7 @@ int ckpt_session::checkpoint_async_locked(int64_t t0) {
   // Such a checkpoint, and regions on a tracker that cannot hold (the mprotect fallback), are
   // persisted with the world stopped, as without CKPT_CFG_ASYNC.
   for (auto& r : regions)
-    if (!r.carry.empty() || !r.tracker->can_hold()) return checkpoint_locked(t0);
+    if (!r.carry.empty() || !r.tracker->can_hold() || r.await_restore) return checkpoint_locked(t0);
   int64_t t_stopped = ckpt::now_ns();
   for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
   int ret = 0;
@@ -417,8 +467,9 @@ int ckpt_session::restore_check_locked(uint64_t want) {
   }
   if (!(cfg.flags & CKPT_CFG_PARTIAL_RESTORE)) {
     std::string extra;
-    for (auto& ri : held)
-      if (!find_locked(ri.name)) extra += (extra.empty() ? "'" : ", '") + ri.name + "'";
+    for (auto& ri : held)  // threads' regions are theirs to restore (ckpt_thread_restore)
+      if (!find_locked(ri.name) && ckpt::owner_of(ri.name).empty())
+        extra += (extra.empty() ? "'" : ", '") + ri.name + "'";
     if (!extra.empty())
       return set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
                                    " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
@@ -426,6 +477,7 @@ int ckpt_session::restore_check_locked(uint64_t want) {
   // A read of no bytes answers -ENOENT for a region the committed epoch does not hold.
   std::string missing;
   for (auto& r : regions) {
+    if (!r.owner.empty()) continue;
     bool in = false;
     if (want) {
       for (auto& ri : held) in |= ri.name == r.name && ri.id == r.sid && ri.size == r.len;
@@ -459,6 +511,10 @@ int ckpt_session::restore_fill_locked() {
     uint64_t lo = UINT64_MAX, hi = 0;
     for (size_t i = 0; i < regions.size() && !ret; i++) {
       Region& r = regions[i];
+      if (!r.owner.empty()) {  // a thread's region: its own ckpt_thread_restore fills it
+        filled[i] = true;
+        continue;
+      }
       r.tracker->remove(r.rid);
       ckpt::store::ReadReport rep;
       int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
@@ -516,7 +572,13 @@ int ckpt_session::restore(uint64_t want) {
   if (!ret) {
     stats.restores++;
     stats.epoch = store->epoch();
-    snapshot = regions;
+    compute_pending_locked();
+    ckpt::transient_restored();  // ckpt::transient<T> members read as reset from now on
+    for (auto& r : regions)
+      if (r.owner.empty()) {
+        reset_transients_locked(r);
+        snapshot.push_back(r);
+      }
   }
   g.unlock();
   for (auto& r : snapshot) {
@@ -534,6 +596,8 @@ int ckpt_session::restore(uint64_t want) {
 
 int ckpt_session::hook() {
   safepoint();
+  // Inside a persistent lock's critical section nothing is checkpointed (it stays due).
+  if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) return 0;
   // Nothing here when nothing is due but an atomic load, (with every_n) a counter, and (with
   // interval_ms) a coarse clock read; the precise clock only near the due time.
   bool due = false;
@@ -547,7 +611,7 @@ int ckpt_session::hook() {
     }
   }
   if (!due) return 0;
-  int ret = checkpoint();  // sets the next due time from its end
+  int ret = checkpoint(true);  // sets the next due time from its end
   return ret < 0 ? ret : 1;
 }
 
@@ -583,7 +647,7 @@ int ckpt_session::set_timer(uint64_t ms) {
       for (;;) {
         if (tcv.wait_for(tl, std::chrono::milliseconds(timer_ms), [&] { return timer_quit; })) return;
         tl.unlock();
-        checkpoint();  // failures are counted in stats; the next tick tries again
+        checkpoint(true);  // failures are counted in stats; the next tick tries again
         tl.lock();
       }
     });

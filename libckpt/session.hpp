@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,7 +30,40 @@ struct Region {
   ckpt_restore_fn hook = nullptr;
   void* hook_arg = nullptr;
   std::vector<uint64_t> carry; // collected but not yet committed (kept across a failed commit)
+  std::string owner;           // the non-volatile thread that owns it ("" = the process)
+  bool await_restore = false;  // owner's stored copy not restored yet: left out of checkpoints
 };
+
+// A range of a region reset on restore (ckpt_transient).
+struct TransientRange {
+  std::string region;
+  size_t off = 0, len = 0;
+  std::vector<unsigned char> init;  // empty: zeros
+};
+
+// An attached or volatile thread (threads.cpp). kind: 1 attached, 2 non-volatile, 3 volatile.
+struct ThreadRec {
+  ckpt_t* c = nullptr;
+  int kind = 0;
+  std::string name;
+  long tid = 0;
+  std::atomic<int>* held = nullptr;  // the thread's persistent-lock count (mutex.cpp)
+  int vslot = -1;                    // volatile: its slot in the write-fault table
+};
+
+// The owner of a region name: "@thread:<owner>:..." or "@heap:@thread:<owner>:...", else "".
+std::string owner_of(const std::string& region);
+// A ckpt_restore() happened: ckpt_transient_generation() changes (transient.cpp).
+void transient_restored();
+// The calling thread's persistent-lock count (mutex.cpp).
+std::atomic<int>& held_locks();
+// The calling thread's record if it is attached (any kind) to c, else nullptr.
+ThreadRec* thread_rec(const ckpt_t* c);
+// The calling thread is volatile on c: -EROFS once per detected write to persistent memory.
+int volatile_check(ckpt_t* c);
+// The C API of threads.cpp.
+int thread_attach(ckpt_t* c, int kind, const char* name);
+int thread_detach(ckpt_t* c);
 
 }  // namespace ckpt
 
@@ -66,6 +100,8 @@ struct ckpt_session {
   std::condition_variable wcv;
   int attached = 0;
   int parked = 0;
+  int quiet = 0;  // attached threads waiting for a persistent lock holding none (a safepoint)
+  std::vector<ckpt::ThreadRec*> threads;  // plain/non-volatile/volatile records, under wmu
   uint64_t gen = 0;
   std::atomic<bool> stop{false};
 
@@ -93,6 +129,24 @@ struct ckpt_session {
   Job job;
   int job_ret = 0;  // the last reaped job's result (ckpt_wait)
 
+  // Threads with persistent memory (threads.cpp). Under mu: pending (thread names of the
+  // restored epoch not restored yet; computed at the first restore), restored_names,
+  // transients. pcv (with mu): pending shrank.
+  std::set<std::string> pending;
+  bool pending_known = false;
+  std::set<std::string> restored_names;
+  std::condition_variable pcv;
+  std::vector<ckpt::TransientRange> transients;
+  std::atomic<uint64_t> stop_bound_ms{10000};
+  std::atomic<uint64_t> stop_timeouts{0};
+  int thread_restore();
+  void compute_pending_locked();
+  int wait_pending(bool automatic);
+  void reset_transients_locked(const ckpt::Region& r);
+  void quiet_enter();
+  void quiet_leave();
+  std::string unparked_names();  // wmu held
+
   int set_error(int ret, std::string msg);
   // mu, with the asynchronous checkpoint in flight (if any) finished and accounted: what every
   // call that reads or changes the session takes.
@@ -108,7 +162,7 @@ struct ckpt_session {
   int leave_module_locked();
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);
-  int checkpoint();
+  int checkpoint(bool automatic = false);  // automatic: timer or hook (the stop bound applies)
   int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
   int restore(uint64_t epoch = 0);  // 0: the newest that verifies
   int restore_check_locked(uint64_t epoch);
@@ -118,7 +172,7 @@ struct ckpt_session {
   int attach();
   int detach();
   int set_timer(uint64_t ms);
-  void world_stop();
+  int world_stop(uint64_t bound_ms = 0);  // 0 or -ETIMEDOUT at bound_ms (0: none)
   void world_resume();
   ckpt::Region* find_locked(const std::string& name);
 };

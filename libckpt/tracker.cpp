@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 namespace ckpt {
+
+std::atomic<WriteObserver> g_write_observer{nullptr};
+
 namespace {
 
 class FullTracker final : public Tracker {

@@ -7,6 +7,7 @@
 // serialises calls (not thread-safe); the program's threads may write tracked memory at any time.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <functional>
@@ -95,5 +96,16 @@ int make_uffd_async_tracker(std::unique_ptr<Tracker>* out);
 int make_module_tracker(std::unique_ptr<Tracker>* out);
 // The automatic choice without the module: uffd-async, else uffd, else mprotect.
 int make_userspace_tracker(std::unique_ptr<Tracker>* out);
+
+// Volatile threads (threads.cpp): a tracker that sees which thread made a write fault (mprotect:
+// the handler runs on the writer; uffd: UFFD_FEATURE_THREAD_ID) reports it here. tid 0 = the
+// calling thread. Async-signal-safe; one relaxed load when no volatile thread is attached.
+// Defined here (tracker.cpp, which ckpt-tool also links) over an observer that threads.cpp
+// installs at the first volatile attach.
+using WriteObserver = void (*)(long tid, uintptr_t addr);
+extern std::atomic<WriteObserver> g_write_observer;
+inline void note_write_fault(long tid, uintptr_t addr) {
+  if (WriteObserver o = g_write_observer.load(std::memory_order_acquire)) o(tid, addr);
+}
 
 }  // namespace ckpt

@@ -88,6 +88,7 @@ void on_segv(int sig, siginfo_t* si, void* uc) {
         s.bits.load(std::memory_order_acquire)[idx / 64].fetch_or(1ULL << (idx % 64),
                                                                   std::memory_order_acq_rel);
         mprotect(reinterpret_cast<void*>(st + idx * g_ps), g_ps, PROT_READ | PROT_WRITE);
+        note_write_fault(0, a);  // a volatile thread writing persistent memory is told
       }
       s.busy.fetch_sub(1, std::memory_order_acq_rel);
       errno = saved;

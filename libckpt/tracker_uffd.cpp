@@ -66,7 +66,8 @@ class UffdTracker final : public Tracker {
   int init() {
     ps_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     pid_ = getpid();
-    uffd_ = uffd_open(0, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+    // THREAD_ID: the faulting thread's id, so a volatile thread's write is told (threads.cpp).
+    uffd_ = uffd_open(UFFD_FEATURE_THREAD_ID, UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID);
     if (uffd_ < 0) return uffd_;
     stop_fd_ = eventfd(0, EFD_CLOEXEC);
     if (stop_fd_ < 0) return -errno;
@@ -148,6 +149,7 @@ class UffdTracker final : public Tracker {
           if (a >= r.start && a < r.start + r.len) {
             size_t idx = (a - r.start) / ps_;
             r.bits[idx / 64] |= 1ULL << (idx % 64);
+            note_write_fault(static_cast<long>(msgs[i].arg.pagefault.feat.ptid), msgs[i].arg.pagefault.address);
             break;
           }
         }

@@ -31,6 +31,7 @@
 #ifndef CKPT_CKPT_H
 #define CKPT_CKPT_H
 
+#include <pthread.h>	/* ckpt_mutex_t (threads with persistent memory) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -308,6 +309,114 @@ int ckpt_heap_root(ckpt_heap_t *h, void **out);
 int ckpt_heap_set_root(ckpt_heap_t *h, void *root);
 /* Base address and usable size. */
 int ckpt_heap_info(ckpt_heap_t *h, void **base, size_t *size);
+
+/* ---- threads with persistent memory (user-guide.md "Threads and persistent memory") ----
+ *
+ * Three kinds of thread:
+ *   - attached (ckpt_thread_attach): waited for at checkpoints, owns no memory of its own;
+ *   - non-volatile (ckpt_thread_attach_nv): attached, with a stable name (1..64 bytes of
+ *     [A-Za-z0-9._-]) under which it owns thread-local regions and heaps, restored by name;
+ *   - volatile (ckpt_thread_attach_volatile): never waited for, owns no persistent memory, and
+ *     told -EROFS when it writes a registered region (detected by the mprotect and uffd
+ *     trackers; see the guide for what each tracker guarantees).
+ * Every attached thread (plain or non-volatile) is at a safepoint when it calls ckpt_safepoint or
+ * ckpt_hook holding no ckpt_mutex_t, when it releases its last ckpt_mutex_t, and while it waits
+ * for one holding none: so a checkpoint never shows a critical section half done.
+ */
+#define CKPT_THREAD_NAME_MAX 64
+
+/* Attach the calling thread as non-volatile under `name`. -EBUSY already attached; -EEXIST
+ * another attached thread has that name; -EINVAL bad name. */
+int ckpt_thread_attach_nv(ckpt_t *c, const char *name);
+/* Attach the calling thread as volatile. -EBUSY already attached. Detach with
+ * ckpt_thread_detach (which returns -EROFS if a write to persistent memory was detected). */
+int ckpt_thread_attach_volatile(ckpt_t *c);
+/*
+ * Register [addr, addr+len) as a region of the calling non-volatile thread, under `name`
+ * (the store names it "@thread:<thread>:<name>"). Same rules as ckpt_register. -EPERM: the
+ * caller is not a non-volatile thread of c. The region stays registered after the thread
+ * detaches (ckpt_unregister(c, "@thread:<thread>:<name>") ends it).
+ * While the checkpoint holds regions of this thread's name that it has not restored yet, its
+ * regions are left out of checkpoints (their stored copies stay), so a checkpoint never
+ * overwrites a thread's state with what it had before its restore.
+ */
+int ckpt_thread_register(ckpt_t *c, const char *name, void *addr, size_t len);
+/* A persistent heap owned by the calling non-volatile thread (ckpt_heap_open's rules;
+ * restored by ckpt_thread_restore). -EPERM: not a non-volatile thread. */
+int ckpt_thread_heap_open(ckpt_t *c, const char *name, size_t size, void *addr_hint, ckpt_heap_t **out);
+/*
+ * Restore the calling non-volatile thread's regions and heaps from the newest committed epoch
+ * (after registering them), reset their transient ranges, run their restore hooks. Each thread
+ * restores its own, when it starts; ckpt_restore() restores only the regions no thread owns.
+ * 0 restored. -ENOENT nothing committed yet (or, with CKPT_CFG_PARTIAL_RESTORE, nothing of
+ * this name: the thread starts fresh). -ESRCH: the epoch holds no thread of this name (a new
+ * or renamed thread; the message lists the epoch's names), or this thread's registered
+ * regions and the epoch's differ (unless CKPT_CFG_PARTIAL_RESTORE). -EPERM not a non-volatile
+ * thread. Memory is untouched on -ESRCH.
+ * A name in the epoch that no thread restores: checkpoints wait for it (automatic ones up to
+ * the stop bound, then -ESRCH naming it; ckpt_checkpoint at once -ESRCH), unless
+ * CKPT_CFG_PARTIAL_RESTORE, which checkpoints without it (its stored regions stay in the store).
+ */
+int ckpt_thread_restore(ckpt_t *c);
+/* Volatile threads: -EROFS once if a write of this thread to a registered region was detected
+ * since the last check (ckpt_last_error names the region and page), else 0. ckpt_safepoint,
+ * ckpt_hook and ckpt_thread_detach report it too. 0 for other threads. */
+int ckpt_thread_check(ckpt_t *c);
+/*
+ * The stop bound: how long an automatic checkpoint (timer, ckpt_hook) waits for attached
+ * threads to reach a safepoint (to release their persistent locks) and for the threads of a
+ * restored epoch to restore. Default 10000 ms; 0 = no bound. At the bound the checkpoint is
+ * not taken: nothing is written, the threads run on, ckpt_hook returns -ETIMEDOUT (-ESRCH
+ * for a thread that never restored), the timer counts a failed checkpoint and tries again at
+ * its next tick, ckpt_last_error names the threads. ckpt_checkpoint waits without a bound.
+ */
+int ckpt_set_stop_bound(ckpt_t *c, uint64_t ms);
+
+struct ckpt_thread_stats {
+	uint64_t attached;		/* attached threads (plain and non-volatile) */
+	uint64_t nonvolatile;		/* of which non-volatile */
+	uint64_t volatile_threads;	/* volatile threads attached */
+	uint64_t pending;		/* thread names of the restored epoch not restored yet */
+	uint64_t stop_timeouts;		/* automatic checkpoints given up at the stop bound */
+	uint64_t volatile_writes;	/* writes of volatile threads to registered memory detected */
+	uint64_t reserved[4];
+};
+int ckpt_get_thread_stats(const ckpt_t *c, struct ckpt_thread_stats *out);
+
+/*
+ * A persistent lock: a pthread_mutex_t that counts, per thread, the persistent locks held.
+ * May live in registered memory or a heap: a ckpt_mutex_t whose bytes come from another process
+ * (restored after a crash, held or not when it was saved) is re-initialised, unlocked, at its
+ * first use. Condition variables: keep them in ordinary memory and wait with ckpt_cond_wait.
+ * All return 0 or -errno (pthread's error, negated).
+ */
+typedef struct ckpt_mutex {
+	pthread_mutex_t m;
+	uint64_t incarnation;	/* the process that initialised m; private */
+} ckpt_mutex_t;
+#define CKPT_MUTEX_INITIALIZER { PTHREAD_MUTEX_INITIALIZER, 0 }
+int ckpt_mutex_init(ckpt_mutex_t *m);
+int ckpt_mutex_destroy(ckpt_mutex_t *m);
+int ckpt_mutex_lock(ckpt_mutex_t *m);
+int ckpt_mutex_trylock(ckpt_mutex_t *m);	/* -EBUSY if held */
+int ckpt_mutex_unlock(ckpt_mutex_t *m);
+int ckpt_cond_wait(pthread_cond_t *cv, ckpt_mutex_t *m);	/* the caller is at a safepoint while it waits */
+/* Persistent locks the calling thread holds now. */
+int ckpt_mutex_held(void);
+
+/*
+ * Transient ranges: [offset, offset+len) of a registered region (or heap, by its name; a
+ * non-volatile thread's own regions by their short name) is reset on every restore that fills
+ * the region, after the fill and before the restore hooks: to `init` (len bytes, copied now) or
+ * to zeros with init NULL. The bytes are still checkpointed (they share pages with persistent
+ * bytes; leaving them out would cost a copy of each such page per checkpoint); they are never
+ * restored. -ENOENT unknown region; -EINVAL range outside it. The C++ ckpt::transient<T> does
+ * the same for an object member with no registration.
+ */
+int ckpt_transient(ckpt_t *c, const char *region, size_t offset, size_t len, const void *init);
+/* The value ckpt::transient<T> compares with: changes at each process start and each
+ * ckpt_restore(). */
+uint64_t ckpt_transient_generation(void);
 
 #ifdef __cplusplus
 }

@@ -11,8 +11,10 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <new>
 #include <vector>
@@ -155,6 +157,22 @@ class Session {
   }
   Status set_timer(uint64_t ms) { return Status::from(ckpt_set_timer(c_, ms)); }
   Status attach_thread() { return Status::from(ckpt_thread_attach(c_)); }
+  // Threads with persistent memory (ckpt.h): non-volatile under a stable name, or volatile.
+  Status attach_nv(const std::string& name) { return Status::from(ckpt_thread_attach_nv(c_, name.c_str())); }
+  Status attach_volatile() { return Status::from(ckpt_thread_attach_volatile(c_)); }
+  Status add_thread_local(const std::string& name, void* addr, size_t len) {
+    return Status::from(ckpt_thread_register(c_, name.c_str(), addr, len));
+  }
+  Result<Heap> thread_heap(const std::string& name, size_t size, void* hint = nullptr) {
+    ckpt_heap_t* h = nullptr;
+    int r = ckpt_thread_heap_open(c_, name.c_str(), size, hint, &h);
+    if (r < 0) return Status::from(r);
+    return Heap(h);
+  }
+  // ok: restored; ENOENT: nothing committed; ESRCH: name not in the checkpoint.
+  Status restore_thread() { return Status::from(ckpt_thread_restore(c_)); }
+  Status check_thread() { return Status::from(ckpt_thread_check(c_)); }
+  Status set_stop_bound(uint64_t ms) { return Status::from(ckpt_set_stop_bound(c_, ms)); }
   Status detach_thread() { return Status::from(ckpt_thread_detach(c_)); }
   void safepoint() { ckpt_safepoint(c_); }
 
@@ -209,6 +227,69 @@ class Session {
   }
   ckpt_t* c_ = nullptr;
   std::unique_ptr<HookList> hooks_;
+};
+
+// A persistent lock (ckpt_mutex_t), usable with std::lock_guard / std::unique_lock. May live in
+// registered memory or a persistent heap: one restored from another process comes back unlocked.
+class mutex {
+ public:
+  mutex() { ckpt_mutex_init(&m_); }
+  ~mutex() { ckpt_mutex_destroy(&m_); }
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+  void lock() { ckpt_mutex_lock(&m_); }
+  bool try_lock() { return ckpt_mutex_trylock(&m_) == 0; }
+  void unlock() { ckpt_mutex_unlock(&m_); }
+  ckpt_mutex_t* native_handle() { return &m_; }
+
+ private:
+  ckpt_mutex_t m_;
+};
+
+// A member of an object in registered memory or a persistent heap that is never restored: at
+// its first use after the process started or after a ckpt_restore(), it is reset to Init()()
+// (a default-constructible functor type returning T; void: T{}), whatever the checkpoint held.
+// Its bytes are checkpointed with the object's page. Thread-safe (the reset runs once). T must
+// be trivially copyable: its stale bytes are overwritten, never destroyed.
+template <class T, class Init = void>
+class transient {
+ public:
+  transient() { set_fresh(make()); }
+  transient(const T& v) { set_fresh(v); }  // NOLINT: implicit by design
+  transient& operator=(const T& v) {
+    get() = v;
+    return *this;
+  }
+  T& get() {
+    uint64_t cur = ckpt_transient_generation();
+    uint64_t g = gen_.load(std::memory_order_acquire);
+    while (g != cur) {
+      if (g != kBusy && gen_.compare_exchange_weak(g, kBusy, std::memory_order_acq_rel)) {
+        v_ = make();
+        gen_.store(cur, std::memory_order_release);
+        break;
+      }
+      g = gen_.load(std::memory_order_acquire);
+    }
+    return v_;
+  }
+  operator T&() { return get(); }  // NOLINT
+  T* operator->() { return &get(); }
+  T& operator*() { return get(); }
+
+ private:
+  static_assert(std::is_trivially_copyable<T>::value, "ckpt::transient<T>: T must be trivially copyable");
+  static constexpr uint64_t kBusy = 1;
+  static T make() {
+    if constexpr (std::is_void<Init>::value) return T{};
+    else return Init{}();
+  }
+  void set_fresh(const T& v) {
+    v_ = v;
+    gen_.store(ckpt_transient_generation(), std::memory_order_release);
+  }
+  std::atomic<uint64_t> gen_{0};
+  T v_;
 };
 
 }  // namespace ckpt

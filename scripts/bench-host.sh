@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench-host: the userspace trackers (uffd-async, uffd, mprotect, full) measured on this
-# machine's own kernel, no VM, in one run (build/cmake/bench/host_bench, ~3 min). Writes
+# machine's own kernel, no VM, in one run (build/cmake/bench/host_bench, ~3 min), then the work
+# queue's throughput with ckpt_mutex_t (scripts/bench-workq.sh, ~1 min). Writes
 # bench/results/host.json and bench/results/host.md, and puts host.md into
 # Documentation/performance.md as its own section (between the bench-host markers; report.py
 # keeps it when make bench rewrites the page).
@@ -24,6 +25,8 @@ bin=$build/bench/host_bench
 if [ -n "$quick" ]; then out=build/bench-host-quick; else out=bench/results; fi
 mkdir -p "$out"
 "$bin" $quick --json "$out/host.json" --md "$out/host.md"
+# The work queue with ckpt_mutex_t against pthread_mutex_t (its own section of the page).
+scripts/bench-workq.sh $quick
 [ -n "$quick" ] && exit 0
 /usr/bin/python3 - "$out/host.md" Documentation/performance.md <<'PY'
 import sys

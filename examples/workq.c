@@ -294,10 +294,7 @@ int main(int argc, char **argv)
 	if (!plain && store) {
 		ckpt_config_t cfg;
 		ckpt_config_init(&cfg);
-		if (interval_ms) {
-			cfg.flags |= CKPT_CFG_TIMER;	/* automatic, lock-aligned checkpoints */
-			cfg.interval_ms = interval_ms;
-		}
+		cfg.flags |= CKPT_CFG_CREATE;	/* a blank device (killed before its first checkpoint) too */
 		if ((r = ckpt_open(store, &cfg, &c)) < 0) {
 			fprintf(stderr, "workq: %s\n", ckpt_open_error());
 			return 1;
@@ -314,6 +311,10 @@ int main(int argc, char **argv)
 				printf("starting: %d pairs, %" PRIu64 " items\n", pairs, items);
 			fflush(stdout);
 		}
+		/* The timer starts after the restore: a checkpoint before it would commit the fresh
+		 * queue over the stored one. Its checkpoints are automatic and lock-aligned. */
+		if (interval_ms && (r = ckpt_set_timer(c, interval_ms)))
+			die("timer", r);
 	} else if (!plain && bench) {
 		fprintf(stderr, "workq: --mode ckpt needs --store\n");
 		return 2;

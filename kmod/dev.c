@@ -14,7 +14,8 @@
 #define SUPPORTED_FEATURES                                                                    \
 	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
 	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP |   \
-	 CKPT_FEATURE_RESTORE_PREBUILT | CKPT_FEATURE_HOLD | CKPT_FEATURE_DUMP_PROCESS)
+	 CKPT_FEATURE_RESTORE_PREBUILT | CKPT_FEATURE_HOLD | CKPT_FEATURE_DUMP_PROCESS |      \
+	 CKPT_FEATURE_DUMP_TIMERS)
 
 /*
  * Every session, for the netlink status: RCU readers, writers (open, close) hold the
@@ -80,8 +81,13 @@ static long ioc_api(struct ckpt_session *s, void __user *uarg)
 		return -EFAULT;
 	if (s->api_done)
 		return -EBUSY;
-	if (a.api != CKPT_API_VERSION || a.features || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
+	/* The caller learns what the module speaks from what is copied back, whatever failed. */
+	if (a.api != CKPT_API_VERSION)
+		ret = -EPROTONOSUPPORT;
+	else if (!ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		ret = -EINVAL;
+	else if (a.features)	/* no feature is opted in to at this version */
+		ret = -EOPNOTSUPP;
 	a.api = CKPT_API_VERSION;
 	a.features = SUPPORTED_FEATURES;
 	a.ioctls = supported_ioctls();

@@ -160,6 +160,17 @@ static int check_regs(const struct ckpt_regs *g)
 	return 0;
 }
 
+/* A thread's state is checked before anything changes: -EINVAL, as its registers. */
+static int check_thread_state(const struct ckpt_thread_state *t)
+{
+	if (check_regs(&t->regs))
+		return -EINVAL;
+	if (t->clear_child_tid >= TASK_SIZE_MAX || t->robust_list >= TASK_SIZE_MAX ||
+	    t->rseq >= TASK_SIZE_MAX || !IS_ALIGNED(t->rseq, 32) || t->rseq_sig > U32_MAX)
+		return -EINVAL;
+	return 0;
+}
+
 static int check_mm_fields(const struct ckpt_restore_prepare *p)
 {
 	const __u64 *v = &p->start_code;
@@ -283,7 +294,8 @@ static int prepare_runs(struct ckpt_restore *r)
 	for (i = 0; i < r->req.nr_runs; i++) {
 		const struct ckpt_restore_run *run = &r->runs[i];
 
-		if (!user_range_ok(run->addr, run->len) || !PAGE_ALIGNED(run->data_off))
+		if (!user_range_ok(run->addr, run->len) || !PAGE_ALIGNED(run->data_off) ||
+		    run->reserved)
 			return -EINVAL;
 		if (run->data_off + run->len < run->data_off || run->data_off + run->len > size)
 			return -EINVAL;
@@ -369,12 +381,11 @@ long ckpt_ioc_restore_prepare(struct ckpt_session *s, void __user *uarg)
 		goto out_free;
 	if (!(p->flags & CKPT_RESTORE_STATUS_FD) && p->status_fd)
 		goto out_free;
-	if (!current->mm || check_regs(&p->regs) || check_mm_fields(p))
+	if (!current->mm || check_thread_state(&p->thread) || check_mm_fields(p))
 		goto out_free;
-	if (p->rseq && (!IS_ALIGNED(p->rseq, 32) || p->rseq >= TASK_SIZE_MAX))
-		goto out_free;
-	if (p->clear_child_tid >= TASK_SIZE_MAX || p->robust_list >= TASK_SIZE_MAX ||
-	    p->rseq_sig > U32_MAX)
+	/* Elements of another size are another layout (ckpt.h: API versions). */
+	if (p->vma_size != sizeof(struct ckpt_restore_vma) ||
+	    p->run_size != sizeof(struct ckpt_restore_run))
 		goto out_free;
 	ret = -E2BIG;
 	if (!p->nr_vmas || p->nr_vmas > CKPT_RESTORE_MAX_VMAS || p->nr_runs > CKPT_RESTORE_MAX_RUNS)
@@ -632,25 +643,20 @@ static void set_regs(struct pt_regs *regs, const struct ckpt_regs *g)
 	/* ax is set from our return value by the syscall exit path. */
 }
 
-/* What each restored thread sets on itself on the way out. */
-static void set_thread_state(u64 mask, u64 ctid, u64 robust, u64 rseq, u64 rseq_sig)
+/* What each restored thread sets on itself on the way out (checked by check_thread_state). */
+static void set_thread_state(const struct ckpt_thread_state *t)
 {
 	sigset_t blocked;
 
-	siginitset(&blocked, mask & ~(sigmask(SIGKILL) | sigmask(SIGSTOP)));
+	set_regs(current_pt_regs(), &t->regs);
+	siginitset(&blocked, t->sigmask & ~(sigmask(SIGKILL) | sigmask(SIGSTOP)));
 	sigprocmask(SIG_SETMASK, &blocked, NULL);
-	current->clear_child_tid = u64_to_user_ptr(ctid);
-	current->robust_list = u64_to_user_ptr(robust);
-	current->rseq = u64_to_user_ptr(rseq);
-	current->rseq_sig = rseq_sig;
+	current->clear_child_tid = u64_to_user_ptr(t->clear_child_tid);
+	current->robust_list = u64_to_user_ptr(t->robust_list);
+	current->rseq = u64_to_user_ptr(t->rseq);
+	current->rseq_sig = t->rseq_sig;
 	/* Refresh cpu_id & co. in the restored rseq area on the way out. */
 	rseq_set_notify_resume(current);
-}
-
-static bool thread_fields_ok(u64 ctid, u64 robust, u64 rseq, u64 rseq_sig)
-{
-	return ctid < TASK_SIZE_MAX && robust < TASK_SIZE_MAX && rseq < TASK_SIZE_MAX &&
-	       IS_ALIGNED(rseq, 32) && rseq_sig <= U32_MAX;
 }
 
 /* The fd must name this very file (it is closed on success). */
@@ -680,9 +686,8 @@ long ckpt_ioc_restore_thread(struct ckpt_session *s, void __user *uarg)
 
 	if (copy_from_user(&t, uarg, sizeof(t)))
 		return -EFAULT;
-	if (t.flags || !ckpt_all_zero(t.reserved, ARRAY_SIZE(t.reserved)) || check_regs(&t.regs) ||
-	    !thread_fields_ok(t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig) ||
-	    !is_self_fd(s, t.self_fd) || !current->mm)
+	if (t.flags || !ckpt_all_zero(t.reserved, ARRAY_SIZE(t.reserved)) ||
+	    check_thread_state(&t.thread) || !is_self_fd(s, t.self_fd) || !current->mm)
 		return -EINVAL;
 
 	spin_lock(&ckpt_rdv_lock);
@@ -719,10 +724,9 @@ long ckpt_ioc_restore_thread(struct ckpt_session *s, void __user *uarg)
 		return ret ? -EINTR : state;
 	}
 
-	set_regs(current_pt_regs(), &t.regs);
-	set_thread_state(t.sigmask, t.clear_child_tid, t.robust_list, t.rseq, t.rseq_sig);
+	set_thread_state(&t.thread);
 	close_fd(t.self_fd);
-	return (long)t.regs.ax;
+	return (long)t.thread.regs.ax;
 }
 
 static void report_status(struct ckpt_restore *r, s64 status)
@@ -809,15 +813,13 @@ long ckpt_ioc_restore_commit(struct ckpt_session *s, void __user *uarg)
 		return ret;
 	}
 	set_mm_fields(mm, p);
-	set_regs(current_pt_regs(), &p->regs);
-
-	set_thread_state(p->sigmask, p->clear_child_tid, p->robust_list, p->rseq, p->rseq_sig);
+	set_thread_state(&p->thread);
 
 	rdv_finish(r->rdv, 1);
 	report_status(r, 0);
 	if (r->status)
 		close_fd(p->status_fd);
-	ret = (long)p->regs.ax;
+	ret = (long)p->thread.regs.ax;
 	self_fd = p->self_fd;	/* @p is in @r, freed next */
 	s->restore = NULL;
 	ckpt_restore_free(r);

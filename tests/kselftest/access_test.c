@@ -545,13 +545,15 @@ FIXTURE_SETUP(rs)
 	self->p.self_fd = self->fd;
 	self->p.vmas = (__u64)&self->vma;
 	self->p.nr_vmas = 1;
+	self->p.vma_size = sizeof(struct ckpt_restore_vma);
+	self->p.run_size = sizeof(struct ckpt_restore_run);
 	self->p.runs = (__u64)&self->run;
 	self->p.nr_runs = 1;
 	self->p.data_fd = self->data;
 	ck_own_vdso(&self->p.keep_start, &self->p.keep_end);
-	self->p.regs.cs = 0x33;
-	self->p.regs.ss = 0x2b;
-	self->p.regs.ip = (__u64)hole;
+	self->p.thread.regs.cs = 0x33;
+	self->p.thread.regs.ss = 0x2b;
+	self->p.thread.regs.ip = (__u64)hole;
 }
 
 FIXTURE_TEARDOWN(rs)
@@ -603,7 +605,7 @@ TEST_F(rs, no_write_into_readonly_or_exec_outside_commit)
 		v.flags &= ~(CKPT_VMA_PREBUILT | CKPT_VMA_FILE);
 		v.fd = 0;
 		v.prot = PROT_READ | PROT_WRITE;
-		p.regs.ip = (__u64)m;
+		p.thread.regs.ip = (__u64)m;
 		EXPECT_EQ(0, ck_ioctl(self->fd, CKPT_IOC_RESTORE_PREPARE, &p));
 		EXPECT_EQ(0, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
 		/* COMMIT from a task other than the one that prepared. */

@@ -92,18 +92,33 @@ TEST_F(dev, handshake)
 	EXPECT_EQ(-EBUSY, api(self->fd, &a));
 }
 
+/*
+ * A program built against another API version (an older one, 1, or a newer one) gets
+ * -EPROTONOSUPPORT, and what the module speaks: its version and features are copied back.
+ */
 TEST_F(dev, handshake_wrong_version)
 {
-	struct ckpt_api a = { .api = CKPT_API_VERSION + 1 };
+	const __u64 other[] = { CKPT_API_VERSION + 1, 1, 0, ~0ULL };
 
-	EXPECT_EQ(-EINVAL, api(self->fd, &a));
-	/* The module's version is copied back so the caller can tell. */
-	EXPECT_EQ(CKPT_API_VERSION, a.api);
-	a = (struct ckpt_api){ .api = 0 };
-	EXPECT_EQ(-EINVAL, api(self->fd, &a));
+	for (unsigned int i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		struct ckpt_api a = { .api = other[i] };
+
+		if (other[i] == CKPT_API_VERSION)
+			continue;
+		EXPECT_EQ(-EPROTONOSUPPORT, api(self->fd, &a)) TH_LOG("version %llu",
+								      (unsigned long long)other[i]);
+		EXPECT_EQ(CKPT_API_VERSION, a.api);
+		EXPECT_TRUE(a.features & CKPT_FEATURE_TRACK);
+		EXPECT_EQ((__u64)getpagesize(), a.page_size);
+	}
+	/* The handshake is still to be done: other commands are refused. */
+	struct ckpt_stats st = { 0 };
+
+	EXPECT_EQ(-EINVAL, ioctl(self->fd, CKPT_IOC_STATS, &st) ? -errno : 0);
 	/* A failed handshake does not use up the file. */
-	a = (struct ckpt_api){ .api = CKPT_API_VERSION };
-	EXPECT_EQ(0, api(self->fd, &a));
+	struct ckpt_api ok = { .api = CKPT_API_VERSION };
+
+	EXPECT_EQ(0, api(self->fd, &ok));
 }
 
 TEST_F(dev, handshake_reserved_and_features)
@@ -114,9 +129,49 @@ TEST_F(dev, handshake_reserved_and_features)
 		a.reserved[i] = 1;
 		EXPECT_EQ(-EINVAL, api(self->fd, &a));
 	}
-	struct ckpt_api b = { .api = CKPT_API_VERSION, .features = 1 };
+	/* A feature to opt in to that the module does not have (none exists at version 2). */
+	for (int bit = 0; bit < 64; bit += 7) {
+		struct ckpt_api b = { .api = CKPT_API_VERSION, .features = 1ULL << bit };
 
-	EXPECT_EQ(-EINVAL, api(self->fd, &b));
+		EXPECT_EQ(-EOPNOTSUPP, api(self->fd, &b)) TH_LOG("feature bit %d", bit);
+		EXPECT_EQ(CKPT_API_VERSION, b.api);
+		EXPECT_TRUE(b.features & CKPT_FEATURE_TRACK);
+	}
+	/* Reserved words are checked before features: -EINVAL. */
+	struct ckpt_api c = { .api = CKPT_API_VERSION, .features = 1, .reserved = { 0, 0, 0, 1 } };
+
+	EXPECT_EQ(-EINVAL, api(self->fd, &c));
+	/* None of them used up the file. */
+	struct ckpt_api d = { .api = CKPT_API_VERSION };
+
+	EXPECT_EQ(0, api(self->fd, &d));
+}
+
+/*
+ * Every optional behaviour is advertised (this module has all of the header's features, and
+ * no bit the header does not name), and ioctls lists exactly the header's commands.
+ */
+TEST_F(dev, handshake_features_and_commands)
+{
+	const __u64 all = CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |
+			  CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_RESTORE |
+			  CKPT_FEATURE_DUMP | CKPT_FEATURE_RESTORE_PREBUILT | CKPT_FEATURE_HOLD |
+			  CKPT_FEATURE_DUMP_PROCESS | CKPT_FEATURE_DUMP_TIMERS;
+	const unsigned long cmds[] = {
+		CKPT_IOC_API, CKPT_IOC_REGISTER, CKPT_IOC_UNREGISTER, CKPT_IOC_COLLECT,
+		CKPT_IOC_STATS, CKPT_IOC_ATTACH, CKPT_IOC_RELEASE, CKPT_IOC_RESTORE_PREPARE,
+		CKPT_IOC_RESTORE_COMMIT, CKPT_IOC_RESTORE_THREAD, CKPT_IOC_DUMP_TASK,
+	};
+	struct ckpt_api a = { .api = CKPT_API_VERSION };
+	__u64 bits = 0;
+
+	ASSERT_EQ(0, api(self->fd, &a));
+	EXPECT_EQ(all, a.features);
+	/* The dump timers: a caller asks for CKPT_DUMP_TIMERS only when this bit says so. */
+	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP_TIMERS);
+	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		bits |= 1ULL << _IOC_NR(cmds[i]);
+	EXPECT_EQ(bits, a.ioctls);
 }
 
 TEST_F(dev, handshake_bad_pointer)

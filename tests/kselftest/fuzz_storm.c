@@ -347,7 +347,7 @@ static void reserved_of(unsigned long cmd, int *off, int *n)
 	case CKPT_IOC_ATTACH: *off = 2; *n = 2; break;
 	case CKPT_IOC_RELEASE: *off = 8; *n = 4; break;
 	case CKPT_IOC_RESTORE_PREPARE:
-		*off = offsetof(struct ckpt_restore_prepare, reserved) / 8; *n = 8; break;
+		*off = offsetof(struct ckpt_restore_prepare, reserved) / 8; *n = 6; break;
 	case CKPT_IOC_RESTORE_THREAD:
 		*off = offsetof(struct ckpt_restore_thread, reserved) / 8; *n = 5; break;
 	case CKPT_IOC_DUMP_TASK:
@@ -446,6 +446,7 @@ static void plausible_prepare(struct wk *w, int fd, struct ckpt_restore_prepare 
 	*nr = 0;
 	for (int i = 0; i < *nv; i++)
 		if (fz_one_in(&w->r, 2)) {
+			memset(&run[*nr], 0, sizeof(run[*nr]));
 			run[*nr].addr = v[i].start;
 			run[*nr].len = PAGE;
 			run[*nr].data_off = fz_below(&w->r, 16) * PAGE;
@@ -467,6 +468,8 @@ static void plausible_prepare(struct wk *w, int fd, struct ckpt_restore_prepare 
 	p->nr_vmas = *nv;
 	p->runs = (uintptr_t)run;
 	p->nr_runs = *nr;
+	p->vma_size = sizeof(*v);
+	p->run_size = sizeof(*run);
 	p->data_fd = data_fd;
 	if (fz_one_in(&w->r, 2)) {
 		p->flags = CKPT_RESTORE_STATUS_FD;
@@ -479,11 +482,11 @@ static void plausible_prepare(struct wk *w, int fd, struct ckpt_restore_prepare 
 	p->start_code = hole;
 	p->end_code = hole + PAGE;
 	p->start_brk = p->brk = hole + 8 * PAGE;
-	plausible_regs(w, &p->regs);
-	p->sigmask = fz_r(&w->r);
+	plausible_regs(w, &p->thread.regs);
+	p->thread.sigmask = fz_r(&w->r);
 	if (fz_one_in(&w->r, 2))
-		p->rseq = hole + 32 * fz_below(&w->r, 64);
-	p->rseq_sig = fz_below(&w->r, 1ULL << 32);
+		p->thread.rseq = hole + 32 * fz_below(&w->r, 64);
+	p->thread.rseq_sig = fz_below(&w->r, 1ULL << 32);
 }
 
 /* Foreign ioctl numbers the VFS itself answers (FIONBIO, FIFREEZE, FIGETBSZ, FICLONE, ...). */
@@ -616,10 +619,10 @@ static long random_call(struct wk *w, int fd, int hs, bool shared)
 			 * an exited child stays in the shared file: see the report).
 			 */
 			if (!shared && !w->child) {
-				plausible_regs(w, &a.thr.regs);
+				plausible_regs(w, &a.thr.thread.regs);
 				a.thr.self_fd = fd;
 			}
-			a.thr.sigmask = fz_r(&w->r);
+			a.thr.thread.sigmask = fz_r(&w->r);
 			break;
 		case CKPT_IOC_DUMP_TASK:
 			a.dump.pid = fz_one_in(&w->r, 2) ? (uint64_t)victim : fz_below(&w->r, 1 << 16);
@@ -720,8 +723,11 @@ static long random_call(struct wk *w, int fd, int hs, bool shared)
 			alt = -EINVAL;
 	} else if (nmut == 1 && ac != P_CHAOS) {
 		expect = -EINVAL;
+		/* A handshake checks: done already, then the version, then reserved (ckpt.h). */
 		if (cmd == CKPT_IOC_API)
-			expect = hs == 1 ? -EBUSY : -EINVAL, alt = hs < 0 ? -EBUSY : 1;
+			expect = hs == 1 ? -EBUSY
+				 : a.api.api != CKPT_API_VERSION ? -EPROTONOSUPPORT : -EINVAL,
+			alt = hs < 0 ? -EBUSY : 1;
 		/*
 		 * A refused handshake still copies the struct back (ckpt.h): into a read-only
 		 * argument that is -EFAULT (seed 0x400ab020750707c4 expected -EINVAL).
@@ -1370,7 +1376,7 @@ static void *park_thread(void *arg)
 	struct ckpt_restore_thread t;
 
 	memset(&t, 0, sizeof(t));
-	plausible_regs(p->w, &t.regs);
+	plausible_regs(p->w, &t.thread.regs);
 	t.self_fd = p->fd;
 	atomic_store(&p->started, 1);
 	p->ret = fz_ioctl(p->fd, CKPT_IOC_RESTORE_THREAD, (uintptr_t)&t);
@@ -1410,10 +1416,10 @@ static void prepare_round(struct wk *w)
 	q = p;
 	q.vmas = (uintptr_t)vq;
 	q.runs = (uintptr_t)rq;
-	switch (fz_below(&w->r, 16)) {
+	switch (fz_below(&w->r, 19)) {
 	case 0: q.flags |= 2; want = -EINVAL; break;
-	case 1: q.reserved[fz_below(&w->r, 8)] = 1; want = -EINVAL; break;
-	case 2: q.regs.cs = 0x23; want = -EINVAL; break;
+	case 1: q.reserved[fz_below(&w->r, 6)] = 1; want = -EINVAL; break;
+	case 2: q.thread.regs.cs = 0x23; want = -EINVAL; break;
 	case 3: q.nr_vmas = 0; want = -E2BIG; break;
 	case 4: q.nr_runs = CKPT_RESTORE_MAX_RUNS + 1; want = -E2BIG; break;
 	case 5: q.self_fd = w->fd; want = -EINVAL; break;
@@ -1429,6 +1435,14 @@ static void prepare_round(struct wk *w)
 		q.nr_runs = 1; q.runs = (uintptr_t)rq;
 		rq[0] = (struct ckpt_restore_run){ .addr = vq[0].start + vq[0].len, .len = PAGE };
 		want = -EINVAL; break;	/* a run outside every vma */
+	/* The arrays' element sizes and a run's reserved word (API version 2). */
+	case 15: q.run_size = fz_one_in(&w->r, 2) ? 24 : sizeof(rq[0]) + 8; want = -EINVAL; break;
+	case 16: q.vma_size = fz_below(&w->r, sizeof(vq[0])); want = -EINVAL; break;
+	case 17:
+		q.nr_runs = 1; q.runs = (uintptr_t)rq;
+		rq[0] = (struct ckpt_restore_run){ .addr = vq[0].start, .len = PAGE,
+						   .reserved = 1ULL << fz_below(&w->r, 64) };
+		want = -EINVAL; break;
 	default:
 		q.flags = CKPT_RESTORE_STATUS_FD; q.status_fd = pipe_rw[0]; want = -EBADF; break;
 	}
@@ -2125,8 +2139,8 @@ static void *helper_main(void *arg)
 	int fd = ck_open();
 
 	memset(&t, 0, sizeof(t));
-	t.regs = im->p.regs;
-	t.regs.ip = im->p.regs.ip + 256;
+	t.thread.regs = im->p.thread.regs;
+	t.thread.regs.ip = im->p.thread.regs.ip + 256;
 	t.self_fd = fd;
 	/* Returns only if the restore failed or was refused. */
 	ioctl(fd, CKPT_IOC_RESTORE_THREAD, &t);
@@ -2253,6 +2267,8 @@ picked:
 	im->p.nr_vmas = nv;
 	im->p.runs = (uintptr_t)im->run;
 	im->p.nr_runs = nr;
+	im->p.vma_size = sizeof(im->v[0]);
+	im->p.run_size = sizeof(im->run[0]);
 	im->p.data_fd = data;
 	im->p.flags = CKPT_RESTORE_STATUS_FD;
 	im->p.status_fd = status_w;
@@ -2262,10 +2278,10 @@ picked:
 	}
 	im->p.start_code = h;
 	im->p.end_code = h + PAGE;
-	im->p.regs.cs = 0x33;
-	im->p.regs.ss = 0x2b;
-	im->p.regs.ip = h;
-	im->p.regs.flags = 0x202;
+	im->p.thread.regs.cs = 0x33;
+	im->p.thread.regs.ss = 0x2b;
+	im->p.thread.regs.ip = h;
+	im->p.thread.regs.flags = 0x202;
 	im->helpers = fz_below(r, 3);
 	im->twist = fz_one_in(r, 6) ? 1 : fz_one_in(r, 5) && im->prebuilt ? 2 : 0;
 }

@@ -56,7 +56,7 @@ static inline bool fz_documented(unsigned long cmd, int e)
 		return true;
 	switch (cmd) {
 	case CKPT_IOC_API:
-		return e == -EBUSY;
+		return e == -EBUSY || e == -EPROTONOSUPPORT || e == -EOPNOTSUPP;
 	case CKPT_IOC_REGISTER:
 		return e == -ENOMEM || e == -EOPNOTSUPP || e == -EEXIST || e == -ENOSPC ||
 		       e == -ESRCH || e == -EINTR;

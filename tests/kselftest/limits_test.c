@@ -254,9 +254,11 @@ TEST_F(lim, restore_prepare_beyond_kmem_is_enospc)
 	ASSERT_NE(0, p.keep_end);
 	p.vmas = (uintptr_t)vmas;
 	p.nr_vmas = 2000;		/* 2000 * 72 bytes staged */
-	p.regs.cs = 0x33;
-	p.regs.ss = 0x2b;
-	p.regs.ip = 0x400000;
+	p.vma_size = sizeof(struct ckpt_restore_vma);
+	p.run_size = sizeof(struct ckpt_restore_run);
+	p.thread.regs.cs = 0x33;
+	p.thread.regs.ss = 0x2b;
+	p.thread.regs.ip = 0x400000;
 	ASSERT_EQ(0, become(NOBODY));
 	fd = ck_open();
 	ASSERT_LE(0, fd);

@@ -50,8 +50,8 @@ static void *park(void *arg)
 	struct parked *pk = arg;
 	struct ckpt_restore_thread t = { .self_fd = pk->fd };
 
-	t.regs.cs = 0x33;
-	t.regs.ss = 0x2b;
+	t.thread.regs.cs = 0x33;
+	t.thread.regs.ss = 0x2b;
 	pk->ret = ck_ioctl(pk->fd, CKPT_IOC_RESTORE_THREAD, &t);
 	return NULL;
 }
@@ -102,12 +102,14 @@ TEST(open_close_and_status_while_a_session_sleeps)
 	p.self_fd = fd;
 	p.vmas = (uintptr_t)&vma;
 	p.nr_vmas = 1;
+	p.vma_size = sizeof(struct ckpt_restore_vma);
+	p.run_size = sizeof(struct ckpt_restore_run);
 	p.runs = (uintptr_t)&run;
 	p.nr_runs = 1;
 	p.data_fd = data;
-	p.regs.cs = 0x33;
-	p.regs.ss = 0x2b;
-	p.regs.ip = (uintptr_t)hole;
+	p.thread.regs.cs = 0x33;
+	p.thread.regs.ss = 0x2b;
+	p.thread.regs.ip = (uintptr_t)hole;
 	ASSERT_EQ(0, ck_ioctl(fd, CKPT_IOC_RESTORE_PREPARE, &p));
 
 	/* A helper thread parks in RESTORE_THREAD on a session of its own. */

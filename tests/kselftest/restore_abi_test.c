@@ -81,11 +81,13 @@ FIXTURE_SETUP(rs)
 	self->p.nr_vmas = 1;
 	self->p.runs = (__u64)&self->run;
 	self->p.nr_runs = 1;
+	self->p.vma_size = sizeof(struct ckpt_restore_vma);
+	self->p.run_size = sizeof(struct ckpt_restore_run);
 	self->p.data_fd = self->data;
 	ck_own_vdso(&self->p.keep_start, &self->p.keep_end);
-	self->p.regs.cs = 0x33;
-	self->p.regs.ss = 0x2b;
-	self->p.regs.ip = (__u64)hole;
+	self->p.thread.regs.cs = 0x33;
+	self->p.thread.regs.ss = 0x2b;
+	self->p.thread.regs.ip = (__u64)hole;
 }
 
 FIXTURE_TEARDOWN(rs)
@@ -102,6 +104,9 @@ TEST_F(rs, handshake_reports_features)
 	ASSERT_EQ(0, ioc(fd, CKPT_IOC_API, &a));
 	EXPECT_TRUE(a.features & CKPT_FEATURE_RESTORE);
 	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP);
+	/* DUMP_TASK's flags are advertised, not found out by -EINVAL. */
+	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP_TIMERS);
+	EXPECT_TRUE(a.features & CKPT_FEATURE_DUMP_PROCESS);
 	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_PREPARE)));
 	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_COMMIT)));
 	EXPECT_TRUE(a.ioctls & (1ULL << _IOC_NR(CKPT_IOC_RESTORE_THREAD)));
@@ -138,8 +143,8 @@ TEST_F(rs, thread_without_prepare)
 	struct ckpt_restore_thread t = { .self_fd = self->fd };
 	int fd2 = open_dev();
 
-	t.regs.cs = 0x33;
-	t.regs.ss = 0x2b;
+	t.thread.regs.cs = 0x33;
+	t.thread.regs.ss = 0x2b;
 	t.self_fd = fd2;
 	EXPECT_EQ(-ENOENT, ioc(fd2, CKPT_IOC_RESTORE_THREAD, &t));
 	t.reserved[0] = 1;
@@ -168,13 +173,15 @@ TEST_F(rs, prepare_refusals)
 	REFUSED(-EINVAL, q.flags = 1ULL << 40);
 	REFUSED(-EINVAL, q.reserved[3] = 1);
 	REFUSED(-EINVAL, q.status_fd = 5);		/* without CKPT_RESTORE_STATUS_FD */
-	REFUSED(-EINVAL, q.regs.cs = 0x23);		/* a 32-bit code segment */
-	REFUSED(-EINVAL, q.regs.ss = 0);
-	REFUSED(-EINVAL, q.regs.fs = 0x2b);
-	REFUSED(-EINVAL, q.regs.ip = 1ULL << 63);
+	REFUSED(-EINVAL, q.thread.regs.cs = 0x23);	/* a 32-bit code segment */
+	REFUSED(-EINVAL, q.thread.regs.ss = 0);
+	REFUSED(-EINVAL, q.thread.regs.fs = 0x2b);
+	REFUSED(-EINVAL, q.thread.regs.ip = 1ULL << 63);
 	REFUSED(-EINVAL, q.start_brk = 2; q.brk = 1);
 	REFUSED(-EINVAL, q.env_end = 1ULL << 62);
-	REFUSED(-EINVAL, q.rseq = 0x1008);		/* unaligned */
+	REFUSED(-EINVAL, q.thread.rseq = 0x1008);	/* unaligned */
+	REFUSED(-EINVAL, q.thread.rseq_sig = 1ULL << 32);
+	REFUSED(-EINVAL, q.thread.clear_child_tid = 1ULL << 63);
 	REFUSED(-E2BIG, q.nr_vmas = 0);
 	REFUSED(-E2BIG, q.nr_vmas = CKPT_RESTORE_MAX_VMAS + 1);
 	REFUSED(-E2BIG, q.nr_runs = CKPT_RESTORE_MAX_RUNS + 1);
@@ -214,6 +221,27 @@ TEST_F(rs, prepare_refusals)
 }
 
 /* CKPT_VMA_PREBUILT: accepted only when the caller's own mappings match the entry. */
+/*
+ * The arrays' elements can grow (API version 2): PREPARE takes their size and refuses any
+ * other, and a run's reserved field must be zero, as every reserved field.
+ */
+TEST_F(rs, array_elements)
+{
+	REFUSED(0, (void)0);
+	REFUSED(-EINVAL, r.reserved = 1);
+	REFUSED(-EINVAL, r.reserved = 1ULL << 63);
+	REFUSED(-EINVAL, q.run_size = 0);		/* a version 1 caller's 0 */
+	REFUSED(-EINVAL, q.run_size = 24);		/* version 1's element */
+	REFUSED(-EINVAL, q.run_size = sizeof(struct ckpt_restore_run) + 8);
+	REFUSED(-EINVAL, q.vma_size = 0);
+	REFUSED(-EINVAL, q.vma_size = sizeof(struct ckpt_restore_vma) - 8);
+	REFUSED(-EINVAL, q.vma_size = sizeof(struct ckpt_restore_vma) + 8);
+	/* Without runs the run size is still checked: it says what the caller was built with. */
+	REFUSED(-EINVAL, q.nr_runs = 0; q.run_size = 0);
+	/* Nothing was prepared by the refused ones; the valid one was. */
+	EXPECT_EQ(0, ioctl(self->fd, CKPT_IOC_RESTORE_COMMIT, CKPT_COMMIT_CHECK) ? -errno : 0);
+}
+
 TEST_F(rs, prebuilt)
 {
 	struct ckpt_api a = { .api = CKPT_API_VERSION };
@@ -360,8 +388,8 @@ static void *park_with_rseq(void *arg)
 	struct ckpt_restore_thread t = { .self_fd = pk->fd };
 
 	pk->before = rseq_again();
-	t.regs.cs = 0x33;
-	t.regs.ss = 0x2b;
+	t.thread.regs.cs = 0x33;
+	t.thread.regs.ss = 0x2b;
 	pk->ret = ioc(pk->fd, CKPT_IOC_RESTORE_THREAD, &t);
 	pk->after = rseq_again();
 	return NULL;

@@ -37,11 +37,41 @@ TEST(Uapi, IoctlDirections) {
   EXPECT_EQ(_IOC_DIR(CKPT_IOC_COLLECT), _IOC_READ | _IOC_WRITE);
   EXPECT_EQ(_IOC_DIR(CKPT_IOC_STATS), _IOC_READ | _IOC_WRITE);
   EXPECT_EQ(_IOC_DIR(CKPT_IOC_ATTACH), static_cast<unsigned>(_IOC_WRITE));
+  EXPECT_EQ(_IOC_DIR(CKPT_IOC_RELEASE), _IOC_READ | _IOC_WRITE);
+  EXPECT_EQ(_IOC_DIR(CKPT_IOC_RESTORE_PREPARE), static_cast<unsigned>(_IOC_WRITE));
+  EXPECT_EQ(_IOC_DIR(CKPT_IOC_RESTORE_COMMIT), static_cast<unsigned>(_IOC_NONE));
+  EXPECT_EQ(_IOC_DIR(CKPT_IOC_RESTORE_THREAD), static_cast<unsigned>(_IOC_WRITE));
+  EXPECT_EQ(_IOC_DIR(CKPT_IOC_DUMP_TASK), _IOC_READ | _IOC_WRITE);
+}
+
+// API version 2's layouts: the arrays' elements have reserved fields and their size is passed;
+// the per-thread state is one struct in both restore commands, where the fields were before.
+TEST(Uapi, RestoreLayouts) {
+  static_assert(only_u64<ckpt_restore_run>);
+  static_assert(only_u64<ckpt_restore_vma>);
+  static_assert(only_u64<ckpt_thread_state>);
+  static_assert(only_u64<ckpt_restore_prepare>);
+  static_assert(only_u64<ckpt_restore_thread>);
+  EXPECT_EQ(sizeof(ckpt_restore_run), 32u);
+  EXPECT_EQ(offsetof(ckpt_restore_run, reserved), 24u);
+  EXPECT_EQ(sizeof(ckpt_restore_vma), 64u);
+  EXPECT_EQ(sizeof(ckpt_thread_state), 256u);
+  // Version 1 had the same sizes and the thread fields at these offsets.
+  EXPECT_EQ(sizeof(ckpt_restore_prepare), 488u);
+  EXPECT_EQ(offsetof(ckpt_restore_prepare, thread), 168u);
+  EXPECT_EQ(offsetof(ckpt_restore_prepare, vma_size), 424u);
+  EXPECT_EQ(sizeof(ckpt_restore_thread), 312u);
+  EXPECT_EQ(offsetof(ckpt_restore_thread, self_fd), 256u);
+  EXPECT_EQ(_IOC_SIZE(CKPT_IOC_RESTORE_PREPARE), sizeof(ckpt_restore_prepare));
+  EXPECT_EQ(_IOC_SIZE(CKPT_IOC_RESTORE_THREAD), sizeof(ckpt_restore_thread));
+  EXPECT_EQ(_IOC_SIZE(CKPT_IOC_DUMP_TASK), sizeof(ckpt_dump_task));
 }
 
 TEST(Uapi, IoctlNumbersAreDistinctAndSized) {
-  const unsigned cmds[] = {CKPT_IOC_API, CKPT_IOC_REGISTER, CKPT_IOC_UNREGISTER,
-                           CKPT_IOC_COLLECT, CKPT_IOC_STATS, CKPT_IOC_ATTACH};
+  const unsigned cmds[] = {CKPT_IOC_API,         CKPT_IOC_REGISTER,        CKPT_IOC_UNREGISTER,
+                           CKPT_IOC_COLLECT,     CKPT_IOC_STATS,           CKPT_IOC_ATTACH,
+                           CKPT_IOC_RELEASE,     CKPT_IOC_RESTORE_PREPARE, CKPT_IOC_RESTORE_COMMIT,
+                           CKPT_IOC_RESTORE_THREAD, CKPT_IOC_DUMP_TASK};
   std::set<unsigned> nrs;
   for (unsigned c : cmds) {
     EXPECT_EQ(_IOC_TYPE(c), static_cast<unsigned>(CKPT_IOC_MAGIC));

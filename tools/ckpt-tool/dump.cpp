@@ -176,7 +176,7 @@ std::vector<std::vector<uint8_t>> peek_signals(int tid, unsigned flags) {
   }
 }
 
-void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
+void read_thread(int tid, int ckpt_fd, uint64_t features, Image* img, Thread* t) {
   user_regs_struct ur;
   if (ptrace(PTRACE_GETREGS, tid, nullptr, &ur) < 0)
     throw Error{kFailed, std::string("ptrace(GETREGS): ") + strerror(errno)};
@@ -210,20 +210,13 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   ckpt_dump_task d{};
   d.pid = uint64_t(tid);
   d.actions = uint64_t(uintptr_t(acts));
-  // The process's timers, once (the thread group leader comes first). A module without
-  // CKPT_DUMP_TIMERS refuses the flag: then they are not known, and not saved (as before).
-  const bool leader = t == &img->threads.front();
-  // CKPT_DUMP_PROCESS likewise: the process state only the process itself can read.
-  d.flags = leader ? CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS : 0;
+  // The process's timers, once (the thread group leader comes first), and the process state
+  // only the process itself can read, from a module that has them.
+  if (t == &img->threads.front()) {
+    if (features & CKPT_FEATURE_DUMP_TIMERS) d.flags |= CKPT_DUMP_TIMERS;
+    if (features & CKPT_FEATURE_DUMP_PROCESS) d.flags |= CKPT_DUMP_PROCESS;
+  }
   int rc = ckptdev::dump_task(ckpt_fd, &d);
-  if (rc == -EINVAL && d.flags) {  // refused: nothing was written back
-    d.flags = CKPT_DUMP_TIMERS;
-    rc = ckptdev::dump_task(ckpt_fd, &d);
-  }
-  if (rc == -EINVAL && d.flags) {
-    d.flags = 0;
-    rc = ckptdev::dump_task(ckpt_fd, &d);
-  }
   if (rc < 0) throw Error{kFailed, std::string("ckpt.ko DUMP_TASK: ") + strerror(-rc)};
   if (d.process & CKPT_PROCESS_CHILD_SUBREAPER)
     throw Error{kFailed, "the process is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), which "
@@ -237,7 +230,7 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
     throw Error{kFailed, "the process has timers that are not supported: " + what.substr(2) +
                              " (ITIMER_REAL and alarm() are; see Documentation/whole-process.md)"};
   }
-  if (leader) {
+  if (d.flags & CKPT_DUMP_TIMERS) {
     img->itimer_real_ns = d.itimer_real_ns;
     img->itimer_real_interval_ns = d.itimer_real_interval_ns;
   }
@@ -256,7 +249,8 @@ void read_thread(int tid, int ckpt_fd, Image* img, Thread* t) {
   t->pending = peek_signals(tid, 0);
 }
 
-int open_module() {
+// A session of ckpt.ko; *features: the module's CKPT_FEATURE_* bits.
+int open_module(uint64_t* features = nullptr) {
   ckptdev::Session dev;
   if (int e = dev.open()) {
     if (e == -EPROTONOSUPPORT)
@@ -268,6 +262,7 @@ int open_module() {
   }
   if (!dev.has(CKPT_FEATURE_DUMP))
     throw Error{kUnavailable, "this ckpt.ko does not offer CKPT_FEATURE_DUMP"};
+  if (features) *features = dev.features();
   return dev.take_fd();
 }
 
@@ -939,7 +934,8 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
   getrusage(RUSAGE_SELF, &ru0);
   if (kill(pid, 0) < 0 && errno == ESRCH)
     throw Error{kFailed, "no process " + std::to_string(pid)};
-  int ckpt_fd = open_module();
+  uint64_t features = 0;
+  int ckpt_fd = open_module(&features);
   std::unique_ptr<int, void (*)(int*)> ckpt_guard(new int(ckpt_fd), [](int* p) {
     close(*p);
     delete p;
@@ -960,7 +956,7 @@ int take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
   if (order.empty() || order[0] != pid) throw Error{kFailed, "the main thread has exited"};
   for (int tid : order) {
     img.threads.emplace_back();
-    read_thread(tid, ckpt_fd, &img, &img.threads.back());
+    read_thread(tid, ckpt_fd, features, &img, &img.threads.back());
   }
   img.shared_pending = peek_signals(pid, 1 /* PTRACE_PEEKSIGINFO_SHARED */);
   ph.threads = since(t);

@@ -386,6 +386,17 @@ void set_altstack(const Thread& t) {
     die(std::string("restoring the alternate signal stack: ") + strerror(int(-e)));
 }
 
+// What an image thread sets on itself when ckpt.ko restores it.
+void thread_state(const Thread& t, ckpt_thread_state* s) {
+  static_assert(sizeof(s->regs) == sizeof(t.regs));
+  std::memcpy(&s->regs, &t.regs, sizeof(s->regs));
+  s->sigmask = t.sigmask;
+  s->clear_child_tid = t.clear_child_tid;
+  s->robust_list = t.robust_list;
+  s->rseq = t.rseq;
+  s->rseq_sig = t.rseq_sig;
+}
+
 // A helper thread: becomes one of the image's threads.
 struct Helper {
   const Thread* t = nullptr;
@@ -418,12 +429,7 @@ void helper_main(void* arg) {
   int signo;
   if (long e = requeue(h->t->pending, true, &signo); e < 0)
     helper_fail("queueing a thread's pending signal again", e);
-  std::memcpy(&h->req.regs, &h->t->regs, sizeof(h->req.regs));
-  h->req.sigmask = h->t->sigmask;
-  h->req.clear_child_tid = h->t->clear_child_tid;
-  h->req.robust_list = h->t->robust_list;
-  h->req.rseq = h->t->rseq;
-  h->req.rseq_sig = h->t->rseq_sig;
+  thread_state(*h->t, &h->req.thread);
   h->req.self_fd = uint64_t(h->fd);
   jump(h->t->regs.fs_base, h->t->regs.gs_base, h->xs, rfbm(), h->fd, CKPT_IOC_RESTORE_THREAD,
        uint64_t(uintptr_t(&h->req)), 98);
@@ -819,7 +825,9 @@ restore_clone3_thread:
     }
     vmas.push_back(k);
     if (!built[i])
-      for (const auto& r : v.runs) runs.push_back({v.start + r.offset, r.len, data_off[run_no++]});
+      for (const auto& r : v.runs)
+        runs.push_back({.addr = v.start + r.offset, .len = r.len, .data_off = data_off[run_no++],
+                        .reserved = 0});
   }
   ckpt_restore_prepare p{};
   p.flags = CKPT_RESTORE_STATUS_FD;
@@ -828,6 +836,8 @@ restore_clone3_thread:
   p.nr_vmas = vmas.size();
   p.runs = uint64_t(uintptr_t(runs.data()));
   p.nr_runs = runs.size();
+  p.vma_size = sizeof(ckpt_restore_vma);
+  p.run_size = sizeof(ckpt_restore_run);
   p.data_fd = uint64_t(data);
   p.status_fd = uint64_t(g_status);
   if (img.vdso_start) {
@@ -845,13 +855,7 @@ restore_clone3_thread:
   p.arg_end = img.arg_end;
   p.env_start = img.env_start;
   p.env_end = img.env_end;
-  static_assert(sizeof(p.regs) == sizeof(t.regs));
-  std::memcpy(&p.regs, &t.regs, sizeof(p.regs));
-  p.sigmask = t.sigmask;
-  p.clear_child_tid = t.clear_child_tid;
-  p.robust_list = t.robust_list;
-  p.rseq = t.rseq;
-  p.rseq_sig = t.rseq_sig;
+  thread_state(t, &p.thread);
   // Nothing so far touched anything but this child; what follows hands it to the module.
   char go = 0;
   ssize_t got;

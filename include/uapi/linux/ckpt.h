@@ -16,6 +16,13 @@
  *   - A pointer that cannot be read or written gives -EFAULT.
  *   - CKPT_IOC_API must be the first command on an open file; any other command before it gives
  *     -EINVAL. After a successful handshake a second one gives -EBUSY.
+ *   - Every optional behaviour is advertised by a feature bit (below, all in one place): a
+ *     caller tests the bit, it never probes for -EINVAL.
+ *   - An array a command reads (struct ckpt_restore_vma, struct ckpt_restore_run) comes with
+ *     its element size, which must be this header's (-EINVAL otherwise); its elements have
+ *     reserved fields, so they can grow.
+ *   - The module speaks one API version, CKPT_API_VERSION: a program built against another
+ *     gets -EPROTONOSUPPORT from the handshake, with the module's version written back.
  *
  * Model: each open() of /dev/ckpt is a tracking session bound to one address space (the
  * opener's, or with CKPT_IOC_ATTACH another process's). A session holds regions: page-aligned
@@ -42,15 +49,29 @@
  */
 #define CKPT_DEVICE_NAME	"ckpt"
 
-#define CKPT_API_VERSION	1ULL
+/*
+ * API versions. 1: ckpt 0.1.0's first ABI. 2: struct ckpt_restore_run has a reserved field,
+ * RESTORE_PREPARE takes the element sizes of its arrays (@vma_size, @run_size), and the
+ * per-thread fields of RESTORE_PREPARE and RESTORE_THREAD are one struct ckpt_thread_state
+ * (same layout as before). The layout of every other struct is version 1's.
+ */
+#define CKPT_API_VERSION	2ULL
 
-/* Feature bits, reported by CKPT_IOC_API in ckpt_api.features. */
+/*
+ * Feature bits, reported by CKPT_IOC_API in ckpt_api.features: every optional behaviour of
+ * the module, in one place.
+ */
 #define CKPT_FEATURE_TRACK	(1ULL << 0)	/* REGISTER / UNREGISTER / COLLECT / STATS */
 #define CKPT_FEATURE_THP_SPLIT	(1ULL << 1)	/* 4 KiB precision on THP-backed memory */
 #define CKPT_FEATURE_URING_CMD	(1ULL << 2)	/* COLLECT through io_uring (IORING_OP_URING_CMD) */
 #define CKPT_FEATURE_ATTACH	(1ULL << 3)	/* CKPT_IOC_ATTACH to another process */
 #define CKPT_FEATURE_GENL	(1ULL << 4)	/* generic netlink family CKPT_GENL_NAME */
+#define CKPT_FEATURE_RESTORE	(1ULL << 5)	/* RESTORE_PREPARE / RESTORE_COMMIT / RESTORE_THREAD */
+#define CKPT_FEATURE_DUMP	(1ULL << 6)	/* DUMP_TASK */
+#define CKPT_FEATURE_RESTORE_PREBUILT (1ULL << 7) /* CKPT_VMA_PREBUILT */
 #define CKPT_FEATURE_HOLD	(1ULL << 8)	/* CKPT_COLLECT_HOLD and CKPT_IOC_RELEASE */
+#define CKPT_FEATURE_DUMP_PROCESS (1ULL << 9)	/* DUMP_TASK's CKPT_DUMP_PROCESS */
+#define CKPT_FEATURE_DUMP_TIMERS (1ULL << 10)	/* DUMP_TASK's CKPT_DUMP_TIMERS */
 
 #define CKPT_IOC_MAGIC		0xC7
 
@@ -58,15 +79,17 @@
  * struct ckpt_api - handshake, CKPT_IOC_API (_IOWR)
  * @api:      in: the API version the caller speaks, CKPT_API_VERSION.
  *            out: the module's API version.
- * @features: in: must be 0 (reserved for opting in to features that change behaviour).
- *            out: the CKPT_FEATURE_* bits this module supports.
+ * @features: in: features the caller opts in to; none needs it at this version, so it must
+ *            be 0. out: the CKPT_FEATURE_* bits this module supports.
  * @ioctls:   out: bit (1 << _IOC_NR(cmd)) set for each command this module accepts.
  * @page_size: out: the page size all addresses, lengths and indices are counted in.
  * @reserved: must be zero.
  *
- * Errors: -EINVAL if @api is not a version the module speaks (the struct is still copied back
- * with the module's version in @api, so the caller can tell), if @features or @reserved is not
- * zero; -EBUSY on a second handshake on the same file; -EFAULT.
+ * Errors (the struct is copied back, with the module's values, on each but -EFAULT, so the
+ * caller can tell what the module speaks): -EPROTONOSUPPORT @api is not the version the module
+ * speaks (an older or newer program: rebuild it against this header; a module of version 1
+ * answered -EINVAL); -EOPNOTSUPP @features asks for a feature the module does not have;
+ * -EINVAL @reserved is not zero; -EBUSY a second handshake on the same file; -EFAULT.
  */
 struct ckpt_api {
 	__u64 api;
@@ -325,13 +348,16 @@ enum ckpt_genl_attr {
  * ======================================================================================
  * Whole-process dump and restore (ckpt-tool dump / restore; Documentation/whole-process.md).
  * Commands 0x10 and up. Same conventions as above: __u64 fields, reserved must be zero,
- * unknown flags rejected, CKPT_IOC_API first.
+ * unknown flags rejected, CKPT_IOC_API first, feature bits CKPT_FEATURE_RESTORE,
+ * CKPT_FEATURE_RESTORE_PREBUILT, CKPT_FEATURE_DUMP, CKPT_FEATURE_DUMP_PROCESS and
+ * CKPT_FEATURE_DUMP_TIMERS.
  * ======================================================================================
  */
-#define CKPT_FEATURE_RESTORE	(1ULL << 5)	/* RESTORE_PREPARE / RESTORE_COMMIT */
-#define CKPT_FEATURE_DUMP	(1ULL << 6)	/* DUMP_TASK */
-#define CKPT_FEATURE_RESTORE_PREBUILT (1ULL << 7) /* CKPT_VMA_PREBUILT */
-#define CKPT_FEATURE_DUMP_PROCESS (1ULL << 9)	/* DUMP_TASK's CKPT_DUMP_PROCESS */
+#ifdef __x86_64__
+/*
+ * Restore writes a task's registers: x86-64 only (struct ckpt_regs). Dump (DUMP_TASK) is
+ * below, outside this block.
+ */
 
 /* struct ckpt_restore_vma.flags */
 #define CKPT_VMA_FILE		(1ULL << 0)	/* private mapping of @fd at @pgoff, else anonymous */
@@ -374,11 +400,13 @@ struct ckpt_restore_vma {
  * written as ptrace would (FOLL_FORCE, the pages become private copies): only the mappings
  * COMMIT itself has just created, in an address space no other process shares, before the
  * task runs any of it. No other command writes through a mapping's protection.
+ * @reserved: must be zero.
  */
 struct ckpt_restore_run {
 	__u64 addr;
 	__u64 len;
 	__u64 data_off;
+	__u64 reserved;
 };
 
 /**
@@ -392,6 +420,24 @@ struct ckpt_regs {
 	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
 	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 	__u64 fs_base, gs_base, ds, es, fs, gs;
+};
+
+/**
+ * struct ckpt_thread_state - what a restored thread sets on itself (RESTORE_PREPARE for the
+ * thread that commits, RESTORE_THREAD for each other one)
+ * @regs:     the registers it resumes with; COMMIT / RESTORE_THREAD return @regs.ax.
+ * @sigmask:  the blocked signal set (bit n-1 = signal n); SIGKILL/SIGSTOP are dropped.
+ * @clear_child_tid, @robust_list, @rseq, @rseq_sig: as set_tid_address(2),
+ *            set_robust_list(2) and rseq(2) would set them (0: none); each below TASK_SIZE,
+ *            @rseq 32-byte aligned, @rseq_sig a 32-bit value (-EINVAL otherwise).
+ */
+struct ckpt_thread_state {
+	struct ckpt_regs regs;
+	__u64 sigmask;
+	__u64 clear_child_tid;
+	__u64 robust_list;
+	__u64 rseq;
+	__u64 rseq_sig;
 };
 
 /* struct ckpt_restore_prepare.flags */
@@ -408,6 +454,8 @@ struct ckpt_regs {
  * @vmas, @nr_vmas: user pointer to @nr_vmas struct ckpt_restore_vma, sorted by start,
  *             not overlapping each other nor [@keep_start, @keep_end); 1..CKPT_RESTORE_MAX_VMAS.
  * @runs, @nr_runs: user pointer to @nr_runs struct ckpt_restore_run; 0..CKPT_RESTORE_MAX_RUNS.
+ * @vma_size, @run_size: sizeof(struct ckpt_restore_vma), sizeof(struct ckpt_restore_run) as
+ *             the caller was built with: must be this header's (-EINVAL otherwise).
  * @data_fd:   regular file open for reading that holds the runs' bytes.
  * @status_fd: with CKPT_RESTORE_STATUS_FD, a file open for writing (a pipe to the parent):
  *             COMMIT writes one __s64 there (0, or -errno when it failed past the point of no
@@ -416,18 +464,15 @@ struct ckpt_regs {
  *             image's addresses by the caller); kept by COMMIT. Both 0: keep nothing.
  * @start_code .. @env_end: the mm_struct fields of the image (/proc/PID/stat), each below
  *             TASK_SIZE, each start <= its end; @start_brk <= @brk.
- * @regs:      the registers the task resumes with; COMMIT returns @regs.ax.
- * @sigmask:   the blocked signal set (bit n-1 = signal n); SIGKILL/SIGSTOP are dropped.
- * @clear_child_tid, @robust_list, @rseq, @rseq_sig: as set_tid_address(2),
- *             set_robust_list(2) and rseq(2) would set them (0: none). @rseq is 32-byte aligned.
+ * @thread:    the calling thread's state after COMMIT.
  * @reserved:  must be zero.
  *
  * Files are taken (fget) at PREPARE: the caller may close its fds afterwards. A second PREPARE
  * replaces the first. Nothing changes in the caller until COMMIT.
  * Errors: -EINVAL malformed request (unaligned, overlapping, out of range, bad flags/
- * reserved/registers, no handshake); -EBADF an fd is not open or not open for reading
- * (writing for @status_fd); -EACCES a mapped or data file is not a regular file; -E2BIG too many
- * vmas or runs; -ENOSPC the staged request (72 bytes per vma, 24 per run) would take the kernel
+ * reserved/registers/element sizes, no handshake); -EBADF an fd is not open or not open for
+ * reading (writing for @status_fd); -EACCES a mapped or data file is not a regular file; -E2BIG too
+ * many vmas or runs; -ENOSPC the staged request (72 bytes per vma, 32 per run) would take the kernel
  * memory held for the opener's uid past the module parameter max_user_kmem_kb; -ENOMEM; -EFAULT.
  */
 struct ckpt_restore_prepare {
@@ -444,27 +489,24 @@ struct ckpt_restore_prepare {
 	__u64 start_code, end_code, start_data, end_data;
 	__u64 start_brk, brk, start_stack;
 	__u64 arg_start, arg_end, env_start, env_end;
-	struct ckpt_regs regs;
-	__u64 sigmask;
-	__u64 clear_child_tid;
-	__u64 robust_list;
-	__u64 rseq;
-	__u64 rseq_sig;
-	__u64 reserved[8];
+	struct ckpt_thread_state thread;
+	__u64 vma_size;
+	__u64 run_size;
+	__u64 reserved[6];
 };
 
 /**
  * struct ckpt_restore_thread - CKPT_IOC_RESTORE_THREAD (_IOW): park a helper thread for a
  * multi-threaded restore
- * @regs, @sigmask, @clear_child_tid, @robust_list, @rseq, @rseq_sig: this thread's state, as
- *            in struct ckpt_restore_prepare.
+ * @thread:   this thread's state after the COMMIT.
  * @self_fd:  this thread's own /dev/ckpt fd (one session per thread): closed on success.
  * @flags:    must be 0.
  * @reserved: must be zero.
  *
  * Called by every thread but the one that prepares, on its own session, after the PREPARE of
  * the main thread (same address space). The thread sleeps in the kernel until the main thread's
- * COMMIT has replaced the address space, then returns straight into @regs with rax = @regs.ax,
+ * COMMIT has replaced the address space, then returns straight into @thread.regs with rax =
+ * @thread.regs.ax,
  * like COMMIT. Set fs/gs base and FPU state before the call, as for COMMIT.
  * Errors (before sleeping): -ENOENT no restore prepared in this address space; -EINVAL; -EFAULT.
  * While sleeping: -EINTR if the process is killed (a failed COMMIT kills it); -ECANCELED if
@@ -472,12 +514,7 @@ struct ckpt_restore_prepare {
  * session closed).
  */
 struct ckpt_restore_thread {
-	struct ckpt_regs regs;
-	__u64 sigmask;
-	__u64 clear_child_tid;
-	__u64 robust_list;
-	__u64 rseq;
-	__u64 rseq_sig;
+	struct ckpt_thread_state thread;
 	__u64 self_fd;
 	__u64 flags;
 	__u64 reserved[5];
@@ -503,6 +540,11 @@ struct ckpt_restore_thread {
  * killed with SIGKILL: the address space is gone, there is nothing to return to.
  */
 
+#define CKPT_IOC_RESTORE_PREPARE _IOW(CKPT_IOC_MAGIC, 0x10, struct ckpt_restore_prepare)
+#define CKPT_IOC_RESTORE_COMMIT	_IO(CKPT_IOC_MAGIC, 0x11)
+#define CKPT_IOC_RESTORE_THREAD	_IOW(CKPT_IOC_MAGIC, 0x12, struct ckpt_restore_thread)
+#endif /* __x86_64__ */
+
 /**
  * struct ckpt_sigaction - one signal's disposition as the kernel holds it
  * @handler: sa_handler (SIG_DFL 0, SIG_IGN 1, or an address).
@@ -521,9 +563,8 @@ struct ckpt_sigaction {
  * struct ckpt_dump_task - CKPT_IOC_DUMP_TASK (_IOWR): read what ptrace does not show of a
  * task the caller traces (PTRACE_SEIZE'd by this thread and in a ptrace stop)
  * @pid:      in: the task's tid in the caller's pid namespace.
- * @flags:    in: 0 or CKPT_DUMP_TIMERS | CKPT_DUMP_PROCESS (a module without one fails the call
- *            with -EINVAL, which is how a caller tells an old module from a process without
- *            timers; CKPT_FEATURE_DUMP_PROCESS advertises CKPT_DUMP_PROCESS).
+ * @flags:    in: CKPT_DUMP_* (CKPT_DUMP_TIMERS when the module has CKPT_FEATURE_DUMP_TIMERS,
+ *            CKPT_DUMP_PROCESS when it has CKPT_FEATURE_DUMP_PROCESS; any other bit: -EINVAL).
  * @actions:  in: user pointer to CKPT_NSIG struct ckpt_sigaction (entry n-1 = signal n),
  *            filled from the task's signal handlers (shared by its thread group); 0 = skip.
  * @clear_child_tid, @robust_list, @robust_list_len: out, per thread.
@@ -578,9 +619,6 @@ struct ckpt_dump_task {
 #define CKPT_TIMER_PROF		(1ULL << 2)	/* setitimer(ITIMER_PROF) armed */
 #define CKPT_TIMER_POSIX	(1ULL << 3)	/* timer_create() timers exist */
 
-#define CKPT_IOC_RESTORE_PREPARE _IOW(CKPT_IOC_MAGIC, 0x10, struct ckpt_restore_prepare)
-#define CKPT_IOC_RESTORE_COMMIT	_IO(CKPT_IOC_MAGIC, 0x11)
-#define CKPT_IOC_RESTORE_THREAD	_IOW(CKPT_IOC_MAGIC, 0x12, struct ckpt_restore_thread)
 #define CKPT_IOC_DUMP_TASK	_IOWR(CKPT_IOC_MAGIC, 0x18, struct ckpt_dump_task)
 
 #endif /* _UAPI_LINUX_CKPT_H */

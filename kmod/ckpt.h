@@ -115,7 +115,7 @@ struct ckpt_session {
 	struct ckpt_user *user;	/* the opener's euid: what this session holds is charged there */
 	struct list_head node;	/* ckpt_sessions: RCU readers, ckpt_sessions_lock writers */
 	struct rcu_head rcu;
-	struct ckpt_restore *restore;	/* restore.c: a prepared restore, or NULL; under @lock */
+	struct ckpt_restore *restore;	/* restore.h: a prepared restore, or NULL; under @lock */
 };
 
 extern struct list_head ckpt_sessions;
@@ -210,7 +210,7 @@ void ckpt_flush_tlb_bitmap(struct ckpt_wp *w, unsigned long base, const unsigned
 int ckpt_genl_init(void);
 void ckpt_genl_exit(void);
 
-/* restore.c, dump.c: whole-process restore and dump (commands 0x10 and up) */
+/* restore.c (PREPARE), commit.c (COMMIT, THREAD), dump.c: whole-process restore and dump */
 struct ckpt_restore;
 long ckpt_ioc_restore_prepare(struct ckpt_session *s, void __user *uarg);
 long ckpt_ioc_restore_commit(struct ckpt_session *s, void __user *uarg);

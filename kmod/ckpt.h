@@ -125,12 +125,17 @@ extern spinlock_t ckpt_sessions_lock;	/* changes to ckpt_sessions; nothing nests
 int ckpt_dev_init(void);
 void ckpt_dev_exit(void);
 
-/* session.c: the ioctls */
+/* session.c: the ioctls, and what collect.c shares (under ckpt_session.lock) */
 long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg);
 long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg);
-long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count);
 long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg);
 long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg);
+struct ckpt_region *ckpt_session_region(struct ckpt_session *s, u64 id);
+struct mm_struct *ckpt_session_mm(struct ckpt_session *s);
+void ckpt_relog_page(void *arg, unsigned long addr);
+
+/* collect.c */
+long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count);
 void ckpt_session_teardown(struct ckpt_session *s);
 void ckpt_session_sum(struct ckpt_session *s, struct ckpt_stats *st);
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* ckpt.ko: module entry points. The device lives in dev.c, tracking in session.c. */
+/* ckpt.ko: module entry points. The device lives in dev.c, tracking in session.c and collect.c. */
 #include <linux/module.h>
 #include "ckpt.h"
 

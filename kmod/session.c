@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The tracking commands of a session: REGISTER, UNREGISTER, COLLECT, STATS, ATTACH.
+ * The tracking commands of a session: REGISTER, UNREGISTER, STATS, ATTACH (COLLECT: collect.c).
  * Every function here runs with ckpt_session.lock held (dev.c) and may sleep.
  *
  * Lock order: ckpt_session.lock -> mmap_lock -> ckpt_mm.split_lock -> ckpt_mm.lock.
@@ -20,10 +20,7 @@
 #include <linux/uaccess.h>
 #include "ckpt.h"
 
-/* Page addresses handled per mmap lock hold in array mode (the kernel buffer size). */
-#define COLLECT_CHUNK 65536UL
-
-static struct ckpt_region *find_region(struct ckpt_session *s, u64 id)
+struct ckpt_region *ckpt_session_region(struct ckpt_session *s, u64 id)
 {
 	struct ckpt_region *r;
 
@@ -34,7 +31,7 @@ static struct ckpt_region *find_region(struct ckpt_session *s, u64 id)
 }
 
 /* A reference on the session's live address space, or NULL if it exited. */
-static struct mm_struct *session_mm(struct ckpt_session *s)
+struct mm_struct *ckpt_session_mm(struct ckpt_session *s)
 {
 	if (!s->mm || (s->cm && READ_ONCE(s->cm->dead)) || !mmget_not_zero(s->mm))
 		return NULL;
@@ -57,7 +54,7 @@ static int check_range(struct mm_struct *mm, unsigned long start, unsigned long 
 }
 
 /* ckpt_wp_range()/ckpt_wp_pages() callback: @addr must stay logged in region @arg. */
-static void relog_page(void *arg, unsigned long addr)
+void ckpt_relog_page(void *arg, unsigned long addr)
 {
 	struct ckpt_region *r = arg;
 
@@ -88,7 +85,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 		if (a.start < pos->end && pos->start < end)
 			return -EEXIST;
 
-	mm = session_mm(s);
+	mm = ckpt_session_mm(s);
 	if (!mm)
 		return -ESRCH;
 	r = ckpt_region_alloc(a.start, a.len, s->user);
@@ -137,7 +134,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 	w.mm = mm;
 	w.cm = s->cm;
 	/* A page that could not be protected stays logged: the first COLLECT reports it. */
-	ckpt_wp_range(&w, a.start, end, relog_page, r);
+	ckpt_wp_range(&w, a.start, end, ckpt_relog_page, r);
 	mmap_write_unlock(mm);
 	ckpt_flush_tlb_mm(&w);
 	r->thp_splits = w.splits;
@@ -207,7 +204,7 @@ long ckpt_ioc_unregister(struct ckpt_session *s, void __user *uarg)
 		return -EFAULT;
 	if (a.flags || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
 		return -EINVAL;
-	r = find_region(s, a.id);
+	r = ckpt_session_region(s, a.id);
 	if (!r)
 		return -ENOENT;
 	remove_regions(s, r);
@@ -224,316 +221,6 @@ void ckpt_session_teardown(struct ckpt_session *s)
 		ckpt_mm_put(s->cm);
 	if (s->mm)
 		mmdrop(s->mm);
-}
-
-/* Fold missed hook instances into the log: every page of the region counts as written. */
-static void check_missed(struct ckpt_region *r)
-{
-	int missed = ckpt_fault_missed();
-
-	if (missed != r->seen_missed) {
-		r->seen_missed = missed;
-		ckpt_log_mark(r, 0, r->pages);
-	}
-}
-
-/* Re-log the pages of @addrs that belong to the session's regions (a failed copy-out). */
-static void relog(struct ckpt_session *s, const u64 *addrs, unsigned long n)
-{
-	struct ckpt_region *r = NULL;
-
-	while (n--) {
-		unsigned long a = *addrs++;
-
-		if (!r || a < r->start || a >= r->end)
-			list_for_each_entry(r, &s->regions, s_node)
-				if (a >= r->start && a < r->end)
-					break;
-		ckpt_log_mark_addr(r, a, a + PAGE_SIZE);
-	}
-}
-
-/*
- * Under the mmap write lock, before COLLECT takes bits: an mmu notifier that appeared since
- * REGISTER (a KVM VM created on this mm, say) may have written through its own mappings
- * unseen, and would keep doing so. Fail with -EXDEV and log every page of the session, so the
- * first COLLECT after it went away reports everything.
- */
-static int check_secondary(struct ckpt_session *s)
-{
-	struct ckpt_region *r;
-
-	if (!ckpt_mm_secondary(s->cm))
-		return 0;
-	list_for_each_entry(r, &s->regions, s_node)
-		ckpt_log_mark(r, 0, r->pages);
-	return -EXDEV;
-}
-
-/* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
-static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
-			  struct ckpt_region *only)
-{
-	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK), logged = 0;
-	u64 __user *ubuf = u64_to_user_ptr(a->buf);
-	struct ckpt_region *r, *stop = NULL;	/* @stop: where the pass resumes */
-	bool hold = a->flags & CKPT_COLLECT_HOLD;
-	u64 *kbuf = NULL;
-	long ret = 0;
-
-	/* Size the bounce buffer by what is logged now (more may come: it is taken next round). */
-	list_for_each_entry(r, &s->regions, s_node) {
-		if (only && r != only)
-			continue;
-		logged += ckpt_log_count(r);
-		if (hold) {
-			ret = ckpt_hold_prepare(r);
-			if (ret)
-				return ret;
-		}
-	}
-	chunk = min(chunk, max(logged, 64UL));
-	if (chunk) {
-		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL_ACCOUNT);
-		if (!kbuf)
-			return -ENOMEM;
-	}
-	/*
-	 * A pass visits the logged pages once, in address order, over as many calls as the
-	 * caller's buffer needs: r->pass_pos (and s->pass_start for id 0) say where it resumes.
-	 * Pages logged behind it (written meanwhile, or kept logged by relog_page) wait for the
-	 * next pass, so a caller looping while @remaining != 0 always ends.
-	 */
-	a->remaining = 0;
-	list_for_each_entry(r, &s->regions, s_node) {
-		if (only && r != only)
-			continue;
-		if (!only && s->pass_start && r->start < s->pass_start)
-			continue;	/* done earlier in this pass */
-		if (!room) {
-			unsigned long left = ckpt_log_count_from(r, r->pass_pos);
-
-			if (left && !stop)
-				stop = r;
-			a->remaining += left;
-			continue;
-		}
-		check_missed(r);
-		r->collects++;
-		while (room) {
-			unsigned long pos0 = r->pass_pos;
-			struct ckpt_wp w = { .mm = mm, .cm = s->cm };
-			unsigned long n, i;
-
-			/* Write lock: no fault is half-way through, see fault.c. */
-			ret = mmap_write_lock_killable(mm);
-			if (ret)
-				goto out;
-			ret = check_secondary(s);
-			if (ret) {
-				mmap_write_unlock(mm);
-				goto out;
-			}
-			n = ckpt_log_take(r, kbuf, min(room, chunk), &r->pass_pos);
-			for (i = 0; i < n; i++)
-				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
-			ckpt_wp_pages(&w, kbuf, n, relog_page, r);
-			/* Under the write lock: no fault runs between the protection and the hold. */
-			if (hold)
-				ckpt_hold_pages(r, kbuf, n);
-			mmap_write_unlock(mm);
-			ckpt_flush_tlb_pages(&w, kbuf, n);
-			r->thp_splits += w.splits;
-			if (!n)
-				break;
-			if (copy_to_user(ubuf + a->count, kbuf, n * sizeof(u64))) {
-				relog(s, kbuf, n);
-				r->pass_pos = pos0;
-				ret = -EFAULT;
-				goto out;
-			}
-			a->count += n;
-			room -= n;
-			r->collected += n;
-			if (r->pass_pos >= r->pages)
-				break;	/* the pass reached the region's end */
-		}
-		if (r->pass_pos >= r->pages) {
-			r->pass_pos = 0;
-		} else if (r->pass_pos) {
-			a->remaining += ckpt_log_count_from(r, r->pass_pos);
-			stop = r;
-		}
-	}
-	/* Nothing left ahead: the pass is complete, the next call starts a new one. */
-	if (!a->remaining) {
-		list_for_each_entry(r, &s->regions, s_node)
-			if (!only || r == only)
-				r->pass_pos = 0;
-		stop = NULL;
-	}
-	if (!only)
-		s->pass_start = stop ? stop->start : 0;
-out:
-	kvfree(kbuf);
-	return ret;
-}
-
-static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
-			   struct ckpt_region *r)
-{
-	unsigned long bytes = r->l0_words * sizeof(long);
-	struct ckpt_wp w = { .mm = mm, .cm = s->cm };
-	unsigned long *kbm, wi;
-	long ret = 0;
-
-	if (a->buf_len < bytes)
-		return -EINVAL;
-	kbm = kvzalloc(bytes, GFP_KERNEL_ACCOUNT);
-	if (!kbm)
-		return -ENOMEM;
-	check_missed(r);
-	r->collects++;
-	ret = mmap_write_lock_killable(mm);
-	if (ret)
-		goto out;
-	ret = check_secondary(s);
-	if (ret) {
-		mmap_write_unlock(mm);
-		goto out;
-	}
-	r->pass_pos = 0;	/* a bitmap COLLECT is a whole pass: it ends any array pass */
-	a->count = ckpt_log_take_bitmap(r, kbm);
-	for (wi = 0; wi < r->l0_words; wi++) {
-		unsigned long word = kbm[wi], n = 0;
-		u64 addrs[BITS_PER_LONG];
-
-		while (word) {
-			unsigned long idx = wi * BITS_PER_LONG + __ffs(word);
-
-			word &= word - 1;
-			addrs[n++] = r->start + (idx << PAGE_SHIFT);
-		}
-		ckpt_wp_pages(&w, addrs, n, relog_page, r);
-	}
-	mmap_write_unlock(mm);
-	ckpt_flush_tlb_bitmap(&w, r->start, kbm, r->l0_words, a->count);
-	r->thp_splits += w.splits;
-	if (copy_to_user(u64_to_user_ptr(a->buf), kbm, bytes)) {
-		for (wi = 0; wi < r->l0_words; wi++)
-			if (kbm[wi]) {
-				atomic_long_or(kbm[wi], (atomic_long_t *)&r->l0[wi]);
-				set_bit(wi, r->l1);
-			}
-		a->count = 0;
-		ret = -EFAULT;
-	} else {
-		r->collected += a->count;
-	}
-out:
-	kvfree(kbm);
-	return ret;
-}
-
-/* PEEK: report without taking. Array mode only reports the first pages that fit. */
-static long collect_peek(struct ckpt_session *s, struct ckpt_collect *a, struct ckpt_region *only)
-{
-	unsigned long room = a->buf_len / sizeof(u64);
-	u64 __user *ubuf = u64_to_user_ptr(a->buf);
-	bool bitmap = a->flags & CKPT_COLLECT_BITMAP;
-	struct ckpt_region *r;
-
-	list_for_each_entry(r, &s->regions, s_node) {
-		unsigned long wi;
-
-		if (only && r != only)
-			continue;
-		check_missed(r);
-		if (bitmap) {
-			if (a->buf_len < r->l0_words * sizeof(long))
-				return -EINVAL;
-			if (clear_user(ubuf, r->l0_words * sizeof(long)))
-				return -EFAULT;
-		}
-		for_each_set_bit(wi, r->l1, r->l0_words) {
-			unsigned long word = READ_ONCE(r->l0[wi]);
-
-			if (bitmap) {
-				if (word && put_user(word, ubuf + wi))
-					return -EFAULT;
-				a->count += hweight_long(word);
-				continue;
-			}
-			while (word && room) {
-				u64 addr = r->start + ((wi * BITS_PER_LONG + __ffs(word)) << PAGE_SHIFT);
-
-				word &= word - 1;
-				if (put_user(addr, ubuf + a->count))
-					return -EFAULT;
-				a->count++;
-				room--;
-			}
-		}
-	}
-	return 0;
-}
-
-long ckpt_ioc_collect(struct ckpt_session *s, void __user *uarg, u64 *count)
-{
-	struct ckpt_collect a;
-	struct ckpt_region *r = NULL;
-	struct mm_struct *mm;
-	long ret;
-
-	if (copy_from_user(&a, uarg, sizeof(a)))
-		return -EFAULT;
-	if ((a.flags & ~(CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK | CKPT_COLLECT_HOLD)) ||
-	    !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)))
-		return -EINVAL;
-	/* A hold is of what an array COLLECT takes and protects. */
-	if ((a.flags & CKPT_COLLECT_HOLD) && (a.flags & (CKPT_COLLECT_BITMAP | CKPT_COLLECT_PEEK)))
-		return -EINVAL;
-	/* @count, @remaining and @seq are outputs: whatever they hold on input is ignored. */
-	a.count = 0;
-	if (!(a.flags & CKPT_COLLECT_BITMAP) && (a.buf_len % sizeof(u64)))
-		return -EINVAL;
-	if ((a.flags & CKPT_COLLECT_BITMAP) && !a.id)
-		return -EINVAL;
-	if (a.id) {
-		r = find_region(s, a.id);
-		if (!r)
-			return -ENOENT;
-	}
-	mm = session_mm(s);
-	if (!mm)
-		return -ESRCH;
-
-	if (a.flags & CKPT_COLLECT_PEEK)
-		ret = collect_peek(s, &a, r);
-	else if (a.flags & CKPT_COLLECT_BITMAP)
-		ret = collect_bitmap(s, mm, &a, r);
-	else
-		ret = collect_array(s, mm, &a, r);
-	mmput(mm);
-	if (ret)
-		return ret;
-	if (!(a.flags & CKPT_COLLECT_PEEK)) {
-		s->seq++;
-		s->collected += a.count;
-	}
-	a.seq = s->seq;
-	if (a.flags & CKPT_COLLECT_PEEK) {
-		a.remaining = 0;
-		list_for_each_entry(r, &s->regions, s_node)
-			if (!a.id || r->id == a.id)
-				a.remaining += ckpt_log_count(r);
-	} else if (a.flags & CKPT_COLLECT_BITMAP) {
-		a.remaining = 0;	/* one call is a whole pass */
-	}
-	if (copy_to_user(uarg, &a, sizeof(a)))
-		return -EFAULT;
-	*count = a.count;
-	return 0;
 }
 
 /* Under ckpt_session.lock, or racily under RCU (the netlink status). */
@@ -577,7 +264,7 @@ long ckpt_ioc_stats(struct ckpt_session *s, void __user *uarg)
 	memset(&st, 0, sizeof(st));
 	st.id = id;
 	if (id) {
-		struct ckpt_region *r = find_region(s, id);
+		struct ckpt_region *r = ckpt_session_region(s, id);
 
 		if (!r)
 			return -ENOENT;

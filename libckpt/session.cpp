@@ -331,17 +331,24 @@ int ckpt_session::checkpoint_locked(int64_t t0) {
     stats.failed_checkpoints++;
     return ret;
   }
+  stats.total_stop_ns += static_cast<uint64_t>(t_stopped - t0);
+  stats.total_collect_ns += static_cast<uint64_t>(t_collected - t_stopped);
+  account_committed_locked(pages, t0, t_collected, t_end, dt);
+  return 0;
+}
+
+// A committed checkpoint, synchronous or asynchronous (stop and collect times are counted when
+// they happen): carry is done with, and the statistics. held_ns: what the program waited.
+void ckpt_session::account_committed_locked(uint64_t pages, int64_t t0, int64_t t_collected,
+                                            int64_t t_end, int64_t held_ns) {
   for (auto& r : regions) r.carry.clear();
   stats.checkpoints++;
   stats.pages_written += pages;
   stats.last_pages = pages;
-  stats.last_ns = static_cast<uint64_t>(dt);
-  stats.total_ns += static_cast<uint64_t>(dt);
-  stats.total_stop_ns += static_cast<uint64_t>(t_stopped - t0);
-  stats.total_collect_ns += static_cast<uint64_t>(t_collected - t_stopped);
+  stats.last_ns = static_cast<uint64_t>(t_end - t0);
+  stats.total_ns += static_cast<uint64_t>(held_ns);
   stats.total_persist_ns += static_cast<uint64_t>(t_end - t_collected);
   stats.epoch = store->epoch();
-  return 0;
 }
 
 // Asynchronous checkpoint, the foreground part (world stopped, mu held): collect and hold the
@@ -444,14 +451,7 @@ int ckpt_session::reap_job_locked() {
     set_error(job.ret, job.err);
     return job_ret;  // the pages stay in carry: the next checkpoint persists them
   }
-  for (auto& r : regions) r.carry.clear();
-  stats.checkpoints++;
-  stats.pages_written += job.pages;
-  stats.last_pages = job.pages;
-  stats.last_ns = static_cast<uint64_t>(job.t_end - job.t0);
-  stats.total_ns += static_cast<uint64_t>(job.t_collected - job.t0);
-  stats.total_persist_ns += static_cast<uint64_t>(job.t_end - job.t_collected);
-  stats.epoch = store->epoch();
+  account_committed_locked(job.pages, job.t0, job.t_collected, job.t_end, job.t_collected - job.t0);
   return 0;
 }
 

@@ -156,6 +156,8 @@ struct ckpt_session {
     return l;
   }
   int reap_job_locked();
+  void account_committed_locked(uint64_t pages, int64_t t0, int64_t t_collected, int64_t t_end,
+                                int64_t held_ns);
   int checkpoint_async_locked(int64_t t0);
   int put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why);
   void persist_job();

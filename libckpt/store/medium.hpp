@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // libckpt store: the medium, the one seam every store write, flush and fence goes through.
 //
-// The store core (store.cpp) never touches a file descriptor or a mapping: it calls write()
-// for bytes that must reach the medium and barrier() for a durability point. The persistence
+// The store core (store_impl.hpp; replay, blockmap, commit and read.cpp) never touches a file
+// descriptor or a mapping: it calls write() for bytes that must reach the medium and barrier()
+// for a durability point. The medium is the lower layer: it knows nothing of the store's
+// classes (store.hpp), only the options open_medium follows. The persistence
 // model every medium implements, and the crash tests replay (crash.hpp):
 //   - write(off, src, len) copies src away before it returns; the bytes may reach the medium
 //     in any order and in pieces of tear_unit() bytes, or not at all, until the next barrier().
@@ -26,9 +28,11 @@
 
 struct stat;
 
-#include "store.hpp"
-
 namespace ckpt::store {
+
+// Of the layer above (store.hpp): the options open_medium follows, and the seam below.
+struct Options;
+class Store;
 
 class Medium {
  public:

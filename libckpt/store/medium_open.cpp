@@ -33,7 +33,7 @@
 // force_format; with force_format every signature libblkid finds is erased (wipe_signatures)
 // before the store formats. Device-DAX is not probed: it has no read() path for libblkid, and it cannot
 // hold a mounted file system or a partition table; the store formats one only when its header
-// blocks are blank (store.cpp).
+// blocks are blank (replay.cpp).
 #include <blkid/blkid.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -54,6 +54,7 @@
 
 #include "format.hpp"
 #include "medium.hpp"
+#include "store.hpp"
 
 namespace ckpt::store {
 namespace {
@@ -205,7 +206,7 @@ void fsync_parent(const std::string& path) {
 
 // Creates `path` (never through a dangling symlink: -1 with errno EEXIST) holding a stamp from
 // the moment it appears: the superblock magic and major version with a bad checksum, which the
-// store takes for a format cut short (store.cpp) and formats again. So a program killed while
+// store takes for a format cut short (replay.cpp) and formats again. So a program killed while
 // it creates its store finds, at its next start, a store to format rather than a file that
 // holds none (which it would need CKPT_CFG_CREATE for). The file is made under a hidden
 // temporary name in the same directory, stamped, then linked to `path` (link() fails with

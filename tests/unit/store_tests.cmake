@@ -3,7 +3,7 @@ if(TARGET ckpt_store)
   # Host tests: io_uring on regular files in /tmp, crash enumeration, corrupted stores.
   foreach(t store_test store_region_test store_crash_test store_corrupt_test store_safety_test)
     add_executable(${t} ${t}.cc)
-    target_link_libraries(${t} PRIVATE ckpt_store GTest::gtest_main Threads::Threads)
+    target_link_libraries(${t} PRIVATE ckpt_store_crash GTest::gtest_main Threads::Threads)
     gtest_discover_tests(${t} DISCOVERY_TIMEOUT 30 PROPERTIES TIMEOUT 600)
   endforeach()
   # ckpt-tool inspect/verify on stores whose regions changed (when the tool is built).
@@ -18,7 +18,7 @@ if(TARGET ckpt_store)
   # DAX: needs /dev/dax0.0 and /mnt/pmem, so it runs in the VM (tests/e2e/vm-store-dax.sh),
   # not under CTest.
   add_executable(store_dax_test store_dax_test.cc)
-  target_link_libraries(store_dax_test PRIVATE ckpt_store GTest::gtest_main Threads::Threads)
+  target_link_libraries(store_dax_test PRIVATE ckpt_store_crash GTest::gtest_main Threads::Threads)
   if(EXISTS ${PROJECT_SOURCE_DIR}/tests/fuzz/CMakeLists.txt)
     add_subdirectory(${PROJECT_SOURCE_DIR}/tests/fuzz ${CMAKE_BINARY_DIR}/fuzz)
   endif()

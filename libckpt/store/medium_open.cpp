@@ -360,7 +360,12 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
     // A new (or empty) file store: give it its initial size before anything maps it.
     uint64_t want = std::max<uint64_t>(opts.create_size, kMinFileStore);
     want = (want + fmt::kBlockSize - 1) & ~uint64_t(fmt::kBlockSize - 1);
-    if (fallocate(fd, 0, 0, static_cast<off_t>(want)) != 0) {
+    // A pending io_uring task-work notification (this process's earlier rings: signal_pending()
+    // without a signal) interrupts fallocate on tmpfs with EINTR: retried, as grow() does.
+    int rc;
+    do rc = fallocate(fd, 0, 0, static_cast<off_t>(want));
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
       int e = errno;
       if (e != EOPNOTSUPP || ftruncate(fd, static_cast<off_t>(want)) != 0)
         return fail_locked(e == EFBIG ? -ENOSPC : -e, "cannot size the new store");

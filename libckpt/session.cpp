@@ -169,12 +169,7 @@ int ckpt_session::world_stop(uint64_t bound_ms) {
   bool self = ckpt::tls_attached == this;
   while (stop.load()) {
     if (self) {
-      parked++;
-      wcv.notify_all();
-      uint64_t g = gen;
-      wcv.wait(l, [&] { return gen != g; });
-      parked--;
-      wcv.notify_all();
+      park_locked(l);
     } else {
       wcv.wait(l, [&] { return !stop.load(); });
     }
@@ -210,6 +205,17 @@ void ckpt_session::world_resume() {
   wcv.notify_all();
 }
 
+// Park the calling thread (wmu held through l) until the checkpoint in progress ends. Leaving
+// wakes world_stop(), which waits for the previous round's parked threads to leave.
+void ckpt_session::park_locked(std::unique_lock<std::mutex>& l) {
+  parked++;
+  wcv.notify_all();
+  uint64_t g = gen;
+  wcv.wait(l, [&] { return gen != g; });
+  parked--;
+  wcv.notify_all();
+}
+
 int ckpt_session::safepoint() {
   if (!stop.load(std::memory_order_acquire)) return 0;
   // Inside a critical section of a persistent lock: not a safepoint (it is when the last
@@ -217,12 +223,7 @@ int ckpt_session::safepoint() {
   if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) return 0;
   std::unique_lock<std::mutex> l(wmu);
   if (!stop.load() || ckpt::tls_attached != this) return 0;
-  parked++;
-  wcv.notify_all();
-  uint64_t g = gen;
-  wcv.wait(l, [&] { return gen != g; });
-  parked--;
-  wcv.notify_all();  // world_stop() waits for the previous round's parked threads to leave
+  park_locked(l);
   return 0;
 }
 

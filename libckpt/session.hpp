@@ -146,6 +146,7 @@ struct ckpt_session {
   void quiet_enter();
   void quiet_leave();
   std::string unparked_names();  // wmu held
+  void park_locked(std::unique_lock<std::mutex>& l);  // wmu held: parked until the round ends
 
   int set_error(int ret, std::string msg);
   // mu, with the asynchronous checkpoint in flight (if any) finished and accounted: what every

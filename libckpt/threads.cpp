@@ -178,12 +178,7 @@ void ckpt_session::quiet_leave() {
   std::unique_lock<std::mutex> l(wmu);
   quiet--;
   if (!stop.load()) return;
-  parked++;
-  wcv.notify_all();
-  uint64_t g = gen;
-  wcv.wait(l, [&] { return gen != g; });
-  parked--;
-  wcv.notify_all();
+  park_locked(l);
 }
 
 std::string ckpt_session::unparked_names() {

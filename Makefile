@@ -8,16 +8,17 @@
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
 #   make bench      the benchmarks (VM, each kernel of KERNELS; then bench-mpi's)   make bench-host  the userspace trackers on this kernel, no VM
 #   make bench-mpi  libckpt-mpi against MPI-IO on this machine, Open MPI and MPICH, 1/2/4 ranks
-#   make mpich      libckpt-mpi, its example, tests and bench against MPICH (build/cmake-mpich; make test runs them)
+#   make mpich      libckpt-mpi, its example and tests against MPICH (build/cmake-mpich; make test runs them)
 #   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays), then
 #                   the host fuzz targets store_fuzz and image_fuzz, 600 s each
 #   make install PREFIX=/usr/local
 #   make deb        the Debian packages (debian/, debhelper) into build/deb
 BUILD   := build/cmake
 # libckpt-mpi is built against Open MPI in $(BUILD) and against MPICH in $(MPICH_BUILD) (only
-# what the MPI tests and bench need there); make test runs the MPI tests of both.
+# what the MPI tests and bench need there: not ckpt-tool, which has no MPI in it — the MPICH
+# tests use $(BUILD)'s, CKPT_MPI_TOOL); make test runs the MPI tests of both.
 MPICH_BUILD := build/cmake-mpich
-MPI_TARGETS := ckpt_mpi stencil_mpi ckpt-tool mpi_bench
+MPI_TARGETS := ckpt_mpi stencil_mpi
 WERROR  ?= $(if $(CI),1,0)
 PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc)
@@ -40,9 +41,10 @@ $(BUILD)/CMakeCache.txt: CMakeLists.txt | deps
 	  -DCKPT_KSELFTEST_DIR=$$(scripts/fetch-kselftest.sh) -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
 	  -DCKPT_MPI=openmpi
 
-$(MPICH_BUILD)/CMakeCache.txt: CMakeLists.txt | deps
+$(MPICH_BUILD)/CMakeCache.txt: CMakeLists.txt Makefile | deps
 	cmake -S . -B $(MPICH_BUILD) -DCKPT_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) \
-	  -DCKPT_KSELFTEST_DIR=$$(scripts/fetch-kselftest.sh) -DCKPT_MPI=mpich
+	  -DCKPT_KSELFTEST_DIR=$$(scripts/fetch-kselftest.sh) -DCKPT_MPI=mpich \
+	  -DCKPT_MPI_TOOL=$(CURDIR)/$(BUILD)/bin/ckpt-tool
 
 userspace: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
@@ -68,6 +70,7 @@ vm-shell: all
 
 bench: all kmods mpich
 	KERNELS="$(KERNELS)" scripts/bench.sh
+	cmake --build $(MPICH_BUILD) -j$(JOBS) --target mpi_bench
 	scripts/bench-mpi.sh
 
 bench-host: userspace
@@ -75,6 +78,7 @@ bench-host: userspace
 
 # libckpt-mpi against MPI-IO, both MPIs, 1/2/4 ranks, on this machine (also part of make bench).
 bench-mpi: userspace mpich
+	cmake --build $(MPICH_BUILD) -j$(JOBS) --target mpi_bench
 	scripts/bench-mpi.sh
 
 fuzz: all

@@ -238,6 +238,12 @@ int ckpt_restore_epoch(ckpt_t* c, uint64_t epoch) {
   });
 }
 
+int ckpt_supersede(ckpt_t* c, uint64_t epoch) {
+  if (!c) return -EINVAL;
+  CKPT_NOT_FORKED(c);
+  return guard(c, "supersede", [&] { return c->supersede(epoch); });
+}
+
 uint64_t ckpt_epoch(const ckpt_t* c) {
   if (!c || c->forked()) return 0;
   auto g = c->lock();

@@ -595,6 +595,38 @@ int ckpt_session::restore(uint64_t want) {
   return ret;
 }
 
+// The next checkpoint builds on `want` (older than the newest epoch) and supersedes the newer
+// ones, from memory as it is: nothing is read; every page of every region is re-armed dirty, since
+// the pages the superseded epochs wrote since `want` must be written again (ckpt_supersede).
+int ckpt_session::supersede(uint64_t want) {
+  world_stop();
+  std::unique_lock<std::mutex> g = lock();
+  int ret = 0;
+  if (want == 0 || store->epoch() == 0)
+    ret = set_error(-ENOENT, "the store holds no epoch " + std::to_string(want));
+  else if (want == store->epoch()) {
+    g.unlock();
+    world_resume();
+    return 0;
+  }
+  if (!ret) ret = restore_check_locked(want);
+  if (!ret) {
+    ret = store->select_epoch(want);
+    if (ret) set_error(ret, "selecting epoch " + std::to_string(want) + ": " + store->last_error());
+  }
+  for (size_t i = 0; !ret && i < regions.size(); i++) {
+    Region& r = regions[i];
+    r.tracker->remove(r.rid);
+    int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, true);
+    r.carry.clear();
+    if (a) ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
+  }
+  if (!ret) stats.epoch = store->epoch();
+  g.unlock();
+  world_resume();
+  return ret;
+}
+
 int ckpt_session::hook() {
   safepoint();
   // Inside a persistent lock's critical section nothing is checkpointed (it stays due).

@@ -168,6 +168,7 @@ struct ckpt_session {
   int checkpoint(bool automatic = false);  // automatic: timer or hook (the stop bound applies)
   int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
   int restore(uint64_t epoch = 0);  // 0: the newest that verifies
+  int supersede(uint64_t epoch);    // ckpt_supersede
   int restore_check_locked(uint64_t epoch);
   int restore_fill_locked();
   int safepoint();

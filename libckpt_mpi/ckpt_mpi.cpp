@@ -147,19 +147,31 @@ uint64_t record_sum(const Record &r)
 	return XXH3_64bits(&r, offsetof(Record, csum));
 }
 
-// Test-only fault injection (tests/mpi): CKPT_MPI_FAULT=<point>:<epoch>:<rank> makes that rank
-// SIGKILL itself at <point> of the checkpoint of <epoch>: "after-local-commit" (its store holds
-// the epoch, no agreement yet) or "after-agreement" (agreed, its record not yet written).
-void fault_point(const char *point, uint64_t epoch, int rank)
+// Test-only fault injection (tests/mpi): CKPT_MPI_FAULT=<point>:<epoch>:<rank>[,...] (rank "*":
+// every rank) makes that rank act at <point> of the checkpoint of <epoch>: SIGKILL itself at
+// "after-local-commit" (its store holds the epoch, no agreement yet), "after-agreement" (agreed,
+// its record not yet written) or "after-local-commit-retry" (as after-local-commit, in the
+// checkpoint that retries an epoch whose first attempt failed); or, at "fail-local-commit", fail
+// its local commit of the epoch's first attempt with -EIO (the store untouched).
+bool fault_at(const char *point, uint64_t epoch, int rank)
 {
 	const char *f = getenv("CKPT_MPI_FAULT");
-	if (!f)
-		return;
-	char name[64];
-	unsigned long long e;
-	int rk;
-	if (sscanf(f, "%63[^:]:%llu:%d", name, &e, &rk) == 3 && !strcmp(name, point) &&
-	    e == epoch && rk == rank)
+	while (f && *f) {
+		char name[64], rk[16];
+		unsigned long long e;
+		if (sscanf(f, "%63[^:,]:%llu:%15[^,]", name, &e, rk) == 3 && !strcmp(name, point) &&
+		    e == epoch && (!strcmp(rk, "*") || atoi(rk) == rank))
+			return true;
+		f = strchr(f, ',');
+		if (f)
+			f++;
+	}
+	return false;
+}
+
+void fault_point(const char *point, uint64_t epoch, int rank)
+{
+	if (fault_at(point, epoch, rank))
 		raise(SIGKILL);
 }
 
@@ -181,6 +193,7 @@ struct ckpt_mpi {
 	bool record_dirty = false;	// a write failed: retried before the next local commit
 	uint64_t epoch = 0;	// last globally complete epoch known here
 	uint64_t local_next = 1;	// the local epoch the next ckpt_checkpoint commits
+	uint64_t failed_epoch = 0;	// the job epoch whose last collective checkpoint failed
 	bool restored_or_started = false;
 	uint64_t plan_gen = 0, plan_complete = 0;	// the job's records at open (max gen, its max complete)
 
@@ -655,11 +668,19 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 	}
 	if (copy)
 		wait_copy(c);
+	// A retry after a failed agreement: if this rank's local commit of the failed attempt
+	// succeeded, its store's newest epoch was never agreed on. Committing on top of it would push
+	// the last complete epoch out of the two-epoch store (a crash in the retry would then leave
+	// no local copy of it); go back to the complete epoch instead, memory as it is, so this
+	// commit is g again on top of g-1 and supersedes the failed attempt (design.md, "MPI jobs").
+	uint64_t Lc = local_of(c->rec, c->epoch);
+	if (Lc && ckpt_epoch(c->s) > Lc && ckpt_supersede(c->s, Lc) == 0)
+		c->local_next = Lc + 1;
 	// Keep local epoch numbers aligned with the job's: the next local commit must be g.
 	if (c->local_next + c->rec.base != g) {
 		// The complete epoch keeps its local number in `extra` while the store holds it (after
-		// a failed collective checkpoint it is the store's previous epoch).
-		uint64_t Lc = local_of(c->rec, c->epoch);
+		// a failed collective checkpoint whose attempt could not be superseded, it is the
+		// store's previous epoch).
 		if (Lc && Lc < c->local_next) {
 			c->rec.extra_local = Lc;
 			c->rec.extra_epoch = c->epoch;
@@ -683,6 +704,9 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 		if (r)
 			status = r, msg = c->err;
 	}
+	if (!status && c->failed_epoch != g && fault_at("fail-local-commit", g, c->rank))
+		status = -EIO, msg = fmt("rank %d: local commit of epoch %llu: injected fault",
+					 c->rank, (unsigned long long)g);
 	if (!status) {
 		int r = ckpt_checkpoint(c->s);
 		if (!r)
@@ -701,9 +725,11 @@ int ckpt_mpi_checkpoint(ckpt_mpi_t *c)
 	}
 	uint64_t t1 = now_ns();
 	if (!status)
-		fault_point("after-local-commit", g, c->rank);
+		fault_point(c->failed_epoch == g ? "after-local-commit-retry" : "after-local-commit",
+			    g, c->rank);
 	status = agree_status(c, c->comm, status, &msg);
 	if (status) {
+		c->failed_epoch = g;
 		c->err = msg;
 		reset_trigger(c);
 		return status;

@@ -73,7 +73,8 @@ int ckpt_mpi_unregister(ckpt_mpi_t *c, const char *name);
  * Collective: commit epoch E (= ckpt_mpi_epoch() + 1) on every rank, then agree. Returns 0 on
  * every rank once E is globally complete and recorded; or on every rank the same -errno (a
  * rank's local commit failed: its error; E is then not complete, each rank's store still has
- * E-1, and the next checkpoint commits E again). Every K-th complete epoch is handed to the
+ * E-1, and the next checkpoint commits E again, on top of E-1: a rank whose local commit of E
+ * succeeded supersedes it first, see ckpt_supersede). Every K-th complete epoch is handed to the
  * background copy to the shared directory (the previous copy is waited for first).
  */
 int ckpt_mpi_checkpoint(ckpt_mpi_t *c);

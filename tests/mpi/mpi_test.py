@@ -20,6 +20,10 @@ TEST is one of:
                 hang, and a restart from one of them finishes right
   lost-local    a rank's local storage lost, shared copies present: it restores from the shared
                 copy, the others the same epoch from local, and the job finishes right
+  retry         rank 1's local commit of epoch 5 fails (the others commit it locally; the
+                collective checkpoint fails everywhere), the next checkpoint retries epoch 5 and
+                every rank dies after its local commit, before the agreement: the relaunch
+                restores epoch 4 (the last complete one) on every rank from its local store
 Exit 0 only if every assertion held.
 """
 import argparse, os, random, re, shlex, shutil, signal, subprocess, sys, time
@@ -38,6 +42,7 @@ class Runner:
         self.bin = a.bin
         self.dir = a.dir
         self.tool = a.tool
+        self.env = dict(os.environ, STENCIL_VERBOSE="1")
 
     def newest(self, store):
         """The newest committed epoch of a rank's store, from ckpt-tool inspect."""
@@ -53,7 +58,7 @@ class Runner:
                                "--steps", str(steps)] + (["--every", str(every)] if every else []) + list(extra)
 
     def run(self, store, *extra, env=None, timeout=120, **kw):
-        e = dict(os.environ, STENCIL_VERBOSE="1")
+        e = dict(self.env)
         e.update(env or {})
         p = subprocess.run(self.cmd(store, *extra, **kw), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env=e, timeout=timeout)
@@ -104,6 +109,23 @@ def one_epoch_all_ranks(out, what):
     return res
 
 
+def gone(pgid, limit=20.0):
+    """Wait until no process of the launch's process group (mpiexec's session: its daemons and
+    ranks) is left, so the next launch finds the stores unlocked; SIGKILL them after `limit`."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def t_kill(r, a):
     ref = reference(r)
     rng = random.Random(a.seed)
@@ -118,13 +140,20 @@ def t_kill(r, a):
             fail(f"campaign over its {a.budget} s budget: {kills} kills, {finished} finished runs")
         piddir = fresh(os.path.join(r.dir, "pids"))
         launches += 1
+        tl = time.monotonic()
+        # Open MPI's daemon waits odls_base_sigkill_timeout (1 s) after the SIGTERM it sends the
+        # surviving ranks of a job one of whose ranks died, before SIGKILL: 1-2 s of every kill
+        # launch's teardown (the campaign took 93 s of its 115 at load 18, 52 s with 0). MPICH
+        # ignores the variable. mpiexec may then return before the ranks are gone: gone() waits.
         p = subprocess.Popen(r.cmd(store, "--pid-dir", piddir, "--sleep-us", str(a.sleep_us)),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env=dict(os.environ, STENCIL_VERBOSE="1"), start_new_session=True)
+                             env=dict(r.env, OMPI_MCA_odls_base_sigkill_timeout="0"),
+                             start_new_session=True)
         # Wait for the four ranks, then kill one at a random instant.
         deadline = time.monotonic() + 30
         while len(os.listdir(piddir)) < 4 and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
+        tready = time.monotonic()
         killed = None
         # Once the campaign has its kills, the next launch runs to the end.
         if kills < a.kills and p.poll() is None and len(os.listdir(piddir)) == 4:
@@ -134,6 +163,7 @@ def t_kill(r, a):
                 pid = int(open(os.path.join(piddir, f"{victim}.pid")).read())
                 os.kill(pid, signal.SIGKILL)
                 killed = victim
+                tkill = time.monotonic()
             except (ProcessLookupError, ValueError):
                 pass
         try:
@@ -142,6 +172,8 @@ def t_kill(r, a):
             os.killpg(p.pid, signal.SIGKILL)
             out, _ = p.communicate()
             fail(f"launch {launches}: the job did not end after rank {killed} was killed\n{out}")
+        if not gone(p.pid):
+            fail(f"launch {launches}: ranks still alive 20 s after mpiexec returned\n{out}")
         res = restored(out)
         if res:
             one_epoch_all_ranks(out, f"launch {launches}")
@@ -171,7 +203,8 @@ def t_kill(r, a):
             fail(f"launch {launches}: restore failed\n{out}")
         kills += 1
         print(f"launch {launches}: killed rank {killed}; restored {sorted(set(res.values()))}; "
-              f"newest reported complete {last_complete}")
+              f"newest reported complete {last_complete}; {tready - tl:.1f} s to the ranks' start, "
+              f"killed {tkill - tready:.1f} s later, the job ended {time.monotonic() - tkill:.1f} s later")
     print(f"PASS: {kills} kills, {finished} finished runs with the reference answer, "
           f"{launches} launches, {time.monotonic() - t0:.0f} s")
 
@@ -219,6 +252,30 @@ def crash_then_restart(r, a, fault, expect_epoch):
     if rc != 0 or answer(out) != ref:
         fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
     print(f"PASS: every rank restored epoch {expect_epoch}, answer {ref}")
+
+
+def t_retry(r, a):
+    ref = reference(r)
+    d = fresh(os.path.join(r.dir, "retry"))
+    store = os.path.join(d, "s.%d")
+    rc, out = r.run(store, env={"CKPT_MPI_FAULT": "fail-local-commit:5:1,after-local-commit-retry:5:*"})
+    if rc == 0:
+        fail(f"the faults did not kill the job\n{out}")
+    if "rank 1: local commit of epoch 5: injected fault" not in out:
+        fail(f"the first checkpoint of epoch 5 did not fail with rank 1's error\n{out}")
+    complete = [record_complete(store % k + ".mpi") for k in range(4)]
+    newest = [r.newest(store % k) for k in range(4)]
+    print(f"after the crash in the retry: stores' newest epochs {newest}, records say complete {complete}")
+    if complete != [4, 4, 4, 4]:
+        fail("a record says more than epoch 4 is complete")
+    rc, out = r.run(store)
+    res = one_epoch_all_ranks(out, "relaunch")
+    if res[0][0] != 4 or res[0][1] != 4 * EVERY or any(v[2] != "local" for v in res.values()):
+        fail(f"expected epoch 4 (step {4 * EVERY}) from local on every rank: {res}\n{out}")
+    if rc != 0 or answer(out) != ref:
+        fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
+    print(f"PASS: after a crash in the retry of epoch 5, every rank restored epoch 4 from its "
+          f"local store, answer {ref}")
 
 
 def t_missing(r, a):
@@ -306,7 +363,7 @@ def main():
                     help="a kill lands uniformly within this many seconds after the ranks restored")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CKPT_MPI_SEED", time.time_ns() % 100000)))
     ap.add_argument("test", choices=["kill", "crash-local", "crash-agree", "missing", "lost-local",
-                                     "interval"])
+                                     "interval", "retry"])
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     r = Runner(a)
@@ -320,6 +377,8 @@ def main():
         t_missing(r, a)
     elif a.test == "interval":
         t_interval(r, a)
+    elif a.test == "retry":
+        t_retry(r, a)
     else:
         t_lost_local(r, a)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make deb: the Debian packages (debian/) built with debhelper into build/deb:
-#   libckpt0, libckpt-dev, ckpt-tool (amd64) and ckpt-dkms (all).
+#   libckpt0, libckpt-dev, libckpt-mpi0, libckpt-mpi-dev, ckpt-tool (amd64) and ckpt-dkms (all).
+#   DEB_CKPT_MPI=openmpi (default) or mpich: the MPI libckpt-mpi is built against.
 # dpkg-buildpackage writes its output beside the source tree, so the tree is staged in
 # build/deb/ckpt-VERSION (the files git knows, tracked or not ignored; never build/) and built
 # there, unsigned and binary only. The staged build directory is kept: a second run rebuilds

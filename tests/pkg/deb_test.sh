@@ -9,7 +9,8 @@
 #  - a C program built with only `pkg-config --cflags --libs ckpt` against the scratch root
 #    checkpoints in one process and restores in another (file store, userspace tracker), and the
 #    installed ckpt-tool verifies the store; a CMake project finds the package;
-#  - every function of include/ckpt/ckpt.h has a man page in libckpt-dev, and they render;
+#  - every function of include/ckpt/ckpt.h has a man page in libckpt-dev, every one of
+#    ckpt_mpi.h in libckpt-mpi-dev (libckpt-mpi0/-dev: built against Open MPI), and they render;
 #  - dkms builds the packaged module sources against each kernel's headers (6.1 and 6.12,
 #    scripts/fetch-headers.sh). The modules stay in build/deb/dkms, where the VM test
 #    tests/kselftest/dkms_module.sh loads the one for the kernel the guest boots.
@@ -37,7 +38,7 @@ if ! "$top/scripts/deb.sh" > /dev/null; then nok "make deb builds the packages";
 ok "make deb builds the packages ($(( $(date +%s) - t0 )) s)"
 arch=$(dpkg --print-architecture)
 deb() { echo "$out/${1}_${ver}_${2:-$arch}.deb"; }
-for p in libckpt0 libckpt-dev ckpt-tool; do [ -f "$(deb $p)" ] || nok "$(deb $p) exists"; done
+for p in libckpt0 libckpt-dev libckpt-mpi0 libckpt-mpi-dev ckpt-tool; do [ -f "$(deb $p)" ] || nok "$(deb $p) exists"; done
 [ -f "$(deb ckpt-dkms all)" ] || nok "$(deb ckpt-dkms all) exists"
 
 # lintian: no error, no warning (overrides, each with its reason, in debian/*.lintian-overrides).
@@ -61,6 +62,13 @@ check "libckpt-dev: headers, static library, .so link, ckpt.pc, CMake package, m
   "^/usr/lib/$ma/pkgconfig/ckpt\.pc$" "^/usr/lib/$ma/cmake/ckpt/ckptConfig\.cmake$" \
   "^/usr/lib/$ma/cmake/ckpt/ckptTargets\.cmake$" "^/usr/share/man/man3/ckpt_open\.3\.gz$" \
   "^/usr/share/man/man3/libckpt\.3\.gz$"
+check "libckpt-mpi0: the shared library" has "$(deb libckpt-mpi0)" "^/usr/lib/$ma/libckpt-mpi\.so\.0$" "^/usr/lib/$ma/libckpt-mpi\.so\.0\.1\.0$"
+check "libckpt-mpi-dev: header, .so link, ckpt-mpi.pc, man pages" \
+  has "$(deb libckpt-mpi-dev)" "^/usr/include/ckpt/ckpt_mpi\.h$" "^/usr/lib/$ma/libckpt-mpi\.so$" \
+  "^/usr/lib/$ma/pkgconfig/ckpt-mpi\.pc$" "^/usr/share/man/man3/libckpt-mpi\.3\.gz$" \
+  "^/usr/share/man/man3/ckpt_mpi_open\.3\.gz$"
+check "libckpt-dev holds none of libckpt-mpi-dev's files" \
+  sh -c "! dpkg-deb -c '$(deb libckpt-dev)' | grep -Eq 'ckpt_mpi|libckpt-mpi'"
 check "ckpt-tool: the tool and its man page" has "$(deb ckpt-tool)" "^/usr/bin/ckpt-tool$" "^/usr/share/man/man1/ckpt-tool\.1\.gz$"
 src=/usr/src/ckpt-$ver
 check "ckpt-dkms: module sources, dkms.conf, UAPI header, udev rule, modules-load.d file" \
@@ -86,6 +94,11 @@ dpkg-deb -e "$(deb ckpt-dkms all)" "$ctl/dkms"
 hdr=$(grep -oE '\bckpt_[a-z_]+\(' "$top/include/ckpt/ckpt.h" | tr -d '(' | grep -vx 'ckpt_restore_fn' | sort -u)
 shipped=$(sed -nE 's/^ (ckpt_[a-z_]+)@CKPT_0\.1 .*/\1/p' "$ctl/libckpt0/symbols" | sort -u)
 check "DEBIAN/symbols lists exactly the functions of ckpt.h, at CKPT_0.1" [ -n "$hdr" -a "$hdr" = "$shipped" ]
+dpkg-deb -e "$(deb libckpt-mpi0)" "$ctl/libckpt-mpi0"
+mhdr=$(grep -oE '\bckpt_mpi_[a-z_]+\(' "$top/include/ckpt/ckpt_mpi.h" | tr -d '(' | sort -u)
+mshipped=$(sed -nE 's/^ (ckpt_mpi_[a-z_]+)@CKPT_MPI_0\.1 .*/\1/p' "$ctl/libckpt-mpi0/symbols" | sort -u)
+check "libckpt-mpi0's DEBIAN/symbols lists exactly the functions of ckpt_mpi.h, at CKPT_MPI_0.1" \
+  [ -n "$mhdr" -a "$mhdr" = "$mshipped" ]
 
 # The postinst: the ckpt group, then DKMS's own.
 check "ckpt-dkms postinst adds the system group ckpt and builds the module with dkms" \
@@ -98,15 +111,16 @@ root=$out/root
 rm -rf "$root" && mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
 : > "$root/var/lib/dpkg/status"; : > "$root/var/lib/dpkg/available"
 dpk() { dpkg --root="$root" --force-depends --no-triggers "$@"; }
-if log=$(dpk -i "$(deb libckpt0)" "$(deb libckpt-dev)" "$(deb ckpt-tool)" 2>&1) &&
+if log=$(dpk -i "$(deb libckpt0)" "$(deb libckpt-dev)" "$(deb libckpt-mpi0)" "$(deb libckpt-mpi-dev)" "$(deb ckpt-tool)" 2>&1) &&
    log2=$(dpk --unpack "$(deb ckpt-dkms all)" 2>&1); then
   ok "dpkg -i into a scratch root"
 else
   nok "dpkg -i into a scratch root"; printf '%s\n%s\n' "$log" "${log2:-}" | sed 's/^/# /' | tail -n 20
 fi
 state=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}=${Status}\n' 2>/dev/null | sort | tr '\n' ' ')
-check "dpkg's database in the root: three installed, ckpt-dkms unpacked ($state)" \
-  [ "$state" = "ckpt-dkms=install ok unpacked ckpt-tool=install ok installed libckpt-dev=install ok installed libckpt0=install ok installed " ]
+want=$(printf '%s\n' "ckpt-dkms=install ok unpacked" "ckpt-tool=install ok installed" "libckpt-dev=install ok installed" \
+  "libckpt-mpi-dev=install ok installed" "libckpt-mpi0=install ok installed" "libckpt0=install ok installed" | sort | tr '\n' ' ')
+check "dpkg's database in the root: five installed, ckpt-dkms unpacked ($state)" [ "$state" = "$want" ]
 
 # A program built with only pkg-config, from the scratch root's -dev package.
 export PKG_CONFIG_LIBDIR=$root/usr/lib/$ma/pkgconfig PKG_CONFIG_PATH=
@@ -138,6 +152,9 @@ check "a CMake project finds the packaged ckpt (find_package) and builds" \
 missing=
 for f in $hdr ckpt_config; do [ -f "$root/usr/share/man/man3/$f.3.gz" ] || missing="$missing $f"; done
 check "a man page for every function of ckpt.h${missing:+ (missing:$missing)}" [ -z "$missing" ]
+missing=
+for f in $mhdr libckpt-mpi; do [ -f "$root/usr/share/man/man3/$f.3.gz" ] || missing="$missing $f"; done
+check "a man page for every function of ckpt_mpi.h${missing:+ (missing:$missing)}" [ -z "$missing" ]
 warn=$(for f in "$root"/usr/share/man/man3/*.3.gz; do
          zcat "$f" | grep -q '^\.so ' && continue
          LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$f" 2>&1 >/dev/null | sed "s|^|$(basename "$f"): |"

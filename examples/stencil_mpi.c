@@ -12,7 +12,9 @@
  * Test options: --pid-dir DIR (each rank writes DIR/<rank>.pid once restored); --die-at-step S --die-rank R
  * (after step S's hook, once every rank's shared copy in flight is written, rank R SIGKILLs
  * itself); --sleep-us U (per step, to give a kill campaign time); --skew-us U (ranks sleep
- * different multiples of U per step: their clocks see a time trigger due at different steps).
+ * different multiples of U per step: their clocks see a time trigger due at different steps);
+ * --hooks-before-restore H (H calls of ckpt_mpi_hook between registering and restoring: each
+ * due one must be skipped, not commit the fresh grid over the stored epoch).
  */
 #include <ckpt/ckpt_mpi.h>
 #include <errno.h>
@@ -107,6 +109,16 @@ int main(int argc, char **argv)
 	ckpt_mpi_register(c, "grid0", g[0], len);
 	ckpt_mpi_register(c, "grid1", g[1], len);
 	ckpt_mpi_register(c, "meta", meta, pg);
+	long early = argl(argc, argv, "--hooks-before-restore", 0);
+	if (early > 0) {
+		long taken = 0, skipped = 0;
+		for (long i = 0; i < early; i++) {
+			r = ckpt_mpi_hook(c);
+			taken += r == 1;
+			skipped += r == -EAGAIN;
+		}
+		printf("rank %d: hooks before restore: %ld taken, %ld skipped\n", rank, taken, skipped);
+	}
 	r = ckpt_mpi_restore(c);
 	if (r == 0) {
 		printf("rank %d: restored epoch %llu step %llu from %s\n", rank,

@@ -119,14 +119,20 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   r.sid = sid;
   r.tracker = tracker.get();
   r.owner = ckpt::owner_of(name);
-  // A thread region whose owner's stored copy is not restored yet stays out of checkpoints
-  // until ckpt_thread_restore fills it: a checkpoint would overwrite the stored copy.
-  if (!r.owner.empty() && !restored_names.count(r.owner))
+  // Memory the store holds a copy of, not restored yet, is the program's fresh memory: a
+  // checkpoint would commit it over the stored copy. A region of the process awaits
+  // ckpt_restore (or an explicit ckpt_checkpoint: the program starting fresh); a thread region
+  // whose owner's stored copy is not restored yet awaits ckpt_thread_restore. Automatic
+  // checkpoints are skipped while a region awaits (checkpoint()).
+  if (r.owner.empty()) {
+    r.await_restore = !store->read_range(sid, 0, nullptr, 0, nullptr);
+  } else if (!restored_names.count(r.owner)) {
     for (auto& ri : store->regions())
       if (ri.id != sid && ckpt::owner_of(ri.name) == r.owner && !store->read_range(ri.id, 0, nullptr, 0, nullptr)) {
         r.await_restore = true;
         break;
       }
+  }
   ret = tracker->add(r.rid, addr, len, true);
   if (ret == -EXDEV && (ret = leave_module_locked()) == 0) {
     r.tracker = tracker.get();
@@ -263,8 +269,21 @@ int ckpt_session::checkpoint(bool automatic) {
   {
     std::lock_guard<std::mutex> g(mu);
     reap_job_locked();  // one epoch in flight at a time; its failure is counted in stats
-    ret = (cfg.flags & CKPT_CFG_ASYNC) ? checkpoint_async_locked(t0) : checkpoint_locked(t0);
-    if (!job.active) job_ret = ret;  // a synchronous one (ckpt_wait reports the latest)
+    std::string awaiting = awaiting_names_locked();
+    if (automatic && !awaiting.empty()) {
+      // The whole epoch waits: one without these regions would mix their stored state with
+      // the others' fresh one, and one with them would commit their fresh memory over it.
+      stats.skipped_checkpoints++;
+      ret = set_error(-EAGAIN, "automatic checkpoint skipped: the store holds regions not restored yet: " +
+                                   awaiting + " (ckpt_restore, or ckpt_thread_restore in their thread, "
+                                   "fills them; ckpt_checkpoint starts the process's regions fresh)");
+    } else {
+      if (!automatic)  // the program's decision: its process regions' memory is the state now
+        for (auto& r : regions)
+          if (r.owner.empty()) r.await_restore = false;
+      ret = (cfg.flags & CKPT_CFG_ASYNC) ? checkpoint_async_locked(t0) : checkpoint_locked(t0);
+      if (!job.active) job_ret = ret;  // a synchronous one (ckpt_wait reports the latest)
+    }
   }
   // Every checkpoint (manual, timer or hook) restarts the hook interval from its end: a
   // checkpoint slower than the interval must not make the next one follow immediately, which
@@ -295,13 +314,21 @@ int ckpt_session::put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string*
   return 0;
 }
 
+// The registered regions awaiting their restore, quoted and comma-separated ("" if none).
+std::string ckpt_session::awaiting_names_locked() const {
+  std::string out;
+  for (auto& r : regions)
+    if (r.await_restore) out += (out.empty() ? "'" : ", '") + r.name + "'";
+  return out;
+}
+
 int ckpt_session::checkpoint_locked(int64_t t0) {
   int64_t t_stopped = ckpt::now_ns();
   for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
   int ret = 0;
   // Collect everything first: pages taken from a tracker stay in carry until a commit succeeds.
   for (auto& r : regions) {
-    if (r.await_restore) continue;  // its owner has not restored it: the store keeps its copy
+    if (r.await_restore) continue;  // not restored yet: the store keeps its copy
     size_t before = r.carry.size();
     int e = r.tracker->collect(r.rid, &r.carry);
     if (e && !ret) ret = set_error(e, "region '" + r.name + "': collect failed: " + strerror(-e));
@@ -573,6 +600,8 @@ int ckpt_session::restore(uint64_t want) {
   if (!ret) {
     stats.restores++;
     stats.epoch = store->epoch();
+    for (auto& r : regions)
+      if (r.owner.empty()) r.await_restore = false;  // filled from the epoch
     compute_pending_locked();
     ckpt::transient_restored();  // ckpt::transient<T> members read as reset from now on
     for (auto& r : regions)

@@ -31,7 +31,7 @@ struct Region {
   void* hook_arg = nullptr;
   std::vector<uint64_t> carry; // collected but not yet committed (kept across a failed commit)
   std::string owner;           // the non-volatile thread that owns it ("" = the process)
-  bool await_restore = false;  // owner's stored copy not restored yet: left out of checkpoints
+  bool await_restore = false;  // the store holds a copy not restored yet: left out of checkpoints
 };
 
 // A range of a region reset on restore (ckpt_transient).
@@ -166,6 +166,7 @@ struct ckpt_session {
   int do_register(const std::string& name, void* addr, size_t len);
   int do_unregister_locked(const std::string& name);
   int checkpoint(bool automatic = false);  // automatic: timer or hook (the stop bound applies)
+  std::string awaiting_names_locked() const;
   int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
   int restore(uint64_t epoch = 0);  // 0: the newest that verifies
   int supersede(uint64_t epoch);    // ckpt_supersede

@@ -48,7 +48,18 @@ int ckpt_mpi_hook(ckpt_mpi_t *c)
 		}
 	}
 	int ret = 0;
-	if (due) {
+	if (due && !c->restored_or_started && c->plan_complete) {
+		// The job holds a complete epoch and this handle has not restored it: the ranks'
+		// memory is fresh, and a checkpoint would start a new timeline over the stored one.
+		// Skipped on every rank alike (both values are the same everywhere) until
+		// ckpt_mpi_restore, or ckpt_mpi_checkpoint (the program starting afresh).
+		c->st.skipped_checkpoints++;
+		c->err = fmt("automatic checkpoint skipped: the job holds complete epoch %llu, not "
+			     "restored yet (ckpt_mpi_restore restores it; ckpt_mpi_checkpoint starts afresh)",
+			     (unsigned long long)c->plan_complete);
+		ret = -EAGAIN;
+		reset_trigger(c);
+	} else if (due) {
 		int r = ckpt_mpi_checkpoint(c);
 		ret = r < 0 ? r : 1;
 	}

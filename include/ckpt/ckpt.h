@@ -241,14 +241,26 @@ int ckpt_close(ckpt_t *c);
  * interval_ms after ckpt_open) or every every_n calls (whichever is configured). Measuring from
  * the end means a checkpoint slower than the interval still leaves the program a whole interval
  * of work before the next one. Returns 1 if this call took a checkpoint, 0 if not, -errno if the
- * checkpoint failed. Cheap when nothing is due: an atomic load, a counter if every_n is set, and
+ * checkpoint failed; -EAGAIN if it was skipped because a region awaits its restore (below).
+ *
+ * Before the restore: a region registered while the store's newest committed epoch holds it
+ * awaits its restore (its memory is the program's fresh memory, not the stored state) until
+ * ckpt_restore/ckpt_restore_epoch fills it (a failed restore does not) or an explicit
+ * ckpt_checkpoint commits it as it is (the program starting fresh); a thread region, until its
+ * thread's ckpt_thread_restore. While any registered region awaits, automatic checkpoints (the
+ * timer, ckpt_hook) are skipped whole, since an epoch is one instant of every region: nothing
+ * is written, the skip is counted in skipped_checkpoints, ckpt_last_error names the regions. A
+ * region the store does not hold never awaits. So CKPT_CFG_TIMER at open is safe.
+ *
+ * Cheap when nothing is due: an atomic load, a counter if every_n is set, and
  * if interval_ms is set a CLOCK_MONOTONIC_COARSE read (the precise clock is read only in the last
  * two clock ticks before the due time).
  */
 int ckpt_hook(ckpt_t *c);
 #define CKPT_HOOK(c) ((void)ckpt_hook(c))
 
-/* Start or stop the timer thread (interval_ms > 0 starts, 0 stops). */
+/* Start or stop the timer thread (interval_ms > 0 starts, 0 stops). Its ticks are automatic
+ * checkpoints: skipped while a region awaits its restore (ckpt_hook). */
 int ckpt_set_timer(ckpt_t *c, uint64_t interval_ms);
 
 /* ---- threads ---- */
@@ -292,7 +304,8 @@ struct ckpt_session_stats {
 	uint64_t total_stop_ns;		/* waiting for attached threads to park */
 	uint64_t total_collect_ns;	/* asking the trackers for written pages, re-protecting them */
 	uint64_t total_persist_ns;	/* writing the pages to the store and committing the epoch */
-	uint64_t reserved[5];
+	uint64_t skipped_checkpoints;	/* automatic ones skipped: a region awaited its restore */
+	uint64_t reserved[4];
 };
 int ckpt_get_stats(const ckpt_t *c, struct ckpt_session_stats *out);
 
@@ -351,8 +364,9 @@ int ckpt_thread_attach_volatile(ckpt_t *c);
  * caller is not a non-volatile thread of c. The region stays registered after the thread
  * detaches (ckpt_unregister(c, "@thread:<thread>:<name>") ends it).
  * While the checkpoint holds regions of this thread's name that it has not restored yet, its
- * regions are left out of checkpoints (their stored copies stay), so a checkpoint never
- * overwrites a thread's state with what it had before its restore.
+ * regions await their restore: left out of ckpt_checkpoint (their stored copies stay), and
+ * automatic checkpoints are skipped meanwhile (ckpt_hook), so a checkpoint never overwrites a
+ * thread's state with what it had before its restore.
  */
 int ckpt_thread_register(ckpt_t *c, const char *name, void *addr, size_t len);
 /* A persistent heap owned by the calling non-volatile thread (ckpt_heap_open's rules;

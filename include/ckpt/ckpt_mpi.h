@@ -106,6 +106,10 @@ uint64_t ckpt_mpi_epoch(const ckpt_mpi_t *c);
  *     one small allreduce per call, overlapped with the loop's work, and fires one call after
  *     the first rank found it due.
  * Returns 1 if a checkpoint was taken, 0 if not, -errno (the same on every rank) if it failed.
+ * Before ckpt_mpi_restore (or a ckpt_mpi_checkpoint), while the job holds a complete epoch, a
+ * due checkpoint is not taken: the ranks' memory is not that epoch's yet, and committing it
+ * would start a new timeline over the stored one. ckpt_mpi_hook then returns -EAGAIN on every
+ * rank and counts it in skipped_checkpoints (ckpt_mpi_last_error says why).
  */
 int ckpt_mpi_hook(ckpt_mpi_t *c);
 
@@ -125,7 +129,8 @@ struct ckpt_mpi_stats {
 	uint64_t total_agree_ns;
 	uint64_t shared_copies;		/* copies completed to the shared directory */
 	uint64_t last_shared_epoch;	/* epoch of the newest such copy; 0 = none */
-	uint64_t reserved[8];
+	uint64_t skipped_checkpoints;	/* due in ckpt_mpi_hook before ckpt_mpi_restore: not taken */
+	uint64_t reserved[7];
 };
 int ckpt_mpi_get_stats(const ckpt_mpi_t *c, struct ckpt_mpi_stats *out);
 

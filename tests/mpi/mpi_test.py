@@ -24,6 +24,9 @@ TEST is one of:
                 collective checkpoint fails everywhere), the next checkpoint retries epoch 5 and
                 every rank dies after its local commit, before the agreement: the relaunch
                 restores epoch 4 (the last complete one) on every rank from its local store
+  early-hook    a relaunch calls ckpt_mpi_hook before ckpt_mpi_restore, checkpoints due: they
+                are skipped (not committed over the stored epoch), the restore finds the
+                epoch the crashed run completed, and the job finishes right
 Exit 0 only if every assertion held.
 """
 import argparse, os, random, re, shlex, shutil, signal, subprocess, sys, time
@@ -349,6 +352,26 @@ def t_interval(r, a):
           f"epoch {e} (step {res[0][1]}), answer {ref}")
 
 
+def t_early_hook(r, a):
+    ref = reference(r)
+    d = fresh(os.path.join(r.dir, "early-hook"))
+    store = os.path.join(d, "s.%d")
+    rc, out = r.run(store, "--die-at-step", "50", "--die-rank", "1")
+    if rc == 0:
+        fail(f"the first run did not die\n{out}")
+    # 25 hooks with --every 10: two are due before the restore.
+    rc, out = r.run(store, "--hooks-before-restore", "25")
+    early = re.findall(r"^rank (\d+): hooks before restore: (\d+) taken, (\d+) skipped$", out, re.M)
+    if sorted(int(x[0]) for x in early) != [0, 1, 2, 3] or any(x[1:] != ("0", "2") for x in early):
+        fail(f"expected 0 taken, 2 skipped on every rank before the restore: {early}\n{out}")
+    res = one_epoch_all_ranks(out, "relaunch")
+    if res[0][:2] != (5, 50):
+        fail(f"restored epoch {res[0][0]} step {res[0][1]}, expected epoch 5 step 50\n{out}")
+    if rc != 0 or answer(out) != ref:
+        fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
+    print(f"PASS: 2 due hooks skipped before the restore on every rank, epoch 5 restored, answer {ref}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mpiexec", required=True)
@@ -363,7 +386,8 @@ def main():
                     help="a kill lands uniformly within this many seconds after the ranks restored")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CKPT_MPI_SEED", time.time_ns() % 100000)))
     ap.add_argument("test", choices=["kill", "crash-local", "crash-agree", "missing", "lost-local",
-                                     "interval", "retry"])
+                                     "interval", "retry",
+                                     "early-hook"])
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     r = Runner(a)
@@ -379,6 +403,8 @@ def main():
         t_interval(r, a)
     elif a.test == "retry":
         t_retry(r, a)
+    elif a.test == "early-hook":
+        t_early_hook(r, a)
     else:
         t_lost_local(r, a)
 

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// ckpt-tool dump, capture: the mappings, from /proc/PID/maps or smaps.
+#include <sys/mman.h>
+
+#include <string>
+#include <vector>
+
+#include "cmd.hpp"
+#include "dump.hpp"
+#include "refusals.hpp"
+
+namespace ckpt_tool::dump {
+namespace {
+
+using namespace image;
+
+bool same_layout(const std::vector<proc::MapsLine>& a, const std::vector<proc::MapsLine>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (a[i].start != b[i].start || a[i].end != b[i].end || a[i].perms != b[i].perms ||
+        a[i].offset != b[i].offset || a[i].ino != b[i].ino || a[i].path != b[i].path)
+      return false;
+  return true;
+}
+
+// The layout, and each mapping's VmFlags: the madvise state restore reproduces (THP or not,
+// DONTFORK, WIPEONFORK, DONTDUMP). Only smaps has VmFlags, and the kernel walks every page
+// table to print it (a 64 MiB process: 4-12 ms under TCG, most of an incremental checkpoint).
+// So with `last` (run's checkpoints: the previous one's mappings and flags), maps is read
+// first, and smaps only when the layout differs from last time; an unchanged layout keeps
+// the flags read then. The price: a madvise() that changes the flags of a whole existing
+// mapping, and nothing else in the layout, reaches the image at the next checkpoint whose
+// layout changed (or the next full one), not at once. Memory contents are not concerned.
+}  // namespace
+
+void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::MapsLine>* last) {
+  std::vector<proc::MapsLine> maps;
+  if (last && !last->empty()) {
+    if (int e = proc::read_maps(pid, &maps); e) throw Error{kFailed, "maps: " + errstr(e)};
+    if (same_layout(maps, *last))
+      maps = *last;  // with the flags
+    else
+      maps.clear();
+  }
+  if (maps.empty())
+    if (int e = proc::read_smaps(pid, &maps); e) throw Error{kFailed, "smaps: " + errstr(e)};
+  if (last) *last = maps;
+  uint64_t vvar_end = 0;
+  for (const auto& m : maps) {
+    const std::string where = "mapping " + m.path + " at " + hex(m.start);
+    if (m.path == "[vsyscall]") continue;
+    if (m.path == "[vvar]") {
+      img->vvar_start = m.start;
+      vvar_end = m.end;
+      continue;
+    }
+    if (m.path == "[vdso]") {
+      img->vdso_start = m.start;
+      img->vdso_end = m.end;
+      continue;
+    }
+    Vma v;
+    v.start = m.start;
+    v.end = m.end;
+    v.prot = (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) |
+             (m.perms[2] == 'x' ? PROT_EXEC : 0);
+    bool shared = m.perms[3] == 's';
+    if (shared) {
+      if (m.path.rfind("/SYSV", 0) == 0) refuse::mapping(where, refuse::Mapping::kSysvShm);
+      if (m.path != "/dev/zero (deleted)" && !m.path.empty())
+        refuse::mapping(where, refuse::Mapping::kSharedFile);
+      if (!(v.prot & PROT_WRITE)) refuse::mapping(where, refuse::Mapping::kReadOnlySharedAnon);
+      v.kind = kSharedAnon;
+    } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" ||
+               m.path.rfind("[anon:", 0) == 0) {
+      v.kind = kAnon;
+      v.growsdown = m.path == "[stack]";
+    } else if (m.path[0] == '[') {
+      refuse::mapping(where, refuse::Mapping::kSpecial);
+    } else {
+      if (ends_with(m.path, " (deleted)")) refuse::mapping(where, refuse::Mapping::kDeletedFile);
+      v.kind = kFile;
+      v.pgoff = m.offset;
+      v.file = file_id(m.path, m.ino, "mapped file", known);
+    }
+    v.advice = advice_from_vmflags(m.vmflags);
+    img->vmas.push_back(std::move(v));
+  }
+  if (img->vdso_start && (!img->vvar_start || vvar_end != img->vdso_start))
+    throw Error{kFailed, "unexpected layout: [vvar] is not directly below [vdso]"};
+}
+
+}  // namespace ckpt_tool::dump

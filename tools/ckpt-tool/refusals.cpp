@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: MIT
+// ckpt-tool dump: every refusal, by name (refusals.hpp). A refusal says what the process has,
+// that it is not saved, and what the restored process would get instead.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/ckpt.h>
+#include <linux/kcmp.h>
+#include <sys/sem.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cmd.hpp"
+#include "error.hpp"
+#include "image.hpp"
+#include "proc.hpp"
+#include "refusals.hpp"
+
+namespace ckpt_tool::dump::refuse {
+
+using namespace image;
+using proc::numbers;
+
+void child_subreaper() {
+  throw Error{kFailed, "the process is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), which "
+                       "is not saved: restored without it, orphans of its future children would "
+                       "go to init instead (see Documentation/whole-process.md)"};
+}
+
+void timers(uint64_t no) {
+  std::string what;
+  if (no & CKPT_TIMER_VIRTUAL) what += ", ITIMER_VIRTUAL";
+  if (no & CKPT_TIMER_PROF) what += ", ITIMER_PROF";
+  if (no & CKPT_TIMER_POSIX) what += ", POSIX timers (timer_create)";
+  throw Error{kFailed, "the process has timers that are not supported: " + what.substr(2) +
+                           " (ITIMER_REAL and alarm() are; see Documentation/whole-process.md)"};
+}
+
+void too_many_threads() {
+  throw Error{kFailed, "more than " + std::to_string(kMaxThreads) + " threads"};
+}
+
+void deleted_cwd(const std::string& cwd) {
+  throw Error{kFailed, "the working directory " + cwd + " is not supported"};
+}
+
+void sched_reset_on_fork() {
+  throw Error{kFailed, "the process has SCHED_RESET_ON_FORK set, which is not saved"};
+}
+
+void sched_policy(int policy) {
+  throw Error{kFailed, "the process runs under scheduling policy " + std::to_string(policy) +
+                           " (SCHED_DEADLINE?), which is not saved"};
+}
+
+void seccomp(long mode) {
+  throw Error{kFailed, std::string("the process runs under seccomp (") +
+                           (mode == 1 ? "strict mode" : "filters") +
+                           "), which is not supported: restored without it, it would run "
+                           "outside its sandbox (see Documentation/whole-process.md)"};
+}
+
+void thread_creds(int tid) {
+  throw Error{kFailed, "thread " + std::to_string(tid) +
+                           " has other credentials (uid, gid, groups or capabilities) than "
+                           "the main thread, which is not saved: one set for the process is"};
+}
+
+void thread_sched(int tid) {
+  throw Error{kFailed, "thread " + std::to_string(tid) +
+                           " has another scheduling policy, priority or nice value than the "
+                           "main thread, which is not saved: one setting for the process is"};
+}
+
+void if_locked(int fd, const std::string& link, const std::string& fdinfo) {
+  // A lock held through this descriptor (flock, a POSIX lock of this process, an OFD lock,
+  // a lease): fdinfo lists it (fs/locks.c, show_fd_locks).
+  if (size_t l = fdinfo.find("\nlock:\t"); l != std::string::npos) {
+    std::vector<std::string> w;
+    const std::string line = fdinfo.substr(l + 7, fdinfo.find('\n', l + 7) - (l + 7));
+    for (size_t a = 0, b; a < line.size(); a = b + 1) {
+      b = line.find_first_of(" \t", a);
+      if (b == std::string::npos) b = line.size();
+      if (b > a) w.push_back(line.substr(a, b - a));
+    }
+    const std::string type = w.size() > 1 ? w[1] : "?";
+    const char* kind = type == "FLOCK"    ? "an flock() lock"
+                       : type == "POSIX"  ? "a POSIX record lock (fcntl F_SETLK, lockf)"
+                       : type == "OFDLCK" ? "an open file description lock (F_OFD_SETLK)"
+                       : type == "LEASE"  ? "a lease"
+                                          : "a file lock";
+    throw Error{kFailed, "fd " + std::to_string(fd) + " (" + link + ") holds " + kind +
+                             ", which is not saved: restored without it, the process would "
+                             "believe it holds the lock"};
+  }
+}
+
+void fd_kind(int fd, const std::string& link) {
+  throw Error{kFailed, "fd " + std::to_string(fd) + " (" + link +
+                           ") is not supported: only regular files, /dev/null-like devices "
+                           "and stdio are (see Documentation/whole-process.md)"};
+}
+
+void mapping(const std::string& where, Mapping why) {
+  switch (why) {
+    case Mapping::kSysvShm:
+      throw Error{kFailed, where + ": System V shared memory (shmat) is not saved"};
+    case Mapping::kSharedFile:
+      throw Error{kFailed, where + ": shared file mappings (and System V / memfd shared "
+                                   "memory) are not supported"};
+    case Mapping::kReadOnlySharedAnon:
+      throw Error{kFailed, where + ": read-only shared anonymous memory is not supported"};
+    case Mapping::kSpecial:
+      throw Error{kFailed, where + " is not supported"};
+    case Mapping::kDeletedFile:
+      throw Error{kFailed, where + ": the mapped file was deleted; not supported"};
+  }
+  throw Error{kFailed, where + " is not supported"};
+}
+
+namespace {
+
+// Children (and unreaped zombies), of every thread: only one process is restored.
+void children(int pid, const Image& img) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::vector<uint64_t> kids;
+  for (const Thread& t : img.threads) {
+    std::string c;
+    if (int e = proc::read_file(base + "/task/" + std::to_string(t.tid) + "/children", &c); e)
+      throw Error{kFailed, "/proc/PID/task/TID/children: " + errstr(e)};
+    for (uint64_t k : numbers(c, 10)) kids.push_back(k);
+  }
+  if (!kids.empty()) {
+    std::string list;
+    for (size_t i = 0; i < kids.size() && i < 8; i++) list += (i ? ", " : "") + std::to_string(kids[i]);
+    if (kids.size() > 8) list += ", ...";
+    throw Error{kFailed, "the process has child processes (pid " + list +
+                             "), which are not saved: only the process itself would be restored"};
+  }
+}
+
+// System V IPC objects the process used last (the kernel keeps them, not the process: after
+// a restart of the system they are gone). Semaphore sets list no user: each semaphore's
+// last user is asked for (semctl GETPID, needs read permission on the set).
+void sysv_ipc(int pid) {
+  auto table = [](const char* file, std::vector<std::vector<uint64_t>>* rows) {
+    std::string t;
+    if (proc::read_file(std::string("/proc/sysvipc/") + file, &t)) return;
+    for (size_t p = t.find('\n'); p != std::string::npos && p + 1 < t.size();) {
+      size_t e = t.find('\n', p + 1);
+      rows->push_back(numbers(t.substr(p + 1, e == std::string::npos ? e : e - p - 1), 10));
+      p = e;
+    }
+  };
+  auto refuse = [](const char* what, uint64_t id) {
+    throw Error{kRefused, std::string("the process used System V ") + what + " " +
+                              std::to_string(id) +
+                              ", which is not saved (it lives in the kernel: gone after a "
+                              "restart); --lose sysv-ipc dumps it anyway"};
+  };
+  std::vector<std::vector<uint64_t>> rows;
+  table("msg", &rows);  // key msqid perms cbytes qnum lspid lrpid ...
+  for (const auto& r : rows)
+    if (r.size() > 6 && (r[5] == uint64_t(pid) || r[6] == uint64_t(pid)))
+      refuse("message queue (msqid)", r[1]);
+  rows.clear();
+  table("shm", &rows);  // key shmid perms size cpid lpid ...
+  for (const auto& r : rows)
+    if (r.size() > 5 && (r[4] == uint64_t(pid) || r[5] == uint64_t(pid)))
+      refuse("shared memory segment (shmid)", r[1]);
+  rows.clear();
+  table("sem", &rows);  // key semid perms nsems ...
+  for (const auto& r : rows)
+    for (uint64_t k = 0; r.size() > 3 && k < r[3] && k < 65536; k++) {
+      int last = semctl(int(r[1]), int(k), GETPID);
+      if (last < 0) break;
+      if (last == pid) refuse("semaphore set (semid)", r[1]);
+    }
+}
+
+// A regular file's offset shared with another process (the same open file description:
+// inherited across fork, or passed over a socket): the restored process gets its own offset,
+// and the other process's writes no longer move it. Every process whose descriptors we may
+// read is compared with kcmp(KCMP_FILE); this tool itself is not (run's supervisor hands its
+// own standard output and error to the program it starts).
+void shared_offsets(int pid, const Image& img) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<uint64_t>> ours;  // (dev, ino) -> fds
+  for (const Fd& f : img.fds) {
+    if (f.kind != kFdRegular) continue;
+    struct stat st;
+    if (stat((base + "/fd/" + std::to_string(f.fd)).c_str(), &st) == 0)
+      ours[{uint64_t(st.st_dev), uint64_t(st.st_ino)}].push_back(f.fd);
+  }
+  if (ours.empty()) return;
+  std::vector<int> procs;
+  DIR* d = opendir("/proc");
+  if (!d) throw Error{kFailed, std::string("/proc: ") + strerror(errno)};
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long v = strtol(e->d_name, &end, 10);
+    if (*e->d_name && !*end && v > 0 && v != pid && v != getpid()) procs.push_back(int(v));
+  }
+  closedir(d);
+  for (int other : procs) {
+    int dfd = open(("/proc/" + std::to_string(other) + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) continue;  // gone, or not ours to look at
+    DIR* fdd = fdopendir(dfd);
+    if (!fdd) {
+      close(dfd);
+      continue;
+    }
+    std::string hit;
+    while (dirent* e = readdir(fdd)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st;
+      if (fstatat(dfd, e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode)) continue;
+      auto it = ours.find({uint64_t(st.st_dev), uint64_t(st.st_ino)});
+      if (it == ours.end()) continue;
+      const long theirs = strtol(e->d_name, nullptr, 10);
+      for (uint64_t fd : it->second)
+        if (syscall(SYS_kcmp, pid, other, KCMP_FILE, long(fd), theirs) == 0) {
+          std::string path, comm;
+          proc::read_link(base + "/fd/" + std::to_string(fd), &path);
+          proc::read_file("/proc/" + std::to_string(other) + "/comm", &comm);
+          while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+          hit = "fd " + std::to_string(fd) + " (" + path + ") shares its file offset with fd " +
+                std::to_string(theirs) + " of process " + std::to_string(other) + " (" + comm +
+                "), which is not saved: restored, it would have an offset of its own; --lose "
+                "shared-offset dumps it anyway";
+          break;
+        }
+      if (!hit.empty()) break;
+    }
+    closedir(fdd);
+    if (!hit.empty()) throw Error{kRefused, hit};
+  }
+}
+
+}  // namespace
+
+void outside_state(int pid, const Image& img, const std::set<std::string>& lose) {
+  children(pid, img);
+  if (!lose.count("sysv-ipc")) sysv_ipc(pid);
+  if (!lose.count("shared-offset")) shared_offsets(pid, img);
+}
+
+}  // namespace ckpt_tool::dump::refuse

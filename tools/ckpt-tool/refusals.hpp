@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+// ckpt-tool dump: whatever dump does not save, it refuses by name, and every such refusal is
+// here (refusals.cpp), with the message the user sees. The capture steps find the state;
+// these say why it is refused. Each throws Error: kFailed, or kRefused when a --lose option
+// accepts the loss (the message names it). Documentation/whole-process.md lists them.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "image.hpp"
+
+namespace ckpt_tool::dump::refuse {
+
+// capture_threads.cpp (ckpt.ko's DUMP_TASK)
+[[noreturn]] void child_subreaper();
+// `timers`: the CKPT_TIMER_* bits of the timers dump does not save.
+[[noreturn]] void timers(uint64_t timers);
+[[noreturn]] void too_many_threads();
+
+// capture_process.cpp (/proc/PID/status, sched_getscheduler)
+[[noreturn]] void deleted_cwd(const std::string& cwd);
+[[noreturn]] void sched_reset_on_fork();
+[[noreturn]] void sched_policy(int policy);
+[[noreturn]] void seccomp(long mode);
+[[noreturn]] void thread_creds(int tid);
+[[noreturn]] void thread_sched(int tid);
+
+// capture_fds.cpp. `fdinfo`: /proc/PID/fdinfo/N; refused if it lists a lock held through fd n.
+void if_locked(int fd, const std::string& link, const std::string& fdinfo);
+// A descriptor no FdKind takes.
+[[noreturn]] void fd_kind(int fd, const std::string& link);
+
+// capture_mappings.cpp. `where`: "mapping PATH at 0x...".
+enum class Mapping {
+  kSysvShm,           // shmat()
+  kSharedFile,        // MAP_SHARED of a file, memfd
+  kReadOnlySharedAnon,
+  kSpecial,           // [something] the image does not know
+  kDeletedFile,
+};
+[[noreturn]] void mapping(const std::string& where, Mapping why);
+
+// What dump does not save and finds outside the process's own files: children, a file offset
+// shared with another process, System V IPC objects it used. `lose`: what the caller accepts to
+// lose (dump --lose: "shared-offset", "sysv-ipc").
+void outside_state(int pid, const image::Image& img, const std::set<std::string>& lose);
+
+}  // namespace ckpt_tool::dump::refuse

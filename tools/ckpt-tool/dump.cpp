@@ -34,7 +34,7 @@
 
 namespace ckpt_tool {
 
-uint8_t* wp::Tracker::buffers(size_t n) {
+uint8_t* wp::Series::buffers(size_t n) {
   if (nbuf < n) {
     buf.reset();  // freed before the bigger one is taken
     buf.reset(new uint8_t[n * dump::kBatch * image::kPage]);
@@ -43,22 +43,22 @@ uint8_t* wp::Tracker::buffers(size_t n) {
   return buf.get();
 }
 
-wp::Tracker::~Tracker() {
+wp::Series::~Series() {
   if (fd >= 0) close(fd);
 }
 
-void wp::Tracker::reset() {
+void wp::Series::reset() {
   for (auto& [start, r] : regs) ckptdev::unregister(fd, r.id);
   regs.clear();
   have_prev = false;
 }
 
-void wp::Tracker::unregister(uint64_t id) { ckptdev::unregister(fd, id); }
+void wp::Series::unregister(uint64_t id) { ckptdev::unregister(fd, id); }
 
-std::unique_ptr<wp::Tracker, wp::TrackerDeleter> wp::make_tracker() {
-  return std::unique_ptr<Tracker, TrackerDeleter>(new Tracker);
+std::unique_ptr<wp::Series, wp::SeriesDeleter> wp::make_series() {
+  return std::unique_ptr<Series, SeriesDeleter>(new Series);
 }
-void wp::TrackerDeleter::operator()(Tracker* t) const { delete t; }
+void wp::SeriesDeleter::operator()(Series* t) const { delete t; }
 
 namespace dump {
 namespace {
@@ -79,7 +79,7 @@ struct OwnedFd {
 enum class After { kRun, kLeaveRunning, kKill };
 
 // Capture: the stopped process into img (everything but its pages). Refuses what is not saved.
-void capture(wp::Tracker& tr, const Seized& seized, int ckpt_fd, uint64_t features, Image* img,
+void capture(wp::Series& tr, const Seized& seized, int ckpt_fd, uint64_t features, Image* img,
              Phases& ph) {
   const int pid = seized.pid();
   capture_threads(seized, ckpt_fd, features, img);
@@ -140,7 +140,7 @@ void print_phases(const Phases& ph, uint64_t put, const struct rusage& ru0) {
 }
 
 // Seize: every thread stopped; with run's tracking, ckpt.ko's session ATTACHed (once).
-void seize(wp::Tracker& tr, Seized& seized) {
+void seize(wp::Series& tr, Seized& seized) {
   seized.stop_all();
   if (seized.tids().size() > kMaxThreads) refuse::too_many_threads();
   if (tr.track && tr.usable && tr.fd < 0) {
@@ -150,7 +150,7 @@ void seize(wp::Tracker& tr, Seized& seized) {
 }
 
 // Plan, persist, release: the pages and the metadata of img into one commit.
-void plan_and_persist(wp::Tracker& tr, Seized& seized, Image& img, After after,
+void plan_and_persist(wp::Series& tr, Seized& seized, Image& img, After after,
                       std::chrono::steady_clock::time_point t0, Phases& ph,
                       wp::DumpStats* stats) {
   const int pid = seized.pid();
@@ -203,7 +203,7 @@ void plan_and_persist(wp::Tracker& tr, Seized& seized, Image& img, After after,
 
 // One checkpoint of `pid` into tr's store. Full unless tr tracks the process and has a
 // previous checkpoint: then only the pages ckpt.ko logged as written since are read.
-void take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
+void take(wp::Series& tr, int pid, After after, wp::DumpStats* stats) {
   auto t0 = std::chrono::steady_clock::now();
   Phases ph;
   ph.t = t0;
@@ -229,32 +229,15 @@ void take(wp::Tracker& tr, int pid, After after, wp::DumpStats* stats) {
 }  // namespace
 }  // namespace dump
 
-void wp::set_store_mode(Tracker* tr, bool create, bool force, bool replace) {
+void wp::set_store_mode(Series* tr, bool create, bool force, bool replace) {
   tr->create = create;
   tr->force = force;
   tr->replace = replace;
 }
 
-int wp::checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
-                   std::string* why) {
-  try {
-    if (tr->path.empty()) tr->path = store;
-    dump::take(*tr, pid, dump::After::kRun, stats);
-    return kOk;
-  } catch (const Error& e) {
-    *why = e.msg;
-    return e.code;
-  }
-}
-
-void add_store_mode_flags(CLI::App* sub, StoreMode* m, const std::string& replace_help) {
-  sub->add_flag("--create", m->create,
-                "make a store of an existing path that holds none (an empty or zeroed file, a "
-                "block device libblkid finds nothing on)");
-  sub->add_flag("--force", m->force,
-                "format the path whatever it holds: a file system, partition table, other data "
-                "(destroys it)");
-  sub->add_flag("--replace", m->replace, replace_help);
+void wp::checkpoint(const std::string& store, pid_t pid, Series* tr, DumpStats* stats) {
+  if (tr->path.empty()) tr->path = store;
+  dump::take(*tr, pid, dump::After::kRun, stats);
 }
 
 void add_dump(CLI::App& app, Runner& run) {
@@ -291,7 +274,7 @@ void add_dump(CLI::App& app, Runner& run) {
   sub->callback([&run, o] {
     run = [o] {
       auto t0 = std::chrono::steady_clock::now();
-      wp::Tracker tr;
+      wp::Series tr;
       tr.path = o->store;
       tr.track = false;
       tr.create = o->mode.create;
@@ -299,13 +282,8 @@ void add_dump(CLI::App& app, Runner& run) {
       tr.replace = o->mode.replace;
       tr.lose.insert(o->lose.begin(), o->lose.end());
       wp::DumpStats ds;
-      try {
-        dump::take(tr, o->pid, o->leave_running ? dump::After::kLeaveRunning : dump::After::kKill,
-                   &ds);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "ckpt-tool dump: %s\n", e.msg.c_str());
-        return e.code;
-      }
+      dump::take(tr, o->pid, o->leave_running ? dump::After::kLeaveRunning : dump::After::kKill,
+                 &ds);
       auto c0 = std::chrono::steady_clock::now();
       tr.store.reset();  // closed (io_uring torn down, lock released) before we say it is done
       if (getenv("CKPT_TOOL_PHASES"))

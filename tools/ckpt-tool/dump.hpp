@@ -146,7 +146,7 @@ struct Counts {
 // The state kept between the checkpoints of one process: its store (open, locked), a ckpt.ko
 // session ATTACHed to it with one region per private mapping, and the metadata of the last
 // committed checkpoint.
-struct wp::Tracker {
+struct wp::Series {
   std::string path;
   bool create = false;    // --create: make a store of an existing path that holds none
   bool force = false;     // --force: format whatever the path holds
@@ -170,7 +170,7 @@ struct wp::Tracker {
   uint8_t* buffers(size_t n);
   std::vector<uint64_t> scratch;  // pagemap entries, COLLECT addresses; kept for the same reason
   std::vector<proc::MapsLine> last_maps;  // the last checkpoint's mappings, with VmFlags
-  ~Tracker();
+  ~Series();
   // Forget the dirty logs: the next checkpoint is a full one.
   void reset();
   void unregister(uint64_t id);
@@ -182,23 +182,23 @@ namespace dump {
 // those to read now: all of them for a mapping tr does not track yet (registering it with
 // ckpt.ko when tr tracks), else those ckpt.ko logged as written since tr's last checkpoint.
 // Sets each mapping's runs in img.
-std::vector<Plan> plan_pages(wp::Tracker& tr, int pagemap_fd, Image& img, Phases& ph,
+std::vector<Plan> plan_pages(wp::Series& tr, int pagemap_fd, Image& img, Phases& ph,
                              Counts* counts);
 
 // --- persist.cpp ---
 
 // Opens tr's store (once), refusing a path that holds something else.
-void open_store(wp::Tracker& tr);
+void open_store(wp::Series& tr);
 // dump: refuses a store that holds another process's image, unless --replace.
-void check_replace(wp::Tracker& tr, const Image& img);
+void check_replace(wp::Series& tr, const Image& img);
 // The store's regions follow the image's mappings; sets each plan's region. Returns the
 // metadata's region.
-uint32_t place_regions(wp::Tracker& tr, const Image& img, const std::vector<uint8_t>& meta,
+uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8_t>& meta,
                        std::vector<Plan>& plan);
 // The planned pages, read from the process through `mem`, and the metadata into one store
 // transaction, committed. release() is called as soon as nothing more is needed from the
 // process (before the commit persists).
-void write_and_commit(wp::Tracker& tr, const Image& img, const std::vector<Plan>& plan,
+void write_and_commit(wp::Series& tr, const Image& img, const std::vector<Plan>& plan,
                       uint64_t put, MemReader& mem, uint32_t meta_region,
                       const std::vector<uint8_t>& meta, const std::function<void()>& release,
                       Phases& ph);

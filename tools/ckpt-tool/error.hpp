@@ -11,12 +11,16 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace ckpt_tool {
 
 struct Error {
-  int code;         // exit status
-  std::string msg;  // what failed and why, one line
+  Error(int c, std::string m, std::string n = {})
+      : code(c), msg(std::move(m)), note(std::move(n)) {}
+  int code;          // exit status
+  std::string msg;   // what failed and why, one line
+  std::string note;  // optional: a second line, printed after it with the same prefix
 };
 
 // strerror of a -errno.

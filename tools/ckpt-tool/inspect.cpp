@@ -9,52 +9,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "error.hpp"
 #include "key.hpp"
 #include "store_open.hpp"
 
 namespace ckpt_tool {
 
-std::string human_bytes(unsigned long long b) {
-  static const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, u++;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), u ? "%.1f %s" : "%.0f %s", v, unit[u]);
-  return buf;
-}
-
-int open_for_inspection(const char* who, const std::string& path,
-                        std::unique_ptr<ckpt::store::Store>* out) {
-  ckpt::store::Options o;
-  std::string why;
-  o.no_modify = true;
-  o.mac_key = store_key();
-  o.why = &why;
-  int r = ckpt::store::Store::open(path, o, out);
-  if (r == 0) return 0;
-  const char* hint = "";
-  if (r == -EBUSY) hint = " (a program has it open; inspect it after it stops)";
-  if (r == -EACCES || r == -EPERM) hint = " (permission denied)";
-  // The store's reason usually names the error already; add it only when it doesn't.
-  std::string msg = why.empty() ? path : why;
-  const char* es = std::strerror(-r);
-  if (msg.size() < std::strlen(es) || msg.compare(msg.size() - std::strlen(es), std::string::npos, es))
-    msg += std::string(": ") + es;
-  std::fprintf(stderr, "ckpt-tool %s: %s%s\n", who, msg.c_str(), hint);
-  return (r == -EUCLEAN || r == -EIO || r == -EPROTO || r == -EKEYREJECTED) ? int(kFailed) : int(kUnavailable);
-}
-
 namespace {
 
 int inspect(const std::string& path, bool json) {
-  std::unique_ptr<ckpt::store::Store> s;
-  if (int rc = open_for_inspection("inspect", path, &s)) return rc;
+  std::unique_ptr<ckpt::store::Store> s = open_for_inspection(path);
   ckpt::store::StoreStat st;
-  if (int r = s->stat(&st); r < 0) {
-    std::fprintf(stderr, "ckpt-tool inspect: %s: %s\n", path.c_str(), std::strerror(-r));
-    return kFailed;
-  }
+  if (int r = s->stat(&st); r < 0) throw Error{kFailed, path + ": " + std::strerror(-r)};
   const auto regions = s->regions();
   const uint64_t bs = st.block_size;
 

@@ -2,6 +2,7 @@
 // ckpt-tool: checkpoint and restore processes (dump, restore, run), inspect and verify ckpt
 // stores, and show the module's live state.
 #include "cmd.hpp"
+#include "error.hpp"
 #include "image.hpp"
 #include "proc.hpp"
 
@@ -65,6 +66,13 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
       rc = app.exit(e);
       rc = rc == 0 ? 0 : ckpt_tool::kUsage;
+    } catch (const ckpt_tool::Error& e) {
+      // The one place a subcommand's failure is reported: "ckpt-tool SUBCOMMAND: why".
+      std::string who = "ckpt-tool";
+      if (!app.get_subcommands().empty()) who += " " + app.get_subcommands()[0]->get_name();
+      std::fprintf(stderr, "%s: %s\n", who.c_str(), e.msg.c_str());
+      if (!e.note.empty()) std::fprintf(stderr, "%s: %s\n", who.c_str(), e.note.c_str());
+      rc = e.code;
     }
   }
   if (phases)

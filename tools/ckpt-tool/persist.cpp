@@ -33,7 +33,7 @@ std::string store_error(const ckpt::store::Store& s, int e, const char* what) {
 
 }  // namespace
 
-void open_store(wp::Tracker& tr) {
+void open_store(wp::Series& tr) {
   if (tr.store) return;
   ckpt::store::Options o;
   std::string why;
@@ -62,7 +62,7 @@ void open_store(wp::Tracker& tr) {
 // dump: a store that holds the image of another process (another PID, or another program at
 // that PID) is not overwritten unless --replace. A process restored from the store keeps its
 // PID and program, so dumping it again into its own store needs no option.
-void check_replace(wp::Tracker& tr, const Image& img) {
+void check_replace(wp::Series& tr, const Image& img) {
   if (tr.replace || tr.store->epoch() == 0) return;
   uint32_t id = 0;
   uint64_t size = 0;
@@ -94,7 +94,7 @@ void check_replace(wp::Tracker& tr, const Image& img) {
   // Order: removals and shrinks first, then one reserve() for the whole new layout, then the
   // definitions and growths — so the store grows a file once, to exactly what the layout
   // needs, instead of a quarter more at each step (a 64 MiB dump made an 85 MB file).
-uint32_t place_regions(wp::Tracker& tr, const Image& img, const std::vector<uint8_t>& meta,
+uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8_t>& meta,
                        std::vector<Plan>& plan) {
   ckpt::store::Store& st = *tr.store;
   std::map<std::string, uint64_t> layout;  // name -> size after this checkpoint
@@ -271,7 +271,7 @@ void write_pipelined(const Pages& w, Phases& ph) {
 
 }  // namespace
 
-void write_and_commit(wp::Tracker& tr, const Image& img, const std::vector<Plan>& plan,
+void write_and_commit(wp::Series& tr, const Image& img, const std::vector<Plan>& plan,
                       uint64_t put, MemReader& mem, uint32_t meta_region,
                       const std::vector<uint8_t>& meta, const std::function<void()>& release,
                       Phases& ph) {

@@ -120,7 +120,7 @@ std::vector<uint64_t> collect(int fd, uint64_t id, std::vector<uint64_t>& buf) {
 // image or was written since (a page that came back without a write, e.g. read after
 // MADV_DONTNEED, is a zero page the restore recreates by itself). Only the written ones are
 // read. Adds to *kept the pages of the runs it makes itself (it leaves p.present empty then).
-void plan_incremental(wp::Tracker& tr, int pm, Vma& v, const Vma& pv, uint64_t id, Plan& p,
+void plan_incremental(wp::Series& tr, int pm, Vma& v, const Vma& pv, uint64_t id, Plan& p,
                       Phases& ph, uint64_t* kept) {
   const uint64_t pages = (v.end - v.start) / kPage;
   auto c0 = std::chrono::steady_clock::now();
@@ -178,8 +178,8 @@ void plan_incremental(wp::Tracker& tr, int pm, Vma& v, const Vma& pv, uint64_t i
 }
 
 // A full plan for mapping v: every page pagemap shows; tr tracks it from now on if it can.
-void plan_full(wp::Tracker& tr, int pm, const Vma& v, Plan& p, Phases& ph,
-               std::map<uint64_t, wp::Tracker::Reg>* keep) {
+void plan_full(wp::Series& tr, int pm, const Vma& v, Plan& p, Phases& ph,
+               std::map<uint64_t, wp::Series::Reg>* keep) {
   const uint64_t pages = (v.end - v.start) / kPage;
   auto m0 = std::chrono::steady_clock::now();
   p.present = want_pages(pm, v, tr.scratch);
@@ -196,7 +196,7 @@ void plan_full(wp::Tracker& tr, int pm, const Vma& v, Plan& p, Phases& ph,
 
 }  // namespace
 
-std::vector<Plan> plan_pages(wp::Tracker& tr, int pm, Image& img, Phases& ph, Counts* counts) {
+std::vector<Plan> plan_pages(wp::Series& tr, int pm, Image& img, Phases& ph, Counts* counts) {
   uint64_t put = 0, kept = 0;
   // Tracked regions whose mapping changed (split, grown, moved, gone) stop being tracked
   // first, so that the new mappings there can be registered.
@@ -211,7 +211,7 @@ std::vector<Plan> plan_pages(wp::Tracker& tr, int pm, Image& img, Phases& ph, Co
     it = tr.regs.erase(it);
   }
   std::vector<Plan> plan(img.vmas.size());
-  std::map<uint64_t, wp::Tracker::Reg> keep;
+  std::map<uint64_t, wp::Series::Reg> keep;
   for (size_t i = 0; i < img.vmas.size(); i++) {
     Vma& v = img.vmas[i];
     Plan& p = plan[i];

@@ -241,14 +241,8 @@ int wait_child(pid_t pid) {
 
 }  // namespace restore
 
-int wp::restore(const std::string& store, pid_t* pid, std::string* why) {
-  try {
-    restore::do_restore(store, pid, true, false);
-    return kOk;
-  } catch (const Error& e) {
-    *why = e.msg;
-    return e.code;
-  }
+void wp::restore(const std::string& store, pid_t* pid) {
+  restore::do_restore(store, pid, true, false);
 }
 
 void add_restore(CLI::App& app, Runner& run) {
@@ -279,20 +273,15 @@ void add_restore(CLI::App& app, Runner& run) {
                 "never more than the image had");
   sub->callback([&run, o] {
     run = [o] {
-      try {
-        pid_t pid = 0;
-        if (o->interval) wp::catch_checkpoint_requests();
-        restore::do_restore(o->store, &pid, false, o->as_image_user);
-        // The restored process keeps its PID, but its /proc/PID/exe names ckpt-tool (it cannot
-        // be set back), so dump's check that the store holds this process's image would refuse
-        // its first checkpoint: it is the process made from this very store.
-        if (o->interval)
-          return wp::supervise(o->store, pid, o->interval, o->stats, false, false, true);
-        return o->wait ? restore::wait_child(pid) : int(kOk);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "ckpt-tool restore: %s\n", e.msg.c_str());
-        return e.code;
-      }
+      pid_t pid = 0;
+      if (o->interval) wp::catch_checkpoint_requests();
+      restore::do_restore(o->store, &pid, false, o->as_image_user);
+      // The restored process keeps its PID, but its /proc/PID/exe names ckpt-tool (it cannot
+      // be set back), so dump's check that the store holds this process's image would refuse
+      // its first checkpoint: it is the process made from this very store.
+      if (o->interval)
+        return wp::supervise(o->store, pid, o->interval, o->stats, false, false, true);
+      return o->wait ? restore::wait_child(pid) : int(kOk);
     };
   });
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cmd.hpp"
+#include "error.hpp"
 #include "tracker.hpp"
 
 namespace ckpt_tool {
@@ -100,11 +101,10 @@ void add_stat(CLI::App& app, Runner& run) {
       std::string why;
       const std::string tracker = tracker_here();
       if (int e = read_sessions(&ss, &why); e < 0) {
-        std::fprintf(stderr, "ckpt-tool stat: %s\n", why.c_str());
-        if (e == -ENOENT)
-          std::fprintf(stderr, "ckpt-tool stat: libckpt tracks with %s here (its sessions are not listed: "
-                       "only the module's are)\n", tracker.c_str());
-        return e == -ENOENT ? int(kUnavailable) : int(kFailed);
+        if (e != -ENOENT) throw Error{kFailed, why};
+        throw Error{kUnavailable, why,
+                    "libckpt tracks with " + tracker +
+                        " here (its sessions are not listed: only the module's are)"};
       }
       if (opts->json) {
         nlohmann::json j = nlohmann::json::array();

@@ -10,11 +10,9 @@
 
 namespace ckpt_tool {
 
-// Opens `path` read-only in spirit (Options::no_modify). On failure prints why, prefixed with
-// `who`, and returns the exit status to use (kUnavailable for a missing, busy or non-store
-// path, kFailed for a damaged one); 0 on success.
-int open_for_inspection(const char* who, const std::string& path,
-                        std::unique_ptr<ckpt::store::Store>* out);
+// Opens `path` read-only in spirit (Options::no_modify). On failure throws Error saying why:
+// kUnavailable for a missing, busy or non-store path, kFailed for a damaged one.
+std::unique_ptr<ckpt::store::Store> open_for_inspection(const std::string& path);
 
 // "4.0 KiB", "12.5 MiB", ...
 std::string human_bytes(unsigned long long bytes);

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "error.hpp"
 #include "key.hpp"
 #include "store_open.hpp"
 
@@ -19,8 +20,7 @@ namespace ckpt_tool {
 namespace {
 
 int verify(const std::string& path, bool json, bool quiet) {
-  std::unique_ptr<ckpt::store::Store> s;
-  if (int rc = open_for_inspection("verify", path, &s)) return rc;
+  std::unique_ptr<ckpt::store::Store> s = open_for_inspection(path);
   ckpt::store::StoreStat st;
   s->stat(&st);
 
@@ -40,11 +40,8 @@ int verify(const std::string& path, bool json, bool quiet) {
   ckpt::store::VerifyReport rep;
   int r = s->verify(&rep, progress);
   if (tty) std::fprintf(stderr, "\r\033[K");
-  if (r < 0 && r != -EIO) {
-    std::fprintf(stderr, "ckpt-tool verify: %s: %s (%s)\n", path.c_str(), std::strerror(-r),
-                 s->last_error().c_str());
-    return kFailed;
-  }
+  if (r < 0 && r != -EIO)
+    throw Error{kFailed, path + ": " + std::strerror(-r) + " (" + s->last_error() + ")"};
   const bool newest_ok = r == 0 && st.read_epoch == st.epoch && !rep.meta_fell_back;
 
   if (json) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ckpt-tool: whole-process dump/restore entry points shared by dump, restore and run.
-// Each returns an exit status (cmd.hpp's Exit) and sets *why on failure.
+// Failures throw Error (error.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -21,30 +21,29 @@ struct DumpStats {
   uint64_t bytes = 0;    // bytes written to the store (pages and metadata)
 };
 
-// The state kept between incremental checkpoints of one process: its store (open and locked
-// while the Tracker lives), a ckpt.ko session ATTACHed to it with one region per private
-// mapping, and the last checkpoint's metadata.
-struct Tracker;
-struct TrackerDeleter {
-  void operator()(Tracker* t) const;
+// A series: the state kept between incremental checkpoints of one process (design.md,
+// "Glossary"): its store (open and locked while the Series lives), a ckpt.ko session ATTACHed
+// to it with one region per private mapping, and the last checkpoint's metadata.
+struct Series;
+struct SeriesDeleter {
+  void operator()(Series* t) const;
 };
-std::unique_ptr<Tracker, TrackerDeleter> make_tracker();
+std::unique_ptr<Series, SeriesDeleter> make_series();
 // How the first checkpoint opens an existing path that holds no store: --create makes one of
 // an empty or zeroed file (or a block device libblkid finds nothing on), --force formats it
 // whatever it holds. Default: refused (exit status kRefused), as ckpt::store::Options says.
-void set_store_mode(Tracker* tr, bool create, bool force, bool replace = false);
+void set_store_mode(Series* tr, bool create, bool force, bool replace = false);
 
 // One checkpoint of `pid` (left running) into the store at `store` (opened on the first call,
 // created if missing): the first one (and any after a failure, or when the module cannot track
 // the process) writes every page the process has; later ones read from the process, while it
 // is stopped, only the pages the module logged as written since, and write just those and the
 // metadata. One store commit each: a crash at any instant leaves the previous checkpoint.
-int checkpoint(const std::string& store, pid_t pid, Tracker* tr, DumpStats* stats,
-               std::string* why);
+void checkpoint(const std::string& store, pid_t pid, Series* tr, DumpStats* stats);
 
 // Recreate the process of the store's newest committed (and intact) epoch as a child of the
 // caller; *pid gets its PID. The store is closed again when this returns.
-int restore(const std::string& store, pid_t* pid, std::string* why);
+void restore(const std::string& store, pid_t* pid);
 
 // The wait status of `pid` if a dump's waitpid() took it (the process died during a dump).
 bool reaped_status(pid_t pid, int* wstatus);

@@ -10,11 +10,12 @@
 # - restore of another user's image is refused (exit 4), root included; --as-image-user
 #   restores it as that user, and fails for a caller who may not become it;
 # - dump and run refuse a store holding another process's image (exit 4) unless --replace.
-# Prints TAP with a kselftest "# Totals:" line. CKPT_BUILD: the build to test.
+# Prints TAP with a kselftest "# Totals:" line. CKPT_BUILD: the build to test; CKPT_TOOL:
+# another ckpt-tool.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CKPT_BUILD:-$top/build/cmake}
-tool=$build/bin/ckpt-tool
+tool=${CKPT_TOOL:-$build/bin/ckpt-tool}
 zdtm=$build/zdtm
 holder=$build/zdtm-run/state_holder
 n=0 pass=0 fail=0 skip=0

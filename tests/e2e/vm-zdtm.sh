@@ -7,7 +7,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CKPT_BUILD:-$top/build/cmake}
 bin=$build/zdtm
-tool=$build/bin/ckpt-tool
+tool=${CKPT_TOOL:-$build/bin/ckpt-tool}  # CKPT_TOOL: another ckpt-tool (to see what an older one does)
 n=0 pass=0 fail=0 skip=0
 # The group of /dev/ckpt (root:GROUP 0660, scripts/vm/guest.sh): what runs as uid 65534 gets it
 # as a supplementary group, as a user added to the ckpt group would have it.

@@ -156,6 +156,24 @@ TEST(WpImage, Format20WithoutRlimits) {
   EXPECT_EQ(decode_meta(meta, &out, &why, 1), -EBADMSG);
 }
 
+// The madvise bits 2.6 added round-trip, and are refused in an image that says it is 2.5
+// (which a 2.5 tool would call damaged): they are read only from 2.6 on.
+TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
+  Image img = sample();
+  img.vmas[1].advice |= kAdvSequential | kAdvMergeable | kAdvNoreserve;
+  img.vmas[2].advice |= kAdvRandom;
+  std::vector<uint8_t> meta = encode_meta(img);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why, 6), 0) << why;
+  EXPECT_EQ(out.vmas[1].advice, uint64_t(kAdvHugepage | kAdvWipeonfork | kAdvSequential |
+                                          kAdvMergeable | kAdvNoreserve));
+  EXPECT_EQ(out.vmas[2].advice, uint64_t(kAdvNoHugepage | kAdvDontdump | kAdvRandom));
+  EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
+  meta = encode_meta(sample());
+  EXPECT_EQ(decode_meta(meta, &out, &why, 5), 0) << why;
+}
+
 // A 2.1 image (before the madvise state) decodes with no advice on any mapping; the same
 // bytes read as 2.2 lack the madvise words and are refused.
 TEST(WpImage, Format21WithoutAdvice) {
@@ -289,7 +307,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.fds[0].kind = 0; i.fds[0].fd = 5; }));
   EXPECT_TRUE(refuses([](Image& i) { i.cwd = "rel"; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = kAdvHugepage | kAdvNoHugepage; }));
-  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = 1 << 5; }));        // unknown bit
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = 1 << 9; }));        // unknown bit
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = kAdvSequential | kAdvRandom; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.vmas[1].advice = kAdvRandom; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
   EXPECT_TRUE(refuses([](Image& i) { i.personality = 0xffffffff; }));  // personality()'s query
   EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 4; }));             // unknown bit

@@ -2,8 +2,9 @@
 /* The madvise state the kernel keeps as mapping flags comes back with the memory: a
  * MADV_HUGEPAGE mapping (THP-backed before the dump, so after it too), a MADV_NOHUGEPAGE one
  * (no huge page after it, whatever the system's THP default), MADV_DONTDUMP + MADV_DONTFORK,
- * and MADV_WIPEONFORK (a forked child sees zeros there). Checked in /proc/self/smaps (VmFlags,
- * AnonHugePages) and by the bytes. */
+ * MADV_WIPEONFORK (a forked child sees zeros there), MADV_SEQUENTIAL, MADV_RANDOM,
+ * MADV_MERGEABLE and a MAP_NORESERVE mapping (these four were lost before image format 2.6).
+ * Checked in /proc/self/smaps (VmFlags, AnonHugePages) and by the bytes. */
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include "zdtm.h"
@@ -17,13 +18,18 @@ struct area {
 	const char *want[2];     /* VmFlags that must be there */
 	const char *unwanted;    /* one that must not */
 	uint64_t *p;
+	int mflags;              /* more mmap flags */
 };
 
 static struct area areas[] = {
-	{ "hugepage", 4 * HUGE, { MADV_HUGEPAGE, 0 }, { "hg", NULL }, "nh", NULL },
-	{ "nohugepage", 4 * HUGE, { MADV_NOHUGEPAGE, 0 }, { "nh", NULL }, "hg", NULL },
-	{ "dontdump+dontfork", 1 << 20, { MADV_DONTDUMP, MADV_DONTFORK }, { "dd", "dc" }, "wf", NULL },
-	{ "wipeonfork", 1 << 20, { MADV_WIPEONFORK, 0 }, { "wf", NULL }, "dc", NULL },
+	{ "hugepage", 4 * HUGE, { MADV_HUGEPAGE, 0 }, { "hg", NULL }, "nh", NULL, 0 },
+	{ "nohugepage", 4 * HUGE, { MADV_NOHUGEPAGE, 0 }, { "nh", NULL }, "hg", NULL, 0 },
+	{ "dontdump+dontfork", 1 << 20, { MADV_DONTDUMP, MADV_DONTFORK }, { "dd", "dc" }, "wf", NULL, 0 },
+	{ "wipeonfork", 1 << 20, { MADV_WIPEONFORK, 0 }, { "wf", NULL }, "dc", NULL, 0 },
+	{ "sequential", 1 << 20, { MADV_SEQUENTIAL, 0 }, { "sr", NULL }, "rr", NULL, 0 },
+	{ "random", 1 << 20, { MADV_RANDOM, 0 }, { "rr", NULL }, "sr", NULL, 0 },
+	{ "mergeable", 1 << 20, { MADV_MERGEABLE, 0 }, { "mg", NULL }, "sr", NULL, 0 },
+	{ "noreserve", 1 << 20, { 0, 0 }, { "nr", NULL }, "ac", NULL, MAP_NORESERVE },
 };
 #define NAREAS (sizeof(areas) / sizeof(areas[0]))
 
@@ -77,7 +83,7 @@ int main(int argc, char **argv)
 		struct area *ar = &areas[a];
 		/* Aligned to 2 MiB, so that huge pages can back the mapping. */
 		uint8_t *m = mmap(NULL, ar->len + HUGE, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+				  MAP_PRIVATE | MAP_ANONYMOUS | ar->mflags, -1, 0);
 
 		if (m == MAP_FAILED)
 			return zdtm_fail("mmap");

@@ -4,19 +4,44 @@
  * tests/e2e/vm-tool-refusals.sh (Python cannot stand in: every python3 maps
  * gconv-modules.cache shared, which dump refuses before it looks further).
  *     state_holder READY MODE
- * MODE: plain (nothing), child (a child process that sleeps), msg (a System V message queue
- * it sent to), sem (a System V semaphore set it operated on). For msg and sem the object's id
- * is written to READY.id. Then READY is created and the process sleeps until killed.
+ * MODE: plain (nothing), child (a child process that sleeps), zombie (a child that exited,
+ * not reaped), thread-child (a child forked by a second thread, which then sleeps), msg (a
+ * System V message queue it sent to), sem (a System V semaphore set it operated on),
+ * subreaper, flock-mapped / ofd-mapped (an flock or OFD lock on READY.lock, whose descriptor
+ * is closed after the file is mapped private: the mapping keeps the lock), mlock (a locked
+ * page). For msg and sem the object's id is written to READY.id. Then READY is created and
+ * the process sleeps until killed.
  */
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/sem.h>
 #include <unistd.h>
+
+/* Whether process c is a zombie (its /proc/c/stat state is Z). */
+static int zombie(pid_t c)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int z = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		z = p[2] == 'Z';
+	fclose(f);
+	return z;
+}
 
 static void write_file(const char *path, const char *text)
 {
@@ -28,12 +53,44 @@ static void write_file(const char *path, const char *text)
 	}
 }
 
+static void *forker(void *arg)
+{
+	pid_t c = fork();
+
+	if (c == 0) {
+		for (;;)
+			pause();
+	}
+	*(pid_t *)arg = c;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* Locks READY.lock (flock or OFD), maps it private, closes the descriptor. */
+static int lock_mapped(const char *ready, int ofd)
+{
+	char path[4096];
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", ready);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	if (fd < 0 || ftruncate(fd, 4096) ||
+	    (ofd ? fcntl(fd, F_OFD_SETLK, &fl) : flock(fd, LOCK_EX)) ||
+	    mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED || close(fd)) {
+		perror(path);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], id[32] = "";
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s READY plain|child|msg|sem|subreaper\n", argv[0]);
+		fprintf(stderr, "usage: %s READY MODE (see the source)\n", argv[0]);
 		return 2;
 	}
 	if (!strcmp(argv[2], "child")) {
@@ -44,6 +101,33 @@ int main(int argc, char **argv)
 		if (c == 0) {
 			for (;;)
 				pause();
+		}
+	} else if (!strcmp(argv[2], "zombie")) {
+		pid_t c = fork();
+
+		if (c < 0)
+			return 2;
+		if (c == 0)
+			_exit(0);
+		while (kill(c, 0) == 0 && !zombie(c))
+			usleep(1000);
+	} else if (!strcmp(argv[2], "thread-child")) {
+		static volatile pid_t c;
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, forker, (void *)&c))
+			return 2;
+		while (!c)
+			usleep(1000);
+	} else if (!strcmp(argv[2], "flock-mapped") || !strcmp(argv[2], "ofd-mapped")) {
+		if (lock_mapped(argv[1], argv[2][0] == 'o'))
+			return 2;
+	} else if (!strcmp(argv[2], "mlock")) {
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED || mlock(p, 4096)) {
+			perror("mlock");
+			return 2;
 		}
 	} else if (!strcmp(argv[2], "msg")) {
 		struct {

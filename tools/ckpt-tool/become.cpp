@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -105,7 +106,8 @@ int open_session(uint64_t* features) {
 struct Built {
   int ckpt = -1;                 // the main thread's session
   std::vector<Helper> helpers;   // one per other image thread
-  std::vector<int> vfd;          // per mapping: its file, or -1
+  std::vector<int> files;        // one descriptor per mapped file
+  std::vector<int> vfile;        // per mapping: its index in files, or -1
   int data = -1;                 // the memfd of the staged pages
   std::vector<uint64_t> data_off;
   std::vector<bool> built;       // per mapping: CKPT_VMA_PREBUILT
@@ -125,21 +127,33 @@ void open_sessions(const Image& img, Built* b, uint64_t* features) {
   }
 }
 
-// One descriptor per mapping (each is handed to the module and closed on its own), but
-// one open per file: the others are dups (an open on the VM's 9p root is a round trip).
-std::vector<int> open_mapped_files(const Image& img) {
-  std::vector<int> vfd(img.vmas.size(), -1);
-  std::map<std::string, int> opened;
+// One descriptor per mapped file, however many mappings it has (the module takes its own
+// reference for each mapping): a process with more file mappings than the restorer's
+// RLIMIT_NOFILE allows descriptors failed with EMFILE when each mapping had its own. The
+// soft limit is raised to the hard one for the restore (the image's limits are set before
+// COMMIT), so only more distinct files than the hard limit fail.
+void open_mapped_files(const Image& img, Built* b) {
+  if (img.has_rlimits) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);  // best effort: the opens below say if it was needed
+    }
+  }
+  b->vfile.assign(img.vmas.size(), -1);
+  std::map<std::string, int> opened;  // path -> index in b->files
   for (size_t i = 0; i < img.vmas.size(); i++) {
     if (img.vmas[i].kind != kFile) continue;
     const std::string& path = img.vmas[i].file.path;
     auto it = opened.find(path);
-    vfd[i] = it == opened.end() ? open(path.c_str(), O_RDONLY | O_CLOEXEC)
-                                : fcntl(it->second, F_DUPFD_CLOEXEC, 0);
-    if (vfd[i] < 0) throw Error{kFailed, path + ": " + strerror(errno)};
-    opened.emplace(path, vfd[i]);
+    if (it == opened.end()) {
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw Error{kFailed, path + ": " + strerror(errno)};
+      it = opened.emplace(path, int(b->files.size())).first;
+      b->files.push_back(fd);
+    }
+    b->vfile[i] = it->second;
   }
-  return vfd;
 }
 
 // The request for CKPT_IOC_RESTORE_PREPARE, and the arrays it points to.
@@ -152,7 +166,6 @@ struct Prepare {
 void make_prepare(const Image& img, const Built& b, Prepare* out) {
   const Thread& t = img.threads[0];
   const std::vector<bool>& built = b.built;
-  const std::vector<int>& vfd = b.vfd;
   const std::vector<uint64_t>& data_off = b.data_off;
   const int ckpt = b.ckpt, data = b.data;
   size_t run_no = 0;
@@ -165,7 +178,7 @@ void make_prepare(const Image& img, const Built& b, Prepare* out) {
     k.flags = (v.kind == kFile ? CKPT_VMA_FILE : 0) |
               (v.kind == kSharedAnon ? CKPT_VMA_SHARED : 0) | (v.growsdown ? CKPT_VMA_GROWSDOWN : 0) | (built[i] ? CKPT_VMA_PREBUILT : 0);
     if (v.kind == kFile) {
-      k.fd = uint64_t(vfd[i]);
+      k.fd = uint64_t(b.files[size_t(b.vfile[i])]);
       k.pgoff = v.pgoff;
     }
     out->vmas.push_back(k);
@@ -257,19 +270,21 @@ void build(const Image& img, Loaded& ld, bool as_image_user, Built* b) {
   uint64_t features = 0;
   open_sessions(img, b, &features);
   if (as_image_user) become_image_user(img);
-  b->vfd = open_mapped_files(img);
+  open_mapped_files(img, b);
   // The image's vdso address first: the mappings built next must not take it.
   Vdso own;
   if (own_vdso(&own)) throw Error{kFailed, "/proc/self/maps"};
   move_vdso(img, &own);
-  b->built = build_layout(img, ld, b->vfd, features & CKPT_FEATURE_RESTORE_PREBUILT, &b->data,
+  std::vector<int> vfd(img.vmas.size(), -1);  // per mapping
+  for (size_t i = 0; i < vfd.size(); i++)
+    if (b->vfile[i] >= 0) vfd[i] = b->files[size_t(b->vfile[i])];
+  b->built = build_layout(img, ld, vfd, features & CKPT_FEATURE_RESTORE_PREBUILT, &b->data,
                           &b->data_off);
   phase("pages read");
 
   // The store's descriptors go with everything else the image does not have.
   std::vector<int*> helpers = {&b->ckpt, &b->data, &g_status, &g_go};
-  for (int& fd : b->vfd)
-    if (fd >= 0) helpers.push_back(&fd);
+  for (int& fd : b->files) helpers.push_back(&fd);
   for (auto& h : b->helpers) helpers.push_back(&h.fd);
   set_fds(img, helpers);
 
@@ -291,8 +306,7 @@ void build(const Image& img, Loaded& ld, bool as_image_user, Built* b) {
   }
   // The kernel holds its own references now.
   close(b.data);
-  for (int fd : b.vfd)
-    if (fd >= 0) close(fd);
+  for (int fd : b.files) close(fd);
   start_threads(b.helpers);
   std::vector<Helper>& helpers = b.helpers;
   for (int i = 0;; i++) {

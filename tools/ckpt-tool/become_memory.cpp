@@ -57,9 +57,10 @@ void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
   if (e) throw Error{kFailed, "reading the mapping at " + hex(v.start) + ": " + strerror(-e)};
 }
 
-// madvise(2) state the image recorded for a mapping (format 2.2), set before its pages are
-// read: a THP-backed mapping gets huge pages again as the reads fault it in, and one the
-// process kept off THP stays off.
+// madvise(2) state the image recorded for a mapping (format 2.2; sequential, random and
+// mergeable 2.6), set before its pages are read: a THP-backed mapping gets huge pages again
+// as the reads fault it in, and one the process kept off THP stays off. (MAP_NORESERVE is
+// given to mmap, build_layout.)
 void set_advice(const Vma& v) {
   static const struct {
     uint64_t bit;
@@ -69,7 +70,10 @@ void set_advice(const Vma& v) {
                  {kAdvNoHugepage, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"},
                  {kAdvDontfork, MADV_DONTFORK, "MADV_DONTFORK"},
                  {kAdvDontdump, MADV_DONTDUMP, "MADV_DONTDUMP"},
-                 {kAdvWipeonfork, MADV_WIPEONFORK, "MADV_WIPEONFORK"}};
+                 {kAdvWipeonfork, MADV_WIPEONFORK, "MADV_WIPEONFORK"},
+                 {kAdvSequential, MADV_SEQUENTIAL, "MADV_SEQUENTIAL"},
+                 {kAdvRandom, MADV_RANDOM, "MADV_RANDOM"},
+                 {kAdvMergeable, MADV_MERGEABLE, "MADV_MERGEABLE"}};
   for (const auto& a : kAdvice)
     if ((v.advice & a.bit) &&
         madvise(reinterpret_cast<void*>(v.start), v.end - v.start, a.advice) < 0)
@@ -94,7 +98,8 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
     if (v.kind == kSharedAnon) continue;
     int prot = v.runs.empty() ? int(v.prot) : PROT_READ | PROT_WRITE;
     int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (v.kind == kFile ? 0 : MAP_ANONYMOUS) |
-                (v.growsdown ? MAP_GROWSDOWN : 0);
+                (v.growsdown ? MAP_GROWSDOWN : 0) |
+                (v.advice & kAdvNoreserve ? MAP_NORESERVE : 0);
     void* want = reinterpret_cast<void*>(v.start);
     void* m = mmap(want, v.end - v.start, prot, flags, v.kind == kFile ? vfd[i] : -1,
                    off_t(v.kind == kFile ? v.pgoff : 0));

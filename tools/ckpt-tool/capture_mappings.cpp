@@ -31,6 +31,34 @@ bool same_layout(const std::vector<proc::MapsLine>& a, const std::vector<proc::M
 // the flags read then. The price: a madvise() that changes the flags of a whole existing
 // mapping, and nothing else in the layout, reaches the image at the next checkpoint whose
 // layout changed (or the next full one), not at once. Memory contents are not concerned.
+// Every VmFlags smaps may show (6.1-6.12), and what the image does with it. A flag in none of
+// these lists is refused (refuse::vm_flag); Documentation/whole-process.md has the same lists
+// and tests/e2e/vm-proc-audit.sh checks them against a live process's flags.
+//   saved: rd wr ex (protections), sh (the mapping's kind), hg nh dc dd wf sr rr mg nr
+//          (advice_from_vmflags), gd on [stack];
+//   derived from what is saved (the kernel sets them again when the mapping is made): mr mw
+//          me ms (what the file or mapping type allows), ac (commit accounting of a private
+//          writable mapping without nr), sd (soft-dirty: every new mapping starts with it).
+bool saved_vmflag(const std::string& f, const proc::MapsLine& m, uint64_t kind) {
+  static const char* kSaved[] = {"rd", "wr", "ex", "sh", "hg", "nh", "dc", "dd", "wf",
+                                 "sr", "rr", "mg", "mr", "mw", "me", "ms", "ac", "sd"};
+  for (const char* k : kSaved)
+    if (f == k) return true;
+  if (f == "gd") return m.path == "[stack]";
+  if (f == "nr") return kind != kSharedAnon;
+  return false;
+}
+
+void check_vmflags(const std::string& where, const proc::MapsLine& m, uint64_t kind) {
+  for (size_t a = 0; a < m.vmflags.size();) {
+    size_t b = m.vmflags.find(' ', a);
+    if (b == std::string::npos) b = m.vmflags.size();
+    const std::string f = m.vmflags.substr(a, b - a);
+    a = b + 1;
+    if (!f.empty() && !saved_vmflag(f, m, kind)) refuse::vm_flag(where, f);
+  }
+}
+
 }  // namespace
 
 void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::MapsLine>* last) {
@@ -83,6 +111,7 @@ void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::
       v.pgoff = m.offset;
       v.file = file_id(m.path, m.ino, "mapped file", known);
     }
+    check_vmflags(where, m, v.kind);
     v.advice = advice_from_vmflags(m.vmflags);
     img->vmas.push_back(std::move(v));
   }

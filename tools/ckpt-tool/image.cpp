@@ -380,8 +380,10 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     for (auto& v : img.vmas) {
       v.advice = r.u64();
       if (!r.ok()) break;
-      if ((v.advice & ~uint64_t(kAdvAll)) ||
+      if ((v.advice & ~uint64_t(minor >= 6 ? kAdvAll : kAdvAll22)) ||
           (v.advice & (kAdvHugepage | kAdvNoHugepage)) == (kAdvHugepage | kAdvNoHugepage) ||
+          (v.advice & (kAdvSequential | kAdvRandom)) == (kAdvSequential | kAdvRandom) ||
+          ((v.advice & kAdvNoreserve) && v.kind == kSharedAnon) ||
           ((v.advice & kAdvWipeonfork) && v.kind != kAnon))
         return fail("madvise state of a mapping");
     }
@@ -483,8 +485,9 @@ uint64_t advice_from_vmflags(std::string_view f) {
   static const struct {
     const char* flag;
     uint64_t bit;
-  } kFlags[] = {{"hg", kAdvHugepage}, {"nh", kAdvNoHugepage}, {"dc", kAdvDontfork},
-                {"dd", kAdvDontdump}, {"wf", kAdvWipeonfork}};
+  } kFlags[] = {{"hg", kAdvHugepage},   {"nh", kAdvNoHugepage}, {"dc", kAdvDontfork},
+                {"dd", kAdvDontdump},   {"wf", kAdvWipeonfork}, {"sr", kAdvSequential},
+                {"rr", kAdvRandom},     {"mg", kAdvMergeable},  {"nr", kAdvNoreserve}};
   uint64_t a = 0;
   while (!f.empty()) {
     size_t sp = f.find(' ');

@@ -29,11 +29,12 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 5;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 6;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
                                               // 2.4: personality, no_new_privs, THP disable;
-                                              // 2.5: credentials, scheduling, oom_score_adj
+                                              // 2.5: credentials, scheduling, oom_score_adj;
+                                              // 2.6: more madvise state (sr, rr, mg, nr)
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -97,15 +98,21 @@ struct FileId {
   uint64_t ino = 0, size = 0, mtime_ns = 0;
 };
 
-// What madvise(2) set on a mapping that the kernel keeps as a flag of it (VmFlags in
-// /proc/PID/smaps: hg, nh, dc, dd, wf). Since format 2.2; older images read as none.
+// What madvise(2) or mmap(2) set on a mapping that the kernel keeps as a flag of it (VmFlags
+// in /proc/PID/smaps: hg, nh, dc, dd, wf since format 2.2; sr, rr, mg, nr since 2.6). Older
+// images read as none.
 enum VmaAdvice : uint64_t {
   kAdvHugepage = 1 << 0,    // MADV_HUGEPAGE (hg)
   kAdvNoHugepage = 1 << 1,  // MADV_NOHUGEPAGE (nh)
   kAdvDontfork = 1 << 2,    // MADV_DONTFORK (dc)
   kAdvDontdump = 1 << 3,    // MADV_DONTDUMP (dd)
   kAdvWipeonfork = 1 << 4,  // MADV_WIPEONFORK (wf), private anonymous only
-  kAdvAll = (1 << 5) - 1,
+  kAdvAll22 = (1 << 5) - 1,  // what 2.2-2.5 images may hold
+  kAdvSequential = 1 << 5,  // MADV_SEQUENTIAL (sr)
+  kAdvRandom = 1 << 6,      // MADV_RANDOM (rr)
+  kAdvMergeable = 1 << 7,   // MADV_MERGEABLE (mg, KSM)
+  kAdvNoreserve = 1 << 8,   // mmap MAP_NORESERVE (nr), private mappings only
+  kAdvAll = (1 << 9) - 1,
 };
 
 struct Vma {

@@ -7,6 +7,7 @@
 #include <linux/kcmp.h>
 #include <sys/sem.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -124,6 +125,35 @@ void mapping(const std::string& where, Mapping why) {
   throw Error{kFailed, where + " is not supported"};
 }
 
+void vm_flag(const std::string& where, const std::string& flag) {
+  static const struct {
+    const char* flag;
+    const char* what;
+  } kWhat[] = {
+      {"lo", "is locked in memory (mlock)"},
+      {"lf", "is locked in memory on fault (mlock2 MLOCK_ONFAULT)"},
+      {"gd", "grows down (MAP_GROWSDOWN) and is not the main stack"},
+      {"um", "is registered with userfaultfd (missing pages)"},
+      {"uw", "is registered with userfaultfd (write protection)"},
+      {"ui", "is registered with userfaultfd (minor faults)"},
+      {"ht", "is hugetlb memory (MAP_HUGETLB, hugetlbfs)"},
+      {"ss", "is a shadow stack"},
+      {"sl", "is sealed (mseal)"},
+      {"nr", "is shared memory mapped MAP_NORESERVE"},
+      {"pf", "is a device mapping (VM_PFNMAP)"},
+      {"io", "is a device mapping (VM_IO)"},
+      {"mm", "is a device mapping (VM_MIXEDMAP)"},
+      {"de", "is a device mapping (VM_DONTEXPAND)"},
+      {"sf", "is a MAP_SYNC mapping of a DAX file"},
+      {"ar", "has an architecture-specific flag (x86: PAT)"},
+  };
+  for (const auto& k : kWhat)
+    if (flag == k.flag)
+      throw Error{kFailed, where + " " + k.what + " (VmFlags " + flag + "), which is not saved"};
+  throw Error{kFailed, where + " has VmFlags " + flag +
+                           ", which this ckpt-tool does not know, so does not save"};
+}
+
 namespace {
 
 // Children (and unreaped zombies), of every thread: only one process is restored.
@@ -142,6 +172,82 @@ void children(int pid, const Image& img) {
     if (kids.size() > 8) list += ", ...";
     throw Error{kFailed, "the process has child processes (pid " + list +
                              "), which are not saved: only the process itself would be restored"};
+  }
+}
+
+// File locks held through no descriptor: an flock() or OFD lock belongs to the open file
+// description, which a mapping keeps alive after the last fd is closed (flock, mmap,
+// close), so fdinfo (if_locked) never shows it. /proc/locks does: FLOCK, POSIX and LEASE
+// lines carry the pid that took the lock, OFDLCK lines -1 (the kernel does not say whose).
+// So a lock with this process's pid is refused wherever it is, and an OFD lock on a file
+// the process maps is refused too (it may be another process's: /proc/locks cannot tell).
+void unseen_locks(int pid, const Image& img) {
+  std::string t;
+  if (proc::read_file("/proc/locks", &t)) return;  // no CONFIG_FILE_LOCKING: no locks
+  for (size_t a = 0; a < t.size();) {
+    size_t e = t.find('\n', a);
+    if (e == std::string::npos) e = t.size();
+    const std::string line = t.substr(a, e - a);
+    a = e + 1;
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the number.
+    char type[16] = "", mode[16] = "", access[16] = "";
+    long owner = 0;
+    unsigned maj = 0, min = 0;
+    unsigned long long ino = 0;
+    if (line.find("->") != std::string::npos ||
+        sscanf(line.c_str(), "%*d: %15s %15s %15s %ld %x:%x:%llu", type, mode, access, &owner,
+               &maj, &min, &ino) != 7)
+      continue;
+    const std::string ty = type;
+    const bool ours = owner == pid;
+    if (!ours && ty != "OFDLCK") continue;
+    // The mapped file it is on, if any (inode first: a stat only for a candidate).
+    std::string file;
+    for (const Vma& v : img.vmas) {
+      struct stat st;
+      if (v.kind == kFile && v.file.ino == ino && stat(v.file.path.c_str(), &st) == 0 &&
+          uint64_t(st.st_ino) == ino && st.st_dev == makedev(maj, min)) {
+        file = v.file.path;
+        break;
+      }
+    }
+    if (!ours && file.empty()) continue;  // an OFD lock on a file the process does not map
+    if (file.empty())
+      file = "inode " + std::to_string(ino) + " of device " + std::to_string(maj) + ":" +
+             std::to_string(min);
+    const char* kind = ty == "FLOCK"    ? "an flock() lock"
+                       : ty == "POSIX"  ? "a POSIX record lock (fcntl F_SETLK, lockf)"
+                       : ty == "OFDLCK" ? "an open file description lock (F_OFD_SETLK)"
+                       : ty == "LEASE"  ? "a lease"
+                                        : "a file lock";
+    throw Error{kFailed, std::string(ours ? "the process holds " : "there is ") + kind + " on " +
+                             file + (ours ? "" : ", which the process maps,") +
+                             " through no open descriptor (/proc/locks; a mapping keeps the "
+                             "file open" +
+                             (ours ? "" : ", or another process holds it: the kernel does not "
+                                          "say whose") +
+                             "), which is not saved: restored without it, the process would "
+                             "believe it holds the lock"};
+  }
+}
+
+// A root directory (chroot) or a namespace other than ckpt-tool's own: the restored process
+// would get the restorer's (its files, PIDs, network, hostname ... seen from elsewhere).
+void namespaces(int pid) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::string root;
+  if (proc::read_link(base + "/root", &root) == 0 && root != "/")
+    throw Error{kFailed, "the process runs with another root directory (chroot " + root +
+                             "), which is not saved"};
+  for (const char* ns : {"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"}) {
+    struct stat theirs, ours;
+    if (stat((base + "/ns/" + ns).c_str(), &theirs) < 0 ||
+        stat((std::string("/proc/self/ns/") + ns).c_str(), &ours) < 0)
+      continue;  // a kernel without that namespace
+    if (theirs.st_ino != ours.st_ino || theirs.st_dev != ours.st_dev)
+      throw Error{kFailed, std::string("the process has another ") + ns +
+                               " namespace than ckpt-tool, which is not saved: restored, it "
+                               "would have ckpt-tool's"};
   }
 }
 
@@ -247,6 +353,8 @@ void shared_offsets(int pid, const Image& img) {
 
 void outside_state(int pid, const Image& img, const std::set<std::string>& lose) {
   children(pid, img);
+  namespaces(pid);
+  unseen_locks(pid, img);
   if (!lose.count("sysv-ipc")) sysv_ipc(pid);
   if (!lose.count("shared-offset")) shared_offsets(pid, img);
 }

@@ -41,6 +41,9 @@ enum class Mapping {
   kDeletedFile,
 };
 [[noreturn]] void mapping(const std::string& where, Mapping why);
+// A mapping's VmFlags (smaps) that the image does not carry: refused by name. Those it
+// carries or derives are listed in capture_mappings.cpp; `flag` is one of the others.
+[[noreturn]] void vm_flag(const std::string& where, const std::string& flag);
 
 // What dump does not save and finds outside the process's own files: children, a file offset
 // shared with another process, System V IPC objects it used. `lose`: what the caller accepts to

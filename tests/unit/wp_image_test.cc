@@ -156,8 +156,8 @@ TEST(WpImage, Format20WithoutRlimits) {
   EXPECT_EQ(decode_meta(meta, &out, &why, 1), -EBADMSG);
 }
 
-// The madvise bits 2.6 added round-trip, and are refused in an image that says it is 2.5
-// (which a 2.5 tool would call damaged): they are read only from 2.6 on.
+// The madvise bits (and the descriptor kinds) 2.6 added round-trip, and are refused in an
+// image that says it is 2.5 (which a 2.5 tool would call damaged): read only from 2.6 on.
 TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
   Image img = sample();
   img.vmas[1].advice |= kAdvSequential | kAdvMergeable | kAdvNoreserve;
@@ -172,6 +172,11 @@ TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
   meta = encode_meta(sample());
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), 0) << why;
+  img = sample();
+  img.fds[0].kind = kFdDirectory;  // directory and O_PATH descriptors: 2.6 too
+  meta = encode_meta(img);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 6), 0) << why;
+  EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
 }
 
 // A 2.1 image (before the madvise state) decodes with no advice on any mapping; the same
@@ -310,6 +315,9 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = 1 << 9; }));        // unknown bit
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[1].advice = kAdvSequential | kAdvRandom; }));
   EXPECT_FALSE(refuses([](Image& i) { i.vmas[1].advice = kAdvRandom; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.fds[0].kind = kFdDirectory; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.fds[0].kind = kFdPath; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[0].kind = kFdPath + 1; }));  // unknown kind
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
   EXPECT_TRUE(refuses([](Image& i) { i.personality = 0xffffffff; }));  // personality()'s query
   EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 4; }));             // unknown bit

@@ -39,7 +39,7 @@ void set_fds(const Image& img, std::vector<int*> helpers) {
     int fl = int(f.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
     int fd = open(f.file.path.c_str(), fl | O_CLOEXEC);
     if (fd < 0) throw Error{kFailed, "reopening fd " + std::to_string(f.fd) + " (" + f.file.path + "): " + strerror(errno)};
-    if (f.kind == kFdRegular && lseek(fd, off_t(f.pos), SEEK_SET) < 0)
+    if ((f.kind == kFdRegular || f.kind == kFdDirectory) && lseek(fd, off_t(f.pos), SEEK_SET) < 0)
       throw Error{kFailed, "seeking fd " + std::to_string(f.fd) + ": " + strerror(errno)};
     if (fd != int(f.fd)) {
       if (dup2(fd, int(f.fd)) < 0) throw Error{kFailed, std::string("dup2: ") + strerror(errno)};

@@ -59,6 +59,40 @@ bool regular_file(const FdSource& s, Fd* f, KnownFiles* known) {
   return true;
 }
 
+// The same file at `s.link` now, for a descriptor whose file restore checks by inode only.
+FileId by_inode(const FdSource& s, const char* what) {
+  struct stat now;
+  if (stat(s.link.c_str(), &now) < 0 || now.st_ino != s.st.st_ino || now.st_dev != s.st.st_dev)
+    throw Error{kFailed, std::string(what) + " " + s.link +
+                             " is not the file the process has (another mount namespace?)"};
+  return FileId{s.link, uint64_t(s.st.st_ino), 0, 0};
+}
+
+bool absolute_path(const FdSource& s) {
+  return !s.link.empty() && s.link[0] == '/' && !ends_with(s.link, " (deleted)");
+}
+
+// An O_PATH descriptor of a regular file or a directory (a handle for openat, fstat, fchdir,
+// ...: no offset, no I/O): reopened by path with its flags, checked to be the same inode.
+bool path_only(const FdSource& s, Fd* f, KnownFiles*) {
+  if (!(f->flags & O_PATH) || !(S_ISREG(s.st.st_mode) || S_ISDIR(s.st.st_mode)) ||
+      !absolute_path(s))
+    return false;
+  f->kind = kFdPath;
+  f->pos = 0;
+  f->file = by_inode(s, "O_PATH descriptor of");
+  return true;
+}
+
+// A directory (openat, getdents): reopened by path, checked to be the same inode, at its
+// position (the file system's cookie for the next entry, as lseek takes it).
+bool directory(const FdSource& s, Fd* f, KnownFiles*) {
+  if (!S_ISDIR(s.st.st_mode) || !absolute_path(s)) return false;
+  f->kind = kFdDirectory;
+  f->file = by_inode(s, "open directory");
+  return true;
+}
+
 // A character device that holds no state: reopened by path.
 bool stateless_device(const FdSource& s, Fd* f, KnownFiles*) {
   static const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
@@ -77,7 +111,8 @@ bool inherited_stdio(const FdSource& s, Fd* f, KnownFiles*) {
   return true;
 }
 
-constexpr FdKind kKinds[] = {regular_file, stateless_device, inherited_stdio};
+constexpr FdKind kKinds[] = {path_only, regular_file, directory, stateless_device,
+                             inherited_stdio};
 
 }  // namespace
 

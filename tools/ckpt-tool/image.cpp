@@ -338,7 +338,7 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     f.pos = r.u64();
     uint64_t ce = r.u64();
     if (!r.ok()) break;
-    if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > kFdDevice || ce > 1 ||
+    if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > (minor >= 6 ? kFdPath : kFdDevice) || ce > 1 ||
         f.flags > 0xffffffffu || f.pos > uint64_t(INT64_MAX))
       return fail("file descriptor fields");
     if (f.kind == kFdInherit && f.fd > 2) return fail("inherited descriptor above 2");

@@ -34,7 +34,8 @@ inline constexpr uint32_t kVersionMinor = 6;  // 2.1: resource limits (2.0 image
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
                                               // 2.4: personality, no_new_privs, THP disable;
                                               // 2.5: credentials, scheduling, oom_score_adj;
-                                              // 2.6: more madvise state (sr, rr, mg, nr)
+                                              // 2.6: more madvise state (sr, rr, mg, nr),
+                                              //      directory and O_PATH descriptors
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -131,6 +132,8 @@ enum FdKind : uint64_t {
   kFdInherit = 0,  // 0-2 that are a tty, pipe or socket: the restore gives its own
   kFdRegular = 1,  // a regular file, reopened by path at its offset with its flags
   kFdDevice = 2,   // /dev/null, /dev/zero, /dev/random, /dev/urandom: reopened by path
+  kFdDirectory = 3,  // (2.6) a directory, reopened by path (the same inode) at its position
+  kFdPath = 4,       // (2.6) O_PATH, of a regular file or a directory: reopened by path
 };
 
 struct Fd {

@@ -60,8 +60,18 @@ void check_image(const Image& img) {
   };
   for (const auto& v : img.vmas)
     if (v.kind == kFile) same_file(v.file, true, "mapped file");
-  for (const auto& f : img.fds)
+  for (const auto& f : img.fds) {
     if (f.kind == kFdRegular) same_file(f.file, false, "open file");
+    if (f.kind != kFdDirectory && f.kind != kFdPath) continue;
+    struct stat st;  // a directory's size and mtime change with its entries: the inode only
+    if (stat(f.file.path.c_str(), &st) < 0)
+      throw Error{kFailed, "open " + std::string(f.kind == kFdPath ? "O_PATH file " : "directory ") +
+                               f.file.path + ": " + strerror(errno)};
+    if (st.st_ino != f.file.ino || (f.kind == kFdDirectory && !S_ISDIR(st.st_mode)) ||
+        !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)))
+      throw Error{kFailed, "fd " + std::to_string(f.fd) + ": " + f.file.path +
+                               " is another file than at the dump; the image does not fit"};
+  }
 
   Vdso own;
   if (int e = own_vdso(&own); e) throw Error{kFailed, "/proc/self/maps: " + std::string(strerror(-e))};

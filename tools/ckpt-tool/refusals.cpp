@@ -104,8 +104,9 @@ void if_locked(int fd, const std::string& link, const std::string& fdinfo) {
 
 void fd_kind(int fd, const std::string& link) {
   throw Error{kFailed, "fd " + std::to_string(fd) + " (" + link +
-                           ") is not supported: only regular files, /dev/null-like devices "
-                           "and stdio are (see Documentation/whole-process.md)"};
+                           ") is not supported: only regular files, directories, O_PATH "
+                           "descriptors, /dev/null-like devices and stdio are (see "
+                           "Documentation/whole-process.md)"};
 }
 
 void mapping(const std::string& where, Mapping why) {

@@ -82,6 +82,8 @@ struct ckpt_mm {
 	struct hlist_node **head_pprev;	/* mn.hlist.pprev when ours was alone in the list */
 	unsigned long flags;		/* CKPT_MM_* bits */
 	struct list_head exit_node;	/* module exit's list of states to put */
+	struct list_head watches;	/* ckpt_watch_set.cm_node (watch.c): RCU readers (the
+					 * fault hook), @lock writers */
 };
 
 /* ckpt_mm.flags: the mm's own reference (taken at creation) was put: by release or exit. */
@@ -116,6 +118,7 @@ struct ckpt_session {
 	struct list_head node;	/* ckpt_sessions: RCU readers, ckpt_sessions_lock writers */
 	struct rcu_head rcu;
 	struct ckpt_restore *restore;	/* restore.h: a prepared restore, or NULL; under @lock */
+	struct ckpt_watch_set *watch;	/* watch.c: CKPT_IOC_WATCH's set, or NULL; under @lock */
 };
 
 extern struct list_head ckpt_sessions;
@@ -183,6 +186,13 @@ void ckpt_hold_fault(struct vm_area_struct *vma, struct ckpt_region *r, unsigned
 void ckpt_hold_invalidate(struct ckpt_region *r, unsigned long start, unsigned long end);
 void ckpt_hold_free(struct ckpt_region *r);
 long ckpt_ioc_release(struct ckpt_session *s, void __user *uarg);
+
+/* watch.c: writes of watched threads (CKPT_IOC_WATCH) */
+struct ckpt_watch_set;
+long ckpt_ioc_watch(struct ckpt_session *s, void __user *uarg);
+void ckpt_watch_fault(struct ckpt_mm *cm, unsigned long addr);	/* RCU */
+void ckpt_watch_link(struct ckpt_session *s);
+void ckpt_watch_free(struct ckpt_session *s);
 
 /* fault.c: the write-fault hook */
 int ckpt_fault_init(void);

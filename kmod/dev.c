@@ -15,7 +15,7 @@
 	(CKPT_FEATURE_TRACK | CKPT_FEATURE_THP_SPLIT | CKPT_FEATURE_URING_CMD |                \
 	 CKPT_FEATURE_ATTACH | CKPT_FEATURE_GENL | CKPT_FEATURE_RESTORE | CKPT_FEATURE_DUMP |   \
 	 CKPT_FEATURE_RESTORE_PREBUILT | CKPT_FEATURE_HOLD | CKPT_FEATURE_DUMP_PROCESS |      \
-	 CKPT_FEATURE_DUMP_TIMERS)
+	 CKPT_FEATURE_DUMP_TIMERS | CKPT_FEATURE_WATCH)
 
 /*
  * Every session, for the netlink status: RCU readers, writers (open, close) hold the
@@ -129,6 +129,7 @@ static const struct ckpt_ioc ckpt_iocs[] = {
 	CKPT_IOC(CKPT_IOC_STATS, ckpt_ioc_stats),
 	CKPT_IOC(CKPT_IOC_ATTACH, ckpt_ioc_attach),
 	CKPT_IOC(CKPT_IOC_RELEASE, ckpt_ioc_release),
+	CKPT_IOC(CKPT_IOC_WATCH, ckpt_ioc_watch),
 	CKPT_IOC(CKPT_IOC_RESTORE_PREPARE, ckpt_ioc_restore_prepare),
 	CKPT_IOC(CKPT_IOC_RESTORE_COMMIT, ckpt_ioc_restore_commit),
 	CKPT_IOC(CKPT_IOC_RESTORE_THREAD, ckpt_ioc_restore_thread),

@@ -83,6 +83,7 @@ static void notrace fault_hook(unsigned long ip, unsigned long parent_ip, struct
 			end = start + HPAGE_PMD_SIZE;
 		}
 		ckpt_mm_log(cm, start, end, vma);
+		ckpt_watch_fault(cm, addr);	/* a watched thread's write (watch.c) */
 	}
 	rcu_read_unlock();
 	ftrace_test_recursion_unlock(bit);

@@ -138,6 +138,7 @@ static struct mmu_notifier *cm_alloc(struct mm_struct *mm)
 	if (!cm)
 		return ERR_PTR(-ENOMEM);
 	INIT_LIST_HEAD(&cm->regions);
+	INIT_LIST_HEAD(&cm->watches);
 	spin_lock_init(&cm->lock);
 	mutex_init(&cm->split_lock);
 	/* Called under the mmap write lock, before ours is registered (ckpt_mm_get()). */

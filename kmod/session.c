@@ -101,6 +101,7 @@ long ckpt_ioc_register(struct ckpt_session *s, void __user *uarg)
 			goto out_free;
 		}
 		s->cm = cm;
+		ckpt_watch_link(s);	/* a set made before: the hook sees it from now on */
 	}
 	/*
 	 * Armed before the page tables are touched, so no fault after REGISTER goes unseen. An
@@ -216,6 +217,7 @@ void ckpt_session_teardown(struct ckpt_session *s)
 {
 	mutex_lock(&s->lock);	/* uncontended: for remove_regions()'s assertion */
 	remove_regions(s, NULL);
+	ckpt_watch_free(s);
 	mutex_unlock(&s->lock);
 	if (s->cm)
 		ckpt_mm_put(s->cm);
@@ -327,7 +329,7 @@ long ckpt_ioc_attach(struct ckpt_session *s, void __user *uarg)
 		return -EFAULT;
 	if (a.flags || !ckpt_all_zero(a.reserved, ARRAY_SIZE(a.reserved)) || !a.pid || a.pid > INT_MAX)
 		return -EINVAL;
-	if (s->attached || s->nr_regions || s->cm)
+	if (s->attached || s->nr_regions || s->cm || s->watch)
 		return -EBUSY;
 	pid = find_get_pid(a.pid);
 	if (!pid)

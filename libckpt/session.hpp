@@ -49,6 +49,7 @@ struct ThreadRec {
   long tid = 0;
   std::atomic<int>* held = nullptr;  // the thread's persistent-lock count (mutex.cpp)
   int vslot = -1;                    // volatile: its slot in the write-fault table
+  bool watched = false;              // volatile: the tracker (the module) watches its writes
 };
 
 // The owner of a region name: "@thread:<owner>:..." or "@heap:@thread:<owner>:...", else "".
@@ -139,6 +140,7 @@ struct ckpt_session {
   std::vector<ckpt::TransientRange> transients;
   std::atomic<uint64_t> stop_bound_ms{10000};
   std::atomic<uint64_t> stop_timeouts{0};
+  std::atomic<int> watching{0};  // volatile threads the tracker watches (Tracker::watch)
   int thread_restore();
   void compute_pending_locked();
   int wait_pending(bool automatic);

@@ -98,6 +98,14 @@ int thread_attach(ckpt_t* c, int kind, const char* name) {
     if (rec->vslot < 0) return -EAGAIN;
     g_write_observer.store(on_write_fault, std::memory_order_release);
     g_nvolatile.fetch_add(1, std::memory_order_acq_rel);
+    {
+      // The module's fault path runs in the kernel: it logs this thread's writes for us.
+      std::lock_guard<std::mutex> g(c->mu);
+      if (c->tracker->watch(rec->tid, true) == 0) {
+        rec->watched = true;
+        c->watching.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
     std::lock_guard<std::mutex> l(c->wmu);
     c->threads.push_back(rec.get());
   } else {
@@ -123,6 +131,10 @@ int thread_attach(ckpt_t* c, int kind, const char* name) {
 int volatile_check(ckpt_t* c) {
   ThreadRec* r = tls_rec;
   if (!r || r->c != c || r->kind != 3) return 0;
+  if (c->watching.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> g(c->mu);  // the module's hits into the slots (on_write_fault)
+    c->tracker->report_writers();
+  }
   VSlot& s = g_vslots[r->vslot];
   if (s.writes.load(std::memory_order_acquire) == 0) return 0;
   uint64_t n = s.writes.exchange(0, std::memory_order_acq_rel);
@@ -151,6 +163,11 @@ int thread_detach(ckpt_t* c) {
     c->threads.erase(std::remove(c->threads.begin(), c->threads.end(), r), c->threads.end());
   }
   if (r->kind == 3) {
+    if (r->watched) {
+      std::lock_guard<std::mutex> g(c->mu);
+      c->tracker->watch(r->tid, false);
+      c->watching.fetch_sub(1, std::memory_order_relaxed);
+    }
     g_vslots[r->vslot].tid.store(0, std::memory_order_release);
     g_nvolatile.fetch_sub(1, std::memory_order_acq_rel);
   } else {

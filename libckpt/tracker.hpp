@@ -43,6 +43,13 @@ class Tracker {
                       uint64_t* /*lost*/) {
     return -EOPNOTSUPP;
   }
+
+  // Volatile threads (threads.cpp) on a tracker whose fault path does not run in the program
+  // (the module: CKPT_IOC_WATCH). watch(tid, on) starts or stops logging thread tid's write
+  // faults; report_writers() hands the logged ones to note_write_fault() (below). -EOPNOTSUPP:
+  // this tracker does not watch (the mprotect and uffd trackers see the writer themselves).
+  virtual int watch(long /*tid*/, bool /*on*/) { return -EOPNOTSUPP; }
+  virtual int report_writers() { return 0; }
 };
 
 // The userspace trackers keep one dirty bit per page. Take `words` words of such a bitmap

@@ -57,6 +57,32 @@ class ModuleTracker final : public Tracker {
     return collect_flags(rid, pages, CKPT_COLLECT_HOLD);
   }
 
+  // CKPT_IOC_WATCH: the module logs a watched thread's write faults (tid, page).
+  int watch(long tid, bool on) override {
+    if (!dev_.has(CKPT_FEATURE_WATCH)) return -EOPNOTSUPP;
+    ckpt_watch w{};
+    w.op = on ? CKPT_WATCH_ADD : CKPT_WATCH_REMOVE;
+    w.tid = static_cast<uint64_t>(tid);
+    return ckptdev::watch(dev_.fd(), &w);
+  }
+  int report_writers() override {
+    if (!dev_.has(CKPT_FEATURE_WATCH)) return 0;
+    ckpt_watch_hit hits[32];
+    for (;;) {
+      ckpt_watch w{};
+      w.op = CKPT_WATCH_READ;
+      w.hits = reinterpret_cast<uintptr_t>(hits);
+      w.max = 32;
+      w.hit_size = sizeof(hits[0]);
+      if (int e = ckptdev::watch(dev_.fd(), &w)) return e;
+      for (uint64_t i = 0; i < w.count && i < 32; i++)
+        note_write_fault(static_cast<long>(hits[i].tid), static_cast<uintptr_t>(hits[i].addr));
+      // Hits the module could not keep (w.lost: CKPT_WATCH_MAX_HITS were waiting) name no
+      // thread; the ones kept still tell each writer, since they are drained at every check.
+      if (w.count < 32) return 0;
+    }
+  }
+
   int release(uint32_t rid, const std::function<int(uint64_t page, const void* data)>& put,
               uint64_t* lost) override {
     auto it = regions_.find(rid);

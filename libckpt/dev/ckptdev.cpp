@@ -89,6 +89,8 @@ int release(int fd, ckpt_release* r) { return call_with(fd, CKPT_IOC_RELEASE, r)
 
 int dump_task(int fd, ckpt_dump_task* d) { return call_with(fd, CKPT_IOC_DUMP_TASK, d); }
 
+int watch(int fd, ckpt_watch* w) { return call_with(fd, CKPT_IOC_WATCH, w); }
+
 #ifdef __x86_64__
 int restore_prepare(int fd, ckpt_restore_prepare* p) {
   return call_with(fd, CKPT_IOC_RESTORE_PREPARE, p);

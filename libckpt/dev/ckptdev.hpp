@@ -58,6 +58,7 @@ int stats(int fd, ckpt_stats* s);
 int attach(int fd, uint64_t pid);
 int release(int fd, ckpt_release* r);
 int dump_task(int fd, ckpt_dump_task* d);
+int watch(int fd, ckpt_watch* w);
 #ifdef __x86_64__
 int restore_prepare(int fd, ckpt_restore_prepare* p);
 int restore_commit_check(int fd);  // CKPT_COMMIT_CHECK: 0, or -EBUSY while threads are not parked

@@ -331,6 +331,7 @@ union arg {
 	struct ckpt_restore_prepare prep;
 	struct ckpt_restore_thread thr;
 	struct ckpt_dump_task dump;
+	struct ckpt_watch wat;
 	uint64_t raw[64];
 };
 
@@ -352,6 +353,7 @@ static void reserved_of(unsigned long cmd, int *off, int *n)
 		*off = offsetof(struct ckpt_restore_thread, reserved) / 8; *n = 5; break;
 	case CKPT_IOC_DUMP_TASK:
 		*off = offsetof(struct ckpt_dump_task, reserved) / 8; *n = 2; break;
+	case CKPT_IOC_WATCH: *off = 8; *n = 4; break;
 	}
 }
 
@@ -624,6 +626,27 @@ static long random_call(struct wk *w, int fd, int hs, bool shared)
 			}
 			a.thr.thread.sigmask = fz_r(&w->r);
 			break;
+		case CKPT_IOC_WATCH:
+			/* ADD / REMOVE / READ, or a bad op; threads of this process, of the
+			 * victim's, or any number. */
+			a.wat.op = fz_below(&w->r, 5);
+			if (a.wat.op == CKPT_WATCH_READ) {
+				a.wat.max = fz_one_in(&w->r, 16) ? fz_r(&w->r) : fz_below(&w->r, 5);
+				a.wat.hit_size = fz_one_in(&w->r, 16) ? fz_r(&w->r) : sizeof(struct ckpt_watch_hit);
+				bc = pick_class(w);
+				bsize = a.wat.max <= 4 ? a.wat.max * sizeof(struct ckpt_watch_hit) : 0;
+				if (!bsize && a.wat.max)
+					bc = P_EDGE;
+				break;
+			}
+			switch (fz_below(&w->r, 5)) {
+			case 0: a.wat.tid = (uint64_t)gettid(); break;
+			case 1: a.wat.tid = (uint64_t)getpid(); break;
+			case 2: a.wat.tid = (uint64_t)victim; break;
+			case 3: a.wat.tid = fz_below(&w->r, 1 << 16); break;
+			default: a.wat.tid = fz_r(&w->r); break;
+			}
+			break;
 		case CKPT_IOC_DUMP_TASK:
 			a.dump.pid = fz_one_in(&w->r, 2) ? (uint64_t)victim : fz_below(&w->r, 1 << 16);
 			a.dump.flags = fz_below(&w->r, 2);
@@ -677,6 +700,18 @@ static long random_call(struct wk *w, int fd, int hs, bool shared)
 	}
 
 	/* Buffers, filled with the red byte so unwritten parts can be told. */
+	if (cmd == CKPT_IOC_WATCH && a.wat.op == CKPT_WATCH_READ) {
+		if (a.wat.max > 4 && bc != P_EDGE) {
+			bc = P_EDGE;
+			bsize = 0;
+		}
+		bp = place(w, bc, bsize ? bsize : 8, bufslot);
+		if (bc == P_EDGE && !bsize)
+			bp = w->edge + PAGE - 16 * fz_below(&w->r, 16);
+		if (bc == P_GOOD || bc == P_MISALIGNED)
+			memset(bp - 64, RED, bsize + 128);
+		a.wat.hits = (uintptr_t)bp;
+	}
 	if (cmd == CKPT_IOC_COLLECT || cmd == CKPT_IOC_RELEASE) {
 		bp = place(w, bc, bsize ? bsize : 8, bufslot);
 		if (bc == P_EDGE && !bsize)
@@ -813,6 +848,29 @@ static long random_call(struct wk *w, int fd, int hs, bool shared)
 					     (unsigned long long)a.rel.count);
 					break;
 				}
+		break;
+	case CKPT_IOC_WATCH:
+		if (a.wat.watched > CKPT_WATCH_MAX_TIDS)
+			FAIL(w, "WATCH: %llu threads watched", (unsigned long long)a.wat.watched);
+		if (a.wat.op != CKPT_WATCH_READ)
+			break;
+		if (a.wat.count > a.wat.max)
+			FAIL(w, "WATCH READ returned %llu hits for max %llu",
+			     (unsigned long long)a.wat.count, (unsigned long long)a.wat.max);
+		if (bc == P_GOOD && a.wat.max <= 4 && a.wat.count <= a.wat.max) {
+			struct ckpt_watch_hit *h = (struct ckpt_watch_hit *)bp;
+
+			for (uint64_t i = 0; i < a.wat.count; i++)
+				if (h[i].addr & (PAGE - 1) || !h[i].tid || h[i].tid > 0x7fffffffULL)
+					FAIL(w, "WATCH READ hit tid %llu addr %#llx",
+					     (unsigned long long)h[i].tid, (unsigned long long)h[i].addr);
+			for (size_t i = a.wat.count * sizeof(*h); i < bsize + 64; i++)
+				if ((uint8_t)bp[i] != RED) {
+					FAIL(w, "WATCH READ wrote past its %llu hits",
+					     (unsigned long long)a.wat.count);
+					break;
+				}
+		}
 		break;
 	case CKPT_IOC_STATS:
 		if (a.st.dirty > a.st.pages || (a.st.id && a.st.regions != 1))

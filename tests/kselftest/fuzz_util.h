@@ -18,7 +18,7 @@
 static const unsigned long fz_cmds[] = {
 	CKPT_IOC_API, CKPT_IOC_REGISTER, CKPT_IOC_UNREGISTER, CKPT_IOC_COLLECT, CKPT_IOC_STATS,
 	CKPT_IOC_ATTACH, CKPT_IOC_RELEASE, CKPT_IOC_RESTORE_PREPARE, CKPT_IOC_RESTORE_COMMIT,
-	CKPT_IOC_RESTORE_THREAD, CKPT_IOC_DUMP_TASK,
+	CKPT_IOC_RESTORE_THREAD, CKPT_IOC_DUMP_TASK, CKPT_IOC_WATCH,
 };
 #define FZ_NCMDS (sizeof(fz_cmds) / sizeof(fz_cmds[0]))
 
@@ -76,6 +76,8 @@ static inline bool fz_documented(unsigned long cmd, int e)
 		return e == -ENOENT || e == -EINTR || e == -ECANCELED;
 	case CKPT_IOC_DUMP_TASK:
 		return e == -ESRCH || e == -EPERM;
+	case CKPT_IOC_WATCH:
+		return e == -ESRCH || e == -EEXIST || e == -ENOENT || e == -ENOSPC || e == -ENOMEM;
 	}
 	return false;
 }

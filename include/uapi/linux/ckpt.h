@@ -72,6 +72,7 @@
 #define CKPT_FEATURE_HOLD	(1ULL << 8)	/* CKPT_COLLECT_HOLD and CKPT_IOC_RELEASE */
 #define CKPT_FEATURE_DUMP_PROCESS (1ULL << 9)	/* DUMP_TASK's CKPT_DUMP_PROCESS */
 #define CKPT_FEATURE_DUMP_TIMERS (1ULL << 10)	/* DUMP_TASK's CKPT_DUMP_TIMERS */
+#define CKPT_FEATURE_WATCH	(1ULL << 11)	/* CKPT_IOC_WATCH: writes of watched threads */
 
 #define CKPT_IOC_MAGIC		0xC7
 
@@ -303,6 +304,64 @@ struct ckpt_release {
 	__u64 reserved[4];
 };
 
+/* CKPT_IOC_WATCH operations (ckpt_watch.op) */
+#define CKPT_WATCH_ADD		1	/* watch thread @tid */
+#define CKPT_WATCH_REMOVE	2	/* stop watching thread @tid */
+#define CKPT_WATCH_READ		3	/* take the hits logged since the last READ */
+
+#define CKPT_WATCH_MAX_TIDS	64	/* threads a session watches at most */
+#define CKPT_WATCH_MAX_HITS	256	/* hits a session keeps between two READs */
+
+/**
+ * struct ckpt_watch_hit - one write of a watched thread (CKPT_WATCH_READ)
+ * @tid:  the thread, as given to CKPT_WATCH_ADD.
+ * @addr: the page address it wrote (page-aligned).
+ */
+struct ckpt_watch_hit {
+	__u64 tid;
+	__u64 addr;
+};
+
+/**
+ * struct ckpt_watch - CKPT_IOC_WATCH (_IOWR): who writes the session's regions
+ * @op:       in: CKPT_WATCH_*.
+ * @tid:      in (ADD, REMOVE): a thread id in the caller's pid namespace; 0 for READ.
+ * @hits:     in (READ): user pointer to @max struct ckpt_watch_hit; 0 for ADD and REMOVE.
+ * @max:      in (READ): entries @hits has room for; 0 for ADD and REMOVE.
+ * @hit_size: in (READ): sizeof(struct ckpt_watch_hit) (-EINVAL otherwise); 0 for ADD, REMOVE.
+ * @count:    out (READ): hits returned, oldest first; they are taken (not returned again).
+ * @lost:     out (READ): hits not kept since the last READ because CKPT_WATCH_MAX_HITS were
+ *            waiting; reset by a READ that returns every waiting hit.
+ * @watched:  out: threads watched after the call.
+ * @reserved: must be zero.
+ *
+ * A write fault the module logs in a region of the session (the first write to a page after
+ * REGISTER or COLLECT protected it) whose faulting task is a watched thread is also logged as a
+ * hit (@tid, page address). A watched thread is one of the session's process (the opener's, or
+ * the ATTACH target's); it is known by its struct pid, so a later thread that reuses the
+ * number is not watched. A thread that exits stays in the set (its hits stay readable) until
+ * REMOVE or close. Writes the kernel makes on another task's behalf (process_vm_writev, a
+ * debugger) are no thread's: never hits. A write to a page already writable (written since
+ * the last COLLECT) faults no more and is not seen: the first write after a COLLECT is.
+ * After ADD, ATTACH answers -EBUSY.
+ * Errors: -EINVAL bad @op, reserved, or a field the @op does not take that is not 0, @tid 0 or
+ * above INT_MAX, @hit_size; -ESRCH no thread @tid, or not one of the session's process, or
+ * that process exited; -EEXIST ADD of a watched thread; -ENOENT REMOVE of one not watched;
+ * -ENOSPC ADD beyond CKPT_WATCH_MAX_TIDS, or the set's memory (about 5 KiB, at the first ADD)
+ * would pass max_user_kmem_kb; -ENOMEM; -EFAULT (writing @hits: no hit is taken).
+ */
+struct ckpt_watch {
+	__u64 op;
+	__u64 tid;
+	__u64 hits;
+	__u64 max;
+	__u64 hit_size;
+	__u64 count;
+	__u64 lost;
+	__u64 watched;
+	__u64 reserved[4];
+};
+
 #define CKPT_IOC_API		_IOWR(CKPT_IOC_MAGIC, 0x00, struct ckpt_api)
 #define CKPT_IOC_REGISTER	_IOWR(CKPT_IOC_MAGIC, 0x01, struct ckpt_register)
 #define CKPT_IOC_UNREGISTER	_IOW(CKPT_IOC_MAGIC, 0x02, struct ckpt_unregister)
@@ -310,6 +369,7 @@ struct ckpt_release {
 #define CKPT_IOC_STATS		_IOWR(CKPT_IOC_MAGIC, 0x04, struct ckpt_stats)
 #define CKPT_IOC_ATTACH		_IOW(CKPT_IOC_MAGIC, 0x05, struct ckpt_attach)
 #define CKPT_IOC_RELEASE	_IOWR(CKPT_IOC_MAGIC, 0x06, struct ckpt_release)
+#define CKPT_IOC_WATCH		_IOWR(CKPT_IOC_MAGIC, 0x07, struct ckpt_watch)
 
 /*
  * Generic netlink status family. CKPT_GENL_CMD_GET_SESSIONS is a dump: one message per

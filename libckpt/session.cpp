@@ -484,15 +484,10 @@ int ckpt_session::reap_job_locked() {
 }
 
 // Before anything is filled: every registered region must be in the epoch, and (unless
-// CKPT_CFG_PARTIAL_RESTORE) every region of the epoch registered. `want` 0: the read epoch.
-int ckpt_session::restore_check_locked(uint64_t want) {
-  std::vector<ckpt::store::RegionInfo> held;
-  if (want) {
-    int e = store->regions_of(want, &held);
-    if (e) return set_error(e, "the store does not hold epoch " + std::to_string(want) + " intact");
-  } else {
-    held = store->regions();
-  }
+// CKPT_CFG_PARTIAL_RESTORE) every region of the epoch registered. `held`: the epoch's regions;
+// `exact` (ckpt_restore_epoch): a registered region must also have the size it has there (the
+// newest epoch's size is checked by the read, -EINVAL).
+int ckpt_session::restore_check_locked(const std::vector<ckpt::store::RegionInfo>& held, bool exact) {
   if (!(cfg.flags & CKPT_CFG_PARTIAL_RESTORE)) {
     std::string extra;
     for (auto& ri : held)  // threads' regions are theirs to restore (ckpt_thread_restore)
@@ -502,18 +497,11 @@ int ckpt_session::restore_check_locked(uint64_t want) {
       return set_error(-ESRCH, "the checkpoint holds regions that are not registered: " + extra +
                                    " (register them, or set CKPT_CFG_PARTIAL_RESTORE)");
   }
-  // A read of no bytes answers -ENOENT for a region the committed epoch does not hold.
   std::string missing;
   for (auto& r : regions) {
     if (!r.owner.empty()) continue;
     bool in = false;
-    if (want) {
-      for (auto& ri : held) in |= ri.name == r.name && ri.id == r.sid && ri.size == r.len;
-    } else {
-      int e = store->read_range(r.sid, 0, nullptr, 0, nullptr);
-      if (e && e != -ENOENT) return set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
-      in = e == 0;
-    }
+    for (auto& ri : held) in |= ri.name == r.name && ri.id == r.sid && (!exact || ri.size == r.len);
     if (!in) missing += (missing.empty() ? "'" : ", '") + r.name + "'";
   }
   if (!missing.empty())
@@ -522,51 +510,38 @@ int ckpt_session::restore_check_locked(uint64_t want) {
   return 0;
 }
 
-// Fill every registered region from the store's read epoch and re-arm its tracker clean (the
+// Fill every registered region from the reader's epoch and re-arm its tracker clean (the
 // memory is the epoch's: the next checkpoint's delta is relative to it). A region that could
 // not be filled is re-armed dirty, whole, so the next checkpoint writes it as it is now.
-// The store may fall back to an older epoch while reading (a damaged page in the newest one
-// and an intact retained epoch, unless an epoch was selected): every region must then come
-// from that older epoch, never a mix, so a pass that saw two epochs is read again. An older
-// epoch that lacks a region (it was registered after that epoch) is still -ESRCH, but only
-// found while filling.
-int ckpt_session::restore_fill_locked() {
+// The reader's epoch was chosen before anything is filled (Store::open_reader): every region
+// comes from it, never a mix, and damage in it is -EIO.
+int ckpt_session::restore_fill_locked(ckpt::store::Reader& rd) {
   int ret = 0;
   std::string missing;
   std::vector<bool> filled(regions.size());
-  for (int pass = 0; pass < 3 && !ret; pass++) {
-    missing.clear();
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (size_t i = 0; i < regions.size() && !ret; i++) {
-      Region& r = regions[i];
-      if (!r.owner.empty()) {  // a thread's region: its own ckpt_thread_restore fills it
-        filled[i] = true;
-        continue;
-      }
-      r.tracker->remove(r.rid);
-      ckpt::store::ReadReport rep;
-      int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
-      int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
-      r.carry.clear();
-      filled[i] = e == 0 && a == 0;
-      if (!e) {
-        lo = std::min(lo, rep.epoch);
-        hi = std::max(hi, rep.epoch);
-      }
-      if (e == -ENOENT) {
-        missing += (missing.empty() ? "'" : ", '") + r.name + "'";
-      } else if (e == -EIO) {
-        std::string pages;
-        for (size_t k = 0; k < rep.damaged.size() && k < 16; k++) pages += " " + std::to_string(rep.damaged[k]);
-        ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
-      } else if (e) {
-        ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
-      } else if (a) {
-        ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
-      }
+  for (size_t i = 0; i < regions.size() && !ret; i++) {
+    Region& r = regions[i];
+    if (!r.owner.empty()) {  // a thread's region: its own ckpt_thread_restore fills it
+      filled[i] = true;
+      continue;
     }
-    if (ret || hi == 0 || lo == hi) break;
-    if (pass == 2) ret = set_error(-EIO, "the store changed epochs while restoring");
+    r.tracker->remove(r.rid);
+    ckpt::store::ReadReport rep;
+    int e = rd.read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, &rep);
+    int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
+    r.carry.clear();
+    filled[i] = e == 0 && a == 0;
+    if (e == -ENOENT) {
+      missing += (missing.empty() ? "'" : ", '") + r.name + "'";
+    } else if (e == -EIO) {
+      std::string pages;
+      for (size_t k = 0; k < rep.damaged.size() && k < 16; k++) pages += " " + std::to_string(rep.damaged[k]);
+      ret = set_error(e, "region '" + r.name + "': damaged pages with no intact older copy:" + pages);
+    } else if (e) {
+      ret = set_error(e, "region '" + r.name + "': read failed: " + strerror(-e));
+    } else if (a) {
+      ret = set_error(a, "region '" + r.name + "': re-arming the tracker failed: " + strerror(-a));
+    }
   }
   if (!ret && !missing.empty())
     ret = set_error(-ESRCH, "registered regions not in the checkpoint: " + missing);
@@ -580,6 +555,27 @@ int ckpt_session::restore_fill_locked() {
   return ret;
 }
 
+// restore_check_locked against epoch `want` as committed, before it is selected.
+int ckpt_session::restore_check_epoch_locked(uint64_t want) {
+  std::vector<ckpt::store::RegionInfo> held;
+  if (int e = store->regions_of(want, &held))
+    return set_error(e, "the store does not hold epoch " + std::to_string(want) + " intact");
+  return restore_check_locked(held, true);
+}
+
+// Open the reader: `want` 0, the newest epoch that verifies (the store falls back to the
+// retained epoch if the newest is damaged and it is intact); else exactly epoch `want`, checked
+// before it is selected (the next checkpoint then builds on it). Then the regions are checked
+// against the reader's epoch.
+int ckpt_session::restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store::Reader>* rd) {
+  if (want)
+    if (int e = restore_check_epoch_locked(want)) return e;
+  int e = store->open_reader(want, rd);
+  if (e && want) return set_error(e, "selecting epoch " + std::to_string(want) + ": " + store->last_error());
+  if (e) return set_error(e, "opening the store's newest epoch: " + store->last_error());
+  return want ? 0 : restore_check_locked((*rd)->regions(), false);
+}
+
 // want 0: the newest epoch that verifies (falling back to the retained one on damage); else
 // exactly epoch `want`, which the next checkpoint then builds on (ckpt_restore_epoch).
 int ckpt_session::restore(uint64_t want) {
@@ -588,12 +584,9 @@ int ckpt_session::restore(uint64_t want) {
   int ret = 0;
   if (store->epoch() == 0)
     ret = set_error(-ENOENT, "the store holds no committed checkpoint");
-  if (!ret) ret = restore_check_locked(want);
-  if (!ret && want) {
-    ret = store->select_epoch(want);
-    if (ret) set_error(ret, "selecting epoch " + std::to_string(want) + ": " + store->last_error());
-  }
-  if (!ret) ret = restore_fill_locked();
+  std::unique_ptr<ckpt::store::Reader> rd;
+  if (!ret) ret = restore_open_locked(want, &rd);
+  if (!ret) ret = restore_fill_locked(*rd);
   // Restore hooks run with the world stopped and the session unlocked, so they may call
   // ckpt_register etc. for their own transient state.
   std::vector<Region> snapshot;
@@ -638,7 +631,7 @@ int ckpt_session::supersede(uint64_t want) {
     world_resume();
     return 0;
   }
-  if (!ret) ret = restore_check_locked(want);
+  if (!ret) ret = restore_check_epoch_locked(want);
   if (!ret) {
     ret = store->select_epoch(want);
     if (ret) set_error(ret, "selecting epoch " + std::to_string(want) + ": " + store->last_error());

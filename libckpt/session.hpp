@@ -172,8 +172,10 @@ struct ckpt_session {
   int checkpoint_locked(int64_t t0);  // t0: when checkpoint() began stopping the world
   int restore(uint64_t epoch = 0);  // 0: the newest that verifies
   int supersede(uint64_t epoch);    // ckpt_supersede
-  int restore_check_locked(uint64_t epoch);
-  int restore_fill_locked();
+  int restore_check_locked(const std::vector<ckpt::store::RegionInfo>& held, bool exact);
+  int restore_check_epoch_locked(uint64_t want);
+  int restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store::Reader>* rd);
+  int restore_fill_locked(ckpt::store::Reader& rd);
   int safepoint();
   int hook();
   int attach();

@@ -270,11 +270,21 @@ int ckpt_session::thread_restore() {
   };
   if (store->epoch() == 0) return done(set_error(-ENOENT, "the store holds no committed checkpoint"));
   compute_pending_locked();
+  // The epoch ckpt_restore filled from (the store's read epoch, chosen then): a reader of it.
+  std::unique_ptr<ckpt::store::Reader> rd;
+  if (int e = store->open_reader(0, &rd))
+    return set_error(e, "opening the store's newest epoch: " + store->last_error());
+  const std::vector<ckpt::store::RegionInfo> held = rd->regions();
+  auto in_epoch = [&](uint32_t sid) {
+    for (auto& ri : held)
+      if (ri.id == sid) return true;
+    return false;
+  };
   std::set<std::string> owners;
   std::string extra;
-  for (auto& ri : store->regions()) {
+  for (auto& ri : held) {
     std::string o = ckpt::owner_of(ri.name);
-    if (o.empty() || store->read_range(ri.id, 0, nullptr, 0, nullptr)) continue;
+    if (o.empty()) continue;
     owners.insert(o);
     if (o == name && !find_locked(ri.name)) extra += (extra.empty() ? "'" : ", '") + ri.name + "'";
   }
@@ -288,7 +298,7 @@ int ckpt_session::thread_restore() {
                                  " (nothing was restored)");
   std::string missing;
   for (auto& r : regions)
-    if (r.owner == name && store->read_range(r.sid, 0, nullptr, 0, nullptr) == -ENOENT)
+    if (r.owner == name && !in_epoch(r.sid))
       missing += (missing.empty() ? "'" : ", '") + r.name + "'";
   if (!missing.empty() && !partial)
     return set_error(-ESRCH, "thread '" + name + "': registered regions not in the checkpoint: " + missing +
@@ -298,7 +308,7 @@ int ckpt_session::thread_restore() {
   for (auto& r : regions) {
     if (r.owner != name) continue;
     r.tracker->remove(r.rid);
-    int e = store->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, nullptr);
+    int e = rd->read_region(r.sid, reinterpret_cast<void*>(r.addr), r.len, nullptr);
     int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, e != 0);
     r.carry.clear();
     if (e == -ENOENT && partial) continue;  // registered after the checkpoint: starts fresh

@@ -155,9 +155,21 @@ int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id)
   return set_err(-ENOMEM, "out of memory");
 }
 
-int StoreImpl::resize_region(uint32_t id, uint64_t size) try {
-  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
-  if (txn_) return set_err(-EBUSY, "resize_region: a checkpoint is in progress");
+// A transaction changes the layout before its first page: a page staged beyond a new size, or
+// in a removed region, would otherwise have to be taken back (Region::pending indexes pages_).
+int TxnImpl::resize_region(uint32_t id, uint64_t size) {
+  if (done_) return -EINVAL;
+  if (!pages_.empty()) return s_->set_err(-EBUSY, "resize_region: pages are already staged");
+  return s_->resize_view(id, size);
+}
+
+int TxnImpl::remove_region(uint32_t id) {
+  if (done_) return -EINVAL;
+  if (!pages_.empty()) return s_->set_err(-EBUSY, "remove_region: pages are already staged");
+  return s_->remove_view(id);
+}
+
+int StoreImpl::resize_view(uint32_t id, uint64_t size) try {
   Region* r = find_visible(id);
   if (!r) return set_err(-ENOENT, "resize_region: no region " + std::to_string(id));
   if (size == 0 || size % kBlockSize || size > kMaxRegionBytes)
@@ -183,9 +195,7 @@ int StoreImpl::resize_region(uint32_t id, uint64_t size) try {
   return set_err(-ENOMEM, "out of memory");
 }
 
-int StoreImpl::remove_region(uint32_t id) {
-  if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
-  if (txn_) return set_err(-EBUSY, "remove_region: a checkpoint is in progress");
+int StoreImpl::remove_view(uint32_t id) {
   Region* r = find_visible(id);
   if (!r) return set_err(-ENOENT, "remove_region: no region " + std::to_string(id));
   by_name_.erase(r->name);

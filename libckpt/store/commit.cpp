@@ -46,7 +46,7 @@ int TxnImpl::put_pages(uint32_t region, uint64_t first, const void* src, uint64_
   if (pages_.size() + n >= UINT32_MAX - 1)
     return s_->set_err(-E2BIG, "more than 4G pages in one checkpoint");
   Region& reg = *rp;
-  // Sized to the view; resize_region (never inside a checkpoint) clears it.
+  // Sized to the view; a layout change (never after the transaction's first page) clears it.
   if (reg.pending.size() != npg) reg.pending.assign(npg, 0);
   const auto* data = static_cast<const uint8_t*>(src);
   constexpr uint64_t kChunk = 16;
@@ -216,56 +216,28 @@ int StoreImpl::supersede_after(uint64_t epoch) {
 // repeats every definition), then pages, packed into block payloads as they come (an entry
 // never straddles two blocks); and the totals the commit record cross-checks.
 void StoreImpl::plan_commit(TxnImpl* t, uint64_t epoch, CommitPlan* cp) {
-  auto& blocks = cp->blocks;
-  uint64_t& n_region_entries = cp->n_region_entries;
-  uint64_t& n_page_entries = cp->n_page_entries;
-  bool& changes = cp->changes;
-  const bool snapshot = cp->snapshot;
-  auto slot_for = [&](size_t n) -> uint8_t* {
-    if (blocks.empty() || blocks.back().nslots + n > kSlotsPerBlock) {
-      blocks.emplace_back();
-      blocks.back().bytes.assign(kSlotsPerBlock * kSlot, 0);
-    }
-    CommitPlan::Payload& b = blocks.back();
-    uint8_t* at = b.bytes.data() + size_t(b.nslots) * kSlot;
-    b.nslots += static_cast<uint32_t>(n);
-    return at;
-  };
-  uint32_t last_id = snapshot ? 0 : live_.next_id - 1;  // the reader's next id, less one
-  auto add_region = [&](const Region& r) {
-    RegionEntry re{};
-    re.type = kRegionEntry;
-    re.name_len = static_cast<uint16_t>(r.name.size());
-    re.region = r.id;
-    re.size = r.cur;
-    re.epoch = r.epoch ? r.epoch : epoch;
-    uint8_t* at = slot_for(1 + (r.name.size() + kSlot - 1) / kSlot);
-    std::memcpy(at, &re, sizeof(re));
-    std::memcpy(at + kSlot, r.name.data(), r.name.size());
-    n_region_entries++;
-    changes |= r.id != last_id + 1;  // a hole: ids a 1.0 reader takes for damage
-    last_id = r.id;
-  };
-  uint64_t& n_resized = cp->n_resized;
-  uint64_t& n_removed = cp->n_removed;
-  auto add_change = [&](uint16_t type, uint32_t region, uint64_t size, uint64_t keep) {
-    n_resized += type == kResizeEntry;
-    n_removed += type == kRemoveEntry;
-    RegionChangeEntry ce{type, 0, region, size, keep, 0};
-    std::memcpy(slot_for(1), &ce, sizeof(ce));
-    changes = true;
-  };
-  auto add_page = [&](uint32_t region, uint64_t page, const PageRef& ref) {
-    PageEntry pe{kPageEntry, 0, region, page, ref.block, ref.hash};
-    std::memcpy(slot_for(1), &pe, sizeof(pe));
-    n_page_entries++;
-  };
-  // Pages mapped as of the new epoch: the read epoch's count, less the pages a removal or a
-  // shrink drops, plus pages written where the view has none (O(dirty + dropped); the
-  // snapshot below is the only O(mapped) step, amortised by the policy).
-  uint64_t& npages = cp->npages;
-  uint64_t& nregions = cp->nregions;
-  npages = live_.ref.npages;
+  cp->npages = mapped_after(t);
+  plan_regions(epoch, cp);
+  plan_pages(t, cp);
+  if (cp->blocks.empty()) cp->slot(0);  // an empty epoch still has its (empty) record
+}
+
+uint8_t* CommitPlan::slot(size_t n) {
+  if (blocks.empty() || blocks.back().nslots + n > kSlotsPerBlock) {
+    blocks.emplace_back();
+    blocks.back().bytes.assign(kSlotsPerBlock * kSlot, 0);
+  }
+  Payload& b = blocks.back();
+  uint8_t* at = b.bytes.data() + size_t(b.nslots) * kSlot;
+  b.nslots += static_cast<uint32_t>(n);
+  return at;
+}
+
+// Pages mapped as of the new epoch: the read epoch's count, less the pages a removal or a
+// shrink drops, plus pages written where the view has none (O(dirty + dropped); the snapshot
+// is the only O(mapped) step, amortised by the policy).
+uint64_t StoreImpl::mapped_after(const TxnImpl* t) const {
+  uint64_t npages = live_.ref.npages;
   for (const Region& r : regions_) {
     if (!in_read(r)) continue;
     const uint64_t from = r.removing ? 0 : r.keep;
@@ -276,32 +248,66 @@ void StoreImpl::plan_commit(TxnImpl* t, uint64_t epoch, CommitPlan* cp) {
     const Region& r = regions_[pg.region - 1];
     npages += pg.page >= r.keep || r.pages[pg.page].block == 0;
   }
-  if (!snapshot) {
+  return npages;
+}
+
+// A delta's removals and resizes; the definitions (a delta's new regions, a snapshot's all)
+// and a snapshot's next unused id when the definitions do not say it.
+void StoreImpl::plan_regions(uint64_t epoch, CommitPlan* cp) {
+  uint32_t last_id = cp->snapshot ? 0 : live_.next_id - 1;  // the reader's next id, less one
+  auto add_change = [&](uint16_t type, uint32_t region, uint64_t size, uint64_t keep) {
+    cp->n_resized += type == kResizeEntry;
+    cp->n_removed += type == kRemoveEntry;
+    RegionChangeEntry ce{type, 0, region, size, keep, 0};
+    std::memcpy(cp->slot(1), &ce, sizeof(ce));
+    cp->changes = true;
+  };
+  if (!cp->snapshot) {
     for (const Region& r : regions_)
       if (in_read(r) && r.removing) add_change(kRemoveEntry, r.id, 0, 0);
     for (const Region& r : regions_)
       if (resized(r)) add_change(kResizeEntry, r.id, r.cur, r.keep * kBlockSize);
   }
-  for (const Region& r : regions_)
-    if (visible(r)) {
-      nregions++;
-      if (snapshot || r.epoch == 0) add_region(r);
-    }
-  if (snapshot && next_id_ != last_id + 1) add_change(kNextIdEntry, next_id_, 0, 0);
-  if (snapshot) {
-    for (const Region& r : regions_) {
-      if (!visible(r)) continue;
-      const uint64_t n = r.cur / kBlockSize;
-      for (uint64_t p = 0; p < n; p++) {
-        const uint32_t ix = p < r.pending.size() ? r.pending[p] : 0;
-        const PageRef* ref = ix ? &t->pages_[ix - 1].ref : p < r.keep ? &r.pages[p] : nullptr;
-        if (ref && ref->block) add_page(r.id, p, *ref);
-      }
-    }
-  } else {
-    for (const auto& pg : t->pages_) add_page(pg.region, pg.page, pg.ref);
+  for (const Region& r : regions_) {
+    if (!visible(r)) continue;
+    cp->nregions++;
+    if (!cp->snapshot && r.epoch != 0) continue;
+    RegionEntry re{};
+    re.type = kRegionEntry;
+    re.name_len = static_cast<uint16_t>(r.name.size());
+    re.region = r.id;
+    re.size = r.cur;
+    re.epoch = r.epoch ? r.epoch : epoch;
+    uint8_t* at = cp->slot(1 + (r.name.size() + kSlot - 1) / kSlot);
+    std::memcpy(at, &re, sizeof(re));
+    std::memcpy(at + kSlot, r.name.data(), r.name.size());
+    cp->n_region_entries++;
+    cp->changes |= r.id != last_id + 1;  // a hole: ids a 1.0 reader takes for damage
+    last_id = r.id;
   }
-  if (blocks.empty()) slot_for(0);  // an empty epoch still has its (empty) record
+  if (cp->snapshot && next_id_ != last_id + 1) add_change(kNextIdEntry, next_id_, 0, 0);
+}
+
+// A delta's pages are the transaction's; a snapshot's every mapped page of the new epoch.
+void StoreImpl::plan_pages(const TxnImpl* t, CommitPlan* cp) {
+  auto add_page = [&](uint32_t region, uint64_t page, const PageRef& ref) {
+    PageEntry pe{kPageEntry, 0, region, page, ref.block, ref.hash};
+    std::memcpy(cp->slot(1), &pe, sizeof(pe));
+    cp->n_page_entries++;
+  };
+  if (!cp->snapshot) {
+    for (const auto& pg : t->pages_) add_page(pg.region, pg.page, pg.ref);
+    return;
+  }
+  for (const Region& r : regions_) {
+    if (!visible(r)) continue;
+    const uint64_t n = r.cur / kBlockSize;
+    for (uint64_t p = 0; p < n; p++) {
+      const uint32_t ix = p < r.pending.size() ? r.pending[p] : 0;
+      const PageRef* ref = ix ? &t->pages_[ix - 1].ref : p < r.keep ? &r.pages[p] : nullptr;
+      if (ref && ref->block) add_page(r.id, p, *ref);
+    }
+  }
 }
 
 // The planned records into free blocks (*out), each sealed; not durable until the barrier.
@@ -468,6 +474,7 @@ void StoreImpl::apply_commit(TxnImpl* t, const CommitPlan& cp, const EpochRef& l
   undo_ = std::move(undo);
   committed_ = on_medium_ = epoch;
   pinned_ = false;
+  read_gen_++;
   prov_ = me;
   t->allocated_.clear();
   txn_ = nullptr;

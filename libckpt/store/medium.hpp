@@ -80,6 +80,13 @@ struct MediumInfo {
 int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
                 MediumInfo* info, std::string* why);
 
+// Reserve bytes [off, off + len) of a file store (fallocate), so that a later write cannot fail
+// for lack of space. EINTR is retried: a pending io_uring task-work notification (this
+// process's rings: TIF_NOTIFY_SIGNAL, signal_pending() without a signal) interrupts fallocate
+// on tmpfs. A file system without fallocate (EOPNOTSUPP) gets ftruncate to off + len instead
+// when `or_truncate`. 0 or -errno; EFBIG is -ENOSPC.
+int reserve_file(int fd, uint64_t off, uint64_t len, bool or_truncate);
+
 // Release the store lock held on `fd` (its process-wide registration) and close it. Every
 // medium closes its descriptor through this.
 void close_locked(int fd);

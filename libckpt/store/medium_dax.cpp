@@ -179,12 +179,8 @@ class DaxMedium final : public Medium {
     if (n <= size_) return 0;
     // Everything written so far is fenced before the mapping goes away.
     drain_();
-    int rc;
-    do rc = fallocate(fd_, 0, 0, static_cast<off_t>(n)); while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      int e = errno;
-      return e == EFBIG ? -ENOSPC : -e;
-    }
+    int rc = reserve_file(fd_, 0, n, false);  // a DAX file system has fallocate
+    if (rc) return rc;
     // fallocate leaves the new blocks unwritten (ext4, xfs). The first store through a MAP_SYNC
     // mapping into an unwritten block is a synchronous fault: the file system converts the
     // extent and commits its journal before the fault returns (dax_finish_sync_fault), once per

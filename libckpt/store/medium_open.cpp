@@ -253,6 +253,17 @@ int err(std::string* why, int e, const std::string& path, const char* what) {
 
 }  // namespace
 
+int reserve_file(int fd, uint64_t off, uint64_t len, bool or_truncate) {
+  int rc;
+  do rc = fallocate(fd, 0, static_cast<off_t>(off), static_cast<off_t>(len));
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0) return 0;
+  const int e = errno;
+  if (e == EOPNOTSUPP && or_truncate)
+    return ftruncate(fd, static_cast<off_t>(off + len)) == 0 ? 0 : -errno;
+  return e == EFBIG ? -ENOSPC : -e;
+}
+
 int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
                 MediumInfo* info, std::string* why) {
   info->path = path;
@@ -360,16 +371,7 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
     // A new (or empty) file store: give it its initial size before anything maps it.
     uint64_t want = std::max<uint64_t>(opts.create_size, kMinFileStore);
     want = (want + fmt::kBlockSize - 1) & ~uint64_t(fmt::kBlockSize - 1);
-    // A pending io_uring task-work notification (this process's earlier rings: signal_pending()
-    // without a signal) interrupts fallocate on tmpfs with EINTR: retried, as grow() does.
-    int rc;
-    do rc = fallocate(fd, 0, 0, static_cast<off_t>(want));
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      int e = errno;
-      if (e != EOPNOTSUPP || ftruncate(fd, static_cast<off_t>(want)) != 0)
-        return fail_locked(e == EFBIG ? -ENOSPC : -e, "cannot size the new store");
-    }
+    if (int e = reserve_file(fd, 0, want, true)) return fail_locked(e, "cannot size the new store");
     size = want;
     if (info->created) fsync_parent(path);
   }

@@ -99,15 +99,7 @@ class UringMedium final : public Medium {
     // fallocate reserves the blocks now, so a later write cannot fail for lack of space.
     // Only the new part: what lies below size_ was reserved when the file got there (a grow
     // from 0 walked every page again, on tmpfs a page-cache lookup each).
-    // io_uring task work counts as a pending signal (TIF_NOTIFY_SIGNAL): EINTR is retried.
-    int rc;
-    do rc = fallocate(fd_, 0, static_cast<off_t>(size_), static_cast<off_t>(n - size_));
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      int e = errno;
-      if (e != EOPNOTSUPP) return e == EFBIG ? -ENOSPC : -e;
-      if (ftruncate(fd_, static_cast<off_t>(n)) != 0) return -errno;
-    }
+    if (int e = reserve_file(fd_, size_, n - size_, true)) return e;
     size_ = n;
     return 0;
   }

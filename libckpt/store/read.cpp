@@ -189,6 +189,7 @@ void StoreImpl::switch_to_retained() {
   ret_ = Chain{};
   undo_.clear();
   fell_back_ = true;
+  read_gen_++;
   rebuild_after_commit_ = true;  // the abandoned epoch's blocks stay protected until then
 }
 
@@ -212,26 +213,31 @@ int StoreImpl::select_epoch(uint64_t epoch) try {
   return set_err(-ENOMEM, "out of memory");
 }
 
-int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) {
-  ReadReport local;
-  if (!report) report = &local;
+int StoreImpl::check_len(uint32_t region, uint64_t len, ReadReport* report) {
   const Region* r = find_visible(region);
   if (r && r->epoch != 0 && len != r->cur) {
     *report = ReadReport{};
     return set_err(-EINVAL, "region '" + r->name + "' is " + std::to_string(r->cur) +
                                 " bytes in the store, not " + std::to_string(len));
   }
+  return 0;
+}
+
+int StoreImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) {
+  ReadReport local;
+  if (!report) report = &local;
+  if (int e = check_len(region, len, report)) return e;
   const uint64_t from = live_.ref.epoch;
   int rc = read_range(region, 0, dst, len, report);
-  r = find_visible(region);
+  const Region* r = find_visible(region);
   if (rc == 0 && live_.ref.epoch != from && (!r || r->epoch == 0 || r->cur != len))
     return set_err(-EINVAL, "fell back to epoch " + std::to_string(live_.ref.epoch) +
                                 ", where this region is " + std::to_string(r->cur) + " bytes");
   return rc;
 }
 
-int StoreImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
-                          ReadReport* report) try {
+int StoreImpl::read_at(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                       ReadReport* report, bool fallback) try {
   ReadReport local;
   if (!report) report = &local;
   *report = ReadReport{};
@@ -253,13 +259,13 @@ int StoreImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t 
 
   // Damage in the read epoch: fall back to the retained epoch as a whole, never page by page.
   Block scratch;
-  if (!pinned_ && ret_.ref.epoch != 0 && retained_intact(scratch.data())) {
+  if (fallback && !pinned_ && ret_.ref.epoch != 0 && retained_intact(scratch.data())) {
     const uint64_t from = live_.ref.epoch;
     switch_to_retained();
     err_ = "epoch " + std::to_string(from) + " damaged; fell back to epoch " +
            std::to_string(live_.ref.epoch);
     std::string note = err_;
-    rc = read_range(region, offset, dst, len, report);
+    rc = read_at(region, offset, dst, len, report, true);
     // The older epoch may not have this region, or not this range: -ENOENT or -EINVAL, and
     // report->epoch says why.
     err_ = rc == 0 ? note : note + ": " + err_;
@@ -274,6 +280,76 @@ int StoreImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t 
                            ") and no intact older epoch");
 } catch (const std::bad_alloc&) {
   return set_err(-ENOMEM, "out of memory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the read side: an epoch chosen once, then reads from it
+
+bool StoreImpl::read_epoch_intact() {
+  constexpr uint64_t kRun = 64;  // pages read (and checked) at once
+  std::vector<uint8_t> run(kRun * kBlockSize);
+  std::vector<uint64_t> damaged;
+  for (const Region& r : regions_) {
+    if (!in_read(r) || !visible(r)) continue;
+    const uint64_t n = std::min<uint64_t>(r.keep, r.pages.size());
+    for (uint64_t p = 0; p < n; p += kRun) {
+      uint64_t nread = 0;
+      if (read_part(r, p, std::min(kRun, n - p), run.data(), &damaged, &nread) || !damaged.empty())
+        return false;
+    }
+  }
+  return true;
+}
+
+int StoreImpl::open_reader(uint64_t epoch, std::unique_ptr<Reader>* out) try {
+  if (epoch) {
+    if (int e = select_epoch(epoch)) return e;
+  } else if (live_.ref.epoch == 0) {
+    return set_err(-ENOENT, "nothing committed yet");
+  } else if (!pinned_ && ret_.ref.epoch != 0 && verified_ != live_.ref.epoch) {
+    if (read_epoch_intact()) {
+      verified_ = live_.ref.epoch;
+    } else {
+      Block scratch;
+      if (retained_intact(scratch.data())) {
+        const uint64_t from = live_.ref.epoch;
+        switch_to_retained();
+        err_ = "epoch " + std::to_string(from) + " damaged; fell back to epoch " +
+               std::to_string(live_.ref.epoch);
+      }
+      // else: no intact epoch to fall back to; the damaged pages read as -EIO
+    }
+  }
+  *out = std::make_unique<ReaderImpl>(this, live_.ref.epoch, read_gen_);
+  return 0;
+} catch (const std::bad_alloc&) {
+  return set_err(-ENOMEM, "out of memory");
+}
+
+int ReaderImpl::stale() const {
+  if (s_->live_.ref.epoch == epoch_ && s_->read_gen_ == gen_) return 0;
+  return s_->set_err(-ESTALE, "the store's read epoch changed since the reader of epoch " +
+                                  std::to_string(epoch_) + " was opened");
+}
+
+std::vector<RegionInfo> ReaderImpl::regions() const {
+  std::vector<RegionInfo> v;
+  if (!stale()) s_->regions_of(epoch_, &v);
+  return v;
+}
+
+int ReaderImpl::read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) {
+  ReadReport local;
+  if (!report) report = &local;
+  if (int e = stale()) return e;
+  if (int e = s_->check_len(region, len, report)) return e;
+  return s_->read_at(region, 0, dst, len, report, false);
+}
+
+int ReaderImpl::read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                           ReadReport* report) {
+  if (int e = stale()) return e;
+  return s_->read_at(region, offset, dst, len, report, false);
 }
 
 int StoreImpl::verify(VerifyReport* report, const Progress& progress) try {

@@ -328,25 +328,170 @@ int StoreImpl::read_meta(uint64_t block, uint8_t* buf, MetaHeader* h, std::strin
 }
 
 // Read one record (a snapshot or a delta: a list of metadata blocks) and apply its entries.
+namespace {
+
+// One record being read (load_record): what its entries are checked against, and what they
+// add up to. Each entry function returns null, or why the entry is invalid.
+struct RecordLoad {
+  uint64_t epoch;
+  uint32_t kind;
+  bool changes;      // region changes (1.1) only in a store that says so
+  uint64_t total;    // blocks in the store
+  uint64_t max_id;   // the largest region id the store's size allows
+  Chain* chain;
+  std::vector<Region>* regions;
+  EpochInfo info;
+  // Every region's pages must fit the store once (define_region / Txn::resize_region enforce
+  // it), which also bounds the memory a forged size could make us allocate.
+  uint64_t alive_pages = 0;
+  bool next_id_seen = false;
+};
+
+// A region definition and its name (in the slots after it: *extra of them).
+const char* region_entry(RecordLoad& c, const uint8_t* slot, uint32_t slots_left,
+                         uint32_t* extra) {
+  RegionEntry e;
+  std::memcpy(&e, slot, sizeof(e));
+  const uint32_t name_slots = (e.name_len + kSlot - 1) / kSlot;
+  if (e.name_len == 0 || e.name_len > kMaxName || name_slots >= slots_left || e.size == 0 ||
+      e.size % kBlockSize || e.size > kMaxRegionBytes || e.region == 0 || e.region > c.max_id ||
+      e.epoch == 0 || e.epoch > c.epoch)
+    return "invalid region entry";
+  std::string name(reinterpret_cast<const char*>(slot + kSlot), e.name_len);
+  if (name.find('\0') != std::string::npos) return "invalid region name";
+  *extra = name_slots;
+  c.info.regions++;
+  auto& regions = *c.regions;
+  if (e.region < c.chain->next_id) {  // known: only a repeat of the same definition
+    if (e.region > regions.size()) return "region id below the next-id entry";
+    const Region& r = regions[e.region - 1];
+    if (!r.alive || r.name != name || r.size != e.size || r.epoch != e.epoch)
+      return "region redefined differently";
+    return nullptr;
+  }
+  // New ids increase; holes (removed ids) only in a store with region changes.
+  if (c.next_id_seen || (!c.changes && e.region != c.chain->next_id))
+    return "region ids not dense";
+  const uint64_t pages = e.size / kBlockSize;
+  if (c.alive_pages + pages > c.total) return "regions larger than the store";
+  c.alive_pages += pages;
+  while (regions.size() + 1 < e.region) {
+    Region hole;
+    hole.id = static_cast<uint32_t>(regions.size() + 1);
+    hole.alive = false;
+    regions.push_back(std::move(hole));
+  }
+  Region r;
+  r.name = std::move(name);
+  r.size = r.cur = e.size;
+  r.id = e.region;
+  r.epoch = e.epoch;
+  r.pages.resize(pages);
+  r.keep = pages;
+  regions.push_back(std::move(r));
+  c.chain->next_id = e.region + 1;
+  return nullptr;
+}
+
+const char* page_entry(RecordLoad& c, const uint8_t* slot) {
+  PageEntry e;
+  std::memcpy(&e, slot, sizeof(e));
+  auto& regions = *c.regions;
+  if (e.region == 0 || e.region > regions.size() || !regions[e.region - 1].alive ||
+      e.page >= regions[e.region - 1].pages.size() || e.block < kFirstDataBlock ||
+      e.block >= (1ull << 48))
+    return "invalid page entry";
+  regions[e.region - 1].pages[e.page] = PageRef{e.block, e.hash};
+  c.info.pages++;
+  return nullptr;
+}
+
+// A delta's resize or removal (1.1).
+const char* change_entry(RecordLoad& c, uint16_t type, const uint8_t* slot) {
+  RegionChangeEntry e;
+  std::memcpy(&e, slot, sizeof(e));
+  auto& regions = *c.regions;
+  if (c.kind != kDelta || e.reserved || e.reserved2 || e.region == 0 ||
+      e.region > regions.size() || !regions[e.region - 1].alive)
+    return "invalid region change entry";
+  Region& r = regions[e.region - 1];
+  if (type == kRemoveEntry) {
+    if (e.size || e.keep) return "invalid region remove entry";
+    c.info.removed++;
+    c.alive_pages -= r.pages.size();
+    r.alive = false;
+    r.name.clear();
+    std::vector<PageRef>().swap(r.pages);
+    return nullptr;
+  }
+  if (e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes || e.keep % kBlockSize ||
+      e.keep > std::min(e.size, r.size))
+    return "invalid region resize entry";
+  const uint64_t pages = e.size / kBlockSize;
+  if (c.alive_pages - r.pages.size() + pages > c.total) return "regions larger than the store";
+  c.alive_pages = c.alive_pages - r.pages.size() + pages;
+  c.info.resized++;
+  r.pages.resize(e.keep / kBlockSize);
+  r.pages.resize(pages);
+  r.size = r.cur = e.size;
+  r.keep = pages;
+  return nullptr;
+}
+
+// A snapshot's next unused region id (1.1), when it is not one past its last definition.
+const char* next_id_entry(RecordLoad& c, const uint8_t* slot) {
+  RegionChangeEntry e;
+  std::memcpy(&e, slot, sizeof(e));
+  if (c.kind != kSnapshot || c.next_id_seen || e.reserved || e.reserved2 || e.size || e.keep ||
+      e.region < c.chain->next_id || e.region > c.max_id + 1)
+    return "invalid next-id entry";
+  c.chain->next_id = e.region;
+  c.next_id_seen = true;
+  return nullptr;
+}
+
+// The entries of one metadata block, in order.
+const char* block_entries(RecordLoad& c, const uint8_t* slot, uint32_t nslots) {
+  for (uint32_t i = 0; i < nslots; i++, slot += kSlot) {
+    uint16_t type;
+    std::memcpy(&type, slot, 2);
+    const char* bad = nullptr;
+    if (type == kRegionEntry) {
+      uint32_t extra = 0;
+      bad = region_entry(c, slot, nslots - i, &extra);
+      i += extra;
+      slot += kSlot * extra;
+    } else if (type == kPageEntry) {
+      bad = page_entry(c, slot);
+    } else if (c.changes && (type == kResizeEntry || type == kRemoveEntry)) {
+      bad = change_entry(c, type, slot);
+    } else if (c.changes && type == kNextIdEntry) {
+      bad = next_id_entry(c, slot);
+    } else {
+      bad = "unknown metadata entry";
+    }
+    if (bad) return bad;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+// One record (a snapshot or a delta) of a chain, block by block, onto *regions.
 int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* chain,
                            std::vector<Region>* regions, uint64_t* prev, std::string* why) {
-  // Region changes (1.1) only in a store that says so: a 1.0 store is read as 1.0 was.
-  const bool changes = sb_.incompat & kIncompatRegionChange;
-  Block b;
-  EpochInfo info;
-  info.epoch = epoch;
-  info.snapshot = kind == kSnapshot;
-  uint64_t block = head;
-  // Every region's pages must fit the store once (define_region/resize_region enforce it),
-  // which also bounds the memory a forged size could make us allocate.
-  uint64_t alive_pages = 0;
+  RecordLoad c{epoch, kind, (sb_.incompat & kIncompatRegionChange) != 0, total_,
+               max_region_id(), chain, regions, EpochInfo{}};
+  c.info.epoch = epoch;
+  c.info.snapshot = kind == kSnapshot;
   for (const Region& r : *regions)
-    if (r.alive) alive_pages += r.pages.size();
-  bool next_id_seen = false;
+    if (r.alive) c.alive_pages += r.pages.size();
   auto bad = [&](const char* w) {
     *why = w;
     return -EUCLEAN;
   };
+  Block b;
+  uint64_t block = head;
   for (uint32_t index = 0;; index++) {
     if (index > total_) return bad("metadata record loops");
     MetaHeader h;
@@ -356,106 +501,13 @@ int StoreImpl::load_record(uint64_t head, uint64_t epoch, uint32_t kind, Chain* 
       return bad("metadata block of another epoch or record");
     if (index == 0) *prev = h.prev_record;
     chain->meta.push_back(block);
-    info.meta_blocks++;
-    const uint8_t* slot = b.data() + sizeof(MetaHeader);
-    for (uint32_t i = 0; i < h.nslots; i++, slot += kSlot) {
-      uint16_t type;
-      std::memcpy(&type, slot, 2);
-      if (type == kRegionEntry) {
-        RegionEntry e;
-        std::memcpy(&e, slot, sizeof(e));
-        const uint32_t name_slots = (e.name_len + kSlot - 1) / kSlot;
-        if (e.name_len == 0 || e.name_len > kMaxName || i + name_slots >= h.nslots ||
-            e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes || e.region == 0 ||
-            e.region > max_region_id() || e.epoch == 0 || e.epoch > epoch)
-          return bad("invalid region entry");
-        std::string name(reinterpret_cast<const char*>(slot + kSlot), e.name_len);
-        if (name.find('\0') != std::string::npos) return bad("invalid region name");
-        i += name_slots;
-        slot += kSlot * name_slots;
-        info.regions++;
-        if (e.region < chain->next_id) {  // known: only a repeat of the same definition
-          if (e.region > regions->size()) return bad("region id below the next-id entry");
-          const Region& r = (*regions)[e.region - 1];
-          if (!r.alive || r.name != name || r.size != e.size || r.epoch != e.epoch)
-            return bad("region redefined differently");
-          continue;
-        }
-        // New ids increase; holes (removed ids) only in a store with region changes.
-        if (next_id_seen || (!changes && e.region != chain->next_id))
-          return bad("region ids not dense");
-        const uint64_t pages = e.size / kBlockSize;
-        if (alive_pages + pages > total_) return bad("regions larger than the store");
-        alive_pages += pages;
-        while (regions->size() + 1 < e.region) {
-          Region hole;
-          hole.id = static_cast<uint32_t>(regions->size() + 1);
-          hole.alive = false;
-          regions->push_back(std::move(hole));
-        }
-        Region r;
-        r.name = std::move(name);
-        r.size = r.cur = e.size;
-        r.id = e.region;
-        r.epoch = e.epoch;
-        r.pages.resize(pages);
-        r.keep = pages;
-        regions->push_back(std::move(r));
-        chain->next_id = e.region + 1;
-      } else if (type == kPageEntry) {
-        PageEntry e;
-        std::memcpy(&e, slot, sizeof(e));
-        if (e.region == 0 || e.region > regions->size() || !(*regions)[e.region - 1].alive ||
-            e.page >= (*regions)[e.region - 1].pages.size() || e.block < kFirstDataBlock ||
-            e.block >= (1ull << 48))
-          return bad("invalid page entry");
-        (*regions)[e.region - 1].pages[e.page] = PageRef{e.block, e.hash};
-        info.pages++;
-      } else if (changes && (type == kResizeEntry || type == kRemoveEntry)) {
-        RegionChangeEntry e;
-        std::memcpy(&e, slot, sizeof(e));
-        if (kind != kDelta || e.reserved || e.reserved2 || e.region == 0 ||
-            e.region > regions->size() || !(*regions)[e.region - 1].alive)
-          return bad("invalid region change entry");
-        Region& r = (*regions)[e.region - 1];
-        if (type == kRemoveEntry) {
-          if (e.size || e.keep) return bad("invalid region remove entry");
-          info.removed++;
-          alive_pages -= r.pages.size();
-          r.alive = false;
-          r.name.clear();
-          std::vector<PageRef>().swap(r.pages);
-        } else {
-          if (e.size == 0 || e.size % kBlockSize || e.size > kMaxRegionBytes ||
-              e.keep % kBlockSize || e.keep > std::min(e.size, r.size))
-            return bad("invalid region resize entry");
-          const uint64_t pages = e.size / kBlockSize;
-          if (alive_pages - r.pages.size() + pages > total_)
-            return bad("regions larger than the store");
-          alive_pages = alive_pages - r.pages.size() + pages;
-          info.resized++;
-          r.pages.resize(e.keep / kBlockSize);
-          r.pages.resize(pages);
-          r.size = r.cur = e.size;
-          r.keep = pages;
-        }
-      } else if (changes && type == kNextIdEntry) {
-        RegionChangeEntry e;
-        std::memcpy(&e, slot, sizeof(e));
-        if (kind != kSnapshot || next_id_seen || e.reserved || e.reserved2 || e.size || e.keep ||
-            e.region < chain->next_id || e.region > max_region_id() + 1)
-          return bad("invalid next-id entry");
-        chain->next_id = e.region;
-        next_id_seen = true;
-      } else {
-        return bad("unknown metadata entry");
-      }
-    }
+    c.info.meta_blocks++;
+    if (const char* w = block_entries(c, b.data() + sizeof(MetaHeader), h.nslots)) return bad(w);
     if (h.next == 0) break;
     block = h.next;
   }
-  chain->records.push_back(info);
-  if (kind == kDelta) chain->delta_meta += info.meta_blocks;
+  chain->records.push_back(c.info);
+  if (kind == kDelta) chain->delta_meta += c.info.meta_blocks;
   return 0;
 }
 

@@ -46,8 +46,8 @@ struct Options {
   // anything. Opened O_RDONLY under a shared lock (several readers at once, read-only media and
   // files work; -EBUSY while a program has it open for writing, so what is read is a committed
   // state), through a medium that sets up no io_uring ring, staging buffer or libpmem2. A
-  // missing path gives -ENOENT, a path that holds no store -ENODATA; begin(), define_region(),
-  // resize_region(), remove_region() and reserve() give -EROFS.
+  // missing path gives -ENOENT, a path that holds no store -ENODATA; begin(), define_region()
+  // and reserve() give -EROFS.
   bool no_modify = false;
   // Keyed MAC (16..64 bytes; store-format.md "Keyed MAC"): every commit record written is
   // authenticated with it, and open() checks the newest record's. Empty: none. Refusals:
@@ -165,10 +165,40 @@ class Txn {
       if (int e = put_page(region, first_page + i, p + i * 4096)) return e;
     return 0;
   }
+  // The layout, in this transaction, before its first page (-EBUSY once a page is staged):
+  // Change a region's size (bytes, a positive multiple of page_size()). Growing keeps every
+  // page; shrinking drops the pages at and beyond the new size. Takes effect in the store's view
+  // now (regions(), put_page's bounds, reads) and is persisted by the commit, atomically with its
+  // pages (a crash before it leaves the old size). -ENOENT unknown id; -EINVAL bad size; -ENOSPC
+  // no room.
+  virtual int resize_region(uint32_t id, uint64_t size) = 0;
+  // Remove a region: its pages are dropped and its name may be defined again (it gets a new id;
+  // ids are never reused). Persisted by the commit like resize_region. -ENOENT unknown id.
+  // A transaction abandoned (destroyed without commit(), or a failed commit) drops its pages;
+  // its layout changes stay in the view, like definitions, and go with the next commit.
+  virtual int remove_region(uint32_t id) = 0;
   // Make the epoch durable and live, atomically: after a crash at any instant during commit the
   // store opens at the previous epoch or at this one, never a mix. Returns 0 or -errno; on error
   // the previous epoch stays live and intact.
   virtual int commit() = 0;
+};
+
+// The read side: reads of one epoch, chosen once when the reader is opened
+// (Store::open_reader), before anything is filled. Every region read through one Reader comes
+// from that epoch, never a mix: a damaged page is -EIO, never a fallback. A Reader must not
+// outlive its Store; once the store commits, or changes its read epoch (select_epoch, a
+// fallback through Store::read_region), its reads give -ESTALE.
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  virtual uint64_t epoch() const = 0;
+  // The regions the epoch holds (pending definitions and changes not included).
+  virtual std::vector<RegionInfo> regions() const = 0;
+  // As Store::read_region / read_range, from epoch() only: damage with no fallback is -EIO
+  // (report->damaged says which pages); report->epoch is epoch().
+  virtual int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) = 0;
+  virtual int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                         ReadReport* report) = 0;
 };
 
 class Store {
@@ -195,7 +225,7 @@ class Store {
   // Store note (bulk definers: ckpt-tool's checkpoints): make room at once for a layout of
   // `nregions` regions totalling `bytes` (a multiple of page_size()) in all — the regions the
   // caller will have once it has defined, resized and removed what it is about to — so that the
-  // define_region / resize_region calls that follow do not grow a file store step by step
+  // define_region / Txn::resize_region calls that follow do not grow a file store step by step
   // (each step grows by a quarter of the store at least, which overshoots). A file store grows
   // to exactly what that layout needs, if it is smaller; a fixed-size store is checked only.
   // Persists nothing but the file's size. -ENOSPC (store or file system full), -EINVAL.
@@ -213,26 +243,27 @@ class Store {
   // Timing begin + N x put_page + commit is the persist cost of N pages (for benchmarks).
   virtual int begin(std::unique_ptr<Txn>* out) = 0;
 
-  // Read a region as of the newest committed epoch that verifies, into dst (len == region
-  // size, else -EINVAL). Pages never written read as zeros. -ENOENT: nothing committed or no
-  // such region. -EIO: damage with no intact older copy (report->damaged says which pages).
+  // Open a Reader (above). epoch 0: the newest epoch that verifies. That is the read epoch,
+  // unless a page of it fails its checksum and the retained epoch verifies completely: then the
+  // store falls back to the retained epoch for good (as read_region below would) before the
+  // reader is opened. So when there is a retained epoch to fall back to (and none was
+  // selected), every page of the read epoch is checked first, once per epoch (a second
+  // reader of the same epoch costs nothing). Damage with no intact retained epoch leaves the
+  // read epoch, whose damaged pages read as -EIO. Otherwise select_epoch(epoch) first.
+  // -ENOENT: nothing committed, or `epoch` not held; -EBUSY: select_epoch's.
+  virtual int open_reader(uint64_t epoch, std::unique_ptr<Reader>* out) = 0;
+
+  // One region's shorthand: read a region as of the newest committed epoch that verifies,
+  // into dst (len == region size, else -EINVAL). Pages never written read as zeros. -ENOENT:
+  // nothing committed or no such region. -EIO: damage with no intact older copy (report->damaged says which pages).
   //
   // Store note (fallback, never a mix): all reads come from read_epoch(). When a page of the
   // newest epoch fails its checksum and the retained older epoch verifies completely, the whole
   // store switches to the older epoch (read_epoch() and report->epoch drop) and the next commit
-  // builds on it. A caller that read other regions before the switch must read them again
-  // (compare report->epoch across calls). report may be null.
+  // builds on it. A caller that reads several regions that must come from one epoch uses a
+  // Reader instead. report may be null.
   virtual int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) = 0;
 
-  // Change a defined region's size (bytes, a positive multiple of page_size()). Growing keeps every
-  // page; shrinking drops the pages at and beyond the new size. Takes effect in memory now and is
-  // persisted by the next commit, atomically with that commit's pages (a crash before it leaves the
-  // old size). -ENOENT unknown id; -EINVAL bad size; -ENOSPC no room; -EBUSY while a Txn is open.
-  virtual int resize_region(uint32_t id, uint64_t size) = 0;
-  // Remove a region: its pages are dropped and its name may be defined again (it gets a new id;
-  // ids are never reused). Persisted by the next commit like resize_region. -ENOENT unknown id;
-  // -EBUSY while a Txn is open.
-  virtual int remove_region(uint32_t id) = 0;
   // Read [offset, offset + len) of a region (page-aligned) as of read_epoch(), with read_region's
   // semantics (checksums, fallback to the retained epoch, never-written pages read as zeros,
   // report). Lets a caller read a few pages of a huge region without a region-sized buffer.

@@ -53,7 +53,7 @@ struct Region {
   uint32_t id = 0;
   uint64_t epoch = 0;  // epoch that defined it; 0 = defined since, not committed yet
   bool alive = true;   // false: a hole (removed in the read epoch or before it was committed)
-  // The caller's view, persisted by the next commit (remove_region / resize_region):
+  // The caller's view, persisted by the next commit (Txn::remove_region / resize_region):
   bool removing = false;  // in the read epoch, removed since
   uint64_t cur = 0;       // current size in bytes
   uint64_t keep = 0;      // pages of `pages` still in the view: the smallest size since then
@@ -139,6 +139,8 @@ struct CommitPlan {
   uint64_t n_region_entries = 0, n_page_entries = 0, n_resized = 0, n_removed = 0;
   uint64_t npages = 0, nregions = 0;  // mapped pages and live regions as of the new epoch
   bool changes = false;               // entries a 1.0 reader cannot read
+  // Room for an entry of n slots, in the last block or a new one (never across two).
+  uint8_t* slot(size_t n);
 };
 
 class TxnImpl final : public Txn {
@@ -147,6 +149,8 @@ class TxnImpl final : public Txn {
   ~TxnImpl() override;
   int put_page(uint32_t region, uint64_t page, const void* data) override;
   int put_pages(uint32_t region, uint64_t first_page, const void* src, uint64_t npages) override;
+  int resize_region(uint32_t id, uint64_t size) override;
+  int remove_region(uint32_t id) override;
   int commit() override;
 
   struct Pending {
@@ -159,6 +163,22 @@ class TxnImpl final : public Txn {
   std::vector<uint64_t> allocated_;  // released unless committed
   int err_ = 0;                      // sticky: a failed put_page fails the commit
   bool done_ = false;
+};
+
+// A Reader of the read epoch it was opened at (gen: the store's read_gen_ then).
+class ReaderImpl final : public Reader {
+ public:
+  ReaderImpl(StoreImpl* s, uint64_t epoch, uint64_t gen) : s_(s), epoch_(epoch), gen_(gen) {}
+  uint64_t epoch() const override { return epoch_; }
+  std::vector<RegionInfo> regions() const override;
+  int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
+  int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                 ReadReport* report) override;
+
+ private:
+  int stale() const;
+  StoreImpl* s_;
+  uint64_t epoch_, gen_;
 };
 
 class StoreImpl final : public Store {
@@ -175,11 +195,12 @@ class StoreImpl final : public Store {
   int define_region(std::string_view name, uint64_t size, uint32_t* id) override;
   int reserve(uint64_t bytes, uint64_t nregions) override;
   int begin(std::unique_ptr<Txn>* out) override;
+  int open_reader(uint64_t epoch, std::unique_ptr<Reader>* out) override;
   int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override;
-  int resize_region(uint32_t id, uint64_t size) override;
-  int remove_region(uint32_t id) override;
   int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
-                 ReadReport* report) override;
+                 ReadReport* report) override {
+    return read_at(region, offset, dst, len, report, true);
+  }
   uint64_t read_epoch() const override { return live_.ref.epoch; }
   std::vector<uint64_t> epochs() const override {
     std::vector<uint64_t> v;
@@ -204,6 +225,7 @@ class StoreImpl final : public Store {
 
  private:
   friend class TxnImpl;
+  friend class ReaderImpl;
 
   int set_err(int e, std::string msg) {
     err_ = std::move(msg);
@@ -248,6 +270,9 @@ class StoreImpl final : public Store {
     return id && id <= regions_.size() && visible(regions_[id - 1]) ? &regions_[id - 1] : nullptr;
   }
   int make_room(uint64_t size, const Region* except, std::string_view name);
+  // The view's layout changes (Txn::resize_region / remove_region), pending for the commit.
+  int resize_view(uint32_t id, uint64_t size);
+  int remove_view(uint32_t id);
   // Blocks a store holding `pages` region pages in `nregions` regions needs (header, one copy
   // of every page, the metadata of two epochs).
   static uint64_t room_for(uint64_t pages, uint64_t nregions);
@@ -260,6 +285,9 @@ class StoreImpl final : public Store {
   // commit
   int commit(TxnImpl* t);
   void plan_commit(TxnImpl* t, uint64_t epoch, CommitPlan* cp);
+  uint64_t mapped_after(const TxnImpl* t) const;
+  void plan_regions(uint64_t epoch, CommitPlan* cp);
+  void plan_pages(const TxnImpl* t, CommitPlan* cp);
   int write_meta(TxnImpl* t, const CommitPlan& cp, uint64_t epoch, std::vector<uint64_t>* out);
   void apply_commit(TxnImpl* t, const CommitPlan& cp, const EpochRef& l,
                     const std::vector<uint64_t>& where, uint64_t epoch);
@@ -272,6 +300,14 @@ class StoreImpl final : public Store {
   }
 
   // reads
+  // read_range's work; `fallback`: damage in the read epoch falls back to an intact retained
+  // epoch (Store::read_range), or is -EIO (a Reader's).
+  int read_at(uint32_t region, uint64_t offset, void* dst, uint64_t len, ReadReport* report,
+              bool fallback);
+  // Region size against len (read_region's -EINVAL), before reading.
+  int check_len(uint32_t region, uint64_t len, ReadReport* report);
+  // Every page of the read epoch's view verifies (open_reader's up-front check).
+  bool read_epoch_intact();
   int read_pages(const Region& r, uint64_t first, uint64_t n, void* dst,
                  std::vector<uint64_t>* damaged, uint64_t* nread);
   int read_part(const Region& r, uint64_t first, uint64_t n, void* dst,
@@ -301,6 +337,8 @@ class StoreImpl final : public Store {
   uint64_t committed_ = 0;  // newest committed epoch (lowered by select_epoch)
   uint64_t on_medium_ = 0;  // newest valid commit record on the medium (> committed_: superseded)
   bool pinned_ = false;     // select_epoch: reads never fall back from the read epoch
+  uint64_t verified_ = 0;   // a read epoch open_reader found intact (not checked again)
+  uint64_t read_gen_ = 0;   // changes with the read epoch (commit, fallback): stale Readers
   Chain live_;              // the epoch regions_ holds (the read epoch)
   Chain ret_;               // the retained older epoch, ref.epoch == 0: none
   Undo undo_;

@@ -40,8 +40,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!regions.empty()) {
     buf.resize(4096);
     (void)s->read_range(regions[0].id, regions[0].size - 4096, buf.data(), 4096, nullptr);
-    (void)s->resize_region(regions[0].id, regions[0].size + 4096);
-    (void)s->remove_region(regions.back().id);
+    std::unique_ptr<Txn> t;
+    if (s->begin(&t) == 0) {  // abandoned: the changes stay pending for the next commit
+      (void)t->resize_region(regions[0].id, regions[0].size + 4096);
+      (void)t->remove_region(regions.back().id);
+    }
   }
   // Writing on top of what was read must not trip over it either.
   std::unique_ptr<Txn> t;

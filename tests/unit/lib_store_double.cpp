@@ -32,6 +32,10 @@ class DoubleTxn final : public Txn {
   explicit DoubleTxn(DoubleStore* s) : s_(s) {}
   ~DoubleTxn() override;
   int put_page(uint32_t region, uint64_t page, const void* data) override;
+  // Regions that change are the real store's business (store_test); the session layer's
+  // tests do not use them.
+  int resize_region(uint32_t, uint64_t) override { return -EOPNOTSUPP; }
+  int remove_region(uint32_t) override { return -EOPNOTSUPP; }
   int commit() override;
 
   DoubleStore* s_;
@@ -79,10 +83,6 @@ class DoubleStore final : public Store {
     if (report) report->epoch = st_->epoch;
     return 0;
   }
-  // Regions that change are the real store's business (store_test); the session layer's
-  // tests do not use them.
-  int resize_region(uint32_t, uint64_t) override { return -EOPNOTSUPP; }
-  int remove_region(uint32_t) override { return -EOPNOTSUPP; }
   int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
                  ReadReport* report) override {
     if (!st_->epoch) return -ENOENT;
@@ -99,6 +99,8 @@ class DoubleStore final : public Store {
     return 0;
   }
   uint64_t read_epoch() const override { return st_->epoch; }
+  // Nothing is ever damaged here: the reader reads the committed epoch through the store.
+  int open_reader(uint64_t epoch, std::unique_ptr<Reader>* out) override;
   int verify(VerifyReport*, const Progress&) override { return 0; }
   int stat(StoreStat*) const override { return -EOPNOTSUPP; }
   const std::string& last_error() const override { return err_; }
@@ -108,6 +110,30 @@ class DoubleStore final : public Store {
   bool in_txn_ = false;
   std::string err_;
 };
+
+class DoubleReader final : public Reader {
+ public:
+  DoubleReader(DoubleStore* s, uint64_t epoch) : s_(s), epoch_(epoch) {}
+  uint64_t epoch() const override { return epoch_; }
+  std::vector<RegionInfo> regions() const override { return s_->st_->regions; }
+  int read_region(uint32_t region, void* dst, uint64_t len, ReadReport* report) override {
+    return s_->st_->epoch != epoch_ ? -ESTALE : s_->read_region(region, dst, len, report);
+  }
+  int read_range(uint32_t region, uint64_t offset, void* dst, uint64_t len,
+                 ReadReport* report) override {
+    return s_->st_->epoch != epoch_ ? -ESTALE : s_->read_range(region, offset, dst, len, report);
+  }
+
+ private:
+  DoubleStore* s_;
+  uint64_t epoch_;
+};
+
+int DoubleStore::open_reader(uint64_t epoch, std::unique_ptr<Reader>* out) {
+  if (epoch ? select_epoch(epoch) != 0 : st_->epoch == 0) return -ENOENT;
+  *out = std::make_unique<DoubleReader>(this, st_->epoch);
+  return 0;
+}
 
 DoubleTxn::~DoubleTxn() { s_->in_txn_ = false; }
 int DoubleTxn::put_page(uint32_t region, uint64_t page, const void* data) {

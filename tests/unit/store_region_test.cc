@@ -65,7 +65,7 @@ TEST(StoreRegions, ResizeGrowsAndShrinksAndSurvivesReopen) {
     ASSERT_EQ(0, checkpoint(*s, {{"a", 8 * kPg}, {"b", 2 * kPg}}, w, &o));
     const uint32_t a = id_of(*s, "a");
     // Shrink: in memory now (regions(), put_page bounds), on the medium at the next commit.
-    ASSERT_EQ(0, s->resize_region(a, 4 * kPg));
+    ASSERT_EQ(0, txn_resize(*s, a, 4 * kPg));
     EXPECT_EQ(4 * kPg, s->regions()[0].size);
     o["a"].resize(4 * kPg);
     {
@@ -85,7 +85,7 @@ TEST(StoreRegions, ResizeGrowsAndShrinksAndSurvivesReopen) {
     expect_contents(*s, o, "reopened after shrink");
     const uint32_t a = id_of(*s, "a");
     // Grow: old pages kept, new ones read as zeros, before and after the commit.
-    ASSERT_EQ(0, s->resize_region(a, 12 * kPg));
+    ASSERT_EQ(0, txn_resize(*s, a, 12 * kPg));
     o["a"].resize(12 * kPg, 0);
     expect_contents(*s, o, "grown, not committed");
     ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 11, 99}}, &o));
@@ -135,7 +135,7 @@ TEST(StoreRegions, RemoveFreesTheNameAndIdsAreNeverReused) {
     a1 = id_of(*s, "a");
     b1 = id_of(*s, "b");
     c1 = id_of(*s, "c");
-    ASSERT_EQ(0, s->remove_region(a1));
+    ASSERT_EQ(0, txn_remove(*s, a1));
     o.erase("a");
     EXPECT_EQ(0u, id_of(*s, "a"));
     EXPECT_EQ(2u, s->regions().size());
@@ -146,7 +146,7 @@ TEST(StoreRegions, RemoveFreesTheNameAndIdsAreNeverReused) {
     ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 2, 4}}, &o));
     expect_contents(*s, o, "after remove + redefine");
     // Remove the highest id, then commit twice so a snapshot no longer lists it.
-    ASSERT_EQ(0, s->remove_region(a2));
+    ASSERT_EQ(0, txn_remove(*s, a2));
     o.erase("a");
     ASSERT_EQ(0, checkpoint(*s, {}, {{"b", 0, 5}}, &o));
     ASSERT_EQ(0, checkpoint(*s, {}, {{"c", 0, 6}}, &o));
@@ -157,7 +157,7 @@ TEST(StoreRegions, RemoveFreesTheNameAndIdsAreNeverReused) {
     uint32_t x;
     ASSERT_EQ(0, s->define_region("x", kPg, &x));
     EXPECT_GT(x, a2);
-    ASSERT_EQ(0, s->remove_region(x));  // removed before it was ever committed: id still used
+    ASSERT_EQ(0, txn_remove(*s, x));  // removed before it was ever committed: id still used
     o.erase("x");
     ASSERT_EQ(0, checkpoint(*s, {}, {}, &o));
   }
@@ -179,14 +179,14 @@ TEST(StoreRegions, EveryErrno) {
   uint32_t a;
   ASSERT_EQ(0, s->define_region("a", 4 * kPg, &a));
   // unknown ids
-  EXPECT_EQ(-ENOENT, s->resize_region(0, kPg));
-  EXPECT_EQ(-ENOENT, s->resize_region(a + 1, kPg));
-  EXPECT_EQ(-ENOENT, s->remove_region(0));
-  EXPECT_EQ(-ENOENT, s->remove_region(a + 7));
+  EXPECT_EQ(-ENOENT, txn_resize(*s, 0, kPg));
+  EXPECT_EQ(-ENOENT, txn_resize(*s, a + 1, kPg));
+  EXPECT_EQ(-ENOENT, txn_remove(*s, 0));
+  EXPECT_EQ(-ENOENT, txn_remove(*s, a + 7));
   // bad sizes
-  EXPECT_EQ(-EINVAL, s->resize_region(a, 0));
-  EXPECT_EQ(-EINVAL, s->resize_region(a, kPg + 1));
-  EXPECT_EQ(-EINVAL, s->resize_region(a, fmt::kMaxRegionBytes + kPg));
+  EXPECT_EQ(-EINVAL, txn_resize(*s, a, 0));
+  EXPECT_EQ(-EINVAL, txn_resize(*s, a, kPg + 1));
+  EXPECT_EQ(-EINVAL, txn_resize(*s, a, fmt::kMaxRegionBytes + kPg));
   // read_range before anything is committed
   std::vector<uint8_t> buf(4 * kPg);
   EXPECT_EQ(-ENOENT, s->read_range(a, 0, buf.data(), kPg, nullptr));
@@ -199,18 +199,24 @@ TEST(StoreRegions, EveryErrno) {
   EXPECT_EQ(-EINVAL, s->read_range(a, 8 * kPg, buf.data(), 0, nullptr));
   EXPECT_EQ(-EINVAL, s->read_range(a, ~0ull & ~(kPg - 1), buf.data(), 2 * kPg, nullptr));
   EXPECT_EQ(-ENOENT, s->read_range(a + 1, 0, buf.data(), kPg, nullptr));
-  // -EBUSY while a checkpoint is open, and nothing changed by the refused calls
+  // -EBUSY once the transaction has staged a page, and nothing changed by the refused calls;
+  // -EINVAL after its commit
   {
     std::unique_ptr<Txn> t;
     ASSERT_EQ(0, s->begin(&t));
-    EXPECT_EQ(-EBUSY, s->resize_region(a, 8 * kPg));
-    EXPECT_EQ(-EBUSY, s->remove_region(a));
+    ASSERT_EQ(0, t->put_page(a, 0, buf.data()));
+    EXPECT_EQ(-EBUSY, t->resize_region(a, 8 * kPg));
+    EXPECT_EQ(-EBUSY, t->remove_region(a));
+    EXPECT_EQ(4 * kPg, s->regions()[0].size);
+    ASSERT_EQ(0, t->commit());
+    EXPECT_EQ(-EINVAL, t->resize_region(a, 8 * kPg));
+    EXPECT_EQ(-EINVAL, t->remove_region(a));
   }
   EXPECT_EQ(4 * kPg, s->regions()[0].size);
   // removed: every call says -ENOENT
-  ASSERT_EQ(0, s->remove_region(a));
-  EXPECT_EQ(-ENOENT, s->remove_region(a));
-  EXPECT_EQ(-ENOENT, s->resize_region(a, kPg));
+  ASSERT_EQ(0, txn_remove(*s, a));
+  EXPECT_EQ(-ENOENT, txn_remove(*s, a));
+  EXPECT_EQ(-ENOENT, txn_resize(*s, a, kPg));
   EXPECT_EQ(-ENOENT, s->read_range(a, 0, buf.data(), kPg, nullptr));
   EXPECT_EQ(-ENOENT, s->read_region(a, buf.data(), 4 * kPg, nullptr));
   std::unique_ptr<Txn> t;
@@ -229,9 +235,9 @@ TEST(StoreRegions, ResizeBeyondAFixedStoreIsEnospcAndChangesNothing) {
   ASSERT_EQ(0, s->define_region("a", 8 * kPg, &a));
   Contents o;
   ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 0, 1}, {"a", 7, 2}}, &o));
-  EXPECT_EQ(-ENOSPC, s->resize_region(a, 64 * kPg));
+  EXPECT_EQ(-ENOSPC, txn_resize(*s, a, 64 * kPg));
   EXPECT_EQ(8 * kPg, s->regions()[0].size);
-  ASSERT_EQ(0, s->resize_region(a, 40 * kPg));  // fits once
+  ASSERT_EQ(0, txn_resize(*s, a, 40 * kPg));  // fits once
   o["a"].resize(40 * kPg, 0);
   ASSERT_EQ(0, checkpoint(*s, {}, {{"a", 39, 3}}, &o));
   expect_contents(*s, o);
@@ -357,7 +363,7 @@ TEST(StoreRegions, InSessionFallbackAcrossRemoveAndResize) {
     for (const auto& x : w) ASSERT_EQ(0, t->put_page(id_of(*s, "fill"), x.page, page_of(x.seed).data()));
     // abandoned: the blocks were written, then released
   }
-  ASSERT_EQ(0, s->remove_region(id_of(*s, "fill")));
+  ASSERT_EQ(0, txn_remove(*s, id_of(*s, "fill")));
   const auto bad = page_of(777);
   int hits = 0;
   for (size_t off = 4 * 4096; off + 4096 <= size; off += 4096)
@@ -435,10 +441,10 @@ TEST(StoreRegions, ReadRangeReadsPartsOfARegion) {
       EXPECT_EQ(0xee, buf.back()) << "wrote past len";
     }
   // A shrink pending: the dropped part is out of range; a grow pending: reads as zeros.
-  ASSERT_EQ(0, s->resize_region(r, 10 * kPg));
+  ASSERT_EQ(0, txn_resize(*s, r, 10 * kPg));
   std::vector<uint8_t> buf(kPg);
   EXPECT_EQ(-EINVAL, s->read_range(r, 10 * kPg, buf.data(), kPg, nullptr));
-  ASSERT_EQ(0, s->resize_region(r, 20 * kPg));
+  ASSERT_EQ(0, txn_resize(*s, r, 20 * kPg));
   ASSERT_EQ(0, s->read_range(r, 12 * kPg, buf.data(), kPg, nullptr));
   EXPECT_EQ(std::vector<uint8_t>(kPg, 0), buf);
 }

@@ -117,13 +117,13 @@ struct Change {
   uint64_t size;
 };
 
-inline int apply_changes(Store& s, const std::vector<Change>& changes, Contents* oracle) {
+inline int apply_changes(Store& s, Txn& t, const std::vector<Change>& changes, Contents* oracle) {
   for (const Change& c : changes) {
     uint32_t id = 0;
     for (const auto& ri : s.regions())
       if (ri.name == c.region) id = ri.id;
     if (!id) return -ENOENT;
-    int r = c.size ? s.resize_region(id, c.size) : s.remove_region(id);
+    int r = c.size ? t.resize_region(id, c.size) : t.remove_region(id);
     if (r) return r;
     if (c.size)
       (*oracle)[c.region].resize(c.size, 0);  // a shrink drops pages, a grow adds zeros
@@ -133,20 +133,39 @@ inline int apply_changes(Store& s, const std::vector<Change>& changes, Contents*
   return 0;
 }
 
-// Changes first (so a removed name may be defined again), then definitions, writes, commit.
+// A layout change in a transaction that is then abandoned: it stays in the view, pending for
+// the next commit (store.hpp, Txn).
+inline int txn_resize(Store& s, uint32_t id, uint64_t size) {
+  std::unique_ptr<Txn> t;
+  if (int r = s.begin(&t)) return r;
+  return t->resize_region(id, size);
+}
+inline int txn_remove(Store& s, uint32_t id) {
+  std::unique_ptr<Txn> t;
+  if (int r = s.begin(&t)) return r;
+  return t->remove_region(id);
+}
+inline int apply_changes(Store& s, const std::vector<Change>& changes, Contents* oracle) {
+  std::unique_ptr<Txn> t;
+  if (int r = s.begin(&t)) return r;
+  return apply_changes(s, *t, changes, oracle);
+}
+
+// Begin; changes first (so a removed name may be defined again), then definitions, writes,
+// commit.
 inline int checkpoint(Store& s, const std::map<std::string, uint64_t>& defs,
                       const std::vector<Write>& writes, Contents* oracle,
                       const std::vector<Change>& changes = {}) {
-  if (int r = apply_changes(s, changes, oracle)) return r;
-  for (const auto& [name, size] : defs) {
-    uint32_t id;
-    int r = s.define_region(name, size, &id);
-    if (r) return r;
-    if (!oracle->count(name)) (*oracle)[name] = std::vector<uint8_t>(size, 0);
-  }
   std::unique_ptr<Txn> t;
   int r = s.begin(&t);
   if (r) return r;
+  if ((r = apply_changes(s, *t, changes, oracle))) return r;
+  for (const auto& [name, size] : defs) {
+    uint32_t id;
+    r = s.define_region(name, size, &id);
+    if (r) return r;
+    if (!oracle->count(name)) (*oracle)[name] = std::vector<uint8_t>(size, 0);
+  }
   std::map<std::string, uint32_t> ids;
   for (const auto& ri : s.regions()) {
     ids[ri.name] = ri.id;

@@ -166,7 +166,8 @@ void plan_and_persist(wp::Series& tr, Seized& seized, Image& img, After after,
     const std::vector<uint8_t> meta = encode_checked(img);
     ph.meta = since(m0);
     ph.plan = since(ph.t);
-    const uint32_t meta_region = place_regions(tr, img, meta, plan);
+    std::unique_ptr<ckpt::store::Txn> txn = begin_txn(tr);
+    const uint32_t meta_region = place_regions(tr, *txn, img, meta, plan);
     ph.regions = since(ph.t);
     // The process is let go as soon as what the checkpoint needs from it is in our hands: the
     // pages are then checksummed and written while it runs (ckpt.ko has logged and
@@ -179,7 +180,7 @@ void plan_and_persist(wp::Series& tr, Seized& seized, Image& img, After after,
       paused = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       let_go = true;
     };
-    write_and_commit(tr, img, plan, n.put, mem, meta_region, meta, release, ph);
+    write_and_commit(tr, std::move(txn), img, plan, n.put, mem, meta_region, meta, release, ph);
     if (after == After::kKill) seized.kill_it();
     ph.kill = since(ph.t);
     tr.have_prev = tr.track && tr.usable;

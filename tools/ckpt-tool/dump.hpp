@@ -191,17 +191,19 @@ std::vector<Plan> plan_pages(wp::Series& tr, int pagemap_fd, Image& img, Phases&
 void open_store(wp::Series& tr);
 // dump: refuses a store that holds another process's image, unless --replace.
 void check_replace(wp::Series& tr, const Image& img);
-// The store's regions follow the image's mappings; sets each plan's region. Returns the
-// metadata's region.
-uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8_t>& meta,
-                       std::vector<Plan>& plan);
+// The checkpoint's store transaction (begin; it is committed by write_and_commit).
+std::unique_ptr<ckpt::store::Txn> begin_txn(wp::Series& tr);
+// The store's regions follow the image's mappings, in txn; sets each plan's region. Returns
+// the metadata's region.
+uint32_t place_regions(wp::Series& tr, ckpt::store::Txn& txn, const Image& img,
+                       const std::vector<uint8_t>& meta, std::vector<Plan>& plan);
 // The planned pages, read from the process through `mem`, and the metadata into one store
 // transaction, committed. release() is called as soon as nothing more is needed from the
 // process (before the commit persists).
-void write_and_commit(wp::Series& tr, const Image& img, const std::vector<Plan>& plan,
-                      uint64_t put, MemReader& mem, uint32_t meta_region,
-                      const std::vector<uint8_t>& meta, const std::function<void()>& release,
-                      Phases& ph);
+void write_and_commit(wp::Series& tr, std::unique_ptr<ckpt::store::Txn> txn, const Image& img,
+                      const std::vector<Plan>& plan, uint64_t put, MemReader& mem,
+                      uint32_t meta_region, const std::vector<uint8_t>& meta,
+                      const std::function<void()>& release, Phases& ph);
 
 }  // namespace dump
 }  // namespace ckpt_tool

@@ -91,11 +91,18 @@ void check_replace(wp::Series& tr, const Image& img) {
   // reserves room for every region's full size, and a mostly untouched reservation (a big
   // malloc, a thread arena) would otherwise cost its whole size. Shrinking drops only pages
   // that are in no run; growing keeps every page.
+  // All in the checkpoint's transaction (txn), before its pages.
   // Order: removals and shrinks first, then one reserve() for the whole new layout, then the
   // definitions and growths — so the store grows a file once, to exactly what the layout
   // needs, instead of a quarter more at each step (a 64 MiB dump made an 85 MB file).
-uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8_t>& meta,
-                       std::vector<Plan>& plan) {
+std::unique_ptr<ckpt::store::Txn> begin_txn(wp::Series& tr) {
+  std::unique_ptr<ckpt::store::Txn> txn;
+  if (int e = tr.store->begin(&txn); e) throw Error{kFailed, store_error(*tr.store, e, "store")};
+  return txn;
+}
+
+uint32_t place_regions(wp::Series& tr, ckpt::store::Txn& txn, const Image& img,
+                       const std::vector<uint8_t>& meta, std::vector<Plan>& plan) {
   ckpt::store::Store& st = *tr.store;
   std::map<std::string, uint64_t> layout;  // name -> size after this checkpoint
   for (const Vma& v : img.vmas)
@@ -108,13 +115,13 @@ uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8
   for (auto it = have.begin(); it != have.end();) {
     auto w = layout.find(it->first);
     if (w == layout.end()) {
-      if (int e = st.remove_region(it->second.id); e)
+      if (int e = txn.remove_region(it->second.id); e)
         throw Error{kFailed, store_error(st, e, ("removing region " + it->first).c_str())};
       it = have.erase(it);
       continue;
     }
     if (w->second < it->second.size) {
-      if (int e = st.resize_region(it->second.id, w->second); e)
+      if (int e = txn.resize_region(it->second.id, w->second); e)
         throw Error{kFailed, store_error(st, e, ("resizing region " + it->first).c_str())};
       it->second.size = w->second;
     }
@@ -139,7 +146,7 @@ uint32_t place_regions(wp::Series& tr, const Image& img, const std::vector<uint8
       return id;
     }
     if (it->second.size != size)
-      if (int e = st.resize_region(it->second.id, size); e)
+      if (int e = txn.resize_region(it->second.id, size); e)
         throw Error{kFailed, store_error(st, e, ("resizing region " + name).c_str())};
     return it->second.id;
   };
@@ -271,13 +278,11 @@ void write_pipelined(const Pages& w, Phases& ph) {
 
 }  // namespace
 
-void write_and_commit(wp::Series& tr, const Image& img, const std::vector<Plan>& plan,
-                      uint64_t put, MemReader& mem, uint32_t meta_region,
-                      const std::vector<uint8_t>& meta, const std::function<void()>& release,
-                      Phases& ph) {
+void write_and_commit(wp::Series& tr, std::unique_ptr<ckpt::store::Txn> txn, const Image& img,
+                      const std::vector<Plan>& plan, uint64_t put, MemReader& mem,
+                      uint32_t meta_region, const std::vector<uint8_t>& meta,
+                      const std::function<void()>& release, Phases& ph) {
   ckpt::store::Store& st = *tr.store;
-  std::unique_ptr<ckpt::store::Txn> txn;
-  if (int e = st.begin(&txn); e) throw Error{kFailed, store_error(st, e, "store")};
   ph.begin = since(ph.t);
   std::vector<Batch> batches;
   for (size_t i = 0; i < img.vmas.size(); i++)

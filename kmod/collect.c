@@ -63,18 +63,35 @@ static int check_secondary(struct ckpt_session *s)
 	return -EXDEV;
 }
 
-/* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
-static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
-			  struct ckpt_region *only)
+/*
+ * Takes the mmap write lock for a COLLECT that takes bits: no fault of @mm is half-way through
+ * meanwhile (see fault.c). Returns 0 with the lock held, or an error without it (killed while
+ * waiting, or check_secondary()'s -EXDEV).
+ */
+static int collect_lock(struct ckpt_session *s, struct mm_struct *mm)
 {
-	unsigned long room = a->buf_len / sizeof(u64), chunk = min(room, COLLECT_CHUNK), logged = 0;
-	u64 __user *ubuf = u64_to_user_ptr(a->buf);
-	struct ckpt_region *r, *stop = NULL;	/* @stop: where the pass resumes */
-	bool hold = a->flags & CKPT_COLLECT_HOLD;
-	u64 *kbuf = NULL;
-	long ret = 0;
+	int ret = mmap_write_lock_killable(mm);
 
-	/* Size the bounce buffer by what is logged now (more may come: it is taken next round). */
+	if (ret)
+		return ret;
+	ret = check_secondary(s);
+	if (ret)
+		mmap_write_unlock(mm);
+	return ret;
+}
+
+/*
+ * Array mode's bounce buffer, sized by what is logged now (more may come: it is taken next
+ * round), at most COLLECT_CHUNK and the caller's @room pages; with @hold, each region's hold
+ * is made ready first. Sets *@chunk to its size in pages and *@kbuf (NULL when 0).
+ */
+static int array_buffer(struct ckpt_session *s, struct ckpt_region *only, bool hold,
+			unsigned long room, unsigned long *chunk, u64 **kbuf)
+{
+	unsigned long logged = 0;
+	struct ckpt_region *r;
+	int ret;
+
 	list_for_each_entry(r, &s->regions, s_node) {
 		if (only && r != only)
 			continue;
@@ -85,12 +102,78 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 				return ret;
 		}
 	}
-	chunk = min(chunk, max(logged, 64UL));
-	if (chunk) {
-		kbuf = kvmalloc_array(chunk, sizeof(u64), GFP_KERNEL_ACCOUNT);
-		if (!kbuf)
+	*chunk = min3(room, COLLECT_CHUNK, max(logged, 64UL));
+	*kbuf = NULL;
+	if (*chunk) {
+		*kbuf = kvmalloc_array(*chunk, sizeof(u64), GFP_KERNEL_ACCOUNT);
+		if (!*kbuf)
 			return -ENOMEM;
 	}
+	return 0;
+}
+
+/*
+ * Array mode, one region: takes its logged pages from r->pass_pos on, at most *@room of them,
+ * @chunk (the size of @kbuf) per mmap lock hold; write-protects them (and holds them with
+ * CKPT_COLLECT_HOLD) and appends their addresses to the caller's buffer at a->count. On a
+ * failed copy the pages of that chunk are logged again and r->pass_pos goes back before them.
+ */
+static long array_region(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
+			 struct ckpt_region *r, u64 *kbuf, unsigned long chunk,
+			 unsigned long *room)
+{
+	u64 __user *ubuf = u64_to_user_ptr(a->buf);
+	bool hold = a->flags & CKPT_COLLECT_HOLD;
+	long ret;
+
+	check_missed(r);
+	r->collects++;
+	while (*room) {
+		unsigned long pos0 = r->pass_pos;
+		struct ckpt_wp w = { .mm = mm, .cm = s->cm };
+		unsigned long n, i;
+
+		ret = collect_lock(s, mm);
+		if (ret)
+			return ret;
+		n = ckpt_log_take(r, kbuf, min(*room, chunk), &r->pass_pos);
+		for (i = 0; i < n; i++)
+			kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
+		ckpt_wp_pages(&w, kbuf, n, ckpt_relog_page, r);
+		/* Under the write lock: no fault runs between the protection and the hold. */
+		if (hold)
+			ckpt_hold_pages(r, kbuf, n);
+		mmap_write_unlock(mm);
+		ckpt_flush_tlb_pages(&w, kbuf, n);
+		r->thp_splits += w.splits;
+		if (!n)
+			break;
+		if (copy_to_user(ubuf + a->count, kbuf, n * sizeof(u64))) {
+			relog(s, kbuf, n);
+			r->pass_pos = pos0;
+			return -EFAULT;
+		}
+		a->count += n;
+		*room -= n;
+		r->collected += n;
+		if (r->pass_pos >= r->pages)
+			break;	/* the pass reached the region's end */
+	}
+	return 0;
+}
+
+/* Array mode: page addresses, region after region, at most buf_len / 8 of them. */
+static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct ckpt_collect *a,
+			  struct ckpt_region *only)
+{
+	unsigned long room = a->buf_len / sizeof(u64), chunk;
+	struct ckpt_region *r, *stop = NULL;	/* @stop: where the pass resumes */
+	u64 *kbuf;
+	long ret;
+
+	ret = array_buffer(s, only, a->flags & CKPT_COLLECT_HOLD, room, &chunk, &kbuf);
+	if (ret)
+		return ret;
 	/*
 	 * A pass visits the logged pages once, in address order, over as many calls as the
 	 * caller's buffer needs: r->pass_pos (and s->pass_start for id 0) say where it resumes.
@@ -111,46 +194,9 @@ static long collect_array(struct ckpt_session *s, struct mm_struct *mm, struct c
 			a->remaining += left;
 			continue;
 		}
-		check_missed(r);
-		r->collects++;
-		while (room) {
-			unsigned long pos0 = r->pass_pos;
-			struct ckpt_wp w = { .mm = mm, .cm = s->cm };
-			unsigned long n, i;
-
-			/* Write lock: no fault is half-way through, see fault.c. */
-			ret = mmap_write_lock_killable(mm);
-			if (ret)
-				goto out;
-			ret = check_secondary(s);
-			if (ret) {
-				mmap_write_unlock(mm);
-				goto out;
-			}
-			n = ckpt_log_take(r, kbuf, min(room, chunk), &r->pass_pos);
-			for (i = 0; i < n; i++)
-				kbuf[i] = r->start + (kbuf[i] << PAGE_SHIFT);
-			ckpt_wp_pages(&w, kbuf, n, ckpt_relog_page, r);
-			/* Under the write lock: no fault runs between the protection and the hold. */
-			if (hold)
-				ckpt_hold_pages(r, kbuf, n);
-			mmap_write_unlock(mm);
-			ckpt_flush_tlb_pages(&w, kbuf, n);
-			r->thp_splits += w.splits;
-			if (!n)
-				break;
-			if (copy_to_user(ubuf + a->count, kbuf, n * sizeof(u64))) {
-				relog(s, kbuf, n);
-				r->pass_pos = pos0;
-				ret = -EFAULT;
-				goto out;
-			}
-			a->count += n;
-			room -= n;
-			r->collected += n;
-			if (r->pass_pos >= r->pages)
-				break;	/* the pass reached the region's end */
-		}
+		ret = array_region(s, mm, a, r, kbuf, chunk, &room);
+		if (ret)
+			goto out;
 		if (r->pass_pos >= r->pages) {
 			r->pass_pos = 0;
 		} else if (r->pass_pos) {
@@ -187,14 +233,9 @@ static long collect_bitmap(struct ckpt_session *s, struct mm_struct *mm, struct 
 		return -ENOMEM;
 	check_missed(r);
 	r->collects++;
-	ret = mmap_write_lock_killable(mm);
+	ret = collect_lock(s, mm);
 	if (ret)
 		goto out;
-	ret = check_secondary(s);
-	if (ret) {
-		mmap_write_unlock(mm);
-		goto out;
-	}
 	r->pass_pos = 0;	/* a bitmap COLLECT is a whole pass: it ends any array pass */
 	a->count = ckpt_log_take_bitmap(r, kbm);
 	for (wi = 0; wi < r->l0_words; wi++) {

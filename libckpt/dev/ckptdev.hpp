@@ -51,7 +51,7 @@ int call(int fd, unsigned long cmd, unsigned long arg);
 
 // One call per command, on the descriptor of a Session (fd()), which may have been handed on
 // (take_fd()); each fills its struct as the header says.
-int register_range(int fd, ckpt_register* r);
+int register_range(int fd, struct ckpt_register* r);  // "struct": <ckpt/ckpt.h> has a function of that name
 int unregister(int fd, uint64_t id);
 int collect(int fd, ckpt_collect* c);
 int stats(int fd, ckpt_stats* s);

@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 #include <linux/ckpt.h>
 
+#include "ckptdev.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -30,15 +32,10 @@ namespace ckpt_test {
 
 inline size_t ps() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 
+// Whether /dev/ckpt is there and tracks (the project's one client, libckpt/dev/ckptdev.hpp).
 inline bool module_tracks() {
-  int fd = open("/dev/ckpt", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct ckpt_api a;
-  memset(&a, 0, sizeof(a));
-  a.api = CKPT_API_VERSION;
-  bool ok = ioctl(fd, CKPT_IOC_API, &a) == 0 && (a.features & CKPT_FEATURE_TRACK);
-  close(fd);
-  return ok;
+  ckptdev::Session dev;
+  return dev.open() == 0 && dev.has(CKPT_FEATURE_TRACK);
 }
 
 // Whether this kernel offers what the uffd-async tracker needs (probed here independently of

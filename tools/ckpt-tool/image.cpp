@@ -217,70 +217,98 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   return w.take();
 }
 
-int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uint32_t minor) {
-  Reader r(meta);
-  Image img;
-  auto fail = [&](const std::string& m) {
-    r.fail(m);
-    if (why) *why = "corrupted image: " + r.why();
-    return -EBADMSG;
-  };
-  if (r.u64() != kMetaMagic) return fail("metadata magic");
-  img.pid = r.u64();
-  img.comm = r.str();
-  img.cwd = r.str();
-  img.exe = r.str();
-  img.umask = r.u64();
-  if (r.ok() && (img.pid == 0 || img.pid > (1u << 22) || img.umask > 0777 || img.comm.size() > 15))
-    return fail("process fields out of range");
-  if (r.ok() && (img.cwd.empty() || img.cwd[0] != '/')) return fail("cwd is not absolute");
-  uint64_t* mm[] = {&img.start_code, &img.end_code, &img.start_data, &img.end_data,
-                    &img.start_brk,  &img.brk,      &img.start_stack, &img.arg_start,
-                    &img.arg_end,    &img.env_start, &img.env_end};
+namespace {
+
+// decode_meta's parts, one a section of the metadata in the order encode_meta writes them.
+// Each reads its section into *img and checks it; false once the Reader failed (r.why() says
+// why: the first read or check that failed).
+
+// The process: pid, names, umask, the mm's layout fields, signal actions, vdso and vvar.
+bool get_process(Reader& r, Image* img) {
+  img->pid = r.u64();
+  img->comm = r.str();
+  img->cwd = r.str();
+  img->exe = r.str();
+  img->umask = r.u64();
+  if (r.ok() &&
+      (img->pid == 0 || img->pid > (1u << 22) || img->umask > 0777 || img->comm.size() > 15))
+    return r.fail("process fields out of range");
+  if (r.ok() && (img->cwd.empty() || img->cwd[0] != '/')) return r.fail("cwd is not absolute");
+  uint64_t* mm[] = {&img->start_code, &img->end_code,    &img->start_data, &img->end_data,
+                    &img->start_brk,  &img->brk,         &img->start_stack, &img->arg_start,
+                    &img->arg_end,    &img->env_start,   &img->env_end};
   for (auto* p : mm) *p = r.u64();
   for (auto* p : mm)
-    if (r.ok() && *p >= kUserTop) return fail("mm field outside user space");
-  if (r.ok() && (img.start_code > img.end_code || img.start_data > img.end_data ||
-                 img.start_brk > img.brk || img.arg_start > img.arg_end ||
-                 img.env_start > img.env_end))
-    return fail("mm fields out of order");
-  for (auto& a : img.actions) {
+    if (r.ok() && *p >= kUserTop) return r.fail("mm field outside user space");
+  if (r.ok() && (img->start_code > img->end_code || img->start_data > img->end_data ||
+                 img->start_brk > img->brk || img->arg_start > img->arg_end ||
+                 img->env_start > img->env_end))
+    return r.fail("mm fields out of order");
+  for (auto& a : img->actions) {
     a.handler = r.u64();
     a.flags = r.u64();
     a.restorer = r.u64();
     a.mask = r.u64();
     if (r.ok() && (a.handler >= kUserTop || a.restorer >= kUserTop || a.flags > 0xffffffffu))
-      return fail("signal action out of range");
+      return r.fail("signal action out of range");
   }
-  img.vvar_start = r.u64();
-  img.vdso_start = r.u64();
-  img.vdso_end = r.u64();
-  img.vdso_hash = r.u64();
-  if (r.ok() && (img.vvar_start || img.vdso_start || img.vdso_end)) {
-    if (!aligned(img.vvar_start) || !aligned(img.vdso_start) || !aligned(img.vdso_end) ||
-        img.vvar_start >= img.vdso_start || img.vdso_start >= img.vdso_end ||
-        img.vdso_end > kUserTop || img.vdso_end - img.vvar_start > 64 * kPage)
-      return fail("vdso/vvar placement");
+  img->vvar_start = r.u64();
+  img->vdso_start = r.u64();
+  img->vdso_end = r.u64();
+  img->vdso_hash = r.u64();
+  if (r.ok() && (img->vvar_start || img->vdso_start || img->vdso_end)) {
+    if (!aligned(img->vvar_start) || !aligned(img->vdso_start) || !aligned(img->vdso_end) ||
+        img->vvar_start >= img->vdso_start || img->vdso_start >= img->vdso_end ||
+        img->vdso_end > kUserTop || img->vdso_end - img->vvar_start > 64 * kPage)
+      return r.fail("vdso/vvar placement");
   }
+  return r.ok();
+}
 
+// The threads: at least one, each with its registers, XSAVE image and per-thread fields.
+bool get_threads(Reader& r, Image* img) {
   uint64_t nt = r.count(8 * 40, kMaxThreads, "threads");
-  if (r.ok() && nt == 0) return fail("no threads");
+  if (r.ok() && nt == 0) return r.fail("no threads");
   for (uint64_t i = 0; i < nt && r.ok(); i++) {
     Thread t;
     t.tid = r.u64();
     get_regs(r, &t.regs);
     t.xsave = r.bytes(kMaxXsave);
-    if (r.ok() && !xsave_ok(t.xsave)) return fail("thread FPU state is not a valid XSAVE image");
+    if (r.ok() && !xsave_ok(t.xsave)) return r.fail("thread FPU state is not a valid XSAVE image");
     for (uint64_t* p : {&t.sigmask, &t.clear_child_tid, &t.robust_list, &t.sas_sp, &t.sas_size,
                         &t.sas_flags, &t.rseq, &t.rseq_sig})
       *p = r.u64();
     if (r.ok() && (t.clear_child_tid >= kUserTop || t.robust_list >= kUserTop ||
                    t.sas_sp >= kUserTop || t.sas_size >= kUserTop || t.rseq >= kUserTop ||
                    (t.rseq % 32) || t.rseq_sig > 0xffffffffu || t.sas_flags > 0xffffffffu))
-      return fail("thread fields out of range");
-    img.threads.push_back(std::move(t));
+      return r.fail("thread fields out of range");
+    img->threads.push_back(std::move(t));
   }
+  return r.ok();
+}
 
+// One mapping's page runs: in order, inside the mapping, *total_runs (all mappings') bounded.
+bool get_runs(Reader& r, Vma* v, uint64_t* total_runs) {
+  uint64_t nr = r.count(16, kMaxRuns, "runs");
+  *total_runs += nr;
+  if (*total_runs > kMaxRuns) return r.fail("too many runs");
+  uint64_t prev = 0;
+  for (uint64_t k = 0; k < nr && r.ok(); k++) {
+    Run run;
+    run.offset = r.u64();
+    run.len = r.u64();
+    if (!r.ok()) break;
+    if (!aligned(run.offset) || !aligned(run.len) || !run.len || run.offset < prev ||
+        run.offset + run.len < run.offset || run.offset + run.len > v->end - v->start)
+      return r.fail("page run outside its mapping");
+    prev = run.offset + run.len;
+    v->runs.push_back(run);
+  }
+  return r.ok();
+}
+
+// The mappings: at least one, in address order, none over the vdso, each with its runs.
+bool get_mappings(Reader& r, Image* img) {
   uint64_t nv = r.count(8 * 8, kMaxVmas, "mappings");
   uint64_t prev_end = 0, total_runs = 0;
   for (uint64_t i = 0; i < nv && r.ok(); i++) {
@@ -294,40 +322,31 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     if (!r.ok()) break;
     if (!aligned(v.start) || !aligned(v.end) || v.start >= v.end || v.end > kUserTop ||
         v.start < prev_end)
-      return fail("mapping bounds or order");
-    if (img.vdso_end && v.start < img.vdso_end && v.end > img.vvar_start)
-      return fail("mapping overlaps the vdso");
-    if (v.prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return fail("mapping prot");
-    if (v.kind > kSharedAnon || gd > 1) return fail("mapping kind");
+      return r.fail("mapping bounds or order");
+    if (img->vdso_end && v.start < img->vdso_end && v.end > img->vvar_start)
+      return r.fail("mapping overlaps the vdso");
+    if (v.prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return r.fail("mapping prot");
+    if (v.kind > kSharedAnon || gd > 1) return r.fail("mapping kind");
     v.growsdown = gd;
-    if (v.kind == kSharedAnon && !(v.prot & PROT_WRITE)) return fail("read-only shared mapping");
+    if (v.kind == kSharedAnon && !(v.prot & PROT_WRITE)) return r.fail("read-only shared mapping");
     if (v.kind == kFile) {
       if (!aligned(v.pgoff) || v.pgoff + (v.end - v.start) < v.pgoff)
-        return fail("file mapping offset");
+        return r.fail("file mapping offset");
       v.file = get_file(r);
     } else if (v.pgoff) {
-      return fail("anonymous mapping with an offset");
+      return r.fail("anonymous mapping with an offset");
     }
     prev_end = v.end;
-    uint64_t nr = r.count(16, kMaxRuns, "runs");
-    total_runs += nr;
-    if (total_runs > kMaxRuns) return fail("too many runs");
-    uint64_t prev = 0;
-    for (uint64_t k = 0; k < nr && r.ok(); k++) {
-      Run run;
-      run.offset = r.u64();
-      run.len = r.u64();
-      if (!r.ok()) break;
-      if (!aligned(run.offset) || !aligned(run.len) || !run.len || run.offset < prev ||
-          run.offset + run.len < run.offset || run.offset + run.len > v.end - v.start)
-        return fail("page run outside its mapping");
-      prev = run.offset + run.len;
-      v.runs.push_back(run);
-    }
-    img.vmas.push_back(std::move(v));
+    if (!get_runs(r, &v, &total_runs)) return false;
+    img->vmas.push_back(std::move(v));
   }
-  if (r.ok() && nv == 0) return fail("no mappings");
+  if (r.ok() && nv == 0) return r.fail("no mappings");
+  return r.ok();
+}
 
+// The file descriptors, in increasing order; only 0-2 may be inherited (O_PATH and directory
+// descriptors from 2.6 on).
+bool get_fds(Reader& r, Image* img, uint32_t minor) {
   uint64_t nf = r.count(8 * 5, kMaxFiles, "files");
   uint64_t prev_fd = 0;
   for (uint64_t i = 0; i < nf && r.ok(); i++) {
@@ -340,103 +359,139 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
     if (!r.ok()) break;
     if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > (minor >= 6 ? kFdPath : kFdDevice) || ce > 1 ||
         f.flags > 0xffffffffu || f.pos > uint64_t(INT64_MAX))
-      return fail("file descriptor fields");
-    if (f.kind == kFdInherit && f.fd > 2) return fail("inherited descriptor above 2");
+      return r.fail("file descriptor fields");
+    if (f.kind == kFdInherit && f.fd > 2) return r.fail("inherited descriptor above 2");
     f.cloexec = ce;
     prev_fd = f.fd;
     if (f.kind != kFdInherit) f.file = get_file(r);
-    img.fds.push_back(std::move(f));
+    img->fds.push_back(std::move(f));
   }
-  if (minor >= 1 && r.ok()) {
-    uint64_t nl = r.u64();
-    if (r.ok() && nl != 0 && nl != kNlimits) return fail("resource limit count");
-    img.has_rlimits = nl != 0;
-    for (uint64_t i = 0; i < nl && r.ok(); i++) {
-      img.rlimits[i].cur = r.u64();
-      img.rlimits[i].max = r.u64();
-      if (r.ok() && img.rlimits[i].cur > img.rlimits[i].max)
-        return fail("resource limit above its maximum");
-    }
-    // A queued signal: a whole siginfo_t of a signal the process can be sent (not KILL/STOP).
-    auto queue = [&](std::vector<std::vector<uint8_t>>* q) {
-      uint64_t n = r.count(8 + kSiginfo, kMaxPending, "queued signals");
-      for (uint64_t i = 0; i < n && r.ok(); i++) {
-        std::vector<uint8_t> si = r.bytes(kSiginfo);
-        if (!r.ok()) return false;
-        int32_t signo;
-        if (si.size() != kSiginfo) return false;
-        std::memcpy(&signo, si.data(), 4);
-        if (signo < 1 || signo > kNsig || signo == SIGKILL || signo == SIGSTOP) return false;
-        q->push_back(std::move(si));
-      }
-      return true;
-    };
-    for (auto& t : img.threads)
-      if (r.ok() && !queue(&t.pending)) return fail("queued signal");
-    if (r.ok() && !queue(&img.shared_pending)) return fail("queued signal");
+  return r.ok();
+}
+
+// A queue of signals: each a whole siginfo_t of a signal the process can be sent (not
+// KILL/STOP).
+bool get_queue(Reader& r, std::vector<std::vector<uint8_t>>* q) {
+  uint64_t n = r.count(8 + kSiginfo, kMaxPending, "queued signals");
+  for (uint64_t i = 0; i < n && r.ok(); i++) {
+    std::vector<uint8_t> si = r.bytes(kSiginfo);
+    if (!r.ok()) break;
+    int32_t signo;
+    if (si.size() != kSiginfo) return r.fail("queued signal");
+    std::memcpy(&signo, si.data(), 4);
+    if (signo < 1 || signo > kNsig || signo == SIGKILL || signo == SIGSTOP)
+      return r.fail("queued signal");
+    q->push_back(std::move(si));
   }
-  if (minor >= 2 && r.ok()) {
-    if (r.u64() != img.vmas.size() && r.ok()) return fail("madvise state count");
-    for (auto& v : img.vmas) {
-      v.advice = r.u64();
-      if (!r.ok()) break;
-      if ((v.advice & ~uint64_t(minor >= 6 ? kAdvAll : kAdvAll22)) ||
-          (v.advice & (kAdvHugepage | kAdvNoHugepage)) == (kAdvHugepage | kAdvNoHugepage) ||
-          (v.advice & (kAdvSequential | kAdvRandom)) == (kAdvSequential | kAdvRandom) ||
-          ((v.advice & kAdvNoreserve) && v.kind == kSharedAnon) ||
-          ((v.advice & kAdvWipeonfork) && v.kind != kAnon))
-        return fail("madvise state of a mapping");
-    }
+  return r.ok() || r.fail("queued signal");
+}
+
+// 2.1: resource limits (none, or all kNlimits), then each thread's and the process's queued
+// signals.
+bool get_rlimits_and_signals(Reader& r, Image* img) {
+  uint64_t nl = r.u64();
+  if (r.ok() && nl != 0 && nl != kNlimits) return r.fail("resource limit count");
+  img->has_rlimits = nl != 0;
+  for (uint64_t i = 0; i < nl && r.ok(); i++) {
+    img->rlimits[i].cur = r.u64();
+    img->rlimits[i].max = r.u64();
+    if (r.ok() && img->rlimits[i].cur > img->rlimits[i].max)
+      return r.fail("resource limit above its maximum");
   }
-  if (minor >= 3 && r.ok()) {
-    img.itimer_real_ns = r.u64();
-    img.itimer_real_interval_ns = r.u64();
-    // setitimer takes seconds in a time_t; a century is beyond any real timer. An interval
-    // with no time left is a periodic timer that fired while the process was stopped (the
-    // kernel re-arms it when the pending SIGALRM is dequeued).
-    constexpr uint64_t kCentury = 100ull * 366 * 86400 * 1000000000ull;
-    if (r.ok() && (img.itimer_real_ns > kCentury || img.itimer_real_interval_ns > kCentury))
-      return fail("interval timer");
+  for (auto& t : img->threads)
+    if (!get_queue(r, &t.pending)) return false;
+  return get_queue(r, &img->shared_pending);
+}
+
+// 2.2: each mapping's madvise state (2.6 adds sequential, random, mergeable, noreserve).
+bool get_advice(Reader& r, Image* img, uint32_t minor) {
+  if (r.u64() != img->vmas.size() && r.ok()) return r.fail("madvise state count");
+  for (auto& v : img->vmas) {
+    v.advice = r.u64();
+    if (!r.ok()) break;
+    if ((v.advice & ~uint64_t(minor >= 6 ? kAdvAll : kAdvAll22)) ||
+        (v.advice & (kAdvHugepage | kAdvNoHugepage)) == (kAdvHugepage | kAdvNoHugepage) ||
+        (v.advice & (kAdvSequential | kAdvRandom)) == (kAdvSequential | kAdvRandom) ||
+        ((v.advice & kAdvNoreserve) && v.kind == kSharedAnon) ||
+        ((v.advice & kAdvWipeonfork) && v.kind != kAnon))
+      return r.fail("madvise state of a mapping");
   }
-  if (minor >= 4 && r.ok()) {
-    img.has_task_state = true;
-    img.personality = r.u64();
-    img.task_flags = r.u64();
-    // personality(0xffffffff) only asks; the kernel keeps 32 bits.
-    if (r.ok() && (img.personality >= 0xffffffffu || (img.task_flags & ~kTaskAll)))
-      return fail("personality or prctl state");
+  return r.ok();
+}
+
+// 2.3: ITIMER_REAL.
+bool get_itimer(Reader& r, Image* img) {
+  img->itimer_real_ns = r.u64();
+  img->itimer_real_interval_ns = r.u64();
+  // setitimer takes seconds in a time_t; a century is beyond any real timer. An interval
+  // with no time left is a periodic timer that fired while the process was stopped (the
+  // kernel re-arms it when the pending SIGALRM is dequeued).
+  constexpr uint64_t kCentury = 100ull * 366 * 86400 * 1000000000ull;
+  if (r.ok() && (img->itimer_real_ns > kCentury || img->itimer_real_interval_ns > kCentury))
+    return r.fail("interval timer");
+  return r.ok();
+}
+
+// 2.4: personality and prctl state.
+bool get_task_state(Reader& r, Image* img) {
+  img->has_task_state = true;
+  img->personality = r.u64();
+  img->task_flags = r.u64();
+  // personality(0xffffffff) only asks; the kernel keeps 32 bits.
+  if (r.ok() && (img->personality >= 0xffffffffu || (img->task_flags & ~kTaskAll)))
+    return r.fail("personality or prctl state");
+  return r.ok();
+}
+
+// 2.5: credentials, then scheduling and oom_score_adj.
+bool get_creds(Reader& r, Image* img) {
+  img->has_creds = true;
+  Creds& c = img->creds;
+  for (uint64_t& v : c.uid) v = r.u64();
+  for (uint64_t& v : c.gid) v = r.u64();
+  for (int i = 0; i < 4 && r.ok(); i++)
+    if (c.uid[i] > 0xfffffffeu || c.gid[i] > 0xfffffffeu) return r.fail("credentials");
+  uint64_t ng = r.count(8, kMaxGroups, "groups");
+  for (uint64_t i = 0; i < ng && r.ok(); i++) {
+    c.groups.push_back(r.u64());
+    if (r.ok() && (c.groups.back() > 0xfffffffeu || (i && c.groups[i] < c.groups[i - 1])))
+      return r.fail("supplementary groups");
   }
-  if (minor >= 5 && r.ok()) {
-    img.has_creds = true;
-    Creds& c = img.creds;
-    for (uint64_t& v : c.uid) v = r.u64();
-    for (uint64_t& v : c.gid) v = r.u64();
-    for (int i = 0; i < 4 && r.ok(); i++)
-      if (c.uid[i] > 0xfffffffeu || c.gid[i] > 0xfffffffeu) return fail("credentials");
-    uint64_t ng = r.count(8, kMaxGroups, "groups");
-    for (uint64_t i = 0; i < ng && r.ok(); i++) {
-      c.groups.push_back(r.u64());
-      if (r.ok() && (c.groups.back() > 0xfffffffeu || (i && c.groups[i] < c.groups[i - 1])))
-        return fail("supplementary groups");
-    }
-    for (uint64_t* p : {&c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb}) *p = r.u64();
-    if (r.ok() && (((c.cap_inh | c.cap_prm | c.cap_eff | c.cap_bnd | c.cap_amb) & ~kCapMask) ||
-                   (c.cap_eff & ~c.cap_prm) || (c.cap_amb & ~(c.cap_prm & c.cap_inh))))
-      return fail("capabilities");
-    img.nice = int64_t(r.u64());
-    img.sched_policy = r.u64();
-    img.sched_priority = r.u64();
-    img.oom_score_adj = int64_t(r.u64());
-    const bool rt = img.sched_policy == 1 || img.sched_policy == 2;
-    if (r.ok() && (img.nice < -20 || img.nice > 19 ||
-                   (img.sched_policy > 5 || img.sched_policy == 4) ||
-                   (rt ? img.sched_priority < 1 || img.sched_priority > 99 : img.sched_priority) ||
-                   img.oom_score_adj < -1000 || img.oom_score_adj > 1000))
-      return fail("scheduling or oom_score_adj");
+  for (uint64_t* p : {&c.cap_inh, &c.cap_prm, &c.cap_eff, &c.cap_bnd, &c.cap_amb}) *p = r.u64();
+  if (r.ok() && (((c.cap_inh | c.cap_prm | c.cap_eff | c.cap_bnd | c.cap_amb) & ~kCapMask) ||
+                 (c.cap_eff & ~c.cap_prm) || (c.cap_amb & ~(c.cap_prm & c.cap_inh))))
+    return r.fail("capabilities");
+  img->nice = int64_t(r.u64());
+  img->sched_policy = r.u64();
+  img->sched_priority = r.u64();
+  img->oom_score_adj = int64_t(r.u64());
+  const bool rt = img->sched_policy == 1 || img->sched_policy == 2;
+  if (r.ok() && (img->nice < -20 || img->nice > 19 ||
+                 (img->sched_policy > 5 || img->sched_policy == 4) ||
+                 (rt ? img->sched_priority < 1 || img->sched_priority > 99 : img->sched_priority) ||
+                 img->oom_score_adj < -1000 || img->oom_score_adj > 1000))
+    return r.fail("scheduling or oom_score_adj");
+  return r.ok();
+}
+
+}  // namespace
+
+int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uint32_t minor) {
+  Reader r(meta);
+  Image img;
+  if (r.u64() != kMetaMagic) r.fail("metadata magic");
+  // The sections 2.N adds are there from minor version N on.
+  if (r.ok() && get_process(r, &img) && get_threads(r, &img) && get_mappings(r, &img) &&
+      get_fds(r, &img, minor) && (minor < 1 || get_rlimits_and_signals(r, &img)) &&
+      (minor < 2 || get_advice(r, &img, minor)) && (minor < 3 || get_itimer(r, &img)) &&
+      (minor < 4 || get_task_state(r, &img)) && (minor < 5 || get_creds(r, &img))) {
+    if (r.u64() != kMetaMagic) r.fail("metadata end marker");
+    else if (r.left()) r.fail("trailing bytes after the metadata");
   }
-  if (r.ok() && r.u64() != kMetaMagic) return fail("metadata end marker");
-  if (r.ok() && r.left()) return fail("trailing bytes after the metadata");
-  if (!r.ok()) return fail(r.why());
+  if (!r.ok()) {
+    if (why) *why = "corrupted image: " + r.why();
+    return -EBADMSG;
+  }
   *out = std::move(img);
   return 0;
 }

@@ -2,17 +2,24 @@
 /*
  * mpi_bench: per-rank checkpoint time of libckpt-mpi against each rank writing the same state
  * with MPI-IO to one shared file (MPI_File_write_at_all + MPI_File_sync), in the same run,
- * interleaved. Every rank holds --mib MiB of state.
+ * interleaved, on the same storage. Every rank holds --mib MiB of state.
  *   - ckpt full: the first collective checkpoint (every page);
- *   - ckpt 1%: 1% of each rank's pages written, then a collective checkpoint; its local commit
- *     and the agreement (allreduce + record file, including the wait for the slowest rank's
- *     local commit) reported apart, and the allreduce alone (every rank already there);
- *   - MPI-IO: the whole state, durable (MPI_File_sync).
- * A repetition's time is the slowest rank's (what the job waits for). Prints one JSON object on
- * rank 0 with the medians and the ratio ckpt 1% / MPI-IO full (target <= 1/20 = 0.05).
- * With --dir2, a second local level (its own stores and its own copy of the state) is measured
- * in the same run against the same MPI-IO writes: one JSON object per level, named by --local /
- * --local2 (e.g. the disk's file store and /dev/shm, a RAM disk as SCR's default cache).
+ *   - ckpt 1%: 1% of each rank's pages written, then a collective checkpoint ckpt_mpi_checkpoint,
+ *     reported in parts (ckpt_mpi_get_stats):
+ *       local commit: the rank's own checkpoint (its store's commit, durable), the slowest rank's;
+ *       agreement:    the agreement's own cost (allreduce + the record's write), on the rank
+ *                     that waited for nobody (the last to arrive: the smallest agreement time);
+ *       collective:   the whole call, the slowest rank's (what the job waits for: the slowest
+ *                     local commit, then the agreement);
+ *     and the allreduce alone (every rank already there);
+ *   - MPI-IO: the whole state, durable (MPI_File_sync), to a file in the same directory as the
+ *     stores (like with like: disk against disk, RAM disk against RAM disk).
+ * A repetition's time is the slowest rank's unless said otherwise. Prints one JSON object per
+ * local level on rank 0 with the medians and the ratios local commit 1% / MPI-IO full (the
+ * target, <= 1/20 = 0.05) and collective 1% / MPI-IO full.
+ * With --dir2, a second local level (its own stores, MPI-IO file and copy of the state) is
+ * measured in the same run: one JSON object per level, named by --local / --local2 (e.g. the
+ * disk's file store and /dev/shm, a RAM disk as SCR's default cache).
  *   mpirun -np N mpi_bench --dir DIR [--local disk] [--dir2 /dev/shm/X --local2 shm] --mib 64
  *          [--reps 5] [--label openmpi]
  */
@@ -49,6 +56,13 @@ static double slowest(double x)
 {
 	double m;
 	MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+	return m;
+}
+
+static double fastest(double x)
+{
+	double m;
+	MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
 	return m;
 }
 
@@ -108,13 +122,17 @@ int main(int argc, char **argv)
 		if ((r = ckpt_mpi_register(c[l], "state", state[l], len)) < 0)
 			MPI_Abort(MPI_COMM_WORLD, 1);
 	}
-	char shared[4096];
-	snprintf(shared, sizeof(shared), "%s/mpiio.dat", dir);
-	MPI_File fh;
-	if (MPI_File_open(MPI_COMM_WORLD, shared, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh) != MPI_SUCCESS)
-		MPI_Abort(MPI_COMM_WORLD, 1);
+	/* Each level's MPI-IO file beside its stores. */
+	MPI_File fh[2];
+	for (int l = 0; l < nl; l++) {
+		char shared[4096];
+		snprintf(shared, sizeof(shared), "%s/mpiio.dat", ldir[l]);
+		if (MPI_File_open(MPI_COMM_WORLD, shared, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL,
+				  &fh[l]) != MPI_SUCCESS)
+			MPI_Abort(MPI_COMM_WORLD, 1);
+	}
 
-	double full[2], incr[2][MAXREP], local[2][MAXREP], agree[2][MAXREP], bare[MAXREP], mpiio[MAXREP], t;
+	double full[2], incr[2][MAXREP], local[2][MAXREP], agree[2][MAXREP], bare[MAXREP], mpiio[2][MAXREP], t;
 	for (int l = 0; l < nl; l++) {
 		MPI_Barrier(MPI_COMM_WORLD);
 		t = now_ms();
@@ -126,17 +144,20 @@ int main(int argc, char **argv)
 	size_t dirty = pages / 100 ? pages / 100 : 1;
 	uint64_t seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)rank;
 	for (int i = 0; i < reps; i++) {
-		/* MPI-IO: the whole state, durable */
-		MPI_Barrier(MPI_COMM_WORLD);
-		t = now_ms();
-		MPI_Offset off = (MPI_Offset)rank * (MPI_Offset)len;
-		for (size_t done = 0; done < len;) {
-			size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
-			MPI_File_write_at_all(fh, off + (MPI_Offset)done, state[0] + done, (int)n, MPI_BYTE, MPI_STATUS_IGNORE);
-			done += n;
+		/* MPI-IO: the whole state, durable, on each level's storage */
+		for (int l = 0; l < nl; l++) {
+			MPI_Barrier(MPI_COMM_WORLD);
+			t = now_ms();
+			MPI_Offset off = (MPI_Offset)rank * (MPI_Offset)len;
+			for (size_t done = 0; done < len;) {
+				size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
+				MPI_File_write_at_all(fh[l], off + (MPI_Offset)done, state[l] + done, (int)n, MPI_BYTE,
+						      MPI_STATUS_IGNORE);
+				done += n;
+			}
+			MPI_File_sync(fh[l]);
+			mpiio[l][i] = slowest(now_ms() - t);
 		}
-		MPI_File_sync(fh);
-		mpiio[i] = slowest(now_ms() - t);
 		/* 1% of the pages written (the same pages in every level's copy) */
 		uint64_t s0 = seed;
 		for (int l = 0; l < nl; l++) {
@@ -152,10 +173,14 @@ int main(int argc, char **argv)
 			t = now_ms();
 			if (ckpt_mpi_checkpoint(c[l]) < 0)
 				MPI_Abort(MPI_COMM_WORLD, 1);
-			incr[l][i] = slowest(now_ms() - t);
+			double w = now_ms() - t;
+			incr[l][i] = slowest(w);
 			ckpt_mpi_get_stats(c[l], &st);
+			if (getenv("MPI_BENCH_DEBUG"))
+				fprintf(stderr, "rank %d level %d rep %d: wall %.2f local %.2f agree %.2f\n", rank, l, i, w,
+					(double)st.last_local_ns / 1e6, (double)st.last_agree_ns / 1e6);
 			local[l][i] = slowest((double)st.last_local_ns / 1e6);
-			agree[l][i] = slowest((double)st.last_agree_ns / 1e6);
+			agree[l][i] = fastest((double)st.last_agree_ns / 1e6);
 		}
 		/* the agreement's message alone: the same allreduce with every rank already there */
 		int one = 0, all;
@@ -164,18 +189,19 @@ int main(int argc, char **argv)
 		MPI_Allreduce(&one, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 		bare[i] = slowest(now_ms() - t);
 	}
-	double mm = median(mpiio, reps), mb = median(bare, reps);
+	double mb = median(bare, reps);
 	for (int l = 0; l < nl; l++) {
 		double mf = full[l], mi = median(incr[l], reps), ml = median(local[l], reps),
-		       ma = median(agree[l], reps);
+		       ma = median(agree[l], reps), mm = median(mpiio[l], reps);
 		if (!rank)
 			printf("{\"mpi\": \"%s\", \"local\": \"%s\", \"ranks\": %d, \"mib_per_rank\": %ld, \"reps\": %d, "
 			       "\"ckpt_full_ms\": %.3f, \"ckpt_1pct_ms\": %.3f, \"ckpt_1pct_local_ms\": %.3f, "
-			       "\"agreement_ms\": %.3f, \"allreduce_ms\": %.3f, \"mpiio_full_ms\": %.3f, \"ratio_1pct_over_mpiio\": %.4f, "
+			       "\"agreement_ms\": %.3f, \"allreduce_ms\": %.3f, \"mpiio_full_ms\": %.3f, "
+			       "\"ratio_local_1pct_over_mpiio\": %.4f, \"ratio_1pct_over_mpiio\": %.4f, "
 			       "\"ratio_full_over_mpiio\": %.3f}\n",
-			       label, lname[l], np, mib, reps, mf, mi, ml, ma, mb, mm, mi / mm, mf / mm);
+			       label, lname[l], np, mib, reps, mf, mi, ml, ma, mb, mm, ml / mm, mi / mm, mf / mm);
+		MPI_File_close(&fh[l]);
 	}
-	MPI_File_close(&fh);
 	for (int l = 0; l < nl; l++)
 		ckpt_mpi_close(c[l]);
 	MPI_Finalize();

@@ -36,7 +36,7 @@ if insmod "$ko" $args && [ -c /dev/ckpt ]; then ok "insmod the DKMS-built ckpt.k
 else nok "insmod the DKMS-built ckpt.ko: /dev/ckpt present"; fi
 if "$top/build/cmake/kselftest/track_api_test" > "$d/log" 2>&1; then
   ok "track_api_test passes against it ($(grep -E '^# Totals' "$d/log"))"
-else nok "track_api_test passes against it"; sed 's/^/# /' "$d/log" | grep -E 'not ok|FAIL|Totals' | head -n 20; fi
+else nok "track_api_test passes against it"; sed 's/^/# /' "$d/log" | grep -E 'not ok|FAIL|Totals|Expected|\.c:[0-9]+:' | head -n 20; fi
 heat=$top/build/cmake/bin/heat
 a=(--store "$d/h.store" --n 256 --steps 60 --interval-ms 0)
 if CKPT_TRACKER=module "$heat" "${a[@]}" > "$d/o1" 2>&1 && want=$(grep '^result:' "$d/o1") &&

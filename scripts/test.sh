@@ -66,17 +66,47 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
   "$top/tests/e2e/powercut.sh" 2 2>&1 | tee "$top/build/powercut.log"
   count_tap "$top/build/powercut.log" "${PIPESTATUS[0]}"
 
+  # The kernels' guests run side by side (two VM slots): a TCG guest mostly keeps one host CPU
+  # busy (one test program at a time), so two of them fill this machine's two CPUs instead of
+  # one; CKPT_VM_SERIAL=1 runs them one after the other. Each guest's output goes to its log,
+  # printed whole when the guest ends (vm/run itself prints what is running on a terminal).
+  kernels=(${CKPT_TEST_KERNELS:-6.1 6.12})
+  declare -A abis pids
   results=()
-  for k in ${CKPT_TEST_KERNELS:-6.1 6.12}; do
+  for k in "${kernels[@]}"; do
     abi=$("$top/scripts/kernel-abi.sh" "$k") || { fail=$((fail + 1)); status=1; results+=("kernel $k: no ABI"); continue; }
-    echo "=== VM tests on $k ($abi): scripts/vm/run --kernel $k -- tests/vm/run-all"
+    abis[$k]=$abi
     vmlog=$top/build/vm-test-$k.log
+    echo "=== VM tests on $k ($abi): scripts/vm/run --kernel $k -- tests/vm/run-all (log: $vmlog)"
     # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
     # comparison too instead of skipping it (same list as scripts/bench.sh).
     "$top/scripts/vm/run" --kernel "$k" --timeout "${CKPT_VM_TIMEOUT:-3000}" \
       --modules "unix_diag inet_diag tcp_diag udp_diag netlink_diag nf_tables nft_ct tun veth nf_conntrack nft_compat nft_chain_nat" \
-      -- "$top/tests/vm/run-all" 2>&1 | tee "$vmlog"
-    vrc=${PIPESTATUS[0]}
+      -- "$top/tests/vm/run-all" > "$vmlog" 2>&1 &
+    pids[$k]=$!
+    if [ -n "${CKPT_VM_SERIAL:-}" ]; then wait "${pids[$k]}"; echo $? > "$vmlog.rc"; unset "pids[$k]"; fi
+  done
+  # Progress while they run: each guest's current program, once a minute.
+  while [ ${#pids[@]} -gt 0 ]; do
+    for k in "${!pids[@]}"; do
+      if ! kill -0 "${pids[$k]}" 2>/dev/null; then
+        wait "${pids[$k]}"; echo $? > "$top/build/vm-test-$k.log.rc"; unset "pids[$k]"
+        echo "vm $k: done ($(grep -E '^vm: [0-9]+ passed' "$top/build/vm-test-$k.log" | tail -n1))"
+      fi
+    done
+    [ ${#pids[@]} -gt 0 ] || break
+    sleep 60
+    for k in "${!pids[@]}"; do
+      echo "vm $k: $(grep -E '^=== ' "$top/build/vm-test-$k.log" | tail -n1 | cut -c5-) ($(grep -cE '^--- .*: exit' "$top/build/vm-test-$k.log") programs done)"
+    done
+  done
+  for k in "${kernels[@]}"; do
+    [ -n "${abis[$k]:-}" ] || continue
+    abi=${abis[$k]}
+    vmlog=$top/build/vm-test-$k.log
+    echo "=== VM tests on $k ($abi): output"
+    cat "$vmlog"
+    vrc=$(cat "$vmlog.rc")
     line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$vmlog" | tail -n1)
     p=0 f=0 s=0
     if [ -n "$line" ]; then

@@ -9,6 +9,12 @@
 //  - unlock of the last one: a safepoint;
 //  - a mutex whose bytes come from another process (restored) is re-initialised, unlocked, at
 //    its first use: `incarnation` names the process that initialised it.
+//
+// The uncontended path costs two plain loads (the mutex's incarnation against the process's),
+// initial-exec TLS loads of the thread's lock count and session (session.hpp), and, only when
+// the thread holds no other persistent lock, a relaxed load of the session's stop flag ("a
+// checkpoint is waiting"); no system call, clock read, shared read-modify-write or lock of the
+// library's own. The count is changed by plain stores: only its thread writes it.
 #include <ckpt/ckpt.h>
 
 #include <atomic>
@@ -21,8 +27,6 @@
 
 namespace ckpt {
 namespace {
-
-thread_local std::atomic<int> tls_held{0};
 
 constexpr uint64_t kBusy = 1;  // incarnation while one thread re-initialises the mutex
 
@@ -53,7 +57,7 @@ uint64_t incarnation() {
 
 // Make m this process's: re-initialise a mutex whose bytes another process left (unlocked now,
 // whatever it was). One thread does it; others wait the few instructions it takes.
-void revive(ckpt_mutex_t* m) {
+__attribute__((noinline)) void revive_slow(ckpt_mutex_t* m) {
   const uint64_t cur = incarnation();
   uint64_t v = __atomic_load_n(&m->incarnation, __ATOMIC_ACQUIRE);
   while (v != cur) {
@@ -68,13 +72,20 @@ void revive(ckpt_mutex_t* m) {
   }
 }
 
-// The session whose checkpoints wait for this thread (attached plainly or non-volatile).
-ckpt_t* waited_session() {
-  ThreadRec* r = thread_rec(nullptr);
-  return r && r->kind != 3 && !r->c->forked() ? r->c : nullptr;
+// Already this process's (incarnations are never 0, so CKPT_MUTEX_INITIALIZER takes the slow
+// path once), else revive_slow.
+inline void revive(ckpt_mutex_t* m) {
+  uint64_t v = __atomic_load_n(&m->incarnation, __ATOMIC_ACQUIRE);
+  if (__builtin_expect(v == g_incarnation.load(std::memory_order_relaxed) && v != 0, 1)) return;
+  revive_slow(m);
 }
 
+// The calling thread took one more persistent lock / released one (only it writes the count).
+inline void held_inc() { tls_held.store(tls_held.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+
 }  // namespace
+
+constinit thread_local std::atomic<int> tls_held __attribute__((tls_model("initial-exec"))){0};
 
 std::atomic<int>& held_locks() { return tls_held; }
 
@@ -101,21 +112,27 @@ int ckpt_mutex_destroy(ckpt_mutex_t* m) {
 int ckpt_mutex_lock(ckpt_mutex_t* m) {
   if (!m) return -EINVAL;
   ckpt::revive(m);
-  ckpt_t* c = tls_held.load(std::memory_order_relaxed) == 0 ? ckpt::waited_session() : nullptr;
+  // Taking the first lock, attached: the thread is consistent here, a safepoint. The session
+  // of a child of fork() is the parent's: safepoint() and the quiet state are not for it.
+  ckpt_t* c = tls_held.load(std::memory_order_relaxed) == 0 ? ckpt::tls_attached : nullptr;
   int e;
   if (c) {
-    c->safepoint();  // taking the first lock: the thread is consistent here
+    if (__builtin_expect(c->stop.load(std::memory_order_relaxed), 0)) c->safepoint();
     e = pthread_mutex_trylock(&m->m);
     if (e == EBUSY) {
-      c->quiet_enter();
-      e = pthread_mutex_lock(&m->m);
-      c->quiet_leave();  // parks if a checkpoint started meanwhile (this lock's data untouched)
+      if (__builtin_expect(c->forked(), 0)) {
+        e = pthread_mutex_lock(&m->m);
+      } else {
+        c->quiet_enter();  // waiting for the lock holding none: at a safepoint
+        e = pthread_mutex_lock(&m->m);
+        c->quiet_leave();  // parks if a checkpoint started meanwhile (this lock's data untouched)
+      }
     }
   } else {
     e = pthread_mutex_lock(&m->m);
   }
   if (e) return -e;
-  tls_held.fetch_add(1, std::memory_order_relaxed);
+  ckpt::held_inc();
   return 0;
 }
 
@@ -124,7 +141,7 @@ int ckpt_mutex_trylock(ckpt_mutex_t* m) {
   ckpt::revive(m);
   int e = pthread_mutex_trylock(&m->m);
   if (e) return -e;
-  tls_held.fetch_add(1, std::memory_order_relaxed);
+  ckpt::held_inc();
   return 0;
 }
 
@@ -132,8 +149,12 @@ int ckpt_mutex_unlock(ckpt_mutex_t* m) {
   if (!m) return -EINVAL;
   int e = pthread_mutex_unlock(&m->m);
   if (e) return -e;
-  if (tls_held.load(std::memory_order_relaxed) > 0 && tls_held.fetch_sub(1, std::memory_order_relaxed) == 1)
-    if (ckpt_t* c = ckpt::waited_session()) c->safepoint();  // released the last one
+  int h = tls_held.load(std::memory_order_relaxed);
+  if (h <= 0) return 0;
+  tls_held.store(h - 1, std::memory_order_relaxed);
+  if (h == 1)  // released the last one: a safepoint, if a checkpoint is waiting
+    if (ckpt_t* c = ckpt::tls_attached; c && __builtin_expect(c->stop.load(std::memory_order_relaxed), 0))
+      c->safepoint();
   return 0;
 }
 
@@ -141,7 +162,8 @@ int ckpt_cond_wait(pthread_cond_t* cv, ckpt_mutex_t* m) {
   if (!cv || !m) return -EINVAL;
   ckpt::revive(m);
   int held = tls_held.load(std::memory_order_relaxed);
-  ckpt_t* c = held == 1 ? ckpt::waited_session() : nullptr;  // m is its only lock: quiet while waiting
+  ckpt_t* c = held == 1 ? ckpt::tls_attached : nullptr;  // m is its only lock: quiet while waiting
+  if (c && c->forked()) c = nullptr;
   if (c) c->quiet_enter();
   int e = pthread_cond_wait(cv, &m->m);
   if (c) c->quiet_leave();

@@ -43,10 +43,8 @@ int64_t coarse_margin_ns() {
 
 }  // namespace
 
-namespace {
-// The session the calling thread is attached to (one at a time).
-thread_local ckpt_t* tls_attached = nullptr;
-}  // namespace
+// The session the calling thread is attached to (one at a time; session.hpp).
+constinit thread_local ckpt_t* tls_attached __attribute__((tls_model("initial-exec"))) = nullptr;
 
 // A thread region's owner is part of its name, so the store needs no other record of it.
 std::string owner_of(const std::string& region) {
@@ -185,7 +183,7 @@ int ckpt_session::world_stop(uint64_t bound_ms) {
   wcv.wait(l, [&] { return parked == 0; });
   stop.store(true);
   // A thread waiting for a persistent lock while holding none (quiet) is at a safepoint too.
-  auto all = [&] { return parked + quiet >= attached - (self ? 1 : 0); };
+  auto all = [&] { return parked + quiet.load() >= attached - (self ? 1 : 0); };
   if (!bound_ms) {
     wcv.wait(l, all);
     return 0;
@@ -224,9 +222,11 @@ void ckpt_session::park_locked(std::unique_lock<std::mutex>& l) {
 
 int ckpt_session::safepoint() {
   if (!stop.load(std::memory_order_acquire)) return 0;
+  // A child of fork(): the copy's world (its wmu, its stop) is the parent's, not ours.
+  if (forked()) return 0;
   // Inside a critical section of a persistent lock: not a safepoint (it is when the last
   // ckpt_mutex_t is released).
-  if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) return 0;
+  if (ckpt::tls_held.load(std::memory_order_relaxed) > 0) return 0;
   std::unique_lock<std::mutex> l(wmu);
   if (!stop.load() || ckpt::tls_attached != this) return 0;
   park_locked(l);
@@ -652,7 +652,7 @@ int ckpt_session::supersede(uint64_t want) {
 int ckpt_session::hook() {
   safepoint();
   // Inside a persistent lock's critical section nothing is checkpointed (it stays due).
-  if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) return 0;
+  if (ckpt::tls_held.load(std::memory_order_relaxed) > 0) return 0;
   // Nothing here when nothing is due but an atomic load, (with every_n) a counter, and (with
   // interval_ms) a coarse clock read; the precise clock only near the due time.
   bool due = false;

@@ -58,6 +58,16 @@ std::string owner_of(const std::string& region);
 void transient_restored();
 // The calling thread's persistent-lock count (mutex.cpp).
 std::atomic<int>& held_locks();
+// The hot per-thread state, read on every ckpt_mutex_lock/unlock and ckpt_hook: initial-exec
+// TLS (one %fs-relative load, no __tls_get_addr call as a shared library's TLS needs
+// otherwise; libckpt is linked, not dlopen()ed late, and these 12 bytes fit the static TLS
+// surplus even then), constinit so that no TLS init wrapper is called either.
+// tls_attached: the session whose checkpoints wait for this thread (ckpt_thread_attach or a
+// non-volatile attach; never a volatile thread), set by attach(), cleared by detach().
+// tls_held: the thread's persistent-lock count; only the thread writes it (relaxed loads and
+// stores, no read-modify-write), other threads read it for the stop bound's message.
+extern constinit thread_local ckpt_t* tls_attached __attribute__((tls_model("initial-exec")));
+extern constinit thread_local std::atomic<int> tls_held __attribute__((tls_model("initial-exec")));
 // The calling thread's record if it is attached (any kind) to c, else nullptr.
 ThreadRec* thread_rec(const ckpt_t* c);
 // The calling thread is volatile on c: -EROFS once per detected write to persistent memory.
@@ -101,7 +111,9 @@ struct ckpt_session {
   std::condition_variable wcv;
   int attached = 0;
   int parked = 0;
-  int quiet = 0;  // attached threads waiting for a persistent lock holding none (a safepoint)
+  // Attached threads waiting for a persistent lock holding none (at a safepoint). Changed
+  // without wmu (threads.cpp, quiet_enter/leave: seq_cst against stop), read by world_stop.
+  std::atomic<int> quiet{0};
   std::vector<ckpt::ThreadRec*> threads;  // plain/non-volatile/volatile records, under wmu
   uint64_t gen = 0;
   std::atomic<bool> stop{false};

@@ -183,17 +183,25 @@ int thread_detach(ckpt_t* c) {
 
 using ckpt::Region;
 
+// The quiet state costs no lock on the way in or out unless a checkpoint is stopping the world
+// (stop): quiet and stop are both seq_cst, so world_stop (stop := true, then reads quiet under
+// wmu) and this thread (quiet changed, then reads stop) cannot both miss the other.
 void ckpt_session::quiet_enter() {
+  quiet.fetch_add(1, std::memory_order_seq_cst);
+  if (!stop.load(std::memory_order_seq_cst)) return;
+  // world_stop may be waiting for this thread: wake it (under wmu, so that the wake-up cannot
+  // fall between its test of the count and its wait).
   std::lock_guard<std::mutex> l(wmu);
-  quiet++;
   wcv.notify_all();
 }
 
-// Leaving the quiet state while a checkpoint runs (it counted this thread as at a safepoint):
-// become parked until it ends, so that it never sees this thread run.
+// Leaving the quiet state while a checkpoint runs (it may have counted this thread as at a
+// safepoint): become parked until it ends, so that it never sees this thread run. If world_stop
+// read the count before the decrement, this thread's read of stop comes after its store.
 void ckpt_session::quiet_leave() {
+  quiet.fetch_sub(1, std::memory_order_seq_cst);
+  if (!stop.load(std::memory_order_seq_cst)) return;
   std::unique_lock<std::mutex> l(wmu);
-  quiet--;
   if (!stop.load()) return;
   park_locked(l);
 }

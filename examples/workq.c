@@ -333,6 +333,10 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 		uint64_t n = atomic_load(&bench_consumed);
 		double dt = now_s() - t0;
+		struct ckpt_session_stats s = {0};
+		if (c)
+			ckpt_get_stats(c, &s);
+		uint64_t ck = s.checkpoints;
 		atomic_store(&stop_bench, 1);
 		lock();
 		pthread_cond_broadcast(&nonempty);
@@ -340,12 +344,13 @@ int main(int argc, char **argv)
 		unlock();
 		for (int i = 0; i < 2 * pairs; i++)
 			pthread_join(th[i], NULL);
-		struct ckpt_session_stats s = {0};
-		if (c)
-			ckpt_get_stats(c, &s);
+		/* The checkpoints of the measured window (the count at its end) and the time the
+		 * program spent in them: waiting for the threads to park, collecting, persisting. */
 		printf("bench: mode=%s pairs=%d interval_ms=%" PRIu64 " items_per_s=%.0f checkpoints=%" PRIu64
-		       " tracker=%s\n", plain ? "pthread" : "ckpt", pairs, c ? interval_ms : 0, n / dt,
-		       s.checkpoints, c ? s.tracker : "-");
+		       " checkpoints_per_s=%.2f stop_ms=%.1f collect_ms=%.1f persist_ms=%.1f tracker=%s\n",
+		       plain ? "pthread" : "ckpt", pairs, c ? interval_ms : 0, n / dt, ck, ck / dt,
+		       s.total_stop_ns / 1e6, s.total_collect_ns / 1e6, s.total_persist_ns / 1e6,
+		       c ? s.tracker : "-");
 		if (c)
 			ckpt_close(c);
 		return 0;

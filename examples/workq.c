@@ -59,6 +59,7 @@ static pthread_cond_t nonempty = PTHREAD_COND_INITIALIZER, nonfull = PTHREAD_CON
 static int pairs = 2, plain;
 static uint64_t items = 200000, work = 200, per_producer;
 static atomic_int stop_bench, finished;
+static atomic_int restored;	/* worker threads past their ckpt_thread_restore */
 static atomic_uint_fast64_t bench_consumed;
 static _Atomic uint64_t tot_produced, tot_consumed, tot_sum;	/* the threads' state at their end */
 
@@ -127,6 +128,7 @@ static void *producer(void *arg)
 		if (r < 0 && r != -ENOENT)
 			die("producer restore", r);
 		st->transient_tid = (uint64_t)gettid();
+		atomic_fetch_add(&restored, 1);
 	}
 	for (;;) {
 		if (!stop_bench && per_producer && st->produced >= per_producer)
@@ -178,6 +180,7 @@ static void *consumer(void *arg)
 			memset(st, 0, sizeof(*st));
 			ckpt_heap_set_root(h, st);
 		}
+		atomic_fetch_add(&restored, 1);
 	} else {
 		st = calloc(1, sizeof(*st));
 	}
@@ -311,10 +314,6 @@ int main(int argc, char **argv)
 				printf("starting: %d pairs, %" PRIu64 " items\n", pairs, items);
 			fflush(stdout);
 		}
-		/* The timer starts after the restore: a checkpoint before it would commit the fresh
-		 * queue over the stored one. Its checkpoints are automatic and lock-aligned. */
-		if (interval_ms && (r = ckpt_set_timer(c, interval_ms)))
-			die("timer", r);
 	} else if (!plain && bench) {
 		fprintf(stderr, "workq: --mode ckpt needs --store\n");
 		return 2;
@@ -325,6 +324,19 @@ int main(int argc, char **argv)
 	for (int i = 0; i < pairs; i++) {
 		pthread_create(&th[i], NULL, producer, (void *)(intptr_t)i);
 		pthread_create(&th[pairs + i], NULL, consumer, (void *)(intptr_t)i);
+	}
+	if (c) {
+		/* The timer starts once every thread has restored: a checkpoint before ckpt_restore
+		 * would commit the fresh queue over the stored one, and on a fresh store one taken
+		 * before a thread has attached would hold the threads started so far, so that the
+		 * late one's ckpt_thread_restore fails -ESRCH (a new name). Its checkpoints are
+		 * automatic and lock-aligned. */
+		while (atomic_load(&restored) < 2 * pairs) {
+			struct timespec ts = {0, 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		if (interval_ms && (r = ckpt_set_timer(c, interval_ms)))
+			die("timer", r);
 	}
 	if (c && !bench)
 		pthread_create(&log_th, NULL, logger, NULL);

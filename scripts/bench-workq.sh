@@ -5,7 +5,7 @@
 # runs REPS times, interleaved, for SECONDS each; reported: the median rate, and the ratio to the
 # pthread run of the same repetition and pair count (median, min-max over the repetitions).
 # The timer counts its interval from the end of each checkpoint, so its interval is set per
-# pair count to 100 ms minus the mean checkpoint duration (a 1 s calibration run first, then
+# pair count to 100 ms minus the median checkpoint duration (a 1 s calibration run first, then
 # corrected after each repetition); the achieved rate is reported next to the figure.
 # Writes bench/results/workq.md (and .json) and puts the table into
 # Documentation/performance.md between the bench-workq markers.
@@ -28,22 +28,25 @@ tmp=$(mktemp -d /tmp/ckpt-workq-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 raw=$tmp/raw.txt
 : > "$raw"
-# The timer interval giving ~10 checkpoints/s: 100 ms minus the mean checkpoint (stop, collect
-# and persist) of the last ckpt10 run at that pair count, at least 50 ms.
+# The timer interval giving ~10 checkpoints/s: 100 ms minus the median checkpoint duration
+# (stop, collect and persist) of the ckpt10 runs so far at that pair count, 50..100 ms.
 declare -A ivl
-next_interval() {  # $1: a bench: line of a ckpt run
+next_interval() {  # $1: pairs, $2: a bench: line of a ckpt run
   python3 -c '
-import re, sys
-l = sys.argv[1]
+import os, re, statistics, sys
+hist, l = sys.argv[1], sys.argv[2]
 f = lambda k: float(re.search(k + r"=([0-9.]+)", l).group(1))
 n = f("checkpoints")
-per = (f("stop_ms") + f("collect_ms") + f("persist_ms")) / n if n else 0
-print(max(50, round(100 - per)))' "$1"
+if n:
+    d = (f("stop_ms") + f("collect_ms") + f("persist_ms")) / n
+    open(hist, "a").write(str(d) + "\n")
+xs = [float(x) for x in open(hist)] if os.path.exists(hist) else []
+print(min(100, max(50, round(100 - statistics.median(xs)))) if xs else 100)' "$tmp/ck-$1" "$2"
 }
 for pairs in 1 2 4; do
   rm -f "$tmp/s"
   line=$("$bin" --bench 1 --pairs "$pairs" ${CKPT_WORKQ_ARGS:-} --mode ckpt --store "$tmp/s" --interval-ms 100 | grep '^bench:')
-  ivl[$pairs]=$(next_interval "$line")
+  ivl[$pairs]=$(next_interval "$pairs" "$line")
   echo "calibration $pairs $line -> interval ${ivl[$pairs]} ms"
 done
 for rep in $(seq "$reps"); do
@@ -56,7 +59,7 @@ for rep in $(seq "$reps"); do
       esac
       line=$("$bin" --bench "$secs" --pairs "$pairs" ${CKPT_WORKQ_ARGS:-} "${args[@]}" | grep '^bench:')
       echo "$cfgname $pairs $rep $line" | tee -a "$raw"
-      if [ $cfgname = ckpt10 ]; then ivl[$pairs]=$(next_interval "$line"); fi
+      if [ $cfgname = ckpt10 ]; then ivl[$pairs]=$(next_interval "$pairs" "$line"); fi
     done
   done
 done
@@ -109,7 +112,7 @@ Items consumed per second, median of {reps} interleaved runs of {secs} s; "kept"
 the repetitions). `ckpt_mutex_t` runs: the queue registered, each thread non-volatile with its
 own region or heap, tracker {trk}, a file store (io_uring, ext4 on the machine's virtio disk);
 "10/s" is the timer, each checkpoint taken between critical sections, with its interval set
-to 100 ms minus the mean checkpoint duration (the timer counts from each checkpoint's end) and
+to 100 ms minus the median checkpoint duration (the timer counts from each checkpoint's end) and
 the achieved rate in the last column. {now}, host load {load} on
 {len(open('/proc/cpuinfo').read().split('processor')) - 1} CPUs (the bench at nice -10, other work at nice 19).
 

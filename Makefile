@@ -6,7 +6,7 @@
 #   CKPT_KERNEL=6.1|6.12|<abi>   the kernel make, vm-test, vm-shell, demo build for and boot
 #                   (default 6.1; scripts/kernel-abi.sh); ckpt.ko goes to build/kmod/<abi>/
 #   make demo       the main job end to end (VM)  make demo-host  the same without the module
-#   make bench      the benchmarks (VM, each kernel of KERNELS; then bench-mpi's)   make bench-host  the userspace trackers on this kernel, no VM
+#   make bench      the benchmarks (VM, each kernel of KERNELS; then bench-mpi's and bench-workq's)   make bench-host  the userspace trackers on this kernel, no VM
 #   make bench-mpi  libckpt-mpi against MPI-IO on this machine, Open MPI and MPICH, 1/2/4 ranks
 #   make mpich      libckpt-mpi, its example and tests against MPICH (build/cmake-mpich; make test runs them)
 #   make fuzz       the ioctl fuzzer in the VM, 1 000 000 calls (CKPT_FUZZ_SEED=... replays), then
@@ -72,6 +72,7 @@ bench: all kmods mpich
 	KERNELS="$(KERNELS)" scripts/bench.sh
 	cmake --build $(MPICH_BUILD) -j$(JOBS) --target mpi_bench
 	scripts/bench-mpi.sh
+	scripts/bench-workq.sh
 
 bench-host: userspace
 	scripts/bench-host.sh

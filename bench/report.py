@@ -967,6 +967,14 @@ def write_page(d, E, env, plots, docdir, others=()):
         a(open(mpi_md).read().rstrip("\n"))
         a("<!-- bench-mpi: end -->")
         a("")
+    # bench-workq's section (scripts/bench-workq.sh, run by make bench and make bench-host):
+    # kept as it was measured, on the host.
+    workq_md = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "workq.md")
+    if os.path.exists(workq_md):
+        a("<!-- bench-workq: begin (scripts/bench-workq.sh) -->")
+        a(open(workq_md).read().rstrip("\n"))
+        a("<!-- bench-workq: end -->")
+        a("")
     a("## Reproducing")
     a("")
     a("```sh")
@@ -976,6 +984,7 @@ def write_page(d, E, env, plots, docdir, others=()):
     a("scripts/bench.sh --quick   # smoke check, tiny sizes (also run by make test: tests/e2e/vm-bench-smoke.sh)")
     a("make bench-host            # ~3 min, no VM: the userspace trackers on this machine's kernel")
     a("make bench-mpi             # no VM: libckpt-mpi against MPI-IO, Open MPI and MPICH, 1/2/4 ranks (also run by make bench)")
+    a("nice -n -10 scripts/bench-workq.sh  # no VM: the work queue, ckpt_mutex_t against pthread_mutex_t (also run by make bench and make bench-host)")
     a("```")
     a("")
     a("Raw per-benchmark JSON of the last run: `bench/results/raw/` (first kernel) and `bench/results/raw-<kernel>/`; "

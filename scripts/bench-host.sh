@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench-host: the userspace trackers (uffd-async, uffd, mprotect, full) measured on this
 # machine's own kernel, no VM, in one run (build/cmake/bench/host_bench, ~3 min), then the work
-# queue's throughput with ckpt_mutex_t (scripts/bench-workq.sh, ~1 min). Writes
+# queue's throughput with ckpt_mutex_t (scripts/bench-workq.sh, ~4 min). Writes
 # bench/results/host.json and bench/results/host.md, and puts host.md into
 # Documentation/performance.md as its own section (between the bench-host markers; report.py
 # keeps it when make bench rewrites the page).

@@ -10,7 +10,7 @@
 # Writes bench/results/workq.md (and .json) and puts the table into
 # Documentation/performance.md between the bench-workq markers.
 #
-#   scripts/bench-workq.sh [--quick]        (make bench-host runs it; --quick: 0.5 s, 1 rep, no page update)
+#   scripts/bench-workq.sh [--quick]        (make bench and make bench-host run it; --quick: 0.5 s, 1 rep, no page update)
 #   CKPT_BUILD=DIR  the build directory (default build/cmake); CKPT_WORKQ_ARGS extra workq args
 #   CKPT_WORKQ_SECS (default 4), CKPT_WORKQ_REPS (default 5)
 # For figures that can be read, run it at high priority on an otherwise nice'd machine:
@@ -103,7 +103,7 @@ for pairs in (1, 2, 4):
     rows2.append(f"| {pairs} | {'/'.join(map(str, ivls))} | {per('stop'):.1f} | {per('collect'):.1f} | "
                  f"{per('persist'):.1f} | {100 * med(held):.0f}% |")
 now = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
-md = f"""## Threads: the work queue with ckpt_mutex_t (make bench-host)
+md = f"""## Threads: the work queue with ckpt_mutex_t (make bench, make bench-host)
 
 `examples/workq.c --bench {secs}`: P producer and P consumer threads, a shared 1024-item queue in a
 registered region; each item costs 2 x 200 rounds of a 64-bit mix outside the lock.

@@ -40,8 +40,8 @@ cleanup() { kill -9 $(jobs -p) 2>/dev/null; rm -rf "$d"; }
 trap cleanup EXIT
 
 # start NAME PYTHON-CODE [setpriv...]: a Python process that runs CODE, creates $d/NAME.ready
-# and sleeps; its pid in $pid. Only for what dump refuses before it reads the mappings (locks
-# in fdinfo, threads): Python's shared mapping of gconv-modules.cache is refused there.
+# and sleeps; its pid in $pid. (Written for what dump refuses before it reads the mappings,
+# when Python's shared mapping of gconv-modules.cache was refused; it is saved since image 2.7.)
 start() {
   local name=$1 code=$2; shift 2
   rm -f "$d/$name.ready"
@@ -53,8 +53,7 @@ time.sleep(600)" "$d/$name.ready" </dev/null >/dev/null 2>"$d/$name.py.err" &
   wait_file "$d/$name.ready" || { cat "$d/$name.py.err" | sed 's/^/# /'; }
 }
 
-# hold NAME MODE [setpriv...]: tests/zdtm/state_holder.c in MODE; its pid in $pid. (Python
-# cannot be dumped at all: it maps gconv-modules.cache shared, refused first.)
+# hold NAME MODE [setpriv...]: tests/zdtm/state_holder.c in MODE; its pid in $pid.
 hold() {
   local name=$1 mode=$2; shift 2
   rm -f "$d/$name.ready"

@@ -2,7 +2,8 @@
 # Whole-process C/R in the VM: each zdtm-like test (build/cmake/zdtm/*) is started, dumped
 # with `ckpt-tool dump` (which kills it), restored with `ckpt-tool restore --wait`, told to go
 # on, and must print PASS. Prints TAP and a kselftest "# Totals:" line.
-#   tests/e2e/vm-zdtm.sh [TEST...]      (default: every test built; CKPT_BUILD: build dir)
+#   tests/e2e/vm-zdtm.sh [TEST...]      (default: every test built; CKPT_BUILD: build dir;
+#                                        CKPT_ZDTM_REFUSALS=1: the refusals after the TESTs)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CKPT_BUILD:-$top/build/cmake}
@@ -165,6 +166,41 @@ time.sleep(600)' "$d/ready.seccomp" &
   kill -0 $pid 2>/dev/null && tap 0 "the seccomp process still runs" || tap 1 "the seccomp process still runs"
   kill -9 $pid; wait $pid 2>/dev/null
 
+  # Shared file mappings dump does not save, refused by name (read-only ones of a file opened
+  # read-only are saved: zdtm test file_shared_ro): a writable one, and a memfd's.
+  for kind in writable memfd; do
+    rm -f "$d/ready.$kind"
+    # (libc's mmap: Python's mmap module keeps a descriptor of its own, which dump would
+    # refuse first.)
+    /usr/bin/python3 -c 'import ctypes, mmap, os, sys, time
+if sys.argv[2] == "writable":
+    fd = os.open(sys.argv[1] + ".data", os.O_RDWR | os.O_CREAT, 0o600)
+else:
+    fd = os.memfd_create("zdtm")
+os.ftruncate(fd, 4096)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+assert libc.mmap(None, 4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0) != ctypes.c_void_p(-1).value
+os.close(fd)
+open(sys.argv[1], "w").close()
+time.sleep(600)' "$d/ready.$kind" $kind &
+    pid=$!
+    wait_file "$d/ready.$kind" 60
+    expect_refusal "dump refuses a $kind shared mapping, by name" \
+      "$([ $kind = writable ] && echo 'writable shared file mapping' || echo 'shared mapping of a memfd')" \
+      "$tool" dump --store "$d/img.$kind" $pid
+    kill -9 $pid; wait $pid 2>/dev/null
+  done
+  # A file mapped shared that changed on disk after the dump: the restore refuses it.
+  (cd "$d" && exec "$bin/file_shared_ro" "$d/ready.sh" "$d/go.sh" >"$d/out.sh" 2>&1) &
+  pid=$!
+  wait_file "$d/ready.sh" 60
+  "$tool" dump --store "$d/img.sh" $pid 2>/dev/null; wait $pid 2>/dev/null
+  touch -d '2001-01-01' "$d/zdtm_file_shared_ro.data"
+  expect_refusal "restore refuses a shared-mapped file that changed on disk" \
+    "zdtm_file_shared_ro.data changed on disk" "$tool" restore --store "$d/img.sh"
+
   # Not allowed to ptrace (another user): refused, process untouched.
   sleep 600 &
   pid=$!
@@ -232,7 +268,10 @@ fi
 if [ $# -gt 0 ]; then tests=("$@"); else
   tests=(); for f in "$bin"/*; do [ -x "$f" ] && tests+=("$(basename "$f")"); done
 fi
-if [ $# -gt 0 ]; then echo "1..${#tests[@]}"; else echo "1..$((${#tests[@]} + 18))"; fi
+# CKPT_ZDTM_REFUSALS=1 with named tests: run the refusals too.
+if [ $# = 0 ]; then echo "1..$((${#tests[@]} + 21))"
+elif [ -n "${CKPT_ZDTM_REFUSALS:-}" ]; then echo "1..$((${#tests[@]} + 18))"
+else echo "1..${#tests[@]}"; fi
 for t in "${tests[@]}"; do one "$t"; done
 # The same store code on the other media: device-DAX (DAX writer) and a file on ext4 -o dax.
 # The device may hold another test's store: its header blocks are zeroed, so it is blank.
@@ -257,6 +296,7 @@ unprivileged() {
   as_user=65534 one threads8
   as_user=
 }
-if [ $# = 0 ]; then dax_stores; unprivileged; refusals; fi
+if [ $# = 0 ]; then dax_stores; unprivileged; refusals
+elif [ -n "${CKPT_ZDTM_REFUSALS:-}" ]; then refusals; fi
 echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
 [ $fail = 0 ]

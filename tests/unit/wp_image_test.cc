@@ -179,6 +179,38 @@ TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
 }
 
+// A read-only shared file mapping (2.7) round-trips with its file and no pages, and is refused
+// in an image that says it is 2.6, written, with pages, or with MAP_NORESERVE.
+TEST(WpImage, Format27SharedFileMapping) {
+  Image img = sample();
+  img.vmas[0].kind = kSharedFile;
+  img.vmas[0].prot = PROT_READ;
+  img.vmas[0].pgoff = 0x2000;
+  img.vmas[0].runs.clear();
+  std::vector<uint8_t> meta = encode_meta(img);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why, 7), 0) << why;
+  EXPECT_EQ(out.vmas[0].kind, uint64_t(kSharedFile));
+  EXPECT_EQ(out.vmas[0].file.path, "/usr/bin/prog");
+  EXPECT_EQ(out.vmas[0].file.ino, 77u);
+  EXPECT_EQ(out.vmas[0].pgoff, 0x2000u);
+  EXPECT_TRUE(out.vmas[0].runs.empty());
+  EXPECT_EQ(encode_meta(out), meta);
+  EXPECT_EQ(decode_meta(meta, &out, &why, 6), -EBADMSG);
+  auto refuses = [&](auto mutate) {
+    Image i = img;
+    mutate(i);
+    return decode_meta(encode_meta(i), &out, &why, 7) == -EBADMSG;
+  };
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].prot |= PROT_WRITE; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].runs = {{0, 4096}}; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvNoreserve; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].pgoff = 0x800; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].kind = kSharedFile + 1; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.vmas[0].advice = kAdvRandom; }));
+}
+
 // A 2.1 image (before the madvise state) decodes with no advice on any mapping; the same
 // bytes read as 2.2 lack the madvise words and are refused.
 TEST(WpImage, Format21WithoutAdvice) {

@@ -143,7 +143,7 @@ void open_mapped_files(const Image& img, Built* b) {
   b->vfile.assign(img.vmas.size(), -1);
   std::map<std::string, int> opened;  // path -> index in b->files
   for (size_t i = 0; i < img.vmas.size(); i++) {
-    if (img.vmas[i].kind != kFile) continue;
+    if (img.vmas[i].kind != kFile && img.vmas[i].kind != kSharedFile) continue;
     const std::string& path = img.vmas[i].file.path;
     auto it = opened.find(path);
     if (it == opened.end()) {
@@ -175,9 +175,14 @@ void make_prepare(const Image& img, const Built& b, Prepare* out) {
     k.start = v.start;
     k.len = v.end - v.start;
     k.prot = v.prot;
-    k.flags = (v.kind == kFile ? CKPT_VMA_FILE : 0) |
+    // A read-only shared file mapping (always built by the child, build_layout) is, to the
+    // module, a file mapping the child built: of a file opened read-only, the kernel made it
+    // without VM_SHARED, which is what ckpt.ko's check of a prebuilt mapping compares
+    // (CKPT_VMA_SHARED is for anonymous memory).
+    const bool file = v.kind == kFile || v.kind == kSharedFile;
+    k.flags = (file ? CKPT_VMA_FILE : 0) |
               (v.kind == kSharedAnon ? CKPT_VMA_SHARED : 0) | (v.growsdown ? CKPT_VMA_GROWSDOWN : 0) | (built[i] ? CKPT_VMA_PREBUILT : 0);
-    if (v.kind == kFile) {
+    if (file) {
       k.fd = uint64_t(b.files[size_t(b.vfile[i])]);
       k.pgoff = v.pgoff;
     }

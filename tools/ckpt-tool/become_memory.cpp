@@ -93,18 +93,31 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
                                bool prebuilt, int* data, std::vector<uint64_t>* data_off) {
   std::vector<bool> built(img.vmas.size(), false);
   bool can = prebuilt;
+  if (!prebuilt)
+    for (const Vma& v : img.vmas)
+      if (v.kind == kSharedFile)
+        throw Error{kUnavailable, "the image has a shared file mapping, which needs a ckpt.ko "
+                                  "with CKPT_FEATURE_RESTORE_PREBUILT"};
   for (size_t i = 0; can && i < img.vmas.size(); i++) {
     const Vma& v = img.vmas[i];
     if (v.kind == kSharedAnon) continue;
+    const bool file = v.kind == kFile || v.kind == kSharedFile;
     int prot = v.runs.empty() ? int(v.prot) : PROT_READ | PROT_WRITE;
-    int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (v.kind == kFile ? 0 : MAP_ANONYMOUS) |
+    int flags = (v.kind == kSharedFile ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED_NOREPLACE |
+                (file ? 0 : MAP_ANONYMOUS) |
                 (v.growsdown ? MAP_GROWSDOWN : 0) |
                 (v.advice & kAdvNoreserve ? MAP_NORESERVE : 0);
     void* want = reinterpret_cast<void*>(v.start);
-    void* m = mmap(want, v.end - v.start, prot, flags, v.kind == kFile ? vfd[i] : -1,
-                   off_t(v.kind == kFile ? v.pgoff : 0));
+    void* m = mmap(want, v.end - v.start, prot, flags, file ? vfd[i] : -1,
+                   off_t(file ? v.pgoff : 0));
     if (m == MAP_FAILED) {
-      if (errno == EEXIST) continue;  // taken by the child itself: the module maps it
+      // Taken by the child itself: the module maps it. Not a shared file mapping, which the
+      // module maps only private.
+      if (errno == EEXIST && v.kind != kSharedFile) continue;
+      if (errno == EEXIST)
+        throw Error{kFailed, "the shared file mapping at " + hex(v.start) + " (" + v.file.path +
+                                 ") collides with the restorer's own mappings (an ASLR "
+                                 "accident); run the restore again"};
       throw Error{kFailed, "mapping " + hex(v.start) + ": " + strerror(errno)};
     }
     if (m != want) {  // a kernel without MAP_FIXED_NOREPLACE placed it elsewhere

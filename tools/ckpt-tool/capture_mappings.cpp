@@ -34,7 +34,8 @@ bool same_layout(const std::vector<proc::MapsLine>& a, const std::vector<proc::M
 // Every VmFlags smaps may show (6.1-6.12), and what the image does with it. A flag in none of
 // these lists is refused (refuse::vm_flag); Documentation/whole-process.md has the same lists
 // and tests/e2e/vm-proc-audit.sh checks them against a live process's flags.
-//   saved: rd wr ex (protections), sh (the mapping's kind), hg nh dc dd wf sr rr mg nr
+//   saved: rd wr ex (protections), sh (the mapping's kind; a shared file mapping is saved
+//          only without mw, below), hg nh dc dd wf sr rr mg nr
 //          (advice_from_vmflags), gd on [stack];
 //   derived from what is saved (the kernel sets them again when the mapping is made): mr mw
 //          me ms (what the file or mapping type allows), ac (commit accounting of a private
@@ -45,7 +46,7 @@ bool saved_vmflag(const std::string& f, const proc::MapsLine& m, uint64_t kind) 
   for (const char* k : kSaved)
     if (f == k) return true;
   if (f == "gd") return m.path == "[stack]";
-  if (f == "nr") return kind != kSharedAnon;
+  if (f == "nr") return kind == kAnon || kind == kFile;
   return false;
 }
 
@@ -92,13 +93,27 @@ void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::
     v.end = m.end;
     v.prot = (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) |
              (m.perms[2] == 'x' ? PROT_EXEC : 0);
-    bool shared = m.perms[3] == 's';
-    if (shared) {
-      if (m.path.rfind("/SYSV", 0) == 0) refuse::mapping(where, refuse::Mapping::kSysvShm);
-      if (m.path != "/dev/zero (deleted)" && !m.path.empty())
-        refuse::mapping(where, refuse::Mapping::kSharedFile);
+    bool shared = m.perms[3] == 's';  // VM_MAYSHARE: mmap(MAP_SHARED)
+    if (shared && (m.path.empty() || m.path == "/dev/zero (deleted)")) {
       if (!(v.prot & PROT_WRITE)) refuse::mapping(where, refuse::Mapping::kReadOnlySharedAnon);
       v.kind = kSharedAnon;
+    } else if (shared) {
+      // A file's own pages: the image keeps a reference to the file, not its bytes (the file
+      // holds them), and restore maps the same file again, checked unchanged. Only read-only
+      // ones, of a file opened read-only: no `mw` (VM_MAYWRITE) in VmFlags, so no mprotect
+      // can make it writable, and the kernel made it without VM_SHARED (as ckpt.ko's check
+      // of a mapping the restorer built wants). What the process writes through a writable
+      // one is in the file's page cache, not in the image: refused.
+      if (m.path.rfind("/SYSV", 0) == 0) refuse::mapping(where, refuse::Mapping::kSysvShm);
+      if (m.path.rfind("/memfd:", 0) == 0) refuse::mapping(where, refuse::Mapping::kMemfd);
+      if (ends_with(m.path, " (deleted)")) refuse::mapping(where, refuse::Mapping::kDeletedFile);
+      if (m.path[0] != '/') refuse::mapping(where, refuse::Mapping::kSpecial);
+      if (v.prot & PROT_WRITE) refuse::mapping(where, refuse::Mapping::kWritableSharedFile);
+      if ((" " + m.vmflags + " ").find(" mw ") != std::string::npos)
+        refuse::mapping(where, refuse::Mapping::kMayWriteSharedFile);
+      v.kind = kSharedFile;
+      v.pgoff = m.offset;
+      v.file = file_id(m.path, m.ino, "mapped file", known);
     } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" ||
                m.path.rfind("[anon:", 0) == 0) {
       v.kind = kAnon;

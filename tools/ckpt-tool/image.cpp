@@ -174,7 +174,7 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   w.u64(img.vmas.size());
   for (const auto& v : img.vmas) {
     for (uint64_t x : {v.start, v.end, v.prot, v.kind, uint64_t(v.growsdown), v.pgoff}) w.u64(x);
-    if (v.kind == kFile) put_file(w, v.file);
+    if (v.kind == kFile || v.kind == kSharedFile) put_file(w, v.file);
     w.u64(v.runs.size());
     for (const auto& r : v.runs) {
       w.u64(r.offset);
@@ -308,7 +308,7 @@ bool get_runs(Reader& r, Vma* v, uint64_t* total_runs) {
 }
 
 // The mappings: at least one, in address order, none over the vdso, each with its runs.
-bool get_mappings(Reader& r, Image* img) {
+bool get_mappings(Reader& r, Image* img, uint32_t minor) {
   uint64_t nv = r.count(8 * 8, kMaxVmas, "mappings");
   uint64_t prev_end = 0, total_runs = 0;
   for (uint64_t i = 0; i < nv && r.ok(); i++) {
@@ -326,10 +326,12 @@ bool get_mappings(Reader& r, Image* img) {
     if (img->vdso_end && v.start < img->vdso_end && v.end > img->vvar_start)
       return r.fail("mapping overlaps the vdso");
     if (v.prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return r.fail("mapping prot");
-    if (v.kind > kSharedAnon || gd > 1) return r.fail("mapping kind");
+    if (v.kind > (minor >= 7 ? kSharedFile : kSharedAnon) || gd > 1) return r.fail("mapping kind");
     v.growsdown = gd;
     if (v.kind == kSharedAnon && !(v.prot & PROT_WRITE)) return r.fail("read-only shared mapping");
-    if (v.kind == kFile) {
+    if (v.kind == kSharedFile && ((v.prot & PROT_WRITE) || gd))
+      return r.fail("writable shared file mapping");
+    if (v.kind == kFile || v.kind == kSharedFile) {
       if (!aligned(v.pgoff) || v.pgoff + (v.end - v.start) < v.pgoff)
         return r.fail("file mapping offset");
       v.file = get_file(r);
@@ -338,6 +340,8 @@ bool get_mappings(Reader& r, Image* img) {
     }
     prev_end = v.end;
     if (!get_runs(r, &v, &total_runs)) return false;
+    if (v.kind == kSharedFile && !v.runs.empty())  // the file holds its bytes
+      return r.fail("pages of a shared file mapping");
     img->vmas.push_back(std::move(v));
   }
   if (r.ok() && nv == 0) return r.fail("no mappings");
@@ -412,7 +416,7 @@ bool get_advice(Reader& r, Image* img, uint32_t minor) {
     if ((v.advice & ~uint64_t(minor >= 6 ? kAdvAll : kAdvAll22)) ||
         (v.advice & (kAdvHugepage | kAdvNoHugepage)) == (kAdvHugepage | kAdvNoHugepage) ||
         (v.advice & (kAdvSequential | kAdvRandom)) == (kAdvSequential | kAdvRandom) ||
-        ((v.advice & kAdvNoreserve) && v.kind == kSharedAnon) ||
+        ((v.advice & kAdvNoreserve) && (v.kind == kSharedAnon || v.kind == kSharedFile)) ||
         ((v.advice & kAdvWipeonfork) && v.kind != kAnon))
       return r.fail("madvise state of a mapping");
   }
@@ -481,7 +485,7 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
   Image img;
   if (r.u64() != kMetaMagic) r.fail("metadata magic");
   // The sections 2.N adds are there from minor version N on.
-  if (r.ok() && get_process(r, &img) && get_threads(r, &img) && get_mappings(r, &img) &&
+  if (r.ok() && get_process(r, &img) && get_threads(r, &img) && get_mappings(r, &img, minor) &&
       get_fds(r, &img, minor) && (minor < 1 || get_rlimits_and_signals(r, &img)) &&
       (minor < 2 || get_advice(r, &img, minor)) && (minor < 3 || get_itimer(r, &img)) &&
       (minor < 4 || get_task_state(r, &img)) && (minor < 5 || get_creds(r, &img))) {

@@ -29,13 +29,14 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 6;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 7;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
                                               // 2.4: personality, no_new_privs, THP disable;
                                               // 2.5: credentials, scheduling, oom_score_adj;
                                               // 2.6: more madvise state (sr, rr, mg, nr),
-                                              //      directory and O_PATH descriptors
+                                              //      directory and O_PATH descriptors;
+                                              // 2.7: read-only MAP_SHARED file mappings
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -91,6 +92,8 @@ enum VmaKind : uint64_t {
   kAnon = 0,        // private anonymous (heap, stack, malloc arenas, ...)
   kFile = 1,        // private file mapping; runs hold the pages the process wrote
   kSharedAnon = 2,  // MAP_SHARED|MAP_ANONYMOUS; runs hold every page
+  kSharedFile = 3,  // (2.7) read-only MAP_SHARED of a file opened read-only: no runs, the file
+                    // holds the bytes; mapped again from the same file (checked unchanged)
 };
 
 // A file the restore must find unchanged.
@@ -121,8 +124,8 @@ struct Vma {
   uint64_t prot = 0;  // PROT_*
   uint64_t kind = kAnon;
   bool growsdown = false;
-  uint64_t pgoff = 0;  // kFile: byte offset
-  FileId file;         // kFile
+  uint64_t pgoff = 0;  // kFile, kSharedFile: byte offset
+  FileId file;         // kFile, kSharedFile
   std::vector<Run> runs;  // ascending, not overlapping
   uint64_t advice = 0;    // VmaAdvice bits (2.2)
 };

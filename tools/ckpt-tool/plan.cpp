@@ -216,6 +216,7 @@ std::vector<Plan> plan_pages(wp::Series& tr, int pm, Image& img, Phases& ph, Cou
     Vma& v = img.vmas[i];
     Plan& p = plan[i];
     uint64_t pages = (v.end - v.start) / kPage;
+    if (v.kind == kSharedFile) continue;  // no pages: the file holds them; not tracked
     const Vma* pv = nullptr;
     auto it = tr.regs.find(v.start);
     if (tr.have_prev && it != tr.regs.end() && it->second.end == v.end)

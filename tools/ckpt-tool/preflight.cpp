@@ -59,7 +59,7 @@ void check_image(const Image& img) {
                                " changed on disk since the dump; the image does not fit"};
   };
   for (const auto& v : img.vmas)
-    if (v.kind == kFile) same_file(v.file, true, "mapped file");
+    if (v.kind == kFile || v.kind == kSharedFile) same_file(v.file, true, "mapped file");
   for (const auto& f : img.fds) {
     if (f.kind == kFdRegular) same_file(f.file, false, "open file");
     if (f.kind != kFdDirectory && f.kind != kFdPath) continue;

@@ -113,9 +113,15 @@ void mapping(const std::string& where, Mapping why) {
   switch (why) {
     case Mapping::kSysvShm:
       throw Error{kFailed, where + ": System V shared memory (shmat) is not saved"};
-    case Mapping::kSharedFile:
-      throw Error{kFailed, where + ": shared file mappings (and System V / memfd shared "
-                                   "memory) are not supported"};
+    case Mapping::kWritableSharedFile:
+      throw Error{kFailed, where + ": a writable shared file mapping (MAP_SHARED, PROT_WRITE) "
+                                   "is not saved (read-only ones are)"};
+    case Mapping::kMayWriteSharedFile:
+      throw Error{kFailed, where + ": a read-only shared file mapping of a file opened for "
+                                   "writing (VmFlags mw: mprotect may make it writable) is "
+                                   "not saved (those of a file opened read-only are)"};
+    case Mapping::kMemfd:
+      throw Error{kFailed, where + ": a shared mapping of a memfd is not saved"};
     case Mapping::kReadOnlySharedAnon:
       throw Error{kFailed, where + ": read-only shared anonymous memory is not supported"};
     case Mapping::kSpecial:
@@ -206,7 +212,7 @@ void unseen_locks(int pid, const Image& img) {
     std::string file;
     for (const Vma& v : img.vmas) {
       struct stat st;
-      if (v.kind == kFile && v.file.ino == ino && stat(v.file.path.c_str(), &st) == 0 &&
+      if ((v.kind == kFile || v.kind == kSharedFile) && v.file.ino == ino && stat(v.file.path.c_str(), &st) == 0 &&
           uint64_t(st.st_ino) == ino && st.st_dev == makedev(maj, min)) {
         file = v.file.path;
         break;

@@ -35,7 +35,9 @@ void if_locked(int fd, const std::string& link, const std::string& fdinfo);
 // capture_mappings.cpp. `where`: "mapping PATH at 0x...".
 enum class Mapping {
   kSysvShm,           // shmat()
-  kSharedFile,        // MAP_SHARED of a file, memfd
+  kWritableSharedFile,  // MAP_SHARED|PROT_WRITE of a file
+  kMayWriteSharedFile,  // read-only MAP_SHARED of a file opened for writing (VmFlags mw)
+  kMemfd,               // MAP_SHARED of a memfd
   kReadOnlySharedAnon,
   kSpecial,           // [something] the image does not know
   kDeletedFile,

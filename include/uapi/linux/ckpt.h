@@ -441,7 +441,10 @@ enum ckpt_genl_attr {
  * of @fd's file at @pgoff, @prot, MAP_GROWSDOWN as flagged), and written its pages. COMMIT
  * keeps those pages where they are instead of mapping and filling the range: no copy. PREPARE
  * and COMMIT check that the range is covered by mappings that match (-EINVAL otherwise,
- * before anything changes); no run may point into it.
+ * before anything changes); no run may point into it. A read-only MAP_SHARED mapping of a
+ * file opened read-only matches a CKPT_VMA_FILE entry: the kernel makes it without VM_SHARED
+ * (only VM_MAYSHARE), and VM_SHARED is what the check compares (ckpt-tool restores such
+ * mappings this way: the file holds their bytes).
  */
 struct ckpt_restore_vma {
 	__u64 start;

@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A process holding one piece of state that ckpt-tool dump does not save, for
- * tests/e2e/vm-tool-refusals.sh (Python cannot stand in: every python3 maps
- * gconv-modules.cache shared, which dump refuses before it looks further).
+ * tests/e2e/vm-tool-refusals.sh and vm-tool-losses.sh.
  *     state_holder READY MODE
  * MODE: plain (nothing), child (a child process that sleeps), zombie (a child that exited,
  * not reaped), thread-child (a child forked by a second thread, which then sleeps), msg (a
  * System V message queue it sent to), sem (a System V semaphore set it operated on),
  * subreaper, flock-mapped / ofd-mapped (an flock or OFD lock on READY.lock, whose descriptor
  * is closed after the file is mapped private: the mapping keeps the lock), mlock (a locked
- * page). For msg and sem the object's id is written to READY.id. Then READY is created and
- * the process sleeps until killed.
+ * page), ofd-fd=PATH (an OFD lock on PATH through a descriptor it keeps open), map=PATH (PATH
+ * mapped private, its descriptor closed, no lock). For msg and sem the object's id is written
+ * to READY.id. Then READY is created and the process sleeps until killed.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -122,6 +122,18 @@ int main(int argc, char **argv)
 	} else if (!strcmp(argv[2], "flock-mapped") || !strcmp(argv[2], "ofd-mapped")) {
 		if (lock_mapped(argv[1], argv[2][0] == 'o'))
 			return 2;
+	} else if (!strncmp(argv[2], "ofd-fd=", 7) || !strncmp(argv[2], "map=", 4)) {
+		const int ofd = argv[2][0] == 'o';
+		const char *file = strchr(argv[2], '=') + 1;
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		int fd = open(file, O_RDWR | O_CREAT, 0600);
+
+		if (fd < 0 || ftruncate(fd, 4096) || (ofd && fcntl(fd, F_OFD_SETLK, &fl)) ||
+		    (!ofd && (mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED ||
+			      close(fd)))) {
+			perror(file);
+			return 2;
+		}
 	} else if (!strcmp(argv[2], "mlock")) {
 		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 

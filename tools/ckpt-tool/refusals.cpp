@@ -182,12 +182,52 @@ void children(int pid, const Image& img) {
   }
 }
 
+// Whether a process other than `pid` (one whose fdinfo we may read) lists the lock `what`
+// (a /proc/locks line without its leading number: "OFDLCK ADVISORY WRITE -1 08:01:12 0 EOF")
+// among the locks held through one of its descriptors: the same lines, from the same
+// printer (fs/locks.c, lock_get_status).
+bool held_through_fd_elsewhere(int pid, const std::string& what) {
+  DIR* d = opendir("/proc");
+  if (!d) return false;
+  bool found = false;
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long v = strtol(e->d_name, &end, 10);
+    if (!*e->d_name || *end || v <= 0 || v == pid) continue;
+    const std::string base = std::string("/proc/") + e->d_name + "/fdinfo";
+    DIR* fd = opendir(base.c_str());
+    if (!fd) continue;  // gone, or not ours to look at
+    while (dirent* f = readdir(fd)) {
+      if (f->d_name[0] == '.') continue;
+      std::string info;
+      if (proc::read_file(base + "/" + f->d_name, &info)) continue;
+      for (size_t l = info.find("lock:\t"); l != std::string::npos; l = info.find("lock:\t", l + 1)) {
+        size_t c = info.find(": ", l + 6), n = info.find('\n', l);
+        if (c == std::string::npos || (n != std::string::npos && c > n)) continue;
+        std::string line = info.substr(c + 2, n == std::string::npos ? n : n - c - 2);
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        if (line == what) found = true;
+      }
+      if (found) break;
+    }
+    closedir(fd);
+    if (found) break;
+  }
+  closedir(d);
+  return found;
+}
+
 // File locks held through no descriptor: an flock() or OFD lock belongs to the open file
 // description, which a mapping keeps alive after the last fd is closed (flock, mmap,
 // close), so fdinfo (if_locked) never shows it. /proc/locks does: FLOCK, POSIX and LEASE
 // lines carry the pid that took the lock, OFDLCK lines -1 (the kernel does not say whose).
 // So a lock with this process's pid is refused wherever it is, and an OFD lock on a file
-// the process maps is refused too (it may be another process's: /proc/locks cannot tell).
+// the process maps is refused too, unless another process's fdinfo lists it: then that
+// process holds it through a descriptor of its own (before, any OFD lock on a file the
+// process maps was refused, another program's included). Left: an open file description
+// shared by both (inherited across fork, passed over a socket) that the process still maps
+// after closing its descriptor: the restored mapping no longer keeps that lock alive once
+// the other process closes its descriptor.
 void unseen_locks(int pid, const Image& img) {
   std::string t;
   if (proc::read_file("/proc/locks", &t)) return;  // no CONFIG_FILE_LOCKING: no locks
@@ -219,6 +259,11 @@ void unseen_locks(int pid, const Image& img) {
       }
     }
     if (!ours && file.empty()) continue;  // an OFD lock on a file the process does not map
+    if (!ours) {  // another process may hold it through a descriptor
+      std::string what = line.substr(line.find(": ") + 2);
+      while (!what.empty() && what.back() == ' ') what.pop_back();
+      if (held_through_fd_elsewhere(pid, what)) continue;
+    }
     if (file.empty())
       file = "inode " + std::to_string(ino) + " of device " + std::to_string(maj) + ":" +
              std::to_string(min);

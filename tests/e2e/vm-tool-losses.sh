@@ -8,6 +8,9 @@
 #   (before: dumped, and the restored process had no lock);
 # - a page locked with mlock (VmFlags lo; before: restored unlocked);
 # - a process in another namespace (here UTS: before, restored with the restorer's hostname).
+# - what it does not save and a process may set on itself (issue 20's audit): a NUMA memory
+#   policy, speculation control, utilisation clamps, KSM merge-any (6.4+: skipped on 6.1), a
+#   thread with a CPU affinity of its own (one affinity is saved for the process).
 # And not refused: an OFD lock held by another process, through its descriptor, on a file the
 # process maps (before: refused as if it could be the process's own).
 # vm-tool-refusals.sh has the others (a child, locks held through an fd, ...). Prints TAP with
@@ -68,7 +71,7 @@ refused() {
 }
 
 echo "TAP version 13"
-echo "1..13"
+echo "1..23"
 refused zombie "child processes (pid" "dump refuses a zombie child, naming it"
 refused thread-child "child processes (pid" "dump refuses a child of a second thread"
 refused flock-mapped "holds an flock() lock on $d/flock-mapped.ready.lock through no open descriptor" \
@@ -95,6 +98,11 @@ other_ofd() {
   kill -9 $pid $holder_pid 2>/dev/null; wait $pid $holder_pid 2>/dev/null
 }
 other_ofd
+refused mempolicy "NUMA memory policy bind" "dump refuses a NUMA memory policy (set_mempolicy), by name"
+refused speculation "speculation control" "dump refuses speculation control (PR_SET_SPECULATION_CTRL), by name"
+refused uclamp "utilisation clamps" "dump refuses utilisation clamps (sched_setattr), by name"
+refused ksm-any "KSM merging of all its memory" "dump refuses KSM merge-any (PR_SET_MEMORY_MERGE), by name"
+refused thread-affinity "another CPU affinity than the main thread" "dump refuses a thread with its own CPU affinity"
 pre=(unshare --uts)
 refused plain "another uts namespace than ckpt-tool" "dump refuses a process in another UTS namespace"
 unset pre

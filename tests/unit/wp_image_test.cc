@@ -100,7 +100,14 @@ Image sample() {
 
 // The bytes format 2.5 adds before the end marker when the image has no supplementary groups:
 // 4 uids, 4 gids, the group count, 5 capability sets, nice, policy, priority, oom_score_adj.
-constexpr long k25 = 18 * 8;
+// Format 2.8 adds, after them, coredump_filter, the timer slack and the affinity word count
+// (the sample has no affinity): as27() drops them, making an image a 2.7 tool wrote.
+constexpr long k28 = 3 * 8;
+constexpr long k25 = 18 * 8 + k28;  // what follows 2.4's fields, up to the end marker
+std::vector<uint8_t> as27(std::vector<uint8_t> m) {
+  m.erase(m.end() - 8 - k28, m.end() - 8);
+  return m;
+}
 
 TEST(WpImage, RoundTrip) {
   Image in = sample();
@@ -162,7 +169,7 @@ TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
   Image img = sample();
   img.vmas[1].advice |= kAdvSequential | kAdvMergeable | kAdvNoreserve;
   img.vmas[2].advice |= kAdvRandom;
-  std::vector<uint8_t> meta = encode_meta(img);
+  std::vector<uint8_t> meta = as27(encode_meta(img));
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 6), 0) << why;
@@ -170,11 +177,11 @@ TEST(WpImage, Format26AdviceBitsRoundTripAndAreRefusedIn25) {
                                           kAdvMergeable | kAdvNoreserve));
   EXPECT_EQ(out.vmas[2].advice, uint64_t(kAdvNoHugepage | kAdvDontdump | kAdvRandom));
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
-  meta = encode_meta(sample());
+  meta = as27(encode_meta(sample()));
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), 0) << why;
   img = sample();
   img.fds[0].kind = kFdDirectory;  // directory and O_PATH descriptors: 2.6 too
-  meta = encode_meta(img);
+  meta = as27(encode_meta(img));
   EXPECT_EQ(decode_meta(meta, &out, &why, 6), 0) << why;
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
 }
@@ -187,7 +194,7 @@ TEST(WpImage, Format27SharedFileMapping) {
   img.vmas[0].prot = PROT_READ;
   img.vmas[0].pgoff = 0x2000;
   img.vmas[0].runs.clear();
-  std::vector<uint8_t> meta = encode_meta(img);
+  std::vector<uint8_t> meta = as27(encode_meta(img));
   Image out;
   std::string why;
   ASSERT_EQ(decode_meta(meta, &out, &why, 7), 0) << why;
@@ -196,12 +203,12 @@ TEST(WpImage, Format27SharedFileMapping) {
   EXPECT_EQ(out.vmas[0].file.ino, 77u);
   EXPECT_EQ(out.vmas[0].pgoff, 0x2000u);
   EXPECT_TRUE(out.vmas[0].runs.empty());
-  EXPECT_EQ(encode_meta(out), meta);
+  EXPECT_EQ(as27(encode_meta(out)), meta);
   EXPECT_EQ(decode_meta(meta, &out, &why, 6), -EBADMSG);
   auto refuses = [&](auto mutate) {
     Image i = img;
     mutate(i);
-    return decode_meta(encode_meta(i), &out, &why, 7) == -EBADMSG;
+    return decode_meta(as27(encode_meta(i)), &out, &why, 7) == -EBADMSG;
   };
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].prot |= PROT_WRITE; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].runs = {{0, 4096}}; }));
@@ -209,6 +216,42 @@ TEST(WpImage, Format27SharedFileMapping) {
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].pgoff = 0x800; }));
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].kind = kSharedFile + 1; }));
   EXPECT_FALSE(refuses([](Image& i) { i.vmas[0].advice = kAdvRandom; }));
+}
+
+// 2.8: the process group or session it leads, coredump_filter, timer slack and CPU affinity
+// round-trip; a 2.7 image has none of them (has_attrs false) and may not carry the leader bits.
+TEST(WpImage, Format28AttrsRoundTripAndAre27Free) {
+  Image img = sample();
+  img.task_flags = kTaskSessionLeader | kTaskNoNewPrivs;
+  img.coredump_filter = 0x17;
+  img.timer_slack_ns = 1234567;
+  img.affinity = {0, 1ull << 3};  // CPU 67
+  std::vector<uint8_t> meta = encode_meta(img);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
+  EXPECT_TRUE(out.has_attrs);
+  EXPECT_EQ(out.task_flags, uint64_t(kTaskSessionLeader | kTaskNoNewPrivs));
+  EXPECT_EQ(out.coredump_filter, 0x17u);
+  EXPECT_EQ(out.timer_slack_ns, 1234567u);
+  EXPECT_EQ(out.affinity, img.affinity);
+  EXPECT_EQ(encode_meta(out), meta);
+  ASSERT_EQ(decode_meta(as27(encode_meta(sample())), &out, &why, 7), 0) << why;
+  EXPECT_FALSE(out.has_attrs);
+  img = sample();
+  img.task_flags = kTaskPgrpLeader;
+  EXPECT_EQ(decode_meta(as27(encode_meta(img)), &out, &why, 7), -EBADMSG);
+  auto refuses = [&](auto mutate) {
+    Image i = sample();
+    mutate(i);
+    return decode_meta(encode_meta(i), &out, &why) == -EBADMSG;
+  };
+  EXPECT_TRUE(refuses([](Image& i) { i.task_flags = kTaskPgrpLeader | kTaskSessionLeader; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.coredump_filter = 0x200; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.affinity = {0}; }));             // no CPU at all
+  EXPECT_TRUE(refuses([](Image& i) { i.affinity.assign(17, 1); }));     // beyond 1024 CPUs
+  EXPECT_TRUE(refuses([](Image& i) { i.timer_slack_ns = ~0ull; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.affinity = {1}; i.task_flags = kTaskPgrpLeader; }));
 }
 
 // A 2.1 image (before the madvise state) decodes with no advice on any mapping; the same
@@ -352,7 +395,7 @@ TEST(WpImage, RefusesWhatRestoreCannotUse) {
   EXPECT_TRUE(refuses([](Image& i) { i.fds[0].kind = kFdPath + 1; }));  // unknown kind
   EXPECT_TRUE(refuses([](Image& i) { i.vmas[0].advice = kAdvWipeonfork; }));  // file mapping
   EXPECT_TRUE(refuses([](Image& i) { i.personality = 0xffffffff; }));  // personality()'s query
-  EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 4; }));             // unknown bit
+  EXPECT_TRUE(refuses([](Image& i) { i.task_flags = 16; }));            // unknown bit
   EXPECT_TRUE(refuses([](Image& i) { i.creds.uid[1] = 0xffffffff; }));  // (uid_t)-1
   EXPECT_TRUE(refuses([](Image& i) { i.creds.groups = {5, 4}; }));      // not sorted
   EXPECT_TRUE(refuses([](Image& i) { i.creds.cap_bnd = 1ull << 50; }));  // no such capability

@@ -9,12 +9,17 @@
  * subreaper, flock-mapped / ofd-mapped (an flock or OFD lock on READY.lock, whose descriptor
  * is closed after the file is mapped private: the mapping keeps the lock), mlock (a locked
  * page), ofd-fd=PATH (an OFD lock on PATH through a descriptor it keeps open), map=PATH (PATH
- * mapped private, its descriptor closed, no lock). For msg and sem the object's id is written
+ * mapped private, its descriptor closed, no lock), mempolicy (set_mempolicy MPOL_BIND to node
+ * 0), speculation (PR_SET_SPECULATION_CTRL: store bypass disabled), uclamp (sched_setattr
+ * uclamp.min 512), ksm-any (PR_SET_MEMORY_MERGE), thread-affinity (a second thread on CPU 0
+ * alone). A mode the kernel or machine does not offer prints "SKIP: why" and exits 4. For msg and sem the object's id is written
  * to READY.id. Then READY is created and the process sleeps until killed.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,8 @@
 #include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/sem.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Whether process c is a zombie (its /proc/c/stat state is Z). */
@@ -85,6 +92,24 @@ static int lock_mapped(const char *ready, int ofd)
 	return 0;
 }
 
+static int skip(const char *what)
+{
+	printf("SKIP: %s: %s\n", what, strerror(errno));
+	return 4;
+}
+
+static void *cpu0_thread(void *arg)
+{
+	cpu_set_t s;
+
+	CPU_ZERO(&s);
+	CPU_SET(0, &s);
+	*(volatile int *)arg = sched_setaffinity(0, sizeof(s), &s) ? -1 : 1;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], id[32] = "";
@@ -134,6 +159,44 @@ int main(int argc, char **argv)
 			perror(file);
 			return 2;
 		}
+	} else if (!strcmp(argv[2], "mempolicy")) {
+		unsigned long node0 = 1;
+
+		if (syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, &node0, 64))
+			return skip("set_mempolicy");
+	} else if (!strcmp(argv[2], "speculation")) {
+		/* PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, PR_SPEC_DISABLE */
+		if (prctl(53, 0, 4, 0, 0))
+			return skip("PR_SET_SPECULATION_CTRL");
+	} else if (!strcmp(argv[2], "uclamp")) {
+		struct {
+			uint32_t size, policy;
+			uint64_t flags;
+			int32_t nice;
+			uint32_t priority;
+			uint64_t runtime, deadline, period;
+			uint32_t util_min, util_max;
+		} a = { .size = 56, .flags = 0x08 | 0x10 | 0x20, .util_min = 512 };
+		/* SCHED_FLAG_KEEP_POLICY | KEEP_PARAMS | UTIL_CLAMP_MIN */
+		if (syscall(SYS_sched_setattr, 0, &a, 0))
+			return skip("sched_setattr uclamp");
+	} else if (!strcmp(argv[2], "ksm-any")) {
+		if (prctl(67 /* PR_SET_MEMORY_MERGE */, 1, 0, 0, 0))
+			return skip("PR_SET_MEMORY_MERGE");
+	} else if (!strcmp(argv[2], "thread-affinity")) {
+		static volatile int done;
+		pthread_t t;
+
+		if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+			errno = ENODEV;
+			return skip("one CPU");
+		}
+		if (pthread_create(&t, NULL, cpu0_thread, (void *)&done))
+			return 2;
+		while (!done)
+			usleep(1000);
+		if (done < 0)
+			return skip("sched_setaffinity");
 	} else if (!strcmp(argv[2], "mlock")) {
 		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -125,6 +126,36 @@ void set_itimer(const Image& img) {
   if (setitimer(ITIMER_REAL, &it, nullptr) < 0) throw Error{kFailed, std::string("setitimer: ") + strerror(errno)};
 }
 
+namespace {
+
+// 2.8: coredump_filter (the mm's: COMMIT keeps the mm), the timer slack and the CPU affinity,
+// which the threads created afterwards inherit. An affinity with none of this system's usable
+// CPUs fails the restore.
+void set_attrs(const Image& img) {
+  if (!img.has_attrs) return;
+  char v[32];
+  // The kernel reads it with base 0 (kstrtouint): without "0x" it would be decimal.
+  std::snprintf(v, sizeof v, "0x%llx", static_cast<unsigned long long>(img.coredump_filter));
+  int fd = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, v, strlen(v)) != ssize_t(strlen(v)))
+    throw Error{kFailed, std::string("restoring coredump_filter: ") + strerror(errno)};
+  close(fd);
+  if (img.timer_slack_ns && prctl(PR_SET_TIMERSLACK, img.timer_slack_ns, 0, 0, 0) < 0)
+    throw Error{kFailed, std::string("restoring the timer slack: ") + strerror(errno)};
+  if (!img.affinity.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (size_t w = 0; w < img.affinity.size(); w++)
+      for (int b = 0; b < 64; b++)
+        if (img.affinity[w] >> b & 1 && w * 64 + size_t(b) < CPU_SETSIZE) CPU_SET(w * 64 + size_t(b), &set);
+    if (sched_setaffinity(0, sizeof(set), &set) < 0)
+      throw Error{kFailed, std::string("restoring the CPU affinity: ") + strerror(errno) +
+          (errno == EINVAL ? " (none of its CPUs is usable here)" : "")};
+  }
+}
+
+}  // namespace
+
 // personality(2) and prctl(2) state (format 2.4), set in the child before its mappings are
 // built and its threads created, all of which inherit it: THP disabled (so that the reads do
 // not fault huge pages in), no_new_privs (a one-way switch: the restored process never has
@@ -139,6 +170,13 @@ void set_task_state(const Image& img) {
   personality(static_cast<unsigned long>(img.personality));
   if (uint64_t(unsigned(personality(0xffffffff))) != img.personality)
     throw Error{kFailed, "the personality " + hex(img.personality) + " was not taken"};
+  // 2.8: its own process group or session again (the child of `ckpt-tool restore` leads
+  // neither, so both calls may succeed); a member of another's group stays in the restorer's.
+  if ((img.task_flags & kTaskSessionLeader) && setsid() < 0)
+    throw Error{kFailed, std::string("restoring the session (setsid): ") + strerror(errno)};
+  if ((img.task_flags & kTaskPgrpLeader) && setpgid(0, 0) < 0)
+    throw Error{kFailed, std::string("restoring the process group (setpgid): ") + strerror(errno)};
+  set_attrs(img);
 }
 
 // restore --as-image-user: the image's credentials (format 2.5), exactly, or the restore fails.

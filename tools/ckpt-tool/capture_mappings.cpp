@@ -60,6 +60,27 @@ void check_vmflags(const std::string& where, const proc::MapsLine& m, uint64_t k
   }
 }
 
+// A NUMA memory policy (set_mempolicy for the process, mbind for a mapping) is not saved: the
+// policy of each mapping, or the process's where it has none, is in numa_maps (a kernel
+// without NUMA has no numa_maps: nothing to refuse). Read with smaps, when the layout changed:
+// run's checkpoints see a set_mempolicy() at the next layout change.
+void check_mempolicy(int pid) {
+  std::string t;
+  if (proc::read_file("/proc/" + std::to_string(pid) + "/numa_maps", &t)) return;
+  for (size_t a = 0; a < t.size();) {
+    size_t e = t.find('\n', a);
+    if (e == std::string::npos) e = t.size();
+    const std::string line = t.substr(a, e - a);
+    a = e + 1;
+    size_t s1 = line.find(' ');
+    if (s1 == std::string::npos) continue;
+    size_t s2 = line.find(' ', s1 + 1);
+    const std::string policy = line.substr(s1 + 1, s2 == std::string::npos ? s2 : s2 - s1 - 1);
+    if (policy != "default")
+      refuse::mempolicy("mapping at 0x" + line.substr(0, s1), policy);
+  }
+}
+
 }  // namespace
 
 void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::MapsLine>* last) {
@@ -71,8 +92,10 @@ void capture_mappings(int pid, Image* img, KnownFiles* known, std::vector<proc::
     else
       maps.clear();
   }
-  if (maps.empty())
+  if (maps.empty()) {
     if (int e = proc::read_smaps(pid, &maps); e) throw Error{kFailed, "smaps: " + errstr(e)};
+    check_mempolicy(pid);
+  }
   if (last) *last = maps;
   uint64_t vvar_end = 0;
   for (const auto& m : maps) {

@@ -19,6 +19,20 @@ namespace {
 
 using namespace image;
 
+// stat's pgrp (5), session (6) and tty_nr (7): a process that leads its process group or its
+// session is given one again at restore (setpgid(0, 0), setsid()); one that is a member of
+// another's joins ckpt-tool restore's, as a shell job does (a relation to other processes,
+// like its parent). A session leader with a controlling terminal is refused: setsid() gives
+// none, and the terminal is not saved.
+void group_and_session(int pid, uint64_t pgrp, uint64_t sid, uint64_t tty, Image* img) {
+  if (sid == uint64_t(pid)) {
+    if (tty) refuse::session_tty(tty);
+    img->task_flags |= kTaskSessionLeader;
+  } else if (pgrp == uint64_t(pid)) {
+    img->task_flags |= kTaskPgrpLeader;
+  }
+}
+
 void read_stat_fields(int pid, Image* img) {
   std::vector<uint64_t> f;  // f[0] is field 3 (state)
   if (int e = proc::read_stat(pid, &f); e)
@@ -34,6 +48,99 @@ void read_stat_fields(int pid, Image* img) {
   img->arg_end = field(49);
   img->env_start = field(50);
   img->env_end = field(51);
+  group_and_session(pid, field(5), field(6), field(7), img);
+}
+
+// "Name:\tvalue" of a status file as the rest of its line ("" when missing).
+std::string status_line(const std::string& status, const char* name) {
+  const std::string key = std::string("\n") + name + ":\t";
+  size_t p = status.find(key);
+  if (p == std::string::npos) return "";
+  p += key.size();
+  return status.substr(p, status.find('\n', p) - p);
+}
+
+// "name : value" of a /proc/PID/task/TID/sched file ("" when missing: CONFIG_UCLAMP_TASK off).
+std::string sched_line(const std::string& sched, const char* name) {
+  const std::string key = std::string("\n") + name;
+  for (size_t p = sched.find(key); p != std::string::npos; p = sched.find(key, p + 1)) {
+    size_t c = p + key.size();
+    while (c < sched.size() && sched[c] == ' ') c++;
+    if (c >= sched.size() || sched[c] != ':') continue;  // a longer name
+    c++;
+    while (c < sched.size() && sched[c] == ' ') c++;
+    return sched.substr(c, sched.find('\n', c) - c);
+  }
+  return "";
+}
+
+// A CPU mask, as many 64-bit words as CPUs this system may have (trailing zero words dropped).
+std::vector<uint64_t> affinity_of(int tid) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(tid, sizeof(set), &set) < 0)
+    throw Error{kFailed, "CPU affinity of thread " + std::to_string(tid) + ": " + strerror(errno)};
+  std::vector<uint64_t> w(kMaxCpuWords, 0);
+  for (int c = 0; c < CPU_SETSIZE && size_t(c / 64) < kMaxCpuWords; c++)
+    if (CPU_ISSET(c, &set)) w[size_t(c / 64)] |= 1ull << (c % 64);
+  while (!w.empty() && !w.back()) w.pop_back();
+  return w;
+}
+
+// What each thread set on itself that is not saved, compared with ckpt-tool's own (the
+// default a process started by it would have): speculation control (PR_SET_SPECULATION_CTRL,
+// status), utilisation clamps (sched_setattr, sched), CPU affinity (saved once for the
+// process: a thread with another is refused).
+struct Own {
+  std::string ssb, ib, umin, umax;
+  std::vector<uint64_t> affinity;
+};
+Own own_attrs() {
+  Own o;
+  std::string s;
+  proc::read_file("/proc/self/status", &s);
+  o.ssb = status_line(s, "Speculation_Store_Bypass");
+  o.ib = status_line(s, "SpeculationIndirectBranch");
+  s.clear();
+  proc::read_file("/proc/self/sched", &s);
+  o.umin = sched_line(s, "uclamp.min");
+  o.umax = sched_line(s, "uclamp.max");
+  o.affinity = affinity_of(0);
+  return o;
+}
+
+void check_thread_attrs(int pid, int tid, const std::string& status, int policy, const Own& own,
+                        const std::vector<uint64_t>& affinity) {
+  for (const char* f : {"Speculation_Store_Bypass", "SpeculationIndirectBranch"}) {
+    const std::string theirs = status_line(status, f);
+    const std::string& ours = std::strcmp(f, "Speculation_Store_Bypass") == 0 ? own.ssb : own.ib;
+    if (theirs != ours) refuse::speculation(tid, f, theirs, ours);
+  }
+  std::string sched;
+  proc::read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/sched", &sched);
+  const std::string umin = sched_line(sched, "uclamp.min"), umax = sched_line(sched, "uclamp.max");
+  // A real-time thread's minimum clamp is the system's default for real-time tasks.
+  const bool rt = (policy & ~SCHED_RESET_ON_FORK) == SCHED_FIFO || (policy & ~SCHED_RESET_ON_FORK) == SCHED_RR;
+  if ((!rt && umin != own.umin) || umax != own.umax) refuse::uclamp(tid, umin, umax);
+  if (affinity_of(tid) != affinity) refuse::thread_affinity(tid);
+}
+
+// 2.8: coredump_filter (the mm's), the main thread's timer slack (reading another process's
+// needs CAP_SYS_NICE: without it, 0 = not saved, the restorer's), the CPU affinity (recorded
+// only when it differs from ckpt-tool's own), and KSM merge-any (refused: not saved).
+void read_attrs(int pid, Image* img, const std::vector<uint64_t>& affinity, const Own& own) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::string s;
+  if (int e = proc::read_file(base + "/coredump_filter", &s); e)
+    throw Error{kFailed, "coredump_filter: " + errstr(e)};
+  img->coredump_filter = strtoull(s.c_str(), nullptr, 16) & 0x1ff;
+  s.clear();
+  if (proc::read_file(base + "/timerslack_ns", &s) == 0) img->timer_slack_ns = strtoull(s.c_str(), nullptr, 10);
+  if (affinity != own.affinity) img->affinity = affinity;
+  s.clear();
+  if (proc::read_file(base + "/ksm_stat", &s) == 0 && s.find("ksm_merge_any: yes") != std::string::npos)
+    refuse::ksm_merge_any();
+  img->has_attrs = true;
 }
 
 // "Name:\tvalue" of /proc/PID/status as a number in `base`, or -1 when the line is missing (a
@@ -76,6 +183,8 @@ Sched read_sched(int tid) {
 // credentials and scheduling are saved once for the process: threads that differ are refused.
 void check_threads(int pid, const std::string& s, const Sched& sched, Image* img) {
   const std::string base = "/proc/" + std::to_string(pid);
+  static const Own own = own_attrs();  // ckpt-tool's own do not change: read once (run)
+  const std::vector<uint64_t> affinity = affinity_of(pid);
   for (size_t i = 0; i < img->threads.size(); i++) {
     std::string ts;
     if (i > 0) {
@@ -90,7 +199,9 @@ void check_threads(int pid, const std::string& s, const Sched& sched, Image* img
       if (!(creds_from_status(st) == img->creds)) refuse::thread_creds(tid);
       if (!(read_sched(tid) == sched)) refuse::thread_sched(tid);
     }
+    check_thread_attrs(pid, int(img->threads[i].tid), st, sched.policy, own, affinity);
   }
+  read_attrs(pid, img, affinity, own);
 }
 
 }  // namespace

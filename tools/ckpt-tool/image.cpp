@@ -213,6 +213,10 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   w.u64(img.sched_policy);
   w.u64(img.sched_priority);
   w.u64(uint64_t(img.oom_score_adj));
+  w.u64(img.coredump_filter);  // 2.8 (an image always has them from 2.8 on)
+  w.u64(img.timer_slack_ns);
+  w.u64(img.affinity.size());
+  for (uint64_t v : img.affinity) w.u64(v);
   w.u64(kMetaMagic);
   return w.take();
 }
@@ -437,13 +441,34 @@ bool get_itimer(Reader& r, Image* img) {
 }
 
 // 2.4: personality and prctl state.
-bool get_task_state(Reader& r, Image* img) {
+bool get_task_state(Reader& r, Image* img, uint32_t minor) {
   img->has_task_state = true;
   img->personality = r.u64();
   img->task_flags = r.u64();
-  // personality(0xffffffff) only asks; the kernel keeps 32 bits.
-  if (r.ok() && (img->personality >= 0xffffffffu || (img->task_flags & ~kTaskAll)))
+  // personality(0xffffffff) only asks; the kernel keeps 32 bits. A session leader leads its
+  // process group too (2.8 sets one bit or the other).
+  if (r.ok() && (img->personality >= 0xffffffffu ||
+                 (img->task_flags & ~(minor >= 8 ? kTaskAll : kTaskAll24)) ||
+                 (img->task_flags & (kTaskPgrpLeader | kTaskSessionLeader)) ==
+                     (kTaskPgrpLeader | kTaskSessionLeader)))
     return r.fail("personality or prctl state");
+  return r.ok();
+}
+
+// 2.8: coredump_filter, timer slack, CPU affinity.
+bool get_attrs(Reader& r, Image* img) {
+  img->has_attrs = true;
+  img->coredump_filter = r.u64();
+  img->timer_slack_ns = r.u64();
+  uint64_t n = r.count(8, kMaxCpuWords, "CPU affinity words");
+  uint64_t any = 0;
+  for (uint64_t i = 0; i < n && r.ok(); i++) {
+    img->affinity.push_back(r.u64());
+    any |= img->affinity.back();
+  }
+  if (r.ok() && (img->coredump_filter > 0x1ff || img->timer_slack_ns > uint64_t(INT64_MAX) ||
+                 (n && !any)))
+    return r.fail("coredump_filter, timer slack or CPU affinity");
   return r.ok();
 }
 
@@ -488,7 +513,8 @@ int decode_meta(std::span<const uint8_t> meta, Image* out, std::string* why, uin
   if (r.ok() && get_process(r, &img) && get_threads(r, &img) && get_mappings(r, &img, minor) &&
       get_fds(r, &img, minor) && (minor < 1 || get_rlimits_and_signals(r, &img)) &&
       (minor < 2 || get_advice(r, &img, minor)) && (minor < 3 || get_itimer(r, &img)) &&
-      (minor < 4 || get_task_state(r, &img)) && (minor < 5 || get_creds(r, &img))) {
+      (minor < 4 || get_task_state(r, &img, minor)) && (minor < 5 || get_creds(r, &img)) &&
+      (minor < 8 || get_attrs(r, &img))) {
     if (r.u64() != kMetaMagic) r.fail("metadata end marker");
     else if (r.left()) r.fail("trailing bytes after the metadata");
   }

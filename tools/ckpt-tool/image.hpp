@@ -29,14 +29,16 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 7;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 8;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
                                               // 2.4: personality, no_new_privs, THP disable;
                                               // 2.5: credentials, scheduling, oom_score_adj;
                                               // 2.6: more madvise state (sr, rr, mg, nr),
                                               //      directory and O_PATH descriptors;
-                                              // 2.7: read-only MAP_SHARED file mappings
+                                              // 2.7: read-only MAP_SHARED file mappings;
+                                              // 2.8: coredump_filter, timer slack, CPU
+                                              //      affinity, process group/session leader
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -198,9 +200,22 @@ struct Image {
   uint64_t sched_policy = 0;   // SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5
   uint64_t sched_priority = 0; // real-time priority: 1..99 for FIFO/RR, else 0
   int64_t oom_score_adj = 0;   // -1000..1000
+  // 2.8: what the process set on itself and its children would inherit. has_attrs false (an
+  // older image): restore leaves the restorer's own.
+  bool has_attrs = false;
+  uint64_t coredump_filter = 0;    // /proc/PID/coredump_filter, bits 0-8
+  uint64_t timer_slack_ns = 0;     // the main thread's (PR_GET_TIMERSLACK); 0: not read (the
+                                   // caller lacked CAP_SYS_NICE) or a real-time thread's
+  std::vector<uint64_t> affinity;  // CPU mask, bit n = CPU n, at most kMaxCpuWords words;
+                                   // empty: ckpt-tool's own at the dump (not set at restore)
 };
 inline constexpr uint64_t kTaskNoNewPrivs = 1, kTaskThpDisable = 2;
-inline constexpr uint64_t kTaskAll = kTaskNoNewPrivs | kTaskThpDisable;
+inline constexpr uint64_t kTaskAll24 = kTaskNoNewPrivs | kTaskThpDisable;  // 2.4-2.7
+// 2.8: the process led its process group (setpgid(0, 0)) or its session (setsid(), without a
+// controlling terminal: dump refuses one with a terminal).
+inline constexpr uint64_t kTaskPgrpLeader = 4, kTaskSessionLeader = 8;
+inline constexpr uint64_t kTaskAll = kTaskAll24 | kTaskPgrpLeader | kTaskSessionLeader;
+inline constexpr size_t kMaxCpuWords = 16;  // 1024 CPUs: glibc's cpu_set_t
 
 // Metadata only (no page data).
 std::vector<uint8_t> encode_meta(const Image& img);

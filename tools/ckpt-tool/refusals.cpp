@@ -79,6 +79,40 @@ void thread_sched(int tid) {
                            "main thread, which is not saved: one setting for the process is"};
 }
 
+void speculation(int tid, const char* field, const std::string& theirs, const std::string& ours) {
+  throw Error{kFailed, "thread " + std::to_string(tid) + " has speculation control set " +
+                           "(prctl PR_SET_SPECULATION_CTRL: " + field + " \"" + theirs +
+                           "\", ckpt-tool's \"" + ours + "\"), which is not saved"};
+}
+
+void uclamp(int tid, const std::string& min, const std::string& max) {
+  throw Error{kFailed, "thread " + std::to_string(tid) + " has utilisation clamps (sched_setattr: " +
+                           "uclamp.min " + min + ", uclamp.max " + max +
+                           ", not ckpt-tool's), which are not saved"};
+}
+
+void thread_affinity(int tid) {
+  throw Error{kFailed, "thread " + std::to_string(tid) +
+                           " has another CPU affinity than the main thread, which is not saved: "
+                           "one affinity for the process is"};
+}
+
+void ksm_merge_any() {
+  throw Error{kFailed, "the process has KSM merging of all its memory on (prctl "
+                       "PR_SET_MEMORY_MERGE, ksm_stat ksm_merge_any), which is not saved"};
+}
+
+void session_tty(uint64_t tty) {
+  throw Error{kFailed, "the process leads its session and has a controlling terminal (tty_nr " +
+                           std::to_string(tty) + "), which is not saved: restored, it would lead a "
+                           "session without a terminal"};
+}
+
+void mempolicy(const std::string& where, const std::string& policy) {
+  throw Error{kFailed, where + " has the NUMA memory policy " + policy +
+                           " (set_mempolicy, mbind; /proc/PID/numa_maps), which is not saved"};
+}
+
 void if_locked(int fd, const std::string& link, const std::string& fdinfo) {
   // A lock held through this descriptor (flock, a POSIX lock of this process, an OFD lock,
   // a lease): fdinfo lists it (fs/locks.c, show_fd_locks).

@@ -26,6 +26,17 @@ namespace ckpt_tool::dump::refuse {
 [[noreturn]] void seccomp(long mode);
 [[noreturn]] void thread_creds(int tid);
 [[noreturn]] void thread_sched(int tid);
+// Not saved, refused when a thread's differs from ckpt-tool's own (the default): speculation
+// control (status `field`), utilisation clamps; a thread whose CPU affinity is not the main
+// thread's; KSM merge-any; a session leader with a controlling terminal; a NUMA memory policy
+// (numa_maps: `policy` of the mapping at `where`).
+[[noreturn]] void speculation(int tid, const char* field, const std::string& theirs,
+                              const std::string& ours);
+[[noreturn]] void uclamp(int tid, const std::string& min, const std::string& max);
+[[noreturn]] void thread_affinity(int tid);
+[[noreturn]] void ksm_merge_any();
+[[noreturn]] void session_tty(uint64_t tty);
+[[noreturn]] void mempolicy(const std::string& where, const std::string& policy);
 
 // capture_fds.cpp. `fdinfo`: /proc/PID/fdinfo/N; refused if it lists a lock held through fd n.
 void if_locked(int fd, const std::string& link, const std::string& fdinfo);

@@ -115,6 +115,15 @@ int StoreImpl::reserve(uint64_t bytes, uint64_t nregions) {
   return 0;
 }
 
+void pad_with_holes(std::vector<Region>* regions, uint64_t next_id) {
+  while (regions->size() + 1 < next_id) {
+    Region hole;
+    hole.id = static_cast<uint32_t>(regions->size() + 1);
+    hole.alive = false;
+    regions->push_back(std::move(hole));
+  }
+}
+
 int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id) try {
   if (opts_.no_modify) return set_err(-EROFS, "the store is open read-only");
   if (name.empty() || name.size() > kMaxName || name.find('\0') != std::string_view::npos)
@@ -135,12 +144,7 @@ int StoreImpl::define_region(std::string_view name, uint64_t size, uint32_t* id)
                                 " for a store of " + std::to_string(total_) + " blocks");
   int rc = make_room(size, nullptr, name);
   if (rc) return rc;
-  while (regions_.size() + 1 < next_id_) {  // ids of regions removed before they were known
-    Region hole;
-    hole.id = static_cast<uint32_t>(regions_.size() + 1);
-    hole.alive = false;
-    regions_.push_back(std::move(hole));
-  }
+  pad_with_holes(&regions_, next_id_);  // ids of regions removed before they were known
   Region r;
   r.name = std::string(name);
   r.size = r.cur = size;

@@ -232,14 +232,7 @@ int StoreImpl::adopt_retained(const Chain& rc, std::vector<Region>* old) {
       if (l.alive && (l.name != o.name || l.epoch != o.epoch)) return -EUCLEAN;
     }
   }
-  if (old->size() > regions_.size()) {
-    const size_t n = regions_.size();
-    regions_.resize(old->size());
-    for (size_t i = n; i < regions_.size(); i++) {
-      regions_[i].id = static_cast<uint32_t>(i + 1);
-      regions_[i].alive = false;
-    }
-  }
+  pad_with_holes(&regions_, old->size() + 1);
   for (const Region& o : *old) {
     if (!o.alive) continue;
     Region& l = regions_[o.id - 1];
@@ -375,12 +368,7 @@ const char* region_entry(RecordLoad& c, const uint8_t* slot, uint32_t slots_left
   const uint64_t pages = e.size / kBlockSize;
   if (c.alive_pages + pages > c.total) return "regions larger than the store";
   c.alive_pages += pages;
-  while (regions.size() + 1 < e.region) {
-    Region hole;
-    hole.id = static_cast<uint32_t>(regions.size() + 1);
-    hole.alive = false;
-    regions.push_back(std::move(hole));
-  }
+  pad_with_holes(&regions, e.region);
   Region r;
   r.name = std::move(name);
   r.size = r.cur = e.size;

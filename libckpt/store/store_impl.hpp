@@ -64,6 +64,11 @@ struct Region {
   std::vector<uint32_t> pending;
 };
 
+// Pad `regions` (index = id - 1) with holes (dead regions: removed, or never known here) so
+// that it holds every id below `next_id`: the next region pushed gets id `next_id`, or, if
+// it is longer already, nothing changes (blockmap.cpp).
+void pad_with_holes(std::vector<Region>* regions, uint64_t next_id);
+
 // The retained epoch's page refs where they differ from the read epoch's, sorted by key.
 class Undo {
  public:

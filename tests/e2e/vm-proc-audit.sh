@@ -6,21 +6,9 @@
 # processes of this kernel (a sleep; zdtm's madvise test, which holds every madvise state the
 # image saves; this shell with a regular file open), so a field a new kernel adds fails here
 # until it is classified. Prints TAP with a kselftest "# Totals:" line, and the gaps it saw.
-set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${CKPT_BUILD:-$top/build/cmake}
+# shellcheck source=tests/e2e/tap-lib.sh
+. "$(dirname "$0")/tap-lib.sh" proc-audit
 doc=$top/Documentation/whole-process.md
-n=0 pass=0 fail=0
-
-tap() {  # tap STATUS DESCRIPTION [REASON]
-  n=$((n + 1))
-  if [ "$1" = 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"
-  else fail=$((fail + 1)); echo "not ok $n - $2${3:+ # $3}"; fi
-}
-
-d=$(mktemp -d /tmp/proc-audit.XXXXXX)
-cleanup() { kill -9 $(jobs -p) 2>/dev/null; rm -rf "$d"; }
-trap cleanup EXIT
 
 # table KIND: "FIELD<TAB>VERDICT" for each field of the doc's <!-- audit KIND --> table.
 # A row's first cell lists fields in backquotes; for stat, "`N` name" gives N.
@@ -94,5 +82,4 @@ check vmflags "VmFlags of smaps" "${f[@]}"
 mapfile -t f < <(ls "/proc/$spid")
 check files "entries of /proc/PID" "${f[@]}"
 
-echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:0 error:0"
-[ "$fail" = 0 ]
+totals

@@ -16,23 +16,10 @@
 # vm-tool-refusals.sh has the others (a child, locks held through an fd, ...). Prints TAP with
 # a kselftest "# Totals:" line. CKPT_BUILD: the build to test; CKPT_TOOL: another ckpt-tool
 # (to see what an older one does).
-set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${CKPT_BUILD:-$top/build/cmake}
+# shellcheck source=tests/e2e/tap-lib.sh
+. "$(dirname "$0")/tap-lib.sh" tool-losses
 tool=${CKPT_TOOL:-$build/bin/ckpt-tool}
 holder=$build/zdtm-run/state_holder
-n=0 pass=0 fail=0 skip=0
-
-tap() {  # tap STATUS DESCRIPTION [REASON]  (STATUS: 0 pass, 4 skip, else fail)
-  n=$((n + 1))
-  if [ "$1" = 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"
-  elif [ "$1" = 4 ]; then skip=$((skip + 1)); echo "ok $n - $2 # SKIP ${3:-}"
-  else fail=$((fail + 1)); echo "not ok $n - $2${3:+ # $3}"; fi
-}
-
-d=$(mktemp -d /tmp/tool-losses.XXXXXX)
-cleanup() { kill -9 $(jobs -p) 2>/dev/null; rm -rf "$d"; }
-trap cleanup EXIT
 
 # refused MODE PATTERN DESCRIPTION: state_holder in MODE (run by ${pre[@]} if set) is dumped; the dump must exit 1 with
 # PATTERN in its message, leave the process running and write no store.
@@ -106,5 +93,4 @@ refused thread-affinity "another CPU affinity than the main thread" "dump refuse
 pre=(unshare --uts)
 refused plain "another uts namespace than ckpt-tool" "dump refuses a process in another UTS namespace"
 unset pre
-echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
-[ "$fail" = 0 ]
+totals

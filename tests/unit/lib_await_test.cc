@@ -32,6 +32,32 @@ class AwaitRestore : public TrackerSession {
     ASSERT_EQ(ckpt_close(c), 0);
     memset(a.data(), 0, a.size());  // the restarted program's fresh memory
   }
+  // The restarted program: epoch 2 of "a" stored (its bytes in *e2), a session opened with
+  // `flags`, `interval_ms`, `every_n` and "a" registered, not restored yet (nullptr on failure).
+  ckpt_t* awaiting(Mem& a, std::vector<unsigned char>* e2, uint32_t flags = 0,
+                   uint64_t interval_ms = 0, uint64_t every_n = 0) {
+    stored_epoch(a, e2);
+    if (HasFatalFailure()) return nullptr;
+    ckpt_t* c = open(flags, interval_ms, every_n);
+    if (c && ckpt_register(c, "a", a.data(), a.size()) != 0) {
+      ADD_FAILURE() << "ckpt_register: " << ckpt_last_error(c);
+      ckpt_close(c);
+      return nullptr;
+    }
+    return c;
+  }
+  // The next start: "a" (set to `fill` first) registered in a new session and restored holds
+  // `want`, the bytes of the store's newest epoch.
+  void expect_restores(Mem& a, const std::vector<unsigned char>& want, int fill,
+                       const char* what = "") {
+    memset(a.data(), fill, a.size());
+    ckpt_t* c = open();
+    ASSERT_TRUE(c);
+    ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
+    ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
+    EXPECT_TRUE(same(a, want)) << what;
+    ckpt_close(c);
+  }
   static bool same(const Mem& m, const std::vector<unsigned char>& b) {
     return m.size() == b.size() && memcmp(m.data(), b.data(), b.size()) == 0;
   }
@@ -52,10 +78,8 @@ class AwaitRestore : public TrackerSession {
 TEST_P(AwaitRestore, TimerTicksBeforeRestoreKeepTheStoredEpoch) {
   Mem a(8);
   std::vector<unsigned char> e2;
-  stored_epoch(a, &e2);
-  ckpt_t* c = open(CKPT_CFG_TIMER, 10);
+  ckpt_t* c = awaiting(a, &e2, CKPT_CFG_TIMER, 10);
   ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
   a.data()[5] = 0x55;  // the program writes before it restores
   wait_skipped(c, 3);  // 3 ticks or more
   EXPECT_EQ(ckpt_epoch(c), 2u);
@@ -71,13 +95,7 @@ TEST_P(AwaitRestore, TimerTicksBeforeRestoreKeepTheStoredEpoch) {
   ASSERT_EQ(ckpt_set_timer(c, 0), 0);
   e2[9] = 0x99;
   ASSERT_EQ(ckpt_close(c), 0);
-  memset(a.data(), 0, a.size());
-  c = open();
-  ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
-  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
-  EXPECT_TRUE(same(a, e2));
-  ckpt_close(c);
+  expect_restores(a, e2, 0);
 }
 
 // The same through ckpt_hook (every_n = 1): each due hook before ckpt_restore is skipped,
@@ -85,10 +103,8 @@ TEST_P(AwaitRestore, TimerTicksBeforeRestoreKeepTheStoredEpoch) {
 TEST_P(AwaitRestore, HookBeforeRestoreIsSkippedAndSaysWhy) {
   Mem a(4);
   std::vector<unsigned char> e2;
-  stored_epoch(a, &e2);
-  ckpt_t* c = open(0, 0, 1);
+  ckpt_t* c = awaiting(a, &e2, 0, 0, 1);
   ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
   for (int i = 0; i < 3; i++) {
     a.data()[i] = 0xee;
     EXPECT_EQ(ckpt_hook(c), -EAGAIN);
@@ -110,10 +126,8 @@ TEST_P(AwaitRestore, HookBeforeRestoreIsSkippedAndSaysWhy) {
 TEST_P(AwaitRestore, ExplicitCheckpointStartsFresh) {
   Mem a(4);
   std::vector<unsigned char> e2;
-  stored_epoch(a, &e2);
-  ckpt_t* c = open(0, 0, 1);
+  ckpt_t* c = awaiting(a, &e2, 0, 0, 1);
   ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
   EXPECT_EQ(ckpt_hook(c), -EAGAIN);
   a.data()[3 * ps()] = 0x77;
   ASSERT_EQ(ckpt_checkpoint(c), 0) << ckpt_last_error(c);
@@ -123,13 +137,7 @@ TEST_P(AwaitRestore, ExplicitCheckpointStartsFresh) {
   EXPECT_EQ(ckpt_epoch(c), 4u);
   std::vector<unsigned char> now(a.data(), a.data() + a.size());
   ckpt_close(c);
-  memset(a.data(), 0xff, a.size());
-  c = open();
-  ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
-  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
-  EXPECT_TRUE(same(a, now)) << "the fresh start was not committed whole";
-  ckpt_close(c);
+  expect_restores(a, now, 0xff, "the fresh start was not committed whole");
 }
 
 // While a held region awaits its restore, an automatic checkpoint commits no other region
@@ -139,10 +147,8 @@ TEST_P(AwaitRestore, ExplicitCheckpointStartsFresh) {
 TEST_P(AwaitRestore, OtherRegionsWaitTooAndUnheldRegionsDoNot) {
   Mem a(4), b(2);
   std::vector<unsigned char> e2;
-  stored_epoch(a, &e2);
-  ckpt_t* c = open(CKPT_CFG_TIMER, 10);
+  ckpt_t* c = awaiting(a, &e2, CKPT_CFG_TIMER, 10);
   ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
   memset(b.data(), 0xbb, b.size());
   ASSERT_EQ(ckpt_register(c, "b", b.data(), b.size()), 0);
   EXPECT_EQ(ckpt_restore(c), -ESRCH);
@@ -151,13 +157,8 @@ TEST_P(AwaitRestore, OtherRegionsWaitTooAndUnheldRegionsDoNot) {
   EXPECT_GE(stats(c).skipped_checkpoints, 2u);
   ASSERT_EQ(ckpt_set_timer(c, 0), 0);
   ckpt_close(c);
-  memset(a.data(), 0, a.size());
-  c = open();
-  ASSERT_TRUE(c);
-  ASSERT_EQ(ckpt_register(c, "a", a.data(), a.size()), 0);
-  ASSERT_EQ(ckpt_restore(c), 0) << ckpt_last_error(c);
-  EXPECT_TRUE(same(a, e2));
-  ckpt_close(c);
+  expect_restores(a, e2, 0);
+  if (HasFatalFailure()) return;
 
   // A region the store does not hold: nothing to restore, the timer commits it.
   StorePath fresh;

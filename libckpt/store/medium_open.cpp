@@ -264,6 +264,99 @@ int reserve_file(int fd, uint64_t off, uint64_t len, bool or_truncate) {
   return e == EFBIG ? -ENOSPC : -e;
 }
 
+namespace {
+
+// *what = text; returns e.
+int said(std::string* what, int e, const char* text) {
+  *what = text;
+  return e;
+}
+
+// The three kinds of medium open_medium opens, fd locked: 0 with *out set, or -errno with
+// *what saying why (open_medium then closes and unregisters fd, and names the path).
+int open_dax_device(int fd, const struct stat& st, const Options& opts,
+                    std::unique_ptr<Medium>* out, MediumInfo* info, std::string* why,
+                    std::string* what) {
+  if (!is_dax_chardev(st))
+    return said(what, -EINVAL, "a character device that is not device-DAX");
+  if (opts.writer == Writer::kUring)
+    return said(what, -EOPNOTSUPP, "device-DAX has no read/write path for io_uring");
+  info->device = true;
+  int r = opts.no_modify ? read_medium(fd, st, 0, out, why) : dax_medium(fd, false, out, why);
+  if (r) *what = *why;
+  return r;
+}
+
+int open_block_device(int fd, const struct stat& st, const Options& opts,
+                      std::unique_ptr<Medium>* out, MediumInfo* info, std::string* why,
+                      std::string* what) {
+  if (opts.writer == Writer::kDax) return said(what, -EOPNOTSUPP, "a block device is not DAX here");
+  info->device = true;
+  uint64_t bytes = 0;
+  if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) return said(what, -errno, "BLKGETSIZE64");
+  int r;
+  if (opts.no_modify) {
+    r = read_medium(fd, st, bytes, out, why);
+  } else {
+    if (!has_store_magic(fd)) info->signature = probe_signature(fd);
+    if (opts.force_format) {
+      if (int e = wipe_signatures(fd, &info->wiped); e != 0)
+        return said(what, e, "cannot erase the signatures libblkid found");
+    }
+    int flags = fcntl(fd, F_GETFL);
+    bool direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
+    r = uring_medium(fd, false, direct, bytes & ~uint64_t(fmt::kBlockSize - 1), out, why);
+  }
+  if (r) *what = *why;
+  return r;
+}
+
+int open_file(int fd, const struct stat& st, const std::string& path, const Options& opts,
+              std::unique_ptr<Medium>* out, MediumInfo* info, std::string* why,
+              std::string* what) {
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (opts.no_modify) {
+    if (size == 0) return said(what, -ENODATA, "an empty file holds no ckpt store");
+    int r = read_medium(fd, st, size, out, why);
+    if (r) *what = *why;
+    return r;
+  }
+  if (size != 0 && !has_store_magic(fd)) info->signature = probe_signature(fd);
+  if (size != 0 && opts.force_format) {
+    if (int e = wipe_signatures(fd, &info->wiped); e != 0)
+      return said(what, e, "cannot erase the signatures libblkid found");
+  }
+  if (size == 0 || info->created) {
+    // An empty file holds nothing to lose, but only a new one (or an explicit create) becomes
+    // a store: an empty file someone made is theirs.
+    if (!info->created && !opts.create && !opts.force_format)
+      return said(what, -ENODATA,
+                  "an empty file, not a ckpt store: refusing to make it one unless creation is "
+                  "asked for (CKPT_CFG_CREATE, --create)");
+    // A new (or empty) file store: give it its initial size before anything maps it.
+    uint64_t want = std::max<uint64_t>(opts.create_size, kMinFileStore);
+    want = (want + fmt::kBlockSize - 1) & ~uint64_t(fmt::kBlockSize - 1);
+    if (int e = reserve_file(fd, 0, want, true)) return said(what, e, "cannot size the new store");
+    size = want;
+    if (info->created) fsync_parent(path);
+  }
+  if (opts.writer != Writer::kUring) {
+    int r = dax_medium(fd, true, out, why);
+    if (r == 0) return 0;
+    if (r != -EOPNOTSUPP || opts.writer == Writer::kDax) {
+      *what = opts.writer == Writer::kDax ? "not on a DAX file system (no MAP_SYNC)" : *why;
+      return r;
+    }
+  }
+  int flags = fcntl(fd, F_GETFL);
+  bool direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
+  int r = uring_medium(fd, true, direct, size & ~uint64_t(fmt::kBlockSize - 1), out, why);
+  if (r) *what = *why;
+  return r;
+}
+
+}  // namespace
+
 int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Medium>* out,
                 MediumInfo* info, std::string* why) {
   info->path = path;
@@ -314,79 +407,17 @@ int open_medium(const std::string& path, const Options& opts, std::unique_ptr<Me
   };
   struct stat st;
   if (fstat(fd, &st) != 0) return fail_locked(-errno, "fstat");
-
-  if (S_ISCHR(st.st_mode)) {
-    if (!is_dax_chardev(st)) return fail_locked(-EINVAL, "a character device that is not device-DAX");
-    if (opts.writer == Writer::kUring)
-      return fail_locked(-EOPNOTSUPP, "device-DAX has no read/write path for io_uring");
-    info->device = true;
-    int r = ro ? read_medium(fd, st, 0, out, why) : dax_medium(fd, false, out, why);
-    if (r) return fail_locked(r, why->c_str());
-    return 0;
-  }
-
-  if (S_ISBLK(st.st_mode)) {
-    if (opts.writer == Writer::kDax) return fail_locked(-EOPNOTSUPP, "a block device is not DAX here");
-    info->device = true;
-    uint64_t bytes = 0;
-    if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) return fail_locked(-errno, "BLKGETSIZE64");
-    if (ro) {
-      int r = read_medium(fd, st, bytes, out, why);
-      if (r) return fail_locked(r, why->c_str());
-      return 0;
-    }
-    if (!has_store_magic(fd)) info->signature = probe_signature(fd);
-    if (opts.force_format) {
-      if (int e = wipe_signatures(fd, &info->wiped); e != 0)
-        return fail_locked(e, "cannot erase the signatures libblkid found");
-    }
-    int flags = fcntl(fd, F_GETFL);
-    bool direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
-    int r = uring_medium(fd, false, direct, bytes & ~uint64_t(fmt::kBlockSize - 1), out, why);
-    if (r) return fail_locked(r, why->c_str());
-    return 0;
-  }
-
-  if (!S_ISREG(st.st_mode)) return fail_locked(-EINVAL, "neither a regular file nor a device");
-
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size == 0 && ro) return fail_locked(-ENODATA, "an empty file holds no ckpt store");
-  if (ro) {
-    int r = read_medium(fd, st, size, out, why);
-    if (r) return fail_locked(r, why->c_str());
-    return 0;
-  }
-  if (size != 0 && !has_store_magic(fd)) info->signature = probe_signature(fd);
-  if (size != 0 && opts.force_format) {
-    if (int e = wipe_signatures(fd, &info->wiped); e != 0)
-      return fail_locked(e, "cannot erase the signatures libblkid found");
-  }
-  if (size == 0 || info->created) {
-    // An empty file holds nothing to lose, but only a new one (or an explicit create) becomes
-    // a store: an empty file someone made is theirs.
-    if (!info->created && !opts.create && !opts.force_format) {
-      return fail_locked(-ENODATA, "an empty file, not a ckpt store: refusing to make it one "
-                                   "unless creation is asked for (CKPT_CFG_CREATE, --create)");
-    }
-    // A new (or empty) file store: give it its initial size before anything maps it.
-    uint64_t want = std::max<uint64_t>(opts.create_size, kMinFileStore);
-    want = (want + fmt::kBlockSize - 1) & ~uint64_t(fmt::kBlockSize - 1);
-    if (int e = reserve_file(fd, 0, want, true)) return fail_locked(e, "cannot size the new store");
-    size = want;
-    if (info->created) fsync_parent(path);
-  }
-
-  if (opts.writer != Writer::kUring) {
-    int r = dax_medium(fd, true, out, why);
-    if (r == 0) return 0;
-    if (r != -EOPNOTSUPP || opts.writer == Writer::kDax)
-      return fail_locked(r, opts.writer == Writer::kDax ? "not on a DAX file system (no MAP_SYNC)"
-                                                 : why->c_str());
-  }
-  int flags = fcntl(fd, F_GETFL);
-  bool direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
-  int r = uring_medium(fd, true, direct, size & ~uint64_t(fmt::kBlockSize - 1), out, why);
-  if (r) return fail_locked(r, why->c_str());
+  std::string what;
+  int r;
+  if (S_ISCHR(st.st_mode))
+    r = open_dax_device(fd, st, opts, out, info, why, &what);
+  else if (S_ISBLK(st.st_mode))
+    r = open_block_device(fd, st, opts, out, info, why, &what);
+  else if (S_ISREG(st.st_mode))
+    r = open_file(fd, st, path, opts, out, info, why, &what);
+  else
+    r = said(&what, -EINVAL, "neither a regular file nor a device");
+  if (r) return fail_locked(r, what.c_str());
   return 0;
 }
 

@@ -15,6 +15,79 @@ namespace impl {
 
 using namespace fmt;
 
+// What the header (superblocks hdr[0..1], commit slots hdr[2..3]) says may be done with this
+// path: 0 with *fmt false, open the store; 0 with *fmt true, format it; else the refusal (-errno,
+// *why saying what the path holds). s0, s1 (w0, w1): check_super of each superblock copy.
+int StoreImpl::header_verdict(Block* hdr, int s0, const char* w0, int s1, const char* w1,
+                              bool* fmt, std::string* why) {
+  bool have_commit = false;
+  for (int i = 2; i < 4; i++) {
+    uint64_t magic;
+    std::memcpy(&magic, hdr[i].data(), 8);
+    have_commit |= magic == kCommitMagic;
+  }
+  *fmt = false;
+  if (opts_.force_format) {
+    *fmt = true;
+  } else if (s0 == 0 || s1 == 0) {
+    // fall through to open
+  } else if (s0 == -EPROTO || s1 == -EPROTO) {
+    *why = std::string("refusing the store: ") + (s0 == -EPROTO ? w0 : w1);
+    return -EPROTO;
+  } else if (s0 == -EUCLEAN || s1 == -EUCLEAN) {
+    // Magic but no valid copy: a format cut short (nothing was ever committed) is formatted
+    // again; a store that committed something is damaged and kept as it is.
+    if (have_commit) {
+      *why = std::string("both superblocks are damaged: ") + w0;
+      return -EUCLEAN;
+    }
+    *fmt = true;
+  } else {
+    if (int r = no_store_verdict(hdr, why)) return r;
+    *fmt = true;
+  }
+  return 0;
+}
+
+// No store at the path: 0 when it may be formatted, else the refusal. What may be formatted
+// is in store.hpp (Options::create); each refusal names what the path holds and how to ask.
+int StoreImpl::no_store_verdict(Block* hdr, std::string* why) {
+  bool blank = true;
+  for (int i = 0; i < 4 && blank; i++)
+    for (size_t j = 0; j < kBlockSize; j++)
+      if (hdr[i].data()[j]) {
+        blank = false;
+        break;
+      }
+  if (opts_.no_modify) {
+    *why = blank ? "holds no ckpt store (blank)" : "holds no ckpt store (it holds other data)";
+    return -ENODATA;
+  }
+  const std::string where =
+      !info_.target.empty() && info_.target != info_.path ? " (" + info_.target + ")" : "";
+  if (!info_.signature.empty()) {
+    *why = "holds " + info_.signature + " (libblkid)" + where +
+           ", not a ckpt store: refusing to format it (force formatting destroys it: "
+           "CKPT_CFG_FORMAT, --force)";
+    return -EEXIST;
+  }
+  if (!info_.created && !opts_.create) {
+    *why = std::string("holds no ckpt store") + where +
+           (blank ? "" : " (and is not blank)") +
+           ": refusing to format it unless creation is asked for (CKPT_CFG_CREATE, --create)";
+    return -ENODATA;
+  }
+  // A block device libblkid found nothing on is formatted; a file or device-DAX only when
+  // its header is blank (nothing probes device-DAX, and a file's bytes are someone's data).
+  const bool block_dev = info_.device && !m_->mapping();
+  if (!blank && !block_dev && !info_.created) {
+    *why = "holds data that is not a ckpt store" + where +
+           ": refusing to overwrite it (force formatting destroys it: CKPT_CFG_FORMAT, --force)";
+    return -EEXIST;
+  }
+  return 0;
+}
+
 int StoreImpl::open_or_format(std::string* why) {
   total_ = m_->size() / kBlockSize;
   Block hdr[4];
@@ -31,66 +104,8 @@ int StoreImpl::open_or_format(std::string* why) {
   const char* w1 = "";
   int s0 = check_super(hdr[0].data(), &w0);
   int s1 = check_super(hdr[1].data(), &w1);
-  bool have_commit = false;
-  for (int i = 2; i < 4; i++) {
-    uint64_t magic;
-    std::memcpy(&magic, hdr[i].data(), 8);
-    have_commit |= magic == kCommitMagic;
-  }
   bool fmt_needed = false;
-  if (opts_.force_format) {
-    fmt_needed = true;
-  } else if (s0 == 0 || s1 == 0) {
-    // fall through to open
-  } else if (s0 == -EPROTO || s1 == -EPROTO) {
-    *why = std::string("refusing the store: ") + (s0 == -EPROTO ? w0 : w1);
-    return -EPROTO;
-  } else if (s0 == -EUCLEAN || s1 == -EUCLEAN) {
-    // Magic but no valid copy: a format cut short (nothing was ever committed) is formatted
-    // again; a store that committed something is damaged and kept as it is.
-    if (have_commit) {
-      *why = std::string("both superblocks are damaged: ") + w0;
-      return -EUCLEAN;
-    }
-    fmt_needed = true;
-  } else {
-    // No store. What may be formatted is in store.hpp (Options::create); each refusal names
-    // what the path holds and how to ask.
-    bool blank = true;
-    for (int i = 0; i < 4 && blank; i++)
-      for (size_t j = 0; j < kBlockSize; j++)
-        if (hdr[i].data()[j]) {
-          blank = false;
-          break;
-        }
-    if (opts_.no_modify) {
-      *why = blank ? "holds no ckpt store (blank)" : "holds no ckpt store (it holds other data)";
-      return -ENODATA;
-    }
-    const std::string where =
-        !info_.target.empty() && info_.target != info_.path ? " (" + info_.target + ")" : "";
-    if (!info_.signature.empty()) {
-      *why = "holds " + info_.signature + " (libblkid)" + where +
-             ", not a ckpt store: refusing to format it (force formatting destroys it: "
-             "CKPT_CFG_FORMAT, --force)";
-      return -EEXIST;
-    }
-    if (!info_.created && !opts_.create) {
-      *why = std::string("holds no ckpt store") + where +
-             (blank ? "" : " (and is not blank)") +
-             ": refusing to format it unless creation is asked for (CKPT_CFG_CREATE, --create)";
-      return -ENODATA;
-    }
-    // A block device libblkid found nothing on is formatted; a file or device-DAX only when
-    // its header is blank (nothing probes device-DAX, and a file's bytes are someone's data).
-    const bool block_dev = info_.device && !m_->mapping();
-    if (!blank && !block_dev && !info_.created) {
-      *why = "holds data that is not a ckpt store" + where +
-             ": refusing to overwrite it (force formatting destroys it: CKPT_CFG_FORMAT, --force)";
-      return -EEXIST;
-    }
-    fmt_needed = true;
-  }
+  if (int r = header_verdict(hdr, s0, w0, s1, w1, &fmt_needed, why)) return r;
   const uint64_t min_blocks = kFirstDataBlock + 2;
   if (fmt_needed && opts_.no_modify) {
     *why = "holds no ckpt store";
@@ -137,51 +152,70 @@ int StoreImpl::open_or_format(std::string* why) {
     }
     found = true;
   }
-  if (found) {  // 1.2: the keyed MAC
-    bool has_mac = false;
-    for (uint8_t b : cr.mac) has_mac |= b != 0;
-    if (!opts_.mac_key.empty()) {
-      uint8_t mac[kMacBytes];
-      std::string w;
-      if (int r = commit_mac(opts_.mac_key, hdr[2 + slot].data(), mac, &w); r != 0) {
-        *why = w;
-        return r;
-      }
-      if (!has_mac) {
-        *why = "epoch " + std::to_string(cr.epoch) +
-               " was committed without a key (no MAC): refusing an unauthenticated store";
-        return -EKEYREJECTED;
-      }
-      if (std::memcmp(mac, cr.mac, kMacBytes) != 0) {
-        *why = "epoch " + std::to_string(cr.epoch) +
-               ": the commit record's MAC does not verify with this key (forged, another "
-               "store's, or another key)";
-        return -EKEYREJECTED;
-      }
-    } else if (has_mac && !opts_.no_modify) {
-      *why = "its commit records are authenticated with a key: give the key (ckpt_config.key, "
-             "--key-file)";
-      return -ENOKEY;
-    }
-  }
-  if (found && cr.tail_csum != 0) {  // 1.2: who committed it (checked by check_commit)
-    ProvenanceHeader ph;
-    const uint8_t* t = hdr[2 + slot].data() + kProvOffset;
-    std::memcpy(&ph, t, sizeof(ph));
-    prov_.known = true;
-    prov_.exe.assign(reinterpret_cast<const char*>(t + sizeof(ph)), ph.path_len);
-    static const char hex[] = "0123456789abcdef";
-    for (uint32_t k = 0; k < ph.build_id_len; k++) {
-      prov_.build_id += hex[ph.build_id[k] >> 4];
-      prov_.build_id += hex[ph.build_id[k] & 15];
-    }
-  }
   if (!found) {  // formatted, nothing committed (or the first commit was cut)
     rebuild_used();
     return 0;
   }
+  if (int r = check_record_mac(hdr[2 + slot].data(), cr, why)) return r;
+  if (cr.tail_csum != 0) read_provenance(hdr[2 + slot].data());
   committed_ = on_medium_ = cr.epoch;
+  if (int r = load_epochs(cr, why)) return r;
+  next_id_ = std::max<uint32_t>(live_.next_id, static_cast<uint32_t>(regions_.size() + 1));
+  for (const Region& reg : regions_)
+    if (visible(reg)) by_name_[reg.name] = reg.id;
+  rebuild_used();
+  return 0;
+}
 
+// 1.2, the keyed MAC of the newest commit record `rec` (cr its header): checked against
+// Options::mac_key, or refused when the store has one and no key is given (writers only).
+int StoreImpl::check_record_mac(const uint8_t* rec, const CommitRecord& cr, std::string* why) {
+  bool has_mac = false;
+  for (uint8_t b : cr.mac) has_mac |= b != 0;
+  if (!opts_.mac_key.empty()) {
+    uint8_t mac[kMacBytes];
+    std::string w;
+    if (int r = commit_mac(opts_.mac_key, rec, mac, &w); r != 0) {
+      *why = w;
+      return r;
+    }
+    if (!has_mac) {
+      *why = "epoch " + std::to_string(cr.epoch) +
+             " was committed without a key (no MAC): refusing an unauthenticated store";
+      return -EKEYREJECTED;
+    }
+    if (std::memcmp(mac, cr.mac, kMacBytes) != 0) {
+      *why = "epoch " + std::to_string(cr.epoch) +
+             ": the commit record's MAC does not verify with this key (forged, another "
+             "store's, or another key)";
+      return -EKEYREJECTED;
+    }
+  } else if (has_mac && !opts_.no_modify) {
+    *why = "its commit records are authenticated with a key: give the key (ckpt_config.key, "
+           "--key-file)";
+    return -ENOKEY;
+  }
+  return 0;
+}
+
+// 1.2: who committed the newest epoch, from its commit record `rec` (checked by check_commit).
+void StoreImpl::read_provenance(const uint8_t* rec) {
+  ProvenanceHeader ph;
+  const uint8_t* t = rec + kProvOffset;
+  std::memcpy(&ph, t, sizeof(ph));
+  prov_.known = true;
+  prov_.exe.assign(reinterpret_cast<const char*>(t + sizeof(ph)), ph.path_len);
+  static const char hex[] = "0123456789abcdef";
+  for (uint32_t k = 0; k < ph.build_id_len; k++) {
+    prov_.build_id += hex[ph.build_id[k] >> 4];
+    prov_.build_id += hex[ph.build_id[k] & 15];
+  }
+}
+
+// Replay the metadata of the epochs the newest commit record `cr` names: the live epoch's
+// chain, or the retained one's if the live one's metadata is damaged (the read epoch falls
+// back), and the retained epoch's map as undo_ against it.
+int StoreImpl::load_epochs(const CommitRecord& cr, std::string* why) {
   std::string w;
   int r = load_chain(cr.live, &live_, &regions_, &w);
   if (r == -ENOMEM) {
@@ -212,10 +246,6 @@ int StoreImpl::open_or_format(std::string* why) {
     if (load_chain(cr.retained, &rc, &old, &w2) == 0) adopt_retained(rc, &old);
     // else: the retained epoch cannot be rebuilt; the live one still opens, without fallback.
   }
-  next_id_ = std::max<uint32_t>(live_.next_id, static_cast<uint32_t>(regions_.size() + 1));
-  for (const Region& reg : regions_)
-    if (visible(reg)) by_name_[reg.name] = reg.id;
-  rebuild_used();
   return 0;
 }
 

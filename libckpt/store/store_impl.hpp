@@ -238,6 +238,12 @@ class StoreImpl final : public Store {
   }
 
   // open
+  int header_verdict(Block* hdr, int s0, const char* w0, int s1, const char* w1, bool* fmt,
+                     std::string* why);
+  int no_store_verdict(Block* hdr, std::string* why);
+  int check_record_mac(const uint8_t* rec, const CommitRecord& cr, std::string* why);
+  void read_provenance(const uint8_t* rec);
+  int load_epochs(const CommitRecord& cr, std::string* why);
   int format(std::string* why);
   int load_chain(const EpochRef& ref, Chain* chain, std::vector<Region>* regions,
                  std::string* why);

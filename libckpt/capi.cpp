@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "session.hpp"
-#include "store/mac.hpp"
 
 namespace {
 

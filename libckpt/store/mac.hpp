@@ -9,10 +9,11 @@
 #include <cstdint>
 #include <string>
 
+#include "store.hpp"  // kMinMacKey, kMaxMacKey
+
 namespace ckpt::store {
 
 constexpr size_t kMacBytes = 32;
-constexpr size_t kMinMacKey = 16, kMaxMacKey = 64;
 
 // MAC of a commit slot: the record's 256 bytes with its mac and csum fields taken as zero, then
 // the provenance after it (its header and path). 0, -EINVAL (key length), or -ELIBACC

@@ -23,6 +23,8 @@ namespace ckpt::store {
 
 enum class Writer { kAuto, kDax, kUring };
 
+constexpr size_t kMinMacKey = 16, kMaxMacKey = 64;  // Options::mac_key's length, in bytes
+
 struct Options {
   Writer writer = Writer::kAuto;  // kAuto: device-DAX or a MAP_SYNC-capable file -> DAX, else io_uring
   uint64_t create_size = 0;       // file stores: initial size when created (0 = grow on demand)

@@ -3,6 +3,7 @@
 // ckpt_supersede. A restore checks the registered regions against the epoch, opens the store's
 // Reader of that epoch (chosen once, before anything is filled) and fills every region from
 // it; a supersede selects an older epoch for the next checkpoint to build on, reading nothing.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -148,8 +149,12 @@ int ckpt_session::restore(uint64_t want) {
 }
 
 // The next checkpoint builds on `want` (older than the newest epoch) and supersedes the newer
-// ones, from memory as it is: nothing is read; every page of every region is re-armed dirty, since
-// the pages the superseded epochs wrote since `want` must be written again (ckpt_supersede).
+// ones, from memory as it is: nothing is read. That checkpoint must write every page that differs
+// between `want` and memory: the pages written since the newest epoch (the trackers still hold
+// them dirty, and carry what a failed commit collected) and the pages the superseded epoch
+// changed relative to `want` (the store lists them: Store::changed_since), added to carry. A
+// region registered since `want` is not in it: it is written whole, as are regions the store
+// cannot list (ckpt_supersede).
 int ckpt_session::supersede(uint64_t want) {
   world_stop();
   std::unique_lock<std::mutex> g = lock();
@@ -161,13 +166,37 @@ int ckpt_session::supersede(uint64_t want) {
     world_resume();
     return 0;
   }
-  if (!ret) ret = restore_check_epoch_locked(want);
+  if (!ret) {
+    std::vector<ckpt::store::RegionInfo> held;
+    if (int e = store->regions_of(want, &held))
+      ret = set_error(e, "the store does not hold epoch " + std::to_string(want) + " intact");
+    // Registered regions `want` does not hold are fine here (defined again and written whole);
+    // one it holds with another size is not.
+    for (size_t i = 0; !ret && i < regions.size(); i++) {
+      const Region& r = regions[i];
+      bool named = false;
+      for (auto& ri : held) named |= ri.name == r.name && ri.id == r.sid;
+      if (r.owner.empty() && !named) held.push_back({r.name, r.len, r.sid});
+    }
+    if (!ret) ret = restore_check_locked(held, true);
+  }
+  // Before select_epoch: the store lists the newer epoch's changes only while it is the newest.
+  std::vector<std::vector<uint64_t>> changed(regions.size());
+  std::vector<bool> listed(regions.size());
+  for (size_t i = 0; !ret && i < regions.size(); i++)
+    listed[i] = store->changed_since(want, regions[i].sid, &changed[i]) == 0;
   if (!ret) {
     ret = store->select_epoch(want);
     if (ret) set_error(ret, "selecting epoch " + std::to_string(want) + ": " + store->last_error());
   }
   for (size_t i = 0; !ret && i < regions.size(); i++) {
     Region& r = regions[i];
+    if (listed[i]) {
+      r.carry.insert(r.carry.end(), changed[i].begin(), changed[i].end());
+      std::sort(r.carry.begin(), r.carry.end());
+      r.carry.erase(std::unique(r.carry.begin(), r.carry.end()), r.carry.end());
+      continue;
+    }
     r.tracker->remove(r.rid);
     int a = r.tracker->add(r.rid, reinterpret_cast<void*>(r.addr), r.len, true);
     r.carry.clear();

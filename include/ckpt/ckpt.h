@@ -218,14 +218,15 @@ int ckpt_restore_epoch(ckpt_t *c, uint64_t epoch);
 /*
  * Go back to `epoch` (one of ckpt_list_epochs) without restoring it: memory stays as it is, and
  * the next checkpoint commits epoch+1 on top of `epoch`, superseding (forgetting) every epoch
- * newer than it, with the crash safety of the checkpoint after ckpt_restore_epoch. Every page
- * of every registered region counts as written (that checkpoint writes them all: the pages the
- * superseded epochs wrote must not be taken from `epoch`). For a caller that must not build on
+ * newer than it, with the crash safety of the checkpoint after ckpt_restore_epoch. The pages
+ * the superseded epoch changed relative to `epoch` (the store lists them) count as written,
+ * besides those written since: that checkpoint writes both (they must not be taken from
+ * `epoch`). A region registered since `epoch` is written whole. For a caller that must not build on
  * an epoch it has not accepted: libckpt-mpi after a failed collective checkpoint, where a rank's
  * newest epoch was committed locally but never agreed on, so the retry does not push the last
  * agreed epoch out of the store. 0: done (or `epoch` is already the newest: nothing changes).
- * -ENOENT: the store does not hold it intact. -ESRCH: a registered region is not in that epoch
- * with its size. -EBUSY: a checkpoint is in progress (ckpt_wait first). Nothing changed on error.
+ * -ENOENT: the store does not hold it intact. -ESRCH: a registered region is in that epoch
+ * with another size, or the epoch holds a region not registered (without CKPT_CFG_PARTIAL_RESTORE). -EBUSY: a checkpoint is in progress (ckpt_wait first). Nothing changed on error.
  */
 int ckpt_supersede(ckpt_t *c, uint64_t epoch);
 

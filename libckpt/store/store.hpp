@@ -296,6 +296,16 @@ class Store {
   virtual int select_epoch(uint64_t epoch) {
     return epoch != 0 && epoch == read_epoch() && epoch == this->epoch() ? 0 : -ENOENT;
   }
+  // The pages of `region` whose content the newer epoch changed relative to `epoch` (one of
+  // epochs()), sorted: what a commit on top of `epoch` must write again for memory as it is now
+  // (ckpt_supersede), besides what was written since. `epoch` the newest: none. -ENOENT: the
+  // region is not in `epoch` with the newest epoch's size, or `epoch` is not held; -EOPNOTSUPP:
+  // this store cannot tell. On error the caller counts every page of the region.
+  virtual int changed_since(uint64_t epoch, uint32_t region, std::vector<uint64_t>* pages) const {
+    (void)epoch, (void)region;
+    pages->clear();
+    return -EOPNOTSUPP;
+  }
   // Who committed the newest epoch (known == false: nothing committed, or a pre-1.2 writer).
   virtual Provenance provenance() const { return {}; }
   // Check every page checksum of every retained epoch. 0 when the read epoch verifies

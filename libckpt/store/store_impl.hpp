@@ -223,6 +223,19 @@ class StoreImpl final : public Store {
     }
     return 0;
   }
+  // The newer epoch's changes relative to the retained one are undo_'s keys (O(changed pages)).
+  int changed_since(uint64_t epoch, uint32_t region, std::vector<uint64_t>* out) const override {
+    out->clear();
+    if (epoch == 0 || (epoch != live_.ref.epoch && epoch != ret_.ref.epoch)) return -ENOENT;
+    if (region == 0 || region > regions_.size()) return -ENOENT;
+    if (epoch == live_.ref.epoch) return 0;
+    const Region& r = regions_[region - 1];
+    if (!in_read(r) || r.ret_size == 0 || r.ret_size != r.size) return -ENOENT;
+    const uint64_t lo = page_key(r.id, 0), hi = page_key(r.id, 0) + (uint64_t(1) << 34);
+    for (const auto& e : undo_)
+      if (e.first >= lo && e.first < hi) out->push_back(e.first - lo);
+    return 0;
+  }
   Provenance provenance() const override { return prov_; }
   int verify(VerifyReport* report, const Progress& progress) override;
   int stat(StoreStat* out) const override;

@@ -14,7 +14,8 @@
  * itself); --sleep-us U (per step, to give a kill campaign time); --skew-us U (ranks sleep
  * different multiples of U per step: their clocks see a time trigger due at different steps);
  * --hooks-before-restore H (H calls of ckpt_mpi_hook between registering and restoring: each
- * due one must be skipped, not commit the fresh grid over the stored epoch).
+ * due one must be skipped, not commit the fresh grid over the stored epoch); --late-region-at S
+ * (a region registered at step S, see below).
  */
 #include <ckpt/ckpt_mpi.h>
 #include <errno.h>
@@ -98,6 +99,14 @@ int main(int argc, char **argv)
 	cfg.base.every_n = (uint64_t)argl(argc, argv, "--every", 0);
 	cfg.base.interval_ms = (uint64_t)argl(argc, argv, "--interval-ms", 0);
 	cfg.shared_dir = args(argc, argv, "--shared", NULL);
+	/* --late-region-at S: a region "late" (one page, counting steps; not part of the answer) is
+	 * registered at step S, after some epochs are complete. A restore may then find an epoch
+	 * without it (registered later again) or with it (registered right after): partial. */
+	long late_at = argl(argc, argv, "--late-region-at", -1);
+	uint64_t *late = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int late_on = 0;
+	if (late_at >= 0)
+		cfg.base.flags |= CKPT_CFG_PARTIAL_RESTORE;
 	cfg.shared_every = (uint64_t)argl(argc, argv, "--shared-every", 1);
 	ckpt_mpi_t *c;
 	int r = ckpt_mpi_open(MPI_COMM_WORLD, store, &cfg, &c);
@@ -150,6 +159,10 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (late_at >= 0 && (long)meta->step >= late_at) {
+		ckpt_mpi_register(c, "late", late, pg);
+		late_on = 1;
+	}
 	MPI_Datatype col;
 	MPI_Type_vector((int)nx, 1, (int)ld, MPI_DOUBLE, &col);
 	MPI_Type_commit(&col);
@@ -169,6 +182,13 @@ int main(int argc, char **argv)
 			for (long j = 1; j <= ny; j++)
 				V(i, j) = 0.25 * (U(i - 1, j) + U(i + 1, j) + U(i, j - 1) + U(i, j + 1));
 		meta->step++;
+		if (late_at >= 0 && !late_on && (long)meta->step == late_at) {
+			if (ckpt_mpi_register(c, "late", late, pg) < 0)
+				MPI_Abort(MPI_COMM_WORLD, 5);
+			late_on = 1;
+		}
+		if (late_on)
+			late[0]++;
 		if (sleep_us || skew_us)
 			usleep((useconds_t)(sleep_us + skew_us * (rank * 7 % 5) * (long)(meta->step % 3)));
 		r = ckpt_mpi_hook(c);

@@ -16,6 +16,8 @@ TEST is one of:
                 recorded 5 (and may have committed 6 locally); its own record says 4; the
                 relaunch restores 5 on every rank (the newest epoch any rank recorded)
   missing       a rank's store (and record) deleted: every rank fails with the same error
+  damaged       a rank's store overwritten past its first 8 KiB (its epochs' pages and metadata
+                gone): every rank fails with the same error, naming that rank
   interval      time-triggered checkpoints (--interval-ms) with ranks at different paces: no
                 hang, and a restart from one of them finishes right
   lost-local    a rank's local storage lost, shared copies present: it restores from the shared
@@ -24,6 +26,11 @@ TEST is one of:
                 collective checkpoint fails everywhere), the next checkpoint retries epoch 5 and
                 every rank dies after its local commit, before the agreement: the relaunch
                 restores epoch 4 (the last complete one) on every rank from its local store
+  retry-late-region
+                as retry, with a region registered after epoch 4 was complete (at step 41): going
+                back to epoch 4 does not hold it, the retry writes it whole (before: -ESRCH, the
+                retry committed on top of the failed attempt, and the relaunch found epoch 4 in
+                no store of ranks 0, 2, 3: every rank failed with -ENODATA)
   early-hook    a relaunch calls ckpt_mpi_hook before ckpt_mpi_restore, checkpoints due: they
                 are skipped (not committed over the stored epoch), the restore finds the
                 epoch the crashed run completed, and the job finishes right
@@ -257,11 +264,12 @@ def crash_then_restart(r, a, fault, expect_epoch):
     print(f"PASS: every rank restored epoch {expect_epoch}, answer {ref}")
 
 
-def t_retry(r, a):
+def t_retry(r, a, late=False):
     ref = reference(r)
     d = fresh(os.path.join(r.dir, "retry"))
     store = os.path.join(d, "s.%d")
-    rc, out = r.run(store, env={"CKPT_MPI_FAULT": "fail-local-commit:5:1,after-local-commit-retry:5:*"})
+    extra = ["--late-region-at", str(4 * EVERY + 1)] if late else []
+    rc, out = r.run(store, *extra, env={"CKPT_MPI_FAULT": "fail-local-commit:5:1,after-local-commit-retry:5:*"})
     if rc == 0:
         fail(f"the faults did not kill the job\n{out}")
     if "rank 1: local commit of epoch 5: injected fault" not in out:
@@ -271,7 +279,7 @@ def t_retry(r, a):
     print(f"after the crash in the retry: stores' newest epochs {newest}, records say complete {complete}")
     if complete != [4, 4, 4, 4]:
         fail("a record says more than epoch 4 is complete")
-    rc, out = r.run(store)
+    rc, out = r.run(store, *extra)
     res = one_epoch_all_ranks(out, "relaunch")
     if res[0][0] != 4 or res[0][1] != 4 * EVERY or any(v[2] != "local" for v in res.values()):
         fail(f"expected epoch 4 (step {4 * EVERY}) from local on every rank: {res}\n{out}")
@@ -279,6 +287,31 @@ def t_retry(r, a):
         fail(f"relaunch: exit {rc}, answer {answer(out)}, expected {ref}\n{out}")
     print(f"PASS: after a crash in the retry of epoch 5, every rank restored epoch 4 from its "
           f"local store, answer {ref}")
+
+
+def t_damaged(r, a):
+    d = fresh(os.path.join(r.dir, "damaged"))
+    store = os.path.join(d, "s.%d")
+    rc, out = r.run(store, "--die-at-step", "75", "--die-rank", "0")
+    if rc == 0:
+        fail("the job did not die")
+    p = os.path.join(d, "s.2")
+    size = os.path.getsize(p)
+    with open(p, "r+b") as f:
+        f.seek(8192)
+        f.write(bytes([0xa5]) * (size - 8192))
+    rc, out = r.run(store)
+    # Rank 2's damage shows at open or at restore: either way every rank the same error.
+    lines = re.findall(r"^rank (\d+): (ckpt_mpi_(?:open|restore): .*)$", out, re.M)
+    if rc == 0 or sorted(int(k) for k, _ in lines) != [0, 1, 2, 3]:
+        fail(f"expected every rank to fail (exit {rc})\n{out}")
+    texts = {t for _, t in lines}
+    if len(texts) != 1:
+        fail(f"the ranks' errors differ: {texts}")
+    t = texts.pop()
+    if "rank 2" not in t:
+        fail(f"the error does not name rank 2: {t}")
+    print(f"PASS: every rank: {t}")
 
 
 def t_missing(r, a):
@@ -386,7 +419,7 @@ def main():
                     help="a kill lands uniformly within this many seconds after the ranks restored")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CKPT_MPI_SEED", time.time_ns() % 100000)))
     ap.add_argument("test", choices=["kill", "crash-local", "crash-agree", "missing", "lost-local",
-                                     "interval", "retry",
+                                     "interval", "retry", "retry-late-region", "damaged",
                                      "early-hook"])
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
@@ -403,6 +436,10 @@ def main():
         t_interval(r, a)
     elif a.test == "retry":
         t_retry(r, a)
+    elif a.test == "damaged":
+        t_damaged(r, a)
+    elif a.test == "retry-late-region":
+        t_retry(r, a, late=True)
     elif a.test == "early-hook":
         t_early_hook(r, a)
     else:

@@ -88,7 +88,14 @@ other_ofd
 refused mempolicy "NUMA memory policy bind" "dump refuses a NUMA memory policy (set_mempolicy), by name"
 refused speculation "speculation control" "dump refuses speculation control (PR_SET_SPECULATION_CTRL), by name"
 refused uclamp "utilisation clamps" "dump refuses utilisation clamps (sched_setattr), by name"
-refused ksm-any "KSM merging of all its memory" "dump refuses KSM merge-any (PR_SET_MEMORY_MERGE), by name"
+# merge-any (6.4+) is shown in /proc/PID/ksm_stat only from 6.14 (ksm_merge_any): before that
+# dump cannot see it, a gap whole-process.md states; the check needs a kernel that shows it.
+if grep -q '^ksm_merge_any:' /proc/self/ksm_stat 2>/dev/null; then
+  refused ksm-any "KSM merging of all its memory" "dump refuses KSM merge-any (PR_SET_MEMORY_MERGE), by name"
+else
+  tap 4 "dump refuses KSM merge-any (PR_SET_MEMORY_MERGE), by name" "this kernel's ksm_stat does not show merge-any (6.14+): dump cannot see it (a known gap)"
+  tap 4 "ksm-any: the process still runs, no store was written"
+fi
 refused thread-affinity "another CPU affinity than the main thread" "dump refuses a thread with its own CPU affinity"
 pre=(unshare --uts)
 refused plain "another uts namespace than ckpt-tool" "dump refuses a process in another UTS namespace"

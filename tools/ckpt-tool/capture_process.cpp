@@ -51,15 +51,6 @@ void read_stat_fields(int pid, Image* img) {
   group_and_session(pid, field(5), field(6), field(7), img);
 }
 
-// "Name:\tvalue" of a status file as the rest of its line ("" when missing).
-std::string status_line(const std::string& status, const char* name) {
-  const std::string key = std::string("\n") + name + ":\t";
-  size_t p = status.find(key);
-  if (p == std::string::npos) return "";
-  p += key.size();
-  return status.substr(p, status.find('\n', p) - p);
-}
-
 // "name : value" of a /proc/PID/task/TID/sched file ("" when missing: CONFIG_UCLAMP_TASK off).
 std::string sched_line(const std::string& sched, const char* name) {
   const std::string key = std::string("\n") + name;
@@ -99,8 +90,8 @@ Own own_attrs() {
   Own o;
   std::string s;
   proc::read_file("/proc/self/status", &s);
-  o.ssb = status_line(s, "Speculation_Store_Bypass");
-  o.ib = status_line(s, "SpeculationIndirectBranch");
+  o.ssb = proc::status_line(s, "Speculation_Store_Bypass");
+  o.ib = proc::status_line(s, "SpeculationIndirectBranch");
   s.clear();
   proc::read_file("/proc/self/sched", &s);
   o.umin = sched_line(s, "uclamp.min");
@@ -112,7 +103,7 @@ Own own_attrs() {
 void check_thread_attrs(int pid, int tid, const std::string& status, int policy, const Own& own,
                         const std::vector<uint64_t>& affinity) {
   for (const char* f : {"Speculation_Store_Bypass", "SpeculationIndirectBranch"}) {
-    const std::string theirs = status_line(status, f);
+    const std::string theirs = proc::status_line(status, f);
     const std::string& ours = std::strcmp(f, "Speculation_Store_Bypass") == 0 ? own.ssb : own.ib;
     if (theirs != ours) refuse::speculation(tid, f, theirs, ours);
   }

@@ -157,6 +157,7 @@ struct ckpt_session {
   void compute_pending_locked();
   int wait_pending(bool automatic);
   void reset_transients_locked(const ckpt::Region& r);
+  int run_restore_hooks(const std::vector<ckpt::Region>& filled);  // mu not held
   void quiet_enter();
   void quiet_leave();
   std::string unparked_names();  // wmu held

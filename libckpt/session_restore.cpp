@@ -107,6 +107,20 @@ int ckpt_session::restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store
   return want ? 0 : restore_check_locked((*rd)->regions(), false);
 }
 
+// The restore hooks of `filled`, in order, with the session unlocked (mu not held: a hook may
+// call ckpt_register etc. for its own transient state); the first that fails is the error.
+int ckpt_session::run_restore_hooks(const std::vector<ckpt::Region>& filled) {
+  for (auto& r : filled) {
+    if (!r.hook) continue;
+    int h = r.hook(r.hook_arg, r.name.c_str(), reinterpret_cast<void*>(r.addr), r.len);
+    if (h < 0) {
+      std::lock_guard<std::mutex> g(mu);
+      return set_error(h, "restore hook of region '" + r.name + "' failed: " + strerror(-h));
+    }
+  }
+  return 0;
+}
+
 // want 0: the newest epoch that verifies (falling back to the retained one on damage); else
 // exactly epoch `want`, which the next checkpoint then builds on (ckpt_restore_epoch).
 int ckpt_session::restore(uint64_t want) {
@@ -135,15 +149,7 @@ int ckpt_session::restore(uint64_t want) {
       }
   }
   g.unlock();
-  for (auto& r : snapshot) {
-    if (!r.hook) continue;
-    int h = r.hook(r.hook_arg, r.name.c_str(), reinterpret_cast<void*>(r.addr), r.len);
-    if (h < 0) {
-      std::lock_guard<std::mutex> g2(mu);
-      ret = set_error(h, "restore hook of region '" + r.name + "' failed: " + strerror(-h));
-      break;
-    }
-  }
+  if (!ret) ret = run_restore_hooks(snapshot);
   world_resume();
   return ret;
 }

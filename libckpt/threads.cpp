@@ -335,15 +335,7 @@ int ckpt_session::thread_restore() {
   stats.restores++;
   done(0);
   g.unlock();
-  for (auto& r : snapshot) {
-    if (!r.hook) continue;
-    int h = r.hook(r.hook_arg, r.name.c_str(), reinterpret_cast<void*>(r.addr), r.len);
-    if (h < 0) {
-      std::lock_guard<std::mutex> g2(mu);
-      return set_error(h, "restore hook of region '" + r.name + "' failed: " + strerror(-h));
-    }
-  }
-  return 0;
+  return run_restore_hooks(snapshot);
 }
 
 #define CKPT_NOT_FORKED(c)             \

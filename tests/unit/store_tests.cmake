@@ -2,9 +2,11 @@
 if(TARGET ckpt_store)
   # Host tests: io_uring on regular files in /tmp, crash enumeration, corrupted stores.
   foreach(t store_test store_region_test store_crash_test store_corrupt_test store_safety_test)
-    add_executable(${t} ${t}.cc)
+    add_executable(${t} ${t}.cc hang_watchdog.cc)
     target_link_libraries(${t} PRIVATE ckpt_store_crash GTest::gtest_main Threads::Threads)
-    gtest_discover_tests(${t} DISCOVERY_TIMEOUT 30 PROPERTIES TIMEOUT 600)
+    # A test still running at 540 s prints its threads' stacks before CTest kills it at 600.
+    gtest_discover_tests(${t} DISCOVERY_TIMEOUT 30 PROPERTIES TIMEOUT 600
+                         ENVIRONMENT CKPT_TEST_WATCHDOG=540)
   endforeach()
   # ckpt-tool inspect/verify on stores whose regions changed (when the tool is built).
   if(TARGET ckpt-tool)

@@ -11,8 +11,12 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$top/build/cmake
 pass=0 fail=0 skip=0 status=0
+t0=$SECONDS
+# phase NAME: a "=== NAME" line with the time since make test's tests began, so a slow run
+# shows where its time went.
+phase() { echo "=== $1 [$(((SECONDS - t0) / 60))m$(((SECONDS - t0) % 60))s]"; }
 
-echo "=== host tests (ctest)"
+phase "host tests (ctest)"
 ctest --test-dir "$build" --output-on-failure -j2 2>&1 | tee "$build/ctest.log"
 crc=${PIPESTATUS[0]}
 line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$build/ctest.log" | tail -n1)
@@ -29,7 +33,7 @@ fi
 # libckpt-mpi's tests against MPICH: the second build directory (make mpich); the Open MPI ones
 # ran above, in build/cmake. A build without them is a failure, not a skip.
 mbuild=${CKPT_MPICH_BUILD:-$top/build/cmake-mpich}
-echo "=== MPI tests against MPICH (ctest -L mpi in $mbuild)"
+phase "MPI tests against MPICH (ctest -L mpi in $mbuild)"
 if ctest --test-dir "$mbuild" -N -L mpi 2>/dev/null | grep -qE 'Total Tests: [1-9]'; then
   ctest --test-dir "$mbuild" --output-on-failure -L mpi 2>&1 | tee "$mbuild/ctest-mpi.log"
   mrc=${PIPESTATUS[0]}
@@ -58,11 +62,11 @@ count_tap() {  # add a TAP program's "# Totals:" to the sums; a missing line is 
 }
 
 if [ -z "${CKPT_SKIP_VM:-}" ]; then
-  echo "=== VM harness self-test"
+  phase "VM harness self-test"
   "$top/tests/harness/vm_selftest.sh" 2>&1 | tee "$top/build/harness.log"
   count_tap "$top/build/harness.log" "${PIPESTATUS[0]}"
 
-  echo "=== VM power-cut test (QEMU killed while the example checkpoints to the NVDIMM)"
+  phase "VM power-cut test (QEMU killed while the example checkpoints to the NVDIMM)"
   "$top/tests/e2e/powercut.sh" 2 2>&1 | tee "$top/build/powercut.log"
   count_tap "$top/build/powercut.log" "${PIPESTATUS[0]}"
 
@@ -77,7 +81,7 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
     abi=$("$top/scripts/kernel-abi.sh" "$k") || { fail=$((fail + 1)); status=1; results+=("kernel $k: no ABI"); continue; }
     abis[$k]=$abi
     vmlog=$top/build/vm-test-$k.log
-    echo "=== VM tests on $k ($abi): scripts/vm/run --kernel $k -- tests/vm/run-all (log: $vmlog)"
+    phase "VM tests on $k ($abi): scripts/vm/run --kernel $k -- tests/vm/run-all (log: $vmlog)"
     # The modules CRIU needs (socket diagnostics, netfilter), so the bench smoke runs the CRIU
     # comparison too instead of skipping it (same list as scripts/bench.sh).
     "$top/scripts/vm/run" --kernel "$k" --timeout "${CKPT_VM_TIMEOUT:-3000}" \
@@ -91,7 +95,7 @@ if [ -z "${CKPT_SKIP_VM:-}" ]; then
     for k in "${!pids[@]}"; do
       if ! kill -0 "${pids[$k]}" 2>/dev/null; then
         wait "${pids[$k]}"; echo $? > "$top/build/vm-test-$k.log.rc"; unset "pids[$k]"
-        echo "vm $k: done ($(grep -E '^vm: [0-9]+ passed' "$top/build/vm-test-$k.log" | tail -n1))"
+        echo "vm $k: done after $(((SECONDS - t0) / 60))m ($(grep -E '^vm: [0-9]+ passed' "$top/build/vm-test-$k.log" | tail -n1))"
       fi
     done
     [ ${#pids[@]} -gt 0 ] || break
@@ -125,5 +129,5 @@ else
   echo "=== VM tests skipped (CKPT_SKIP_VM set)"
 fi
 
-echo "$pass passed, $fail failed, $skip skipped"
+echo "$pass passed, $fail failed, $skip skipped (tests took $(((SECONDS - t0) / 60))m$(((SECONDS - t0) % 60))s)"
 [ "$fail" -eq 0 ] && [ "$status" -eq 0 ]

@@ -234,8 +234,8 @@ time.sleep(600)' "$d/ready.$kind" $kind &
   expect_refusal "restore refuses a truncated store" "store\|corrupt\|damaged" \
     "$tool" restore --store "$d/short"
   # Two epochs, the newest one's copy of a stack page damaged: restore falls back to epoch 1 as
-  # a whole (the restorer saw the damage while reading; the tool replays it and starts again)
-  # and the restored process carries on.
+  # a whole (the store finds the damage when the tool opens its Reader, before anything is
+  # read) and the restored process carries on.
   (cd "$d" && CKPT_MARKER=$marker exec "$d/prog" "$d/ready3" "$d/go3" >"$d/out3" 2>&1) &
   pid=$!
   wait_file "$d/ready3" 60

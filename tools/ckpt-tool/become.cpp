@@ -362,10 +362,6 @@ void child(const Image& img, Loaded& ld, int status_w, int go_r, bool as_image_u
     enter(img, b);
   } catch (const Error& e) {
     report(e.msg);
-  } catch (const FellBack& f) {
-    uint64_t w[4] = {uint64_t(kStatusFellBack), f.region, f.off, f.len};
-    (void)!write(g_status, w, sizeof(w));
-    _exit(1);
   }
 }
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // ckpt-tool restore, become (restore.hpp): the child's memory. The vdso moved to the image's
 // address, every private mapping of the image built at its address and filled from the store
-// (the store checks every page's checksum as it copies: a damaged page is refused with its
-// mapping and address before anything is torn down), the others staged for the module.
+// through the restore's Reader (which checks every page's checksum as it copies: a damaged
+// page is refused with its mapping and address before anything is torn down), the others
+// staged for the module.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -45,14 +46,18 @@ void move_vdso(const Image& img, Vdso* own) {
 
 namespace {
 
-// Read run r of mapping v from the store into dst; throws naming what failed, or FellBack.
+// Read run r of mapping v into dst through the restore's Reader (its one epoch, the
+// metadata's); throws naming what failed.
 void read_run(Loaded& ld, const Vma& v, const Run& r, void* dst) {
   auto it = ld.regions.find(vma_region(v.start));
   if (it == ld.regions.end() || it->second.size < v.runs.back().offset + v.runs.back().len)
     throw Error{kFailed, "corrupted image: the store has no pages for the mapping at " + hex(v.start)};
   ckpt::store::ReadReport rr;
-  int e = ld.st->read_range(it->second.id, r.offset, dst, r.len, &rr);
-  if (rr.epoch != ld.epoch) throw FellBack{it->second.id, r.offset, r.len};
+  int e = ld.rd->read_range(it->second.id, r.offset, dst, r.len, &rr);
+  if (e == 0 && rr.epoch != ld.epoch)  // a Reader reads its own epoch only; never expected
+    throw Error{kFailed, "reading the mapping at " + hex(v.start) + ": read epoch " +
+                             std::to_string(rr.epoch) + ", not the metadata's " +
+                             std::to_string(ld.epoch)};
   if (e == -EIO) throw Error{kFailed, damaged_msg("the mapping at " + hex(v.start), rr, v.start)};
   if (e) throw Error{kFailed, "reading the mapping at " + hex(v.start) + ": " + strerror(-e)};
 }

@@ -98,8 +98,10 @@ std::string damaged_msg(const std::string& what, const ckpt::store::ReadReport& 
   return m;
 }
 
-// Open the store and read the metadata of its newest intact epoch (the pages are read by the
-// child, from the same epoch: a fallback midway makes it start again).
+// Open the store and a Reader of its newest intact epoch, and read that epoch's metadata (the
+// child reads the pages through the same Reader). The store picks the epoch here, once: when
+// it holds a retained epoch to fall back to, it checks every page of the newest first and, if
+// one is damaged and the retained epoch is intact, reads the retained epoch from then on.
 void load(const std::string& path, Image* img, Loaded* ld) {
   using ckpt::store::Store;
   ckpt::store::Options o;
@@ -107,7 +109,7 @@ void load(const std::string& path, Image* img, Loaded* ld) {
   o.mac_key = store_key();
   std::string why;
   o.why = &why;
-  int e = ld->st ? 0 : Store::open(path, o, &ld->st);
+  int e = Store::open(path, o, &ld->st);
   if (e == -ENOENT) throw Error{kUnavailable, path + ": no such store"};
   if (e == -ENODATA) throw Error{kUnavailable, why.empty() ? path + ": not a ckpt store" : why};
   if (e == -EBUSY)
@@ -116,19 +118,23 @@ void load(const std::string& path, Image* img, Loaded* ld) {
   if (e) throw Error{kFailed, why.empty() ? path + ": " + strerror(-e) : why};
   phase("store open");
   Store& st = *ld->st;
+  const std::string no_image = path + " holds no process image (no \"process\" region committed)";
+  if (st.epoch() == 0) throw Error{kUnavailable, no_image};
+  e = st.open_reader(0, &ld->rd);
+  if (e == -ENOENT) throw Error{kUnavailable, no_image};
+  if (e) throw Error{kFailed, path + ": choosing the epoch to restore: " + strerror(-e)};
+  phase("epoch chosen");
+  ckpt::store::Reader& rd = *ld->rd;
+  ld->epoch = rd.epoch();
   ld->regions.clear();
-  for (auto& r : st.regions()) ld->regions[r.name] = r;
+  for (auto& r : rd.regions()) ld->regions[r.name] = r;
   auto pr = ld->regions.find(kProcessRegion);
-  if (st.epoch() == 0 || pr == ld->regions.end())
-    throw Error{kUnavailable, path + " holds no process image (no \"process\" region committed)"};
+  if (pr == ld->regions.end()) throw Error{kUnavailable, no_image};
   std::vector<uint8_t> meta(pr->second.size);
   ckpt::store::ReadReport rep;
-  e = st.read_region(pr->second.id, meta.data(), meta.size(), &rep);
+  e = rd.read_region(pr->second.id, meta.data(), meta.size(), &rep);
   if (e == -EIO) throw Error{kFailed, damaged_msg("the process metadata", rep, 0)};
   if (e) throw Error{kFailed, path + ": reading the process metadata: " + strerror(-e)};
-  ld->regions.clear();  // again: a fallback while reading changes them
-  for (auto& r : st.regions()) ld->regions[r.name] = r;
-  ld->epoch = rep.epoch;
   phase("metadata read");
   *img = Image{};
   if (decode_process(meta, img, &why)) throw Error{kFailed, path + ": " + why};

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // ckpt-tool restore: recreate a process from a whole-process image in a store, through ckpt.ko.
 //
-// The tool reads the metadata of the store's newest committed epoch (preflight.cpp), forks a
-// child that turns itself into the image (become*.cpp) and, meanwhile, checks what can be
+// The tool opens one Reader of the store (its newest intact epoch, picked once) and reads that
+// epoch's metadata through it (preflight.cpp), forks a child that turns itself into the image
+// reading the pages through the same Reader (become*.cpp) and, meanwhile, checks what can be
 // checked before anything starts (files unchanged, same kernel vdso, CPU features); the child
 // goes past its own process only on that word. The outcome comes back on a pipe.
 // The restored process runs with the image's credentials, which must be the caller's unless
@@ -107,10 +108,9 @@ void print_start() {
   }
 }
 
-// The child's word on the status pipe `fd` (closed here): true when it restored; false when
-// the store fell back to its older epoch while the child read (after replaying the read
-// here, so that this store object falls back too); else throws why it failed.
-bool outcome(int fd, pid_t pid, Loaded& ld) {
+// The child's word on the status pipe `fd` (closed here): returns when it restored, else
+// throws why it failed.
+void outcome(int fd, pid_t pid) {
   int64_t st = 0;
   size_t got = 0;
   while (got < sizeof(st)) {
@@ -120,9 +120,6 @@ bool outcome(int fd, pid_t pid, Loaded& ld) {
     got += size_t(n);
   }
   std::string msg;
-  uint64_t fb[3] = {};
-  bool fell = got == sizeof(st) && st == kStatusFellBack &&
-              read(fd, fb, sizeof(fb)) == ssize_t(sizeof(fb));
   if (got == sizeof(st) && st == kStatusFailed) {
     char buf[4096];
     ssize_t n;
@@ -132,17 +129,6 @@ bool outcome(int fd, pid_t pid, Loaded& ld) {
   if (got != sizeof(st) || st != 0) {
     int ws = 0;
     waitpid(pid, &ws, 0);
-    if (fell) {
-      // The child saw a damaged page and the store's fallback; do the same read here so that
-      // this store object falls back too, and start again from the older epoch's metadata.
-      std::vector<uint8_t> buf(fb[2]);
-      ckpt::store::ReadReport rr;
-      int e = ld.st->read_range(uint32_t(fb[0]), fb[1], buf.data(), buf.size(), &rr);
-      if (rr.epoch == ld.epoch)
-        throw Error{kFailed, "the store fell back to an older epoch in the restorer but not "
-                             "here" + (e ? std::string(": ") + strerror(-e) : std::string())};
-      return false;
-    }
     if (got == sizeof(st) && st == kStatusFailed) throw Error{kFailed, msg};
     if (got == sizeof(st))
       throw Error{kFailed, std::string("the kernel failed the restore past the point of no "
@@ -154,11 +140,9 @@ bool outcome(int fd, pid_t pid, Loaded& ld) {
     throw Error{kFailed, "the restorer died before the restore (wait status " +
                              std::to_string(ws) + ")"};
   }
-  return true;
 }
 
-// Fork the child that becomes the image and wait for its outcome. Returns its pid, or 0 when
-// the store fell back to its older epoch while the child read (after replaying the read here).
+// Fork the child that becomes the image and wait for its outcome; returns its pid.
 // The child starts at once and builds the layout and reads the pages while this process checks
 // what can be refused before anything starts (check_image: the mapped files, the vdso, the
 // CPU); it goes on to PREPARE only on this process's word, so a refusal here wins over
@@ -192,7 +176,7 @@ pid_t start_child(const Image& img, Loaded& ld, bool as_image_user) {
   char one = 1;
   (void)!send(go[1], &one, 1, MSG_NOSIGNAL);  // if the child is gone, its status says why
   close(go[1]);
-  if (!outcome(pfd[0], pid, ld)) return 0;
+  outcome(pfd[0], pid);
   return pid;
 }
 
@@ -204,16 +188,10 @@ void do_restore(const std::string& store, pid_t* out_pid, bool quiet, bool as_im
   if (g_phases) print_start();
   Image img;
   Loaded ld;
-  for (int attempt = 0;; attempt++) {
-    if (attempt == 3) throw Error{kFailed, store + ": the store kept changing epoch while read"};
-    load(store, &img, &ld);
-    check_creds(img, as_image_user);
-    pid_t pid = start_child(img, ld, as_image_user);
-    if (pid > 0) {
-      *out_pid = pid;
-      break;
-    }
-  }
+  load(store, &img, &ld);
+  check_creds(img, as_image_user);
+  *out_pid = start_child(img, ld, as_image_user);
+  ld.rd.reset();
   ld.st.reset();  // the store's lock goes now, not when the process exits
   phase("store closed");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -29,24 +29,20 @@ namespace ckpt_tool::restore {
 
 using image::Image;
 
-// The store and the newest intact epoch's metadata; the child reads the pages.
+// The store, the one epoch the restore reads (a Reader, opened before anything is read: the
+// store picks the newest intact epoch once, so a damaged page of it makes the whole restore
+// come from the retained epoch, never a mix) and that epoch's regions. The child inherits the
+// Reader across the fork and reads the pages through it: a damaged page there is -EIO.
 struct Loaded {
   std::unique_ptr<ckpt::store::Store> st;
+  std::unique_ptr<ckpt::store::Reader> rd;
   std::map<std::string, ckpt::store::RegionInfo> regions;
   uint64_t epoch = 0;
 };
 
-// Status words on the pipe from the child: 0 restored, 1 + text failed, 2 + (region, offset,
-// length) the store fell back to its older epoch while the child read that range (the parent
-// replays the read so that its own view of the store falls back too, and starts again),
-// negative: the kernel's -errno past the point of no return.
-constexpr int64_t kStatusFailed = 1, kStatusFellBack = 2;
-
-// Thrown in the child when the store fell back to its older epoch during a read.
-struct FellBack {
-  uint32_t region;
-  uint64_t off, len;
-};
+// Status words on the pipe from the child: 0 restored, 1 + text failed, negative: the kernel's
+// -errno past the point of no return.
+constexpr int64_t kStatusFailed = 1;
 
 // With CKPT_TOOL_PHASES set: when each step of the restore happened (stderr, for profiling).
 void phase(const char* what);
@@ -68,8 +64,8 @@ struct Clone3 {
 
 // --- preflight.cpp (the parent) ---
 
-// Open the store and read the metadata of its newest intact epoch (the pages are read by the
-// child, from the same epoch: a fallback midway makes it start again).
+// Open the store and a Reader of its newest intact epoch, and read that epoch's metadata (the
+// child reads the pages through the same Reader).
 void load(const std::string& path, Image* img, Loaded* ld);
 // The image's credentials against the caller's: refused (kRefused) unless as_image_user.
 void check_creds(const Image& img, bool as_image_user);

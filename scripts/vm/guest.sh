@@ -83,6 +83,7 @@ fi
 # The kernel's text symbols, for hang-report to name a stuck vCPU's RIP from outside (Debian's
 # image ships no System.map; a module reloaded later moves, the kernel does not).
 grep -i ' t ' /proc/kallsyms > "$RUN/kallsyms" 2>/dev/null
+sync  # the host reads it if the guest hangs (the project mount caches: init)
 
 cd "$VM_CWD" || die "no directory $VM_CWD in the guest"
 bash "$RUN/cmd"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # The audit of issue 20: every field a program can read about itself in /proc/PID/status,
-# stat, sched, fdinfo (of a regular file), the VmFlags of smaps and the entries of /proc/PID/
+# stat, sched, fdinfo (of a regular file; of an eventfd, signalfd, timerfd), the VmFlags of smaps and the entries of /proc/PID/
 # must be in Documentation/whole-process.md's tables ("Every field a program can see in
 # /proc"): saved, refused, not process state, or a known gap. The fields are read from live
 # processes of this kernel (a sleep; zdtm's madvise test, which holds every madvise state the
-# image saves; this shell with a regular file open), so a field a new kernel adds fails here
+# image saves; zdtm's eventfd, signalfd, timerfd; this shell with a regular file open), so a field a new kernel adds fails here
 # until it is classified. Prints TAP with a kselftest "# Totals:" line, and the gaps it saw.
 # shellcheck source=tests/e2e/tap-lib.sh
 . "$(dirname "$0")/tap-lib.sh" proc-audit
@@ -46,7 +46,7 @@ check() {
 }
 
 echo "TAP version 13"
-echo "1..6"
+echo "1..7"
 rm -f "$d/ready"
 (cd "$d" && exec "$build/zdtm/madvise" "$d/ready" "$d/go" >/dev/null 2>&1) &
 mpid=$!
@@ -74,6 +74,30 @@ flock -s 9
 mapfile -t f < <(cut -d: -f1 "/proc/$$/fdinfo/9" | sort -u)
 check fdinfo "/proc/PID/fdinfo/N of a locked regular file" "${f[@]}"
 exec 9<&-
+
+# The event descriptors of zdtm's eventfd, signalfd and timerfd, as this kernel shows them.
+epids=()
+for t in eventfd signalfd timerfd; do
+  rm -f "$d/ready.$t"
+  (cd "$d" && exec "$build/zdtm/$t" "$d/ready.$t" "$d/go.$t" >/dev/null 2>&1) &
+  epids+=($!)
+done
+f=()
+for ((i = 0; i < 600; i++)); do
+  [ -e "$d/ready.eventfd" ] && [ -e "$d/ready.signalfd" ] && [ -e "$d/ready.timerfd" ] && break
+  sleep 0.1
+done
+for p in "${epids[@]}"; do
+  for l in /proc/"$p"/fd/*; do
+    case $(readlink "$l") in
+      'anon_inode:['[est]*'fd]') mapfile -t -O "${#f[@]}" f < <(cut -d: -f1 "/proc/$p/fdinfo/${l##*/}") ;;
+    esac
+  done
+done
+mapfile -t f < <(printf '%s\n' "${f[@]}" | sort -u)
+if [ "${#f[@]}" -lt 8 ]; then tap 1 "fdinfo of event descriptors" "only '${f[*]}' read: zdtm eventfd, signalfd, timerfd did not start?"
+else check fdinfo-event "/proc/PID/fdinfo/N of an eventfd, signalfd, timerfd" "${f[@]}"; fi
+kill -9 "${epids[@]}" 2>/dev/null
 
 mapfile -t f < <(cat "/proc/$spid/smaps" "/proc/$mpid/smaps" "/proc/$$/smaps" 2>/dev/null |
                  sed -n 's/^VmFlags: *//p' | tr ' ' '\n' | grep -v '^$' | sort -u)

@@ -4,7 +4,7 @@
 #   save: child processes, file locks (flock, POSIX, OFD), the child-subreaper flag (which only
 #   ckpt.ko can report), threads with different scheduling,
 #   a file offset shared with another process and System V IPC it used (these two: exit 4,
-#   --lose dumps them anyway);
+#   --lose dumps them anyway), event descriptors whose state is not saved whole;
 # - a nice value the restorer may not give is refused at restore (zdtm test sched_oom checks
 #   that scheduling and oom_score_adj are saved);
 # - restore of another user's image is refused (exit 4), root included; --as-image-user
@@ -78,7 +78,7 @@ alive() {  # alive PID DESCRIPTION
 }
 
 echo "TAP version 13"
-echo "1..30"
+echo "1..35"
 
 # --- dump refuses what it does not save, and leaves the process running ---
 hold child child
@@ -114,6 +114,39 @@ def t():
 threading.Thread(target=t, daemon=True).start(); time.sleep(0.5)'
 expect 1 "another scheduling policy, priority or nice value" \
   "dump refuses threads with different nice values" "$tool" dump --store "$d/s" $pid
+kill -9 $pid; wait $pid 2>/dev/null
+
+# Event descriptors whose state dump cannot save whole (eventfd, signalfd, timerfd are saved:
+# zdtm tests eventfd, signalfd, timerfd): an eventfd shared with another process (here its
+# parent, which forked it), one open twice in the process (dup), one with an open flag F_SETFL
+# set that is not saved, a cancel-on-set timerfd with an expiration not read (fdinfo does not
+# tell it from a cancel).
+start evshared 'e = os.eventfd(1)
+c = os.fork()
+if c == 0:
+    time.sleep(600); os._exit(0)
+open(sys.argv[1] + ".child", "w").write(str(c))'
+cpid=$(cat "$d/evshared.ready.child" 2>/dev/null)
+expect 1 "(anon_inode:\[eventfd\]) is shared with fd [0-9]* of process $pid" \
+  "dump refuses an eventfd shared with another process" "$tool" dump --store "$d/s.ev" "${cpid:-0}"
+alive "${cpid:-0}" "the process sharing an eventfd still runs"
+kill -9 "${cpid:-0}" $pid; wait $pid 2>/dev/null
+start evdup 'e = os.eventfd(1); e2 = os.dup(e)'
+expect 1 "are the same anon_inode:\[eventfd\] (dup)" "dump refuses an eventfd open twice (dup)" \
+  "$tool" dump --store "$d/s.ev" $pid
+kill -9 $pid; wait $pid 2>/dev/null
+start evflags 'import fcntl; e = os.eventfd(1); fcntl.fcntl(e, fcntl.F_SETFL, os.O_APPEND)'
+expect 1 "has open flags 02002 (F_SETFL: only O_NONBLOCK is saved)" \
+  "dump refuses an eventfd with O_APPEND set, by name" "$tool" dump --store "$d/s.ev" $pid
+kill -9 $pid; wait $pid 2>/dev/null
+start tfcancel 'import ctypes, struct
+libc = ctypes.CDLL(None, use_errno=True)
+t = libc.timerfd_create(0, 0)
+assert t >= 0 and libc.timerfd_settime(t, 3, struct.pack("qqqq", 0, 0, 1, 0), None) == 0
+time.sleep(0.1)'
+expect 1 "is a TFD_TIMER_CANCEL_ON_SET timer with expirations not yet read" \
+  "dump refuses a cancel-on-set timerfd that expired, by name" "$tool" dump --store "$d/s.ev" $pid
+[ -e "$d/s.ev" ] && tap 1 "no store left by the refused dumps" || tap 0 "no store left by the refused dumps"
 kill -9 $pid; wait $pid 2>/dev/null
 
 # A file offset shared with another process: this script keeps fd 7 open on the same file.

@@ -100,7 +100,7 @@ Image full() {
   s.kind = kSharedAnon;
   s.runs = {{0, 0x4000}};
   img.vmas.push_back(s);
-  Fd in, reg, dev;
+  Fd in, reg, dev, ev, sig, tim;
   in.fd = 0;
   reg.fd = 3;
   reg.kind = kFdRegular;
@@ -110,7 +110,23 @@ Image full() {
   dev.fd = 4;
   dev.kind = kFdDevice;
   dev.file = {"/dev/null", 0, 0, 0};
-  img.fds = {in, reg, dev};
+  ev.fd = 5;  // 2.9: the event descriptors
+  ev.kind = kFdEventfd;
+  ev.flags = 02;
+  ev.count = 7;
+  ev.semaphore = true;
+  sig.fd = 6;
+  sig.kind = kFdSignalfd;
+  sig.flags = 02 | 04000;  // O_NONBLOCK
+  sig.sigmask = 1ull << 9;  // SIGUSR1
+  tim.fd = 7;
+  tim.kind = kFdTimerfd;
+  tim.flags = 02;
+  tim.clock = 1;  // CLOCK_MONOTONIC
+  tim.count = 2;
+  tim.value_ns = 5000000;
+  tim.interval_ns = 10000000;
+  img.fds = {in, reg, dev, ev, sig, tim};
   img.has_rlimits = true;
   for (auto& r : img.rlimits) r = {1024, 4096};
   img.itimer_real_ns = 1000000;

@@ -3,12 +3,16 @@
 // "process" region decoder as restore reads it from a store, with random corruption and
 // truncation: it must refuse (never crash, never read out of bounds) or return an image that
 // passes the same validation.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <random>
 
@@ -340,6 +344,111 @@ TEST(WpImage, Format24WithoutCredsAndCredsRoundTrip) {
   EXPECT_FALSE(out.has_creds);
   EXPECT_EQ(out.nice, 0);
   EXPECT_EQ(decode_meta(meta, &out, &why, 5), -EBADMSG);
+}
+
+// 2.9: eventfd, signalfd and timerfd descriptors round-trip with their state (no file); an
+// image that says it is 2.8 may not hold them, and what the kernel would refuse is refused.
+Image with_event_fds() {
+  Image img = sample();
+  Fd e;
+  e.fd = 4;
+  e.kind = kFdEventfd;
+  e.flags = O_RDWR | O_NONBLOCK;
+  e.cloexec = true;
+  e.count = 0x123456789ull;  // above 32 bits: eventfd2's initval could not hold it
+  e.semaphore = true;
+  Fd s;
+  s.fd = 5;
+  s.kind = kFdSignalfd;
+  s.flags = O_RDWR;
+  s.sigmask = (1ull << (SIGUSR1 - 1)) | (1ull << (SIGRTMIN - 1));
+  Fd t;
+  t.fd = 6;
+  t.kind = kFdTimerfd;
+  t.flags = O_RDWR;
+  t.clock = CLOCK_REALTIME;
+  t.timer_flags = kTimerAbstime | kTimerCancelOnSet;
+  t.count = 3;
+  t.value_ns = 1500000000;
+  t.interval_ns = 20000000;
+  img.fds.push_back(e);
+  img.fds.push_back(s);
+  img.fds.push_back(t);
+  return img;
+}
+
+TEST(WpImage, Format29EventDescriptors) {
+  Image img = with_event_fds();
+  std::vector<uint8_t> meta = encode_meta(img);
+  Image out;
+  std::string why;
+  ASSERT_EQ(decode_meta(meta, &out, &why), 0) << why;
+  ASSERT_EQ(out.fds.size(), 4u);
+  const Fd &e = out.fds[1], &s = out.fds[2], &t = out.fds[3];
+  EXPECT_EQ(e.kind, uint64_t(kFdEventfd));
+  EXPECT_EQ(e.flags, uint64_t(O_RDWR | O_NONBLOCK));
+  EXPECT_TRUE(e.cloexec);
+  EXPECT_EQ(e.count, 0x123456789ull);
+  EXPECT_TRUE(e.semaphore);
+  EXPECT_TRUE(e.file.path.empty());
+  EXPECT_EQ(s.kind, uint64_t(kFdSignalfd));
+  EXPECT_EQ(s.sigmask, img.fds[2].sigmask);
+  EXPECT_EQ(t.kind, uint64_t(kFdTimerfd));
+  EXPECT_EQ(t.clock, uint64_t(CLOCK_REALTIME));
+  EXPECT_EQ(t.timer_flags, kTimerAbstime | kTimerCancelOnSet);
+  EXPECT_EQ(t.count, 3u);
+  EXPECT_EQ(t.value_ns, 1500000000u);
+  EXPECT_EQ(t.interval_ns, 20000000u);
+  EXPECT_EQ(encode_meta(out), meta);
+  // Older minors: the same bytes are not an image a 2.8 tool wrote (no such kinds then), and
+  // a 2.8 image without them still decodes as 2.8.
+  EXPECT_EQ(decode_meta(meta, &out, &why, 8), -EBADMSG);
+  EXPECT_NE(why.find("file descriptor fields"), std::string::npos) << why;
+  ASSERT_EQ(decode_meta(encode_meta(sample()), &out, &why, 8), 0) << why;
+  auto refuses = [&](auto mutate) {
+    Image i = with_event_fds();
+    mutate(i);
+    return decode_meta(encode_meta(i), &out, &why) == -EBADMSG;
+  };
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[1].count = ~0ull; }));  // eventfd's maximum is 2^64-2
+  EXPECT_FALSE(refuses([](Image& i) { i.fds[1].count = ~0ull - 1; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[1].flags = O_RDONLY; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[1].flags |= O_APPEND; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[1].pos = 8; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[2].sigmask |= 1ull << (SIGKILL - 1); }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[2].sigmask |= 1ull << (SIGSTOP - 1); }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].clock = CLOCK_PROCESS_CPUTIME_ID; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].clock = 1ull << 32; }));
+  EXPECT_FALSE(refuses([](Image& i) { i.fds[3].clock = CLOCK_BOOTTIME_ALARM; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].timer_flags = 4; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].value_ns = kMaxTimerNs + 1; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].interval_ns = ~0ull; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].count = 1ull << 63; }));
+  EXPECT_TRUE(refuses([](Image& i) { i.fds[3].kind = kFdTimerfd + 1; }));  // unknown kind
+  // A damaged semaphore word: the encoder writes 0 or 1.
+  std::vector<uint8_t> bad = encode_meta(with_event_fds());
+  Image ok;
+  ASSERT_EQ(decode_meta(bad, &ok, &why), 0) << why;
+  // Find the eventfd's record (fd 4, kind 5, flags, pos 0, cloexec 1, count, semaphore 1).
+  const uint64_t rec[] = {4, kFdEventfd, uint64_t(O_RDWR | O_NONBLOCK), 0, 1, 0x123456789ull, 1};
+  std::vector<uint8_t> needle;
+  for (uint64_t v : rec)
+    for (int b = 0; b < 8; b++) needle.push_back(uint8_t(v >> (8 * b)));
+  auto at = std::search(bad.begin(), bad.end(), needle.begin(), needle.end());
+  ASSERT_NE(at, bad.end());
+  at[6 * 8] = 2;
+  EXPECT_EQ(decode_meta(bad, &out, &why), -EBADMSG);
+  EXPECT_NE(why.find("eventfd"), std::string::npos) << why;
+  // Cut inside the timerfd's record (its last word, the interval, is 20000000).
+  bad = encode_meta(with_event_fds());
+  needle.clear();
+  for (uint64_t v : {uint64_t(1500000000), uint64_t(20000000)})
+    for (int b = 0; b < 8; b++) needle.push_back(uint8_t(v >> (8 * b)));
+  at = std::search(bad.begin(), bad.end(), needle.begin(), needle.end());
+  ASSERT_NE(at, bad.end());
+  std::vector<uint8_t> cut(bad.begin(), at + 12);
+  EXPECT_EQ(decode_meta(cut, &out, &why), -EBADMSG);
+  EXPECT_NE(why.find("truncated"), std::string::npos) << why;
 }
 
 // An image of a newer minor version (a newer tool's fields) is refused as such, not as damage.

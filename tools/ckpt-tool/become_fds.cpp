@@ -2,17 +2,27 @@
 // ckpt-tool restore, become (restore.hpp): the child's fd table, reopened by path at the image's
 // numbers. A new kind of descriptor (capture_fds.cpp) is restored here.
 #include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "cmd.hpp"
 #include "proc.hpp"
 #include "restore.hpp"
+
+#ifndef TFD_IOC_SET_TICKS  // linux/timerfd.h (clashes with sys/timerfd.h)
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
+#endif
 
 namespace ckpt_tool::restore {
 namespace {
@@ -26,6 +36,60 @@ int move_high(int fd, int floor) {
   return n;
 }
 
+[[noreturn]] void failed(const Fd& f, const char* what, const char* name) {
+  throw Error{kFailed, "restoring fd " + std::to_string(f.fd) + " (" + name + "): " + what +
+                           ": " + strerror(errno)};
+}
+
+// An eventfd, signalfd or timerfd made again with its state (image.hpp, Fd), close-on-exec
+// until F_SETFD sets what the image says.
+int event_fd(const Fd& f) {
+  const bool nb = f.flags & O_NONBLOCK;
+  if (f.kind == kFdEventfd) {
+    int fd = eventfd(0, EFD_CLOEXEC | (nb ? EFD_NONBLOCK : 0) | (f.semaphore ? EFD_SEMAPHORE : 0));
+    if (fd < 0) failed(f, "eventfd", "eventfd");
+    // eventfd's initial value is 32 bits; a write takes the whole counter (never blocks from 0).
+    if (f.count && write(fd, &f.count, 8) != 8) failed(f, "setting its counter", "eventfd");
+    return fd;
+  }
+  if (f.kind == kFdSignalfd) {
+    uint64_t mask = f.sigmask;  // the kernel's sigset: bit n-1 = signal n (libc's sigaddset
+                                // would refuse its own signals 32 and 33)
+    int fd = int(syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC | (nb ? SFD_NONBLOCK : 0)));
+    if (fd < 0) failed(f, "signalfd", "signalfd");
+    return fd;
+  }
+  int fd = timerfd_create(int(f.clock), TFD_CLOEXEC | (nb ? TFD_NONBLOCK : 0));
+  if (fd < 0) failed(f, "timerfd_create", "timerfd");
+  // Armed with the time it had left at the dump (the time between dump and restore does not
+  // count); a periodic timer that expired while the process was stopped (no time left,
+  // expirations not read) with one interval.
+  uint64_t left = f.value_ns;
+  if (!left && f.interval_ns && f.count) left = f.interval_ns;
+  struct itimerspec its = {};
+  its.it_interval = {time_t(f.interval_ns / 1000000000ull), long(f.interval_ns % 1000000000ull)};
+  if (left && (f.timer_flags & kTimerAbstime)) {  // absolute: now + left on its clock
+    const clockid_t base = f.clock == CLOCK_REALTIME_ALARM   ? CLOCK_REALTIME
+                           : f.clock == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
+                                                             : clockid_t(f.clock);
+    struct timespec now;
+    if (clock_gettime(base, &now) < 0) failed(f, "clock_gettime", "timerfd");
+    left += uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec);
+  }
+  its.it_value = {time_t(left / 1000000000ull), long(left % 1000000000ull)};
+  if (timerfd_settime(fd, int(f.timer_flags), &its, nullptr) < 0)
+    failed(f, "timerfd_settime", "timerfd");
+  // The expirations not read yet (needs CONFIG_CHECKPOINT_RESTORE).
+  if (f.count && ioctl(fd, TFD_IOC_SET_TICKS, &f.count) < 0) {
+    if (errno == ENOTTY)
+      throw Error{kFailed, "restoring fd " + std::to_string(f.fd) +
+                               " (timerfd): this kernel cannot set a timerfd's expirations "
+                               "(TFD_IOC_SET_TICKS needs CONFIG_CHECKPOINT_RESTORE)"};
+    failed(f, "TFD_IOC_SET_TICKS", "timerfd");
+  }
+  return fd;
+}
+
 }  // namespace
 
 void set_fds(const Image& img, std::vector<int*> helpers) {
@@ -36,8 +100,13 @@ void set_fds(const Image& img, std::vector<int*> helpers) {
   for (const auto& f : img.fds) {
     keep[f.fd] = true;
     if (f.kind == kFdInherit) continue;
-    int fl = int(f.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
-    int fd = open(f.file.path.c_str(), fl | O_CLOEXEC);
+    int fd;
+    if (f.kind == kFdEventfd || f.kind == kFdSignalfd || f.kind == kFdTimerfd) {
+      fd = event_fd(f);
+    } else {
+      int fl = int(f.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+      fd = open(f.file.path.c_str(), fl | O_CLOEXEC);
+    }
     if (fd < 0) throw Error{kFailed, "reopening fd " + std::to_string(f.fd) + " (" + f.file.path + "): " + strerror(errno)};
     if ((f.kind == kFdRegular || f.kind == kFdDirectory) && lseek(fd, off_t(f.pos), SEEK_SET) < 0)
       throw Error{kFailed, "seeking fd " + std::to_string(f.fd) + ": " + strerror(errno)};

@@ -2,6 +2,7 @@
 // ckpt-tool: encoding and validation of the whole-process image (image.hpp).
 #include "image.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 namespace ckpt_tool::image {
 namespace {
@@ -184,7 +186,16 @@ std::vector<uint8_t> encode_meta(const Image& img) {
   w.u64(img.fds.size());
   for (const auto& f : img.fds) {
     for (uint64_t x : {f.fd, f.kind, f.flags, f.pos, uint64_t(f.cloexec)}) w.u64(x);
-    if (f.kind != kFdInherit) put_file(w, f.file);
+    if (f.kind == kFdEventfd) {  // 2.9
+      w.u64(f.count);
+      w.u64(uint64_t(f.semaphore));
+    } else if (f.kind == kFdSignalfd) {
+      w.u64(f.sigmask);
+    } else if (f.kind == kFdTimerfd) {
+      for (uint64_t x : {f.clock, f.timer_flags, f.count, f.value_ns, f.interval_ns}) w.u64(x);
+    } else if (f.kind != kFdInherit) {
+      put_file(w, f.file);
+    }
   }
   w.u64(img.has_rlimits ? kNlimits : 0);  // 2.1
   for (int i = 0; img.has_rlimits && i < kNlimits; i++) {
@@ -352,6 +363,38 @@ bool get_mappings(Reader& r, Image* img, uint32_t minor) {
   return r.ok();
 }
 
+// 2.9: an eventfd's, signalfd's or timerfd's state, after its common fields (kind, flags).
+// What the kernel would refuse to create or set is refused here.
+bool get_event_fd(Reader& r, Fd* f) {
+  // Their open flags are O_RDWR, and O_NONBLOCK if set (eventfd2, signalfd4, timerfd_create
+  // and F_SETFL); the position is 0.
+  if ((f->flags & ~uint64_t(O_NONBLOCK)) != uint64_t(O_RDWR) || f->pos)
+    return r.fail("event descriptor flags");
+  if (f->kind == kFdEventfd) {
+    f->count = r.u64();
+    uint64_t sem = r.u64();
+    if (r.ok() && (f->count == ~0ull || sem > 1)) return r.fail("eventfd counter or flags");
+    f->semaphore = sem;
+  } else if (f->kind == kFdSignalfd) {
+    f->sigmask = r.u64();
+    constexpr uint64_t kUnblockable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
+    if (r.ok() && (f->sigmask & kUnblockable)) return r.fail("signalfd mask");
+  } else {
+    f->clock = r.u64();
+    f->timer_flags = r.u64();
+    f->count = r.u64();
+    f->value_ns = r.u64();
+    f->interval_ns = r.u64();
+    const uint64_t c = f->clock;
+    if (r.ok() && ((c != CLOCK_REALTIME && c != CLOCK_MONOTONIC && c != CLOCK_BOOTTIME &&
+                    c != CLOCK_REALTIME_ALARM && c != CLOCK_BOOTTIME_ALARM) ||
+                   (f->timer_flags & ~kTimerFlags) || f->value_ns > kMaxTimerNs ||
+                   f->interval_ns > kMaxTimerNs || f->count > uint64_t(INT64_MAX)))
+      return r.fail("timerfd state");
+  }
+  return r.ok();
+}
+
 // The file descriptors, in increasing order; only 0-2 may be inherited (O_PATH and directory
 // descriptors from 2.6 on).
 bool get_fds(Reader& r, Image* img, uint32_t minor) {
@@ -365,13 +408,18 @@ bool get_fds(Reader& r, Image* img, uint32_t minor) {
     f.pos = r.u64();
     uint64_t ce = r.u64();
     if (!r.ok()) break;
-    if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > (minor >= 6 ? kFdPath : kFdDevice) || ce > 1 ||
+    const uint64_t last = minor >= 9 ? kFdTimerfd : minor >= 6 ? kFdPath : kFdDevice;
+    if (f.fd > 1048576 || (i && f.fd <= prev_fd) || f.kind > last || ce > 1 ||
         f.flags > 0xffffffffu || f.pos > uint64_t(INT64_MAX))
       return r.fail("file descriptor fields");
     if (f.kind == kFdInherit && f.fd > 2) return r.fail("inherited descriptor above 2");
     f.cloexec = ce;
     prev_fd = f.fd;
-    if (f.kind != kFdInherit) f.file = get_file(r);
+    if (f.kind == kFdEventfd || f.kind == kFdSignalfd || f.kind == kFdTimerfd) {
+      if (!get_event_fd(r, &f)) return false;
+    } else if (f.kind != kFdInherit) {
+      f.file = get_file(r);
+    }
     img->fds.push_back(std::move(f));
   }
   return r.ok();

@@ -29,7 +29,7 @@ namespace ckpt_tool::image {
 
 inline constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'O', 'C'};
 inline constexpr uint32_t kVersionMajor = 2;  // 1 was the standalone image file, gone
-inline constexpr uint32_t kVersionMinor = 8;  // 2.1: resource limits (2.0 images have none);
+inline constexpr uint32_t kVersionMinor = 9;  // 2.1: resource limits (2.0 images have none);
                                               // 2.2: madvise state of mappings (Vma::advice);
                                               // 2.3: ITIMER_REAL (Image::itimer_real_ns);
                                               // 2.4: personality, no_new_privs, THP disable;
@@ -38,7 +38,8 @@ inline constexpr uint32_t kVersionMinor = 8;  // 2.1: resource limits (2.0 image
                                               //      directory and O_PATH descriptors;
                                               // 2.7: read-only MAP_SHARED file mappings;
                                               // 2.8: coredump_filter, timer slack, CPU
-                                              //      affinity, process group/session leader
+                                              //      affinity, process group/session leader;
+                                              // 2.9: eventfd, signalfd, timerfd descriptors
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kProcessHeader = 24;  // magic, version, metadata length
 inline constexpr uint64_t kMaxMeta = 1ull << 30;
@@ -139,7 +140,15 @@ enum FdKind : uint64_t {
   kFdDevice = 2,   // /dev/null, /dev/zero, /dev/random, /dev/urandom: reopened by path
   kFdDirectory = 3,  // (2.6) a directory, reopened by path (the same inode) at its position
   kFdPath = 4,       // (2.6) O_PATH, of a regular file or a directory: reopened by path
+  kFdEventfd = 5,    // (2.9) eventfd: Fd::count, Fd::semaphore
+  kFdSignalfd = 6,   // (2.9) signalfd: Fd::sigmask
+  kFdTimerfd = 7,    // (2.9) timerfd: Fd::clock, timer_flags, count, value_ns, interval_ns
 };
+// timerfd_settime flags a timerfd keeps (TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET).
+inline constexpr uint64_t kTimerAbstime = 1, kTimerCancelOnSet = 2;
+inline constexpr uint64_t kTimerFlags = kTimerAbstime | kTimerCancelOnSet;
+// A timerfd's expiry or interval beyond this (a century) is no real timer.
+inline constexpr uint64_t kMaxTimerNs = 100ull * 366 * 86400 * 1000000000ull;
 
 struct Fd {
   uint64_t fd = 0;
@@ -147,7 +156,18 @@ struct Fd {
   uint64_t flags = 0;  // open(2) flags from fdinfo (O_ACCMODE, O_APPEND, O_NONBLOCK, ...)
   uint64_t pos = 0;
   bool cloexec = false;
-  FileId file;
+  FileId file;  // not for kFdInherit and the event descriptors (2.9)
+  // 2.9, the event descriptors (their open flags: O_RDWR, maybe O_NONBLOCK; no file):
+  uint64_t count = 0;        // eventfd: the counter (< 2^64 - 1); timerfd: expirations not
+                             // yet read (restored with TFD_IOC_SET_TICKS)
+  bool semaphore = false;    // eventfd: EFD_SEMAPHORE
+  uint64_t sigmask = 0;      // signalfd: the signals it reads, bit n-1 = signal n (never
+                             // SIGKILL, SIGSTOP)
+  uint64_t clock = 0;        // timerfd: its clock (CLOCK_REALTIME, MONOTONIC, BOOTTIME and
+                             // their _ALARM)
+  uint64_t timer_flags = 0;  // timerfd: kTimerFlags bits of its last timerfd_settime
+  uint64_t value_ns = 0;     // timerfd: time left at the dump (0: disarmed, or expired)
+  uint64_t interval_ns = 0;  // timerfd: its interval
 };
 
 // The credentials of a process (every thread's are the same, or dump refuses): /proc/PID/status.

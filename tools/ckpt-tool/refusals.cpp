@@ -139,8 +139,60 @@ void if_locked(int fd, const std::string& link, const std::string& fdinfo) {
 void fd_kind(int fd, const std::string& link) {
   throw Error{kFailed, "fd " + std::to_string(fd) + " (" + link +
                            ") is not supported: only regular files, directories, O_PATH "
-                           "descriptors, /dev/null-like devices and stdio are (see "
-                           "Documentation/whole-process.md)"};
+                           "descriptors, /dev/null-like devices, stdio, eventfd, signalfd and "
+                           "timerfd are (see Documentation/whole-process.md)"};
+}
+
+void event_fd(int fd, const std::string& link, const std::string& what) {
+  throw Error{kFailed, "fd " + std::to_string(fd) + " (" + link + ") " + what +
+                           "; it is not saved"};
+}
+
+void shared_event_fds(int pid, const std::vector<std::pair<int, std::string>>& fds) {
+  auto same = [](int a, int fa, int b, int fb) {
+    return syscall(SYS_kcmp, a, b, KCMP_FILE, long(fa), long(fb)) == 0;
+  };
+  for (size_t i = 0; i < fds.size(); i++)
+    for (size_t j = 0; j < i; j++)
+      if (fds[i].second == fds[j].second && same(pid, fds[j].first, pid, fds[i].first))
+        throw Error{kFailed, "fd " + std::to_string(fds[i].first) + " and fd " +
+                                 std::to_string(fds[j].first) + " are the same " +
+                                 fds[i].second + " (dup), which is not saved: restored, they "
+                                 "would be two"};
+  DIR* d = opendir("/proc");
+  if (!d) throw Error{kFailed, std::string("/proc: ") + strerror(errno)};
+  std::vector<int> procs;
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long v = strtol(e->d_name, &end, 10);
+    if (*e->d_name && !*end && v > 0 && v != pid && v != getpid()) procs.push_back(int(v));
+  }
+  closedir(d);
+  for (int other : procs) {
+    const std::string dir = "/proc/" + std::to_string(other) + "/fd";
+    DIR* fdd = opendir(dir.c_str());
+    if (!fdd) continue;  // gone, or not ours to look at
+    std::string hit;
+    while (dirent* e = readdir(fdd)) {
+      if (e->d_name[0] == '.') continue;
+      std::string link;
+      if (proc::read_link(dir + "/" + e->d_name, &link)) continue;
+      const int theirs = int(strtol(e->d_name, nullptr, 10));
+      for (const auto& [fd, ours] : fds)
+        if (link == ours && same(pid, fd, other, theirs)) {
+          std::string comm;
+          proc::read_file("/proc/" + std::to_string(other) + "/comm", &comm);
+          while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+          hit = "fd " + std::to_string(fd) + " (" + ours + ") is shared with fd " +
+                std::to_string(theirs) + " of process " + std::to_string(other) + " (" + comm +
+                "), which is not saved: restored, it would be an object of its own";
+          break;
+        }
+      if (!hit.empty()) break;
+    }
+    closedir(fdd);
+    if (!hit.empty()) throw Error{kFailed, hit};
+  }
 }
 
 void mapping(const std::string& where, Mapping why) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "image.hpp"
 
@@ -42,6 +44,12 @@ namespace ckpt_tool::dump::refuse {
 void if_locked(int fd, const std::string& link, const std::string& fdinfo);
 // A descriptor no FdKind takes.
 [[noreturn]] void fd_kind(int fd, const std::string& link);
+// An eventfd, signalfd or timerfd whose state is not saved: `what` says which part.
+[[noreturn]] void event_fd(int fd, const std::string& link, const std::string& what);
+// Event descriptors (number, /proc/PID/fd link) that are one open file with another of the
+// process's own descriptors (dup) or with a descriptor of another process (fork, SCM_RIGHTS):
+// restored, each would be an object of its own.
+void shared_event_fds(int pid, const std::vector<std::pair<int, std::string>>& fds);
 
 // capture_mappings.cpp. `where`: "mapping PATH at 0x...".
 enum class Mapping {

@@ -332,6 +332,7 @@ void build(const Image& img, Loaded& ld, bool as_image_user, Built* b) {
   }
   set_altstack(t);
   set_itimer(img);
+  arm_timerfds(img);
   phase("COMMIT");
   static arch::Xsave xs;
   std::memcpy(xs.b, t.xsave.data(), t.xsave.size());

@@ -41,6 +41,16 @@ int move_high(int fd, int floor) {
                            ": " + strerror(errno)};
 }
 
+// A timerfd's expirations not read yet (TFD_IOC_SET_TICKS: needs CONFIG_CHECKPOINT_RESTORE).
+void set_ticks(const Fd& f, int fd) {
+  if (!f.count || ioctl(fd, TFD_IOC_SET_TICKS, &f.count) == 0) return;
+  if (errno == ENOTTY)
+    throw Error{kFailed, "restoring fd " + std::to_string(f.fd) +
+                             " (timerfd): this kernel cannot set a timerfd's expirations "
+                             "(TFD_IOC_SET_TICKS needs CONFIG_CHECKPOINT_RESTORE)"};
+  failed(f, "TFD_IOC_SET_TICKS", "timerfd");
+}
+
 // An eventfd, signalfd or timerfd made again with its state (image.hpp, Fd), close-on-exec
 // until F_SETFD sets what the image says.
 int event_fd(const Fd& f) {
@@ -61,32 +71,9 @@ int event_fd(const Fd& f) {
   }
   int fd = timerfd_create(int(f.clock), TFD_CLOEXEC | (nb ? TFD_NONBLOCK : 0));
   if (fd < 0) failed(f, "timerfd_create", "timerfd");
-  // Armed with the time it had left at the dump (the time between dump and restore does not
-  // count); a periodic timer that expired while the process was stopped (no time left,
-  // expirations not read) with one interval.
-  uint64_t left = f.value_ns;
-  if (!left && f.interval_ns && f.count) left = f.interval_ns;
-  struct itimerspec its = {};
-  its.it_interval = {time_t(f.interval_ns / 1000000000ull), long(f.interval_ns % 1000000000ull)};
-  if (left && (f.timer_flags & kTimerAbstime)) {  // absolute: now + left on its clock
-    const clockid_t base = f.clock == CLOCK_REALTIME_ALARM   ? CLOCK_REALTIME
-                           : f.clock == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
-                                                             : clockid_t(f.clock);
-    struct timespec now;
-    if (clock_gettime(base, &now) < 0) failed(f, "clock_gettime", "timerfd");
-    left += uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec);
-  }
-  its.it_value = {time_t(left / 1000000000ull), long(left % 1000000000ull)};
-  if (timerfd_settime(fd, int(f.timer_flags), &its, nullptr) < 0)
-    failed(f, "timerfd_settime", "timerfd");
-  // The expirations not read yet (needs CONFIG_CHECKPOINT_RESTORE).
-  if (f.count && ioctl(fd, TFD_IOC_SET_TICKS, &f.count) < 0) {
-    if (errno == ENOTTY)
-      throw Error{kFailed, "restoring fd " + std::to_string(f.fd) +
-                               " (timerfd): this kernel cannot set a timerfd's expirations "
-                               "(TFD_IOC_SET_TICKS needs CONFIG_CHECKPOINT_RESTORE)"};
-    failed(f, "TFD_IOC_SET_TICKS", "timerfd");
-  }
+  // Armed by arm_timerfds, last before COMMIT; its expirations set here once already, so that
+  // a kernel that cannot set them fails the restore before it starts.
+  set_ticks(f, fd);
   return fd;
 }
 
@@ -125,6 +112,32 @@ void set_fds(const Image& img, std::vector<int*> helpers) {
     for (int* h : helpers) helper |= *h == fd;
     if (helper || (fd < floor && keep[size_t(fd)])) continue;
     close(fd);
+  }
+}
+
+void arm_timerfds(const Image& img) {
+  for (const Fd& f : img.fds) {
+    if (f.kind != kFdTimerfd) continue;
+    // The time it had left at the dump (the time between dump and restore does not count);
+    // a periodic timer that expired while the process was stopped (no time left, expirations
+    // not read) gets one interval.
+    uint64_t left = f.value_ns;
+    if (!left && f.interval_ns && f.count) left = f.interval_ns;
+    struct itimerspec its = {};
+    its.it_interval = {time_t(f.interval_ns / 1000000000ull), long(f.interval_ns % 1000000000ull)};
+    if (left && (f.timer_flags & kTimerAbstime)) {  // absolute: now + left on its clock
+      const clockid_t base = f.clock == CLOCK_REALTIME_ALARM   ? CLOCK_REALTIME
+                             : f.clock == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
+                                                               : clockid_t(f.clock);
+      struct timespec now;  // the system call: libc's would jump into the vdso, moved by now
+      if (syscall(SYS_clock_gettime, base, &now) < 0) failed(f, "clock_gettime", "timerfd");
+      left += uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec);
+    }
+    its.it_value = {time_t(left / 1000000000ull), long(left % 1000000000ull)};
+    // (timerfd_settime clears the expirations: set again after it.)
+    if (timerfd_settime(int(f.fd), int(f.timer_flags), &its, nullptr) < 0)
+      failed(f, "timerfd_settime", "timerfd");
+    set_ticks(f, int(f.fd));
   }
 }
 

@@ -98,6 +98,9 @@ std::vector<bool> build_layout(const Image& img, Loaded& ld, const std::vector<i
 // become_fds.cpp: the image's descriptors at their numbers; everything else the restorer had
 // open is closed but `helpers`, which are moved above the image's highest fd.
 void set_fds(const Image& img, std::vector<int*> helpers);
+// The timerfds set_fds made, armed with the time they had left at the dump: last before
+// COMMIT (with ITIMER_REAL), so that the restore's own time does not count.
+void arm_timerfds(const Image& img);
 
 // become_task.cpp
 void set_task_state(const Image& img);

@@ -78,7 +78,7 @@ alive() {  # alive PID DESCRIPTION
 }
 
 echo "TAP version 13"
-echo "1..35"
+echo "1..36"
 
 # --- dump refuses what it does not save, and leaves the process running ---
 hold child child

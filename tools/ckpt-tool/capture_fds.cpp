@@ -270,7 +270,7 @@ bool timerfd(const FdSource& s, Fd* f, KnownFiles*) {
       f->count)
     refuse::event_fd(s.n, s.link, "is a TFD_TIMER_CANCEL_ON_SET timer with expirations not yet "
                                   "read: fdinfo does not tell them from a cancel (the clock "
-                                  "was set), which is not saved");
+                                  "was set)");
   // No time left, an interval and no expiration: disarmed with an interval kept (a settime
   // with it_value 0), or armed and due this instant, its expiry not yet run. Looked at again
   // a moment later: an armed timer has expired by then.

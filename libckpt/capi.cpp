@@ -110,7 +110,7 @@ int ckpt_open(const char* path, const ckpt_config_t* cfg, ckpt_t** out) {
     return open_fail(-EINVAL, "bad config: CKPT_CFG_TIMER needs interval_ms");
   return guard([&] {
     std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
-    auto c = std::make_unique<ckpt_session>();
+    auto c = std::make_unique<ckpt_handle>();
     c->cfg = *cfg;
     c->fork_gen = ckpt::g_fork_gen.load(std::memory_order_relaxed);
     c->ps = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -60,12 +60,12 @@ std::string owner_of(const std::string& region) {
 
 using ckpt::Region;
 
-int ckpt_session::set_error(int ret, std::string msg) {
+int ckpt_handle::set_error(int ret, std::string msg) {
   err = std::move(msg);
   return ret;
 }
 
-Region* ckpt_session::find_locked(const std::string& name) {
+Region* ckpt_handle::find_locked(const std::string& name) {
   for (auto& r : regions)
     if (r.name == name) return &r;
   return nullptr;
@@ -77,7 +77,7 @@ Region* ckpt_session::find_locked(const std::string& name) {
 // the session moves to the userspace tracker the automatic choice would take without the module.
 // Asynchronous checkpoints need the module's hold: there, and with a forced tracker, the
 // refusal stands. Returns 0 when the session moved, else -EXDEV.
-int ckpt_session::leave_module_locked() {
+int ckpt_handle::leave_module_locked() {
   if (tracker_forced || (cfg.flags & CKPT_CFG_ASYNC) || strcmp(tracker->name(), "module"))
     return -EXDEV;
   for (auto& r : regions)
@@ -89,7 +89,7 @@ int ckpt_session::leave_module_locked() {
   return 0;
 }
 
-int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
+int ckpt_handle::do_register(const std::string& name, void* addr, size_t len) {
   uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   if (!a || a % ps || !len || len % ps || a + len < a)
     return set_error(-EINVAL, "region '" + name + "': address and length must be page-aligned and non-zero");
@@ -155,7 +155,7 @@ int ckpt_session::do_register(const std::string& name, void* addr, size_t len) {
   return 0;
 }
 
-int ckpt_session::do_unregister_locked(const std::string& name) {
+int ckpt_handle::do_unregister_locked(const std::string& name) {
   for (auto it = regions.begin(); it != regions.end(); ++it) {
     if (it->name != name) continue;
     int ret = it->tracker->remove(it->rid);
@@ -169,7 +169,7 @@ int ckpt_session::do_unregister_locked(const std::string& name) {
 
 // Wait until every attached thread but the caller is parked at a safepoint. If another thread
 // is already coordinating, the caller parks (if attached) until that checkpoint is done.
-int ckpt_session::world_stop(uint64_t bound_ms) {
+int ckpt_handle::world_stop(uint64_t bound_ms) {
   std::unique_lock<std::mutex> l(wmu);
   bool self = ckpt::tls_attached == this;
   while (stop.load()) {
@@ -203,7 +203,7 @@ int ckpt_session::world_stop(uint64_t bound_ms) {
                                "stop bound of " + std::to_string(bound_ms) + " ms (" + who + ")");
 }
 
-void ckpt_session::world_resume() {
+void ckpt_handle::world_resume() {
   std::lock_guard<std::mutex> l(wmu);
   stop.store(false);
   gen++;
@@ -212,7 +212,7 @@ void ckpt_session::world_resume() {
 
 // Park the calling thread (wmu held through l) until the checkpoint in progress ends. Leaving
 // wakes world_stop(), which waits for the previous round's parked threads to leave.
-void ckpt_session::park_locked(std::unique_lock<std::mutex>& l) {
+void ckpt_handle::park_locked(std::unique_lock<std::mutex>& l) {
   parked++;
   wcv.notify_all();
   uint64_t g = gen;
@@ -221,7 +221,7 @@ void ckpt_session::park_locked(std::unique_lock<std::mutex>& l) {
   wcv.notify_all();
 }
 
-int ckpt_session::safepoint() {
+int ckpt_handle::safepoint() {
   if (!stop.load(std::memory_order_acquire)) return 0;
   // A child of fork(): the copy's world (its wmu, its stop) is the parent's, not ours.
   if (forked()) return 0;
@@ -234,7 +234,7 @@ int ckpt_session::safepoint() {
   return 0;
 }
 
-int ckpt_session::attach() {
+int ckpt_handle::attach() {
   std::unique_lock<std::mutex> l(wmu);
   if (ckpt::tls_attached) return -EBUSY;
   wcv.wait(l, [&] { return !stop.load(); });
@@ -243,7 +243,7 @@ int ckpt_session::attach() {
   return 0;
 }
 
-int ckpt_session::detach() {
+int ckpt_handle::detach() {
   std::lock_guard<std::mutex> l(wmu);
   if (ckpt::tls_attached != this) return -ENOENT;
   attached--;
@@ -252,7 +252,7 @@ int ckpt_session::detach() {
   return 0;
 }
 
-int ckpt_session::checkpoint(bool automatic) {
+int ckpt_handle::checkpoint(bool automatic) {
   if (ckpt::held_locks().load(std::memory_order_relaxed) > 0) {
     std::lock_guard<std::mutex> g(mu);
     return set_error(-EDEADLK, "checkpoint refused: the calling thread holds " +
@@ -297,7 +297,7 @@ int ckpt_session::checkpoint(bool automatic) {
 
 // Put every region's carry (sorted) from memory: each run of consecutive pages in one
 // put_pages, which checksums and writes it in few large writes instead of one per page.
-int ckpt_session::put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why) {
+int ckpt_handle::put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string* why) {
   for (auto& r : regions) {
     for (size_t i = 0; i < r.carry.size();) {
       size_t j = i + 1;
@@ -316,14 +316,14 @@ int ckpt_session::put_carry(ckpt::store::Txn* txn, uint64_t* pages, std::string*
 }
 
 // The registered regions awaiting their restore, quoted and comma-separated ("" if none).
-std::string ckpt_session::awaiting_names_locked() const {
+std::string ckpt_handle::awaiting_names_locked() const {
   std::string out;
   for (auto& r : regions)
     if (r.await_restore) out += (out.empty() ? "'" : ", '") + r.name + "'";
   return out;
 }
 
-int ckpt_session::checkpoint_locked(int64_t t0) {
+int ckpt_handle::checkpoint_locked(int64_t t0) {
   int64_t t_stopped = ckpt::now_ns();
   for (ckpt_heap* h : heaps) h->mu.lock();  // no allocation half-done in the epoch
   int ret = 0;
@@ -368,7 +368,7 @@ int ckpt_session::checkpoint_locked(int64_t t0) {
 
 // A committed checkpoint, synchronous or asynchronous (stop and collect times are counted when
 // they happen): carry is done with, and the statistics. held_ns: what the program waited.
-void ckpt_session::account_committed_locked(uint64_t pages, int64_t t0, int64_t t_collected,
+void ckpt_handle::account_committed_locked(uint64_t pages, int64_t t0, int64_t t_collected,
                                             int64_t t_end, int64_t held_ns) {
   for (auto& r : regions) r.carry.clear();
   stats.checkpoints++;
@@ -384,7 +384,7 @@ void ckpt_session::account_committed_locked(uint64_t pages, int64_t t0, int64_t 
 // written pages, hand them to a thread that persists them while the program runs on. A page the
 // program writes before the thread has read it is copied by the module first (hold.c), and
 // release() gives the copy back, so the epoch is memory as it was at the collect.
-int ckpt_session::checkpoint_async_locked(int64_t t0) {
+int ckpt_handle::checkpoint_async_locked(int64_t t0) {
   // Pages a failed epoch left in carry were never held: a write to them would not be copied.
   // Such a checkpoint, and regions on a tracker that cannot hold (the mprotect fallback), are
   // persisted with the world stopped, as without CKPT_CFG_ASYNC.
@@ -429,7 +429,7 @@ int ckpt_session::checkpoint_async_locked(int64_t t0) {
 
 // The background part: put the held pages from memory, then the module's copies of those
 // written meanwhile over them, and commit. Runs without mu (see Job).
-void ckpt_session::persist_job() {
+void ckpt_handle::persist_job() {
   int ret = 0;
   std::string why;
   uint64_t pages = 0;
@@ -470,7 +470,7 @@ void ckpt_session::persist_job() {
 }
 
 // Wait for the asynchronous checkpoint in flight, if any, and account for it. mu held.
-int ckpt_session::reap_job_locked() {
+int ckpt_handle::reap_job_locked() {
   if (!job.active) return job_ret;
   if (job.th.joinable()) job.th.join();
   job.active = false;
@@ -484,7 +484,7 @@ int ckpt_session::reap_job_locked() {
   return 0;
 }
 
-int ckpt_session::hook() {
+int ckpt_handle::hook() {
   safepoint();
   // Inside a persistent lock's critical section nothing is checkpointed (it stays due).
   if (ckpt::tls_held.load(std::memory_order_relaxed) > 0) return 0;
@@ -505,7 +505,7 @@ int ckpt_session::hook() {
   return ret < 0 ? ret : 1;
 }
 
-int ckpt_session::set_timer(uint64_t ms) {
+int ckpt_handle::set_timer(uint64_t ms) {
   std::unique_lock<std::mutex> l(tmu);
   if (timer.joinable()) {
     timer_quit = true;

@@ -87,7 +87,7 @@ namespace ckpt {
 extern std::atomic<uint64_t> g_fork_gen;
 }  // namespace ckpt
 
-struct ckpt_session {
+struct ckpt_handle {
   ckpt_config_t cfg{};
   uint64_t fork_gen = 0;  // ckpt::g_fork_gen when opened; differs in a child of fork()
   bool forked() const { return fork_gen != ckpt::g_fork_gen.load(std::memory_order_relaxed); }
@@ -168,7 +168,7 @@ struct ckpt_session {
   // call that reads or changes the session takes.
   std::unique_lock<std::mutex> lock() const {
     std::unique_lock<std::mutex> l(mu);
-    const_cast<ckpt_session*>(this)->reap_job_locked();
+    const_cast<ckpt_handle*>(this)->reap_job_locked();
     return l;
   }
   int reap_job_locked();

@@ -18,7 +18,7 @@ using ckpt::Region;
 // CKPT_CFG_PARTIAL_RESTORE) every region of the epoch registered. `held`: the epoch's regions;
 // `exact` (ckpt_restore_epoch): a registered region must also have the size it has there (the
 // newest epoch's size is checked by the read, -EINVAL).
-int ckpt_session::restore_check_locked(const std::vector<ckpt::store::RegionInfo>& held, bool exact) {
+int ckpt_handle::restore_check_locked(const std::vector<ckpt::store::RegionInfo>& held, bool exact) {
   if (!(cfg.flags & CKPT_CFG_PARTIAL_RESTORE)) {
     std::string extra;
     for (auto& ri : held)  // threads' regions are theirs to restore (ckpt_thread_restore)
@@ -46,7 +46,7 @@ int ckpt_session::restore_check_locked(const std::vector<ckpt::store::RegionInfo
 // not be filled is re-armed dirty, whole, so the next checkpoint writes it as it is now.
 // The reader's epoch was chosen before anything is filled (Store::open_reader): every region
 // comes from it, never a mix, and damage in it is -EIO.
-int ckpt_session::restore_fill_locked(ckpt::store::Reader& rd) {
+int ckpt_handle::restore_fill_locked(ckpt::store::Reader& rd) {
   int ret = 0;
   std::string missing;
   std::vector<bool> filled(regions.size());
@@ -87,7 +87,7 @@ int ckpt_session::restore_fill_locked(ckpt::store::Reader& rd) {
 }
 
 // restore_check_locked against epoch `want` as committed, before it is selected.
-int ckpt_session::restore_check_epoch_locked(uint64_t want) {
+int ckpt_handle::restore_check_epoch_locked(uint64_t want) {
   std::vector<ckpt::store::RegionInfo> held;
   if (int e = store->regions_of(want, &held))
     return set_error(e, "the store does not hold epoch " + std::to_string(want) + " intact");
@@ -98,7 +98,7 @@ int ckpt_session::restore_check_epoch_locked(uint64_t want) {
 // retained epoch if the newest is damaged and it is intact); else exactly epoch `want`, checked
 // before it is selected (the next checkpoint then builds on it). Then the regions are checked
 // against the reader's epoch.
-int ckpt_session::restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store::Reader>* rd) {
+int ckpt_handle::restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store::Reader>* rd) {
   if (want)
     if (int e = restore_check_epoch_locked(want)) return e;
   int e = store->open_reader(want, rd);
@@ -109,7 +109,7 @@ int ckpt_session::restore_open_locked(uint64_t want, std::unique_ptr<ckpt::store
 
 // The restore hooks of `filled`, in order, with the session unlocked (mu not held: a hook may
 // call ckpt_register etc. for its own transient state); the first that fails is the error.
-int ckpt_session::run_restore_hooks(const std::vector<ckpt::Region>& filled) {
+int ckpt_handle::run_restore_hooks(const std::vector<ckpt::Region>& filled) {
   for (auto& r : filled) {
     if (!r.hook) continue;
     int h = r.hook(r.hook_arg, r.name.c_str(), reinterpret_cast<void*>(r.addr), r.len);
@@ -123,7 +123,7 @@ int ckpt_session::run_restore_hooks(const std::vector<ckpt::Region>& filled) {
 
 // want 0: the newest epoch that verifies (falling back to the retained one on damage); else
 // exactly epoch `want`, which the next checkpoint then builds on (ckpt_restore_epoch).
-int ckpt_session::restore(uint64_t want) {
+int ckpt_handle::restore(uint64_t want) {
   world_stop();
   std::unique_lock<std::mutex> g = lock();
   int ret = 0;
@@ -161,7 +161,7 @@ int ckpt_session::restore(uint64_t want) {
 // changed relative to `want` (the store lists them: Store::changed_since), added to carry. A
 // region registered since `want` is not in it: it is written whole, as are regions the store
 // cannot list (ckpt_supersede).
-int ckpt_session::supersede(uint64_t want) {
+int ckpt_handle::supersede(uint64_t want) {
   world_stop();
   std::unique_lock<std::mutex> g = lock();
   int ret = 0;

@@ -186,7 +186,7 @@ using ckpt::Region;
 // The quiet state costs no lock on the way in or out unless a checkpoint is stopping the world
 // (stop): quiet and stop are both seq_cst, so world_stop (stop := true, then reads quiet under
 // wmu) and this thread (quiet changed, then reads stop) cannot both miss the other.
-void ckpt_session::quiet_enter() {
+void ckpt_handle::quiet_enter() {
   quiet.fetch_add(1, std::memory_order_seq_cst);
   if (!stop.load(std::memory_order_seq_cst)) return;
   // world_stop may be waiting for this thread: wake it (under wmu, so that the wake-up cannot
@@ -198,7 +198,7 @@ void ckpt_session::quiet_enter() {
 // Leaving the quiet state while a checkpoint runs (it may have counted this thread as at a
 // safepoint): become parked until it ends, so that it never sees this thread run. If world_stop
 // read the count before the decrement, this thread's read of stop comes after its store.
-void ckpt_session::quiet_leave() {
+void ckpt_handle::quiet_leave() {
   quiet.fetch_sub(1, std::memory_order_seq_cst);
   if (!stop.load(std::memory_order_seq_cst)) return;
   std::unique_lock<std::mutex> l(wmu);
@@ -206,7 +206,7 @@ void ckpt_session::quiet_leave() {
   park_locked(l);
 }
 
-std::string ckpt_session::unparked_names() {
+std::string ckpt_handle::unparked_names() {
   std::string out;
   int n = 0;
   for (ckpt::ThreadRec* t : threads) {
@@ -220,7 +220,7 @@ std::string ckpt_session::unparked_names() {
 }
 
 // The thread names that own regions of the newest committed epoch, minus those restored.
-void ckpt_session::compute_pending_locked() {
+void ckpt_handle::compute_pending_locked() {
   if (pending_known) return;
   pending_known = true;
   for (auto& ri : store->regions()) {
@@ -233,7 +233,7 @@ void ckpt_session::compute_pending_locked() {
 // Before a checkpoint: the threads of the restored epoch must have restored (a checkpoint
 // without their regions would be an epoch with those threads' state from before the crash and
 // the others' from after). Automatic checkpoints wait for them up to the stop bound.
-int ckpt_session::wait_pending(bool automatic) {
+int ckpt_handle::wait_pending(bool automatic) {
   if (cfg.flags & CKPT_CFG_PARTIAL_RESTORE) return 0;
   std::unique_lock<std::mutex> l(mu);
   if (pending.empty()) return 0;
@@ -250,7 +250,7 @@ int ckpt_session::wait_pending(bool automatic) {
                                " (renamed or missing on restart? CKPT_CFG_PARTIAL_RESTORE checkpoints without them)");
 }
 
-void ckpt_session::reset_transients_locked(const Region& r) {
+void ckpt_handle::reset_transients_locked(const Region& r) {
   for (auto& t : transients) {
     if (t.region != r.name) continue;
     auto* p = reinterpret_cast<unsigned char*>(r.addr) + t.off;
@@ -259,7 +259,7 @@ void ckpt_session::reset_transients_locked(const Region& r) {
   }
 }
 
-int ckpt_session::thread_restore() {
+int ckpt_handle::thread_restore() {
   ckpt::ThreadRec* me = ckpt::thread_rec(this);
   if (!me || me->kind != 2) {
     std::lock_guard<std::mutex> g(mu);

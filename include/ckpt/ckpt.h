@@ -45,7 +45,7 @@ extern "C" {
 #ifdef __cplusplus
 /* C++ spells the opaque tag differently: a struct named `ckpt` would collide with the C++
  * namespace ckpt (ckpt.hpp). Same type for the ABI: an incomplete struct behind a pointer. */
-typedef struct ckpt_session ckpt_t;
+typedef struct ckpt_handle ckpt_t;
 #else
 typedef struct ckpt ckpt_t;
 #endif

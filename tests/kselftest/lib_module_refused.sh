@@ -17,18 +17,24 @@ done
 [ -x "$prog" ] || { echo "1..1"; echo "not ok 1 $prog not built"; exit 1; }
 dir=$(mktemp -d /tmp/ckpt-refused.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-coproc P { exec "$prog" "$dir" 2>&1; }
+# The program talks to this script over two FIFOs, not a bash coproc: bash closes a coproc's
+# descriptors when it reaps it, which may be before the loop below has read its last lines.
+mkfifo "$dir/to" "$dir/from"
+"$prog" "$dir" < "$dir/to" > "$dir/from" 2>&1 &
+ppid=$!
+exec {out}>"$dir/to" {in}<"$dir/from"
 reloaded=0
-while IFS= read -r -u "${P[0]}" line; do
+while IFS= read -r -u "$in" line; do
   if [ "$line" = reload ]; then
     # The program holds no /dev/ckpt descriptor now (its session is closed).
     if rmmod ckpt && insmod "$KO" $args; then reloaded=1; else echo "# reload of ckpt.ko failed"; fi
-    echo go >&"${P[1]}"
+    echo go >&"$out"
     continue
   fi
   echo "$line"
 done
-wait "$P_PID"; rc=$?
+wait "$ppid"; rc=$?
+exec {in}<&- {out}>&-
 [ -c /dev/ckpt ] || insmod "$KO" $args
 [ $reloaded -eq 1 ] || { echo "not ok - ckpt.ko was not reloaded"; exit 1; }
 exit $rc
